@@ -1,0 +1,179 @@
+"""The `crm` command: run the local stack, the API, the workers, and operate them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from adapters.config import Settings
+from adapters.observability import configure_logging
+
+DEFAULT_DATA_DIR = ".crm-data"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole system on an embedded local stack")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
+    dev.set_defaults(func=_dev)
+
+    serve = commands.add_parser("serve", help="run the API (configured from the environment)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    _add_data_dir(migrate)
+    migrate.set_defaults(func=lambda a: _run(_migrate, a))
+
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = apikey.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--user", required=True, help="the user (tenant) id the key acts for")
+    create.add_argument("--role", choices=("creator", "auditor", "admin"), default="creator")
+    create.add_argument("--label")
+    _add_data_dir(create)
+    create.set_defaults(func=lambda a: _run(_apikey_create, a))
+
+    projections = commands.add_parser("projections", help="projectors").add_subparsers(
+        dest="action", required=True
+    )
+    status = projections.add_parser("status", help="position, lag and errors of each projector")
+    _add_data_dir(status)
+    status.set_defaults(func=lambda a: _run(_projections_status, a))
+
+    worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
+        dest="kind", required=True
+    )
+    projector = worker.add_parser("projections", help="follow the log into the read tables")
+    _add_data_dir(projector)
+    projector.set_defaults(func=lambda a: _run(_worker_projections, a))
+    return parser
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help="the `crm dev` folder to use when DATABASE_URL is not set",
+    )
+
+
+def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: Any) -> None:
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), json=False)
+    asyncio.run(command(args))
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """DATABASE_URL, or else the embedded Postgres of a `crm dev` data folder."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    if (args.data_dir / "pg").is_dir():
+        from adapters.embedded import EmbeddedStack
+
+        return EmbeddedStack(args.data_dir).start_postgres()
+    raise SystemExit(f"DATABASE_URL is not set and {args.data_dir} holds no `crm dev` database")
+
+
+async def _migrate(args: argparse.Namespace) -> None:
+    from adapters.postgres.migrate import migrate
+
+    applied = await migrate(_database_url(args))
+    print("\n".join(f"applied {name}" for name in applied) or "database is up to date")
+
+
+async def _apikey_create(args: argparse.Namespace) -> None:
+    from adapters.postgres.api_keys import create_api_key
+    from adapters.postgres.pool import create_pool
+
+    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    try:
+        key, principal = await create_api_key(
+            pool, user_id=args.user, role=args.role, label=args.label
+        )
+    finally:
+        await pool.close()
+    print(f"key id {principal.key_id}, user {principal.user_id}, role {principal.role}")
+    print(f"Authorization: Bearer {key}")
+
+
+async def _projections_status(args: argparse.Namespace) -> None:
+    from adapters.bootstrap import core_projections
+    from adapters.postgres.pool import create_pool
+    from adapters.postgres.projection_status import projector_status
+
+    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    try:
+        statuses = await projector_status(pool, core_projections())
+    finally:
+        await pool.close()
+    print(f"{'projector':<20} {'position':>10} {'lag events':>11} {'lag s':>8}  error")
+    for s in statuses:
+        print(
+            f"{s.name:<20} {s.position:>10} {s.lag_events:>11} {s.lag_seconds:>8.1f}"
+            f"  {s.last_error or '-'}"
+        )
+
+
+async def _worker_projections(args: argparse.Namespace) -> None:
+    from adapters import bootstrap
+    from worker.projections import run_projectors
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    container = await bootstrap.build(Settings.from_env(database_url=_database_url(args)))
+    stop = _stop_on_signals()
+    try:
+        await run_projectors(container, stop)
+    finally:
+        await container.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        "adapters.http.serve:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def _dev(args: argparse.Namespace) -> None:
+    from adapters.dev import run_dev
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_dev(args.host, args.port, args.data_dir))
+    sys.exit(0)

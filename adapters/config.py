@@ -1,0 +1,44 @@
+"""Configuration, only from environment variables (read when asked, never at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Requests larger than this are refused with 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
+    # How long a read-your-writes query waits for the projector before answering 503.
+    read_your_writes_timeout: float = 2.0
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "database_url": env.get("DATABASE_URL", ""),
+            "redis_url": env.get("REDIS_URL") or None,
+            "log_level": env.get("LOG_LEVEL", "INFO"),
+            "log_json": env.get("LOG_FORMAT", "json") == "json",
+        }
+        for name, key, kind in (
+            ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
+            ("read_your_writes_timeout", "CRM_READ_YOUR_WRITES_TIMEOUT", float),
+            ("pool_min_size", "CRM_POOL_MIN_SIZE", int),
+            ("pool_max_size", "CRM_POOL_MAX_SIZE", int),
+        ):
+            if key in env:
+                values[name] = kind(env[key])
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.database_url:
+            raise SystemExit("DATABASE_URL is not set (or run `crm dev` for the local stack)")
+        return settings

@@ -1,0 +1,141 @@
+"""`crm dev`: the whole system in one process on the embedded local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as redis
+import structlog
+import uvicorn
+
+from adapters import bootstrap
+from adapters.config import Settings
+from adapters.embedded import EmbeddedStack
+from adapters.http.app import create_app
+from adapters.observability import configure_logging
+from adapters.postgres.api_keys import create_api_key, find_principal
+from adapters.postgres.migrate import migrate
+from worker.projections import run_projectors
+
+log = structlog.get_logger(__name__)
+
+DEV_USER = "1"
+
+
+async def run_dev(host: str, port: int, data_dir: Path) -> None:
+    configure_logging(
+        os.environ.get("LOG_LEVEL", "INFO"), json=os.environ.get("LOG_FORMAT") == "json"
+    )
+    data_dir = data_dir.resolve()
+    stack = EmbeddedStack(data_dir)
+    try:
+        database_url = os.environ.get("DATABASE_URL") or await asyncio.to_thread(
+            stack.start_postgres
+        )
+        redis_url = os.environ.get("REDIS_URL") or await asyncio.to_thread(stack.start_redis)
+        await migrate(database_url)
+        await _ping_redis(redis_url)
+        settings = Settings.from_env(database_url=database_url, redis_url=redis_url)
+        container = await bootstrap.build(settings)
+        try:
+            key = await _dev_key(container.pool, data_dir)
+            await _serve(container, host, port, key)
+        finally:
+            await container.close()
+    finally:
+        stack.stop()
+
+
+async def _serve(container: bootstrap.Container, host: str, port: int, key: str) -> None:
+    server = _Server(
+        uvicorn.Config(
+            create_app(container=container),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    stop = asyncio.Event()
+    projectors = asyncio.create_task(run_projectors(container, stop))
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.05)
+    if server.started:
+        _print_banner(container.settings, host, port, key)
+    try:
+        await serving
+    finally:
+        stop.set()
+        await projectors
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM once it has stopped, which would kill the process before
+    the embedded databases are stopped; here a signal only asks the server to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def _ping_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _dev_key(pool: asyncpg.Pool, data_dir: Path) -> str:
+    """The development key for user 1, kept in the data folder so it survives restarts."""
+    path = data_dir / "dev-api-key"
+    if path.exists():
+        key = path.read_text().strip()
+        if await find_principal(pool, key):
+            return key
+    key, _ = await create_api_key(pool, user_id=DEV_USER, role="creator", label="crm dev")
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _print_banner(settings: Settings, host: str, port: int, key: str) -> None:
+    base = f"http://{host}:{port}"
+    print(
+        f"""
+fancrm is running (Ctrl-C stops everything)
+
+  API           {base}/api/crm/fans
+  OpenAPI docs  {base}/schema/swagger   (spec: {base}/schema/openapi.json)
+  PostgreSQL    {settings.database_url}
+  Redis         {settings.redis_url}
+
+  Development key for user {DEV_USER}:
+    Authorization: Bearer {key}
+
+  Try it:
+    curl -s -X POST {base}/api/crm/fans \\
+      -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+      -d '{{"name": "John Doe", "handle": "@johndoe", "valueCents": 50000}}'
+    curl -s {base}/api/crm/fans -H 'Authorization: Bearer {key}'
+
+  Other commands against this stack (same data folder):
+    uv run crm apikey create --user 2 --role creator
+    uv run crm projections status
+""",
+        flush=True,
+    )

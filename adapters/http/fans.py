@@ -1,0 +1,157 @@
+"""/api/crm/fans: the reference's FansRepository operations over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
+from litestar.params import Parameter
+
+from adapters.bootstrap import Container
+from adapters.http.context import command_context, wait_for_position
+from adapters.http.schemas import (
+    CreateFanBody,
+    FanChangedOut,
+    FanDeletedOut,
+    FanEnvelope,
+    FanListOut,
+    FanOut,
+    UpdateFanBody,
+)
+from adapters.postgres.api_keys import Principal
+from application import fans
+from application.errors import NotFound
+from application.fan_queries import FanSort, ListFans
+from domain.errors import InvalidValue
+
+MinPosition = Annotated[
+    int | None,
+    Parameter(
+        query="minPosition",
+        ge=1,
+        description="Wait (briefly) until the view includes this event position.",
+    ),
+]
+IfMatch = Annotated[
+    str | None,
+    Parameter(header="If-Match", description="The fan's version; 409 if it has moved on."),
+]
+
+
+class FansController(Controller):
+    path = "/api/crm/fans"
+    tags = ["fans"]
+
+    @get()
+    async def list_fans(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Container,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+        q: Annotated[str | None, Parameter(description="Text in name, handle or email")] = None,
+        sort: FanSort = "-createdAt",
+        min_position: MinPosition = None,
+    ) -> FanListOut:
+        await wait_for_position(container, "fans", min_position)
+        page = await container.fans.list_fans(
+            ListFans(
+                tenant=request.user.user_id,
+                limit=limit,
+                cursor=cursor,
+                tag=tag,
+                search=q,
+                sort=sort,
+            )
+        )
+        return FanListOut(
+            fans=[FanOut.from_view(view) for view in page.fans], next_cursor=page.next_cursor
+        )
+
+    @get("/{fan_id:int}")
+    async def get_fan(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Container,
+        fan_id: int,
+        min_position: MinPosition = None,
+    ) -> Response[FanEnvelope]:
+        await wait_for_position(container, "fans", min_position)
+        view = await container.fans.get_fan(request.user.user_id, fan_id)
+        if view is None:
+            raise NotFound(f"fan {fan_id}")
+        return _with_etag(FanEnvelope(fan=FanOut.from_view(view)), view.version)
+
+    @post()
+    async def create_fan(
+        self, request: Request[Principal, Any, Any], container: Container, data: CreateFanBody
+    ) -> Response[FanChangedOut]:
+        result = await fans.create_fan(
+            fans.CreateFan(
+                platform=data.platform,
+                platform_id=data.platform_id,
+                name=data.name,
+                handle=data.handle,
+                email=data.email,
+                value_cents=data.value_cents,
+                tags=tuple(data.tags),
+                notes=data.notes,
+            ),
+            command_context(request),
+            store=container.events,
+            ids=container.ids,
+        )
+        return _changed(result, status_code=201)
+
+    # PUT is accepted too: the reference's updateFan is a partial update, whatever the verb.
+    @route("/{fan_id:int}", http_method=[HttpMethod.PATCH, HttpMethod.PUT])
+    async def update_fan(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Container,
+        fan_id: int,
+        data: UpdateFanBody,
+        if_match: IfMatch = None,
+    ) -> Response[FanChangedOut]:
+        result = await fans.update_fan(
+            fans.UpdateFan(
+                fan_id=fan_id, changes=data.changes(), expected_version=_version(if_match)
+            ),
+            command_context(request),
+            store=container.events,
+        )
+        return _changed(result, status_code=200)
+
+    @delete("/{fan_id:int}", status_code=200)
+    async def delete_fan(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Container,
+        fan_id: int,
+        if_match: IfMatch = None,
+    ) -> FanDeletedOut:
+        result = await fans.delete_fan(
+            fans.DeleteFan(fan_id=fan_id, expected_version=_version(if_match)),
+            command_context(request),
+            store=container.events,
+        )
+        return FanDeletedOut(id=fan_id, deleted=True, position=result.position)
+
+
+def _changed(result: fans.FanChanged, *, status_code: int) -> Response[FanChangedOut]:
+    body = FanChangedOut(fan=FanOut.from_aggregate(result.fan), position=result.position)
+    return _with_etag(body, result.fan.version, status_code=status_code)
+
+
+def _with_etag(body: Any, version: int, *, status_code: int = 200) -> Response[Any]:
+    return Response(body, status_code=status_code, headers={"ETag": f'"{version}"'})
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidValue("if_match", "must be the fan's version, as in its ETag")
+    return int(text)

@@ -1,0 +1,101 @@
+"""One mapping from every error to an RFC 9457 problem+json response, for the whole app."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from application.errors import (
+    ConcurrencyError,
+    Forbidden,
+    NotFound,
+    ProjectionLagging,
+    Unauthorized,
+)
+from domain.errors import Gone, IllegalState, InvalidValue
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_BASE = "https://fancrm.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "invalid-value",
+    429: "too-many-requests",
+    503: "unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body = {
+        "type": PROBLEM_BASE + (slug or _SLUGS.get(status, "error")),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    instance = {"instance": request.url.path}
+    match error:
+        case InvalidValue():
+            return problem(422, str(error), field=_camel(error.field), **instance)
+        case NotFound() | Gone():
+            return problem(404, "no such resource for this account", **instance)
+        case ConcurrencyError():
+            return problem(409, str(error), slug="version-conflict", **instance)
+        case IllegalState():
+            return problem(409, str(error), slug="illegal-state", **instance)
+        case Unauthorized():
+            return problem(401, str(error), headers={"WWW-Authenticate": "Bearer"}, **instance)
+        case Forbidden():
+            return problem(403, str(error), **instance)
+        case ProjectionLagging():
+            return problem(
+                503, str(error), slug="projection-lagging", headers={"Retry-After": "1"}, **instance
+            )
+        case ValidationException():
+            return problem(400, _validation_detail(error), slug="validation-error", **instance)
+        case HTTPException():
+            return problem(error.status_code, error.detail, headers=error.headers, **instance)
+    log.exception("unhandled error", path=request.url.path)
+    return problem(500, "internal error", slug="internal-error", **instance)
+
+
+def _validation_detail(error: ValidationException) -> str:
+    extra = error.extra
+    if isinstance(extra, list) and extra:
+        first = extra[0]
+        if isinstance(first, dict) and first.get("message"):
+            key = first.get("key")
+            return f"{first['message']}" + (f" (at {key})" if key else "")
+    return str(error.detail)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+EXCEPTION_HANDLERS = {Exception: handle_error}

@@ -1,0 +1,117 @@
+"""The HTTP contract's bodies (camelCase on the wire), separate from commands and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from application.fan_queries import FanView
+from domain.fan import Fan
+
+
+class Body(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+
+class CreateFanBody(Body):
+    name: str | None = None
+    platform: str = "onlyfans"
+    platform_id: str | None = None
+    handle: str | None = None
+    email: str | None = None
+    value_cents: int = 0
+    tags: list[str] = []
+    notes: str | None = None
+
+
+class UpdateFanBody(Body):
+    name: str | UnsetType | None = UNSET
+    handle: str | UnsetType | None = UNSET
+    email: str | UnsetType | None = UNSET
+    value_cents: int | UnsetType = UNSET
+    tags: list[str] | UnsetType | None = UNSET
+    notes: str | UnsetType | None = UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            field: value
+            for field in self.__struct_fields__
+            if (value := getattr(self, field)) is not UNSET
+        }
+
+
+class FanOut(msgspec.Struct, kw_only=True, rename="camel"):
+    id: int
+    user_id: str
+    platform: str
+    platform_id: str | None
+    name: str | None
+    handle: str | None
+    email: str | None
+    value_cents: int
+    tags: list[str]
+    notes: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_view(cls, view: FanView) -> FanOut:
+        return cls(
+            id=view.fan_id,
+            user_id=view.tenant,
+            platform=view.platform,
+            platform_id=view.platform_id,
+            name=view.name,
+            handle=view.handle,
+            email=view.email,
+            value_cents=view.value_cents,
+            tags=list(view.tags),
+            notes=view.notes,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            version=view.version,
+        )
+
+    @classmethod
+    def from_aggregate(cls, fan: Fan) -> FanOut:
+        return cls(
+            id=fan.fan_id,
+            user_id=fan.tenant,
+            platform=fan.platform,
+            platform_id=fan.platform_id,
+            name=fan.name,
+            handle=fan.handle,
+            email=fan.email,
+            value_cents=fan.value_cents,
+            tags=list(fan.tags),
+            notes=fan.notes,
+            created_at=fan.created_on,
+            updated_at=fan.modified_on,
+            version=fan.version,
+        )
+
+
+class FanEnvelope(msgspec.Struct, kw_only=True, rename="camel"):
+    fan: FanOut
+
+
+class FanChangedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """A command's answer: the new state, and the log position to read your own write at."""
+
+    fan: FanOut
+    position: int
+
+
+class FanDeletedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    id: int
+    deleted: bool
+    position: int
+
+
+class FanListOut(msgspec.Struct, kw_only=True, rename="camel"):
+    fans: list[FanOut]
+    next_cursor: str | None

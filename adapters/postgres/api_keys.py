@@ -1,0 +1,50 @@
+"""API keys: created once and shown once; only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import asyncpg
+import msgspec
+
+ROLES = ("creator", "auditor", "admin")
+_PREFIX = "crm_"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the key decides the tenant, never the request body."""
+
+    key_id: str
+    user_id: str
+    role: str
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def create_api_key(
+    pool: asyncpg.Pool, *, user_id: str, role: str, label: str | None = None
+) -> tuple[str, Principal]:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    key_id = secrets.token_hex(4)
+    key = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    await pool.execute(
+        "INSERT INTO api_keys (key_id, key_hash, user_id, role, label) VALUES ($1, $2, $3, $4, $5)",
+        key_id,
+        hash_key(key),
+        user_id,
+        role,
+        label,
+    )
+    return key, Principal(key_id, user_id, role)
+
+
+async def find_principal(pool: asyncpg.Pool, key: str) -> Principal | None:
+    row = await pool.fetchrow(
+        "SELECT key_id, user_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        hash_key(key),
+    )
+    return Principal(row["key_id"], row["user_id"], row["role"]) if row else None

@@ -1,0 +1,175 @@
+"""The event store on asyncpg: append to one stream with an expected version, read a stream,
+read the global log in commit order.
+
+Why the global log is read by (transaction id, position) and only below the snapshot's xmin:
+a position is taken from the identity sequence when a row is inserted, but the row becomes
+visible only when its transaction commits. Transaction A may insert position 10 and commit
+after B inserted and committed position 11; a reader that had already read 11 and kept
+"position > 11" as its checkpoint would never see 10. Instead each reader asks Postgres for
+``pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction that may still be running,
+and reads only rows written by transactions older than it: all of those have committed or
+aborted, so nothing can still appear behind the checkpoint. Ordering by (transaction id,
+position) gives every reader the same total order. No global lock is taken on append (a lock
+serialising writers costs about 9x in throughput here); the price is that a long-open
+transaction delays readers — it never makes them skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from adapters.postgres.codec import decode_event, encode_data, event_type_of, schema_version
+from application.errors import ConcurrencyError
+from application.ports import Checkpoint, EventMetadata, RecordedEvent
+from domain.base import DomainEvent
+
+_COLUMNS = (
+    "position, transaction_id, event_id, stream_id, stream_type, version, event_type,"
+    " data, metadata, recorded_at"
+)
+
+# One round trip for any number of events. The WHERE clause is the expected-version check
+# (no gap, no overlap); the unique (stream_id, version) index catches concurrent writers.
+_APPEND = """
+INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
+SELECT e.event_id, $1, $2, e.version, e.event_type, e.data::jsonb, e.metadata::jsonb
+FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[])
+     WITH ORDINALITY AS e(event_id, version, event_type, data, metadata, n)
+WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $8
+ORDER BY e.n
+RETURNING position
+"""
+
+_READ_ALL = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT $3
+"""
+
+_metadata_encoder = msgspec.json.Encoder()
+
+
+class PostgresEventStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        events: Sequence[DomainEvent],
+        *,
+        expected_version: int,
+        metadata: EventMetadata,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> list[int]:
+        if not events:
+            return []
+        ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
+        if len(ids) != len(events):
+            raise ValueError("one event id per event")
+        types = [event_type_of(event) for event in events]
+        args = (
+            stream_id,
+            stream_type,
+            ids,
+            [expected_version + i for i in range(1, len(events) + 1)],
+            types,
+            [encode_data(event) for event in events],
+            [_encode_metadata(metadata, t) for t in types],
+            expected_version,
+        )
+        async with self._pool.acquire() as conn:
+            try:
+                rows = await conn.fetch(_APPEND, *args)
+            except asyncpg.UniqueViolationError:
+                rows = []
+            if len(rows) == len(events):
+                return [row["position"] for row in rows]
+            return await self._already_appended(conn, stream_id, ids, expected_version)
+
+    async def _already_appended(
+        self, conn: asyncpg.Connection, stream_id: str, ids: list[UUID], expected: int
+    ) -> list[int]:
+        """A retried append of events already stored is a no-op; anything else is a conflict."""
+        rows = await conn.fetch(
+            "SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[])", ids
+        )
+        found = {row["event_id"]: row["position"] for row in rows}
+        if len(found) == len(ids):
+            return [found[event_id] for event_id in ids]
+        actual = await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
+        raise ConcurrencyError(f"{stream_id} is at version {actual}, expected {expected}")
+
+    async def load(
+        self,
+        stream_id: str,
+        *,
+        up_to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM events
+            WHERE stream_id = $1
+              AND ($2::int IS NULL OR version <= $2)
+              AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+            ORDER BY version
+            """,
+            stream_id,
+            up_to_version,
+            as_of,
+        )
+        return [to_recorded(row) for row in rows]
+
+    async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
+        rows = await self._pool.fetch(_READ_ALL, after.transaction_id, after.position, limit)
+        return [to_recorded(row) for row in rows]
+
+    async def head(self) -> Checkpoint:
+        """The newest place a reader of the global log can reach now."""
+        row = await self._pool.fetchrow(
+            """
+            SELECT transaction_id, position FROM events
+            WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY transaction_id DESC, position DESC LIMIT 1
+            """
+        )
+        return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
+
+
+def _encode_metadata(metadata: EventMetadata, event_type: str) -> str:
+    stamped = msgspec.structs.replace(metadata, schema_version=schema_version(event_type))
+    return _metadata_encoder.encode(stamped).decode()
+
+
+def to_recorded(row: Any) -> RecordedEvent:
+    metadata = msgspec.convert(row["metadata"], EventMetadata)
+    return RecordedEvent(
+        position=row["position"],
+        transaction_id=row["transaction_id"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        version=row["version"],
+        event_type=row["event_type"],
+        event=decode_event(
+            row["event_type"],
+            row["stream_id"],
+            row["version"],
+            row["data"],
+            metadata.schema_version,
+        ),
+        metadata=metadata,
+        recorded_at=row["recorded_at"],
+    )

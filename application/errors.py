@@ -1,0 +1,27 @@
+"""Errors the application layer raises; adapters translate their own failures into these."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    pass
+
+
+class NotFound(ApplicationError):
+    """No such thing for this tenant (404). Another tenant's data is reported the same way."""
+
+
+class ConcurrencyError(ApplicationError):
+    """The stream moved on since it was read: the expected version is stale (409)."""
+
+
+class Unauthorized(ApplicationError):
+    """No valid credentials (401)."""
+
+
+class Forbidden(ApplicationError):
+    """Valid credentials without the right role (403)."""
+
+
+class ProjectionLagging(ApplicationError):
+    """A read-your-writes query waited its bound and the read model is still behind (503)."""

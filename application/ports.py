@@ -1,0 +1,111 @@
+"""The ports the application needs, as Protocols. Adapters implement them; tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+
+from domain.base import DomainEvent
+
+
+class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    """Who and what caused an event. Stored in clear beside every event."""
+
+    tenant: str
+    actor: str
+    correlation_id: str
+    causation_id: str
+    trace_id: str | None = None
+    schema_version: int = 1
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A domain event as the log holds it: decoded, with its place in the log."""
+
+    position: int
+    transaction_id: int
+    event_id: UUID
+    stream_id: str
+    stream_type: str
+    version: int
+    event_type: str
+    event: DomainEvent
+    metadata: EventMetadata
+    recorded_at: datetime
+
+
+class Checkpoint(msgspec.Struct, frozen=True, order=True):
+    """A place in the global log in commit order: (transaction id, position)."""
+
+    transaction_id: int = 0
+    position: int = 0
+
+
+class EventStore(Protocol):
+    async def load(
+        self,
+        stream_id: str,
+        *,
+        up_to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[RecordedEvent]: ...
+
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        events: Sequence[DomainEvent],
+        *,
+        expected_version: int,
+        metadata: EventMetadata,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> list[int]:
+        """Append atomically after ``expected_version``; returns the events' positions.
+
+        Raises ConcurrencyError if the stream is not at ``expected_version``. Appending event
+        ids that are already stored is a no-op returning their original positions.
+        """
+        ...
+
+    async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
+        """Events after ``after`` in commit order, never past an uncommitted transaction."""
+        ...
+
+
+class IdAllocator(Protocol):
+    async def next_id(self, kind: str) -> int: ...
+
+
+class Sql(Protocol):
+    """The slice of a database connection that projections use to write their tables."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+    async def executemany(self, command: str, args: Any) -> None: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+
+class ProjectionStore(Protocol):
+    """Where a projector reads the log and keeps its tables and checkpoint."""
+
+    async def checkpoint(self, name: str) -> Checkpoint: ...
+
+    def transaction(self, schema: str) -> AbstractAsyncContextManager[Sql]:
+        """A transaction whose unqualified table names resolve to ``schema``."""
+        ...
+
+    async def save_checkpoint(self, sql: Sql, name: str, checkpoint: Checkpoint) -> None: ...
+
+    async def record_error(self, name: str, error: str) -> None: ...
+
+    async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]: ...
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when new events may be readable, or after ``timeout`` seconds."""
+        ...

@@ -1,0 +1,262 @@
+"""The Fan aggregate: a person who follows a creator, with a spend history, tags and notes.
+
+Rules live here, not in handlers: ``register`` and ``update`` validate and normalise every value
+before an event is triggered, because the ``@event`` bodies re-run on every replay and must
+only assign state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from eventsourcing.domain import BaseAggregate, event
+
+from domain.base import AggregateCreated, DomainEvent
+from domain.errors import Gone, InvalidValue
+
+PLATFORMS = frozenset({"onlyfans", "fansly", "patreon"})
+MAX_NAME = 200
+MAX_NOTES = 10_000
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 40
+# Ten million dollars: far above any real lifetime spend, low enough to catch unit mistakes.
+MAX_VALUE_CENTS = 1_000_000_000
+
+_HANDLE = re.compile(r"@?[A-Za-z0-9_.\-]{1,64}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_TAG = re.compile(r"[\w][\w \-]*")
+
+EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes")
+
+
+def fan_stream_id(fan_id: int) -> str:
+    return f"fan-{fan_id}"
+
+
+def normalise_name(value: str | None) -> str | None:
+    text = _optional_text("name", value)
+    if text is not None and len(text) > MAX_NAME:
+        raise InvalidValue("name", f"must be at most {MAX_NAME} characters")
+    return text
+
+
+def normalise_handle(value: str | None) -> str | None:
+    text = _optional_text("handle", value)
+    if text is not None and not _HANDLE.fullmatch(text):
+        raise InvalidValue(
+            "handle", "must be 1-64 letters, digits, '_', '.' or '-', optionally after '@'"
+        )
+    return text
+
+
+def normalise_email(value: str | None) -> str | None:
+    text = _optional_text("email", value)
+    if text is None:
+        return None
+    if len(text) > 254 or not _EMAIL.fullmatch(text):
+        raise InvalidValue("email", "is not a valid email address")
+    return text
+
+
+def normalise_value_cents(value: Any) -> int:
+    # bool is an int in Python; True cents is a bug, not a value.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue("value_cents", "must be an integer number of cents")
+    if value < 0:
+        raise InvalidValue("value_cents", "must not be negative")
+    if value > MAX_VALUE_CENTS:
+        raise InvalidValue("value_cents", f"must be at most {MAX_VALUE_CENTS}")
+    return value
+
+
+def normalise_tags(values: Iterable[str] | None) -> tuple[str, ...]:
+    """Tags are case-insensitive labels: trimmed, lower-cased, de-duplicated in order."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        raise InvalidValue("tags", "must be a list of strings")
+    tags: list[str] = []
+    for raw in values:
+        if not isinstance(raw, str):
+            raise InvalidValue("tags", "must be a list of strings")
+        tag = " ".join(raw.split()).lower()
+        if not tag:
+            raise InvalidValue("tags", "must not contain empty tags")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise InvalidValue("tags", f"each tag must be at most {MAX_TAG_LENGTH} characters")
+        if not _TAG.fullmatch(tag):
+            raise InvalidValue("tags", f"'{raw}' may hold only letters, digits, ' ', '_', '-'")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise InvalidValue("tags", f"at most {MAX_TAGS} tags")
+    return tuple(tags)
+
+
+def normalise_notes(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue("notes", "must be a string")
+    if len(value) > MAX_NOTES:
+        raise InvalidValue("notes", f"must be at most {MAX_NOTES} characters")
+    return value or None
+
+
+def _optional_text(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(field, "must be a string")
+    return value.strip() or None
+
+
+class Fan(BaseAggregate[str]):
+    @staticmethod
+    def create_id(fan_id: int) -> str:
+        return fan_stream_id(fan_id)
+
+    class Event(DomainEvent):
+        pass
+
+    class Created(Event, AggregateCreated):
+        fan_id: int
+        tenant: str
+        platform: str
+        platform_id: str | None
+        name: str | None
+        handle: str | None
+        email: str | None
+        value_cents: int
+        tags: tuple[str, ...]
+        notes: str | None
+
+    class Updated(Event):
+        # The new values of every editable field: a reader never needs the previous event
+        # to know the state, and an absent field is never confused with a cleared one.
+        name: str | None
+        handle: str | None
+        email: str | None
+        value_cents: int
+        tags: tuple[str, ...]
+        notes: str | None
+
+    class Deleted(Event):
+        pass
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        fan_id: int,
+        tenant: str,
+        platform: str = "onlyfans",
+        platform_id: str | None = None,
+        name: str | None = None,
+        handle: str | None = None,
+        email: str | None = None,
+        value_cents: int = 0,
+        tags: Iterable[str] | None = None,
+        notes: str | None = None,
+    ) -> Fan:
+        if platform not in PLATFORMS:
+            raise InvalidValue("platform", f"must be one of {', '.join(sorted(PLATFORMS))}")
+        fields = _validated(name, handle, email, value_cents, tags, notes)
+        return cls(
+            fan_id=fan_id,
+            tenant=tenant,
+            platform=platform,
+            platform_id=_optional_text("platform_id", platform_id),
+            **fields,
+        )
+
+    @event(Created)
+    def __init__(
+        self,
+        fan_id: int,
+        tenant: str,
+        platform: str,
+        platform_id: str | None,
+        name: str | None,
+        handle: str | None,
+        email: str | None,
+        value_cents: int,
+        tags: tuple[str, ...],
+        notes: str | None,
+    ) -> None:
+        self.fan_id = fan_id
+        self.tenant = tenant
+        self.platform = platform
+        self.platform_id = platform_id
+        self.name = name
+        self.handle = handle
+        self.email = email
+        self.value_cents = value_cents
+        self.tags = tuple(tags)
+        self.notes = notes
+        self.deleted = False
+
+    def update(self, **changes: Any) -> bool:
+        """Apply the given editable fields; returns False (and records nothing) if none changed."""
+        self._require_live()
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise InvalidValue(sorted(unknown)[0], "is not an editable field")
+        current = {name: getattr(self, name) for name in EDITABLE_FIELDS}
+        fields = _validated(**{**current, **changes})
+        if fields == current:
+            return False
+        self._updated(**fields)
+        return True
+
+    @event(Updated)
+    def _updated(
+        self,
+        name: str | None,
+        handle: str | None,
+        email: str | None,
+        value_cents: int,
+        tags: tuple[str, ...],
+        notes: str | None,
+    ) -> None:
+        self.name = name
+        self.handle = handle
+        self.email = email
+        self.value_cents = value_cents
+        self.tags = tuple(tags)
+        self.notes = notes
+
+    def delete(self) -> None:
+        self._require_live()
+        self._deleted()
+
+    @event(Deleted)
+    def _deleted(self) -> None:
+        self.deleted = True
+
+    def _require_live(self) -> None:
+        if self.deleted:
+            raise Gone(f"fan {self.fan_id} was deleted")
+
+
+def _validated(
+    name: str | None,
+    handle: str | None,
+    email: str | None,
+    value_cents: int,
+    tags: Iterable[str] | None,
+    notes: str | None,
+) -> dict[str, Any]:
+    fields = {
+        "name": normalise_name(name),
+        "handle": normalise_handle(handle),
+        "email": normalise_email(email),
+        "value_cents": normalise_value_cents(value_cents),
+        "tags": normalise_tags(tags),
+        "notes": normalise_notes(notes),
+    }
+    if fields["name"] is None and fields["handle"] is None:
+        raise InvalidValue("name", "a fan needs a name or a handle")
+    return fields
