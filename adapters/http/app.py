@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -24,7 +24,7 @@ PUBLIC_PATHS = ["/schema", "/health"]
 
 
 @get("/health", include_in_schema=False)
-async def health(container: Container) -> dict[str, str]:
+async def health(container: NamedDependency[Container]) -> dict[str, str]:
     await container.pool.fetchval("SELECT 1")
     return {"status": "ok"}
 
@@ -37,15 +37,22 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     max_body = (container.settings if container else settings).max_body_bytes  # type: ignore[union-attr]
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned = container is None
-        app.state.container = container or await bootstrap.build(settings)  # type: ignore[arg-type]
+    async def build_and_close(app: Litestar) -> AsyncIterator[None]:
+        app.state.container = await bootstrap.build(settings)  # type: ignore[arg-type]
         app.state.key_cache = KeyCache(app.state.container.pool)
         try:
             yield
         finally:
-            if owned:
-                await app.state.container.close()
+            await app.state.container.close()
+
+    # Given a container, the app is ready at once (no lifespan needed, so any ASGI client can
+    # drive it); otherwise it builds its own at start-up.
+    state = (
+        State({"container": container, "key_cache": KeyCache(container.pool)})
+        if container
+        else State()
+    )
+    lifespan = [] if container else [build_and_close]
 
     def provide_container(state: State) -> Container:
         return state.container
@@ -58,7 +65,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        lifespan=[lifespan],
+        lifespan=lifespan,
+        state=state,
         request_max_body_size=max_body,
         openapi_config=OpenAPIConfig(
             title="fancrm",

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import (
+    FromPath,
+    FromQuery,
+    HeaderParameter,
+    JSONBody,
+    QueryParameter,
+)
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, wait_for_position
@@ -24,17 +31,18 @@ from application.errors import NotFound
 from application.fan_queries import FanSort, ListFans
 from domain.errors import InvalidValue
 
+Deps = NamedDependency[Container]
 MinPosition = Annotated[
     int | None,
-    Parameter(
-        query="minPosition",
+    QueryParameter(
+        name="minPosition",
         ge=1,
         description="Wait (briefly) until the view includes this event position.",
     ),
 ]
 IfMatch = Annotated[
     str | None,
-    Parameter(header="If-Match", description="The fan's version; 409 if it has moved on."),
+    HeaderParameter(name="If-Match", description="The fan's version; 409 if it moved on."),
 ]
 
 
@@ -46,12 +54,14 @@ class FansController(Controller):
     async def list_fans(
         self,
         request: Request[Principal, Any, Any],
-        container: Container,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: str | None = None,
-        tag: str | None = None,
-        q: Annotated[str | None, Parameter(description="Text in name, handle or email")] = None,
-        sort: FanSort = "-createdAt",
+        container: Deps,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+        tag: FromQuery[str | None] = None,
+        q: Annotated[
+            str | None, QueryParameter(description="Text in name, handle or email")
+        ] = None,
+        sort: FromQuery[FanSort] = "-createdAt",
         min_position: MinPosition = None,
     ) -> FanListOut:
         await wait_for_position(container, "fans", min_position)
@@ -73,8 +83,8 @@ class FansController(Controller):
     async def get_fan(
         self,
         request: Request[Principal, Any, Any],
-        container: Container,
-        fan_id: int,
+        container: Deps,
+        fan_id: FromPath[int],
         min_position: MinPosition = None,
     ) -> Response[FanEnvelope]:
         await wait_for_position(container, "fans", min_position)
@@ -85,7 +95,7 @@ class FansController(Controller):
 
     @post()
     async def create_fan(
-        self, request: Request[Principal, Any, Any], container: Container, data: CreateFanBody
+        self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
         result = await fans.create_fan(
             fans.CreateFan(
@@ -109,9 +119,9 @@ class FansController(Controller):
     async def update_fan(
         self,
         request: Request[Principal, Any, Any],
-        container: Container,
-        fan_id: int,
-        data: UpdateFanBody,
+        container: Deps,
+        fan_id: FromPath[int],
+        data: JSONBody[UpdateFanBody],
         if_match: IfMatch = None,
     ) -> Response[FanChangedOut]:
         result = await fans.update_fan(
@@ -127,8 +137,8 @@ class FansController(Controller):
     async def delete_fan(
         self,
         request: Request[Principal, Any, Any],
-        container: Container,
-        fan_id: int,
+        container: Deps,
+        fan_id: FromPath[int],
         if_match: IfMatch = None,
     ) -> FanDeletedOut:
         result = await fans.delete_fan(

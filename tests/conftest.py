@@ -1,0 +1,68 @@
+"""Shared fixtures: a real Postgres (embedded unless DATABASE_URL is set), the app, API keys.
+
+Tests use random tenants and ids so they never collide inside the shared session database;
+tests that read the whole global log get a database of their own (``fresh_database_url``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from adapters import bootstrap
+from adapters.config import Settings
+from adapters.http.app import create_app
+from adapters.postgres.api_keys import create_api_key
+from tests.support.databases import TestServer
+
+
+@pytest.fixture(scope="session")
+async def test_server() -> AsyncIterator[TestServer]:
+    server = TestServer()
+    server.start()
+    try:
+        await server.create_template()
+        yield server
+        await server.drop_all()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(test_server: TestServer) -> str:
+    return await test_server.clone()
+
+
+@pytest.fixture
+async def fresh_database_url(test_server: TestServer) -> str:
+    return await test_server.clone()
+
+
+@pytest.fixture(scope="session")
+async def container(database_url: str) -> AsyncIterator[bootstrap.Container]:
+    settings = Settings.from_env({}, database_url=database_url, pool_min_size=1, pool_max_size=10)
+    built = await bootstrap.build(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def api_key(container: bootstrap.Container, tenant: str) -> str:
+    key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
+    return key
+
+
+@pytest.fixture(scope="session")
+async def http(container: bootstrap.Container) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on the test's own event loop (litestar's AsyncTestClient runs it on another)."""
+    transport = httpx.ASGITransport(app=create_app(container=container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
