@@ -68,6 +68,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         lifespan=lifespan,
         state=state,
         request_max_body_size=max_body,
+        # Logging is configured once per process by adapters.observability, not by litestar.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="fancrm",
             version="0.1.0",
