@@ -8,7 +8,10 @@ import uuid
 from typing import Any
 
 import structlog
+from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.http.problems import handle_error
 
 log = structlog.get_logger("http")
 
@@ -39,6 +42,15 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_with_id)
+        except Exception as error:
+            # Errors of the routes are answered inside this middleware, but an error raised by
+            # a middleware within it (the API key check) would be answered outside, through
+            # the bare `send`: no correlation id on the 401, and no status in the log line.
+            if "code" in status:
+                raise
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            response = handle_error(request, error).to_asgi_response(app=None, request=request)
+            await response(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

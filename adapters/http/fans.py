@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
@@ -24,6 +25,7 @@ from adapters.http.schemas import (
     FanListOut,
     FanOut,
     UpdateFanBody,
+    decode_strictly,
 )
 from adapters.postgres.api_keys import Principal
 from application import fans
@@ -37,6 +39,7 @@ MinPosition = Annotated[
     QueryParameter(
         name="minPosition",
         ge=1,
+        le=2**63 - 1,  # positions are bigint; asyncpg cannot even send a larger number
         description="Wait (briefly) until the view includes this event position.",
     ),
 ]
@@ -97,6 +100,7 @@ class FansController(Controller):
     async def create_fan(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
+        data = decode_strictly(await request.body(), CreateFanBody)
         result = await fans.create_fan(
             fans.CreateFan(
                 platform=data.platform,
@@ -124,6 +128,7 @@ class FansController(Controller):
         data: JSONBody[UpdateFanBody],
         if_match: IfMatch = None,
     ) -> Response[FanChangedOut]:
+        data = decode_strictly(await request.body(), UpdateFanBody)
         result = await fans.update_fan(
             fans.UpdateFan(
                 fan_id=fan_id, changes=data.changes(), expected_version=_version(if_match)
@@ -162,6 +167,10 @@ def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    # Not str.isdigit(): it accepts '²' (a latin-1 header byte) and int() then fails with a 500.
+    if not _VERSION.fullmatch(text):
         raise InvalidValue("if_match", "must be the fan's version, as in its ETag")
     return int(text)
+
+
+_VERSION = re.compile(r"[0-9]{1,18}")

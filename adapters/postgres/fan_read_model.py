@@ -19,6 +19,10 @@ SELECT fan_id, tenant_id AS tenant, platform, platform_id, name, handle, email, 
 FROM fans
 """
 
+# Ids, cents and cursor values are bigint columns: anything outside this range names no row,
+# and asyncpg refuses to send it at all.
+_BIGINT = range(-(2**63), 2**63)
+
 # sort -> (key column, descending)
 _SORTS = {
     "-createdAt": ("fan_id", True),
@@ -33,6 +37,8 @@ class PostgresFanReadModel:
         self._pool = pool
 
     async def get_fan(self, tenant: str, fan_id: int) -> FanView | None:
+        if fan_id not in _BIGINT:
+            return None
         row = await self._pool.fetchrow(
             _SELECT + "WHERE fan_id = $1 AND tenant_id = $2", fan_id, tenant
         )
@@ -46,19 +52,24 @@ class PostgresFanReadModel:
             args.append(normalise_tags([query.tag])[0])
             where.append(f"tags @> ARRAY[${len(args)}::text]")
         if query.search:
+            if "\x00" in query.search:
+                # Postgres text cannot hold NUL, so no fan can match it.
+                raise InvalidValue("q", "must not contain NUL characters")
             args.append("%" + _escape_like(query.search.strip().lower()) + "%")
             where.append(f"search_text LIKE ${len(args)}")
         if query.cursor:
             value, last_id = _decode_cursor(query.cursor)
-            args += [value, last_id]
             compare = "<" if descending else ">"
-            key = f"({column}, fan_id)" if column != "fan_id" else "fan_id"
-            bound = (
-                f"(${len(args) - 1}::bigint, ${len(args)}::bigint)"
-                if column != "fan_id"
-                else f"${len(args)}::bigint"
-            )
-            where.append(f"{key} {compare} {bound}")
+            # Sorted by id alone, the cursor's value is the id again: bind it once, since
+            # Postgres cannot type a parameter the statement never uses.
+            if column == "fan_id":
+                args.append(last_id)
+                where.append(f"fan_id {compare} ${len(args)}::bigint")
+            else:
+                args += [value, last_id]
+                where.append(
+                    f"({column}, fan_id) {compare} (${len(args) - 1}::bigint, ${len(args)}::bigint)"
+                )
         order = "DESC" if descending else "ASC"
         order_by = f"{column} {order}, fan_id {order}" if column != "fan_id" else f"fan_id {order}"
         args.append(query.limit + 1)
@@ -92,4 +103,6 @@ def _decode_cursor(cursor: str) -> tuple[int, int]:
         value, fan_id = msgspec.json.decode(raw, type=tuple[int, int])
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise InvalidValue("cursor", "is not a cursor this API returned") from None
+    if value not in _BIGINT or fan_id not in _BIGINT:
+        raise InvalidValue("cursor", "is not a cursor this API returned")
     return value, fan_id
