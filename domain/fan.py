@@ -79,8 +79,7 @@ def normalise_tags(values: Iterable[str] | None) -> tuple[str, ...]:
         raise InvalidValue("tags", "must be a list of strings")
     tags: list[str] = []
     for raw in values:
-        if not isinstance(raw, str):
-            raise InvalidValue("tags", "must be a list of strings")
+        _require_text("tags", raw)
         tag = " ".join(raw.split()).lower()
         if not tag:
             raise InvalidValue("tags", "must not contain empty tags")
@@ -98,8 +97,7 @@ def normalise_tags(values: Iterable[str] | None) -> tuple[str, ...]:
 def normalise_notes(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidValue("notes", "must be a string")
+    _require_text("notes", value)
     if len(value) > MAX_NOTES:
         raise InvalidValue("notes", f"must be at most {MAX_NOTES} characters")
     return value or None
@@ -108,9 +106,16 @@ def normalise_notes(value: str | None) -> str | None:
 def _optional_text(field: str, value: str | None) -> str | None:
     if value is None:
         return None
+    _require_text(field, value)
+    return value.strip() or None
+
+
+def _require_text(field: str, value: object) -> None:
     if not isinstance(value, str):
         raise InvalidValue(field, "must be a string")
-    return value.strip() or None
+    # NUL is never text a person typed, and Postgres cannot store it in text or jsonb.
+    if "\x00" in value:
+        raise InvalidValue(field, "must not contain NUL characters")
 
 
 class Fan(BaseAggregate[str]):
@@ -144,6 +149,11 @@ class Fan(BaseAggregate[str]):
         notes: str | None
 
     class Deleted(Event):
+        pass
+
+    class Erased(Event):
+        # Carries no personal data: the event store destroys the fan's data key in the same
+        # transaction, which makes every earlier copy of the personal fields unreadable.
         pass
 
     @classmethod
@@ -197,6 +207,7 @@ class Fan(BaseAggregate[str]):
         self.tags = tuple(tags)
         self.notes = notes
         self.deleted = False
+        self.erased = False
 
     def update(self, **changes: Any) -> bool:
         """Apply the given editable fields; returns False (and records nothing) if none changed."""
@@ -235,6 +246,18 @@ class Fan(BaseAggregate[str]):
     @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
+
+    def erase(self) -> None:
+        """Honour the right to erasure; allowed for deleted fans too, once."""
+        if self.erased:
+            raise Gone(f"fan {self.fan_id} was erased")
+        self._erased()
+
+    @event(Erased)
+    def _erased(self) -> None:
+        self.deleted = True
+        self.erased = True
+        self.name = self.handle = self.email = self.notes = self.platform_id = None
 
     def _require_live(self) -> None:
         if self.deleted:

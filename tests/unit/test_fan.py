@@ -166,3 +166,22 @@ def test_normalised_tags_are_unique_and_lowercase(tags: list[str]) -> None:
     result = registered(tags=tags).tags
     assert len(result) == len(set(result))
     assert all(tag == tag.strip().lower() for tag in result)
+
+
+def test_erasing_clears_personal_data_and_ends_the_fan() -> None:
+    fan = registered(handle="@john", email="john@example.com", notes="n", value_cents=900)
+    fan.erase()
+    assert (fan.name, fan.handle, fan.email, fan.notes) == (None, None, None, None)
+    assert fan.value_cents == 900
+    assert fan.erased and fan.deleted
+    with pytest.raises(Gone):
+        fan.update(name="John again")
+    with pytest.raises(Gone):
+        fan.erase()
+
+
+def test_a_deleted_fan_can_still_be_erased() -> None:
+    fan = registered()
+    fan.delete()
+    fan.erase()
+    assert replay(fan).erased
