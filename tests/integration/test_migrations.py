@@ -5,7 +5,7 @@ import uuid
 
 import asyncpg
 
-from adapters.postgres.migrate import migration_files, migrate
+from adapters.postgres.migrate import migrate, migration_files
 from tests.support.databases import TestServer, with_database
 
 

@@ -173,7 +173,8 @@ def test_erasing_clears_personal_data_and_ends_the_fan() -> None:
     fan.erase()
     assert (fan.name, fan.handle, fan.email, fan.notes) == (None, None, None, None)
     assert fan.value_cents == 900
-    assert fan.erased and fan.deleted
+    assert fan.erased
+    assert fan.deleted
     with pytest.raises(Gone):
         fan.update(name="John again")
     with pytest.raises(Gone):
