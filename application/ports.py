@@ -100,11 +100,20 @@ class ProjectionStore(Protocol):
         """A transaction whose unqualified table names resolve to ``schema``."""
         ...
 
+    async def claim(self, sql: Sql, name: str) -> Checkpoint:
+        """Make this transaction the only one working for projector ``name`` until it ends,
+        and return the checkpoint as the previous holder left it."""
+        ...
+
     async def save_checkpoint(self, sql: Sql, name: str, checkpoint: Checkpoint) -> None: ...
 
     async def record_error(self, name: str, error: str) -> None: ...
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]: ...
+
+    async def listen(self) -> None:
+        """Start listening for new events, so that no notification is missed after it."""
+        ...
 
     async def wait_for_events(self, timeout: float) -> None:
         """Return when new events may be readable, or after ``timeout`` seconds."""

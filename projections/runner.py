@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 
@@ -40,11 +42,11 @@ class ProjectionRunner:
 
     async def run_batch(self) -> int:
         """Apply the next batch; returns how many events it applied."""
-        after = await self.store.checkpoint(self.name)
-        batch = await self.store.read_all(after, self.batch_size)
-        if not batch:
-            return 0
         async with self.store.transaction(self.schema) as sql:
+            after = await self.store.claim(sql, self.name)
+            batch = await self.store.read_all(after, self.batch_size)
+            if not batch:
+                return 0
             for recorded in batch:
                 await self.projection.apply(sql, recorded)
             last = batch[-1]
@@ -62,12 +64,13 @@ class ProjectionRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the log until ``stop`` is set; a failing batch is retried with backoff."""
         backoff = self.poll_interval
+        await self.store.listen()
         while not stop.is_set():
             try:
                 if await self.run_batch():
                     backoff = self.poll_interval
                     continue
-                await self.store.wait_for_events(self.poll_interval)
+                await _first_of(self.store.wait_for_events(self.poll_interval), stop.wait())
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a bug or an outage: keep the error visible, retry
@@ -81,6 +84,15 @@ class ProjectionRunner:
             await self.store.record_error(self.name, f"{type(error).__name__}: {error}")
         except Exception:
             log.warning("could not record projection error", projection=self.name)
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -101,7 +101,10 @@ class PostgresEventStore:
     ) -> list[int]:
         """A retried append of events already stored is a no-op; anything else is a conflict."""
         rows = await conn.fetch(
-            "SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[])", ids
+            "SELECT event_id, position FROM events"
+            " WHERE event_id = ANY($1::uuid[]) AND stream_id = $2",
+            ids,
+            stream_id,
         )
         found = {row["event_id"]: row["position"] for row in rows}
         if len(found) == len(ids):

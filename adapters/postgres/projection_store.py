@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import asyncpg
 
@@ -21,10 +22,15 @@ class PostgresProjectionStore:
         self._woken = asyncio.Event()
 
     async def checkpoint(self, name: str) -> Checkpoint:
-        row = await self._pool.fetchrow(
-            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1", name
-        )
-        return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
+        return await _read_checkpoint(self._pool, name)
+
+    async def claim(self, sql: Sql, name: str) -> Checkpoint:
+        # Two runners of one projector (two worker replicas, `crm dev` beside a worker) would
+        # each apply the same batch. A transaction-scoped advisory lock per projector makes
+        # the second wait, then read the checkpoint the first one committed. Unlike a row
+        # lock it gives the transaction no xid, so it never holds back readers of the log.
+        await sql.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+        return await _read_checkpoint(sql, name)
 
     @asynccontextmanager
     async def transaction(self, schema: str) -> AsyncIterator[Sql]:
@@ -62,6 +68,9 @@ class PostgresProjectionStore:
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
         return await self._events.read_all(after, limit)
 
+    async def listen(self) -> None:
+        await self._listen()
+
     async def wait_for_events(self, timeout: float) -> None:
         await self._listen()
         with suppress(TimeoutError):
@@ -98,6 +107,14 @@ class PostgresProjectionStore:
             await self._listener.add_listener("events", lambda *_: self._woken.set())
         except (OSError, asyncpg.PostgresError):
             self._listener = None
+
+
+async def _read_checkpoint(sql: Any, name: str) -> Checkpoint:
+    row = await sql.fetchrow(
+        "SELECT transaction_id, position FROM public.projection_checkpoints WHERE name = $1",
+        name,
+    )
+    return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
 
 
 def _ident(name: str) -> str:

@@ -447,3 +447,18 @@ async def test_a_running_projector_applies_a_new_event_well_before_its_poll_inte
                 await running
     rows = await fresh.pool.fetch("SELECT fan_id, name FROM fans ORDER BY fan_id")
     assert [tuple(row) for row in rows] == [(1, "Bo"), (2, "Bo")]
+
+
+async def test_two_runners_of_one_projector_apply_each_event_once(
+    fresh: bootstrap.Container,
+) -> None:
+    async with asyncio.timeout(30):
+        written = await write_history(fresh, random.Random(7), fans=60)
+        projection = Poisoned()
+        runners = [
+            ProjectionRunner(fresh.projection_store, projection, batch_size=5) for _ in range(2)
+        ]
+        applied = await asyncio.gather(*(runner.catch_up() for runner in runners))
+        assert sum(applied) == written
+        assert len(projection.applied) == len(set(projection.applied)) == written
+        assert await checkpoint_of(fresh, "fans") == await fresh.events.head()
