@@ -8,19 +8,26 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from adapters.config import Settings
+from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
 from adapters.observability import configure_logging
+from application.errors import ApplicationError
+from domain.errors import DomainError
 
 DEFAULT_DATA_DIR = ".crm-data"
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (MasterKeyError, ApplicationError, DomainError) as error:
+        raise SystemExit(f"crm: {type(error).__name__}: {error}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_dir(status)
     status.set_defaults(func=lambda a: _run(_projections_status, a))
 
+    keys = commands.add_parser("keys", help="the master key of personal data").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("generate", help="print a new random master key").set_defaults(
+        func=lambda a: print(generate_master_key())
+    )
+    rotate = keys.add_parser(
+        "rotate", help="re-wrap every data key with a new master key (events are untouched)"
+    )
+    rotate.add_argument("--new-key", help="the new master key (default: generate one)")
+    _add_data_dir(rotate)
+    rotate.set_defaults(func=lambda a: _run(_keys_rotate, a))
+
+    fans = commands.add_parser("fans", help="fans").add_subparsers(dest="action", required=True)
+    erase = fans.add_parser("erase", help="erase a fan's personal data for good (GDPR)")
+    erase.add_argument("--user", required=True, help="the user (tenant) the fan belongs to")
+    erase.add_argument("--fan", required=True, type=int, help="the fan id")
+    _add_data_dir(erase)
+    erase.set_defaults(func=lambda a: _run(_fans_erase, a))
+
     worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
         dest="kind", required=True
     )
@@ -92,6 +119,53 @@ def _database_url(args: argparse.Namespace) -> str:
 
         return EmbeddedStack(args.data_dir).start_postgres()
     raise SystemExit(f"DATABASE_URL is not set and {args.data_dir} holds no `crm dev` database")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings; the `crm dev` folder fills in what the environment lacks."""
+    dev_key = args.data_dir / "master-key"
+    master_key = os.environ.get("CRM_MASTER_KEY") or (
+        dev_key.read_text().strip() if dev_key.exists() else None
+    )
+    return Settings.from_env(database_url=_database_url(args), master_key=master_key)
+
+
+async def _keys_rotate(args: argparse.Namespace) -> None:
+    from adapters.bootstrap import master_keys
+    from adapters.postgres.pool import create_pool
+    from adapters.postgres.subject_keys import SubjectKeys
+
+    settings = _settings(args)
+    current, previous = master_keys(settings)
+    new_key = args.new_key or generate_master_key()
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        keys = SubjectKeys(pool, MasterKey.parse(new_key), [current, *previous])
+        await keys.verify_master_key()
+        rotated = await keys.rotate()
+    finally:
+        await pool.close()
+    print(f"re-wrapped {rotated} data keys with master key {MasterKey.parse(new_key).key_id}")
+    dev_key = args.data_dir / "master-key"
+    if not os.environ.get("CRM_MASTER_KEY") and dev_key.exists():
+        dev_key.write_text(new_key + "\n")
+        print(f"the new key is kept in {dev_key}")
+    elif not args.new_key:
+        print(f"new master key (set CRM_MASTER_KEY to it everywhere): {new_key}")
+
+
+async def _fans_erase(args: argparse.Namespace) -> None:
+    from adapters import bootstrap
+    from application.context import CommandContext
+    from application.fans import EraseFan, erase_fan
+
+    container = await bootstrap.build(_settings(args))
+    try:
+        ctx = CommandContext(tenant=args.user, actor="cli", correlation_id=uuid.uuid4().hex)
+        result = await erase_fan(EraseFan(fan_id=args.fan), ctx, store=container.events)
+    finally:
+        await container.close()
+    print(f"fan {args.fan} erased at position {result.position}")
 
 
 async def _migrate(args: argparse.Namespace) -> None:
@@ -139,7 +213,7 @@ async def _worker_projections(args: argparse.Namespace) -> None:
     from worker.projections import run_projectors
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    container = await bootstrap.build(Settings.from_env(database_url=_database_url(args)))
+    container = await bootstrap.build(_settings(args))
     stop = _stop_on_signals()
     try:
         await run_projectors(container, stop)
@@ -155,11 +229,21 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+async def _preflight(settings: Settings) -> None:
+    """Refuse to start with a clear message (wrong master key, no database) before uvicorn
+    starts its workers, rather than in each worker's start-up."""
+    from adapters import bootstrap
+
+    container = await bootstrap.build(settings)
+    await container.close()
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(_preflight(settings))
     uvicorn.run(
         "adapters.http.serve:app_from_env",
         factory=True,

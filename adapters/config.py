@@ -11,6 +11,10 @@ import msgspec
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     redis_url: str | None = None
+    # Wraps every fan's data key (32 bytes, base64); never logged. Keys listed in
+    # CRM_PREVIOUS_MASTER_KEYS still unwrap during a rotation.
+    master_key: str | None = None
+    previous_master_keys: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_json: bool = True
     # Requests larger than this are refused with 413 before they are parsed.
@@ -28,6 +32,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "redis_url": env.get("REDIS_URL") or None,
             "log_level": env.get("LOG_LEVEL", "INFO"),
             "log_json": env.get("LOG_FORMAT", "json") == "json",
+            "master_key": env.get("CRM_MASTER_KEY") or None,
+            "previous_master_keys": tuple(
+                key for key in env.get("CRM_PREVIOUS_MASTER_KEYS", "").split(",") if key.strip()
+            ),
         }
         for name, key, kind in (
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
@@ -42,3 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not settings.database_url:
             raise SystemExit("DATABASE_URL is not set (or run `crm dev` for the local stack)")
         return settings
+
+    def __repr__(self) -> str:
+        # Settings get logged and printed; the master keys must never be.
+        return f"Settings(database_url={self.database_url!r}, redis_url={self.redis_url!r})"

@@ -16,6 +16,7 @@ import uvicorn
 
 from adapters import bootstrap
 from adapters.config import Settings
+from adapters.crypto import generate_master_key
 from adapters.embedded import EmbeddedStack
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
@@ -41,7 +42,11 @@ async def run_dev(host: str, port: int, data_dir: Path) -> None:
         redis_url = os.environ.get("REDIS_URL") or await asyncio.to_thread(stack.start_redis)
         await migrate(database_url)
         await _ping_redis(redis_url)
-        settings = Settings.from_env(database_url=database_url, redis_url=redis_url)
+        settings = Settings.from_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
+        )
         container = await bootstrap.build(settings)
         try:
             key = await _dev_key(container.pool, data_dir)
@@ -98,6 +103,15 @@ async def _ping_redis(url: str) -> None:
         await client.ping()
     finally:
         await client.aclose()
+
+
+def _dev_master_key(data_dir: Path) -> str:
+    """The local stack's master key: made once, kept beside the data it protects."""
+    path = data_dir / "master-key"
+    if not path.exists():
+        path.write_text(generate_master_key() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 async def _dev_key(pool: asyncpg.Pool, data_dir: Path) -> str:

@@ -37,6 +37,10 @@ class DeleteFan(msgspec.Struct, frozen=True, kw_only=True):
     expected_version: int | None = None
 
 
+class EraseFan(msgspec.Struct, frozen=True, kw_only=True):
+    fan_id: int
+
+
 class FanChanged(msgspec.Struct, frozen=True):
     """The fan as the command left it, and the log position a reader can wait for."""
 
@@ -82,6 +86,19 @@ async def delete_fan(cmd: DeleteFan, ctx: CommandContext, *, store: EventStore) 
         return FanChanged(fan, position)
 
     return await retry_on_conflict(attempt, retry=cmd.expected_version is None)
+
+
+async def erase_fan(cmd: EraseFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
+    """Right to erasure: the fan's personal data becomes unreadable everywhere, for good."""
+
+    async def attempt() -> FanChanged:
+        fan, _ = await load(store, fan_stream_id(cmd.fan_id), tenant=ctx.tenant)
+        fan.erase()
+        position = await save(store, fan, STREAM_TYPE, ctx)
+        assert position is not None
+        return FanChanged(fan, position)
+
+    return await retry_on_conflict(attempt, retry=True)
 
 
 async def _load_expected(

@@ -37,6 +37,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     event: DomainEvent
     metadata: EventMetadata
     recorded_at: datetime
+    # Personal fields that read back as None because their subject was erased.
+    erased: tuple[str, ...] = ()
 
 
 class Checkpoint(msgspec.Struct, frozen=True, order=True):

@@ -1,4 +1,4 @@
-"""Stable names for every stored event type.
+"""Stable names for every stored event type, and which of their fields are personal data.
 
 The names are a contract with the stored log: never rename one, never reuse one. A Python class
 may move or be renamed freely as long as its entry here keeps the same name. ``SCHEMA_VERSIONS``
@@ -7,6 +7,8 @@ records the current shape of each event; older shapes are upcast on read (see th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from domain.base import DomainEvent
 from domain.fan import Fan
 
@@ -14,8 +16,30 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanCreated": Fan.Created,
     "FanUpdated": Fan.Updated,
     "FanDeleted": Fan.Deleted,
+    "FanErased": Fan.Erased,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
 
 EVENT_NAMES: dict[type[DomainEvent], str] = {cls: name for name, cls in EVENT_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """Fields of an event that are personal data of one subject (a fan), so the event store
+    keeps them encrypted with that subject's key. ``subject_field`` names the field holding
+    the subject's fan id; None means the event's own stream is the subject."""
+
+    fields: tuple[str, ...]
+    subject_field: str | None = None
+
+
+_FAN_PERSONAL = ("platform_id", "name", "handle", "email", "notes")
+
+PERSONAL_DATA: dict[str, PersonalData] = {
+    "FanCreated": PersonalData(_FAN_PERSONAL),
+    "FanUpdated": PersonalData(("name", "handle", "email", "notes")),
+}
+
+# Appending one of these destroys the subject's data key in the same transaction.
+ERASES_SUBJECT: frozenset[str] = frozenset({"FanErased"})

@@ -54,7 +54,7 @@ class FansProjection:
                 event.timestamp,
                 recorded.version,
             )
-        elif isinstance(event, Fan.Deleted):
+        elif isinstance(event, Fan.Deleted | Fan.Erased):
             await sql.execute("DELETE FROM fans WHERE fan_id = $1", _fan_id(recorded.stream_id))
 
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from adapters import bootstrap
-from adapters.config import Settings
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
 from tests.support.databases import TestServer
+from tests.support.settings import settings_for
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ async def fresh_database_url(test_server: TestServer) -> str:
 
 @pytest.fixture(scope="session")
 async def container(database_url: str) -> AsyncIterator[bootstrap.Container]:
-    settings = Settings.from_env({}, database_url=database_url, pool_min_size=1, pool_max_size=10)
+    settings = settings_for(database_url, pool_min_size=1, pool_max_size=10)
     built = await bootstrap.build(settings)
     yield built
     await built.close()

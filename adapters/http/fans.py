@@ -145,13 +145,23 @@ class FansController(Controller):
         container: Deps,
         fan_id: FromPath[int],
         if_match: IfMatch = None,
+        erase: Annotated[
+            bool,
+            QueryParameter(
+                description="Also erase the fan's personal data, everywhere and for good."
+            ),
+        ] = False,
     ) -> FanDeletedOut:
-        result = await fans.delete_fan(
-            fans.DeleteFan(fan_id=fan_id, expected_version=_version(if_match)),
-            command_context(request),
-            store=container.events,
-        )
-        return FanDeletedOut(id=fan_id, deleted=True, position=result.position)
+        ctx = command_context(request)
+        if erase:
+            result = await fans.erase_fan(fans.EraseFan(fan_id=fan_id), ctx, store=container.events)
+        else:
+            result = await fans.delete_fan(
+                fans.DeleteFan(fan_id=fan_id, expected_version=_version(if_match)),
+                ctx,
+                store=container.events,
+            )
+        return FanDeletedOut(id=fan_id, deleted=True, erased=erase, position=result.position)
 
 
 def _changed(result: fans.FanChanged, *, status_code: int) -> Response[FanChangedOut]:

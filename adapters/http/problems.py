@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from adapters.postgres.subject_keys import SubjectErased
 from application.errors import (
     ConcurrencyError,
     Forbidden,
@@ -61,7 +62,7 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     match error:
         case InvalidValue():
             return problem(422, str(error), field=_camel(error.field), **instance)
-        case NotFound() | Gone():
+        case NotFound() | Gone() | SubjectErased():
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():
             return problem(409, str(error), slug="version-conflict", **instance)

@@ -126,6 +126,7 @@ class FanChangedOut(msgspec.Struct, kw_only=True, rename="camel"):
 class FanDeletedOut(msgspec.Struct, kw_only=True, rename="camel"):
     id: int
     deleted: bool
+    erased: bool
     position: int
 
 

@@ -34,10 +34,15 @@ def event_type_of(event: DomainEvent) -> str:
         raise UnknownEventType(f"{type(event).__qualname__} has no stable name") from None
 
 
-def encode_data(event: DomainEvent) -> str:
-    fields = msgspec.to_builtins(event)
+def event_fields(event: DomainEvent) -> dict[str, Any]:
+    """The event's own fields as JSON-ready builtins (no stream id, version or topic)."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
     for key in _ENVELOPE:
         fields.pop(key, None)
+    return fields
+
+
+def encode_json(fields: dict[str, Any]) -> str:
     return _encoder.encode(fields).decode()
 
 

@@ -23,8 +23,16 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.postgres.codec import decode_event, encode_data, event_type_of, schema_version
+from adapters.postgres.codec import (
+    decode_event,
+    encode_json,
+    event_fields,
+    event_type_of,
+    schema_version,
+)
+from adapters.postgres.personal_data import PersonalDataCodec
 from application.errors import ConcurrencyError
 from application.ports import Checkpoint, EventMetadata, RecordedEvent
 from domain.base import DomainEvent
@@ -34,16 +42,32 @@ _COLUMNS = (
     " data, metadata, recorded_at"
 )
 
-# One round trip for any number of events. The WHERE clause is the expected-version check
-# (no gap, no overlap); the unique (stream_id, version) index catches concurrent writers.
+# One statement, one round trip, for any number of events. The WHERE clause is the
+# expected-version check (no gap, no overlap); the unique (stream_id, version) index catches
+# concurrent writers. The same statement stores the data key of a subject whose first event
+# this is, and destroys the key of a subject an event erases, only if the events went in.
 _APPEND = """
-INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-SELECT e.event_id, $1, $2, e.version, e.event_type, e.data::jsonb, e.metadata::jsonb
-FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[])
-     WITH ORDINALITY AS e(event_id, version, event_type, data, metadata, n)
-WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $8
-ORDER BY e.n
-RETURNING position
+WITH inserted AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
+    SELECT e.event_id, $1, $2, e.version, e.event_type, e.data::jsonb, e.metadata::jsonb
+    FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[])
+         WITH ORDINALITY AS e(event_id, version, event_type, data, metadata, n)
+    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $8
+    ORDER BY e.n
+    RETURNING position
+), new_keys AS (
+    INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)
+    SELECT k.subject_id, k.wrapped_key, $11
+    FROM unnest($9::text[], $10::bytea[]) AS k(subject_id, wrapped_key)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+), destroyed_keys AS (
+    INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id, destroyed_at)
+    SELECT s.subject_id, NULL, NULL, now() FROM unnest($12::text[]) AS s(subject_id)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+    ON CONFLICT (subject_id) DO UPDATE
+    SET wrapped_key = NULL, master_key_id = NULL, destroyed_at = now()
+)
+SELECT position FROM inserted ORDER BY position
 """
 
 _READ_ALL = f"""
@@ -58,8 +82,9 @@ _metadata_encoder = msgspec.json.Encoder()
 
 
 class PostgresEventStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, personal: PersonalDataCodec) -> None:
         self._pool = pool
+        self._personal = personal
 
     async def append(
         self,
@@ -77,22 +102,31 @@ class PostgresEventStore:
         if len(ids) != len(events):
             raise ValueError("one event id per event")
         types = [event_type_of(event) for event in events]
-        args = (
-            stream_id,
-            stream_type,
-            ids,
-            [expected_version + i for i in range(1, len(events) + 1)],
-            types,
-            [encode_data(event) for event in events],
-            [_encode_metadata(metadata, t) for t in types],
-            expected_version,
-        )
+        fields = [event_fields(event) for event in events]
         async with self._pool.acquire() as conn:
+            keys = await self._personal.protect(
+                conn, stream_id, expected_version, list(zip(types, ids, fields, strict=True))
+            )
             try:
-                rows = await conn.fetch(_APPEND, *args)
+                rows = await conn.fetch(
+                    _APPEND,
+                    stream_id,
+                    stream_type,
+                    ids,
+                    [expected_version + i for i in range(1, len(events) + 1)],
+                    types,
+                    [encode_json(item) for item in fields],
+                    [_encode_metadata(metadata, t) for t in types],
+                    expected_version,
+                    list(keys.new_keys),
+                    [wrapped for _, wrapped in keys.new_keys.values()],
+                    self._personal.master_key_id,
+                    sorted(keys.erased_subjects),
+                )
             except asyncpg.UniqueViolationError:
                 rows = []
             if len(rows) == len(events):
+                self._personal.committed(keys)
                 return [row["position"] for row in rows]
             return await self._already_appended(conn, stream_id, ids, expected_version)
 
@@ -121,7 +155,7 @@ class PostgresEventStore:
         up_to_version: int | None = None,
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
-        rows = await self._pool.fetch(
+        return await self._decoded(
             f"""
             SELECT {_COLUMNS} FROM events
             WHERE stream_id = $1
@@ -133,11 +167,14 @@ class PostgresEventStore:
             up_to_version,
             as_of,
         )
-        return [to_recorded(row) for row in rows]
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
-        rows = await self._pool.fetch(_READ_ALL, after.transaction_id, after.position, limit)
-        return [to_recorded(row) for row in rows]
+        return await self._decoded(_READ_ALL, after.transaction_id, after.position, limit)
+
+    async def _decoded(self, query: str, *args: Any) -> list[RecordedEvent]:
+        rows = await self._pool.fetch(query, *args)
+        keys = await self._personal.keys_for(self._pool, rows)
+        return [to_recorded(row, keys) for row in rows]
 
     async def head(self) -> Checkpoint:
         """The newest place a reader of the global log can reach now."""
@@ -156,8 +193,11 @@ def _encode_metadata(metadata: EventMetadata, event_type: str) -> str:
     return _metadata_encoder.encode(stamped).decode()
 
 
-def to_recorded(row: Any) -> RecordedEvent:
+def to_recorded(row: Any, keys: dict[str, AESGCM | None]) -> RecordedEvent:
     metadata = msgspec.convert(row["metadata"], EventMetadata)
+    data, erased = PersonalDataCodec.reveal(
+        row["event_type"], row["stream_id"], row["event_id"], row["data"], keys
+    )
     return RecordedEvent(
         position=row["position"],
         transaction_id=row["transaction_id"],
@@ -167,12 +207,9 @@ def to_recorded(row: Any) -> RecordedEvent:
         version=row["version"],
         event_type=row["event_type"],
         event=decode_event(
-            row["event_type"],
-            row["stream_id"],
-            row["version"],
-            row["data"],
-            metadata.schema_version,
+            row["event_type"], row["stream_id"], row["version"], data, metadata.schema_version
         ),
         metadata=metadata,
         recorded_at=row["recorded_at"],
+        erased=erased,
     )

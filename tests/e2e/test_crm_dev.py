@@ -25,7 +25,9 @@ def free_port() -> int:
 
 class DevProcess:
     def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        # As on a fresh machine: no database, no Redis, no master key configured.
+        unset = ("DATABASE_URL", "REDIS_URL", "CRM_MASTER_KEY")
+        env = {k: v for k, v in os.environ.items() if k not in unset}
         self.output: list[str] = []
         self.process = subprocess.Popen(
             [

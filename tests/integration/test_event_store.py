@@ -19,14 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters import bootstrap
-from adapters.config import Settings
+from adapters.crypto import MasterKey
 from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import connect, create_pool
+from adapters.postgres.subject_keys import SubjectKeys
 from application.errors import ConcurrencyError
 from application.ports import Checkpoint, EventMetadata, RecordedEvent
 from domain.base import DomainEvent
 from domain.events import SCHEMA_VERSIONS
 from domain.fan import Fan, fan_stream_id
+from tests.support.settings import TEST_MASTER_KEY, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,7 +83,7 @@ def commit_order(events: Sequence[RecordedEvent]) -> list[tuple[int, int]]:
 
 @pytest.fixture
 async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
-    container = await bootstrap.build(Settings.from_env({}, database_url=fresh_database_url))
+    container = await bootstrap.build(settings_for(fresh_database_url))
     try:
         yield container
     finally:
@@ -380,7 +383,9 @@ async def insert_events(
     conn: asyncpg.Connection, fan_id: int, events: Sequence[DomainEvent], first_version: int = 1
 ) -> list[uuid.UUID]:
     """Append with the store, in ``conn``'s open transaction; returns the events' ids."""
-    store = PostgresEventStore(cast(asyncpg.Pool, OneConnection(conn)))
+    pool = cast(asyncpg.Pool, OneConnection(conn))
+    keys = SubjectKeys(pool, MasterKey.parse(TEST_MASTER_KEY))
+    store = PostgresEventStore(pool, PersonalDataCodec(keys))
     ids = [uuid.uuid4() for _ in events]
     await store.append(
         fan_stream_id(fan_id),

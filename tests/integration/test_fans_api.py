@@ -297,7 +297,7 @@ async def test_deleting_a_fan_answers_its_id_and_then_it_is_gone_everywhere(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body == {"id": fan_id, "deleted": True, "position": body["position"]}
+    assert body == {"id": fan_id, "deleted": True, "erased": False, "position": body["position"]}
     assert body["position"] > created["position"]
     await catch_up()
     assert_problem(await http.get(f"{FANS}/{fan_id}", headers=auth), 404)

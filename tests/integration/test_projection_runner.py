@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from adapters import bootstrap
-from adapters.config import Settings
 from application.ports import Checkpoint, EventMetadata, RecordedEvent, Sql
 from domain.fan import Fan, fan_stream_id
 from projections.fans import FansProjection
 from projections.runner import ProjectionRunner
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # A projector process: catches the fans projection up to the head of the log, then exits.
 # Beside the fans table it counts, in the same transaction, how often each event was applied.
 PROJECTOR = """
-import asyncio, sys
+import asyncio, os, sys
 from adapters import bootstrap
 from adapters.config import Settings
 from projections.fans import FansProjection
@@ -54,7 +54,7 @@ class CountedFans:
         )
 
 async def main(url, batch_size):
-    settings = Settings.from_env({}, database_url=url, pool_min_size=1, pool_max_size=2)
+    settings = Settings.from_env(os.environ, database_url=url, pool_min_size=1, pool_max_size=2)
     container = await bootstrap.build(settings)
     try:
         store = container.projection_store
@@ -87,7 +87,7 @@ async def poll_until(condition: Callable[[], Awaitable[bool]], interval: float =
 
 @pytest.fixture
 async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
-    container = await bootstrap.build(Settings.from_env({}, database_url=fresh_database_url))
+    container = await bootstrap.build(settings_for(fresh_database_url))
     try:
         yield container
     finally:

@@ -1,0 +1,140 @@
+"""Encrypt the personal fields of events on their way into the log, decrypt them on the way
+out, driven by ``domain.events.PERSONAL_DATA``. Domain code and projectors see plain values.
+
+A stored event keeps its clear fields as they are and holds its personal fields, together, in
+one ``_pii`` value: AES-256-GCM under the subject's data key, with the subject and the event id
+as associated data. One encryption per event keeps the cost small; once the subject's key is
+destroyed the fields read back as None and the event is reported with them erased.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from adapters.crypto import seal, unseal
+from adapters.postgres.subject_keys import ERASED, SubjectErased, SubjectKeys
+from domain.events import ERASES_SUBJECT, PERSONAL_DATA, PersonalData
+from domain.fan import fan_stream_id
+
+PII = "_pii"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def subject_of(spec: PersonalData | None, event_type: str, stream_id: str, fields: Any) -> str:
+    if spec is None or spec.subject_field is None:
+        return stream_id
+    return fan_stream_id(int(fields[spec.subject_field]))
+
+
+class PendingKeys:
+    """What an append changes in the key table: keys stored with it (subject -> the key and
+    its wrapped form), and subjects whose key it destroys."""
+
+    def __init__(self) -> None:
+        self.new_keys: dict[str, tuple[AESGCM, bytes]] = {}
+        self.erased_subjects: set[str] = set()
+
+
+class PersonalDataCodec:
+    def __init__(self, keys: SubjectKeys | None) -> None:
+        # None turns encryption off: only for measuring its cost (bench/append.py).
+        self.keys = keys
+
+    async def protect(
+        self,
+        conn: Any,
+        stream_id: str,
+        expected_version: int,
+        items: list[tuple[str, UUID, dict[str, Any]]],
+    ) -> PendingKeys:
+        """Replace personal fields of (event type, event id, fields) items in place."""
+        pending = PendingKeys()
+        for event_type, _, fields in items:
+            if event_type in ERASES_SUBJECT:
+                pending.erased_subjects.add(subject_of(None, event_type, stream_id, fields))
+        if self.keys is None:
+            return pending
+        personal = [(t, i, f, PERSONAL_DATA[t]) for t, i, f in items if t in PERSONAL_DATA]
+        if not personal:
+            return pending
+        subjects = {subject_of(spec, t, stream_id, f) for t, _, f, spec in personal}
+        aeads = await self.keys.load(conn, subjects)
+        for subject in subjects - aeads.keys():
+            if subject == stream_id and expected_version == 0:
+                # The subject's first event: its key is stored by the same statement.
+                pending.new_keys[subject] = self.keys.new_key(subject)
+                aeads[subject] = pending.new_keys[subject][0]
+            else:
+                aeads[subject] = await self.keys.create(conn, subject)
+        for event_type, event_id, fields, spec in personal:
+            subject = subject_of(spec, event_type, stream_id, fields)
+            aead = aeads[subject]
+            if aead is ERASED:
+                raise SubjectErased(subject)
+            values = {name: fields.pop(name) for name in spec.fields}
+            if any(value is not None for value in values.values()):
+                fields[PII] = seal(aead, _encode(values), _context(subject, event_id))
+        return pending
+
+    @property
+    def master_key_id(self) -> str | None:
+        return self.keys.master.key_id if self.keys is not None else None
+
+    def committed(self, pending: PendingKeys) -> None:
+        """The append went in: cache the keys it stored, forget the ones it destroyed."""
+        if self.keys is None:
+            return
+        for subject, (aead, _) in pending.new_keys.items():
+            self.keys.remember(subject, aead)
+        for subject in pending.erased_subjects:
+            self.keys.remember(subject, ERASED)
+
+    async def keys_for(self, conn: Any, rows: list[Any]) -> dict[str, AESGCM | None]:
+        """The keys that decrypting these rows needs, loaded in at most one query."""
+        subjects = {
+            subject_of(PERSONAL_DATA[row["event_type"]], "", row["stream_id"], row["data"])
+            for row in rows
+            if PII in row["data"]
+        }
+        if not subjects:
+            return {}
+        if self.keys is None:
+            raise SubjectErased("encryption is off but the log holds encrypted fields")
+        # A key cached before another process erased its subject would still decrypt; a read
+        # that meets the erasing event itself must not, so it wins over the cache.
+        erased = {row["stream_id"] for row in rows if row["event_type"] in ERASES_SUBJECT}
+        for subject in erased & subjects:
+            self.keys.remember(subject, ERASED)
+        return await self.keys.load(conn, subjects)
+
+    @staticmethod
+    def reveal(
+        event_type: str,
+        stream_id: str,
+        event_id: UUID,
+        data: dict[str, Any],
+        keys: dict[str, AESGCM | None],
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Plain fields of a stored event, and the personal fields that were erased."""
+        spec = PERSONAL_DATA.get(event_type)
+        if spec is None:
+            return data, ()
+        sealed = data.pop(PII, None)
+        plain = dict.fromkeys(spec.fields)
+        if sealed is None:
+            return {**data, **plain}, ()
+        subject = subject_of(spec, event_type, stream_id, data)
+        aead = keys.get(subject, ERASED)
+        if aead is ERASED:
+            return {**data, **plain}, spec.fields
+        plain.update(_decode(unseal(aead, sealed, _context(subject, event_id))))
+        return {**data, **plain}, ()
+
+
+def _context(subject: str, event_id: UUID) -> bytes:
+    return f"{subject}|{event_id}".encode()
