@@ -1,0 +1,76 @@
+"""The message queue port: SQS semantics, whichever adapter serves it.
+
+Two logical queues, ``high`` (one-to-one replies) and ``normal`` (bulk), each with a dead-letter
+queue. A received message stays invisible for its visibility timeout; deleting it acknowledges
+it; otherwise it becomes visible again, and after ``max_receive_count`` receives it moves to the
+dead-letter queue. Adapters: Amazon SQS (adapters/sqs.py) and Postgres (adapters/postgres/queue.py),
+both held to one contract test suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+QueueName = Literal["high", "normal"]
+QUEUES: tuple[QueueName, ...] = ("high", "normal")
+MAX_BATCH = 10  # SQS's limit for SendMessageBatch, ReceiveMessage and DeleteMessageBatch
+
+
+class OutgoingMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry of a send batch. ``entry_id`` is unique within the batch and names its result."""
+
+    entry_id: str
+    body: str
+    attributes: dict[str, str] = {}
+
+
+class SendResult(msgspec.Struct, frozen=True, kw_only=True):
+    entry_id: str
+    ok: bool
+    error: str | None = None
+
+
+class ReceivedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str  # assigned by the queue
+    receipt: str  # the handle for delete / change_visibility of this receive
+    body: str
+    attributes: dict[str, str]
+    receive_count: int
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    visible: int  # waiting to be received (ApproximateNumberOfMessages)
+    in_flight: int  # received, not yet deleted (ApproximateNumberOfMessagesNotVisible)
+    dead_letters: int  # in the queue's dead-letter queue
+
+
+class MessageQueue(Protocol):
+    async def send_batch(
+        self, queue: QueueName, messages: Sequence[OutgoingMessage]
+    ) -> list[SendResult]:
+        """Send up to MAX_BATCH messages; one result per entry (partial failures allowed)."""
+        ...
+
+    async def receive(
+        self,
+        queue: QueueName,
+        *,
+        max_messages: int = MAX_BATCH,
+        visibility_timeout: float | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[ReceivedMessage]: ...
+
+    async def delete(self, queue: QueueName, receipts: Sequence[str]) -> None: ...
+
+    async def change_visibility(self, queue: QueueName, receipt: str, timeout: float) -> None: ...
+
+    async def stats(self, queue: QueueName) -> QueueStats: ...
+
+    async def dead_letters(
+        self, queue: QueueName, *, max_messages: int = MAX_BATCH
+    ) -> list[ReceivedMessage]:
+        """Receive from the queue's dead-letter queue (for inspection and redrive)."""
+        ...
