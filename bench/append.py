@@ -1,0 +1,592 @@
+"""Event-store append throughput, against raw INSERTs into a plain table on the same database.
+
+    uv run python bench/append.py                 # embedded Postgres in a temp folder
+    DATABASE_URL=postgresql://... uv run python bench/append.py   # a scratch database there
+
+What is measured, at each writer count of ``--writers`` (asyncio tasks in this one process;
+the store's pool has one connection per writer), every operation writing to a new stream:
+
+* single events: ``raw INSERT, 1 row`` (one autocommit ``INSERT`` of one row into
+  ``bench_raw``: identity primary key, ``stream_id text``, ``data jsonb``, with the event's
+  JSON, on a connection each writer holds) against ``append, 1 event``
+  (``PostgresEventStore.append`` of one ``Fan.Created``, expected version 0), the same append
+  with the ``events_notify`` trigger disabled (``no NOTIFY``), and the raw INSERT through the
+  pool (``via pool``: acquire, execute, release, as the store and the API do);
+* batches: ``raw INSERT, N rows`` (one ``INSERT ... SELECT FROM unnest($2::text[])``) against
+  ``append, N events`` (one append of ``Fan.register`` then N-1 ``fan.update(notes=...)``), and
+  the same append without the trigger. Every statement is one commit.
+* with ``--what-if``: the single-event append on a pool created with a no-op ``reset`` (no
+  reset query on release), with and without the trigger: what the fixes suggested by the
+  figures above would bring, measured rather than guessed.
+
+The scenarios of a group are interleaved: ``--rounds`` rounds, each running every scenario for
+``--duration / --rounds`` seconds (order rotated), so a burst of disk or CPU contention from
+the host hits all of them alike, and ratios compare like with like. ``range`` is the lowest and
+highest rate of the single slices: a wide range means a noisy machine. ``cpu us/op`` is the
+CPU time this process (``bench``) and the Postgres processes (``pg``: the pool's backends and
+the background writers, when the server runs on this machine) spent per operation, which
+varies much less than throughput when the host is busy.
+
+The store is wired as the services wire it (``adapters.bootstrap.build``, with a master key
+made up for the scratch database), so the figures include whatever ``append`` does in
+production besides the INSERT. Events are built before timing (encoding them is part of
+``append`` and is timed). A fixed set of pre-built events is reused cyclically, each time under
+a new stream id.
+
+Goals (from the issue): single-event appends reach at least 50% of the raw single-row INSERT
+commit rate at the same writer count, and batched appends reach at least 30,000 events/s.
+
+Read the figures with the machine in mind: this process, Postgres and its WAL writer share
+the same cores (2 on the reference machine), and by default every commit waits for an fsync
+(``--synchronous-commit off`` takes the disk out, leaving CPU cost). Nothing here asserts a
+timing: the script prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import itertools
+import os
+import secrets
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from adapters import bootstrap
+from adapters.config import Settings
+from adapters.embedded import EmbeddedStack
+from adapters.observability import configure_logging
+from adapters.postgres.migrate import migrate
+from application.ports import EventMetadata, EventStore
+from domain.base import DomainEvent
+from domain.fan import Fan
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+SINGLE_GOAL_RATIO = 0.5
+BATCH_GOAL_EVENTS = 30_000
+
+_RAW_TABLE = """
+CREATE TABLE bench_raw (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_id text NOT NULL,
+    data      jsonb NOT NULL
+)
+"""
+_RAW_ONE = "INSERT INTO bench_raw (stream_id, data) VALUES ($1, $2::text::jsonb)"
+_RAW_MANY = (
+    "INSERT INTO bench_raw (stream_id, data) SELECT $1, d::jsonb FROM unnest($2::text[]) AS d"
+)
+_TRIGGER = "ALTER TABLE events {} TRIGGER events_notify"
+
+Op = Callable[[], Awaitable[int]]
+
+
+@dataclass
+class Scenario:
+    name: str
+    make_op: Callable[[int], Op]  # given the writer's index
+    notify: bool = True
+
+
+@dataclass
+class Result:
+    scenario: str
+    writers: int
+    ops: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    slice_rates: list[float] = field(default_factory=list)
+    bench_cpu: float = 0.0
+    pg_cpu: float | None = 0.0
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds else float("nan")
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else float("nan")
+
+    def percentile_ms(self, q: float) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else float("nan")
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return cuts[round(q * 100) - 1] * 1000
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the given local Postgres processes."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self._procs: list | None = None
+        try:
+            import psutil
+
+            self._procs = [psutil.Process(pid) for pid in pids]
+            self.sample()
+        except Exception:  # psutil missing, or the server is not on this machine
+            self._procs = None
+
+    def sample(self) -> tuple[float, dict[int, float] | None]:
+        mine = time.process_time()
+        if self._procs is None:
+            return mine, None
+        used = {}
+        for proc in self._procs:
+            try:
+                times = proc.cpu_times()
+            except Exception:  # the process exited (an autovacuum worker, say)
+                continue
+            used[proc.pid] = times.user + times.system
+        return mine, used
+
+    @staticmethod
+    def delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+        """CPU seconds used in between by the processes alive at both ends."""
+        if before is None or after is None:
+            return None
+        return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(settings: dict[str, str]) -> AsyncIterator[tuple[str, str]]:
+    """A new, migrated database on DATABASE_URL's server or on an embedded one; dropped after.
+    Yields (url, where the server is)."""
+    admin_url = os.environ.get("DATABASE_URL", "")
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    stack: EmbeddedStack | None = None
+    where = "DATABASE_URL"
+    if not admin_url:
+        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
+        stack = EmbeddedStack(Path(tmp.name))
+        admin_url = await asyncio.to_thread(stack.start_postgres)
+        where = "embedded"
+    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        await _admin(admin_url, f'CREATE DATABASE "{name}"')
+        try:
+            for key, value in settings.items():
+                await _admin(admin_url, f'ALTER DATABASE "{name}" SET {key} = {value}')
+            url = with_database(admin_url, name)
+            await migrate(url)
+            yield url, where
+        finally:
+            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        if stack is not None:
+            stack.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+async def run_slice(ops: list[Op], seconds: float, latencies: list[float] | None) -> tuple:
+    """Every op back to back in its own task until ``seconds`` have passed; an op started
+    before the end is counted, and the slice lasts until the last one finishes."""
+
+    async def worker(op: Op, until: float) -> tuple[int, int]:
+        count = events = 0
+        clock = time.perf_counter
+        while (started := clock()) < until:
+            events += await op()
+            count += 1
+            if latencies is not None:
+                latencies.append(clock() - started)
+        return count, events
+
+    started = time.perf_counter()
+    done = await asyncio.gather(*(worker(op, started + seconds) for op in ops))
+    return sum(c for c, _ in done), sum(e for _, e in done), time.perf_counter() - started
+
+
+async def run_group(
+    pool: asyncpg.Pool,
+    scenarios: list[Scenario],
+    writers: int,
+    args: argparse.Namespace,
+) -> list[Result]:
+    """Interleave the scenarios: each round runs every one for duration/rounds seconds."""
+    results = [Result(s.name, writers) for s in scenarios]
+    ops = [[s.make_op(w) for w in range(writers)] for s in scenarios]
+    notify = True
+
+    async def set_notify(on: bool) -> None:
+        nonlocal notify
+        if on != notify:
+            await pool.execute(_TRIGGER.format("ENABLE" if on else "DISABLE"))
+            notify = on
+
+    for i, scenario in enumerate(scenarios):  # warm up: prepared statements, caches
+        await set_notify(scenario.notify)
+        await run_slice(ops[i], args.warmup, None)
+    # Not a superuser on DATABASE_URL: then the scenarios share the checkpointer's work alike.
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await pool.execute("CHECKPOINT")
+    # Postgres processes now, after the warm-up: a pool may have replaced a connection.
+    pids = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE backend_type <> 'client backend' OR datname = current_database()"
+    )
+    cpu = CpuMeter([row["pid"] for row in pids])
+    slice_s = args.duration / args.rounds
+    for r in range(args.rounds):
+        for k in range(len(scenarios)):
+            i = (k + r) % len(scenarios)
+            await set_notify(scenarios[i].notify)
+            res = results[i]
+            mine0, pg0 = cpu.sample()
+            count, events, seconds = await run_slice(ops[i], slice_s, res.latencies)
+            mine1, pg1 = cpu.sample()
+            res.ops += count
+            res.events += events
+            res.seconds += seconds
+            res.slice_rates.append(events / seconds)
+            res.bench_cpu += mine1 - mine0
+            pg = CpuMeter.delta(pg0, pg1)
+            res.pg_cpu = None if pg is None or res.pg_cpu is None else res.pg_cpu + pg
+    await set_notify(True)
+    return results
+
+
+def build_events(singles: int, batches: int, batch_size: int) -> tuple[list, list]:
+    created: list[DomainEvent] = []
+    for i in range(1, singles + 1):
+        fan = Fan.register(fan_id=i, tenant="bench", name=f"Fan {i}", handle=f"fan_{i}")
+        created.extend(fan.collect_events())
+    batched: list[list[DomainEvent]] = []
+    for b in range(1, batches + 1):
+        fan = Fan.register(fan_id=10_000_000 + b, tenant="bench", name=f"Batch fan {b}")
+        for i in range(1, batch_size):
+            fan.update(notes=str(i))
+        batched.append(fan.collect_events())
+    return created, batched
+
+
+async def run(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    created, batched = build_events(args.prebuilt, args.prebuilt_batches, args.batch_size)
+    build_s = time.perf_counter() - t0
+    created_json = [event_json(e) for e in created]
+    batched_json = [[event_json(e) for e in batch] for batch in batched]
+    metadata = EventMetadata(
+        tenant="bench", actor="bench", correlation_id="bench", causation_id="bench"
+    )
+    counter = itertools.count(1)  # every op gets a stream id never used before in the run
+    settings = {"synchronous_commit": args.synchronous_commit}
+
+    async with scratch_database(settings) as (url, where):
+        size = max(args.writers)
+        # The store as the services wire it, on a pool with a connection per writer. A master
+        # key is made up for the scratch database (used if the store encrypts personal data).
+        settings = Settings.from_env(
+            {"CRM_MASTER_KEY": secrets.token_urlsafe(32)},
+            database_url=url,
+            pool_min_size=size,
+            pool_max_size=size,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            container = await bootstrap.build(settings)
+            stack.push_async_callback(container.close)
+            pool, store = container.pool, container.events
+            await pool.execute(_RAW_TABLE)
+
+            # Raw INSERTs get a connection of their own per writer, held for the whole run:
+            # the rate Postgres gives a client with nothing in between. ``via pool`` runs the
+            # same INSERT through the pool (acquire, execute, release) as the store does.
+            raw_conns = [await asyncpg.connect(url) for _ in range(size)]
+            stack.push_async_callback(_close_all, raw_conns)
+            # What-if (--what-if): the same wiring, but its pool skips asyncpg's reset query (a
+            # second round trip, ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+            # RESET ALL``, on every release). asyncpg still rolls back an open transaction.
+            quiet_store: EventStore = store
+            if args.what_if:
+                with _pools_without_reset():
+                    quiet = await bootstrap.build(settings)
+                stack.push_async_callback(quiet.close)
+                quiet_store = quiet.events
+
+            def append_one(into: EventStore) -> Callable[[int], Op]:
+                def make(_: int) -> Op:
+                    async def op() -> int:
+                        n = next(counter)
+                        event = created[n % len(created)]
+                        await into.append(
+                            f"fan-{n}", "fan", [event], expected_version=0, metadata=metadata
+                        )
+                        return 1
+
+                    return op
+
+                return make
+
+            def append_batch(_: int) -> Op:
+                async def op() -> int:
+                    n = next(counter)
+                    events = batched[n % len(batched)]
+                    await store.append(
+                        f"fan-{n}", "fan", events, expected_version=0, metadata=metadata
+                    )
+                    return len(events)
+
+                return op
+
+            def raw_one(writer: int) -> Op:
+                conn = raw_conns[writer]
+
+                async def op() -> int:
+                    n = next(counter)
+                    await conn.execute(_RAW_ONE, f"fan-{n}", created_json[n % len(created_json)])
+                    return 1
+
+                return op
+
+            def raw_one_pooled(_: int) -> Op:
+                async def op() -> int:
+                    n = next(counter)
+                    await pool.execute(_RAW_ONE, f"fan-{n}", created_json[n % len(created_json)])
+                    return 1
+
+                return op
+
+            def raw_batch(writer: int) -> Op:
+                conn = raw_conns[writer]
+
+                async def op() -> int:
+                    n = next(counter)
+                    rows = batched_json[n % len(batched_json)]
+                    await conn.execute(_RAW_MANY, f"fan-{n}", rows)
+                    return len(rows)
+
+                return op
+
+            b = args.batch_size
+            single = [
+                Scenario("raw INSERT, 1 row", raw_one),
+                Scenario("raw INSERT, 1 row, via pool", raw_one_pooled),
+                Scenario("append, 1 event", append_one(store)),
+                Scenario("append, 1 event, no NOTIFY", append_one(store), notify=False),
+            ]
+            if args.what_if:
+                single += [
+                    Scenario("append, 1 event, no reset", append_one(quiet_store)),
+                    Scenario("append, 1, no reset+NOTIFY", append_one(quiet_store), notify=False),
+                ]
+            groups = [
+                single,
+                [
+                    Scenario(f"raw INSERT, {b} rows", raw_batch),
+                    Scenario(f"append, {b} events", append_batch),
+                    Scenario(f"append, {b} events, no NOTIFY", append_batch, notify=False),
+                ],
+            ]
+            info = await pool.fetchrow(
+                "SELECT current_setting('server_version') AS v, current_setting('fsync') AS f,"
+                " current_setting('synchronous_commit') AS s"
+            )
+            print(
+                f"fancrm append benchmark: PostgreSQL {info['v']} ({where}, fsync={info['f']},"
+                f" synchronous_commit={info['s']}), {os.cpu_count()} CPUs; per scenario"
+                f" {args.duration:g} s in {args.rounds} interleaved slices after"
+                f" {args.warmup:g} s warm-up; events built in {build_s:.1f} s",
+                flush=True,
+            )
+            print(_header(), flush=True)
+            results: list[Result] = []
+            for group in groups:
+                for writers in args.writers:
+                    for result in await run_group(pool, group, writers, args):
+                        results.append(result)
+                        print(_row(result), flush=True)
+            _summary(results, args)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _pools_without_reset() -> Iterator[None]:
+    """While building a container: asyncpg pools created with a no-op ``reset``."""
+    original = asyncpg.create_pool
+    asyncpg.create_pool = functools.partial(original, reset=_no_reset)
+    try:
+        yield
+    finally:
+        asyncpg.create_pool = original
+
+
+_ENVELOPE = ("originator_id", "originator_version", "originator_topic")
+
+
+def event_json(event: DomainEvent) -> str:
+    """The event's own fields as JSON, as a plain store would keep them: the raw rows."""
+    fields = msgspec.to_builtins(event)
+    for key in _ENVELOPE:
+        fields.pop(key, None)
+    return msgspec.json.encode(fields).decode()
+
+
+async def _close_all(conns: list[asyncpg.Connection]) -> None:
+    for conn in conns:
+        await conn.close()
+
+
+def _header() -> str:
+    return (
+        f"{'scenario':<30} {'writers':>7} {'commits/s':>9} {'events/s':>8}"
+        f" {'range events/s':>15} {'p50 ms':>7} {'p99 ms':>7} {'cpu us/op bench+pg':>19}\n"
+        + "-"
+        * 108
+    )
+
+
+def _row(r: Result) -> str:
+    low, high = min(r.slice_rates), max(r.slice_rates)
+    spread = f"{_short(low)}-{_short(high)}"
+    pg = f"{r.pg_cpu / r.ops * 1e6:.0f}" if r.pg_cpu is not None and r.ops else "n/a"
+    mine = f"{r.bench_cpu / r.ops * 1e6:.0f}" if r.ops else "n/a"
+    return (
+        f"{r.scenario:<30} {r.writers:>7} {r.ops_per_s:>9,.0f} {r.events_per_s:>8,.0f}"
+        f" {spread:>15} {r.percentile_ms(0.5):>7.2f} {r.percentile_ms(0.99):>7.2f}"
+        f" {mine + ' + ' + pg:>19}"
+    )
+
+
+def _short(rate: float) -> str:
+    return f"{rate / 1000:.1f}k" if rate >= 1000 else f"{rate:.0f}"
+
+
+def _summary(results: list[Result], args: argparse.Namespace) -> None:
+    def rate(name: str, writers: int) -> float:
+        for r in results:
+            if r.scenario == name and r.writers == writers:
+                return r.events_per_s
+        return float("nan")
+
+    b = args.batch_size
+    print()
+    print(
+        f"{'summary':<30} {'writers':>7} {'raw':>9} {'append':>8} {'append/raw':>11}"
+        f" {'no NOTIFY':>10} {'NOTIFY cost':>12}"
+    )
+    print("-" * 108)
+    worst_single, best_batch = float("inf"), 0.0
+    for label, raw, app in (
+        ("single event (commits/s)", "raw INSERT, 1 row", "append, 1 event"),
+        (f"batch of {b} (events/s)", f"raw INSERT, {b} rows", f"append, {b} events"),
+    ):
+        for w in args.writers:
+            r, a, quiet = rate(raw, w), rate(app, w), rate(app + ", no NOTIFY", w)
+            print(
+                f"{label:<30} {w:>7} {r:>9,.0f} {a:>8,.0f} {a / r:>11.2f} {quiet:>10,.0f}"
+                f" {1 - a / quiet:>12.0%}"
+            )
+            if app == "append, 1 event":
+                worst_single = min(worst_single, a / r)
+            else:
+                best_batch = max(best_batch, a)
+    print("(NOTIFY cost: the share of the no-NOTIFY rate lost with the trigger on)")
+    for w in args.writers:
+        held, pooled = rate("raw INSERT, 1 row", w), rate("raw INSERT, 1 row, via pool", w)
+        print(
+            f"pool acquire/reset/release, {w} writer(s): raw INSERT via the pool reaches"
+            f" {pooled / held:.2f} of a held connection's commits/s"
+        )
+    if args.what_if:
+        for w in args.writers:
+            r = rate("raw INSERT, 1 row", w)
+            a = rate("append, 1 event, no reset", w)
+            both = rate("append, 1, no reset+NOTIFY", w)
+            print(
+                f"what-if, {w} writer(s): append/raw {a / r:.2f} on a pool without the reset"
+                f" query, {both / r:.2f} without reset and without NOTIFY"
+            )
+    print()
+    print(
+        f"goal: single-event append >= {SINGLE_GOAL_RATIO:.0%} of raw INSERT commits/s at"
+        f" every writer count: worst ratio {worst_single:.2f} ->"
+        f" {'met' if worst_single >= SINGLE_GOAL_RATIO else 'NOT met'}"
+    )
+    print(
+        f"goal: batched append >= {BATCH_GOAL_EVENTS:,} events/s: best {best_batch:,.0f} ->"
+        f" {'met' if best_batch >= BATCH_GOAL_EVENTS else 'NOT met'}"
+    )
+
+
+def _writers(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive integers")
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Event-store append throughput against raw INSERTs (see the docstring)."
+    )
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="timed seconds per scenario (5)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved slices per scenario (5)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.5, help="untimed seconds per scenario first (0.5)"
+    )
+    parser.add_argument(
+        "--writers", type=_writers, default=[1, 8], help="concurrent writers, e.g. 1,8 (default)"
+    )
+    parser.add_argument("--batch-size", type=int, default=100, help="events per batch (100)")
+    parser.add_argument(
+        "--prebuilt", type=int, default=20_000, help="distinct single events built (20000)"
+    )
+    parser.add_argument(
+        "--prebuilt-batches", type=int, default=200, help="distinct batches built (200)"
+    )
+    parser.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also append through a pool without asyncpg's reset query (see the docstring)",
+    )
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="the scratch database's synchronous_commit; off leaves only CPU cost (on)",
+    )
+    args = parser.parse_args()
+    if args.batch_size < 1 or args.rounds < 1 or args.duration <= 0:
+        parser.error("--batch-size and --rounds must be at least 1, --duration above 0")
+    configure_logging("WARNING", json=False)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
