@@ -7,7 +7,7 @@ tests that read the whole global log get a database of their own (``fresh_databa
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -66,3 +66,13 @@ async def http(container: bootstrap.Container) -> AsyncIterator[httpx.AsyncClien
     transport = httpx.ASGITransport(app=create_app(container=container))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint_url() -> Iterator[str]:
+    """moto's SQS server for the whole run (tests/support/moto.py); tests use fresh queue names."""
+    # Imported here: moto and its web server load slowly, and most runs never need them.
+    from tests.support.moto import moto_server
+
+    with moto_server() as url:
+        yield url
