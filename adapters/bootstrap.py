@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+import redis.asyncio as redis
 
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.ids import SequenceIds
+from adapters.postgres.listen import Notifier
+from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
+from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
+from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.subject_keys import SubjectKeys
+from adapters.queue_status import QueueStatusReader
+from application.queue import MessageQueue
 from projections.base import Projection
+from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
+from projections.messages import MessagesProjection
 
 
 @dataclass
@@ -28,14 +39,24 @@ class Container:
     ids: SequenceIds
     projection_store: PostgresProjectionStore
     fans: PostgresFanReadModel
+    messaging: PostgresMessagingReadModel
+    outbox: PostgresOutbox
+    queue: MessageQueue
+    queue_status: QueueStatusReader
+    redis: redis.Redis | None
+    _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for closer in reversed(self._closers):
+            await closer()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.projection_store.close()
         await self.pool.close()
 
 
 def core_projections() -> list[Projection]:
-    return [FansProjection()]
+    return [FansProjection(), ConversationsProjection(), MessagesProjection()]
 
 
 def master_keys(settings: Settings) -> tuple[MasterKey, list[MasterKey]]:
@@ -63,7 +84,11 @@ async def build(settings: Settings) -> Container:
     except BaseException:
         await pool.close()
         raise
-    events = PostgresEventStore(pool, PersonalDataCodec(keys))
+    notifier = Notifier(pool)
+    events = PostgresEventStore(pool, PersonalDataCodec(keys), notifier)
+    cache = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    closers: list[Callable[[], Awaitable[Any]]] = [notifier.close]
+    queue = await _queue(settings, pool, notifier, closers)
     return Container(
         settings=settings,
         pool=pool,
@@ -72,4 +97,33 @@ async def build(settings: Settings) -> Container:
         ids=SequenceIds(pool),
         projection_store=PostgresProjectionStore(pool, events, settings.database_url),
         fans=PostgresFanReadModel(pool),
+        messaging=PostgresMessagingReadModel(pool),
+        outbox=PostgresOutbox(pool),
+        queue=queue,
+        queue_status=QueueStatusReader(queue, pool, cache),
+        redis=cache,
+        _closers=closers,
     )
+
+
+async def _queue(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    notifier: Notifier,
+    closers: list[Callable[[], Awaitable[Any]]],
+) -> MessageQueue:
+    """The Postgres queue on one machine; Amazon SQS (or moto's server) when configured."""
+    if settings.queue_backend == "sqs":
+        from adapters.sqs import open_sqs_queue
+
+        queue, close = await open_sqs_queue(settings)
+        closers.append(close)
+        return queue
+    postgres_queue = PostgresQueue(
+        pool,
+        visibility_timeout=settings.visibility_timeout,
+        max_receive_count=settings.max_receive_count,
+        notifier=notifier,
+    )
+    closers.append(postgres_queue.close)
+    return postgres_queue

@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     projector = worker.add_parser("projections", help="follow the log into the read tables")
     _add_data_dir(projector)
-    projector.set_defaults(func=lambda a: _run(_worker_projections, a))
+    projector.set_defaults(func=lambda a: _run(_worker, a, "projections"))
+    relay = worker.add_parser("relay", help="move committed outbox rows onto the queue")
+    _add_data_dir(relay)
+    relay.set_defaults(func=lambda a: _run(_worker, a, "relay"))
     return parser
 
 
@@ -105,9 +108,9 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run(command: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: Any) -> None:
+def _run(command: Callable[..., Coroutine[Any, Any, None]], args: Any, *more: Any) -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), json=False)
-    asyncio.run(command(args))
+    asyncio.run(command(args, *more))
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -208,15 +211,17 @@ async def _projections_status(args: argparse.Namespace) -> None:
         )
 
 
-async def _worker_projections(args: argparse.Namespace) -> None:
+async def _worker(args: argparse.Namespace, kind: str) -> None:
     from adapters import bootstrap
     from worker.projections import run_projectors
+    from worker.relay import run_relay
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     container = await bootstrap.build(_settings(args))
     stop = _stop_on_signals()
+    run = {"projections": run_projectors, "relay": run_relay}[kind]
     try:
-        await run_projectors(container, stop)
+        await run(container, stop)
     finally:
         await container.close()
 

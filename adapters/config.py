@@ -23,6 +23,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     read_your_writes_timeout: float = 2.0
     pool_min_size: int = 2
     pool_max_size: int = 10
+    # The queue: "postgres" (one machine) or "sqs" (Amazon SQS, or moto's server in dev).
+    queue_backend: str = "postgres"
+    sqs_endpoint_url: str | None = None
+    sqs_queue_prefix: str = "fancrm"
+    aws_region: str = "us-east-1"
+    visibility_timeout: float = 30.0
+    max_receive_count: int = 5
+    # The sender's pace per creator account: estimates of send times use it.
+    send_rate_per_second: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -37,7 +46,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 key for key in env.get("CRM_PREVIOUS_MASTER_KEYS", "").split(",") if key.strip()
             ),
         }
+        for name, key in (
+            ("queue_backend", "CRM_QUEUE"),
+            ("sqs_endpoint_url", "SQS_ENDPOINT_URL"),
+            ("sqs_queue_prefix", "SQS_QUEUE_PREFIX"),
+            ("aws_region", "AWS_REGION"),
+        ):
+            if env.get(key):
+                values[name] = env[key]
         for name, key, kind in (
+            ("visibility_timeout", "SQS_VISIBILITY_TIMEOUT", float),
+            ("max_receive_count", "SQS_MAX_RECEIVE_COUNT", int),
+            ("send_rate_per_second", "CRM_SEND_RATE_PER_SECOND", float),
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
             ("read_your_writes_timeout", "CRM_READ_YOUR_WRITES_TIMEOUT", float),
             ("pool_min_size", "CRM_POOL_MIN_SIZE", int),

@@ -23,6 +23,7 @@ from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
 from worker.projections import run_projectors
+from worker.relay import run_relay
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +69,10 @@ async def _serve(container: bootstrap.Container, host: str, port: int, key: str)
         )
     )
     stop = asyncio.Event()
-    projectors = asyncio.create_task(run_projectors(container, stop))
+    workers = [
+        asyncio.create_task(run_projectors(container, stop)),
+        asyncio.create_task(run_relay(container, stop)),
+    ]
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
@@ -78,7 +82,7 @@ async def _serve(container: bootstrap.Container, host: str, port: int, key: str)
         await serving
     finally:
         stop.set()
-        await projectors
+        await asyncio.gather(*workers)
 
 
 class _Server(uvicorn.Server):

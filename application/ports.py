@@ -48,6 +48,30 @@ class Checkpoint(msgspec.Struct, frozen=True, order=True):
     position: int = 0
 
 
+class StreamWrite(msgspec.Struct, frozen=True):
+    """Events one aggregate decided, to append after ``expected_version`` of its stream."""
+
+    stream_id: str
+    stream_type: str
+    events: list[DomainEvent]
+    expected_version: int
+    event_ids: Sequence[UUID] | None = None
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A message for a queue, stored in the command's transaction and relayed after commit.
+
+    ``personal`` holds the body's personal fields: the store seals them with ``subject``'s
+    key, so neither the outbox nor the queue holds them in clear."""
+
+    queue: str
+    message_id: str
+    body: dict[str, Any]
+    subject: str | None = None
+    personal: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
+
+
 class EventStore(Protocol):
     async def load(
         self,
@@ -72,6 +96,16 @@ class EventStore(Protocol):
         Raises ConcurrencyError if the stream is not at ``expected_version``. Appending event
         ids that are already stored is a no-op returning their original positions.
         """
+        ...
+
+    async def append_all(
+        self,
+        writes: Sequence[StreamWrite],
+        *,
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> list[int]:
+        """Append to several streams and add outbox rows in one transaction."""
         ...
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:

@@ -10,13 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.base import DomainEvent
+from domain.conversation import Conversation
 from domain.fan import Fan
+from domain.message import Message
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanCreated": Fan.Created,
     "FanUpdated": Fan.Updated,
     "FanDeleted": Fan.Deleted,
     "FanErased": Fan.Erased,
+    "FanConversationOpened": Fan.ConversationOpened,
+    "ConversationStarted": Conversation.Started,
+    "MessageQueued": Message.Queued,
+    "MessageDispatched": Message.Dispatched,
+    "MessageSent": Message.Sent,
+    "MessageFailed": Message.Failed,
+    "MessageRequeued": Message.Requeued,
+    "MessageRead": Message.Read,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
@@ -39,6 +49,7 @@ _FAN_PERSONAL = ("platform_id", "name", "handle", "email", "notes")
 PERSONAL_DATA: dict[str, PersonalData] = {
     "FanCreated": PersonalData(_FAN_PERSONAL),
     "FanUpdated": PersonalData(("name", "handle", "email", "notes")),
+    "MessageQueued": PersonalData(("content", "attachments"), subject_field="fan_id"),
 }
 
 # Appending one of these destroys the subject's data key in the same transaction.

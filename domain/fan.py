@@ -151,6 +151,9 @@ class Fan(BaseAggregate[str]):
     class Deleted(Event):
         pass
 
+    class ConversationOpened(Event):
+        conversation_id: int
+
     class Erased(Event):
         # Carries no personal data: the event store destroys the fan's data key in the same
         # transaction, which makes every earlier copy of the personal fields unreadable.
@@ -208,6 +211,7 @@ class Fan(BaseAggregate[str]):
         self.notes = notes
         self.deleted = False
         self.erased = False
+        self.conversation_id: int | None = None
 
     def update(self, **changes: Any) -> bool:
         """Apply the given editable fields; returns False (and records nothing) if none changed."""
@@ -246,6 +250,18 @@ class Fan(BaseAggregate[str]):
     @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
+
+    def open_conversation(self, conversation_id: int) -> int:
+        """The fan's one conversation: opened on first need, then always the same."""
+        self._require_live()
+        if self.conversation_id is None:
+            self._conversation_opened(conversation_id=conversation_id)
+        assert self.conversation_id is not None
+        return self.conversation_id
+
+    @event(ConversationOpened)
+    def _conversation_opened(self, conversation_id: int) -> None:
+        self.conversation_id = conversation_id
 
     def erase(self) -> None:
         """Honour the right to erasure; allowed for deleted fans too, once."""

@@ -16,8 +16,10 @@ from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.config import Settings
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
+from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
 from adapters.http.fans import FansController
+from adapters.http.messages import MessagesController
 from adapters.http.problems import EXCEPTION_HANDLERS
 
 PUBLIC_PATHS = ["/schema", "/health"]
@@ -58,7 +60,13 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         return state.container
 
     return Litestar(
-        route_handlers=[FansController, health],
+        route_handlers=[
+            FansController,
+            MessagesController,
+            ConversationsController,
+            CrmMessagesController,
+            health,
+        ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         middleware=[
             correlation_middleware,

@@ -32,9 +32,16 @@ from adapters.postgres.codec import (
     event_type_of,
     schema_version,
 )
-from adapters.postgres.personal_data import PersonalDataCodec
+from adapters.postgres.listen import Notifier
+from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec
 from application.errors import ConcurrencyError
-from application.ports import Checkpoint, EventMetadata, RecordedEvent
+from application.ports import (
+    Checkpoint,
+    EventMetadata,
+    OutboxEntry,
+    RecordedEvent,
+    StreamWrite,
+)
 from domain.base import DomainEvent
 
 _COLUMNS = (
@@ -49,9 +56,10 @@ _COLUMNS = (
 _APPEND = """
 WITH inserted AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-    SELECT e.event_id, $1, $2, e.version, e.event_type, e.data::jsonb, e.metadata::jsonb
-    FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[])
-         WITH ORDINALITY AS e(event_id, version, event_type, data, metadata, n)
+    SELECT e.event_id, $1, $2, e.version, e.event_type, e.data::jsonb,
+           $7::jsonb || jsonb_build_object('schema_version', e.schema_version)
+    FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $13::int[])
+         WITH ORDINALITY AS e(event_id, version, event_type, data, schema_version, n)
     WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $8
     ORDER BY e.n
     RETURNING position
@@ -78,13 +86,14 @@ ORDER BY transaction_id, position
 LIMIT $3
 """
 
-_metadata_encoder = msgspec.json.Encoder()
-
 
 class PostgresEventStore:
-    def __init__(self, pool: asyncpg.Pool, personal: PersonalDataCodec) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, personal: PersonalDataCodec, notifier: Notifier | None = None
+    ) -> None:
         self._pool = pool
         self._personal = personal
+        self._notifier = notifier
 
     async def append(
         self,
@@ -98,37 +107,104 @@ class PostgresEventStore:
     ) -> list[int]:
         if not events:
             return []
-        ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
-        if len(ids) != len(events):
-            raise ValueError("one event id per event")
-        types = [event_type_of(event) for event in events]
-        fields = [event_fields(event) for event in events]
+        write = StreamWrite(stream_id, stream_type, list(events), expected_version, event_ids)
         async with self._pool.acquire() as conn:
-            keys = await self._personal.protect(
-                conn, stream_id, expected_version, list(zip(types, ids, fields, strict=True))
-            )
             try:
-                rows = await conn.fetch(
-                    _APPEND,
-                    stream_id,
-                    stream_type,
-                    ids,
-                    [expected_version + i for i in range(1, len(events) + 1)],
-                    types,
-                    [encode_json(item) for item in fields],
-                    [_encode_metadata(metadata, t) for t in types],
-                    expected_version,
-                    list(keys.new_keys),
-                    [wrapped for _, wrapped in keys.new_keys.values()],
-                    self._personal.master_key_id,
-                    sorted(keys.erased_subjects),
-                )
+                rows, keys, ids = await self._write(conn, write, metadata)
             except asyncpg.UniqueViolationError:
-                rows = []
+                rows, ids = [], _event_ids(write)
             if len(rows) == len(events):
                 self._personal.committed(keys)
+                self._notify("events")
                 return [row["position"] for row in rows]
             return await self._already_appended(conn, stream_id, ids, expected_version)
+
+    async def append_all(
+        self,
+        writes: Sequence[StreamWrite],
+        *,
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> list[int]:
+        """Append to several streams and add outbox rows, all in one transaction; any stream
+        not at its expected version rolls everything back with ConcurrencyError."""
+        positions: list[int] = []
+        committed = []
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for write in writes:
+                        rows, keys, _ = await self._write(conn, write, metadata)
+                        if len(rows) != len(write.events):
+                            raise ConcurrencyError(
+                                f"{write.stream_id} is not at version {write.expected_version}"
+                            )
+                        positions += [row["position"] for row in rows]
+                        committed.append(keys)
+                    if outbox:
+                        await self._add_to_outbox(conn, outbox)
+            except asyncpg.UniqueViolationError as error:
+                raise ConcurrencyError(str(error)) from None
+        for keys in committed:
+            self._personal.committed(keys)
+        self._notify("events")
+        if outbox:
+            self._notify("outbox")
+        return positions
+
+    def _notify(self, channel: str) -> None:
+        if self._notifier is not None:
+            self._notifier.poke(channel)
+
+    async def _write(
+        self, conn: asyncpg.Connection, write: StreamWrite, metadata: EventMetadata
+    ) -> tuple[list[Any], PendingKeys, list[UUID]]:
+        ids = _event_ids(write)
+        types = [event_type_of(event) for event in write.events]
+        fields = [event_fields(event) for event in write.events]
+        keys = await self._personal.protect(
+            conn,
+            write.stream_id,
+            write.expected_version,
+            list(zip(types, ids, fields, strict=True)),
+        )
+        rows = await conn.fetch(
+            _APPEND,
+            write.stream_id,
+            write.stream_type,
+            ids,
+            [write.expected_version + i for i in range(1, len(write.events) + 1)],
+            types,
+            [encode_json(item) for item in fields],
+            # Sent and parsed once per append (the pool's jsonb codec encodes the struct);
+            # each event adds its own schema version.
+            metadata,
+            write.expected_version,
+            list(keys.new_keys),
+            [wrapped for _, wrapped in keys.new_keys.values()],
+            self._personal.master_key_id,
+            sorted(keys.erased_subjects),
+            [schema_version(t) for t in types],
+        )
+        return rows, keys, ids
+
+    async def _add_to_outbox(
+        self, conn: asyncpg.Connection, entries: Sequence[OutboxEntry]
+    ) -> None:
+        bodies = [
+            await self._personal.seal_body(conn, entry.body, entry.subject, entry.personal)
+            for entry in entries
+        ]
+        await conn.execute(
+            """
+            INSERT INTO outbox (queue, message_id, body, attributes)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+            """,
+            [entry.queue for entry in entries],
+            [entry.message_id for entry in entries],
+            bodies,
+            [entry.attributes for entry in entries],
+        )
 
     async def _already_appended(
         self, conn: asyncpg.Connection, stream_id: str, ids: list[UUID], expected: int
@@ -188,9 +264,12 @@ class PostgresEventStore:
         return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
 
 
-def _encode_metadata(metadata: EventMetadata, event_type: str) -> str:
-    stamped = msgspec.structs.replace(metadata, schema_version=schema_version(event_type))
-    return _metadata_encoder.encode(stamped).decode()
+def _event_ids(write: StreamWrite) -> list[UUID]:
+    if write.event_ids is None:
+        return [uuid4() for _ in write.events]
+    if len(write.event_ids) != len(write.events):
+        raise ValueError("one event id per event")
+    return list(write.event_ids)
 
 
 def to_recorded(row: Any, keys: dict[str, AESGCM | None]) -> RecordedEvent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-_SEQUENCES = {"fan": "fan_id_seq"}
+_SEQUENCES = {"fan": "fan_id_seq", "conversation": "conversation_id_seq"}
 
 
 class SequenceIds:

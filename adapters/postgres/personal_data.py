@@ -63,14 +63,15 @@ class PersonalDataCodec:
         if not personal:
             return pending
         subjects = {subject_of(spec, t, stream_id, f) for t, _, f, spec in personal}
-        aeads = await self.keys.load(conn, subjects)
+        aeads: dict[str, AESGCM | None] = {}
+        if not (stream_id in subjects and expected_version == 0):
+            # A stream's first event needs no lookup: its subject can have no key yet.
+            aeads.update(await self.keys.load(conn, subjects))
         for subject in subjects - aeads.keys():
-            if subject == stream_id and expected_version == 0:
-                # The subject's first event: its key is stored by the same statement.
-                pending.new_keys[subject] = self.keys.new_key(subject)
-                aeads[subject] = pending.new_keys[subject][0]
-            else:
-                aeads[subject] = await self.keys.create(conn, subject)
+            # Stored by the append statement itself, only if the events go in; a concurrent
+            # append that made the same subject's key first makes this one fail and retry.
+            pending.new_keys[subject] = self.keys.new_key(subject)
+            aeads[subject] = pending.new_keys[subject][0]
         for event_type, event_id, fields, spec in personal:
             subject = subject_of(spec, event_type, stream_id, fields)
             aead = aeads[subject]
@@ -80,6 +81,34 @@ class PersonalDataCodec:
             if any(value is not None for value in values.values()):
                 fields[PII] = seal(aead, _encode(values), _context(subject, event_id))
         return pending
+
+    async def seal_body(
+        self, conn: Any, body: dict[str, Any], subject: str | None, personal: dict[str, Any]
+    ) -> str:
+        """A queue message body with its personal fields sealed under the subject's key."""
+        if personal:
+            if self.keys is None or subject is None:
+                body = {**body, **personal}
+            else:
+                aead = (await self.keys.load(conn, [subject])).get(subject, ERASED)
+                if aead is None:
+                    raise SubjectErased(subject)
+                context = f"{subject}|{body.get('messageId', '')}".encode()
+                body = {**body, PII: seal(aead, _encode(personal), context)}
+        return _encode(body).decode()
+
+    async def open_body(self, conn: Any, body: dict[str, Any], subject: str) -> dict[str, Any]:
+        """The personal fields of a queue message body (None if the subject was erased)."""
+        sealed = body.get(PII)
+        if sealed is None:
+            return {}
+        if self.keys is None:
+            raise SubjectErased("encryption is off but the message is sealed")
+        aead = (await self.keys.load(conn, [subject])).get(subject, ERASED)
+        if aead is None:
+            raise SubjectErased(subject)
+        context = f"{subject}|{body.get('messageId', '')}".encode()
+        return dict(_decode(unseal(aead, sealed, context)))
 
     @property
     def master_key_id(self) -> str | None:

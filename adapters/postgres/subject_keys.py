@@ -101,25 +101,6 @@ class SubjectKeys:
         data_key = new_data_key()
         return AESGCM(data_key), self.master.wrap(subject, data_key)
 
-    async def create(self, conn: Any, subject: str) -> AESGCM:
-        """Make the subject's key, or load the one a concurrent writer made."""
-        aead, wrapped = self.new_key(subject)
-        inserted = await conn.fetchval(
-            "INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)"
-            " VALUES ($1, $2, $3) ON CONFLICT (subject_id) DO NOTHING RETURNING true",
-            subject,
-            wrapped,
-            self.master.key_id,
-        )
-        if inserted:
-            self.remember(subject, aead)
-            return aead
-        self.forget(subject)
-        existing = (await self.load(conn, [subject]))[subject]
-        if existing is ERASED:
-            raise SubjectErased(subject)
-        return existing
-
     async def rotate(self, batch_size: int = 1000) -> int:
         """Re-wrap every live data key with the current master key; events are untouched."""
         rotated = 0

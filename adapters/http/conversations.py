@@ -1,0 +1,137 @@
+"""/api/crm/conversations and messages: the reference's ConversationsRepository and
+MessagesRepository operations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from adapters.bootstrap import Container
+from adapters.http.context import command_context, wait_for_position
+from adapters.http.messaging_schemas import (
+    ConversationCreatedOut,
+    ConversationListOut,
+    ConversationOut,
+    CreateConversationBody,
+    MessageListOut,
+    MessageOut,
+)
+from adapters.http.schemas import decode_strictly
+from adapters.postgres.api_keys import Principal
+from application import messages
+from application.errors import NotFound
+
+Deps = NamedDependency[Container]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+MinPosition = Annotated[int | None, QueryParameter(name="minPosition", ge=1, le=2**63 - 1)]
+
+
+class ConversationsController(Controller):
+    path = "/api/crm/conversations"
+    tags = ["conversations"]
+
+    @get()
+    async def list_conversations(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        limit: Limit = 50,
+        cursor: FromQuery[str | None] = None,
+        min_position: MinPosition = None,
+    ) -> ConversationListOut:
+        await wait_for_position(container, "conversations", min_position)
+        page = await container.messaging.list_conversations(request.user.user_id, limit, cursor)
+        return ConversationListOut(
+            conversations=[ConversationOut.from_view(v) for v in page.items],
+            next_cursor=page.next_cursor,
+        )
+
+    @get("/{conversation_id:int}")
+    async def get_conversation(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        conversation_id: FromPath[int],
+        min_position: MinPosition = None,
+    ) -> dict[str, ConversationOut]:
+        await wait_for_position(container, "conversations", min_position)
+        view = await container.messaging.get_conversation(request.user.user_id, conversation_id)
+        if view is None:
+            raise NotFound(f"conversation {conversation_id}")
+        return {"conversation": ConversationOut.from_view(view)}
+
+    @get("/{conversation_id:int}/messages")
+    async def list_messages(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        conversation_id: FromPath[int],
+        limit: Limit = 50,
+        cursor: FromQuery[str | None] = None,
+        min_position: MinPosition = None,
+    ) -> MessageListOut:
+        await wait_for_position(container, "messages", min_position)
+        tenant = request.user.user_id
+        if await container.messaging.get_conversation(tenant, conversation_id) is None:
+            raise NotFound(f"conversation {conversation_id}")
+        page = await container.messaging.list_messages(tenant, conversation_id, limit, cursor)
+        return MessageListOut(
+            messages=[MessageOut.from_view(v) for v in page.items], next_cursor=page.next_cursor
+        )
+
+    @post()
+    async def create_conversation(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        data: JSONBody[CreateConversationBody],
+    ) -> Response[ConversationCreatedOut]:
+        body = decode_strictly(await request.body(), CreateConversationBody)
+        conversation_id, position = await messages.start_conversation(
+            messages.StartConversation(fan_id=body.fan_id),
+            command_context(request),
+            store=container.events,
+            ids=container.ids,
+        )
+        return Response(
+            ConversationCreatedOut(conversation=None, id=conversation_id, position=position),
+            status_code=201 if position is not None else 200,
+        )
+
+
+class CrmMessagesController(Controller):
+    path = "/api/crm/messages"
+    tags = ["conversations"]
+
+    @get("/{message_id:str}")
+    async def get_message(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        message_id: FromPath[str],
+        min_position: MinPosition = None,
+    ) -> dict[str, MessageOut]:
+        await wait_for_position(container, "messages", min_position)
+        view = await container.messaging.get_message(request.user.user_id, message_id)
+        if view is None:
+            raise NotFound(f"message {message_id}")
+        return {"message": MessageOut.from_view(view)}
+
+    @post("/{message_id:str}/read", status_code=200)
+    async def mark_read(
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+    ) -> dict[str, Any]:
+        try:
+            key = str(uuid.UUID(message_id))
+        except ValueError:
+            raise NotFound(f"message {message_id}") from None
+        changed = await messages.mark_message_read(
+            messages.MessageCommand(message_id=key),
+            command_context(request),
+            store=container.events,
+        )
+        return {"messageId": key, "status": changed.message.status, "position": changed.position}

@@ -1,0 +1,178 @@
+"""/api/onlyfans/messages: send (the reference's sendMessage and sendBatch), queue status, retry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from adapters.bootstrap import Container
+from adapters.http.context import command_context
+from adapters.http.idempotency import idempotency_key, message_id_for, replay_or_run
+from adapters.http.messaging_schemas import (
+    BatchItemOut,
+    BatchOut,
+    MessageAcceptedOut,
+    QueueStatusOut,
+    RetriedOut,
+    SendBatchBody,
+    SendMessageBody,
+)
+from adapters.http.schemas import decode_strictly
+from adapters.postgres.api_keys import Principal
+from application import messages
+from domain.errors import InvalidValue
+
+Deps = NamedDependency[Container]
+
+
+class MessagesController(Controller):
+    path = "/api/onlyfans/messages"
+    tags = ["messages"]
+
+    @post("/send", status_code=202)
+    async def send(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        data: JSONBody[SendMessageBody],
+    ) -> Response[MessageAcceptedOut]:
+        body = decode_strictly(await request.body(), SendMessageBody)
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            key = idempotency_key(request)
+            cmd = _command(body, default_id=message_id_for(ctx.tenant, key) if key else None)
+            accepted = await messages.queue_message(
+                cmd, ctx, store=container.events, ids=container.ids
+            )
+            return Response(
+                MessageAcceptedOut(
+                    message_id=accepted.message_id,
+                    status="queued",
+                    queued_at=accepted.queued_at,
+                    estimated_send_time=await _estimate(
+                        container, accepted.queue, accepted.queued_at
+                    ),
+                    conversation_id=accepted.conversation_id,
+                    position=accepted.position,
+                ),
+                status_code=202,
+            )
+
+        return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+    @post("/batch", status_code=202)
+    async def send_batch(
+        self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[SendBatchBody]
+    ) -> Response[BatchOut]:
+        """Up to 10 messages; each is queued or refused on its own (the reference's sendBatch)."""
+        body = decode_strictly(await request.body(), SendBatchBody)
+        ctx = command_context(request)
+        if len(body.messages) > messages.MAX_BATCH:
+            raise InvalidValue("messages", f"at most {messages.MAX_BATCH} messages per batch")
+
+        async def run() -> Response[Any]:
+            results = []
+            for item in body.messages:
+                try:
+                    cmd = _command(item)
+                except InvalidValue as error:
+                    results.append(
+                        messages.BatchItemResult(
+                            message_id=item.message_id, error=error.message, field=error.field
+                        )
+                    )
+                    continue
+                results += await messages.queue_messages(
+                    [cmd], ctx, store=container.events, ids=container.ids
+                )
+            out = [_batch_item(result) for result in results]
+            queued = sum(1 for item in out if item.status == "queued")
+            return Response(
+                BatchOut(results=out, queued=queued, failed=len(out) - queued), status_code=202
+            )
+
+        return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+    @get("/status")
+    async def status(self, container: Deps) -> QueueStatusOut:
+        status = await container.queue_status.status()
+        return QueueStatusOut(
+            queue_depth=status.depth,
+            messages_in_flight=status.in_flight,
+            dlq_count=status.dead_letters,
+            last_processed_at=status.last_processed_at,
+            queues={
+                name: {"depth": s.visible, "inFlight": s.in_flight, "dlq": s.dead_letters}
+                for name, s in status.queues.items()
+            },
+        )
+
+    @post("/{message_id:str}/retry", status_code=202)
+    async def retry(
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+    ) -> Response[RetriedOut]:
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            changed = await messages.retry_message(
+                messages.MessageCommand(message_id=_uuid(message_id)), ctx, store=container.events
+            )
+            return Response(
+                RetriedOut(message_id=message_id, status="queued", position=changed.position),
+                status_code=202,
+            )
+
+        return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+
+def _command(body: SendMessageBody, default_id: str | None = None) -> messages.QueueMessage:
+    recipient = body.recipient_id
+    if isinstance(recipient, str):
+        if not recipient.isascii() or not recipient.isdigit() or len(recipient) > 18:
+            raise InvalidValue("recipient_id", "must be a fan id")
+        recipient = int(recipient)
+    return messages.QueueMessage(
+        recipient_id=recipient,
+        content=body.content,
+        media_urls=tuple(body.media_urls),
+        attachments=tuple((a.type, a.url) for a in body.attachments),
+        price_cents=body.price_cents,
+        priority=body.priority,
+        message_id=body.message_id or default_id,
+    )
+
+
+def _batch_item(result: messages.BatchItemResult) -> BatchItemOut:
+    if result.accepted is not None:
+        return BatchItemOut(
+            message_id=result.accepted.message_id,
+            status="queued",
+            queued_at=result.accepted.queued_at,
+        )
+    return BatchItemOut(
+        message_id=result.message_id, status="failed", error=result.error, field=result.field
+    )
+
+
+async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime:
+    """When the sender should reach this message: what is ahead of it in the queues, at the
+    configured send rate. One-to-one replies (high) only wait behind other replies."""
+    status = await container.queue_status.status()
+    ahead = status.queues["high"].visible
+    if queue == "normal":
+        ahead += status.queues["normal"].visible
+    seconds = (ahead + 1) / container.settings.send_rate_per_second
+    return queued_at + timedelta(seconds=seconds)
+
+
+def _uuid(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidValue("message_id", "must be a UUID") from None

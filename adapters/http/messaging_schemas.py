@@ -1,0 +1,139 @@
+"""Bodies of the messaging endpoints (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from adapters.http.schemas import Body
+from application.message_queries import ConversationView, MessageView
+
+
+class Attachment(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    url: str
+
+
+class SendMessageBody(Body):
+    # The reference sends ids as strings ("123"); integers are accepted too.
+    recipient_id: int | str
+    content: str
+    media_urls: list[str] = []
+    attachments: list[Attachment] = []
+    price_cents: int = 0
+    priority: int = 5
+    message_id: str | None = None
+
+
+class SendBatchBody(Body):
+    messages: list[SendMessageBody]
+
+
+class MessageAcceptedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    message_id: str
+    status: str
+    queued_at: datetime
+    estimated_send_time: datetime
+    conversation_id: int
+    position: int
+
+
+class BatchItemOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    message_id: str | None
+    status: str
+    queued_at: datetime | None = None
+    error: str | None = None
+    field: str | None = None
+
+
+class BatchOut(msgspec.Struct, kw_only=True, rename="camel"):
+    results: list[BatchItemOut]
+    queued: int
+    failed: int
+
+
+class QueueStatusOut(msgspec.Struct, kw_only=True, rename="camel"):
+    queue_depth: int
+    messages_in_flight: int
+    dlq_count: int
+    last_processed_at: datetime | None
+    queues: dict[str, dict[str, int]]
+
+
+class RetriedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    message_id: str
+    status: str
+    position: int
+
+
+class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
+    id: int
+    user_id: str
+    fan_id: int
+    platform: str
+    created_at: datetime
+    last_message_at: datetime | None
+    message_count: int
+
+    @classmethod
+    def from_view(cls, view: ConversationView) -> ConversationOut:
+        return cls(
+            id=view.conversation_id,
+            user_id=view.tenant,
+            fan_id=view.fan_id,
+            platform=view.platform,
+            created_at=view.created_at,
+            last_message_at=view.last_message_at,
+            message_count=view.message_count,
+        )
+
+
+class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
+    id: str
+    user_id: str
+    conversation_id: int
+    fan_id: int
+    direction: str
+    content: str | None
+    price_cents: int
+    attachments: list[dict[str, Any]]
+    priority: int
+    status: str
+    failure_reason: str | None
+    campaign_id: int | None
+    attempts: int
+    queued_at: datetime
+    dispatched_at: datetime | None
+    sent_at: datetime | None
+    read_at: datetime | None
+    failed_at: datetime | None
+
+    @classmethod
+    def from_view(cls, view: MessageView) -> MessageOut:
+        fields = msgspec.structs.asdict(view)
+        fields["id"] = fields.pop("message_id")
+        fields["user_id"] = fields.pop("tenant")
+        return cls(**fields)
+
+
+class CreateConversationBody(Body):
+    fan_id: int
+    platform: str = "onlyfans"
+
+
+class ConversationCreatedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    conversation: ConversationOut | None
+    id: int
+    position: int | None
+
+
+class ConversationListOut(msgspec.Struct, kw_only=True, rename="camel"):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class MessageListOut(msgspec.Struct, kw_only=True, rename="camel"):
+    messages: list[MessageOut]
+    next_cursor: str | None

@@ -1,0 +1,110 @@
+"""Hand-written SQL over the conversations and messages read tables; keyset pagination."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from adapters.postgres.cursors import decode_cursor, encode_cursor
+from application.message_queries import ConversationView, MessageView, Page
+
+_CONVERSATION = """
+SELECT conversation_id, tenant_id AS tenant, fan_id, platform, created_at, last_message_at,
+       message_count, activity_at
+FROM conversations
+"""
+
+_MESSAGE = """
+SELECT message_id::text, tenant_id AS tenant, conversation_id, fan_id, direction, content,
+       price_cents, attachments, priority, status, failure_reason, campaign_id, attempts,
+       queued_at, dispatched_at, sent_at, read_at, failed_at
+FROM messages
+"""
+
+
+class PostgresMessagingReadModel:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def list_conversations(self, tenant: str, limit: int, cursor: str | None) -> Page:
+        """Newest activity first."""
+        if cursor:
+            at, last_id = decode_cursor(cursor, tuple[datetime, int])
+            rows = await self._pool.fetch(
+                _CONVERSATION + "WHERE tenant_id = $1 AND (activity_at, conversation_id) < ($2, $3)"
+                " ORDER BY activity_at DESC, conversation_id DESC LIMIT $4",
+                tenant,
+                at,
+                last_id,
+                limit + 1,
+            )
+        else:
+            rows = await self._pool.fetch(
+                _CONVERSATION + "WHERE tenant_id = $1"
+                " ORDER BY activity_at DESC, conversation_id DESC LIMIT $2",
+                tenant,
+                limit + 1,
+            )
+        items = [_conversation(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["activity_at"], last["conversation_id"])
+        return Page(items, next_cursor)
+
+    async def get_conversation(self, tenant: str, conversation_id: int) -> ConversationView | None:
+        row = await self._pool.fetchrow(
+            _CONVERSATION + "WHERE conversation_id = $1 AND tenant_id = $2",
+            conversation_id,
+            tenant,
+        )
+        return _conversation(row) if row else None
+
+    async def list_messages(
+        self, tenant: str, conversation_id: int, limit: int, cursor: str | None
+    ) -> Page:
+        """Newest first, like a chat scrolled back."""
+        if cursor:
+            at, last_id = decode_cursor(cursor, tuple[datetime, uuid.UUID])
+            rows = await self._pool.fetch(
+                _MESSAGE + "WHERE conversation_id = $1 AND tenant_id = $2"
+                " AND (queued_at, message_id) < ($3, $4)"
+                " ORDER BY queued_at DESC, message_id DESC LIMIT $5",
+                conversation_id,
+                tenant,
+                at,
+                last_id,
+                limit + 1,
+            )
+        else:
+            rows = await self._pool.fetch(
+                _MESSAGE + "WHERE conversation_id = $1 AND tenant_id = $2"
+                " ORDER BY queued_at DESC, message_id DESC LIMIT $3",
+                conversation_id,
+                tenant,
+                limit + 1,
+            )
+        items = [MessageView(**dict(row)) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(last.queued_at, last.message_id)
+        return Page(items, next_cursor)
+
+    async def get_message(self, tenant: str, message_id: str) -> MessageView | None:
+        try:
+            key = uuid.UUID(message_id)
+        except ValueError:
+            return None
+        row = await self._pool.fetchrow(
+            _MESSAGE + "WHERE message_id = $1 AND tenant_id = $2", key, tenant
+        )
+        return MessageView(**dict(row)) if row else None
+
+
+def _conversation(row: asyncpg.Record) -> ConversationView:
+    fields = dict(row)
+    fields.pop("activity_at")
+    return ConversationView(**fields)

@@ -1,0 +1,72 @@
+"""The outbox table, for relays: claim due rows without blocking other relays, then settle
+each one (sent: deleted; failed: retried later with backoff, or given up)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import msgspec
+
+
+class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    queue: str
+    message_id: str
+    body: str
+    attributes: dict[str, str]
+    attempts: int
+
+
+class ClaimedRows:
+    """Rows locked by one relay's transaction: no other relay sees them until it ends."""
+
+    def __init__(self, conn: asyncpg.Connection, rows: list[OutboxRow]) -> None:
+        self.conn = conn
+        self.rows = rows
+
+    async def delete(self, ids: list[int]) -> None:
+        if ids:
+            await self.conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+
+    async def retry_later(self, row: OutboxRow, delay_seconds: float, error: str) -> None:
+        await self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2,"
+            " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+            row.id,
+            error[:1000],
+            delay_seconds,
+        )
+
+
+class PostgresOutbox:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def claim(self, limit: int) -> AsyncIterator[ClaimedRows]:
+        """Lock up to ``limit`` due rows for the length of the block (FOR UPDATE SKIP LOCKED:
+        relays running at once take disjoint rows). Changes commit when the block ends."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            records = await conn.fetch(
+                """
+                SELECT id, queue, message_id, body, attributes, attempts FROM outbox
+                WHERE next_attempt_at <= now()
+                ORDER BY next_attempt_at, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+            )
+            yield ClaimedRows(conn, [OutboxRow(**dict(record)) for record in records])
+
+    async def seconds_until_due(self) -> float | None:
+        """How long until the next row is due; None if the outbox is empty."""
+        wait = await self._pool.fetchval(
+            "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM outbox"
+        )
+        return None if wait is None else max(0.0, float(wait))
+
+    async def pending(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM outbox"))

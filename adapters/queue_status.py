@@ -1,0 +1,65 @@
+"""Queue status for the API and monitoring: depths from the queue, the last processed message
+from the event store, cached in Redis for a few seconds (it is polled by dashboards)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+import redis.asyncio as redis
+
+from application.queue import QUEUES, MessageQueue, QueueStats
+
+CACHE_KEY = "fancrm:queue-status"
+
+
+class QueueStatus(msgspec.Struct, frozen=True, kw_only=True):
+    queues: dict[str, QueueStats]
+    last_processed_at: datetime | None
+
+    @property
+    def depth(self) -> int:
+        return sum(stats.visible for stats in self.queues.values())
+
+    @property
+    def in_flight(self) -> int:
+        return sum(stats.in_flight for stats in self.queues.values())
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(stats.dead_letters for stats in self.queues.values())
+
+
+class QueueStatusReader:
+    def __init__(
+        self,
+        queue: MessageQueue,
+        pool: asyncpg.Pool,
+        cache: redis.Redis | None,
+        *,
+        ttl_seconds: float = 3.0,
+    ) -> None:
+        self._queue = queue
+        self._pool = pool
+        self._cache = cache
+        self._ttl_ms = int(ttl_seconds * 1000)
+
+    async def status(self) -> QueueStatus:
+        if self._cache is not None:
+            cached = await self._cache.get(CACHE_KEY)
+            if cached:
+                return msgspec.json.decode(cached, type=QueueStatus)
+        status = QueueStatus(
+            queues={name: await self._queue.stats(name) for name in QUEUES},
+            last_processed_at=await self._pool.fetchval(
+                """
+                SELECT recorded_at FROM events
+                WHERE stream_type = 'message' AND event_type IN ('MessageSent', 'MessageFailed')
+                ORDER BY transaction_id DESC, position DESC LIMIT 1
+                """
+            ),
+        )
+        if self._cache is not None:
+            await self._cache.set(CACHE_KEY, msgspec.json.encode(status), px=self._ttl_ms)
+        return status

@@ -1,0 +1,58 @@
+"""Queries on the conversations and messages read models, and the port that answers them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+
+
+class ConversationView(msgspec.Struct, frozen=True, kw_only=True):
+    conversation_id: int
+    tenant: str
+    fan_id: int
+    platform: str
+    created_at: datetime
+    last_message_at: datetime | None
+    message_count: int
+
+
+class MessageView(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    tenant: str
+    conversation_id: int
+    fan_id: int
+    direction: str
+    content: str | None
+    price_cents: int
+    attachments: list[dict[str, Any]]
+    priority: int
+    status: str
+    failure_reason: str | None
+    campaign_id: int | None
+    attempts: int
+    queued_at: datetime
+    dispatched_at: datetime | None
+    sent_at: datetime | None
+    read_at: datetime | None
+    failed_at: datetime | None
+
+
+class Page(msgspec.Struct, frozen=True):
+    items: list[Any]
+    next_cursor: str | None
+
+
+class MessagingReadModel(Protocol):
+    async def list_conversations(self, tenant: str, limit: int, cursor: str | None) -> Page: ...
+
+    async def get_conversation(
+        self, tenant: str, conversation_id: int
+    ) -> ConversationView | None: ...
+
+    async def list_messages(
+        self, tenant: str, conversation_id: int, limit: int, cursor: str | None
+    ) -> Page: ...
+
+    async def get_message(self, tenant: str, message_id: str) -> MessageView | None: ...

@@ -1,0 +1,284 @@
+"""Messaging commands: queue a message (the reference's sendMessage), queue up to ten
+(sendBatch), start a conversation, mark read, retry; and the relay's outcome commands.
+
+Queueing appends the message's events and its outbox row in one transaction, so a message is
+either accepted and certain to reach the queue, or not accepted at all. The message id is the
+idempotency key: queueing an id that exists answers what the first call answered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from application.context import CommandContext
+from application.errors import ConcurrencyError, NotFound
+from application.ports import EventStore, IdAllocator, OutboxEntry, StreamWrite
+from application.streams import load, retry_on_conflict, save
+from domain.conversation import Conversation
+from domain.errors import InvalidValue
+from domain.fan import Fan, fan_stream_id
+from domain.message import DEFAULT_PRIORITY, Message, attachment_type_of, message_stream_id
+
+MAX_BATCH = 10
+
+
+class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
+    recipient_id: int
+    content: str
+    media_urls: tuple[str, ...] = ()
+    attachments: tuple[tuple[str, str], ...] = ()
+    price_cents: int = 0
+    priority: int = DEFAULT_PRIORITY
+    message_id: str | None = None
+    campaign_id: int | None = None
+
+
+class MessageAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    conversation_id: int
+    queue: str
+    queued_at: datetime
+    position: int
+    # False when the message id had been queued before: nothing new was recorded.
+    created: bool = True
+
+
+class BatchItemResult(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str | None
+    accepted: MessageAccepted | None = None
+    error: str | None = None
+    field: str | None = None
+
+
+class StartConversation(msgspec.Struct, frozen=True, kw_only=True):
+    fan_id: int
+
+
+class MessageCommand(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+
+
+class MessageChanged(msgspec.Struct, frozen=True):
+    message: Message
+    position: int
+
+
+async def queue_message(
+    cmd: QueueMessage, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+) -> MessageAccepted:
+    message_id = _message_id(cmd.message_id)
+
+    async def attempt() -> MessageAccepted:
+        existing = await _existing(store, message_id, ctx)
+        if existing is not None:
+            return existing
+        fan = await _live_recipient(store, cmd.recipient_id, ctx)
+        writes = []
+        if fan.conversation_id is None:
+            conversation = Conversation.start(
+                conversation_id=await ids.next_id("conversation"),
+                tenant=ctx.tenant,
+                fan_id=fan.fan_id,
+                platform=fan.platform,
+            )
+            fan.open_conversation(conversation.conversation_id)
+            writes += [_write(fan, "fan"), _write(conversation, "conversation")]
+        assert fan.conversation_id is not None
+        message = Message.queue(
+            message_id=message_id,
+            tenant=ctx.tenant,
+            conversation_id=fan.conversation_id,
+            fan_id=fan.fan_id,
+            content=cmd.content,
+            price_cents=cmd.price_cents,
+            attachments=[*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)],
+            priority=cmd.priority,
+            campaign_id=cmd.campaign_id,
+        )
+        queued_at = message.created_on
+        writes.append(_write(message, "message"))
+        positions = await store.append_all(
+            writes, metadata=ctx.metadata(), outbox=[outbox_entry(message, ctx)]
+        )
+        return MessageAccepted(
+            message_id=message_id,
+            conversation_id=message.conversation_id,
+            queue=message.queue_name,
+            queued_at=queued_at,
+            position=positions[-1],
+        )
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def queue_messages(
+    cmds: list[QueueMessage], ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+) -> list[BatchItemResult]:
+    """Each message is accepted or refused on its own: one bad message fails only itself."""
+    if len(cmds) > MAX_BATCH:
+        raise InvalidValue("messages", f"at most {MAX_BATCH} messages per batch")
+    results = []
+    for cmd in cmds:
+        try:
+            accepted = await queue_message(cmd, ctx, store=store, ids=ids)
+            results.append(BatchItemResult(message_id=accepted.message_id, accepted=accepted))
+        except InvalidValue as error:
+            results.append(
+                BatchItemResult(message_id=cmd.message_id, error=error.message, field=error.field)
+            )
+    return results
+
+
+async def start_conversation(
+    cmd: StartConversation, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+) -> tuple[int, int | None]:
+    """The fan's conversation id (opened if need be), and the position if one was opened."""
+
+    async def attempt() -> tuple[int, int | None]:
+        fan = await _live_recipient(store, cmd.fan_id, ctx, field="fan_id")
+        if fan.conversation_id is not None:
+            return fan.conversation_id, None
+        conversation = Conversation.start(
+            conversation_id=await ids.next_id("conversation"),
+            tenant=ctx.tenant,
+            fan_id=fan.fan_id,
+            platform=fan.platform,
+        )
+        fan.open_conversation(conversation.conversation_id)
+        positions = await store.append_all(
+            [_write(fan, "fan"), _write(conversation, "conversation")], metadata=ctx.metadata()
+        )
+        return conversation.conversation_id, positions[-1]
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def retry_message(
+    cmd: MessageCommand, ctx: CommandContext, *, store: EventStore
+) -> MessageChanged:
+    """A person puts a failed message back on its way: requeued, with a new outbox row."""
+
+    async def attempt() -> MessageChanged:
+        message, _ = await load(store, message_stream_id(cmd.message_id), tenant=ctx.tenant)
+        message.retry()
+        positions = await store.append_all(
+            [_write(message, "message")],
+            metadata=ctx.metadata(),
+            outbox=[outbox_entry(message, ctx)],
+        )
+        return MessageChanged(message, positions[-1])
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def mark_message_read(
+    cmd: MessageCommand, ctx: CommandContext, *, store: EventStore
+) -> MessageChanged:
+    return await _change(store, cmd.message_id, ctx, lambda m: m.mark_read())
+
+
+async def record_dispatched(
+    message_id: str, queue: str, ctx: CommandContext, *, store: EventStore
+) -> MessageChanged:
+    """The relay put the message on the queue (a repeat records nothing)."""
+    return await _change(store, message_id, ctx, lambda m: m.dispatch(queue))
+
+
+async def record_failed(
+    message_id: str, reason: str, ctx: CommandContext, *, store: EventStore
+) -> MessageChanged:
+    """Given up on after the last attempt: shows as failed until a person retries it."""
+    return await _change(store, message_id, ctx, lambda m: m.fail(reason))
+
+
+async def record_sent(
+    message_id: str, platform_message_id: str | None, ctx: CommandContext, *, store: EventStore
+) -> MessageChanged:
+    return await _change(store, message_id, ctx, lambda m: m.mark_sent(platform_message_id))
+
+
+def outbox_entry(message: Message, ctx: CommandContext) -> OutboxEntry:
+    """The queue message for the sender; content and media are sealed by the store."""
+    return OutboxEntry(
+        queue=message.queue_name,
+        message_id=message.message_id,
+        subject=fan_stream_id(message.fan_id),
+        body={
+            "messageId": message.message_id,
+            "tenant": message.tenant,
+            "recipientId": message.fan_id,
+            "conversationId": message.conversation_id,
+            "priceCents": message.price_cents,
+            "priority": message.priority,
+            "attempt": message.attempts,
+            "campaignId": message.campaign_id,
+            "correlationId": ctx.correlation_id,
+        },
+        personal={
+            "content": message.content,
+            "media": [{"type": kind, "url": url} for kind, url in message.attachments],
+        },
+        attributes={"correlation_id": ctx.correlation_id}
+        | ({"trace_id": ctx.trace_id} if ctx.trace_id else {}),
+    )
+
+
+async def _change(
+    store: EventStore, message_id: str, ctx: CommandContext, decide: Any
+) -> MessageChanged:
+    async def attempt() -> MessageChanged:
+        message, position = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        decide(message)
+        return MessageChanged(message, await save(store, message, "message", ctx) or position)
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def _existing(
+    store: EventStore, message_id: str, ctx: CommandContext
+) -> MessageAccepted | None:
+    recorded = await store.load(message_stream_id(message_id))
+    if not recorded:
+        return None
+    queued = recorded[0].event
+    if recorded[0].metadata.tenant != ctx.tenant or not isinstance(queued, Message.Queued):
+        raise ConcurrencyError(f"message id {message_id} is already used")
+    return MessageAccepted(
+        message_id=message_id,
+        conversation_id=queued.conversation_id,
+        queue="high" if queued.priority >= 8 else "normal",
+        queued_at=queued.timestamp,
+        position=recorded[0].position,
+        created=False,
+    )
+
+
+async def _live_recipient(
+    store: EventStore, fan_id: int, ctx: CommandContext, *, field: str = "recipient_id"
+) -> Fan:
+    try:
+        fan, _ = await load(store, fan_stream_id(fan_id), tenant=ctx.tenant)
+    except NotFound:
+        raise InvalidValue(field, f"fan {fan_id} is not a fan of this account") from None
+    if fan.deleted:
+        raise InvalidValue(field, f"fan {fan_id} was deleted")
+    assert isinstance(fan, Fan)
+    return fan
+
+
+def _write(aggregate: Any, stream_type: str) -> StreamWrite:
+    pending = aggregate.collect_events()
+    return StreamWrite(aggregate.id, stream_type, pending, pending[0].originator_version - 1)
+
+
+def _message_id(given: str | None) -> str:
+    if given is None:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        raise InvalidValue("message_id", "must be a UUID") from None

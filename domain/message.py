@@ -1,0 +1,255 @@
+"""The Message aggregate: one message between a creator and a fan, and its delivery lifecycle.
+
+    queued ──► dispatched ──► sent ──► read
+       │            │
+       └────────────┴──► failed ──(retry)──► queued
+
+``queued``: accepted, waiting in the outbox. ``dispatched``: on the queue for the sender.
+``sent``: the platform accepted it. ``failed``: given up on, with a reason, until a person
+retries it. Inbound messages (a fan writing to the creator) start as ``received``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal
+
+from eventsourcing.domain import BaseAggregate, event
+
+from domain.base import AggregateCreated, DomainEvent
+from domain.errors import IllegalState, InvalidValue
+
+Direction = Literal["in", "out"]
+Status = Literal["queued", "dispatched", "sent", "read", "failed", "received"]
+
+MAX_CONTENT = 5_000
+MAX_ATTACHMENTS = 20
+MAX_URL = 2_048
+# PPV: free, or between $3 and $200.
+MIN_PRICE_CENTS = 300
+MAX_PRICE_CENTS = 20_000
+ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
+DEFAULT_PRIORITY = 5
+# Priorities at or above this go to the high-priority queue (one-to-one replies).
+HIGH_PRIORITY = 8
+
+_HOST = re.compile(r"https://[^\s/?#]+[^\s]*")
+_EXTENSIONS = {
+    "image": ("jpg", "jpeg", "png", "gif", "webp", "heic"),
+    "video": ("mp4", "mov", "webm", "m4v"),
+    "audio": ("mp3", "m4a", "wav", "ogg", "aac"),
+}
+
+
+def message_stream_id(message_id: str) -> str:
+    return f"message-{message_id}"
+
+
+def attachment_type_of(url: str) -> str:
+    """The media type a bare URL most likely holds, from its extension."""
+    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    for kind, extensions in _EXTENSIONS.items():
+        if path.endswith(tuple("." + e for e in extensions)):
+            return kind
+    return "file"
+
+
+def normalise_content(content: object) -> str:
+    if not isinstance(content, str):
+        raise InvalidValue("content", "must be a string")
+    if "\x00" in content:
+        raise InvalidValue("content", "must not contain NUL characters")
+    if not content.strip():
+        raise InvalidValue("content", "must not be empty")
+    if len(content) > MAX_CONTENT:
+        raise InvalidValue("content", f"must be at most {MAX_CONTENT} characters")
+    return content
+
+
+def normalise_price(price_cents: object) -> int:
+    if price_cents is None:
+        return 0
+    if isinstance(price_cents, bool) or not isinstance(price_cents, int):
+        raise InvalidValue("price_cents", "must be an integer number of cents")
+    if price_cents != 0 and not MIN_PRICE_CENTS <= price_cents <= MAX_PRICE_CENTS:
+        raise InvalidValue(
+            "price_cents",
+            f"must be 0 (free) or between {MIN_PRICE_CENTS} and {MAX_PRICE_CENTS} cents",
+        )
+    return price_cents
+
+
+def normalise_attachments(
+    attachments: Iterable[tuple[str, str]] | None,
+) -> tuple[tuple[str, str], ...]:
+    result = []
+    for kind, url in attachments or ():
+        if kind not in ATTACHMENT_TYPES:
+            raise InvalidValue(
+                "attachments", f"type must be one of {', '.join(sorted(ATTACHMENT_TYPES))}"
+            )
+        if not isinstance(url, str) or len(url) > MAX_URL or not _HOST.fullmatch(url):
+            raise InvalidValue("attachments", "media URLs must be https:// URLs")
+        result.append((kind, url))
+    if len(result) > MAX_ATTACHMENTS:
+        raise InvalidValue("attachments", f"at most {MAX_ATTACHMENTS} attachments")
+    return tuple(result)
+
+
+def normalise_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
+        raise InvalidValue("priority", "must be an integer from 1 to 10")
+    return priority
+
+
+class Message(BaseAggregate[str]):
+    @staticmethod
+    def create_id(message_id: str) -> str:
+        return message_stream_id(message_id)
+
+    class Event(DomainEvent):
+        pass
+
+    class Queued(Event, AggregateCreated):
+        message_id: str
+        tenant: str
+        conversation_id: int
+        fan_id: int
+        content: str
+        price_cents: int
+        attachments: tuple[tuple[str, str], ...]
+        priority: int
+        campaign_id: int | None
+
+    class Dispatched(Event):
+        queue: str
+
+    class Sent(Event):
+        platform_message_id: str | None
+
+    class Failed(Event):
+        reason: str
+
+    class Requeued(Event):
+        pass
+
+    class Read(Event):
+        pass
+
+    @classmethod
+    def queue(
+        cls,
+        *,
+        message_id: str,
+        tenant: str,
+        conversation_id: int,
+        fan_id: int,
+        content: str,
+        price_cents: int | None = 0,
+        attachments: Iterable[tuple[str, str]] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        campaign_id: int | None = None,
+    ) -> Message:
+        """An outgoing message, accepted for sending."""
+        return cls(
+            message_id=message_id,
+            tenant=tenant,
+            conversation_id=conversation_id,
+            fan_id=fan_id,
+            content=normalise_content(content),
+            price_cents=normalise_price(price_cents),
+            attachments=normalise_attachments(attachments),
+            priority=normalise_priority(priority),
+            campaign_id=campaign_id,
+        )
+
+    @event(Queued)
+    def __init__(
+        self,
+        message_id: str,
+        tenant: str,
+        conversation_id: int,
+        fan_id: int,
+        content: str,
+        price_cents: int,
+        attachments: tuple[tuple[str, str], ...],
+        priority: int,
+        campaign_id: int | None,
+    ) -> None:
+        self.message_id = message_id
+        self.tenant = tenant
+        self.conversation_id = conversation_id
+        self.fan_id = fan_id
+        self.direction: Direction = "out"
+        self.content = content
+        self.price_cents = price_cents
+        self.attachments = tuple(tuple(a) for a in attachments)
+        self.priority = priority
+        self.campaign_id = campaign_id
+        self.status: Status = "queued"
+        self.failure_reason: str | None = None
+        self.attempts = 1
+
+    @property
+    def queue_name(self) -> str:
+        return "high" if self.priority >= HIGH_PRIORITY else "normal"
+
+    def dispatch(self, queue: str) -> bool:
+        """Recorded once the message is on the queue; repeats (a relay re-sending after a
+        crash) record nothing."""
+        if self.status != "queued":
+            return False
+        self._dispatched(queue=queue)
+        return True
+
+    @event(Dispatched)
+    def _dispatched(self, queue: str) -> None:
+        self.status = "dispatched"
+
+    def mark_sent(self, platform_message_id: str | None) -> bool:
+        """The platform accepted it. Wins over an earlier "failed": a relay may give up on a
+        message whose earlier send did reach the queue; what was delivered was delivered."""
+        if self.status in ("sent", "read"):
+            return False
+        self._sent(platform_message_id=platform_message_id)
+        return True
+
+    @event(Sent)
+    def _sent(self, platform_message_id: str | None) -> None:
+        self.status = "sent"
+        self.failure_reason = None
+
+    def fail(self, reason: str) -> bool:
+        if self.status in ("failed", "sent", "read"):
+            return False
+        self._failed(reason=reason[:500] or "unknown")
+        return True
+
+    @event(Failed)
+    def _failed(self, reason: str) -> None:
+        self.status = "failed"
+        self.failure_reason = reason
+
+    def retry(self) -> None:
+        if self.status != "failed":
+            raise IllegalState(f"message {self.message_id} is {self.status}, not failed")
+        self._requeued()
+
+    @event(Requeued)
+    def _requeued(self) -> None:
+        self.status = "queued"
+        self.failure_reason = None
+        self.attempts += 1
+
+    def mark_read(self) -> bool:
+        if self.status == "read":
+            return False
+        if self.status != "sent":
+            raise IllegalState(f"message {self.message_id} is {self.status}, not sent")
+        self._read()
+        return True
+
+    @event(Read)
+    def _read(self) -> None:
+        self.status = "read"

@@ -1,0 +1,186 @@
+"""The outbox relay: moves committed outbox rows onto the queue, at least once.
+
+Each pass claims due rows (FOR UPDATE SKIP LOCKED, so several relays can run), sends them with
+SendMessageBatch in groups of at most 10 per queue, deletes the rows the queue accepted and
+reschedules the rest with exponential backoff (1 s, 2 s, 4 s). After the last attempt the
+message is recorded as failed (an event), so it shows as failed and a person can retry it.
+
+A relay killed between the send and the commit leaves its rows in the outbox: they are sent
+again, with the same message id, and the sender drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+
+from adapters.bootstrap import Container
+from adapters.postgres.listen import ChannelListener
+from adapters.postgres.outbox import ClaimedRows, OutboxRow, PostgresOutbox
+from application.context import CommandContext
+from application.messages import record_dispatched, record_failed
+from application.ports import EventStore
+from application.queue import MAX_BATCH, MessageQueue, OutgoingMessage, QueueName, SendResult
+
+log = structlog.get_logger(__name__)
+
+RETRY_DELAYS = (1.0, 2.0, 4.0)  # after the 1st, 2nd and 3rd failed attempt; then give up
+CLAIM_LIMIT = 100
+
+
+class Relay:
+    def __init__(
+        self,
+        outbox: PostgresOutbox,
+        queue: MessageQueue,
+        store: EventStore,
+        *,
+        wake: asyncio.Event | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.outbox = outbox
+        self.queue = queue
+        self.store = store
+        self.wake = wake or asyncio.Event()
+        self.poll_interval = poll_interval
+
+    async def run_once(self) -> int:
+        """Relay one claim of due rows; returns how many rows it settled."""
+        async with self.outbox.claim(CLAIM_LIMIT) as claimed:
+            if not claimed.rows:
+                return 0
+            outcomes = await self._send(claimed.rows)
+            sent, gave_up = await self._settle(claimed, outcomes)
+            # Recorded before the rows' deletion commits: if this fails or the relay dies,
+            # the rows stay and the next pass settles them again. Never a silent loss.
+            for row, reason in gave_up:
+                await record_failed(
+                    row.message_id, f"queue unavailable: {reason}", _owner(row), store=self.store
+                )
+                log.error(
+                    "message failed",
+                    message_id=row.message_id,
+                    tenant=_owner(row).tenant,
+                    attempt=row.attempts + 1,
+                    error=reason,
+                )
+        # After commit the messages are on the queue whatever happens next; a lost
+        # "dispatched" is made good by the sender's "sent".
+        for row in sent:
+            await self._record_dispatched(row)
+        return len(claimed.rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self.run_once():
+                    continue
+                due = await self.outbox.seconds_until_due()
+                wait = self.poll_interval if due is None else min(due, self.poll_interval)
+                self.wake.clear()
+                await _first_of(self.wake.wait(), stop.wait(), timeout=wait)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+
+    async def _send(self, rows: Sequence[OutboxRow]) -> dict[int, SendResult]:
+        by_queue: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_queue[row.queue].append(row)
+        outcomes: dict[int, SendResult] = {}
+        for queue, queued in by_queue.items():
+            for start in range(0, len(queued), MAX_BATCH):
+                chunk = queued[start : start + MAX_BATCH]
+                entries = [
+                    OutgoingMessage(entry_id=str(row.id), body=row.body, attributes=row.attributes)
+                    for row in chunk
+                ]
+                try:
+                    results = await self.queue.send_batch(_queue_name(queue), entries)
+                except Exception as error:  # the queue is down: every entry failed
+                    reason = f"{type(error).__name__}: {error}"
+                    results = [
+                        SendResult(entry_id=e.entry_id, ok=False, error=reason) for e in entries
+                    ]
+                for result in results:
+                    outcomes[int(result.entry_id)] = result
+        return outcomes
+
+    async def _settle(
+        self, claimed: ClaimedRows, outcomes: dict[int, SendResult]
+    ) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
+        sent, gave_up, done = [], [], []
+        for row in claimed.rows:
+            result = outcomes.get(row.id)
+            if result is not None and result.ok:
+                sent.append(row)
+                done.append(row.id)
+                continue
+            reason = (result.error if result else None) or "not sent"
+            if row.attempts < len(RETRY_DELAYS):
+                await claimed.retry_later(row, RETRY_DELAYS[row.attempts], reason)
+                log.warning(
+                    "relay send failed, will retry",
+                    message_id=row.message_id,
+                    attempt=row.attempts + 1,
+                    error=reason,
+                )
+            else:
+                gave_up.append((row, reason))
+                done.append(row.id)
+        await claimed.delete(done)
+        return sent, gave_up
+
+    async def _record_dispatched(self, row: OutboxRow) -> None:
+        try:
+            await record_dispatched(row.message_id, row.queue, _owner(row), store=self.store)
+            log.info(
+                "message dispatched",
+                message_id=row.message_id,
+                tenant=_owner(row).tenant,
+                queue=row.queue,
+            )
+        except Exception:
+            log.exception("could not record dispatch", message_id=row.message_id)
+
+
+async def run_relay(container: Container, stop: asyncio.Event) -> None:
+    """The relay as a long-running worker, woken by NOTIFY on the outbox."""
+    listener = ChannelListener(container.settings.database_url, "outbox")
+    await listener.ensure()
+    relay = Relay(container.outbox, container.queue, container.events, wake=listener.notified)
+    log.info("relay started", queue=container.settings.queue_backend)
+    try:
+        await relay.run(stop)
+    finally:
+        await listener.close()
+
+
+def _owner(row: OutboxRow) -> CommandContext:
+    """The message's own tenant and correlation id, so its events read as one story."""
+    body = msgspec.json.decode(row.body)
+    tenant = str(body.get("tenant", ""))
+    correlation = str(body.get("correlationId") or "relay")
+    return CommandContext(tenant=tenant, actor="relay", correlation_id=correlation)
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any], timeout: float) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _queue_name(queue: str) -> QueueName:
+    return "high" if queue == "high" else "normal"
