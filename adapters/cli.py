@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
+    dev.add_argument(
+        "--queue",
+        choices=("postgres", "sqs"),
+        default="postgres",
+        help="the Postgres-backed queue, or SQS on an embedded moto server",
+    )
     dev.set_defaults(func=_dev)
 
     serve = commands.add_parser("serve", help="run the API (configured from the environment)")
@@ -86,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--fan", required=True, type=int, help="the fan id")
     _add_data_dir(erase)
     erase.set_defaults(func=lambda a: _run(_fans_erase, a))
+
+    queues = commands.add_parser("queues", help="the SQS queues").add_subparsers(
+        dest="action", required=True
+    )
+    create_queues = queues.add_parser(
+        "create", help="create the high and normal queues and their DLQs (idempotent)"
+    )
+    create_queues.set_defaults(func=lambda a: _run(_queues_create, a))
 
     worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
         dest="kind", required=True
@@ -169,6 +184,23 @@ async def _fans_erase(args: argparse.Namespace) -> None:
     finally:
         await container.close()
     print(f"fan {args.fan} erased at position {result.position}")
+
+
+async def _queues_create(args: argparse.Namespace) -> None:
+    from adapters.sqs import create_queues, sqs_client
+
+    settings = Settings.from_env(database_url="-")
+    async with sqs_client(
+        endpoint_url=settings.sqs_endpoint_url, region_name=settings.aws_region
+    ) as client:
+        urls = await create_queues(
+            client,
+            prefix=settings.sqs_queue_prefix,
+            max_receive_count=settings.max_receive_count,
+            visibility_timeout=math.ceil(settings.visibility_timeout),
+        )
+    for name, url in sorted(urls.items()):
+        print(f"{name:<12} {url}")
 
 
 async def _migrate(args: argparse.Namespace) -> None:
@@ -264,5 +296,5 @@ def _dev(args: argparse.Namespace) -> None:
     from adapters.dev import run_dev
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_dev(args.host, args.port, args.data_dir))
+        asyncio.run(run_dev(args.host, args.port, args.data_dir, args.queue))
     sys.exit(0)

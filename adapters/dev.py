@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 DEV_USER = "1"
 
 
-async def run_dev(host: str, port: int, data_dir: Path) -> None:
+async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres") -> None:
     configure_logging(
         os.environ.get("LOG_LEVEL", "INFO"), json=os.environ.get("LOG_FORMAT") == "json"
     )
@@ -43,9 +43,16 @@ async def run_dev(host: str, port: int, data_dir: Path) -> None:
         redis_url = os.environ.get("REDIS_URL") or await asyncio.to_thread(stack.start_redis)
         await migrate(database_url)
         await _ping_redis(redis_url)
+        sqs = {}
+        if queue == "sqs":
+            sqs = {
+                "queue_backend": "sqs",
+                "sqs_endpoint_url": os.environ.get("SQS_ENDPOINT_URL") or stack.start_sqs(),
+            }
         settings = Settings.from_env(
             database_url=database_url,
             redis_url=redis_url,
+            **sqs,
             master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
         )
         container = await bootstrap.build(settings)
@@ -131,6 +138,12 @@ async def _dev_key(pool: asyncpg.Pool, data_dir: Path) -> str:
     return key
 
 
+def _queue_description(settings: Settings) -> str:
+    if settings.queue_backend == "sqs":
+        return f"SQS at {settings.sqs_endpoint_url} (queues {settings.sqs_queue_prefix}-*)"
+    return "PostgreSQL (table queue_messages)"
+
+
 def _print_banner(settings: Settings, host: str, port: int, key: str) -> None:
     base = f"http://{host}:{port}"
     print(
@@ -141,6 +154,7 @@ fancrm is running (Ctrl-C stops everything)
   OpenAPI docs  {base}/schema/swagger   (spec: {base}/schema/openapi.json)
   PostgreSQL    {settings.database_url}
   Redis         {settings.redis_url}
+  Queue         {_queue_description(settings)}
 
   Development key for user {DEV_USER}:
     Authorization: Bearer {key}

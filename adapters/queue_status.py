@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 import redis.asyncio as redis
 
+from adapters import metrics
 from application.queue import QUEUES, MessageQueue, QueueStats
 
 CACHE_KEY = "fancrm:queue-status"
@@ -62,4 +63,6 @@ class QueueStatusReader:
         )
         if self._cache is not None:
             await self._cache.set(CACHE_KEY, msgspec.json.encode(status), px=self._ttl_ms)
+        for name, stats in status.queues.items():
+            metrics.queue_depth(name, stats.visible, stats.dead_letters)
         return status
