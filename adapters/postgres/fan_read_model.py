@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import asyncpg
-import msgspec
 
+from adapters.postgres.cursors import decode_cursor, encode_cursor
 from application.fan_queries import FanPage, FanView, ListFans
 from domain.errors import InvalidValue
 from domain.fan import normalise_tags
@@ -79,7 +77,7 @@ class PostgresFanReadModel:
         next_cursor = None
         if len(rows) > query.limit:
             last = fans[-1]
-            next_cursor = _encode_cursor(getattr(last, column), last.fan_id)
+            next_cursor = encode_cursor(getattr(last, column), last.fan_id)
         return FanPage(fans, next_cursor)
 
 
@@ -93,16 +91,8 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _encode_cursor(value: int, fan_id: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode([value, fan_id])).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, fan_id = msgspec.json.decode(raw, type=tuple[int, int])
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise InvalidValue("cursor", "is not a cursor this API returned") from None
+    value, fan_id = decode_cursor(cursor, tuple[int, int])
     if value not in _BIGINT or fan_id not in _BIGINT:
         raise InvalidValue("cursor", "is not a cursor this API returned")
     return value, fan_id
