@@ -56,6 +56,7 @@ class BatchItemResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class StartConversation(msgspec.Struct, frozen=True, kw_only=True):
     fan_id: int
+    platform: str | None = None
 
 
 class MessageCommand(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,6 +131,10 @@ async def queue_messages(
             results.append(
                 BatchItemResult(message_id=cmd.message_id, error=error.message, field=error.field)
             )
+        except ConcurrencyError as error:  # the message id is another tenant's
+            results.append(
+                BatchItemResult(message_id=cmd.message_id, error=str(error), field="message_id")
+            )
     return results
 
 
@@ -140,6 +145,8 @@ async def start_conversation(
 
     async def attempt() -> tuple[int, int | None]:
         fan = await _live_recipient(store, cmd.fan_id, ctx, field="fan_id")
+        if cmd.platform is not None and cmd.platform != fan.platform:
+            raise InvalidValue("platform", f"fan {fan.fan_id} is on {fan.platform}")
         if fan.conversation_id is not None:
             return fan.conversation_id, None
         conversation = Conversation.start(

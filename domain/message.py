@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Literal
+from urllib.parse import urlsplit
 
 from eventsourcing.domain import BaseAggregate, event
 
@@ -34,7 +35,9 @@ DEFAULT_PRIORITY = 5
 # Priorities at or above this go to the high-priority queue (one-to-one replies).
 HIGH_PRIORITY = 8
 
-_HOST = re.compile(r"https://[^\s/?#]+[^\s]*")
+# No whitespace or control characters anywhere: Postgres cannot store NUL (the read model
+# keeps media URLs in jsonb), and no real URL holds one.
+_HOST = re.compile(r"https://[^\s\x00-\x1f\x7f/?#]+[^\s\x00-\x1f\x7f]*")
 _EXTENSIONS = {
     "image": ("jpg", "jpeg", "png", "gif", "webp", "heic"),
     "video": ("mp4", "mov", "webm", "m4v"),
@@ -91,10 +94,20 @@ def normalise_attachments(
             )
         if not isinstance(url, str) or len(url) > MAX_URL or not _HOST.fullmatch(url):
             raise InvalidValue("attachments", "media URLs must be https:// URLs")
+        if not _has_host(url):
+            raise InvalidValue("attachments", "media URLs must name a host")
         result.append((kind, url))
     if len(result) > MAX_ATTACHMENTS:
         raise InvalidValue("attachments", f"at most {MAX_ATTACHMENTS} attachments")
     return tuple(result)
+
+
+def _has_host(url: str) -> bool:
+    # "https://:443/x" and "https://user@/x" get past the pattern but name no host.
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # a malformed IPv6 literal, such as "https://[::1"
+        return False
 
 
 def normalise_priority(priority: object) -> int:
@@ -116,9 +129,11 @@ class Message(BaseAggregate[str]):
         tenant: str
         conversation_id: int
         fan_id: int
-        content: str
+        # Personal data: both read back as None once the fan is erased (the store destroyed
+        # the key they were encrypted with), and the log must still decode and replay.
+        content: str | None
         price_cents: int
-        attachments: tuple[tuple[str, str], ...]
+        attachments: tuple[tuple[str, str], ...] | None
         priority: int
         campaign_id: int | None
 
@@ -171,9 +186,9 @@ class Message(BaseAggregate[str]):
         tenant: str,
         conversation_id: int,
         fan_id: int,
-        content: str,
+        content: str | None,
         price_cents: int,
-        attachments: tuple[tuple[str, str], ...],
+        attachments: tuple[tuple[str, str], ...] | None,
         priority: int,
         campaign_id: int | None,
     ) -> None:
@@ -184,7 +199,7 @@ class Message(BaseAggregate[str]):
         self.direction: Direction = "out"
         self.content = content
         self.price_cents = price_cents
-        self.attachments = tuple(tuple(a) for a in attachments)
+        self.attachments = tuple(tuple(a) for a in attachments or ())
         self.priority = priority
         self.campaign_id = campaign_id
         self.status: Status = "queued"
@@ -212,6 +227,8 @@ class Message(BaseAggregate[str]):
         message whose earlier send did reach the queue; what was delivered was delivered."""
         if self.status in ("sent", "read"):
             return False
+        if platform_message_id is not None:
+            platform_message_id = platform_message_id.replace("\x00", "")[:200] or None
         self._sent(platform_message_id=platform_message_id)
         return True
 
@@ -223,7 +240,8 @@ class Message(BaseAggregate[str]):
     def fail(self, reason: str) -> bool:
         if self.status in ("failed", "sent", "read"):
             return False
-        self._failed(reason=reason[:500] or "unknown")
+        # Reasons come from other systems; keep them printable and storable (no NUL).
+        self._failed(reason=reason.replace("\x00", "")[:500] or "unknown")
         return True
 
     @event(Failed)

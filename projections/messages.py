@@ -38,7 +38,8 @@ class MessagesProjection:
                 event.fan_id,
                 event.content,
                 event.price_cents,
-                [{"type": kind, "url": url} for kind, url in event.attachments],
+                # None once the fan was erased: replayed after an erasure, the row keeps no media.
+                [{"type": kind, "url": url} for kind, url in event.attachments or ()],
                 event.priority,
                 event.campaign_id,
                 event.timestamp,

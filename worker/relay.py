@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from adapters import metrics
 from adapters.bootstrap import Container
 from adapters.postgres.listen import ChannelListener
 from adapters.postgres.outbox import ClaimedRows, OutboxRow, PostgresOutbox
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # after the 1st, 2nd and 3rd failed attempt; then give up
 CLAIM_LIMIT = 100
+_BUSY_WAIT = 0.05
 
 
 class Relay:
@@ -63,13 +65,8 @@ class Relay:
                 await record_failed(
                     row.message_id, f"queue unavailable: {reason}", _owner(row), store=self.store
                 )
-                log.error(
-                    "message failed",
-                    message_id=row.message_id,
-                    tenant=_owner(row).tenant,
-                    attempt=row.attempts + 1,
-                    error=reason,
-                )
+                metrics.message_failed(_owner(row).tenant, "relay")
+                log.error("message failed", **_about(row), attempt=row.attempts + 1, error=reason)
         # After commit the messages are on the queue whatever happens next; a lost
         # "dispatched" is made good by the sender's "sent".
         for row in sent:
@@ -79,12 +76,18 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                # Cleared before looking, not after: a NOTIFY that arrives while this pass
+                # finds nothing must still end the wait below.
+                self.wake.clear()
                 if await self.run_once():
                     continue
                 due = await self.outbox.seconds_until_due()
-                wait = self.poll_interval if due is None else min(due, self.poll_interval)
-                self.wake.clear()
-                await _first_of(self.wake.wait(), stop.wait(), timeout=wait)
+                # Rows due now but claimed nothing: another relay holds them. Wait a little
+                # for its commit instead of spinning on claims.
+                wait = self.poll_interval if due is None else max(due, _BUSY_WAIT)
+                await _first_of(
+                    self.wake.wait(), stop.wait(), timeout=min(wait, self.poll_interval)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -143,12 +146,7 @@ class Relay:
     async def _record_dispatched(self, row: OutboxRow) -> None:
         try:
             await record_dispatched(row.message_id, row.queue, _owner(row), store=self.store)
-            log.info(
-                "message dispatched",
-                message_id=row.message_id,
-                tenant=_owner(row).tenant,
-                queue=row.queue,
-            )
+            log.info("message dispatched", **_about(row), queue=row.queue)
         except Exception:
             log.exception("could not record dispatch", message_id=row.message_id)
 
@@ -159,10 +157,20 @@ async def run_relay(container: Container, stop: asyncio.Event) -> None:
     await listener.ensure()
     relay = Relay(container.outbox, container.queue, container.events, wake=listener.notified)
     log.info("relay started", queue=container.settings.queue_backend)
+    keep_listening = asyncio.create_task(_keep_listening(listener, stop))
     try:
         await relay.run(stop)
     finally:
+        keep_listening.cancel()
         await listener.close()
+
+
+async def _keep_listening(listener: ChannelListener, stop: asyncio.Event) -> None:
+    """Reconnect the LISTEN connection if it drops; meanwhile the relay polls."""
+    while not stop.is_set():
+        await listener.ensure()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5.0)
 
 
 def _owner(row: OutboxRow) -> CommandContext:
@@ -171,6 +179,16 @@ def _owner(row: OutboxRow) -> CommandContext:
     tenant = str(body.get("tenant", ""))
     correlation = str(body.get("correlationId") or "relay")
     return CommandContext(tenant=tenant, actor="relay", correlation_id=correlation)
+
+
+def _about(row: OutboxRow) -> dict[str, Any]:
+    """What every log line about a message says: which message, whose, to whom."""
+    body = msgspec.json.decode(row.body)
+    return {
+        "message_id": row.message_id,
+        "tenant": body.get("tenant"),
+        "recipient_id": body.get("recipientId"),
+    }
 
 
 async def _first_of(*waits: Coroutine[Any, Any, Any], timeout: float) -> None:

@@ -74,6 +74,10 @@ class ConversationsController(Controller):
         cursor: FromQuery[str | None] = None,
         min_position: MinPosition = None,
     ) -> MessageListOut:
+        # The page comes from the messages view, but whether the conversation exists from the
+        # conversations view: both must have reached the position, or a fresh conversation's
+        # first message reads as 404.
+        await wait_for_position(container, "conversations", min_position)
         await wait_for_position(container, "messages", min_position)
         tenant = request.user.user_id
         if await container.messaging.get_conversation(tenant, conversation_id) is None:
@@ -92,13 +96,13 @@ class ConversationsController(Controller):
     ) -> Response[ConversationCreatedOut]:
         body = decode_strictly(await request.body(), CreateConversationBody)
         conversation_id, position = await messages.start_conversation(
-            messages.StartConversation(fan_id=body.fan_id),
+            messages.StartConversation(fan_id=body.fan_id, platform=body.platform),
             command_context(request),
             store=container.events,
             ids=container.ids,
         )
         return Response(
-            ConversationCreatedOut(conversation=None, id=conversation_id, position=position),
+            ConversationCreatedOut(id=conversation_id, fan_id=body.fan_id, position=position),
             status_code=201 if position is not None else 200,
         )
 

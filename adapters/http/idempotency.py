@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Request, Response
 
 from domain.errors import InvalidValue
@@ -33,6 +34,14 @@ def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
+def _canonical(body: bytes) -> bytes:
+    """The same JSON request however it is spaced or ordered hashes the same."""
+    try:
+        return msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+    except msgspec.DecodeError:
+        return body
+
+
 def message_id_for(tenant: str, key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{tenant}\x00{key}"))
 
@@ -47,7 +56,11 @@ async def replay_or_run(
     if key is None:
         return await run()
     digest = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
+        request.method.encode()
+        + b" "
+        + request.url.path.encode()
+        + b"\n"
+        + _canonical(await request.body())
     ).digest()
     stored = await pool.fetchrow(
         "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",

@@ -6,10 +6,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from adapters import metrics
 from adapters.bootstrap import Container
 from adapters.http.context import command_context
 from adapters.http.idempotency import idempotency_key, message_id_for, replay_or_run
@@ -25,9 +27,11 @@ from adapters.http.messaging_schemas import (
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
+from application.errors import ConcurrencyError
 from domain.errors import InvalidValue
 
 Deps = NamedDependency[Container]
+log = structlog.get_logger(__name__)
 
 
 class MessagesController(Controller):
@@ -50,6 +54,7 @@ class MessagesController(Controller):
             accepted = await messages.queue_message(
                 cmd, ctx, store=container.events, ids=container.ids
             )
+            _queued(accepted, ctx.tenant, cmd.recipient_id)
             return Response(
                 MessageAcceptedOut(
                     message_id=accepted.message_id,
@@ -77,10 +82,14 @@ class MessagesController(Controller):
             raise InvalidValue("messages", f"at most {messages.MAX_BATCH} messages per batch")
 
         async def run() -> Response[Any]:
-            results = []
-            for item in body.messages:
+            key = idempotency_key(request)
+            results: list[messages.BatchItemResult] = []
+            for index, item in enumerate(body.messages):
                 try:
-                    cmd = _command(item)
+                    # As for /send: with an Idempotency-Key the key decides each message's id
+                    # (by its place in the batch), so a batch run twice queues nothing twice.
+                    default_id = message_id_for(ctx.tenant, f"{key}\x00{index}") if key else None
+                    cmd = _command(item, default_id=default_id)
                 except InvalidValue as error:
                     results.append(
                         messages.BatchItemResult(
@@ -88,9 +97,19 @@ class MessagesController(Controller):
                         )
                     )
                     continue
-                results += await messages.queue_messages(
-                    [cmd], ctx, store=container.events, ids=container.ids
-                )
+                try:
+                    [result] = await messages.queue_messages(
+                        [cmd], ctx, store=container.events, ids=container.ids
+                    )
+                except ConcurrencyError as error:
+                    # A message id another tenant already used refuses that message alone;
+                    # the ones before it are queued already.
+                    result = messages.BatchItemResult(
+                        message_id=item.message_id, error=str(error), field="message_id"
+                    )
+                if result.accepted is not None:
+                    _queued(result.accepted, ctx.tenant, cmd.recipient_id)
+                results.append(result)
             out = [_batch_item(result) for result in results]
             queued = sum(1 for item in out if item.status == "queued")
             return Response(
@@ -120,15 +139,28 @@ class MessagesController(Controller):
         ctx = command_context(request)
 
         async def run() -> Response[Any]:
+            key = _uuid(message_id)
             changed = await messages.retry_message(
-                messages.MessageCommand(message_id=_uuid(message_id)), ctx, store=container.events
+                messages.MessageCommand(message_id=key), ctx, store=container.events
             )
             return Response(
-                RetriedOut(message_id=message_id, status="queued", position=changed.position),
+                RetriedOut(message_id=key, status="queued", position=changed.position),
                 status_code=202,
             )
 
         return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+
+def _queued(accepted: messages.MessageAccepted, tenant: str, recipient_id: int) -> None:
+    if accepted.created:
+        metrics.message_queued(tenant, accepted.queue)
+        log.info(
+            "message queued",
+            message_id=accepted.message_id,
+            tenant=tenant,
+            recipient_id=recipient_id,
+            queue=accepted.queue,
+        )
 
 
 def _command(body: SendMessageBody, default_id: str | None = None) -> messages.QueueMessage:
@@ -156,8 +188,17 @@ def _batch_item(result: messages.BatchItemResult) -> BatchItemOut:
             queued_at=result.accepted.queued_at,
         )
     return BatchItemOut(
-        message_id=result.message_id, status="failed", error=result.error, field=result.field
+        message_id=result.message_id,
+        status="failed",
+        error=result.error,
+        # camelCase, as the problem+json "field" of the same mistake in /send
+        field=_wire_name(result.field) if result.field else None,
     )
+
+
+def _wire_name(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime:

@@ -124,8 +124,11 @@ class CreateConversationBody(Body):
 
 
 class ConversationCreatedOut(msgspec.Struct, kw_only=True, rename="camel"):
-    conversation: ConversationOut | None
+    """The fan's conversation id; ``position`` is set when this request opened it (read the
+    conversation with ``minPosition`` to see it)."""
+
     id: int
+    fan_id: int
     position: int | None
 
 

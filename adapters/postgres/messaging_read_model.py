@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from application.message_queries import ConversationView, MessageView, Page
+from domain.errors import InvalidValue
 
 _CONVERSATION = """
 SELECT conversation_id, tenant_id AS tenant, fan_id, platform, created_at, last_message_at,
@@ -23,6 +25,10 @@ SELECT message_id::text, tenant_id AS tenant, conversation_id, fan_id, direction
 FROM messages
 """
 
+# Conversation ids are bigint: anything outside this range names no row, and asyncpg refuses
+# to send it at all.
+_BIGINT = range(-(2**63), 2**63)
+
 
 class PostgresMessagingReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -31,7 +37,7 @@ class PostgresMessagingReadModel:
     async def list_conversations(self, tenant: str, limit: int, cursor: str | None) -> Page:
         """Newest activity first."""
         if cursor:
-            at, last_id = decode_cursor(cursor, tuple[datetime, int])
+            at, last_id = _decode_cursor(cursor, int)
             rows = await self._pool.fetch(
                 _CONVERSATION + "WHERE tenant_id = $1 AND (activity_at, conversation_id) < ($2, $3)"
                 " ORDER BY activity_at DESC, conversation_id DESC LIMIT $4",
@@ -55,6 +61,8 @@ class PostgresMessagingReadModel:
         return Page(items, next_cursor)
 
     async def get_conversation(self, tenant: str, conversation_id: int) -> ConversationView | None:
+        if conversation_id not in _BIGINT:
+            return None
         row = await self._pool.fetchrow(
             _CONVERSATION + "WHERE conversation_id = $1 AND tenant_id = $2",
             conversation_id,
@@ -66,8 +74,10 @@ class PostgresMessagingReadModel:
         self, tenant: str, conversation_id: int, limit: int, cursor: str | None
     ) -> Page:
         """Newest first, like a chat scrolled back."""
+        if conversation_id not in _BIGINT:
+            return Page([], None)
         if cursor:
-            at, last_id = decode_cursor(cursor, tuple[datetime, uuid.UUID])
+            at, last_id = _decode_cursor(cursor, uuid.UUID)
             rows = await self._pool.fetch(
                 _MESSAGE + "WHERE conversation_id = $1 AND tenant_id = $2"
                 " AND (queued_at, message_id) < ($3, $4)"
@@ -102,6 +112,19 @@ class PostgresMessagingReadModel:
             _MESSAGE + "WHERE message_id = $1 AND tenant_id = $2", key, tenant
         )
         return MessageView(**dict(row)) if row else None
+
+
+def _decode_cursor(cursor: str, id_type: Any) -> tuple[datetime, Any]:
+    at, last_id = decode_cursor(cursor, tuple[datetime, id_type])
+    if at.tzinfo is None or (isinstance(last_id, int) and last_id not in _BIGINT):
+        raise InvalidValue("cursor", "is not a cursor this API returned")
+    try:
+        # asyncpg sends timestamps in UTC: a time at the edge of the calendar with an offset
+        # would leave it (and raise instead of matching no row).
+        at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidValue("cursor", "is not a cursor this API returned") from None
+    return at, last_id
 
 
 def _conversation(row: asyncpg.Record) -> ConversationView:

@@ -31,9 +31,11 @@ class ClaimedRows:
             await self.conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
 
     async def retry_later(self, row: OutboxRow, delay_seconds: float, error: str) -> None:
+        # clock_timestamp(), not now(): now() is when the claim began, before the send, and a
+        # send that hung longer than the delay would leave the row due at once.
         await self.conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2,"
-            " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+            " next_attempt_at = clock_timestamp() + make_interval(secs => $3) WHERE id = $1",
             row.id,
             error[:1000],
             delay_seconds,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from application.errors import ConcurrencyError
-from application.ports import Checkpoint, EventMetadata, RecordedEvent
+from application.ports import Checkpoint, EventMetadata, OutboxEntry, RecordedEvent, StreamWrite
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES
 
@@ -19,6 +19,8 @@ class InMemoryEventStore:
         self._positions = itertools.count(1)
         # Lets a test slip another writer's events in between a handler's load and append.
         self.before_append: list[object] = []
+        # Outbox entries committed with their events by append_all, in order.
+        self.outbox: list[OutboxEntry] = []
 
     async def load(
         self, stream_id: str, *, up_to_version: int | None = None, as_of: datetime | None = None
@@ -41,12 +43,63 @@ class InMemoryEventStore:
         metadata: EventMetadata,
         event_ids: Sequence[UUID] | None = None,
     ) -> list[int]:
+        await self._run_hooks()
+        self._check_version(stream_id, expected_version)
+        return self._record(stream_id, stream_type, events, expected_version, metadata, event_ids)
+
+    async def append_all(
+        self,
+        writes: Sequence[StreamWrite],
+        *,
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> list[int]:
+        """All streams and outbox entries, or nothing: every expected version is checked
+        before anything is recorded."""
+        await self._run_hooks()
+        versions: dict[str, int] = {}
+        for write in writes:
+            current = versions.get(write.stream_id, self._version(write.stream_id))
+            if current != write.expected_version:
+                raise ConcurrencyError(
+                    f"{write.stream_id} at {current}, expected {write.expected_version}"
+                )
+            versions[write.stream_id] = current + len(write.events)
+        positions: list[int] = []
+        for write in writes:
+            positions += self._record(
+                write.stream_id,
+                write.stream_type,
+                write.events,
+                write.expected_version,
+                metadata,
+                write.event_ids,
+            )
+        self.outbox.extend(outbox)
+        return positions
+
+    async def _run_hooks(self) -> None:
         while self.before_append:
             hook = self.before_append.pop(0)
             await hook()  # type: ignore[operator]
-        current = len(await self.load(stream_id))
+
+    def _version(self, stream_id: str) -> int:
+        return sum(1 for r in self.log if r.stream_id == stream_id)
+
+    def _check_version(self, stream_id: str, expected_version: int) -> None:
+        current = self._version(stream_id)
         if current != expected_version:
             raise ConcurrencyError(f"{stream_id} at {current}, expected {expected_version}")
+
+    def _record(
+        self,
+        stream_id: str,
+        stream_type: str,
+        events: Sequence[DomainEvent],
+        expected_version: int,
+        metadata: EventMetadata,
+        event_ids: Sequence[UUID] | None,
+    ) -> list[int]:
         ids = list(event_ids or [uuid4() for _ in events])
         positions = []
         for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
