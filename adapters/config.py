@@ -32,6 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_receive_count: int = 5
     # The sender's pace per creator account: estimates of send times use it.
     send_rate_per_second: float = 5.0
+    # Messages of this priority or more go to the high-priority queue.
+    high_priority_from: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -58,6 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("visibility_timeout", "SQS_VISIBILITY_TIMEOUT", float),
             ("max_receive_count", "SQS_MAX_RECEIVE_COUNT", int),
             ("send_rate_per_second", "CRM_SEND_RATE_PER_SECOND", float),
+            ("high_priority_from", "CRM_HIGH_PRIORITY_FROM", int),
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
             ("read_your_writes_timeout", "CRM_READ_YOUR_WRITES_TIMEOUT", float),
             ("pool_min_size", "CRM_POOL_MIN_SIZE", int),

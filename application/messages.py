@@ -21,7 +21,13 @@ from application.streams import load, retry_on_conflict, save
 from domain.conversation import Conversation
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
-from domain.message import DEFAULT_PRIORITY, Message, attachment_type_of, message_stream_id
+from domain.message import (
+    DEFAULT_PRIORITY,
+    HIGH_PRIORITY,
+    Message,
+    attachment_type_of,
+    message_stream_id,
+)
 
 MAX_BATCH = 10
 
@@ -35,6 +41,7 @@ class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = DEFAULT_PRIORITY
     message_id: str | None = None
     campaign_id: int | None = None
+    high_priority_from: int = HIGH_PRIORITY
 
 
 class MessageAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +81,7 @@ async def queue_message(
     message_id = _message_id(cmd.message_id)
 
     async def attempt() -> MessageAccepted:
-        existing = await _existing(store, message_id, ctx)
+        existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
         if existing is not None:
             return existing
         fan = await _live_recipient(store, cmd.recipient_id, ctx)
@@ -103,12 +110,14 @@ async def queue_message(
         queued_at = message.created_on
         writes.append(_write(message, "message"))
         positions = await store.append_all(
-            writes, metadata=ctx.metadata(), outbox=[outbox_entry(message, ctx)]
+            writes,
+            metadata=ctx.metadata(),
+            outbox=[outbox_entry(message, ctx, cmd.high_priority_from)],
         )
         return MessageAccepted(
             message_id=message_id,
             conversation_id=message.conversation_id,
-            queue=message.queue_name,
+            queue=message.queue_name(cmd.high_priority_from),
             queued_at=queued_at,
             position=positions[-1],
         )
@@ -165,7 +174,11 @@ async def start_conversation(
 
 
 async def retry_message(
-    cmd: MessageCommand, ctx: CommandContext, *, store: EventStore
+    cmd: MessageCommand,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    high_priority_from: int = HIGH_PRIORITY,
 ) -> MessageChanged:
     """A person puts a failed message back on its way: requeued, with a new outbox row."""
 
@@ -175,7 +188,7 @@ async def retry_message(
         positions = await store.append_all(
             [_write(message, "message")],
             metadata=ctx.metadata(),
-            outbox=[outbox_entry(message, ctx)],
+            outbox=[outbox_entry(message, ctx, high_priority_from)],
         )
         return MessageChanged(message, positions[-1])
 
@@ -208,10 +221,12 @@ async def record_sent(
     return await _change(store, message_id, ctx, lambda m: m.mark_sent(platform_message_id))
 
 
-def outbox_entry(message: Message, ctx: CommandContext) -> OutboxEntry:
+def outbox_entry(
+    message: Message, ctx: CommandContext, high_priority_from: int = HIGH_PRIORITY
+) -> OutboxEntry:
     """The queue message for the sender; content and media are sealed by the store."""
     return OutboxEntry(
-        queue=message.queue_name,
+        queue=message.queue_name(high_priority_from),
         message_id=message.message_id,
         subject=fan_stream_id(message.fan_id),
         body={
@@ -246,7 +261,7 @@ async def _change(
 
 
 async def _existing(
-    store: EventStore, message_id: str, ctx: CommandContext
+    store: EventStore, message_id: str, ctx: CommandContext, high_priority_from: int
 ) -> MessageAccepted | None:
     recorded = await store.load(message_stream_id(message_id))
     if not recorded:
@@ -257,7 +272,7 @@ async def _existing(
     return MessageAccepted(
         message_id=message_id,
         conversation_id=queued.conversation_id,
-        queue="high" if queued.priority >= 8 else "normal",
+        queue="high" if queued.priority >= high_priority_from else "normal",
         queued_at=queued.timestamp,
         position=recorded[0].position,
         created=False,

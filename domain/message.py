@@ -32,7 +32,8 @@ MIN_PRICE_CENTS = 300
 MAX_PRICE_CENTS = 20_000
 ATTACHMENT_TYPES = frozenset({"image", "video", "audio", "file"})
 DEFAULT_PRIORITY = 5
-# Priorities at or above this go to the high-priority queue (one-to-one replies).
+# By default, priorities at or above this go to the high-priority queue (one-to-one
+# replies); deployments may choose another threshold (CRM_HIGH_PRIORITY_FROM).
 HIGH_PRIORITY = 8
 
 # No whitespace or control characters anywhere: Postgres cannot store NUL (the read model
@@ -206,9 +207,8 @@ class Message(BaseAggregate[str]):
         self.failure_reason: str | None = None
         self.attempts = 1
 
-    @property
-    def queue_name(self) -> str:
-        return "high" if self.priority >= HIGH_PRIORITY else "normal"
+    def queue_name(self, high_priority_from: int = HIGH_PRIORITY) -> str:
+        return "high" if self.priority >= high_priority_from else "normal"
 
     def dispatch(self, queue: str) -> bool:
         """Recorded once the message is on the queue; repeats (a relay re-sending after a

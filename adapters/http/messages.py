@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody
 
 from adapters import metrics
 from adapters.bootstrap import Container
+from adapters.config import Settings
 from adapters.http.context import command_context
 from adapters.http.idempotency import idempotency_key, message_id_for, replay_or_run
 from adapters.http.messaging_schemas import (
@@ -50,7 +51,11 @@ class MessagesController(Controller):
 
         async def run() -> Response[Any]:
             key = idempotency_key(request)
-            cmd = _command(body, default_id=message_id_for(ctx.tenant, key) if key else None)
+            cmd = _command(
+                body,
+                container.settings,
+                default_id=message_id_for(ctx.tenant, key) if key else None,
+            )
             accepted = await messages.queue_message(
                 cmd, ctx, store=container.events, ids=container.ids
             )
@@ -89,7 +94,7 @@ class MessagesController(Controller):
                     # As for /send: with an Idempotency-Key the key decides each message's id
                     # (by its place in the batch), so a batch run twice queues nothing twice.
                     default_id = message_id_for(ctx.tenant, f"{key}\x00{index}") if key else None
-                    cmd = _command(item, default_id=default_id)
+                    cmd = _command(item, container.settings, default_id=default_id)
                 except InvalidValue as error:
                     results.append(
                         messages.BatchItemResult(
@@ -141,7 +146,10 @@ class MessagesController(Controller):
         async def run() -> Response[Any]:
             key = _uuid(message_id)
             changed = await messages.retry_message(
-                messages.MessageCommand(message_id=key), ctx, store=container.events
+                messages.MessageCommand(message_id=key),
+                ctx,
+                store=container.events,
+                high_priority_from=container.settings.high_priority_from,
             )
             return Response(
                 RetriedOut(message_id=key, status="queued", position=changed.position),
@@ -163,7 +171,9 @@ def _queued(accepted: messages.MessageAccepted, tenant: str, recipient_id: int) 
         )
 
 
-def _command(body: SendMessageBody, default_id: str | None = None) -> messages.QueueMessage:
+def _command(
+    body: SendMessageBody, settings: Settings, default_id: str | None = None
+) -> messages.QueueMessage:
     recipient = body.recipient_id
     if isinstance(recipient, str):
         if not recipient.isascii() or not recipient.isdigit() or len(recipient) > 18:
@@ -177,6 +187,7 @@ def _command(body: SendMessageBody, default_id: str | None = None) -> messages.Q
         price_cents=body.price_cents,
         priority=body.priority,
         message_id=body.message_id or default_id,
+        high_priority_from=settings.high_priority_from,
     )
 
 

@@ -297,7 +297,7 @@ def test_the_priority_bounds_are_accepted(priority: int) -> None:
 def test_priorities_of_eight_and_above_go_to_the_high_priority_queue(
     priority: int, queue: str
 ) -> None:
-    assert queued(priority=priority).queue_name == queue
+    assert queued(priority=priority).queue_name() == queue
 
 
 # --- dispatch -------------------------------------------------------------------------------
@@ -561,3 +561,8 @@ def test_replaying_a_conversation_rebuilds_the_same_state() -> None:
         7,
         "fansly",
     )
+
+
+def test_the_high_priority_threshold_can_be_moved() -> None:
+    assert queued(priority=6).queue_name(high_priority_from=6) == "high"
+    assert queued(priority=9).queue_name(high_priority_from=10) == "normal"
