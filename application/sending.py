@@ -1,0 +1,43 @@
+"""Ports of the sender: the OnlyFans gateway and the per-account rate limiter.
+
+There is no official OnlyFans API: the gateway speaks the HTTP shape of the common third-party
+providers (see adapters/onlyfans/). Every send carries the message id as its Idempotency-Key, so
+a retry after an ambiguous failure (a timeout) can never deliver twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+
+Outcome = Literal["sent", "rate_limited", "retryable", "permanent"]
+
+
+class PlatformMessage(msgspec.Struct, frozen=True, kw_only=True):
+    account: str  # the creator account (our tenant) the message is sent from
+    recipient: str  # the fan, as the platform knows them
+    text: str
+    price_cents: int = 0
+    media_urls: tuple[str, ...] = ()
+    idempotency_key: str  # our message id
+
+
+class SendResult(msgspec.Struct, frozen=True, kw_only=True):
+    outcome: Outcome
+    platform_message_id: str | None = None
+    retry_after: float | None = None  # seconds, for rate_limited (and retryable if known)
+    reason: str | None = None  # for the logs and for a failed message
+
+
+class OnlyFansGateway(Protocol):
+    async def send_message(self, message: PlatformMessage) -> SendResult:
+        """Never raises for an HTTP or network failure: classifies it instead."""
+        ...
+
+
+class RateLimiter(Protocol):
+    async def try_acquire(self, account: str) -> float:
+        """Take one token for ``account`` if one is free and return 0; otherwise take nothing
+        and return how many seconds until one will be."""
+        ...
