@@ -35,6 +35,7 @@ class Container:
     settings: Settings
     pool: asyncpg.Pool
     keys: SubjectKeys
+    personal: PersonalDataCodec
     events: PostgresEventStore
     ids: SequenceIds
     projection_store: PostgresProjectionStore
@@ -85,7 +86,8 @@ async def build(settings: Settings) -> Container:
         await pool.close()
         raise
     notifier = Notifier(pool)
-    events = PostgresEventStore(pool, PersonalDataCodec(keys), notifier)
+    personal = PersonalDataCodec(keys)
+    events = PostgresEventStore(pool, personal, notifier)
     cache = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     closers: list[Callable[[], Awaitable[Any]]] = [notifier.close]
     queue = await _queue(settings, pool, notifier, closers)
@@ -93,6 +95,7 @@ async def build(settings: Settings) -> Container:
         settings=settings,
         pool=pool,
         keys=keys,
+        personal=personal,
         events=events,
         ids=SequenceIds(pool),
         projection_store=PostgresProjectionStore(pool, events, settings.database_url),

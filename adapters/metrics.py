@@ -72,3 +72,11 @@ def message_failed(tenant: str, stage: str) -> None:
 def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
     _instruments()["depth"].set(visible, {"queue": queue})
     _instruments()["dlq"].set(dead_letters, {"queue": queue})
+
+
+def message_processed(tenant: str, outcome: str) -> None:
+    _instruments()["processed"].add(1, {"tenant": tenant, "outcome": outcome})
+
+
+def processing_time(milliseconds: float) -> None:
+    _instruments()["processing_time"].record(milliseconds)

@@ -1,0 +1,179 @@
+"""The sender's decisions against real Postgres and the Postgres queue, with a scripted
+gateway and limiter (the real ones are tested on their own and end to end)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+
+from adapters import bootstrap
+from application.context import CommandContext
+from application.fans import CreateFan, EraseFan, create_fan, erase_fan
+from application.messages import QueueMessage, queue_message
+from application.sending import PlatformMessage, SendResult
+from domain.message import message_stream_id
+from tests.support.settings import settings_for
+from worker.relay import Relay
+from worker.sender import Record, Sender, record_from_receive, settle
+
+CTX = CommandContext(tenant="creator-7", actor="test", correlation_id="c-7")
+
+
+@dataclass
+class ScriptedGateway:
+    results: list[SendResult] = field(default_factory=list)
+    calls: list[PlatformMessage] = field(default_factory=list)
+
+    async def send_message(self, message: PlatformMessage) -> SendResult:
+        self.calls.append(message)
+        if self.results:
+            return self.results.pop(0)
+        return SendResult(outcome="sent", platform_message_id=f"of-{len(self.calls)}")
+
+
+@dataclass
+class ScriptedLimiter:
+    waits: list[float] = field(default_factory=list)
+
+    async def try_acquire(self, account: str) -> float:
+        return self.waits.pop(0) if self.waits else 0.0
+
+
+@pytest.fixture
+async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
+    container = await bootstrap.build(settings_for(fresh_database_url))
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
+def sender_for(
+    container: bootstrap.Container, gateway: ScriptedGateway, limiter: ScriptedLimiter
+) -> Sender:
+    return Sender(
+        container.events,
+        container.personal,
+        container.pool,
+        gateway,
+        limiter,
+        max_receive_count=3,
+    )
+
+
+async def queued_record(container: bootstrap.Container, **message: object) -> Record:
+    fan = await create_fan(
+        CreateFan(name="Fan", handle="@fan"), CTX, store=container.events, ids=container.ids
+    )
+    fields: dict[str, object] = {"content": "Hello there", "priority": 9} | message
+    await queue_message(
+        QueueMessage(recipient_id=fan.fan.fan_id, **fields),  # type: ignore[arg-type]
+        CTX,
+        store=container.events,
+        ids=container.ids,
+    )
+    await Relay(container.outbox, container.queue, container.events).run_once()
+    [received] = await container.queue.receive("high", visibility_timeout=30)
+    return record_from_receive("high", received)
+
+
+async def status_of(container: bootstrap.Container, record: Record) -> list[str]:
+    message_id = msgspec.json.decode(record.body)["messageId"]
+    return [r.event_type for r in await container.events.load(message_stream_id(message_id))]
+
+
+async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_key(
+    fresh: bootstrap.Container,
+) -> None:
+    gateway = ScriptedGateway()
+    sender = sender_for(fresh, gateway, ScriptedLimiter())
+    record = await queued_record(fresh, price_cents=500, media_urls=("https://cdn.example/a.jpg",))
+    outcomes = await sender.handle([record])
+    assert outcomes[record.record_id].done
+    [call] = gateway.calls
+    assert (call.text, call.price_cents, call.media_urls) == (
+        "Hello there",
+        500,
+        ("https://cdn.example/a.jpg",),
+    )
+    assert call.idempotency_key in record.body
+    assert (await status_of(fresh, record))[-1] == "MessageSent"
+    await settle(fresh.queue, [record], outcomes)
+    assert (await fresh.queue.stats("high")).in_flight == 0
+
+    # Delivered again (a redelivery, a relay's re-send): dropped, the platform not called.
+    again = await sender.handle([record])
+    assert again[record.record_id].done
+    assert len(gateway.calls) == 1
+
+
+async def test_a_permanent_refusal_fails_the_message_and_removes_the_record(
+    fresh: bootstrap.Container,
+) -> None:
+    gateway = ScriptedGateway([SendResult(outcome="permanent", reason="404 fan not found")])
+    record = await queued_record(fresh)
+    outcomes = await sender_for(fresh, gateway, ScriptedLimiter()).handle([record])
+    assert outcomes[record.record_id].done
+    assert (await status_of(fresh, record))[-1] == "MessageFailed"
+
+
+async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
+    fresh: bootstrap.Container,
+) -> None:
+    gateway = ScriptedGateway([SendResult(outcome="retryable", reason="503")] * 2)
+    sender = sender_for(fresh, gateway, ScriptedLimiter())
+    record = await queued_record(fresh)
+    first = (await sender.handle([record]))[record.record_id]
+    assert (first.done, first.redeliver_after) == (False, 2.0)
+    assert (await status_of(fresh, record))[-1] == "MessageDispatched"
+
+    last = Record(
+        record_id=record.record_id,
+        queue=record.queue,
+        body=record.body,
+        receive_count=3,
+        receipt=record.receipt,
+    )
+    outcome = (await sender.handle([last]))[last.record_id]
+    assert outcome.done is False, "left for the queue to dead-letter"
+    assert outcome.redeliver_after == 8.0
+    assert (await status_of(fresh, record))[-1] == "MessageFailed"
+
+
+async def test_no_token_within_the_wait_leaves_the_record_without_calling_the_platform(
+    fresh: bootstrap.Container,
+) -> None:
+    gateway = ScriptedGateway()
+    record = await queued_record(fresh)
+    outcome = (await sender_for(fresh, gateway, ScriptedLimiter([30.0])).handle([record]))[
+        record.record_id
+    ]
+    assert (outcome.done, outcome.redeliver_after, gateway.calls) == (False, 30.0, [])
+
+
+async def test_a_short_wait_for_a_token_is_waited_out(fresh: bootstrap.Container) -> None:
+    gateway = ScriptedGateway()
+    record = await queued_record(fresh)
+    async with asyncio.timeout(5):
+        outcome = (await sender_for(fresh, gateway, ScriptedLimiter([0.2, 0.1])).handle([record]))[
+            record.record_id
+        ]
+    assert outcome.done
+    assert len(gateway.calls) == 1
+
+
+async def test_a_message_to_an_erased_fan_is_failed_not_sent(fresh: bootstrap.Container) -> None:
+    gateway = ScriptedGateway()
+    record = await queued_record(fresh)
+    fan_id = msgspec.json.decode(record.body)["recipientId"]
+    await erase_fan(EraseFan(fan_id=fan_id), CTX, store=fresh.events)
+    outcome = (await sender_for(fresh, gateway, ScriptedLimiter()).handle([record]))[
+        record.record_id
+    ]
+    assert outcome.done
+    assert gateway.calls == []
+    assert (await status_of(fresh, record))[-1] == "MessageFailed"

@@ -1,0 +1,262 @@
+"""The sender (the reference's Lambda huntaze-rate-limiter): queue records in, messages on
+OnlyFans out, at the pace the platform allows, never twice.
+
+One function, ``Sender.handle``, takes a batch of records and returns the ones to leave on the
+queue (SQS's partial batch response). It serves the AWS Lambda handler (``lambda_handler``,
+SQS event source with ReportBatchItemFailures) and the long-running poller (``run_sender``,
+`crm worker sender`) alike. For each record:
+
+1. drop it if its message was already sent (a redelivery, a relay's re-send);
+2. take a rate-limit token for the creator account, waiting briefly if none is free;
+3. call the gateway with the message id as Idempotency-Key;
+4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
+   redeliver after a growing visibility timeout, and on its last receive record it failed
+   and let the queue dead-letter it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import structlog
+
+from adapters import metrics
+from adapters.postgres.personal_data import PersonalDataCodec
+from adapters.postgres.subject_keys import SubjectErased
+from application.context import CommandContext
+from application.errors import NotFound
+from application.messages import record_failed, record_sent
+from application.ports import EventStore
+from application.queue import MessageQueue, QueueName, ReceivedMessage
+from application.sending import OnlyFansGateway, PlatformMessage, RateLimiter
+from domain.fan import fan_stream_id
+from domain.message import Message, message_stream_id
+
+log = structlog.get_logger(__name__)
+
+# A token that frees up within this wait is waited for, holding the record; a longer wait
+# hands the record back to the queue for that long.
+MAX_TOKEN_WAIT = 5.0
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue record, whether from a Lambda event or from a receive."""
+
+    record_id: str  # what a partial batch response names
+    queue: str
+    body: str
+    receive_count: int
+    receipt: str
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    done: bool  # True: delete it from the queue; False: leave it for redelivery
+    redeliver_after: float | None = None
+
+
+class Sender:
+    def __init__(
+        self,
+        store: EventStore,
+        personal: PersonalDataCodec,
+        conn_source: Any,
+        gateway: OnlyFansGateway,
+        limiter: RateLimiter,
+        *,
+        max_receive_count: int,
+        base_visibility: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.personal = personal
+        self.conn_source = conn_source  # a pool: where data keys are read from
+        self.gateway = gateway
+        self.limiter = limiter
+        self.max_receive_count = max_receive_count
+        self.base_visibility = base_visibility
+
+    async def handle(self, records: Sequence[Record]) -> dict[str, Outcome]:
+        """Process a batch concurrently; one outcome per record id."""
+        outcomes = await asyncio.gather(*(self._one(record) for record in records))
+        return {
+            record.record_id: outcome for record, outcome in zip(records, outcomes, strict=True)
+        }
+
+    async def _one(self, record: Record) -> Outcome:
+        started = time.perf_counter()
+        try:
+            return await self._process(record)
+        except Exception:
+            # A bug or an outage of our own (database): the record comes back later.
+            log.exception("sender record failed", record_id=record.record_id)
+            return Outcome(False, self._backoff(record))
+        finally:
+            metrics.processing_time((time.perf_counter() - started) * 1000)
+
+    async def _process(self, record: Record) -> Outcome:
+        body = msgspec.json.decode(record.body)
+        message_id = str(body["messageId"])
+        ctx = CommandContext(
+            tenant=str(body["tenant"]),
+            actor="sender",
+            correlation_id=str(body.get("correlationId") or message_id),
+        )
+        about = {
+            "message_id": message_id,
+            "tenant": ctx.tenant,
+            "recipient_id": body.get("recipientId"),
+        }
+        if await self._already_settled(message_id):
+            log.info("duplicate dropped", **about)
+            return Outcome(True)
+        try:
+            personal = await self.personal.open_body(
+                self.conn_source, body, fan_stream_id(int(body["recipientId"]))
+            )
+        except SubjectErased:
+            await self._fail(message_id, "recipient was erased", ctx, about)
+            return Outcome(True)
+
+        wait = await self._token(ctx.tenant)
+        if wait > 0:
+            return Outcome(False, wait)
+
+        result = await self.gateway.send_message(
+            PlatformMessage(
+                account=ctx.tenant,
+                recipient=str(body["recipientId"]),
+                text=personal.get("content") or "",
+                price_cents=int(body.get("priceCents") or 0),
+                media_urls=tuple(m["url"] for m in personal.get("media") or ()),
+                idempotency_key=message_id,
+            )
+        )
+        if result.outcome == "sent":
+            await record_sent(message_id, result.platform_message_id, ctx, store=self.store)
+            metrics.message_processed(ctx.tenant, "sent")
+            log.info("message sent", **about, platform_message_id=result.platform_message_id)
+            return Outcome(True)
+        if result.outcome == "permanent":
+            await self._fail(message_id, result.reason or "refused by the platform", ctx, about)
+            return Outcome(True)
+        if result.outcome == "rate_limited":
+            # The limiter should prevent this; the platform's word wins.
+            log.warning("platform rate limited", **about, retry_after=result.retry_after)
+            return Outcome(False, result.retry_after or self.base_visibility)
+        # Retryable: redeliver later; on the last receive the queue dead-letters it next.
+        if record.receive_count >= self.max_receive_count:
+            await self._fail(message_id, f"gave up: {result.reason}", ctx, about)
+        log.warning(
+            "send failed, will retry",
+            **about,
+            reason=result.reason,
+            receive_count=record.receive_count,
+        )
+        return Outcome(False, self._backoff(record))
+
+    async def _already_settled(self, message_id: str) -> bool:
+        """Sent or read already: a repeat of a record that was processed."""
+        recorded = await self.store.load(message_stream_id(message_id))
+        if not recorded:
+            raise NotFound(f"message {message_id} has no events")
+        message: Any = None
+        for item in recorded:
+            message = item.event.mutate(message)
+        assert isinstance(message, Message)
+        return message.status in ("sent", "read")
+
+    async def _token(self, account: str) -> float:
+        """0 once a token is taken; else how long the record should wait on the queue."""
+        deadline = time.monotonic() + MAX_TOKEN_WAIT
+        while True:
+            wait = await self.limiter.try_acquire(account)
+            if wait <= 0:
+                return 0.0
+            if time.monotonic() + wait > deadline:
+                return wait
+            await asyncio.sleep(wait)
+
+    async def _fail(
+        self, message_id: str, reason: str, ctx: CommandContext, about: dict[str, Any]
+    ) -> None:
+        await record_failed(message_id, reason, ctx, store=self.store)
+        metrics.message_failed(ctx.tenant, "sender")
+        log.error("message failed", **about, error=reason)
+
+    def _backoff(self, record: Record) -> float:
+        """Visibility grows with each receive: 2 s, 4 s, 8 s, ... capped at 5 minutes."""
+        return min(self.base_visibility * 2 ** max(record.receive_count - 1, 0), 300.0)
+
+
+def record_from_receive(queue: str, received: ReceivedMessage) -> Record:
+    return Record(
+        record_id=received.message_id,
+        queue=queue,
+        body=received.body,
+        receive_count=received.receive_count,
+        receipt=received.receipt,
+    )
+
+
+def record_from_lambda(item: dict[str, Any]) -> Record:
+    """A record of an SQS event as Lambda delivers it."""
+    arn = str(item.get("eventSourceARN", ""))
+    return Record(
+        record_id=str(item["messageId"]),
+        queue="high" if arn.endswith("-high") else "normal",
+        body=str(item["body"]),
+        receive_count=int(item.get("attributes", {}).get("ApproximateReceiveCount", "1")),
+        receipt=str(item["receiptHandle"]),
+    )
+
+
+async def settle(
+    queue: MessageQueue, records: Sequence[Record], outcomes: dict[str, Outcome]
+) -> None:
+    """Delete what is done; push back what should wait, for as long as it should."""
+    by_queue: dict[str, list[str]] = {}
+    for record in records:
+        outcome = outcomes[record.record_id]
+        if outcome.done:
+            by_queue.setdefault(record.queue, []).append(record.receipt)
+        elif outcome.redeliver_after is not None:
+            await queue.change_visibility(
+                _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
+            )
+    for name, receipts in by_queue.items():
+        await queue.delete(_queue(name), receipts)
+
+
+async def run_sender(
+    sender: Sender, queue: MessageQueue, stop: asyncio.Event, *, concurrency: int = 4
+) -> None:
+    """The poller: ``concurrency`` loops, each taking the high-priority queue first."""
+    await asyncio.gather(*(_poll(sender, queue, stop) for _ in range(concurrency)))
+
+
+async def _poll(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            records = [record_from_receive("high", m) for m in await queue.receive("high")]
+            if not records:
+                # A short wait on the normal queue: a reply arriving meanwhile waits at most
+                # this long before the next look at the high-priority queue.
+                received = await queue.receive("normal", wait_seconds=0.5)
+                records = [record_from_receive("normal", m) for m in received]
+            if records:
+                await settle(queue, records, await sender.handle(records))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sender poll failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def _queue(name: str) -> QueueName:
+    return "high" if name == "high" else "normal"
