@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import math
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -94,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_dir(erase)
     erase.set_defaults(func=lambda a: _run(_fans_erase, a))
 
+    webhooks = commands.add_parser("webhooks", help="webhook secrets").add_subparsers(
+        dest="action", required=True
+    )
+    secret = webhooks.add_parser("secret", help="make (or replace) a user's webhook secret")
+    secret.add_argument("--user", required=True)
+    _add_data_dir(secret)
+    secret.set_defaults(func=lambda a: _run(_webhook_secret, a))
+
     queues = commands.add_parser("queues", help="the SQS queues").add_subparsers(
         dest="action", required=True
     )
@@ -101,6 +110,26 @@ def _parser() -> argparse.ArgumentParser:
         "create", help="create the high and normal queues and their DLQs (idempotent)"
     )
     create_queues.set_defaults(func=lambda a: _run(_queues_create, a))
+
+    simulate = commands.add_parser("simulate", help="simulated outside services").add_subparsers(
+        dest="target", required=True
+    )
+    onlyfans = simulate.add_parser(
+        "onlyfans", help="an OnlyFans API provider: rate limits, 5xx, timeouts, webhooks"
+    )
+    onlyfans.add_argument("--host", default="127.0.0.1")
+    onlyfans.add_argument("--port", type=int, default=8100)
+    onlyfans.add_argument("--rate", type=float, default=5.0, help="per account per s (0: none)")
+    onlyfans.add_argument("--burst", type=int, default=10)
+    onlyfans.add_argument("--latency", type=float, default=0.05, help="seconds per send")
+    onlyfans.add_argument("--jitter", type=float, default=0.1, help="up to this much more")
+    onlyfans.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx")
+    onlyfans.add_argument("--timeout-rate", type=float, default=0.0, help="share that hang")
+    onlyfans.add_argument("--not-found-rate", type=float, default=0.0, help="share of 404")
+    onlyfans.add_argument("--seed", type=int, default=0)
+    onlyfans.add_argument("--webhook-url", help="our API's base URL, to post webhooks to")
+    onlyfans.add_argument("--webhook-secret", action="append", default=[], metavar="ACCOUNT=SECRET")
+    onlyfans.set_defaults(func=_simulate_onlyfans)
 
     worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
         dest="kind", required=True
@@ -111,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     relay = worker.add_parser("relay", help="move committed outbox rows onto the queue")
     _add_data_dir(relay)
     relay.set_defaults(func=lambda a: _run(_worker, a, "relay"))
+    sender = worker.add_parser("sender", help="send queued messages to OnlyFans (the poller)")
+    _add_data_dir(sender)
+    sender.set_defaults(func=lambda a: _run(_worker, a, "sender"))
     return parser
 
 
@@ -186,6 +218,23 @@ async def _fans_erase(args: argparse.Namespace) -> None:
     print(f"fan {args.fan} erased at position {result.position}")
 
 
+async def _webhook_secret(args: argparse.Namespace) -> None:
+    from adapters.postgres.pool import create_pool
+
+    value = "whsec_" + secrets.token_urlsafe(32)
+    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    try:
+        await pool.execute(
+            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)"
+            " ON CONFLICT (tenant_id) DO UPDATE SET secret = $2, created_at = now()",
+            args.user,
+            value,
+        )
+    finally:
+        await pool.close()
+    print(f"webhook secret for user {args.user}: {value}")
+
+
 async def _queues_create(args: argparse.Namespace) -> None:
     from adapters.sqs import create_queues, sqs_client
 
@@ -247,11 +296,12 @@ async def _worker(args: argparse.Namespace, kind: str) -> None:
     from adapters import bootstrap
     from worker.projections import run_projectors
     from worker.relay import run_relay
+    from worker.sender import run_sender_worker
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     container = await bootstrap.build(_settings(args))
     stop = _stop_on_signals()
-    run = {"projections": run_projectors, "relay": run_relay}[kind]
+    run = {"projections": run_projectors, "relay": run_relay, "sender": run_sender_worker}[kind]
     try:
         await run(container, stop)
     finally:
@@ -290,6 +340,38 @@ def _serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
     )
+
+
+def _simulate_onlyfans(args: argparse.Namespace) -> None:
+    from adapters.onlyfans.simulator import SimulatorConfig, serve_simulator
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), json=False)
+    secrets = dict(pair.partition("=")[::2] for pair in args.webhook_secret)
+    webhooks = (
+        # With a target, fans behave like fans: most read, some buy, a few write back.
+        {"read_probability": 0.7, "purchase_probability": 0.3, "reply_probability": 0.2}
+        if args.webhook_url
+        else {}
+    )
+    try:
+        config = SimulatorConfig(
+            seed=args.seed,
+            latency=args.latency,
+            latency_jitter=args.jitter,
+            rate_per_second=args.rate or None,
+            burst=args.burst,
+            error_rate=args.error_rate,
+            timeout_rate=args.timeout_rate,
+            permanent_error_rate=args.not_found_rate,
+            webhook_url=args.webhook_url,
+            webhook_secrets=secrets,
+            log_requests=True,
+            **webhooks,
+        )
+    except ValueError as error:
+        raise SystemExit(f"crm: {error}") from None
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_simulator(config, args.host, args.port)
 
 
 def _dev(args: argparse.Namespace) -> None:

@@ -30,10 +30,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     aws_region: str = "us-east-1"
     visibility_timeout: float = 30.0
     max_receive_count: int = 5
-    # The sender's pace per creator account: estimates of send times use it.
-    send_rate_per_second: float = 5.0
     # Messages of this priority or more go to the high-priority queue.
     high_priority_from: int = 8
+    # The OnlyFans API provider (or the simulator in dev).
+    onlyfans_api_url: str = "http://127.0.0.1:8100"
+    onlyfans_api_key: str = "dev"
+    onlyfans_timeout: float = 10.0
+    # The sender's limiter per creator account (adapters/redis.py): sends per second, burst,
+    # and overrides as (account, rate, burst) from RATE_LIMITS="acct1=2/5,acct2=10/20".
+    rate_limiter_enabled: bool = True
+    rate_limit_per_second: float = 5.0
+    rate_limit_burst: int = 10
+    rate_limits: tuple[tuple[str, float, int], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -52,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("queue_backend", "CRM_QUEUE"),
             ("sqs_endpoint_url", "SQS_ENDPOINT_URL"),
             ("sqs_queue_prefix", "SQS_QUEUE_PREFIX"),
+            ("onlyfans_api_url", "ONLYFANS_API_URL"),
+            ("onlyfans_api_key", "ONLYFANS_API_KEY"),
             ("aws_region", "AWS_REGION"),
         ):
             if env.get(key):
@@ -59,15 +69,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, key, kind in (
             ("visibility_timeout", "SQS_VISIBILITY_TIMEOUT", float),
             ("max_receive_count", "SQS_MAX_RECEIVE_COUNT", int),
-            ("send_rate_per_second", "CRM_SEND_RATE_PER_SECOND", float),
             ("high_priority_from", "CRM_HIGH_PRIORITY_FROM", int),
+            ("onlyfans_timeout", "ONLYFANS_TIMEOUT", float),
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
             ("read_your_writes_timeout", "CRM_READ_YOUR_WRITES_TIMEOUT", float),
             ("pool_min_size", "CRM_POOL_MIN_SIZE", int),
             ("pool_max_size", "CRM_POOL_MAX_SIZE", int),
+            ("rate_limit_per_second", "RATE_LIMIT_PER_SECOND", float),
+            ("rate_limit_burst", "RATE_LIMIT_BURST", int),
         ):
             if key in env:
                 values[name] = kind(env[key])
+        if "RATE_LIMITER_ENABLED" in env:
+            enabled = env["RATE_LIMITER_ENABLED"].strip().lower()
+            values["rate_limiter_enabled"] = enabled not in {"false", "0", "no", "off"}
+        if env.get("RATE_LIMITS"):
+            values["rate_limits"] = _parse_rate_limits(env["RATE_LIMITS"])
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.database_url:
@@ -77,3 +94,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         # Settings get logged and printed; the master keys must never be.
         return f"Settings(database_url={self.database_url!r}, redis_url={self.redis_url!r})"
+
+
+def _parse_rate_limits(text: str) -> tuple[tuple[str, float, int], ...]:
+    """RATE_LIMITS="acct1=2/5,acct2=10/20" (rate/burst) -> (("acct1", 2.0, 5), ...)."""
+    limits = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            account, limit = item.rsplit("=", 1)
+            rate, burst = limit.split("/")
+            limits.append((account.strip(), float(rate), int(burst)))
+        except ValueError:
+            raise SystemExit(f"RATE_LIMITS: expected account=rate/burst, got {item!r}") from None
+    return tuple(limits)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,12 @@ from adapters.crypto import generate_master_key
 from adapters.embedded import EmbeddedStack
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
+from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
 from worker.projections import run_projectors
 from worker.relay import run_relay
+from worker.sender import run_sender_worker
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +52,18 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
                 "queue_backend": "sqs",
                 "sqs_endpoint_url": os.environ.get("SQS_ENDPOINT_URL") or stack.start_sqs(),
             }
+        webhook_secret = await _dev_webhook_secret(database_url)
+        simulator = _simulator(
+            Settings.from_env(database_url=database_url), host, port, webhook_secret
+        )
+        await asyncio.to_thread(simulator.start)
+        stack.on_stop(simulator.stop)
         settings = Settings.from_env(
             database_url=database_url,
             redis_url=redis_url,
             **sqs,
             master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
+            onlyfans_api_url=os.environ.get("ONLYFANS_API_URL") or simulator.url,
         )
         container = await bootstrap.build(settings)
         try:
@@ -63,6 +73,42 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
             await container.close()
     finally:
         stack.stop()
+
+
+def _simulator(settings: Settings, host: str, port: int, webhook_secret: str) -> Simulator:
+    """The OnlyFans simulator, at the platform's pace (the limiter's), sending webhooks back
+    to this API for user 1: reads, PPV purchases and replies, as a lively account would."""
+    return Simulator(
+        SimulatorConfig(
+            seed=None,
+            latency=0.05,
+            latency_jitter=0.1,
+            rate_per_second=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            webhook_url=f"http://{host}:{port}",
+            webhook_secrets={DEV_USER: webhook_secret},
+            read_probability=0.6,
+            purchase_probability=0.3,
+            reply_probability=0.2,
+        )
+    )
+
+
+async def _dev_webhook_secret(database_url: str) -> str:
+    """User 1's webhook secret, made once: the simulator signs with it, the API verifies."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)"
+            " ON CONFLICT (tenant_id) DO NOTHING",
+            DEV_USER,
+            "whsec_" + secrets.token_urlsafe(32),
+        )
+        return str(
+            await conn.fetchval("SELECT secret FROM webhook_secrets WHERE tenant_id = $1", DEV_USER)
+        )
+    finally:
+        await conn.close()
 
 
 async def _serve(container: bootstrap.Container, host: str, port: int, key: str) -> None:
@@ -79,6 +125,7 @@ async def _serve(container: bootstrap.Container, host: str, port: int, key: str)
     workers = [
         asyncio.create_task(run_projectors(container, stop)),
         asyncio.create_task(run_relay(container, stop)),
+        asyncio.create_task(run_sender_worker(container, stop)),
     ]
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
@@ -155,6 +202,7 @@ fancrm is running (Ctrl-C stops everything)
   PostgreSQL    {settings.database_url}
   Redis         {settings.redis_url}
   Queue         {_queue_description(settings)}
+  OnlyFans      {settings.onlyfans_api_url}   (the simulator, unless ONLYFANS_API_URL is set)
 
   Development key for user {DEV_USER}:
     Authorization: Bearer {key}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ class EmbeddedStack:
     _postgres: Any = field(default=None, repr=False)
     _redis: Any = field(default=None, repr=False)
     _sqs: Any = field(default=None, repr=False)
+    _stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_stop(self, stopper: Callable[[], None]) -> None:
+        """Something else of the local stack to stop with it (first started, last stopped)."""
+        self._stoppers.append(stopper)
 
     def start_postgres(self) -> str:
         # pgserver asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is
@@ -52,6 +58,8 @@ class EmbeddedStack:
         return f"http://{host}:{port}"
 
     def stop(self) -> None:
+        while self._stoppers:
+            self._stoppers.pop()()
         if self._sqs is not None:
             self._sqs.stop()
             self._sqs = None

@@ -25,3 +25,7 @@ class Forbidden(ApplicationError):
 
 class ProjectionLagging(ApplicationError):
     """A read-your-writes query waited its bound and the read model is still behind (503)."""
+
+
+class AlreadyProcessed(ApplicationError):
+    """A command that takes effect once (a webhook event) was already processed."""

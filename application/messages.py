@@ -84,7 +84,7 @@ async def queue_message(
         existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
         if existing is not None:
             return existing
-        fan = await _live_recipient(store, cmd.recipient_id, ctx)
+        fan = await live_recipient(store, cmd.recipient_id, ctx)
         writes = []
         if fan.conversation_id is None:
             conversation = Conversation.start(
@@ -94,7 +94,7 @@ async def queue_message(
                 platform=fan.platform,
             )
             fan.open_conversation(conversation.conversation_id)
-            writes += [_write(fan, "fan"), _write(conversation, "conversation")]
+            writes += [stream_write(fan, "fan"), stream_write(conversation, "conversation")]
         assert fan.conversation_id is not None
         message = Message.queue(
             message_id=message_id,
@@ -108,7 +108,7 @@ async def queue_message(
             campaign_id=cmd.campaign_id,
         )
         queued_at = message.created_on
-        writes.append(_write(message, "message"))
+        writes.append(stream_write(message, "message"))
         positions = await store.append_all(
             writes,
             metadata=ctx.metadata(),
@@ -153,7 +153,7 @@ async def start_conversation(
     """The fan's conversation id (opened if need be), and the position if one was opened."""
 
     async def attempt() -> tuple[int, int | None]:
-        fan = await _live_recipient(store, cmd.fan_id, ctx, field="fan_id")
+        fan = await live_recipient(store, cmd.fan_id, ctx, field="fan_id")
         if cmd.platform is not None and cmd.platform != fan.platform:
             raise InvalidValue("platform", f"fan {fan.fan_id} is on {fan.platform}")
         if fan.conversation_id is not None:
@@ -166,7 +166,8 @@ async def start_conversation(
         )
         fan.open_conversation(conversation.conversation_id)
         positions = await store.append_all(
-            [_write(fan, "fan"), _write(conversation, "conversation")], metadata=ctx.metadata()
+            [stream_write(fan, "fan"), stream_write(conversation, "conversation")],
+            metadata=ctx.metadata(),
         )
         return conversation.conversation_id, positions[-1]
 
@@ -186,7 +187,7 @@ async def retry_message(
         message, _ = await load(store, message_stream_id(cmd.message_id), tenant=ctx.tenant)
         message.retry()
         positions = await store.append_all(
-            [_write(message, "message")],
+            [stream_write(message, "message")],
             metadata=ctx.metadata(),
             outbox=[outbox_entry(message, ctx, high_priority_from)],
         )
@@ -279,7 +280,7 @@ async def _existing(
     )
 
 
-async def _live_recipient(
+async def live_recipient(
     store: EventStore, fan_id: int, ctx: CommandContext, *, field: str = "recipient_id"
 ) -> Fan:
     try:
@@ -292,7 +293,7 @@ async def _live_recipient(
     return fan
 
 
-def _write(aggregate: Any, stream_type: str) -> StreamWrite:
+def stream_write(aggregate: Any, stream_type: str) -> StreamWrite:
     pending = aggregate.collect_events()
     return StreamWrite(aggregate.id, stream_type, pending, pending[0].originator_version - 1)
 

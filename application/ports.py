@@ -104,8 +104,10 @@ class EventStore(Protocol):
         *,
         metadata: EventMetadata,
         outbox: Sequence[OutboxEntry] = (),
+        once: str | None = None,
     ) -> list[int]:
-        """Append to several streams and add outbox rows in one transaction."""
+        """Append to several streams and add outbox rows in one transaction; with ``once``,
+        only the first call with that key appends (later ones raise AlreadyProcessed)."""
         ...
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:

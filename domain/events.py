@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from domain.base import DomainEvent
 from domain.conversation import Conversation
 from domain.fan import Fan
+from domain.inbound import InboundMessage
 from domain.message import Message
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -27,6 +28,9 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "MessageFailed": Message.Failed,
     "MessageRequeued": Message.Requeued,
     "MessageRead": Message.Read,
+    "MessagePurchased": Message.Purchased,
+    "InboundMessageReceived": InboundMessage.Received,
+    "FanPurchaseRecorded": Fan.PurchaseRecorded,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
@@ -50,6 +54,7 @@ PERSONAL_DATA: dict[str, PersonalData] = {
     "FanCreated": PersonalData(_FAN_PERSONAL),
     "FanUpdated": PersonalData(("name", "handle", "email", "notes")),
     "MessageQueued": PersonalData(("content", "attachments"), subject_field="fan_id"),
+    "InboundMessageReceived": PersonalData(("content",), subject_field="fan_id"),
 }
 
 # Appending one of these destroys the subject's data key in the same transaction.

@@ -154,6 +154,11 @@ class Fan(BaseAggregate[str]):
     class ConversationOpened(Event):
         conversation_id: int
 
+    class PurchaseRecorded(Event):
+        # Revenue from the fan (a PPV message bought): adds to the lifetime value.
+        amount_cents: int
+        message_id: str
+
     class Erased(Event):
         # Carries no personal data: the event store destroys the fan's data key in the same
         # transaction, which makes every earlier copy of the personal fields unreadable.
@@ -262,6 +267,16 @@ class Fan(BaseAggregate[str]):
     @event(ConversationOpened)
     def _conversation_opened(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
+
+    def record_purchase(self, amount_cents: int, message_id: str) -> None:
+        """Money the fan spent; kept for deleted and erased fans too (revenue stays true)."""
+        if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
+            raise InvalidValue("amount_cents", "must be a positive integer number of cents")
+        self._purchase_recorded(amount_cents=amount_cents, message_id=message_id)
+
+    @event(PurchaseRecorded)
+    def _purchase_recorded(self, amount_cents: int, message_id: str) -> None:
+        self.value_cents = min(self.value_cents + amount_cents, MAX_VALUE_CENTS)
 
     def erase(self) -> None:
         """Honour the right to erasure; allowed for deleted fans too, once."""

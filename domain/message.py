@@ -153,6 +153,9 @@ class Message(BaseAggregate[str]):
     class Read(Event):
         pass
 
+    class Purchased(Event):
+        amount_cents: int
+
     @classmethod
     def queue(
         cls,
@@ -206,6 +209,7 @@ class Message(BaseAggregate[str]):
         self.status: Status = "queued"
         self.failure_reason: str | None = None
         self.attempts = 1
+        self.purchased_cents = 0
 
     def queue_name(self, high_priority_from: int = HIGH_PRIORITY) -> str:
         return "high" if self.priority >= high_priority_from else "normal"
@@ -271,3 +275,24 @@ class Message(BaseAggregate[str]):
     @event(Read)
     def _read(self) -> None:
         self.status = "read"
+
+    def purchase(self, amount_cents: int) -> bool:
+        """The fan paid to unlock this PPV message; reported once, recorded once."""
+        if self.purchased_cents:
+            return False
+        if self.price_cents == 0:
+            raise IllegalState(f"message {self.message_id} is free: nothing to purchase")
+        if self.status not in ("sent", "read"):
+            raise IllegalState(f"message {self.message_id} is {self.status}, not sent")
+        if (
+            isinstance(amount_cents, bool)
+            or not isinstance(amount_cents, int)
+            or not (0 < amount_cents <= MAX_PRICE_CENTS)
+        ):
+            raise InvalidValue("amount_cents", f"must be between 1 and {MAX_PRICE_CENTS} cents")
+        self._purchased(amount_cents=amount_cents)
+        return True
+
+    @event(Purchased)
+    def _purchased(self, amount_cents: int) -> None:
+        self.purchased_cents = amount_cents

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from application.ports import RecordedEvent, Sql
 from domain.conversation import Conversation
+from domain.inbound import InboundMessage
 from domain.message import Message
 
 
@@ -27,7 +28,7 @@ class ConversationsProjection:
                 event.platform,
                 event.timestamp,
             )
-        elif isinstance(event, Message.Queued):
+        elif isinstance(event, Message.Queued | InboundMessage.Received):
             await sql.execute(
                 """
                 UPDATE conversations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from application.ports import RecordedEvent, Sql
-from domain.fan import Fan
+from domain.fan import MAX_VALUE_CENTS, Fan
 
 _INSERT = """
 INSERT INTO fans (fan_id, tenant_id, platform, platform_id, name, handle, email, value_cents,
@@ -52,6 +52,23 @@ class FansProjection:
                 list(event.tags),
                 event.notes,
                 event.timestamp,
+                recorded.version,
+            )
+        elif isinstance(event, Fan.PurchaseRecorded):
+            await sql.execute(
+                "UPDATE fans SET value_cents = least(value_cents + $2, $3), updated_at = $4,"
+                " version = $5 WHERE fan_id = $1",
+                _fan_id(recorded.stream_id),
+                event.amount_cents,
+                MAX_VALUE_CENTS,
+                event.timestamp,
+                recorded.version,
+            )
+        elif isinstance(event, Fan.ConversationOpened):
+            # No visible field changes, but the version does: ETags must match the stream.
+            await sql.execute(
+                "UPDATE fans SET version = $2 WHERE fan_id = $1",
+                _fan_id(recorded.stream_id),
                 recorded.version,
             )
         elif isinstance(event, Fan.Deleted | Fan.Erased):

@@ -6,6 +6,7 @@ from typing import Any
 
 from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
+from domain.inbound import InboundMessage
 from domain.message import Message
 
 _STATUS_UPDATES: dict[type[Any], tuple[str, str]] = {
@@ -68,6 +69,30 @@ class MessagesProjection:
                 "UPDATE messages SET status = 'queued', failure_reason = NULL,"
                 " attempts = attempts + 1, updated_at = $2 WHERE message_id = $1",
                 message_id,
+                event.timestamp,
+            )
+        elif isinstance(event, InboundMessage.Received):
+            await sql.execute(
+                """
+                INSERT INTO messages (message_id, tenant_id, conversation_id, fan_id, direction,
+                    content, priority, status, platform_message_id, queued_at, updated_at)
+                VALUES ($1, $2, $3, $4, 'in', $5, 0, 'received', $6, $7, $7)
+                ON CONFLICT (message_id) DO NOTHING
+                """,
+                message_id,
+                event.tenant,
+                event.conversation_id,
+                event.fan_id,
+                event.content,
+                event.platform_message_id,
+                event.timestamp,
+            )
+        elif isinstance(event, Message.Purchased):
+            await sql.execute(
+                "UPDATE messages SET revenue_cents = $2, purchased_at = $3, updated_at = $3"
+                " WHERE message_id = $1",
+                message_id,
+                event.amount_cents,
                 event.timestamp,
             )
         elif isinstance(event, Fan.Erased):

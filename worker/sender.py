@@ -19,16 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 import structlog
 
-from adapters import metrics
+from adapters import bootstrap, metrics
+from adapters.bootstrap import Container
+from adapters.config import Settings
+from adapters.observability import configure_logging
+from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
+from adapters.redis import rate_limiter_from
 from application.context import CommandContext
 from application.errors import NotFound
 from application.messages import record_failed, record_sent
@@ -260,3 +266,66 @@ async def _poll(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> Non
 
 def _queue(name: str) -> QueueName:
     return "high" if name == "high" else "normal"
+
+
+async def build_sender(container: Container) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    """The sender on the container's adapters, with its gateway and rate limiter."""
+    settings = container.settings
+    gateway = OnlyFansClient(
+        settings.onlyfans_api_url, settings.onlyfans_api_key, timeout=settings.onlyfans_timeout
+    )
+    sender = Sender(
+        container.events,
+        container.personal,
+        container.pool,
+        gateway,
+        rate_limiter_from(settings, container.redis),
+        max_receive_count=settings.max_receive_count,
+    )
+    return sender, gateway.aclose
+
+
+async def run_sender_worker(container: Container, stop: asyncio.Event) -> None:
+    """`crm worker sender`: the long-running poller."""
+    sender, close = await build_sender(container)
+    log.info("sender started", queue=container.settings.queue_backend)
+    try:
+        await run_sender(sender, container.queue, stop)
+    finally:
+        await close()
+
+
+# The Lambda runtime keeps the process (and this loop, pool and clients) between invocations;
+# asyncio.run would make a new loop each time, which the pool cannot outlive.
+_lambda: dict[str, Any] = {}
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """AWS Lambda entry (SQS event source with ReportBatchItemFailures)."""
+    loop = _lambda.get("loop")
+    if loop is None:
+        loop = _lambda["loop"] = asyncio.new_event_loop()
+    return loop.run_until_complete(_handle_lambda_event(event))
+
+
+async def _handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
+    if "sender" not in _lambda:
+        configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+        container = await bootstrap.build(Settings.from_env(queue_backend="sqs"))
+        _lambda["container"] = container
+        _lambda["sender"], _ = await build_sender(container)
+    sender: Sender = _lambda["sender"]
+    container = _lambda["container"]
+    records = [record_from_lambda(item) for item in event.get("Records", [])]
+    outcomes = await sender.handle(records)
+    failures = []
+    for record in records:
+        outcome = outcomes[record.record_id]
+        if outcome.done:
+            continue  # Lambda deletes what the response does not name
+        if outcome.redeliver_after is not None:
+            await container.queue.change_visibility(
+                _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
+            )
+        failures.append({"itemIdentifier": record.record_id})
+    return {"batchItemFailures": failures}

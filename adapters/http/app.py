@@ -21,8 +21,10 @@ from adapters.http.correlation import correlation_middleware
 from adapters.http.fans import FansController
 from adapters.http.messages import MessagesController
 from adapters.http.problems import EXCEPTION_HANDLERS
+from adapters.http.webhooks import receive_webhook
 
-PUBLIC_PATHS = ["/schema", "/health"]
+# Webhooks authenticate by their HMAC signature instead of an API key.
+PUBLIC_PATHS = ["/schema", "/health", "/api/onlyfans/webhooks"]
 
 
 @get("/health", include_in_schema=False)
@@ -65,6 +67,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             MessagesController,
             ConversationsController,
             CrmMessagesController,
+            receive_webhook,
             health,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},

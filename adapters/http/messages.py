@@ -219,7 +219,7 @@ async def _estimate(container: Container, queue: str, queued_at: datetime) -> da
     ahead = status.queues["high"].visible
     if queue == "normal":
         ahead += status.queues["normal"].visible
-    seconds = (ahead + 1) / container.settings.send_rate_per_second
+    seconds = (ahead + 1) / container.settings.rate_limit_per_second
     return queued_at + timedelta(seconds=seconds)
 
 

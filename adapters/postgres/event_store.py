@@ -34,7 +34,7 @@ from adapters.postgres.codec import (
 )
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec
-from application.errors import ConcurrencyError
+from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
     Checkpoint,
     EventMetadata,
@@ -125,14 +125,24 @@ class PostgresEventStore:
         *,
         metadata: EventMetadata,
         outbox: Sequence[OutboxEntry] = (),
+        once: str | None = None,
     ) -> list[int]:
         """Append to several streams and add outbox rows, all in one transaction; any stream
-        not at its expected version rolls everything back with ConcurrencyError."""
+        not at its expected version rolls everything back with ConcurrencyError. With
+        ``once``, a second call with the same key appends nothing (AlreadyProcessed)."""
         positions: list[int] = []
         committed = []
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
+                    if once is not None:
+                        claimed = await conn.fetchval(
+                            "INSERT INTO processed_once (key) VALUES ($1)"
+                            " ON CONFLICT DO NOTHING RETURNING true",
+                            once,
+                        )
+                        if not claimed:
+                            raise AlreadyProcessed(once)
                     for write in writes:
                         rows, keys, _ = await self._write(conn, write, metadata)
                         if len(rows) != len(write.events):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from application.errors import ConcurrencyError
+from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import Checkpoint, EventMetadata, OutboxEntry, RecordedEvent, StreamWrite
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES
@@ -21,6 +21,7 @@ class InMemoryEventStore:
         self.before_append: list[object] = []
         # Outbox entries committed with their events by append_all, in order.
         self.outbox: list[OutboxEntry] = []
+        self.processed: set[str] = set()
 
     async def load(
         self, stream_id: str, *, up_to_version: int | None = None, as_of: datetime | None = None
@@ -53,10 +54,13 @@ class InMemoryEventStore:
         *,
         metadata: EventMetadata,
         outbox: Sequence[OutboxEntry] = (),
+        once: str | None = None,
     ) -> list[int]:
         """All streams and outbox entries, or nothing: every expected version is checked
         before anything is recorded."""
         await self._run_hooks()
+        if once is not None and once in self.processed:
+            raise AlreadyProcessed(once)
         versions: dict[str, int] = {}
         for write in writes:
             current = versions.get(write.stream_id, self._version(write.stream_id))
@@ -76,6 +80,8 @@ class InMemoryEventStore:
                 write.event_ids,
             )
         self.outbox.extend(outbox)
+        if once is not None:
+            self.processed.add(once)
         return positions
 
     async def _run_hooks(self) -> None:

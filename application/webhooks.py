@@ -1,0 +1,146 @@
+"""What the platform tells us happened: a fan read a message, bought a PPV message, or wrote.
+
+Each webhook event is processed once: its id is recorded in the same transaction as the
+events it causes, so a redelivered webhook changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import msgspec
+
+from application.context import CommandContext
+from application.errors import NotFound
+from application.messages import live_recipient, stream_write
+from application.ports import EventStore, IdAllocator
+from application.streams import load, retry_on_conflict
+from domain.conversation import Conversation
+from domain.errors import InvalidValue
+from domain.fan import fan_stream_id
+from domain.inbound import InboundMessage
+from domain.message import Message, message_stream_id
+
+WebhookType = Literal["message.read", "message.purchased", "message.received"]
+_INBOUND_IDS = uuid.UUID("0f6f2d4e-8b7a-4d55-9b1e-3f8d1c2e7a90")
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: str
+    type: WebhookType
+    account: str
+    data: dict[str, Any]
+
+
+async def handle_webhook(
+    event: WebhookEvent, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+) -> int | None:
+    """Apply one webhook event for tenant ``ctx.tenant``; returns the last position, or None
+    if the event had already been processed (AlreadyProcessed is raised by the store)."""
+    once = f"webhook:{ctx.tenant}:{event.id}"
+    if event.type == "message.read":
+        return await _read(_text(event.data, "messageId"), ctx, store, once)
+    if event.type == "message.purchased":
+        amount = event.data.get("amountCents")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidValue("amount_cents", "must be an integer number of cents")
+        return await _purchased(_text(event.data, "messageId"), amount, ctx, store, once)
+    return await _received(event.data, ctx, store, ids, once)
+
+
+async def _read(message_id: str, ctx: CommandContext, store: EventStore, once: str) -> int | None:
+    async def attempt() -> int | None:
+        message, position = await _message(store, message_id, ctx)
+        message.mark_read()
+        return await _append(store, [message], ctx, once) or position
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def _purchased(
+    message_id: str, amount: int, ctx: CommandContext, store: EventStore, once: str
+) -> int | None:
+    async def attempt() -> int | None:
+        message, position = await _message(store, message_id, ctx)
+        aggregates: list[Any] = [message]
+        if message.purchase(amount):
+            fan, _ = await load(store, fan_stream_id(message.fan_id), tenant=ctx.tenant)
+            fan.record_purchase(amount, message_id)
+            aggregates.append(fan)
+        return await _append(store, aggregates, ctx, once) or position
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def _received(
+    data: dict[str, Any], ctx: CommandContext, store: EventStore, ids: IdAllocator, once: str
+) -> int | None:
+    fan_id = data.get("fanId")
+    if isinstance(fan_id, str) and fan_id.isdigit():
+        fan_id = int(fan_id)
+    if isinstance(fan_id, bool) or not isinstance(fan_id, int):
+        raise InvalidValue("fan_id", "must be a fan id")
+    platform_id = _text(data, "platformMessageId")
+    text = _text(data, "text")
+
+    async def attempt() -> int | None:
+        fan = await live_recipient(store, fan_id, ctx, field="fan_id")
+        aggregates: list[Any] = []
+        if fan.conversation_id is None:
+            conversation = Conversation.start(
+                conversation_id=await ids.next_id("conversation"),
+                tenant=ctx.tenant,
+                fan_id=fan.fan_id,
+                platform=fan.platform,
+            )
+            fan.open_conversation(conversation.conversation_id)
+            aggregates += [fan, conversation]
+        assert fan.conversation_id is not None
+        inbound = InboundMessage.receive(
+            # The platform's id names the message: the same message reported twice (under
+            # two webhook ids) is still one message.
+            message_id=str(uuid.uuid5(_INBOUND_IDS, f"{ctx.tenant}:{platform_id}")),
+            tenant=ctx.tenant,
+            conversation_id=fan.conversation_id,
+            fan_id=fan.fan_id,
+            content=text,
+            platform_message_id=platform_id,
+        )
+        return await _append(store, [*aggregates, inbound], ctx, once)
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def _message(store: EventStore, message_id: str, ctx: CommandContext) -> tuple[Message, int]:
+    try:
+        key = str(uuid.UUID(message_id))
+    except ValueError:
+        raise InvalidValue("message_id", "must be a UUID") from None
+    try:
+        message, position = await load(store, message_stream_id(key), tenant=ctx.tenant)
+    except NotFound:
+        raise InvalidValue("message_id", f"no message {key} for this account") from None
+    if not isinstance(message, Message):
+        raise InvalidValue("message_id", f"message {key} is not an outgoing message")
+    return message, position
+
+
+async def _append(
+    store: EventStore, aggregates: list[Any], ctx: CommandContext, once: str
+) -> int | None:
+    writes = [stream_write(a, _stream_type(a)) for a in aggregates if a.pending_events]
+    # Even with nothing to append the event id is claimed: a replay must be seen as one.
+    positions = await store.append_all(writes, metadata=ctx.metadata(), once=once)
+    return positions[-1] if positions else None
+
+
+def _stream_type(aggregate: Any) -> str:
+    return {"Fan": "fan", "Conversation": "conversation"}.get(type(aggregate).__name__, "message")
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidValue(key, "is required")
+    return value

@@ -1,0 +1,64 @@
+"""An inbound message: a fan writing to the creator, as a platform webhook reports it."""
+
+from __future__ import annotations
+
+from eventsourcing.domain import BaseAggregate, event
+
+from domain.base import AggregateCreated, DomainEvent
+from domain.message import message_stream_id, normalise_content
+
+
+class InboundMessage(BaseAggregate[str]):
+    @staticmethod
+    def create_id(message_id: str) -> str:
+        return message_stream_id(message_id)
+
+    class Event(DomainEvent):
+        pass
+
+    class Received(Event, AggregateCreated):
+        message_id: str
+        tenant: str
+        conversation_id: int
+        fan_id: int
+        # None once the fan is erased: the key that decrypts it is gone.
+        content: str | None
+        platform_message_id: str
+
+    @classmethod
+    def receive(
+        cls,
+        *,
+        message_id: str,
+        tenant: str,
+        conversation_id: int,
+        fan_id: int,
+        content: str,
+        platform_message_id: str,
+    ) -> InboundMessage:
+        return cls(
+            message_id=message_id,
+            tenant=tenant,
+            conversation_id=conversation_id,
+            fan_id=fan_id,
+            content=normalise_content(content),
+            platform_message_id=platform_message_id.replace("\x00", "")[:200],
+        )
+
+    @event(Received)
+    def __init__(
+        self,
+        message_id: str,
+        tenant: str,
+        conversation_id: int,
+        fan_id: int,
+        content: str | None,
+        platform_message_id: str,
+    ) -> None:
+        self.message_id = message_id
+        self.tenant = tenant
+        self.conversation_id = conversation_id
+        self.fan_id = fan_id
+        self.content = content
+        self.platform_message_id = platform_message_id
+        self.status = "received"
