@@ -3,6 +3,7 @@ from the event store, cached in Redis for a few seconds (it is polled by dashboa
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import asyncpg
@@ -45,18 +46,26 @@ class QueueStatusReader:
         self._pool = pool
         self._cache = cache
         self._ttl_ms = int(ttl_seconds * 1000)
+        self._local: tuple[float, QueueStatus] | None = None
 
     async def status(self) -> QueueStatus:
+        # Counting a deep queue is a scan; every send asks for this (its estimate), so the
+        # answer is shared: in Redis across processes, or at least within this process.
+        now = time.monotonic()
+        if self._local is not None and self._local[0] > now:
+            return self._local[1]
         if self._cache is not None:
             cached = await self._cache.get(CACHE_KEY)
             if cached:
-                return msgspec.json.decode(cached, type=QueueStatus)
+                status = msgspec.json.decode(cached, type=QueueStatus)
+                self._local = (now + self._ttl_ms / 1000, status)
+                return status
         status = QueueStatus(
             queues={name: await self._queue.stats(name) for name in QUEUES},
             last_processed_at=await self._pool.fetchval(
                 """
                 SELECT recorded_at FROM events
-                WHERE stream_type = 'message' AND event_type IN ('MessageSent', 'MessageFailed')
+                WHERE event_type IN ('MessageSent', 'MessageFailed')
                 ORDER BY transaction_id DESC, position DESC LIMIT 1
                 """
             ),
@@ -65,4 +74,5 @@ class QueueStatusReader:
             await self._cache.set(CACHE_KEY, msgspec.json.encode(status), px=self._ttl_ms)
         for name, stats in status.queues.items():
             metrics.queue_depth(name, stats.visible, stats.dead_letters)
+        self._local = (time.monotonic() + self._ttl_ms / 1000, status)
         return status

@@ -156,7 +156,9 @@ class PersonalDataCodec:
         sealed = data.pop(PII, None)
         plain = dict.fromkeys(spec.fields)
         if sealed is None:
-            return {**data, **plain}, ()
+            # Nothing sealed: personal fields that were all empty, or stored in clear (written
+            # with encryption off); what is there wins over the defaults.
+            return {**plain, **data}, ()
         subject = subject_of(spec, event_type, stream_id, data)
         aead = keys.get(subject, ERASED)
         if aead is ERASED:
