@@ -209,6 +209,31 @@ async def record_dispatched(
     return await _change(store, message_id, ctx, lambda m: m.dispatch(queue))
 
 
+async def record_all_dispatched(
+    dispatched: list[tuple[str, int, str, CommandContext]], *, store: EventStore
+) -> None:
+    """Record many dispatches at once: (message id, version its outbox row was written at,
+    queue, its context). One transaction for all; if any stream moved since (the sender
+    recorded it sent already), each is recorded on its own instead."""
+    writes = [
+        StreamWrite(
+            message_stream_id(message_id),
+            "message",
+            [Message.dispatched_at(message_id, version, queue)],
+            version,
+            metadata=ctx.metadata(),
+        )
+        for message_id, version, queue, ctx in dispatched
+    ]
+    if not writes:
+        return
+    try:
+        await store.append_all(writes, metadata=writes[0].metadata)  # type: ignore[arg-type]
+    except ConcurrencyError:
+        for message_id, _, queue, ctx in dispatched:
+            await record_dispatched(message_id, queue, ctx, store=store)
+
+
 async def record_failed(
     message_id: str, reason: str, ctx: CommandContext, *, store: EventStore
 ) -> MessageChanged:
@@ -229,6 +254,7 @@ def outbox_entry(
     return OutboxEntry(
         queue=message.queue_name(high_priority_from),
         message_id=message.message_id,
+        stream_version=message.version,
         subject=fan_stream_id(message.fan_id),
         body={
             "messageId": message.message_id,

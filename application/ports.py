@@ -56,6 +56,8 @@ class StreamWrite(msgspec.Struct, frozen=True):
     events: list[DomainEvent]
     expected_version: int
     event_ids: Sequence[UUID] | None = None
+    # Metadata of this stream's events, when it differs from the rest of the append.
+    metadata: EventMetadata | None = None
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +69,8 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     queue: str
     message_id: str
     body: dict[str, Any]
+    # The message stream's version once this entry's events are appended.
+    stream_version: int | None = None
     subject: str | None = None
     personal: dict[str, Any] = {}
     attributes: dict[str, str] = {}

@@ -222,6 +222,20 @@ class Message(BaseAggregate[str]):
         self._dispatched(queue=queue)
         return True
 
+    @classmethod
+    def dispatched_at(cls, message_id: str, version: int, queue: str) -> Message.Dispatched:
+        """The event ``dispatch`` records for a message still queued at ``version`` — for a
+        relay that knows it is (its outbox row exists only while the message is queued)
+        without loading the stream; appended at that expected version, so a message that
+        moved on since is refused, never overwritten."""
+        # The metaclass makes events dataclasses, which mypy cannot see.
+        return cls.Dispatched(  # type: ignore[call-arg]
+            originator_id=message_stream_id(message_id),
+            originator_version=version + 1,
+            timestamp=cls.Dispatched.create_timestamp(),
+            queue=queue,
+        )
+
     @event(Dispatched)
     def _dispatched(self, queue: str) -> None:
         self.status = "dispatched"

@@ -25,7 +25,7 @@ from adapters.bootstrap import Container
 from adapters.postgres.listen import ChannelListener
 from adapters.postgres.outbox import ClaimedRows, OutboxRow, PostgresOutbox
 from application.context import CommandContext
-from application.messages import record_dispatched, record_failed
+from application.messages import record_all_dispatched, record_dispatched, record_failed
 from application.ports import EventStore
 from application.queue import MAX_BATCH, MessageQueue, OutgoingMessage, QueueName, SendResult
 
@@ -69,8 +69,7 @@ class Relay:
                 log.error("message failed", **_about(row), attempt=row.attempts + 1, error=reason)
         # After commit the messages are on the queue whatever happens next; a lost
         # "dispatched" is made good by the sender's "sent".
-        for row in sent:
-            await self._record_dispatched(row)
+        await self._record_dispatched(sent)
         return len(claimed.rows)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,12 +142,23 @@ class Relay:
         await claimed.delete(done)
         return sent, gave_up
 
-    async def _record_dispatched(self, row: OutboxRow) -> None:
+    async def _record_dispatched(self, rows: list[OutboxRow]) -> None:
+        known = [row for row in rows if row.stream_version is not None]
         try:
-            await record_dispatched(row.message_id, row.queue, _owner(row), store=self.store)
-            log.info("message dispatched", **_about(row), queue=row.queue)
+            await record_all_dispatched(
+                [(r.message_id, r.stream_version, r.queue, _owner(r)) for r in known],  # type: ignore[misc]
+                store=self.store,
+            )
+            for row in rows:
+                if row.stream_version is None:  # written before versions were kept
+                    await record_dispatched(
+                        row.message_id, row.queue, _owner(row), store=self.store
+                    )
         except Exception:
-            log.exception("could not record dispatch", message_id=row.message_id)
+            log.exception("could not record dispatches", count=len(rows))
+            return
+        for row in rows:
+            log.info("message dispatched", **_about(row), queue=row.queue)
 
 
 async def run_relay(container: Container, stop: asyncio.Event) -> None:

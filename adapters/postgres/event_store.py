@@ -144,7 +144,7 @@ class PostgresEventStore:
                         if not claimed:
                             raise AlreadyProcessed(once)
                     for write in writes:
-                        rows, keys, _ = await self._write(conn, write, metadata)
+                        rows, keys, _ = await self._write(conn, write, write.metadata or metadata)
                         if len(rows) != len(write.events):
                             raise ConcurrencyError(
                                 f"{write.stream_id} is not at version {write.expected_version}"
@@ -207,13 +207,14 @@ class PostgresEventStore:
         ]
         await conn.execute(
             """
-            INSERT INTO outbox (queue, message_id, body, attributes)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+            INSERT INTO outbox (queue, message_id, body, attributes, stream_version)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[])
             """,
             [entry.queue for entry in entries],
             [entry.message_id for entry in entries],
             bodies,
             [entry.attributes for entry in entries],
+            [entry.stream_version for entry in entries],
         )
 
     async def _already_appended(

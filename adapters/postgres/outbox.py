@@ -17,6 +17,7 @@ class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     attributes: dict[str, str]
     attempts: int
+    stream_version: int | None
 
 
 class ClaimedRows:
@@ -53,7 +54,8 @@ class PostgresOutbox:
         async with self._pool.acquire() as conn, conn.transaction():
             records = await conn.fetch(
                 """
-                SELECT id, queue, message_id, body, attributes, attempts FROM outbox
+                SELECT id, queue, message_id, body, attributes, attempts, stream_version
+                FROM outbox
                 WHERE next_attempt_at <= now()
                 ORDER BY next_attempt_at, id
                 LIMIT $1
