@@ -28,6 +28,9 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
     platform_message_id: str | None = None
     retry_after: float | None = None  # seconds, for rate_limited (and retryable if known)
     reason: str | None = None  # for the logs and for a failed message
+    # A retryable failure after which the message may still have been delivered (a timeout):
+    # only another try with the same idempotency key can tell.
+    ambiguous: bool = False
 
 
 class OnlyFansGateway(Protocol):

@@ -39,7 +39,7 @@ from application.context import CommandContext
 from application.errors import NotFound
 from application.messages import record_failed, record_sent
 from application.ports import EventStore
-from application.queue import MessageQueue, QueueName, ReceivedMessage
+from application.queue import QUEUES, MessageQueue, QueueName, ReceivedMessage
 from application.sending import OnlyFansGateway, PlatformMessage, RateLimiter
 from domain.fan import fan_stream_id
 from domain.message import Message, message_stream_id
@@ -49,6 +49,10 @@ log = structlog.get_logger(__name__)
 # A token that frees up within this wait is waited for, holding the record; a longer wait
 # hands the record back to the queue for that long.
 MAX_TOKEN_WAIT = 5.0
+# How often the poller looks at the dead-letter queues, and how long it then hides a dead
+# letter it has looked at.
+_DEAD_LETTER_SWEEP = 10.0
+_DEAD_LETTER_HOLD = 3600.0
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,16 +136,20 @@ class Sender:
         if wait > 0:
             return Outcome(False, wait)
 
-        result = await self.gateway.send_message(
-            PlatformMessage(
-                account=ctx.tenant,
-                recipient=str(body["recipientId"]),
-                text=personal.get("content") or "",
-                price_cents=int(body.get("priceCents") or 0),
-                media_urls=tuple(m["url"] for m in personal.get("media") or ()),
-                idempotency_key=message_id,
-            )
+        platform_message = PlatformMessage(
+            account=ctx.tenant,
+            recipient=str(body["recipientId"]),
+            text=personal.get("content") or "",
+            price_cents=int(body.get("priceCents") or 0),
+            media_urls=tuple(m["url"] for m in personal.get("media") or ()),
+            idempotency_key=message_id,
         )
+        result = await self.gateway.send_message(platform_message)
+        last_receive = record.receive_count >= self.max_receive_count
+        if last_receive and result.outcome == "retryable" and result.ambiguous:
+            # Before calling it failed: the message may have gone out. Asking again with the
+            # same key answers the first delivery's result, or sends it now, never twice.
+            result = await self.gateway.send_message(platform_message)
         if result.outcome == "sent":
             await record_sent(message_id, result.platform_message_id, ctx, store=self.store)
             metrics.message_processed(ctx.tenant, "sent")
@@ -155,7 +163,7 @@ class Sender:
             log.warning("platform rate limited", **about, retry_after=result.retry_after)
             return Outcome(False, result.retry_after or self.base_visibility)
         # Retryable: redeliver later; on the last receive the queue dead-letters it next.
-        if record.receive_count >= self.max_receive_count:
+        if last_receive:
             await self._fail(message_id, f"gave up: {result.reason}", ctx, about)
         log.warning(
             "send failed, will retry",
@@ -167,6 +175,9 @@ class Sender:
 
     async def _already_settled(self, message_id: str) -> bool:
         """Sent or read already: a repeat of a record that was processed."""
+        return await self._settled(message_id, include_failed=False)
+
+    async def _settled(self, message_id: str, *, include_failed: bool) -> bool:
         recorded = await self.store.load(message_stream_id(message_id))
         if not recorded:
             raise NotFound(f"message {message_id} has no events")
@@ -174,7 +185,9 @@ class Sender:
         for item in recorded:
             message = item.event.mutate(message)
         assert isinstance(message, Message)
-        return message.status in ("sent", "read")
+        return message.status in (
+            ("sent", "read", "failed") if include_failed else ("sent", "read")
+        )
 
     async def _token(self, account: str) -> float:
         """0 once a token is taken; else how long the record should wait on the queue."""
@@ -193,6 +206,30 @@ class Sender:
         await record_failed(message_id, reason, ctx, store=self.store)
         metrics.message_failed(ctx.tenant, "sender")
         log.error("message failed", **about, error=reason)
+
+    async def settle_dead_letters(self, queue: MessageQueue) -> int:
+        """Dead letters whose message shows no outcome (its last sender died before recording
+        one) are recorded failed, so a person sees them and can retry; they stay in the DLQ
+        for inspection, out of the way for an hour. Returns how many it recorded."""
+        recorded = 0
+        for name in QUEUES:
+            for dead in await queue.dead_letters(name):
+                body = msgspec.json.decode(dead.body)
+                message_id = str(body["messageId"])
+                if not await self._settled(message_id, include_failed=True):
+                    ctx = CommandContext(
+                        tenant=str(body["tenant"]), actor="sender", correlation_id=message_id
+                    )
+                    about = {
+                        "message_id": message_id,
+                        "tenant": ctx.tenant,
+                        "recipient_id": body.get("recipientId"),
+                    }
+                    reason = f"dead-lettered after {dead.receive_count} receives"
+                    await self._fail(message_id, reason, ctx, about)
+                    recorded += 1
+                await queue.change_visibility(name, dead.receipt, _DEAD_LETTER_HOLD)
+        return recorded
 
     def _backoff(self, record: Record) -> float:
         """Visibility grows with each receive: 2 s, 4 s, 8 s, ... capped at 5 minutes."""
@@ -241,8 +278,22 @@ async def settle(
 async def run_sender(
     sender: Sender, queue: MessageQueue, stop: asyncio.Event, *, concurrency: int = 4
 ) -> None:
-    """The poller: ``concurrency`` loops, each taking the high-priority queue first."""
-    await asyncio.gather(*(_poll(sender, queue, stop) for _ in range(concurrency)))
+    """The poller: ``concurrency`` loops, each taking the high-priority queue first, and a
+    sweep of the dead-letter queues."""
+    await asyncio.gather(
+        *(_poll(sender, queue, stop) for _ in range(concurrency)),
+        _sweep_dead_letters(sender, queue, stop),
+    )
+
+
+async def _sweep_dead_letters(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await sender.settle_dead_letters(queue)
+        except Exception:
+            log.exception("dead-letter sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _DEAD_LETTER_SWEEP)
 
 
 async def _poll(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> None:

@@ -95,7 +95,9 @@ class OnlyFansClient:
             # Sent, no answer: the provider may have delivered it. Only a retry with the same
             # Idempotency-Key can tell, without delivering twice.
             return SendResult(
-                outcome="retryable", reason=f"timeout, may have been delivered: {_describe(error)}"
+                outcome="retryable",
+                reason=f"timeout, may have been delivered: {_describe(error)}",
+                ambiguous=True,
             )
         except httpx.HTTPError as error:
             return SendResult(outcome="retryable", reason=f"network error: {_describe(error)}")

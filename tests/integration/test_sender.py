@@ -177,3 +177,40 @@ async def test_a_message_to_an_erased_fan_is_failed_not_sent(fresh: bootstrap.Co
     assert outcome.done
     assert gateway.calls == []
     assert (await status_of(fresh, record))[-1] == "MessageFailed"
+
+
+async def test_an_ambiguous_timeout_on_the_last_receive_asks_again_before_failing(
+    fresh: bootstrap.Container,
+) -> None:
+    timeout = SendResult(outcome="retryable", reason="timeout", ambiguous=True)
+    gateway = ScriptedGateway([timeout])  # then "sent": the first try had gone out
+    record = await queued_record(fresh)
+    last = msgspec.structs.replace(record, receive_count=3)
+    outcome = (await sender_for(fresh, gateway, ScriptedLimiter()).handle([last]))[last.record_id]
+    assert outcome.done
+    assert [c.idempotency_key for c in gateway.calls] == [gateway.calls[0].idempotency_key] * 2
+    assert (await status_of(fresh, record))[-1] == "MessageSent"
+
+
+async def test_a_dead_letter_without_an_outcome_is_recorded_failed_and_can_be_retried(
+    fresh: bootstrap.Container,
+) -> None:
+    from application.messages import MessageCommand, retry_message
+
+    record = await queued_record(fresh)
+    # Its senders all died before recording anything: received until the queue gives up.
+    await fresh.queue.change_visibility("high", record.receipt, 0)
+    for _ in range(fresh.settings.max_receive_count):
+        for received in await fresh.queue.receive("high", visibility_timeout=30):
+            await fresh.queue.change_visibility("high", received.receipt, 0)
+    assert await fresh.queue.receive("high") == []
+    assert (await fresh.queue.stats("high")).dead_letters == 1
+    assert (await status_of(fresh, record))[-1] == "MessageDispatched"
+
+    sender = sender_for(fresh, ScriptedGateway(), ScriptedLimiter())
+    assert await sender.settle_dead_letters(fresh.queue) == 1
+    assert await sender.settle_dead_letters(fresh.queue) == 0, "held out of the way"
+    assert (await status_of(fresh, record))[-1] == "MessageFailed"
+    message_id = msgspec.json.decode(record.body)["messageId"]
+    await retry_message(MessageCommand(message_id=message_id), CTX, store=fresh.events)
+    assert (await status_of(fresh, record))[-1] == "MessageRequeued"
