@@ -85,16 +85,7 @@ async def queue_message(
         if existing is not None:
             return existing
         fan = await live_recipient(store, cmd.recipient_id, ctx)
-        writes = []
-        if fan.conversation_id is None:
-            conversation = Conversation.start(
-                conversation_id=await ids.next_id("conversation"),
-                tenant=ctx.tenant,
-                fan_id=fan.fan_id,
-                platform=fan.platform,
-            )
-            fan.open_conversation(conversation.conversation_id)
-            writes += [stream_write(fan, "fan"), stream_write(conversation, "conversation")]
+        writes = await conversation_writes(fan, ctx, ids)
         assert fan.conversation_id is not None
         message = Message.queue(
             message_id=message_id,
@@ -156,20 +147,12 @@ async def start_conversation(
         fan = await live_recipient(store, cmd.fan_id, ctx, field="fan_id")
         if cmd.platform is not None and cmd.platform != fan.platform:
             raise InvalidValue("platform", f"fan {fan.fan_id} is on {fan.platform}")
-        if fan.conversation_id is not None:
+        writes = await conversation_writes(fan, ctx, ids)
+        assert fan.conversation_id is not None
+        if not writes:
             return fan.conversation_id, None
-        conversation = Conversation.start(
-            conversation_id=await ids.next_id("conversation"),
-            tenant=ctx.tenant,
-            fan_id=fan.fan_id,
-            platform=fan.platform,
-        )
-        fan.open_conversation(conversation.conversation_id)
-        positions = await store.append_all(
-            [stream_write(fan, "fan"), stream_write(conversation, "conversation")],
-            metadata=ctx.metadata(),
-        )
-        return conversation.conversation_id, positions[-1]
+        positions = await store.append_all(writes, metadata=ctx.metadata())
+        return fan.conversation_id, positions[-1]
 
     return await retry_on_conflict(attempt, retry=True)
 
@@ -317,6 +300,21 @@ async def live_recipient(
         raise InvalidValue(field, f"fan {fan_id} was deleted")
     assert isinstance(fan, Fan)
     return fan
+
+
+async def conversation_writes(fan: Fan, ctx: CommandContext, ids: IdAllocator) -> list[StreamWrite]:
+    """Open the fan's one conversation if it has none yet: the writes to append with the
+    command (the fan's stream records it, so two concurrent openers conflict)."""
+    if fan.conversation_id is not None:
+        return []
+    conversation = Conversation.start(
+        conversation_id=await ids.next_id("conversation"),
+        tenant=ctx.tenant,
+        fan_id=fan.fan_id,
+        platform=fan.platform,
+    )
+    fan.open_conversation(conversation.conversation_id)
+    return [stream_write(fan, "fan"), stream_write(conversation, "conversation")]
 
 
 def stream_write(aggregate: Any, stream_type: str) -> StreamWrite:

@@ -13,12 +13,11 @@ import msgspec
 
 from application.context import CommandContext
 from application.errors import NotFound
-from application.messages import live_recipient, stream_write
-from application.ports import EventStore, IdAllocator
+from application.messages import conversation_writes, live_recipient, stream_write
+from application.ports import EventStore, IdAllocator, StreamWrite
 from application.streams import load, retry_on_conflict
-from domain.conversation import Conversation
 from domain.errors import InvalidValue
-from domain.fan import fan_stream_id
+from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
 from domain.message import Message, message_stream_id
 
@@ -86,16 +85,7 @@ async def _received(
 
     async def attempt() -> int | None:
         fan = await live_recipient(store, fan_id, ctx, field="fan_id")
-        aggregates: list[Any] = []
-        if fan.conversation_id is None:
-            conversation = Conversation.start(
-                conversation_id=await ids.next_id("conversation"),
-                tenant=ctx.tenant,
-                fan_id=fan.fan_id,
-                platform=fan.platform,
-            )
-            fan.open_conversation(conversation.conversation_id)
-            aggregates += [fan, conversation]
+        writes = await conversation_writes(fan, ctx, ids)
         assert fan.conversation_id is not None
         inbound = InboundMessage.receive(
             # The platform's id names the message: the same message reported twice (under
@@ -107,7 +97,7 @@ async def _received(
             content=text,
             platform_message_id=platform_id,
         )
-        return await _append(store, [*aggregates, inbound], ctx, once)
+        return await _append(store, [inbound], ctx, once, writes)
 
     return await retry_on_conflict(attempt, retry=True)
 
@@ -127,16 +117,24 @@ async def _message(store: EventStore, message_id: str, ctx: CommandContext) -> t
 
 
 async def _append(
-    store: EventStore, aggregates: list[Any], ctx: CommandContext, once: str
+    store: EventStore,
+    aggregates: list[Any],
+    ctx: CommandContext,
+    once: str,
+    writes: list[StreamWrite] | None = None,
 ) -> int | None:
-    writes = [stream_write(a, _stream_type(a)) for a in aggregates if a.pending_events]
+    """Append what the aggregates decided (after ``writes`` already made), claiming ``once``."""
+    writes = [
+        *(writes or []),
+        *(stream_write(a, _stream_type(a)) for a in aggregates if a.pending_events),
+    ]
     # Even with nothing to append the event id is claimed: a replay must be seen as one.
     positions = await store.append_all(writes, metadata=ctx.metadata(), once=once)
     return positions[-1] if positions else None
 
 
 def _stream_type(aggregate: Any) -> str:
-    return {"Fan": "fan", "Conversation": "conversation"}.get(type(aggregate).__name__, "message")
+    return "fan" if isinstance(aggregate, Fan) else "message"
 
 
 def _text(data: dict[str, Any], key: str) -> str:
