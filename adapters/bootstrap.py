@@ -88,7 +88,17 @@ async def build(settings: Settings) -> Container:
     notifier = Notifier(pool)
     personal = PersonalDataCodec(keys)
     events = PostgresEventStore(pool, personal, notifier)
-    cache = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    cache = (
+        # Blocking: a burst of concurrent senders waits for a connection instead of failing
+        # (redis-py's plain pool raises past its limit).
+        redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=200, timeout=5
+            )
+        )
+        if settings.redis_url
+        else None
+    )
     closers: list[Callable[[], Awaitable[Any]]] = [notifier.close]
     queue = await _queue(settings, pool, notifier, closers)
     return Container(
