@@ -91,8 +91,10 @@ async def build(settings: Settings) -> Container:
     cache = (
         # Blocking: a burst of concurrent senders waits for a connection instead of failing
         # (redis-py's plain pool raises past its limit).
-        redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
+        # from_pool: the client owns the pool and closes it with itself (passing
+        # connection_pool= leaves it open, and an embedded redis-server then never stops).
+        redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(
                 settings.redis_url, max_connections=200, timeout=5
             )
         )
