@@ -59,10 +59,16 @@ class PersonalDataCodec:
                 pending.erased_subjects.add(subject_of(None, event_type, stream_id, fields))
         if self.keys is None:
             return pending
-        personal = [(t, i, f, PERSONAL_DATA[t]) for t, i, f in items if t in PERSONAL_DATA]
+        # (event id, fields, spec, subject): the subject is worked out once per event.
+        personal = []
+        for event_type, event_id, fields in items:
+            spec = PERSONAL_DATA.get(event_type)
+            if spec is not None:
+                subject = subject_of(spec, event_type, stream_id, fields)
+                personal.append((event_id, fields, spec, subject))
         if not personal:
             return pending
-        subjects = {subject_of(spec, t, stream_id, f) for t, _, f, spec in personal}
+        subjects = {subject for *_, subject in personal}
         aeads: dict[str, AESGCM | None] = {}
         if not (stream_id in subjects and expected_version == 0):
             # A stream's first event needs no lookup: its subject can have no key yet.
@@ -72,8 +78,7 @@ class PersonalDataCodec:
             # append that made the same subject's key first makes this one fail and retry.
             pending.new_keys[subject] = self.keys.new_key(subject)
             aeads[subject] = pending.new_keys[subject][0]
-        for event_type, event_id, fields, spec in personal:
-            subject = subject_of(spec, event_type, stream_id, fields)
+        for event_id, fields, spec, subject in personal:
             aead = aeads[subject]
             if aead is ERASED:
                 raise SubjectErased(subject)
