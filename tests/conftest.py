@@ -7,7 +7,7 @@ tests that read the whole global log get a database of their own (``fresh_databa
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from adapters import bootstrap
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
+from projections.runner import ProjectionRunner
 from tests.support.databases import TestServer
 from tests.support.settings import settings_for
 
@@ -76,3 +77,48 @@ def sqs_endpoint_url() -> Iterator[str]:
 
     with moto_server() as url:
         yield url
+
+
+# --- shared by the API tests --------------------------------------------------------------
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture
+async def other_auth(container: bootstrap.Container) -> dict[str, str]:
+    """A creator key for a second, unrelated tenant."""
+    key, _ = await create_api_key(
+        container.pool, user_id=f"user-{uuid.uuid4().hex[:12]}", role="creator"
+    )
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def catch_up(container: bootstrap.Container) -> Callable[[], Awaitable[int]]:
+    """Run every core projector until it has applied everything committed so far (no
+    projector runs in the background in tests)."""
+
+    async def run() -> int:
+        total = 0
+        for projection in bootstrap.core_projections():
+            total += await ProjectionRunner(container.projection_store, projection).catch_up()
+        return total
+
+    return run
+
+
+@pytest.fixture
+def events_of_tenant(container: bootstrap.Container, tenant: str) -> Callable[[], Awaitable[int]]:
+    """How many events the test's tenant has in the log (to show a refusal appended none)."""
+
+    async def count() -> int:
+        return int(
+            await container.pool.fetchval(
+                "SELECT count(*) FROM events WHERE metadata->>'tenant' = $1", tenant
+            )
+        )
+
+    return count

@@ -22,8 +22,6 @@ import pytest
 from adapters.bootstrap import Container
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
-from projections.fans import FansProjection
-from projections.runner import ProjectionRunner
 
 FANS = "/api/crm/fans"
 PROBLEM_JSON = "application/problem+json"
@@ -34,40 +32,6 @@ EventCount = Callable[[], Awaitable[int]]
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-@pytest.fixture
-def auth(api_key: str) -> Headers:
-    return {"Authorization": f"Bearer {api_key}"}
-
-
-@pytest.fixture
-async def other_auth(container: Container) -> Headers:
-    """A creator key for a second, unrelated tenant."""
-    key, _ = await create_api_key(
-        container.pool, user_id=f"user-{uuid.uuid4().hex[:12]}", role="creator"
-    )
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def catch_up(container: Container) -> CatchUp:
-    """Run the fans projector until it has applied everything committed so far."""
-
-    async def run() -> int:
-        return await ProjectionRunner(container.projection_store, FansProjection()).catch_up()
-
-    return run
-
-
-@pytest.fixture
-def events_of_tenant(container: Container, tenant: str) -> EventCount:
-    async def count() -> int:
-        return await container.pool.fetchval(
-            "SELECT count(*) FROM events WHERE metadata->>'tenant' = $1", tenant
-        )
-
-    return count
 
 
 @asynccontextmanager

@@ -49,43 +49,6 @@ Count = Callable[[], Awaitable[int]]
 
 
 @pytest.fixture
-def auth(api_key: str) -> Headers:
-    return {"Authorization": f"Bearer {api_key}"}
-
-
-@pytest.fixture
-async def other_auth(container: Container) -> Headers:
-    """A creator key for a second, unrelated tenant."""
-    key, _ = await create_api_key(
-        container.pool, user_id=f"user-{uuid.uuid4().hex[:12]}", role="creator"
-    )
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def catch_up(container: Container) -> CatchUp:
-    """Run every core projector until it has applied everything committed so far."""
-
-    async def run() -> int:
-        total = 0
-        for projection in bootstrap.core_projections():
-            total += await ProjectionRunner(container.projection_store, projection).catch_up()
-        return total
-
-    return run
-
-
-@pytest.fixture
-def events_of_tenant(container: Container, tenant: str) -> Count:
-    async def count() -> int:
-        return await container.pool.fetchval(
-            "SELECT count(*) FROM events WHERE metadata->>'tenant' = $1", tenant
-        )
-
-    return count
-
-
-@pytest.fixture
 def outbox_of_tenant(container: Container, tenant: str) -> Count:
     async def count() -> int:
         return await container.pool.fetchval(
