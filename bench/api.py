@@ -40,234 +40,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import random
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
+from _common import (
+    FANS,
+    GroupCpuMeter,
+    HttpResult,
+    crm_serve,
+    drive,
+    free_port,
+    load_clients,
+    new_fan,
+    pg_pids,
+    scratch_database,
+    wait_ready,
+)
 
 from adapters import bootstrap
 from adapters.config import Settings
-from adapters.embedded import EmbeddedStack
 from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.migrate import migrate
 from projections.fans import FansProjection
 from projections.runner import ProjectionRunner
 
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-ROOT = Path(__file__).resolve().parents[1]
 P95_GOAL_MS = 50.0
 GOAL_CONCURRENCY = 50
-FANS = "/api/crm/fans"
-
-_FIRST = ("Ann", "Bo", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
-_LAST = ("Smith", "Ng", "Okafor", "Rossi", "Kim", "Silva", "Novak", "Haddad", "Berg", "Ito")
 
 Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
 @dataclass
-class Result:
-    name: str
-    concurrency: int
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    error_kinds: dict[str, int] = field(default_factory=dict)
+class Result(HttpResult):
     cores: dict[str, float | None] = field(default_factory=dict)
-
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-class CpuMeter:
-    """CPU seconds used by groups of processes: this one, the API's tree, local Postgres.
-    A sample maps each group to {pid: seconds}; only pids alive at both ends are compared."""
-
-    def __init__(self, api_pid: int, pg_pids: list[int]) -> None:
-        self._api_pid = api_pid
-        self._pg_pids = pg_pids
-        try:
-            import psutil
-
-            self._psutil: Any = psutil
-        except ImportError:
-            self._psutil = None
-
-    def sample(self) -> dict[str, dict[int, float] | None]:
-        out: dict[str, dict[int, float] | None] = {
-            "bench": {os.getpid(): time.process_time()},
-            "api": None,
-            "pg": None,
-        }
-        if self._psutil is None:
-            return out
-        ps = self._psutil
-        with contextlib.suppress(ps.Error):
-            root = ps.Process(self._api_pid)
-            out["api"] = _cpu([root, *root.children(recursive=True)])
-        procs = []
-        for pid in self._pg_pids:
-            with contextlib.suppress(ps.Error):
-                procs.append(ps.Process(pid))
-        out["pg"] = _cpu(procs) if procs else None
-        return out
-
-    @staticmethod
-    def delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-        if before is None or after is None:
-            return None
-        return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
-
-
-def _cpu(procs: list[Any]) -> dict[int, float]:
-    used = {}
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except Exception:  # exited meanwhile
-            continue
-        used[proc.pid] = times.user + times.system
-    return used
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_database() -> AsyncIterator[tuple[str, str]]:
-    """A new, migrated database on DATABASE_URL's server or on an embedded one; dropped after.
-    Yields (url, where the server is)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    stack: EmbeddedStack | None = None
-    where = "DATABASE_URL"
-    if not admin_url:
-        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-        stack = EmbeddedStack(Path(tmp.name))
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        await _admin(admin_url, f'CREATE DATABASE "{name}"')
-        try:
-            url = with_database(admin_url, name)
-            await migrate(url)
-            yield url, where
-        finally:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    log: Any  # a temporary file holding the server's stdout and stderr
-    started: float
-
-    def tail(self, lines: int = 30) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return "".join(self.log.readlines()[-lines:])
-
-
-@contextlib.contextmanager
-def api_server(url: str, port: int, master_key: str, args: argparse.Namespace) -> Iterator[Server]:
-    """`crm serve` in a child process, stopped (SIGTERM, then SIGKILL) on the way out."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CRM_MASTER_KEY": master_key,
-        "LOG_LEVEL": "WARNING",
-        "LOG_FORMAT": "console",
-    }
-    if args.pool_max is not None:
-        env["CRM_POOL_MAX_SIZE"] = str(args.pool_max)
-    command = [
-        sys.executable,
-        "-c",
-        "from adapters.cli import main; main()",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
-        try:
-            yield Server(proc, log, time.perf_counter())
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def wait_ready(client: httpx.AsyncClient, server: Server) -> float:
-    """Poll /health until the server answers; returns seconds since it was started."""
-    while time.perf_counter() - server.started < 60:
-        if server.proc.poll() is not None:
-            raise SystemExit(f"crm serve exited with {server.proc.returncode}:\n{server.tail()}")
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.get("/health")).status_code == 200:
-                return time.perf_counter() - server.started
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"crm serve did not answer /health within 60 s:\n{server.tail()}")
-
-
-def new_fan() -> dict[str, Any]:
-    first, last = random.choice(_FIRST), random.choice(_LAST)
-    n = random.randrange(1_000_000)
-    return {
-        "name": f"{first} {last}",
-        "handle": f"{first.lower()}_{last.lower()}_{n}",
-        "valueCents": random.randrange(100_000),
-        "tags": random.sample(["vip", "new", "whale", "churned", "promo"], k=2),
-    }
 
 
 async def list_fans(client: httpx.AsyncClient) -> httpx.Response:
@@ -282,38 +91,12 @@ async def health(client: httpx.AsyncClient) -> httpx.Response:
     return await client.get("/health")
 
 
-async def drive(
-    clients: list[httpx.AsyncClient], call: Call, seconds: float, result: Result | None
-) -> None:
-    """Each client sends its next request as soon as its last one is answered."""
-    clock = time.perf_counter
-
-    async def one_client(client: httpx.AsyncClient, until: float) -> None:
-        while (started := clock()) < until:
-            try:
-                response = await call(client)
-                failed = None if response.is_success else f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
-                failed = type(error).__name__
-            if result is None:
-                continue
-            result.latencies.append(clock() - started)
-            if failed:
-                result.errors += 1
-                result.error_kinds[failed] = result.error_kinds.get(failed, 0) + 1
-
-    started = clock()
-    await asyncio.gather(*(one_client(client, started + seconds) for client in clients))
-    if result is not None:
-        result.seconds = clock() - started
-
-
 async def measure(
     clients: list[httpx.AsyncClient],
     name: str,
     call: Call,
     args: argparse.Namespace,
-    make_meter: Callable[[], Awaitable[CpuMeter]],
+    make_meter: Callable[[], Awaitable[GroupCpuMeter]],
 ) -> Result:
     await drive(clients, call, args.warmup, None)
     meter = await make_meter()  # after the warm-up: the API's pool opens connections on demand
@@ -322,7 +105,7 @@ async def measure(
     await drive(clients, call, args.duration, result)
     after = meter.sample()
     for group, value in after.items():
-        used = CpuMeter.delta(before[group], value)
+        used = GroupCpuMeter.delta(before[group], value)
         result.cores[group] = None if used is None else used / result.seconds
     return result
 
@@ -343,30 +126,6 @@ async def seed(clients: list[httpx.AsyncClient], count: int) -> int:
     return failures
 
 
-@asynccontextmanager
-async def load_clients(
-    base_url: str, key: str, count: int, shared: bool
-) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``count`` virtual clients: an AsyncClient each (one keep-alive connection), or one
-    AsyncClient with a pool of ``count`` connections shared by all (``--shared-client``)."""
-    options: dict[str, Any] = {
-        "base_url": base_url,
-        "headers": {"Authorization": f"Bearer {key}"},
-        "timeout": httpx.Timeout(30.0),
-    }
-    async with contextlib.AsyncExitStack() as stack:
-        if shared:
-            limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-            one = await stack.enter_async_context(httpx.AsyncClient(limits=limits, **options))
-            yield [one] * count
-        else:
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            yield [
-                await stack.enter_async_context(httpx.AsyncClient(limits=limits, **options))
-                for _ in range(count)
-            ]
-
-
 async def run(args: argparse.Namespace) -> None:
     async with scratch_database() as (url, where):
         # A master key made up for the scratch database, shared with the API process (used if
@@ -380,12 +139,15 @@ async def run(args: argparse.Namespace) -> None:
             key, _ = await create_api_key(container.pool, user_id="bench", role="creator")
             port = free_port()
             base_url = f"http://127.0.0.1:{port}"
-            with api_server(url, port, master_key, args) as server:
+            env = {"DATABASE_URL": url, "CRM_MASTER_KEY": master_key}
+            if args.pool_max is not None:
+                env["CRM_POOL_MAX_SIZE"] = str(args.pool_max)
+            with crm_serve(env, port, args.workers) as server:
                 async with (
                     httpx.AsyncClient(base_url=base_url) as probe,
                     load_clients(base_url, key, args.concurrency, args.shared_client) as clients,
                 ):
-                    ready_s = await wait_ready(probe, server)
+                    ready_s = await wait_ready(server, probe)
                     t0 = time.perf_counter()
                     refused = await seed(clients[:20], args.seed)
                     projected = await ProjectionRunner(
@@ -416,8 +178,8 @@ async def run(args: argparse.Namespace) -> None:
                     }
                     results = []
 
-                    async def make_meter() -> CpuMeter:
-                        return CpuMeter(server.proc.pid, await _pg_pids(container))
+                    async def make_meter() -> GroupCpuMeter:
+                        return GroupCpuMeter([server.proc.pid], await pg_pids(container.pool))
 
                     for endpoint in args.endpoints:
                         name, call = calls[endpoint]
@@ -430,15 +192,6 @@ async def run(args: argparse.Namespace) -> None:
             _summary(results, args)
         finally:
             await container.close()
-
-
-async def _pg_pids(container: bootstrap.Container) -> list[int]:
-    """The database's backends and the server's background processes (WAL writer...)."""
-    rows = await container.pool.fetch(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE backend_type <> 'client backend' OR datname = current_database()"
-    )
-    return [row["pid"] for row in rows]
 
 
 def _header() -> str:

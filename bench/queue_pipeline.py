@@ -58,27 +58,21 @@ import itertools
 import logging
 import os
 import secrets
-import tempfile
 import time
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog.testing
+from _common import PG_PIDS_SQL, host_busy, scratch_database
 
 from adapters import bootstrap
 from adapters.config import Settings
-from adapters.embedded import EmbeddedStack
 from adapters.observability import configure_logging
 from adapters.postgres.event_store import PostgresEventStore
-from adapters.postgres.migrate import migrate
 from adapters.postgres.outbox import OutboxRow
 from adapters.sqs import SqsQueue, create_queues, sqs_client
 from application.context import CommandContext
@@ -89,8 +83,6 @@ from domain.conversation import Conversation
 from domain.fan import Fan
 from domain.message import Message, message_stream_id
 from worker.relay import CLAIM_LIMIT, Relay, _owner
-
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 GOAL_MESSAGES_PER_S = 2_000
 TENANT = "bench"
@@ -110,44 +102,7 @@ DELETE FROM bench_bare WHERE id IN (
 """
 
 
-# --- scratch database and CPU ------------------------------------------------------------
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@asynccontextmanager
-async def scratch_database() -> AsyncIterator[tuple[str, str]]:
-    """A new, migrated database on DATABASE_URL's server or on an embedded one; dropped after.
-    Yields (url, where the server is)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    stack: EmbeddedStack | None = None
-    where = "DATABASE_URL"
-    if not admin_url:
-        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-        stack = EmbeddedStack(Path(tmp.name))
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        await _admin(admin_url, f'CREATE DATABASE "{name}"')
-        try:
-            url = urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
-            await migrate(url)
-            yield url, where
-        finally:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
+# --- CPU ---------------------------------------------------------------------------------
 
 
 class CpuMeter:
@@ -169,10 +124,7 @@ class CpuMeter:
         mine = time.process_time()
         if self._psutil is None:
             return mine, None, None
-        rows = await self._pool.fetch(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE backend_type <> 'client backend' OR datname = current_database()"
-        )
+        rows = await self._pool.fetch(PG_PIDS_SQL)
         used = {}
         for row in rows:
             pid = row["pid"]
@@ -183,8 +135,7 @@ class CpuMeter:
             except Exception:  # gone, or the server is not on this machine
                 continue
             used[pid] = times.user + times.system
-        busy = self._psutil.cpu_times()
-        return mine, used, sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)
+        return mine, used, host_busy(self._psutil)
 
     @staticmethod
     def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float:

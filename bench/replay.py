@@ -53,28 +53,24 @@ import contextlib
 import itertools
 import os
 import secrets
-import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+import _common
 import asyncpg
+from _common import FIRST_NAMES, LAST_NAMES, PgCpuMeter, database_server, pg_pids
 
 from adapters import bootstrap
 from adapters.config import Settings
 from adapters.crypto import MasterKey
-from adapters.embedded import EmbeddedStack
 from adapters.observability import configure_logging
 from adapters.postgres.codec import event_type_of
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.listen import Notifier
-from adapters.postgres.migrate import migrate
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
@@ -88,106 +84,23 @@ from domain.message import Message
 from projections.base import Projection
 from projections.runner import ProjectionRunner
 
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
 ENCRYPTION_GOAL_COST = 0.15
 TENANT = "bench"
 LOGS = ("encrypted", "clear")
 
-_FIRST = ("Ann", "Bo", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
-_LAST = ("Smith", "Ng", "Okafor", "Rossi", "Kim", "Silva", "Novak", "Haddad", "Berg", "Ito")
-
 
 # --- scratch databases -------------------------------------------------------------------
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager
 async def scratch_databases(count: int) -> AsyncIterator[tuple[list[str], str]]:
     """``count`` new, migrated databases on DATABASE_URL's server or on one embedded server;
     dropped after. Yields (their urls, where the server is)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    stack: EmbeddedStack | None = None
-    where = "DATABASE_URL"
-    if not admin_url:
-        tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-        stack = EmbeddedStack(Path(tmp.name))
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    names: list[str] = []
-    try:
-        for _ in range(count):
-            name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-            await _admin(admin_url, f'CREATE DATABASE "{name}"')
-            names.append(name)
-            await migrate(with_database(admin_url, name))
-        yield [with_database(admin_url, name) for name in names], where
-    finally:
-        for name in names:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
-
-
-# --- CPU ---------------------------------------------------------------------------------
-
-
-class CpuMeter:
-    """CPU seconds of this process and of the given local Postgres processes."""
-
-    def __init__(self, pids: list[int]) -> None:
-        self._procs: list | None = None
-        try:
-            import psutil
-
-            self._procs = [psutil.Process(pid) for pid in pids]
-        except Exception:  # psutil missing, or the server is not on this machine
-            self._procs = None
-
-    def sample(self) -> tuple[float, dict[int, float] | None]:
-        mine = time.process_time()
-        if self._procs is None:
-            return mine, None
-        used = {}
-        for proc in self._procs:
-            try:
-                times = proc.cpu_times()
-            except Exception:  # the process exited (an autovacuum worker, say)
-                continue
-            used[proc.pid] = times.user + times.system
-        return mine, used
-
-    @staticmethod
-    def delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-        if before is None or after is None:
-            return None
-        return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
-
-
-async def pg_pids(pools: list[asyncpg.Pool]) -> list[int]:
-    """The backends of these databases and the server's background processes."""
-    pids: set[int] = set()
-    for pool in pools:
-        rows = await pool.fetch(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE backend_type <> 'client backend' OR datname = current_database()"
-        )
-        pids.update(row["pid"] for row in rows)
-    return sorted(pids)
+    async with (
+        database_server() as (admin_url, where, _),
+        _common.scratch_databases(admin_url, count) as urls,
+    ):
+        yield urls, where
 
 
 # --- the log -----------------------------------------------------------------------------
@@ -218,7 +131,7 @@ def build_units(events: int) -> list[Unit]:
     for i in itertools.count(1):
         if total >= events:
             return units
-        first, last = _FIRST[i % len(_FIRST)], _LAST[i % len(_LAST)]
+        first, last = FIRST_NAMES[i % len(FIRST_NAMES)], LAST_NAMES[i % len(LAST_NAMES)]
         ctx = CommandContext(tenant=TENANT, actor="bench", correlation_id=f"bench-{i}")
         fan = Fan.register(
             fan_id=i,
@@ -318,7 +231,7 @@ async def fresh_schema(pool: asyncpg.Pool, schema: str, projections: list[Projec
             )
 
 
-async def run_slice(job: Job, seconds: float, cpu: CpuMeter) -> None:
+async def run_slice(job: Job, seconds: float, cpu: PgCpuMeter) -> None:
     """Batches of one job back to back until ``seconds`` have passed or the log ends."""
     mine0, pg0 = cpu.sample()
     started = time.perf_counter()
@@ -337,11 +250,11 @@ async def run_slice(job: Job, seconds: float, cpu: CpuMeter) -> None:
     if not job.done:  # a full slice: the last one, cut short by the end of the log, is not
         job.slice_rates.append(events / elapsed)
     job.bench_cpu += mine1 - mine0
-    pg = CpuMeter.delta(pg0, pg1)
+    pg = PgCpuMeter.delta(pg0, pg1)
     job.pg_cpu = None if pg is None or job.pg_cpu is None else job.pg_cpu + pg
 
 
-async def interleave(jobs: list[Job], slice_s: float, cpu: CpuMeter) -> None:
+async def interleave(jobs: list[Job], slice_s: float, cpu: PgCpuMeter) -> None:
     for r in itertools.count():
         pending = [job for job in jobs if not job.done]
         if not pending:
@@ -434,7 +347,7 @@ async def run(args: argparse.Namespace) -> None:
                 jobs.append(Job(f"{projection.name} projection", log, runner.run_batch))
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await pools["clear"].execute("CHECKPOINT")
-        cpu = CpuMeter(await pg_pids(list(pools.values())))
+        cpu = PgCpuMeter(await pg_pids(*pools.values()))
         print(
             f"replay: {len(jobs)} jobs interleaved in slices of {args.slice:g} s, batches of"
             f" {args.batch_size}, cold key cache per job"

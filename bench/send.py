@@ -52,42 +52,42 @@ import contextlib
 import os
 import random
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import _common
 import asyncpg
 import httpx
+from _common import (
+    FANS,
+    GroupCpuMeter,
+    HttpResult,
+    Server,
+    crm_serve,
+    database_server,
+    free_port,
+    load_clients,
+    new_fan,
+    pg_pids,
+    scratch_databases,
+    wait_ready,
+)
 
 from adapters import bootstrap
 from adapters.config import Settings
-from adapters.embedded import EmbeddedStack
 from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.migrate import migrate
 
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-ROOT = Path(__file__).resolve().parents[1]
 P95_GOAL_MS = 50.0
 REFERENCE_P95_MS = 200.0
 GOAL_CONCURRENCY = 50
-FANS = "/api/crm/fans"
 SEND = "/api/onlyfans/messages/send"
 
-_FIRST = ("Ann", "Bo", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
-_LAST = ("Smith", "Ng", "Okafor", "Rossi", "Kim", "Silva", "Novak", "Haddad", "Berg", "Ito")
 _TEXTS = (
     "Hey! New set just dropped, want a preview?",
     "Thanks for the tip, you made my day",
@@ -97,139 +97,23 @@ _TEXTS = (
 
 
 @dataclass
-class Result:
-    name: str
-    concurrency: int
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    error_kinds: dict[str, int] = field(default_factory=dict)
+class Result(HttpResult):
     cpu: dict[str, float | None] = field(default_factory=dict)  # CPU seconds per group
-
-    def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
     @property
     def accepted(self) -> int:
         return len(self.latencies) - self.errors
 
 
-class CpuMeter:
-    """CPU seconds used by groups of processes: this one, the API servers' trees, local
-    Postgres. A sample maps each group to {pid: seconds}; only pids alive at both ends count."""
-
-    def __init__(self, api_pids: list[int], pg_pids: list[int]) -> None:
-        self._api_pids = api_pids
-        self._pg_pids = pg_pids
-        try:
-            import psutil
-
-            self._psutil: Any = psutil
-        except ImportError:
-            self._psutil = None
-
-    def sample(self) -> dict[str, dict[int, float] | None]:
-        out: dict[str, dict[int, float] | None] = {
-            "bench": {os.getpid(): time.process_time()},
-            "api": None,
-            "pg": None,
-            "host": None,
-        }
-        if self._psutil is None:
-            return out
-        ps = self._psutil
-        busy = ps.cpu_times()
-        out["host"] = {0: sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)}
-        api = []
-        for pid in self._api_pids:
-            with contextlib.suppress(ps.Error):
-                root = ps.Process(pid)
-                api += [root, *root.children(recursive=True)]
-        out["api"] = _cpu(api) if api else None
-        procs = []
-        for pid in self._pg_pids:
-            with contextlib.suppress(ps.Error):
-                procs.append(ps.Process(pid))
-        out["pg"] = _cpu(procs) if procs else None
-        return out
-
-    @staticmethod
-    def delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-        if before is None or after is None:
-            return None
-        return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
-
-
-def _cpu(procs: list[Any]) -> dict[int, float]:
-    used = {}
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except Exception:  # exited meanwhile
-            continue
-        used[proc.pid] = times.user + times.system
-    return used
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + database))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @asynccontextmanager
 async def scratch_database(redis: bool) -> AsyncIterator[tuple[str, str, str | None]]:
     """A new, migrated database on DATABASE_URL's server or on an embedded one, dropped after;
     with ``redis``, an embedded redis-server too. Yields (url, where, redis url or None)."""
-    admin_url = os.environ.get("DATABASE_URL", "")
-    tmp = tempfile.TemporaryDirectory(prefix="fancrm-bench-")
-    stack = EmbeddedStack(Path(tmp.name))
-    where = "DATABASE_URL"
-    if not admin_url:
-        admin_url = await asyncio.to_thread(stack.start_postgres)
-        where = "embedded"
-    name = f"fancrm_bench_{uuid.uuid4().hex[:10]}"
-    try:
+    async with database_server(embedded_stack=True) as (admin_url, where, stack):
+        assert stack is not None
         redis_url = await asyncio.to_thread(stack.start_redis) if redis else None
-        await _admin(admin_url, f'CREATE DATABASE "{name}"')
-        try:
-            url = with_database(admin_url, name)
-            await migrate(url)
-            yield url, where, redis_url
-        finally:
-            await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        stack.stop()
-        tmp.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    log: Any  # a temporary file holding the server's stdout and stderr
-    started: float
-    base_url: str
-    application_name: str
-
-    def tail(self, lines: int = 30) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return "".join(self.log.readlines()[-lines:])
+        async with scratch_databases(admin_url) as urls:
+            yield urls[0], where, redis_url
 
 
 @contextlib.contextmanager
@@ -243,89 +127,17 @@ def api_server(
     name = f"bench-api-{port}"
     query = urlsplit(url).query
     env = {
-        **os.environ,
         "DATABASE_URL": urlunsplit(
             urlsplit(url)._replace(query=f"{query}&" * bool(query) + f"application_name={name}")
         ),
         "CRM_MASTER_KEY": master_key,
-        "LOG_LEVEL": "WARNING",
-        "LOG_FORMAT": "console",
     }
-    env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
     if args.pool_max is not None:
         env["CRM_POOL_MAX_SIZE"] = str(args.pool_max)
-    command = [
-        sys.executable,
-        "-c",
-        "from adapters.cli import main; main()",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
-        try:
-            yield Server(proc, log, time.perf_counter(), f"http://127.0.0.1:{port}", name)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def wait_ready(server: Server) -> float:
-    """Poll /health until the server answers; returns seconds since it was started."""
-    async with httpx.AsyncClient(base_url=server.base_url) as probe:
-        while time.perf_counter() - server.started < 60:
-            if server.proc.poll() is not None:
-                raise SystemExit(
-                    f"crm serve exited with {server.proc.returncode}:\n{server.tail()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if (await probe.get("/health")).status_code == 200:
-                    return time.perf_counter() - server.started
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"crm serve did not answer /health within 60 s:\n{server.tail()}")
-
-
-@asynccontextmanager
-async def load_clients(
-    base_url: str, key: str, count: int
-) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``count`` virtual clients, an AsyncClient each holding one keep-alive connection."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with contextlib.AsyncExitStack() as stack:
-        yield [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=httpx.Timeout(30.0),
-                    limits=limits,
-                )
-            )
-            for _ in range(count)
-        ]
-
-
-def new_fan() -> dict[str, Any]:
-    first, last = random.choice(_FIRST), random.choice(_LAST)
-    n = random.randrange(1_000_000)
-    return {
-        "name": f"{first} {last}",
-        "handle": f"{first.lower()}_{last.lower()}_{n}",
-        "email": f"{first.lower()}.{n}@example.com",
-        "valueCents": random.randrange(100_000),
-        "tags": random.sample(["vip", "new", "whale", "churned", "promo"], k=2),
-    }
+    with crm_serve(env, port, args.workers, unset=["REDIS_URL"], application_name=name) as server:
+        yield server
 
 
 def new_message(fan_id: int) -> dict[str, Any]:
@@ -346,7 +158,7 @@ async def seed(clients: list[httpx.AsyncClient], count: int) -> tuple[list[int],
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal refused
         for _ in pending:
-            response = await client.post(FANS, json=new_fan())
+            response = await client.post(FANS, json=new_fan(email=True))
             if response.status_code != 201:
                 refused += 1
                 continue
@@ -363,26 +175,11 @@ async def drive(
     clients: list[httpx.AsyncClient], fan_ids: list[int], seconds: float, result: Result | None
 ) -> None:
     """Each client sends its next message as soon as its last one is answered."""
-    clock = time.perf_counter
 
-    async def one_client(client: httpx.AsyncClient, until: float) -> None:
-        while (started := clock()) < until:
-            try:
-                response = await client.post(SEND, json=new_message(random.choice(fan_ids)))
-                failed = None if response.status_code == 202 else f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
-                failed = type(error).__name__
-            if result is None:
-                continue
-            result.latencies.append(clock() - started)
-            if failed:
-                result.errors += 1
-                result.error_kinds[failed] = result.error_kinds.get(failed, 0) + 1
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(SEND, json=new_message(random.choice(fan_ids)))
 
-    started = clock()
-    await asyncio.gather(*(one_client(client, started + seconds) for client in clients))
-    if result is not None:
-        result.seconds += clock() - started
+    await _common.drive(clients, send, seconds, result, ok=lambda r: r.status_code == 202)
 
 
 async def measure_slice(
@@ -390,13 +187,13 @@ async def measure_slice(
     fan_ids: list[int],
     seconds: float,
     result: Result,
-    meter: CpuMeter,
+    meter: GroupCpuMeter,
 ) -> None:
     before = meter.sample()
     await drive(clients, fan_ids, seconds, result)
     after = meter.sample()
     for group, value in after.items():
-        used = CpuMeter.delta(before[group], value)
+        used = GroupCpuMeter.delta(before[group], value)
         old = result.cpu.get(group, 0.0)
         result.cpu[group] = None if used is None or old is None else old + used
     ours = [result.cpu.get(group) for group in _GROUPS]
@@ -404,15 +201,6 @@ async def measure_slice(
     result.cpu["others"] = (
         None if host is None or any(v is None for v in ours) else host - sum(ours)  # type: ignore[misc]
     )
-
-
-async def pg_pids(pool: asyncpg.Pool) -> list[int]:
-    """The database's backends and the server's background processes (WAL writer...)."""
-    rows = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity"
-        " WHERE backend_type <> 'client backend' OR datname = current_database()"
-    )
-    return [row["pid"] for row in rows]
 
 
 class ActivitySampler:
@@ -605,7 +393,8 @@ async def _run_servers(
         for _, group in scenarios:
             await drive(group, fan_ids, args.warmup, None)
         api_pids = [s.proc.pid for s in (plain, cached) if s is not None]
-        meter = CpuMeter(api_pids, await pg_pids(pool))  # after the warm-up: pools are open
+        # After the warm-up: the pools are open.
+        meter = GroupCpuMeter(api_pids, await pg_pids(pool), host=True)
         print(_header(), flush=True)
         slice_s = args.duration / args.rounds
         sampler = ActivitySampler(url, plain.application_name)
@@ -623,7 +412,7 @@ async def _run_servers(
             fill_s = await fill_backlog(pool, args.backlog)
             result = Result(f"  same, {args.backlog:,} queued", args.concurrency)
             await drive(clients, fan_ids, args.warmup, None)
-            meter = CpuMeter(api_pids, await pg_pids(pool))
+            meter = GroupCpuMeter(api_pids, await pg_pids(pool), host=True)
             await measure_slice(clients, fan_ids, args.duration, result, meter)
             print(_row(result) + f"  (backlog inserted in {fill_s:.1f} s)", flush=True)
             scenarios.append((result, clients))
