@@ -26,6 +26,7 @@ from domain.message import (
     HIGH_PRIORITY,
     Message,
     attachment_type_of,
+    canonical_message_id,
     message_stream_id,
 )
 
@@ -323,9 +324,4 @@ def stream_write(aggregate: Any, stream_type: str) -> StreamWrite:
 
 
 def _message_id(given: str | None) -> str:
-    if given is None:
-        return str(uuid.uuid4())
-    try:
-        return str(uuid.UUID(given))
-    except ValueError:
-        raise InvalidValue("message_id", "must be a UUID") from None
+    return str(uuid.uuid4()) if given is None else canonical_message_id(given)

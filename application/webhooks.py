@@ -19,7 +19,7 @@ from application.streams import load, retry_on_conflict
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
-from domain.message import Message, message_stream_id
+from domain.message import Message, canonical_message_id, message_stream_id
 
 WebhookType = Literal["message.read", "message.purchased", "message.received"]
 _INBOUND_IDS = uuid.UUID("0f6f2d4e-8b7a-4d55-9b1e-3f8d1c2e7a90")
@@ -103,10 +103,7 @@ async def _received(
 
 
 async def _message(store: EventStore, message_id: str, ctx: CommandContext) -> tuple[Message, int]:
-    try:
-        key = str(uuid.UUID(message_id))
-    except ValueError:
-        raise InvalidValue("message_id", "must be a UUID") from None
+    key = canonical_message_id(message_id)
     try:
         message, position = await load(store, message_stream_id(key), tenant=ctx.tenant)
     except NotFound:

@@ -12,6 +12,7 @@ retries it. Inbound messages (a fan writing to the creator) start as ``received`
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
@@ -44,6 +45,14 @@ _EXTENSIONS = {
     "video": ("mp4", "mov", "webm", "m4v"),
     "audio": ("mp3", "m4a", "wav", "ogg", "aac"),
 }
+
+
+def canonical_message_id(text: str) -> str:
+    """Message ids are UUIDs, written one way (lower case, hyphenated) whatever the caller sent."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidValue("message_id", "must be a UUID") from None
 
 
 def message_stream_id(message_id: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from adapters.postgres.api_keys import Principal
 from application import messages
 from application.errors import ConcurrencyError
 from domain.errors import InvalidValue
+from domain.message import canonical_message_id
 
 Deps = NamedDependency[Container]
 log = structlog.get_logger(__name__)
@@ -144,7 +144,7 @@ class MessagesController(Controller):
         ctx = command_context(request)
 
         async def run() -> Response[Any]:
-            key = _uuid(message_id)
+            key = canonical_message_id(message_id)
             changed = await messages.retry_message(
                 messages.MessageCommand(message_id=key),
                 ctx,
@@ -221,10 +221,3 @@ async def _estimate(container: Container, queue: str, queued_at: datetime) -> da
         ahead += status.queues["normal"].visible
     seconds = (ahead + 1) / container.settings.rate_limit_per_second
     return queued_at + timedelta(seconds=seconds)
-
-
-def _uuid(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise InvalidValue("message_id", "must be a UUID") from None
