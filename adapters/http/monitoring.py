@@ -1,0 +1,233 @@
+"""GET /api/monitoring/onlyfans (the reference's health check of the sending system) and
+GET /metrics (Prometheus text).
+
+Each component is probed at once, each probe bounded by ``PROBE_TIMEOUT`` so that a dead
+Redis or SQS answers "unhealthy" within a second instead of hanging the check.
+
+What decides the overall status:
+
+- database down: **unhealthy** (503). No command, query or sender works without it.
+- queue (SQS, or the Postgres queue) down: **unhealthy** (503). Messages pile up in the outbox
+  and the relay records them failed after its last retry: sending is down.
+- rate limiter's Redis down while the limiter is enabled: **degraded** (200). Nothing is lost
+  or refused: the sender leaves its records on the queue until the limiter is back, and
+  RATE_LIMITER_ENABLED=false is a supported way to run without it.
+- a projector lagging more than ``PROJECTION_LAG_SECONDS`` or stuck on an error: **degraded**
+  (200). Writes go on; reads are stale.
+
+``failing`` names the components that are not healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+
+from adapters import bootstrap, metrics
+from adapters.bootstrap import Container
+from adapters.postgres.projection_status import projector_status
+from application.errors import Unauthorized
+from application.queue import QUEUES
+
+PROBE_TIMEOUT = 1.0  # seconds, per component
+PROJECTION_LAG_SECONDS = 60.0
+
+Status = Literal["healthy", "degraded", "unhealthy"]
+T = TypeVar("T")
+
+
+class _Out(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    pass
+
+
+class DatabaseOut(_Out):
+    status: Status
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class QueueOut(_Out):
+    status: Status
+    backend: str  # "sqs" or "postgres"
+    queue_depth: int | None = None
+    dlq_count: int | None = None
+    error: str | None = None
+
+
+class RateLimiterOut(_Out):
+    status: Status
+    enabled: bool
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ProjectorOut(_Out):
+    name: str
+    position: int
+    lag_events: int
+    lag_seconds: float
+    last_error: str | None = None
+
+
+class ProjectionsOut(_Out):
+    status: Status
+    max_lag_events: int | None = None
+    max_lag_seconds: float | None = None
+    projectors: list[ProjectorOut] = []
+    error: str | None = None
+
+
+class ComponentsOut(_Out):
+    database: DatabaseOut
+    sqs: QueueOut  # the reference's name; the Postgres queue answers here too
+    rate_limiter: RateLimiterOut
+    projections: ProjectionsOut
+
+
+class HealthOut(_Out):
+    status: Status
+    timestamp: datetime
+    components: ComponentsOut
+    failing: list[str] = []
+
+
+@get("/api/monitoring/onlyfans", tags=["monitoring"])
+async def onlyfans_health(container: NamedDependency[Container]) -> Response[HealthOut]:
+    health = await check(container)
+    return Response(health, status_code=503 if health.status == "unhealthy" else 200)
+
+
+@get("/metrics", include_in_schema=False)
+async def prometheus_metrics(
+    request: Request[Any, Any, Any], container: NamedDependency[Container]
+) -> Response[bytes]:
+    """Public, unless CRM_METRICS_TOKEN is set: then it wants ``Authorization: Bearer <it>``
+    (Prometheus's ``authorization`` scrape setting). Queue gauges are refreshed per scrape."""
+    token = container.settings.metrics_token
+    if token and request.headers.get("authorization", "") != f"Bearer {token}":
+        raise Unauthorized("/metrics wants 'Authorization: Bearer <CRM_METRICS_TOKEN>'")
+    await probe_queue(container)  # updates onlyfans.queue.depth and onlyfans.dlq.count
+    body, content_type = metrics.prometheus_text()
+    return Response(body, media_type=content_type)
+
+
+async def check(container: Container) -> HealthOut:
+    database, queue, limiter, projections = await asyncio.gather(
+        probe_database(container),
+        probe_queue(container),
+        probe_rate_limiter(container),
+        probe_projections(container),
+    )
+    components = ComponentsOut(
+        database=database, sqs=queue, rate_limiter=limiter, projections=projections
+    )
+    failing = [
+        name
+        for name, component in (
+            ("database", database),
+            ("sqs", queue),
+            ("rateLimiter", limiter),
+            ("projections", projections),
+        )
+        if component.status != "healthy"
+    ]
+    return HealthOut(
+        status=overall(database.status, queue.status, limiter.status, projections.status),
+        timestamp=datetime.now(UTC),
+        components=components,
+        failing=failing,
+    )
+
+
+def overall(database: Status, queue: Status, limiter: Status, projections: Status) -> Status:
+    """Unhealthy when sending cannot work at all; degraded when it works less well."""
+    if "unhealthy" in (database, queue):
+        return "unhealthy"
+    if any(status != "healthy" for status in (database, queue, limiter, projections)):
+        return "degraded"
+    return "healthy"
+
+
+async def probe_database(container: Container) -> DatabaseOut:
+    started = time.perf_counter()
+    try:
+        await _bounded(container.pool.fetchval("SELECT 1"))
+    except Exception as error:
+        return DatabaseOut(status="unhealthy", error=_describe(error))
+    return DatabaseOut(status="healthy", latency_ms=_ms_since(started))
+
+
+async def probe_queue(container: Container) -> QueueOut:
+    """Asks the queue itself (not the cached queue status, which lives in Redis)."""
+    backend = container.settings.queue_backend
+    try:
+        stats = await _bounded(asyncio.gather(*(container.queue.stats(q) for q in QUEUES)))
+    except Exception as error:
+        return QueueOut(status="unhealthy", backend=backend, error=_describe(error))
+    for name, one in zip(QUEUES, stats, strict=True):
+        metrics.queue_depth(name, one.visible, one.dead_letters)
+    return QueueOut(
+        status="healthy",
+        queue_depth=sum(one.visible for one in stats),
+        dlq_count=sum(one.dead_letters for one in stats),
+        backend=backend,
+    )
+
+
+async def probe_rate_limiter(container: Container) -> RateLimiterOut:
+    if not container.settings.rate_limiter_enabled:
+        return RateLimiterOut(status="healthy", enabled=False)
+    if container.redis is None:
+        return RateLimiterOut(status="unhealthy", enabled=True, error="no REDIS_URL configured")
+    started = time.perf_counter()
+    try:
+        await _bounded(container.redis.ping())
+    except Exception as error:
+        return RateLimiterOut(status="unhealthy", enabled=True, error=_describe(error))
+    return RateLimiterOut(status="healthy", enabled=True, latency_ms=_ms_since(started))
+
+
+async def probe_projections(container: Container) -> ProjectionsOut:
+    try:
+        statuses = await _bounded(projector_status(container.pool, bootstrap.all_projections()))
+    except Exception as error:
+        return ProjectionsOut(status="degraded", error=_describe(error))
+    projectors = [
+        ProjectorOut(
+            name=s.name,
+            position=s.position,
+            lag_events=s.lag_events,
+            lag_seconds=round(s.lag_seconds, 3),
+            last_error=s.last_error,
+        )
+        for s in statuses
+    ]
+    lagging = any(p.last_error or p.lag_seconds > PROJECTION_LAG_SECONDS for p in projectors)
+    return ProjectionsOut(
+        status="degraded" if lagging else "healthy",
+        max_lag_events=max((p.lag_events for p in projectors), default=0),
+        max_lag_seconds=max((p.lag_seconds for p in projectors), default=0.0),
+        projectors=projectors,
+    )
+
+
+async def _bounded(probe: Awaitable[T]) -> T:
+    async with asyncio.timeout(PROBE_TIMEOUT):
+        return await probe
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer within {PROBE_TIMEOUT:g} s"
+    return f"{type(error).__name__}: {error}"[:300]
