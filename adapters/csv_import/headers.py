@@ -1,0 +1,121 @@
+"""Column names as people and other tools write them, mapped to fan fields.
+
+A header is compared without case, accents, spaces or punctuation ("E-mail", "Émail",
+"e_mail" are one name). Unknown columns are ignored (and listed); a column named twice keeps
+its first occurrence. Required: a handle or a platform id, the keys a fan is matched by.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import msgspec
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "handle": (
+        "handle",
+        "username",
+        "user name",
+        "user",
+        "onlyfans username",
+        "of username",
+        "fan username",
+        "fan handle",
+        "screen name",
+        "login",
+        "pseudo",
+        "nickname",
+    ),
+    "platform_id": (
+        "platform id",
+        "platformid",
+        "user id",
+        "userid",
+        "fan id",
+        "onlyfans id",
+        "of id",
+        "id",
+        "external id",
+        "subscriber id",
+    ),
+    "name": ("name", "display name", "displayname", "full name", "fan name", "nom", "nombre"),
+    "email": ("email", "e-mail", "email address", "mail", "courriel", "correo"),
+    "value": (
+        "total spent",
+        "lifetime value",
+        "value",
+        "spent",
+        "total spend",
+        "ltv",
+        "revenue",
+        "amount spent",
+        "total",
+        "total earnings",
+        "lifetime spend",
+        "montant",
+    ),
+    "value_cents": ("value cents", "valuecents", "total spent cents", "lifetime value cents"),
+    "tags": ("tags", "tag", "labels", "label", "lists", "list", "etiquettes"),
+    "notes": ("notes", "note", "comments", "comment", "commentaire", "commentaires"),
+    "subscribed_at": (
+        "subscribed",
+        "subscribed at",
+        "subscribed on",
+        "subscription date",
+        "subscribe date",
+        "subscribed date",
+        "joined",
+        "joined at",
+        "joined on",
+        "join date",
+        "date joined",
+        "first subscribed",
+        "since",
+        "date d'abonnement",
+    ),
+    "platform": ("platform", "source", "plateforme"),
+}
+
+
+def normalise_header(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.strip().lstrip("\ufeff"))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return "".join(ch for ch in plain.casefold() if ch.isalnum())
+
+
+ALIASES: dict[str, str] = {
+    normalise_header(alias): field for field, names in _ALIASES.items() for alias in names
+}
+REQUIRED_ANY = ("handle", "platform_id")
+
+
+class MissingColumns(Exception):
+    def __init__(self, missing: list[str], found: list[str]) -> None:
+        super().__init__(
+            "the file needs a column for the fan's handle (username) or platform id;"
+            f" found: {', '.join(found) or 'no columns'}"
+        )
+        self.missing = missing
+        self.found = found
+
+
+class ColumnMap(msgspec.Struct, frozen=True):
+    """Fan field -> column index, and the column names nobody reads."""
+
+    columns: dict[str, int]
+    ignored: tuple[str, ...]
+
+
+def map_columns(header: list[str]) -> ColumnMap:
+    columns: dict[str, int] = {}
+    ignored = []
+    for index, name in enumerate(header):
+        field = ALIASES.get(normalise_header(name))
+        if field is None:
+            if name.strip():
+                ignored.append(name.strip())
+        elif field not in columns:
+            columns[field] = index
+    if not any(field in columns for field in REQUIRED_ANY):
+        raise MissingColumns(["handle", "platformId"], [name.strip() for name in header])
+    return ColumnMap(columns, tuple(ignored))

@@ -1,0 +1,71 @@
+"""An uploaded CSV as a stream of rows: bytes in, ``FanRow``/``RowError`` out, with the file's
+size and SHA-256 kept as it goes. Nothing holds more than one chunk and one row at a time."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+from adapters.csv_import.decoding import StreamDecoder
+from adapters.csv_import.headers import ColumnMap, map_columns
+from adapters.csv_import.records import RowSplitter
+from adapters.csv_import.values import RowBuilder
+from application.imports import Row, RowError
+
+
+class EmptyFile(Exception):
+    pass
+
+
+class TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the {limit}-byte limit")
+        self.limit = limit
+
+
+class CsvUpload:
+    def __init__(self, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None) -> None:
+        self._chunks = chunks
+        self._max = max_bytes
+        self._decoder = StreamDecoder()
+        self._splitter = RowSplitter()
+        self._sha256 = hashlib.sha256()
+        self._records = self._read()
+        self.size = 0
+        self.columns: ColumnMap | None = None
+
+    @property
+    def checksum(self) -> str:
+        return self._sha256.hexdigest()
+
+    async def read_header(self) -> ColumnMap:
+        """The columns, from the first non-blank row (NotText, MissingColumns, EmptyFile)."""
+        async for _, cells in self._records:
+            self.columns = map_columns(cells or [])
+            return self.columns
+        raise EmptyFile("the file is empty: it has no header row")
+
+    async def rows(self) -> AsyncIterator[Row]:
+        assert self.columns is not None, "read the header first"
+        builder = RowBuilder(self.columns)
+        decoder = self._decoder
+        async for row, cells in self._records:
+            builder.check_undecodable = decoder.replaced
+            if cells is None:
+                yield RowError(row, "the row cannot be read as CSV (a cell is too long)")
+            elif any(cell.strip() for cell in cells):  # a row of empty cells is a blank row
+                yield builder.build(row, cells)
+
+    async def _read(self) -> AsyncIterator[tuple[int, list[str] | None]]:
+        async for chunk in self._chunks:
+            self._count(chunk)
+            for record in self._splitter.feed(self._decoder.feed(chunk)):
+                yield record
+        for record in self._splitter.feed(self._decoder.feed(b"", final=True), final=True):
+            yield record
+
+    def _count(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max is not None and self.size > self._max:
+            raise TooLarge(self._max)
+        self._sha256.update(chunk)

@@ -1,0 +1,141 @@
+"""Cells to fan fields: money in any common spelling, tags, dates, blank cells.
+
+A blank cell means "not in this file": an import never clears a value a fan already has.
+Values are only parsed here; every rule of what a fan may hold stays in domain/fan.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from adapters.csv_import.headers import ColumnMap
+from application.imports import FanRow, RowError
+
+_CURRENCY = re.compile(r"(?i)\s|\u00a0|\u202f|[$€£¥]|usd|eur|gbp|cad|aud")
+_COMMON_MONEY = re.compile(r"\$?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)\.([0-9]{2})")
+_TAG_SPLIT = re.compile(r"[,;|\n]")
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y")
+
+
+class BadCell(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+
+
+def parse_money(text: str) -> int:
+    """Cents from '$1,234.56', '1234,56', '1.234,56', '1 234,56 €', '(12.00)', '-5'."""
+    common = _COMMON_MONEY.fullmatch(text)
+    if common:  # most files: '1234.56' or '$1,234.56', read without the general rules
+        return int(common[1].replace(",", "")) * 100 + int(common[2])
+    raw = _CURRENCY.sub("", text)
+    negative = raw.startswith("-") or (raw.startswith("(") and raw.endswith(")"))
+    digits = raw.strip("-()+")
+    if not digits or not re.fullmatch(r"[0-9.,']+", digits):
+        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+    last_dot, last_comma = digits.rfind("."), digits.rfind(",")
+    if last_dot >= 0 and last_comma >= 0:
+        decimal_mark = "." if last_dot > last_comma else ","
+    elif last_dot >= 0 or last_comma >= 0:
+        mark = "." if last_dot >= 0 else ","
+        # One mark followed by exactly three digits is a thousands separator: money has
+        # cents, not mills. Several marks are thousands separators too.
+        after = len(digits) - max(last_dot, last_comma) - 1
+        decimal_mark = "" if digits.count(mark) > 1 or after == 3 else mark
+    else:
+        decimal_mark = ""
+    whole, cents = digits.rsplit(decimal_mark, 1) if decimal_mark else (digits, "")
+    groups = re.split(r"[.,']", whole)
+    if len(groups) > 1 and (
+        not 1 <= len(groups[0]) <= 3 or any(len(group) != 3 for group in groups[1:])
+    ):
+        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+    whole = "".join(groups)
+    if len(cents) > 2:
+        raise BadCell("value", f"'{text.strip()}' has more than two decimals")
+    if not (whole + cents).isdigit():
+        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+    amount = int(whole or "0") * 100 + int(cents.ljust(2, "0"))
+    return -amount if negative else amount
+
+
+def parse_cents(text: str) -> int:
+    raw = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+        raise BadCell("valueCents", f"'{raw}' is not a whole number of cents")
+    return int(raw)
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    return tuple(tag for tag in (part.strip() for part in _TAG_SPLIT.split(text)) if tag)
+
+
+def parse_date(text: str) -> date:
+    """Validated but not stored: the Fan aggregate has no subscription date yet."""
+    raw = text.strip()
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(raw, fmt).date()
+        except ValueError:
+            continue
+    raise BadCell("subscribedAt", f"'{raw}' is not a date")
+
+
+class RowBuilder:
+    """Cells to a FanRow for one file's columns (looked up once, not per row)."""
+
+    def __init__(self, columns: ColumnMap) -> None:
+        at = columns.columns.get
+        self._fields = [
+            (name, at(name))
+            for name in ("platform", "platform_id", "handle", "name", "email", "notes")
+        ]
+        self._value, self._cents = at("value"), at("value_cents")
+        self._tags, self._subscribed = at("tags"), at("subscribed_at")
+        # Set by the reader once the decoder has met bytes it could not decode.
+        self.check_undecodable = False
+
+    def build(self, row: int, cells: list[str]) -> FanRow | RowError:
+        """One spreadsheet row as the fields it gives, or why it cannot be read."""
+        if self.check_undecodable and any("\ufffd" in cell for cell in cells):
+            return RowError(row, "the row holds bytes that are not text in the file's encoding")
+        count = len(cells)
+        values = {
+            name: cells[index].strip() or None if index is not None and index < count else None
+            for name, index in self._fields
+        }
+        try:
+            value_cents = None
+            if (cell := _cell(cells, self._cents)) is not None:
+                value_cents = parse_cents(cell)
+            elif (cell := _cell(cells, self._value)) is not None:
+                value_cents = parse_money(cell)
+            if (cell := _cell(cells, self._subscribed)) is not None:
+                parse_date(cell)
+        except BadCell as error:
+            return RowError(row, str(error))
+        tags = _cell(cells, self._tags)
+        platform = values.pop("platform")
+        return FanRow(
+            row=row,
+            platform=platform.lower() if platform else None,
+            value_cents=value_cents,
+            tags=parse_tags(tags) if tags is not None else None,
+            **values,
+        )
+
+
+def _cell(cells: list[str], index: int | None) -> str | None:
+    if index is None or index >= len(cells):
+        return None
+    return cells[index].strip() or None
+
+
+def build_row(row: int, cells: list[str], columns: ColumnMap) -> FanRow | RowError:
+    builder = RowBuilder(columns)
+    builder.check_undecodable = True
+    return builder.build(row, cells)

@@ -1,0 +1,204 @@
+"""/api/onlyfans/import: CSV import of fans (streamed multipart upload) and its history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
+
+from adapters.bootstrap import Container
+from adapters.csv_import.decoding import NotText
+from adapters.csv_import.headers import MissingColumns
+from adapters.csv_import.multipart import FilePart, MultipartError, boundary_of
+from adapters.csv_import.reader import CsvUpload, EmptyFile, TooLarge
+from adapters.csv_import.records import RowTooLong
+from adapters.http.context import command_context
+from adapters.http.problems import problem
+from adapters.postgres.api_keys import Principal
+from adapters.postgres.imports_read_model import ImportJobView
+from application.import_file import ImportFailed, import_file
+from application.imports import StartImport
+from domain.import_job import ImportJob
+
+Deps = NamedDependency[Container]
+
+
+class RowErrorOut(msgspec.Struct):
+    row: int
+    error: str
+
+
+class SummaryOut(msgspec.Struct, kw_only=True, rename="camel"):
+    total_rows: int
+    successful_inserts: int
+    updated: int
+    skipped: int
+    errors: list[RowErrorOut]
+    # errors lists the first 1,000; this counts them all.
+    error_count: int
+
+    @classmethod
+    def of(cls, job: ImportJob) -> SummaryOut:
+        return cls(
+            total_rows=job.total_rows,
+            successful_inserts=job.inserted,
+            updated=job.updated,
+            skipped=job.skipped,
+            errors=[RowErrorOut(row, error) for row, error in job.errors],
+            error_count=job.error_count,
+        )
+
+
+class ImportOut(msgspec.Struct, kw_only=True, rename="camel"):
+    job_id: str
+    status: str
+    summary: SummaryOut
+    position: int
+
+
+class ImportJobOut(msgspec.Struct, kw_only=True, rename="camel"):
+    job_id: str
+    file_name: str
+    source: str
+    actor: str
+    status: str
+    summary: SummaryOut
+    size_bytes: int | None
+    checksum_sha256: str | None
+    failure: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, view: ImportJobView) -> ImportJobOut:
+        return cls(
+            job_id=view.job_id,
+            file_name=view.file_name,
+            source=view.source,
+            actor=view.actor,
+            status=view.status,
+            summary=SummaryOut(
+                total_rows=view.inserted + view.updated + view.skipped + view.error_count,
+                successful_inserts=view.inserted,
+                updated=view.updated,
+                skipped=view.skipped,
+                errors=[RowErrorOut(e["row"], e["error"]) for e in view.errors],
+                error_count=view.error_count,
+            ),
+            size_bytes=view.size_bytes,
+            checksum_sha256=view.checksum_sha256,
+            failure=view.failure,
+            started_at=view.started_at,
+            finished_at=view.finished_at,
+        )
+
+
+class ImportJobListOut(msgspec.Struct, kw_only=True, rename="camel"):
+    jobs: list[ImportJobOut]
+    next_cursor: str | None
+
+
+class ImportsController(Controller):
+    path = "/api/onlyfans/import"
+    tags = ["import"]
+
+    # No framework body limit: the upload is streamed and CRM_IMPORT_MAX_BYTES is enforced
+    # here as it arrives (the app-wide limit is for JSON bodies).
+    @post("/csv", request_max_body_size=None, status_code=200)
+    async def import_csv(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        resume_job_id: Annotated[
+            str | None,
+            QueryParameter(
+                name="resumeJobId", description="Continue an interrupted import of this file."
+            ),
+        ] = None,
+    ) -> Response[Any]:
+        limit = container.settings.import_max_bytes
+        announced = request.headers.get("content-length", "")
+        if announced.isascii() and announced.isdigit() and int(announced) > limit:
+            return _too_large(limit)
+        try:
+            part = FilePart(_limited(request.stream(), limit), boundary_of(_content_type(request)))
+            await part.open()
+            upload = CsvUpload(part.content())
+            await upload.read_header()
+        except TooLarge:
+            return _too_large(limit)
+        except MissingColumns as error:
+            return problem(
+                400, str(error), slug="missing-columns", missing=error.missing, found=error.found
+            )
+        except (MultipartError, NotText, EmptyFile, RowTooLong) as error:
+            return problem(400, str(error), slug="invalid-csv")
+        start = StartImport(
+            job_id=resume_job_id or str(uuid.uuid4()), file_name=part.filename or "", source="http"
+        )
+        try:
+            job, position = await import_file(
+                upload,
+                start,
+                command_context(request),
+                events=container.events,
+                imports=container.imports,
+                resume=resume_job_id is not None,
+                batch_size=container.settings.import_batch_size,
+            )
+        except ImportFailed as failed:
+            return _failed(failed, limit)
+        return Response(
+            ImportOut(
+                job_id=job.job_id, status=job.status, summary=SummaryOut.of(job), position=position
+            )
+        )
+
+    @get("/jobs")
+    async def list_jobs(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> ImportJobListOut:
+        page = await container.import_jobs.list_jobs(
+            request.user.user_id, limit=limit, cursor=cursor
+        )
+        return ImportJobListOut(
+            jobs=[ImportJobOut.of(view) for view in page.jobs], next_cursor=page.next_cursor
+        )
+
+
+def _content_type(request: Request[Any, Any, Any]) -> str:
+    return request.headers.get("content-type", "")
+
+
+async def _limited(stream: Any, limit: int) -> Any:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise TooLarge(limit)
+        yield chunk
+
+
+def _too_large(limit: int, **extra: Any) -> Response[Any]:
+    return problem(413, f"the upload is larger than the {limit}-byte import limit", **extra)
+
+
+def _failed(failed: ImportFailed, limit: int) -> Response[Any]:
+    """A job stopped mid-file: what was committed stays counted, and the job is resumable."""
+    job = failed.job
+    extra = {"jobId": job.job_id, "summary": msgspec.to_builtins(SummaryOut.of(job))}
+    match failed.cause:
+        case TooLarge():
+            return _too_large(limit, **extra)
+        case MultipartError() | RowTooLong() | NotText():
+            return problem(400, str(failed.cause), slug="invalid-csv", **extra)
+    raise failed.cause

@@ -1,0 +1,106 @@
+"""The import store: a transaction per batch (adapters/postgres/imports_batch.py does the
+work inside it), and indexing the fans that imports did not create."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from adapters.crypto import MasterKey
+from adapters.postgres.imports_batch import PostgresImportBatch
+from adapters.postgres.imports_index import key_hash, load_index_key
+from adapters.postgres.listen import Notifier
+from adapters.postgres.personal_data import PersonalDataCodec
+from application.errors import ConcurrencyError
+from application.import_batch import match_keys
+from application.imports import FanRow
+from domain.fan import fan_stream_id
+
+_UNINDEXED_FANS = """
+SELECT f.fan_id, f.platform, f.platform_id, f.handle FROM fans f
+WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM import_fan_keys k WHERE k.stream_id = 'fan-' || f.fan_id)
+"""
+
+# The read model may still show a fan erased a moment ago: never index an erased fan again.
+_INDEX_FANS = """
+INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id)
+SELECT $1, c.key_hash, c.stream_id FROM unnest($2::bytea[], $3::text[]) AS c(key_hash, stream_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM subject_keys s WHERE s.subject_id = c.stream_id AND s.destroyed_at IS NOT NULL
+)
+ON CONFLICT DO NOTHING
+"""
+
+_CONFLICTS = (
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+class PostgresImportStore:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        personal: PersonalDataCodec,
+        masters: list[MasterKey],
+        notifier: Notifier | None = None,
+    ) -> None:
+        self._pool = pool
+        self._personal = personal
+        self._masters = masters
+        self._notifier = notifier
+        self._index_key: bytes | None = None
+
+    async def index_existing_fans(self, tenant: str) -> None:
+        """Index the tenant's fans that no import created (made through the API), from the
+        fans read model; see application/imports.py for what this cannot see."""
+        index_key = await self._key()
+        rows = await self._pool.fetch(_UNINDEXED_FANS, tenant)
+        claims: dict[bytes, str] = {}
+        for row in rows:
+            fan = FanRow(row=0, platform=row[1], platform_id=row[2], handle=row[3])
+            for key in match_keys(fan):
+                claims.setdefault(key_hash(index_key, tenant, key), fan_stream_id(row[0]))
+        hashes = sorted(claims)
+        for start in range(0, len(hashes), 5000):
+            chunk = hashes[start : start + 5000]
+            await self._pool.execute(
+                _INDEX_FANS,
+                tenant,
+                chunk,
+                [claims[h] for h in chunk],
+            )
+
+    async def _key(self) -> bytes:
+        if self._index_key is None:
+            self._index_key = await load_index_key(self._pool, self._masters)
+        return self._index_key
+
+    @asynccontextmanager
+    async def batch(self, tenant: str) -> AsyncIterator[PostgresImportBatch]:
+        index_key = await self._key()
+        async with self._pool.acquire() as conn:
+            unit = PostgresImportBatch(conn, tenant, index_key, self._personal)
+            try:
+                async with conn.transaction():
+                    # A batch's commit need not wait for its WAL flush: a crash may lose the
+                    # last batches, but each whole, job progress included (one transaction),
+                    # so the job resumes from what survived. The job's Completed event is
+                    # appended with a synchronous commit, which flushes every batch before it.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                    yield unit
+            except _CONFLICTS as error:
+                raise ConcurrencyError(f"import batch conflicted: {error}") from None
+            finally:
+                # No key of this batch stays in the key cache: a cached key costs ~2.5 KB,
+                # and a million-row import would fill the cache (and this process) for no
+                # reader. New fans' keys are never cached; loaded ones are forgotten here.
+                if self._personal.keys is not None:
+                    for subject in unit.loaded_subjects:
+                        self._personal.keys.forget(subject)
+        if self._notifier is not None and unit.appended:
+            self._notifier.poke("events")

@@ -1,0 +1,201 @@
+"""One batch of an import: find the rows' fans, let the Fan aggregate decide, append the fans'
+events and the job's progress together in one transaction (the import store's unit of work).
+
+Why claims come after decisions: only fans actually created (a row may break a rule) may own
+index entries. Why a lost claim re-runs the whole batch: it means a concurrent import created
+that fan and committed; re-running finds it and updates or skips instead of creating twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from application.context import CommandContext
+from application.errors import ConcurrencyError
+from application.imports import STREAM_TYPE, FanRow, ImportStore, ImportUnitOfWork, Row, RowError
+from application.ports import EventStore, StreamWrite
+from application.streams import load
+from domain.errors import Gone, InvalidValue
+from domain.fan import EDITABLE_FIELDS, Fan
+from domain.import_job import ImportJob
+
+CONFLICT_RETRIES = 5
+FAN_STREAM_TYPE = "fan"
+
+# A row's fan: ("fan", existing fan id) or ("new", index of a fan this batch may create).
+Ref = tuple[str, int]
+
+
+def match_keys(row: FanRow) -> list[str]:
+    """What identifies the row's fan within the tenant: platform id first, then handle."""
+    platform = row.platform or "onlyfans"
+    keys = []
+    if row.platform_id:
+        keys.append(f"{platform}:id:{row.platform_id.strip()}")
+    if row.handle:
+        keys.append(f"{platform}:handle:{row.handle.strip().lstrip('@').lower()}")
+    return keys
+
+
+class BatchResult(msgspec.Struct):
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    errors: list[tuple[int, str]] = msgspec.field(default_factory=list)
+
+
+async def import_batch(
+    batch: Sequence[Row],
+    job: ImportJob,
+    ctx: CommandContext,
+    *,
+    events: EventStore,
+    imports: ImportStore,
+) -> ImportJob:
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            async with imports.batch(ctx.tenant) as uow:
+                await uow.append(await prepare(uow, batch, job, ctx), ctx)
+                return job
+        except ConcurrencyError:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+            # This copy of the job already took the batch; the log's copy did not. Rows it
+            # holds as committed (another process resuming the same job) are not redone.
+            job, _ = await load(events, job.id, tenant=ctx.tenant)
+            batch = [row for row in batch if row.row > job.last_row]
+            if not batch:
+                return job
+    raise AssertionError("unreachable")
+
+
+async def prepare(
+    uow: ImportUnitOfWork, batch: Sequence[Row], job: ImportJob, ctx: CommandContext
+) -> list[StreamWrite]:
+    """Decide the batch inside ``uow``'s transaction and record it on the job; returns the
+    writes to append (the fans' events, then the job's)."""
+    keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
+    found = await uow.find(sorted({key for row_keys in keys.values() for key in row_keys}))
+    refs, assigned, new_count = _plan(batch, keys, found)
+    ids = await uow.new_fan_ids(new_count) if new_count else []
+    existing = await uow.load_fans(sorted({ref[1] for ref in assigned.values() if ref[0] == "fan"}))
+    result, created = _decide(batch, refs, ids, existing, ctx.tenant)
+    claims = {
+        key: ids[ref[1]] for key, ref in assigned.items() if ref[0] == "new" and ref[1] in created
+    }
+    if claims and await uow.claim(claims) != set(claims):
+        raise ConcurrencyError("another import created some of these fans first")
+    extra = {key: ref[1] for key, ref in assigned.items() if ref[0] == "fan" and key not in found}
+    if extra:
+        await uow.claim(extra)
+    job.record_batch(
+        first_row=batch[0].row,
+        last_row=batch[-1].row,
+        inserted=result.inserted,
+        updated=result.updated,
+        skipped=result.skipped,
+        errors=result.errors,
+    )
+    touched = [_write(fan) for fan in [*created.values(), *existing.values()]]
+    job_write = _write(job, STREAM_TYPE)
+    assert job_write is not None
+    return [*(write for write in touched if write is not None), job_write]
+
+
+def _plan(
+    batch: Sequence[Row], keys: dict[int, list[str]], found: dict[str, int]
+) -> tuple[list[Ref | None], dict[str, Ref], int]:
+    assigned: dict[str, Ref] = {key: ("fan", fan_id) for key, fan_id in found.items()}
+    refs: list[Ref | None] = []
+    new_count = 0
+    for row in batch:
+        row_keys = keys.get(row.row, [])
+        ref = next((assigned[key] for key in row_keys if key in assigned), None)
+        if ref is None and row_keys:
+            ref = ("new", new_count)
+            new_count += 1
+        for key in row_keys:
+            assigned.setdefault(key, ref)  # type: ignore[arg-type]
+        refs.append(ref)
+    return refs, assigned, new_count
+
+
+def _decide(
+    batch: Sequence[Row],
+    refs: list[Ref | None],
+    ids: list[int],
+    existing: dict[int, Fan],
+    tenant: str,
+) -> tuple[BatchResult, dict[int, Fan]]:
+    result = BatchResult()
+    created: dict[int, Fan] = {}
+    for row, ref in zip(batch, refs, strict=True):
+        if isinstance(row, RowError):
+            result.errors.append((row.row, row.error))
+        elif ref is None:
+            result.errors.append((row.row, "handle: a row needs a handle or a platform id"))
+        else:
+            try:
+                _decide_row(row, ref, ids, existing, created, tenant, result)
+            except InvalidValue as error:
+                result.errors.append((row.row, f"{_camel(error.field)}: {error.message}"))
+    return result, created
+
+
+def _decide_row(
+    row: FanRow,
+    ref: Ref,
+    ids: list[int],
+    existing: dict[int, Fan],
+    created: dict[int, Fan],
+    tenant: str,
+    result: BatchResult,
+) -> None:
+    kind, number = ref
+    fan = created.get(number) if kind == "new" else existing.get(number)
+    if fan is None and kind == "new":
+        created[number] = Fan.register(
+            fan_id=ids[number],
+            tenant=tenant,
+            platform=row.platform or "onlyfans",
+            platform_id=row.platform_id,
+            name=row.name,
+            handle=row.handle,
+            email=row.email,
+            value_cents=0 if row.value_cents is None else row.value_cents,
+            tags=row.tags,
+            notes=row.notes,
+        )
+        result.inserted += 1
+        return
+    if fan is None or fan.deleted:
+        result.skipped += 1  # deleted (or erased) fans stay so: see application/imports.py
+        return
+    changes: dict[str, Any] = {
+        field: getattr(row, field) for field in EDITABLE_FIELDS if getattr(row, field) is not None
+    }
+    try:
+        changed = fan.update(**changes)
+    except Gone:
+        changed = False
+    if changed:
+        result.updated += 1
+    else:
+        result.skipped += 1
+
+
+def _write(aggregate: Any, stream_type: str = FAN_STREAM_TYPE) -> StreamWrite | None:
+    pending = aggregate.collect_events()
+    if not pending:
+        return None
+    return StreamWrite(
+        aggregate.id, stream_type, pending, expected_version=pending[0].originator_version - 1
+    )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

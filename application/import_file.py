@@ -1,0 +1,86 @@
+"""A whole import: start (or resume) the job, import its rows batch by batch, then record the
+file's size and checksum, or why it stopped.
+
+Any failure marks the job failed with the batches already committed counted, and the caller
+sees the error. If even that cannot be written (the database is down), or the process dies,
+the job stays ``running``: ``resume`` continues it after its last committed row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from application.context import CommandContext
+from application.import_pipeline import DEFAULT_BATCH_SIZE, run_import
+from application.imports import (
+    ImportStore,
+    Row,
+    StartImport,
+    complete_import,
+    fail_import,
+    resume_import,
+    start_import,
+)
+from application.ports import EventStore
+from domain.import_job import ImportJob
+
+
+class ImportSource(Protocol):
+    """A file being read: its rows, and its size and SHA-256 once read to the end."""
+
+    size: int
+
+    @property
+    def checksum(self) -> str: ...
+
+    def rows(self) -> AsyncIterator[Row]: ...
+
+
+class ImportFailed(Exception):
+    def __init__(self, job: ImportJob, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.job = job
+        self.cause = cause
+
+
+async def import_file(
+    source: ImportSource,
+    start: StartImport,
+    ctx: CommandContext,
+    *,
+    events: EventStore,
+    imports: ImportStore,
+    resume: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[ImportJob], Awaitable[None]] | None = None,
+) -> tuple[ImportJob, int]:
+    """The finished job and the log position of its last event; ImportFailed otherwise."""
+    if resume:
+        job = await resume_import(start.job_id, ctx, store=events)
+    else:
+        job = await start_import(start, ctx, store=events)
+    await imports.index_existing_fans(ctx.tenant)
+    try:
+        job = await run_import(
+            source.rows(),
+            job,
+            ctx,
+            events=events,
+            imports=imports,
+            batch_size=batch_size,
+            on_batch=on_batch,
+        )
+    except Exception as error:
+        failed = await fail_import(
+            job.job_id,
+            ctx,
+            store=events,
+            reason=str(error) or type(error).__name__,
+            size_bytes=source.size,
+        )
+        raise ImportFailed(failed, error) from error
+    position = await complete_import(
+        job, ctx, store=events, size_bytes=source.size, checksum=source.checksum
+    )
+    return job, position

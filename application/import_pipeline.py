@@ -1,0 +1,149 @@
+"""Rows to committed batches, with the database and Python working at once.
+
+A batch is decided (read the index, load fans, let them decide, encrypt) in its own
+transaction while the previous batch's append and commit run in the background; its own
+append starts only once the previous one has committed. So the job's progress events stay in
+order and gapless, at most two transactions are open per import, and parsing the next rows
+overlaps the database's work. When a background commit fails, the batches not yet committed
+are rolled back and re-run one at a time (``import_batch``, which retries conflicts), from the
+job as the log has it; any other failure stops the import with nothing half-counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+
+from application.context import CommandContext
+from application.errors import ConcurrencyError
+from application.import_batch import import_batch, prepare
+from application.imports import ImportStore, ImportUnitOfWork, Row
+from application.ports import EventStore, StreamWrite
+from application.streams import load
+from domain.import_job import ImportJob
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+async def run_import(
+    rows: AsyncIterator[Row],
+    job: ImportJob,
+    ctx: CommandContext,
+    *,
+    events: EventStore,
+    imports: ImportStore,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[ImportJob], Awaitable[None]] | None = None,
+) -> ImportJob:
+    """Import rows after the job's last committed row, one committed batch at a time."""
+    pipeline = _Pipeline(ctx, events, imports, on_batch)
+    try:
+        batch: list[Row] = []
+        async for row in rows:
+            if row.row <= job.last_row:
+                continue  # committed before the job was interrupted
+            batch.append(row)
+            if len(batch) >= batch_size:
+                job = await pipeline.push(batch, job)
+                batch = []
+        if batch:
+            job = await pipeline.push(batch, job)
+        return await pipeline.settle(job)
+    finally:
+        await pipeline.abandon()
+
+
+class _Pipeline:
+    def __init__(
+        self,
+        ctx: CommandContext,
+        events: EventStore,
+        imports: ImportStore,
+        on_batch: Callable[[ImportJob], Awaitable[None]] | None,
+    ) -> None:
+        self.ctx = ctx
+        self.events = events
+        self.imports = imports
+        self.on_batch = on_batch
+        self.committing: asyncio.Task[None] | None = None
+        self.in_flight: list[Row] = []
+
+    async def push(self, batch: list[Row], job: ImportJob) -> ImportJob:
+        stack = AsyncExitStack()
+        uow: ImportUnitOfWork = await stack.enter_async_context(self.imports.batch(self.ctx.tenant))
+        try:
+            writes = await prepare(uow, batch, job, self.ctx)
+            committed = await self._previous_committed()
+        except ConcurrencyError as error:
+            await _close(stack, error)
+            await self._previous_committed()
+            return await self._rerun(batch, job)
+        except BaseException as error:
+            await _close(stack, error)
+            raise
+        if not committed:
+            await _close(stack, ConcurrencyError("the previous batch did not commit"))
+            return await self._rerun(batch, job)
+        self.in_flight = batch
+        self.committing = asyncio.create_task(self._commit(stack, uow, writes))
+        await self._progress(job)
+        return job
+
+    async def settle(self, job: ImportJob) -> ImportJob:
+        if not await self._previous_committed():
+            job = await self._rerun([], job)
+        return job
+
+    async def abandon(self) -> None:
+        """On the way out after an error: let a background commit finish, whatever its fate."""
+        if self.committing is not None:
+            with contextlib.suppress(BaseException):
+                await self.committing
+            self.committing = None
+
+    async def _previous_committed(self) -> bool:
+        """Wait for the background commit; False if it failed on a conflict."""
+        if self.committing is None:
+            return True
+        task, self.committing = self.committing, None
+        try:
+            await task
+        except ConcurrencyError:
+            return False
+        self.in_flight = []
+        return True
+
+    async def _commit(
+        self, stack: AsyncExitStack, uow: ImportUnitOfWork, writes: Sequence[StreamWrite]
+    ) -> None:
+        try:
+            await uow.append(writes, self.ctx)
+        except BaseException as error:
+            await _close(stack, error)
+            raise
+        await stack.aclose()
+
+    async def _rerun(self, batch: list[Row], job: ImportJob) -> ImportJob:
+        """The batches not committed, one at a time, from the job as the log has it."""
+        job, _ = await load(self.events, job.id, tenant=self.ctx.tenant)
+        for rows in (self.in_flight, batch):
+            pending = [row for row in rows if row.row > job.last_row]
+            if pending:
+                job = await import_batch(
+                    pending, job, self.ctx, events=self.events, imports=self.imports
+                )
+        self.in_flight = []
+        await self._progress(job)
+        return job
+
+    async def _progress(self, job: ImportJob) -> None:
+        if self.on_batch is not None:
+            await self.on_batch(job)
+
+
+async def _close(stack: AsyncExitStack, error: BaseException) -> None:
+    """Leave the batch's transaction, rolling it back; the caller deals with ``error``."""
+    with contextlib.suppress(ConcurrencyError):
+        await stack.__aexit__(type(error), error, error.__traceback__)

@@ -1,0 +1,136 @@
+"""CSV import of fans: the rows a file gives, the port the import writes through, and the
+job's life (start, batches, complete or fail, resume).
+
+Matching and idempotency. A fan is found again by its platform id or its handle within the
+tenant (and platform), through a write-side index kept by the import store in the same
+transaction as the fans' events: the fans read model lags the log, so it cannot say whether
+the previous batch (or a concurrent import) already created a fan. The index is keyed by a
+keyed hash of the normalised handle or id, never the plain value: handles are personal data,
+and erasing a fan deletes its index entries with its data key (migrations/013_imports.sql).
+Two imports of the same file at once: a batch claims the index entries of the fans it creates
+before it commits; the second import's claim waits for the first to commit, loses, and its
+batch is re-run, now finding those fans (see ``import_batch``). So no fan is ever created twice.
+
+Fans created through the API are indexed when an import starts, from the fans read model:
+one created a moment before (not yet projected), or a handle changed through the API since it
+was indexed, is not matched and the import creates a second fan for it.
+
+Erased fans are forgotten: a later import holding the same handle creates a new fan (the
+spreadsheet is the creator's own data). Deleted fans stay deleted: their rows are skipped.
+A blank cell means "not in this file": re-import never clears a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import msgspec
+
+from application.context import CommandContext
+from application.ports import EventStore, StreamWrite
+from application.streams import load, save
+from domain.fan import Fan
+from domain.import_job import ImportJob, import_stream_id
+
+STREAM_TYPE = "import"
+
+
+class FanRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One spreadsheet row as read: None is a blank or absent cell."""
+
+    row: int
+    platform: str | None = None
+    platform_id: str | None = None
+    handle: str | None = None
+    name: str | None = None
+    email: str | None = None
+    value_cents: int | None = None
+    tags: tuple[str, ...] | None = None
+    notes: str | None = None
+
+
+class RowError(msgspec.Struct, frozen=True):
+    row: int
+    error: str
+
+
+Row = FanRow | RowError
+
+
+class ImportUnitOfWork(Protocol):
+    """One batch's transaction, scoped to one tenant."""
+
+    async def find(self, keys: Sequence[str]) -> dict[str, int]:
+        """Fan ids already indexed under these match keys."""
+        ...
+
+    async def claim(self, claims: dict[str, int]) -> set[str]:
+        """Index these keys to these fans; returns the keys claimed (taken ones are left)."""
+        ...
+
+    async def new_fan_ids(self, count: int) -> list[int]: ...
+
+    async def load_fans(self, fan_ids: Sequence[int]) -> dict[int, Fan]:
+        """The tenant's fans among these ids, replayed (deleted and erased ones included)."""
+        ...
+
+    async def append(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> int:
+        """Append all writes in this transaction; ConcurrencyError if a stream moved on."""
+        ...
+
+
+class ImportStore(Protocol):
+    def batch(self, tenant: str) -> AbstractAsyncContextManager[ImportUnitOfWork]: ...
+
+    async def index_existing_fans(self, tenant: str) -> None:
+        """Make the tenant's fans created outside imports (the API) findable by an import."""
+        ...
+
+
+class StartImport(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    file_name: str
+    source: str = "http"
+
+
+async def start_import(cmd: StartImport, ctx: CommandContext, *, store: EventStore) -> ImportJob:
+    job = ImportJob.start(
+        job_id=cmd.job_id, tenant=ctx.tenant, file_name=cmd.file_name, source=cmd.source
+    )
+    await _save(store, job, ctx)
+    return job
+
+
+async def resume_import(job_id: str, ctx: CommandContext, *, store: EventStore) -> ImportJob:
+    job, _ = await load(store, import_stream_id(job_id), tenant=ctx.tenant)
+    assert isinstance(job, ImportJob)
+    job.resume()
+    await _save(store, job, ctx)
+    return job
+
+
+async def complete_import(
+    job: ImportJob, ctx: CommandContext, *, store: EventStore, size_bytes: int, checksum: str
+) -> int:
+    job.complete(size_bytes=size_bytes, checksum_sha256=checksum)
+    return await _save(store, job, ctx)
+
+
+async def fail_import(
+    job_id: str, ctx: CommandContext, *, store: EventStore, reason: str, size_bytes: int
+) -> ImportJob:
+    """Mark the job failed as the log has it (the caller's copy may be mid-batch)."""
+    job, _ = await load(store, import_stream_id(job_id), tenant=ctx.tenant)
+    assert isinstance(job, ImportJob)
+    if job.status == "running":
+        job.fail(reason=reason, size_bytes=size_bytes)
+        await _save(store, job, ctx)
+    return job
+
+
+async def _save(store: EventStore, job: ImportJob, ctx: CommandContext) -> int:
+    position = await save(store, job, STREAM_TYPE, ctx)
+    assert position is not None
+    return position

@@ -1,0 +1,223 @@
+"""The CSV reading pipeline without I/O: encodings, delimiters, rows, headers, cells."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.csv_import.decoding import NotText, StreamDecoder, sniff_encoding
+from adapters.csv_import.headers import MissingColumns, map_columns, normalise_header
+from adapters.csv_import.reader import CsvUpload, EmptyFile
+from adapters.csv_import.records import RowSplitter, sniff_delimiter
+from adapters.csv_import.values import BadCell, build_row, parse_money
+from application.imports import FanRow, Row, RowError
+
+
+async def _chunks(data: bytes, sizes: list[int]) -> AsyncIterator[bytes]:
+    start = 0
+    for size in [*sizes, len(data)]:
+        if start >= len(data):
+            return
+        yield data[start : start + max(size, 1)]
+        start += max(size, 1)
+
+
+def read(data: bytes, sizes: list[int] | None = None) -> list[Row]:
+    async def run() -> list[Row]:
+        upload = CsvUpload(_chunks(data, sizes or [len(data)]))
+        await upload.read_header()
+        return [row async for row in upload.rows()]
+
+    return asyncio.run(run())
+
+
+# --- encodings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "encoding", "skip"),
+    [
+        (codecs.BOM_UTF8 + b"handle", "utf-8", 3),
+        (codecs.BOM_UTF16_LE + "handle".encode("utf-16-le"), "utf-16-le", 2),
+        (codecs.BOM_UTF16_BE + "handle".encode("utf-16-be"), "utf-16-be", 2),
+        ("handle,name\n".encode("utf-16-le"), "utf-16-le", 0),
+        ("handle,name\n".encode("utf-16-be"), "utf-16-be", 0),
+        ("handle,né\n".encode(), "utf-8", 0),
+        ("handle,né\n".encode("cp1252"), "cp1252", 0),
+    ],
+)
+def test_the_encoding_is_recognised_from_the_first_bytes(
+    head: bytes, encoding: str, skip: int
+) -> None:
+    assert sniff_encoding(head) == (encoding, skip)
+
+
+@pytest.mark.parametrize("data", [bytes(range(256)) * 20, b"PK\x03\x04" + bytes(4000)])
+def test_binary_bytes_are_not_text(data: bytes) -> None:
+    with pytest.raises(NotText):
+        StreamDecoder().feed(data, final=True)
+
+
+def test_an_empty_file_has_no_header() -> None:
+    with pytest.raises(EmptyFile):
+        read(b"")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"]),
+    sizes=st.lists(st.integers(min_value=1, max_value=40), max_size=30),
+)
+def test_any_chunking_of_any_encoding_reads_the_same_rows(encoding: str, sizes: list[int]) -> None:
+    text = 'Username;Name;Notes\r\nann;Ann Lée;"two\r\nlines; and ""quotes"""\r\n\r\nbob;Bob;\r\n'
+    rows = read(text.encode(encoding), sizes)
+    assert rows == [
+        FanRow(row=2, handle="ann", name="Ann Lée", notes='two\nlines; and "quotes"'),
+        FanRow(row=4, handle="bob", name="Bob"),
+    ]
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "delimiter"),
+    [
+        ("handle,name", ","),
+        ("handle;name;email", ";"),
+        ("handle\tname", "\t"),
+        ("handle|name", "|"),
+        ('"a,b";c;d', ";"),
+        ("handle", ","),
+    ],
+)
+def test_the_delimiter_is_the_one_that_splits_the_header(line: str, delimiter: str) -> None:
+    assert sniff_delimiter(line) == delimiter
+
+
+def test_row_numbers_are_what_a_spreadsheet_shows() -> None:
+    splitter = RowSplitter()
+    text = '\nhandle,notes\nann,"a\nb\nc"\n\nbob,x\n'
+    assert list(splitter.feed(text, final=True)) == [
+        (2, ["handle", "notes"]),
+        (3, ["ann", "a\nb\nc"]),
+        (5, ["bob", "x"]),
+    ]
+
+
+def test_old_mac_line_endings_are_read() -> None:
+    assert list(RowSplitter().feed("handle\rann\rbob\r", final=True)) == [
+        (1, ["handle"]),
+        (2, ["ann"]),
+        (3, ["bob"]),
+    ]
+
+
+def test_a_quote_never_closed_ends_with_the_file() -> None:
+    rows = list(RowSplitter().feed('handle,notes\nann,"open\nbob,x\n', final=True))
+    assert rows[0] == (1, ["handle", "notes"])
+    assert rows[1][0] == 2
+    assert len(rows) == 2
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("Username", "handle"),
+        ("  HANDLE ", "handle"),
+        ("Display Name", "name"),
+        ("E-mail", "email"),
+        ("Émail", "email"),
+        ("Total Spent", "value"),
+        ("Lifetime value", "value"),
+        ("valueCents", "value_cents"),
+        ("Subscribed at", "subscribed_at"),
+        ("Date joined", "subscribed_at"),
+        ("User ID", "platform_id"),
+        ("\ufeffusername", "handle"),
+    ],
+)
+def test_headers_match_without_case_accents_or_punctuation(header: str, field: str) -> None:
+    assert field in map_columns([header, "user id"]).columns
+    assert normalise_header("Émail-Address") == "emailaddress"
+
+
+def test_a_header_without_a_handle_or_platform_id_names_what_is_missing() -> None:
+    with pytest.raises(MissingColumns) as raised:
+        map_columns(["Name", "Email"])
+    assert raised.value.missing == ["handle", "platformId"]
+    assert raised.value.found == ["Name", "Email"]
+
+
+def test_unknown_columns_are_ignored_and_the_first_of_two_names_wins() -> None:
+    columns = map_columns(["handle", "favourite colour", "username"])
+    assert columns.columns == {"handle": 0}
+    assert columns.ignored == ("favourite colour",)
+
+
+# --- cells -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cents"),
+    [
+        ("$1,234.56", 123456),
+        ("1234,56", 123456),
+        ("1.234,56", 123456),
+        ("1 234,56 €", 123456),
+        ("1\u00a0234,5", 123450),
+        ("USD 12", 1200),
+        ("1,234", 123400),
+        ("1.5", 150),
+        ("0", 0),
+        ("-5", -500),
+        ("(12.00)", -1200),
+        ("1'234.50", 123450),
+        ("1,234,567.89", 123456789),
+    ],
+)
+def test_money_is_read_in_every_common_spelling(text: str, cents: int) -> None:
+    assert parse_money(text) == cents
+
+
+@pytest.mark.parametrize("text", ["abc", "1.2.3,4.5", "12.345.6", "$", "1.234"])
+def test_money_that_cannot_be_read_is_a_bad_cell(text: str) -> None:
+    if text == "1.234":
+        assert parse_money(text) == 123400  # three digits after one mark: thousands
+        return
+    with pytest.raises(BadCell):
+        parse_money(text)
+
+
+@given(st.integers(min_value=0, max_value=10**11))
+def test_money_written_by_us_or_european_spreadsheets_reads_back(cents: int) -> None:
+    whole, part = divmod(cents, 100)
+    us = f"${whole:,}.{part:02d}"
+    eu = f"{whole:,}".replace(",", ".") + f",{part:02d}"
+    assert parse_money(us) == cents
+    assert parse_money(eu) == cents
+
+
+def test_a_row_gives_only_its_non_blank_cells() -> None:
+    columns = map_columns(["handle", "email", "tags", "total spent"])
+    assert build_row(7, ["ann", " ", "vip; Big spender|x", ""], columns) == FanRow(
+        row=7, handle="ann", tags=("vip", "Big spender", "x")
+    )
+    assert build_row(8, ["ann", "", "", "lots"], columns) == RowError(
+        8, "value: 'lots' is not an amount of money"
+    )
+
+
+def test_bytes_that_do_not_decode_after_the_start_fail_only_their_row() -> None:
+    head = b"handle,notes\n" + b"".join(b"fan%d,ok\n" % i for i in range(600))
+    rows = read(head + b"bad,\xff\xfe caf\xe9\nlast,fine\n", [1000])
+    assert rows[-2] == RowError(602, "the row holds bytes that are not text in the file's encoding")
+    assert rows[-1] == FanRow(row=603, handle="last", notes="fine")

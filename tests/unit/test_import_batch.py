@@ -1,0 +1,202 @@
+"""Import batches against an in-memory import store: which rows insert, update, skip or fail,
+which fans own index entries, and a batch that loses a race re-runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from application.context import CommandContext
+from application.import_batch import import_batch, match_keys
+from application.import_pipeline import run_import
+from application.imports import FanRow, Row, RowError, StartImport, start_import
+from application.ports import StreamWrite
+from domain.fan import Fan
+from domain.import_job import ImportJob
+from tests.support.fakes import InMemoryEventStore
+
+CTX = CommandContext(tenant="t1", actor="test", correlation_id="c1")
+
+
+class InMemoryImports:
+    """The import store's unit of work over the in-memory event store. Like Postgres's unique
+    index, a claim made by a transaction not yet committed makes every other claim of that key
+    lose, while ``find`` sees committed entries only."""
+
+    def __init__(self, events: InMemoryEventStore) -> None:
+        self.events = events
+        self.index: dict[str, int] = {}
+        self.pending: set[str] = set()
+        self.next_id = 100
+        # Keys another importer claims just before this one (the race).
+        self.stolen: dict[str, int] = {}
+        self.batches = 0
+
+    async def index_existing_fans(self, tenant: str) -> None:
+        pass
+
+    @asynccontextmanager
+    async def batch(self, tenant: str) -> AsyncIterator[Any]:
+        self.batches += 1
+        unit = _Unit(self)
+        try:
+            yield unit
+            await self.events.append_all(unit.writes, metadata=CTX.metadata())
+            self.index.update(unit.claims)
+        finally:
+            self.pending -= set(unit.claims)
+
+
+class _Unit:
+    def __init__(self, store: InMemoryImports) -> None:
+        self.store = store
+        self.claims: dict[str, int] = {}
+        self.writes: list[StreamWrite] = []
+
+    async def find(self, keys: Sequence[str]) -> dict[str, int]:
+        return {key: self.store.index[key] for key in keys if key in self.store.index}
+
+    async def claim(self, claims: dict[str, int]) -> set[str]:
+        self.store.index.update(self.store.stolen)
+        self.store.stolen = {}
+        taken = self.store.index.keys() | self.store.pending
+        won = {key for key in claims if key not in taken}
+        self.store.pending |= won
+        self.claims.update({key: claims[key] for key in won})
+        return won
+
+    async def new_fan_ids(self, count: int) -> list[int]:
+        self.store.next_id += count
+        return list(range(self.store.next_id - count, self.store.next_id))
+
+    async def load_fans(self, fan_ids: Sequence[int]) -> dict[int, Fan]:
+        fans = {}
+        for fan_id in fan_ids:
+            fan: Any = None
+            for recorded in await self.store.events.load(f"fan-{fan_id}"):
+                fan = recorded.event.mutate(fan)
+            if fan is not None:
+                fans[fan_id] = fan
+        return fans
+
+    async def append(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> int:
+        self.writes = list(writes)
+        return 0
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def new_job(events: InMemoryEventStore) -> ImportJob:
+    return await start_import(StartImport(job_id="j1", file_name="f.csv"), CTX, store=events)
+
+
+def test_rows_insert_update_skip_or_fail_and_only_created_fans_own_index_entries() -> None:
+    async def scenario() -> tuple[ImportJob, InMemoryImports]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        job = await new_job(events)
+        rows = [
+            FanRow(row=2, handle="ann", value_cents=5),
+            FanRow(row=3, handle="bad", email="nope"),
+            FanRow(row=4, handle="@Ann", value_cents=5),
+            FanRow(row=5, handle="@Ann", value_cents=5),
+            RowError(6, "value: 'x' is not an amount of money"),
+            FanRow(row=7, name="no key"),
+        ]
+        job = await import_batch(rows, job, CTX, events=events, imports=imports)
+        return job, imports
+
+    job, imports = run(scenario())
+
+    assert (job.inserted, job.updated, job.skipped, job.last_row) == (1, 1, 1, 7)
+    assert job.errors == [
+        (3, "email: is not a valid email address"),
+        (6, "value: 'x' is not an amount of money"),
+        (7, "handle: a row needs a handle or a platform id"),
+    ]
+    assert set(imports.index) == {"onlyfans:handle:ann"}
+
+
+def test_a_batch_that_loses_a_claim_re_runs_and_updates_the_winners_fan() -> None:
+    async def scenario() -> tuple[ImportJob, InMemoryImports, InMemoryEventStore]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        rival = Fan.register(fan_id=7, tenant="t1", handle="ann")
+        await events.append(
+            "fan-7", "fan", rival.collect_events(), expected_version=0, metadata=CTX.metadata()
+        )
+        imports.stolen = {"onlyfans:handle:ann": 7}
+        job = await new_job(events)
+        rows = [FanRow(row=2, handle="ann", name="Ann")]
+        job = await import_batch(rows, job, CTX, events=events, imports=imports)
+        return job, imports, events
+
+    job, imports, events = run(scenario())
+
+    assert imports.batches == 2
+    assert (job.inserted, job.updated) == (0, 1)
+    assert [r.event_type for r in events.log if r.stream_id.startswith("fan-")] == [
+        "FanCreated",
+        "FanUpdated",
+    ]
+
+
+def test_match_keys_prefer_the_platform_id_and_ignore_case_and_at_signs() -> None:
+    assert match_keys(FanRow(row=2, handle=" @Ann ", platform_id="42", platform="fansly")) == [
+        "fansly:id:42",
+        "fansly:handle:ann",
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "@Ann", "bob", "BOB", "cid", "bad handle", ""]),
+            st.sampled_from([None, 0, 5, -1]),
+            st.sampled_from([None, "a@example.com", "nope"]),
+        ),
+        max_size=25,
+    ),
+    st.integers(min_value=1, max_value=7),
+)
+def test_importing_any_file_twice_creates_each_fan_once_and_nothing_the_second_time(
+    cells: list[tuple[str, int | None, str | None]], batch_size: int
+) -> None:
+    rows = [
+        FanRow(row=n + 2, handle=handle or None, value_cents=value, email=email)
+        for n, (handle, value, email) in enumerate(cells)
+    ]
+
+    async def scenario() -> tuple[ImportJob, ImportJob, InMemoryEventStore]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+
+        async def once(job_id: str) -> ImportJob:
+            job = await start_import(StartImport(job_id=job_id, file_name="f"), CTX, store=events)
+
+            async def source() -> AsyncIterator[Row]:
+                for row in rows:
+                    yield row
+
+            return await run_import(
+                source(), job, CTX, events=events, imports=imports, batch_size=batch_size
+            )
+
+        return await once("first"), await once("second"), events
+
+    first, second, events = run(scenario())
+
+    created = [r for r in events.log if r.event_type == "FanCreated"]
+    handles = {r.event.handle.lstrip("@").lower() for r in created}
+    assert len(created) == len(handles) == first.inserted
+    assert second.inserted == 0
+    assert first.total_rows == second.total_rows == len(rows)
+    assert second.error_count == first.error_count
