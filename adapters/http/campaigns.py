@@ -1,0 +1,262 @@
+"""/api/messages/bulk (the reference's bulk send) and /api/crm/campaigns (its
+CampaignsRepository: create, update status, pause, resume, cancel, metrics)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import structlog
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from adapters import metrics
+from adapters.bootstrap import Container
+from adapters.http.campaign_schemas import (
+    BulkAcceptedOut,
+    BulkMessageBody,
+    CampaignChangedOut,
+    CampaignListOut,
+    CampaignOut,
+    CreateCampaignBody,
+    MetricsOut,
+    RecipientFailureOut,
+    StatusBody,
+)
+from adapters.http.context import command_context, wait_for_position
+from adapters.http.idempotency import replay_or_run
+from adapters.http.problems import problem
+from adapters.http.schemas import decode_strictly
+from adapters.postgres.api_keys import Principal
+from application import campaigns
+from application.campaign_fan_out import fan_out_chunk
+from application.context import CommandContext
+from application.errors import NotFound
+
+Deps = NamedDependency[Container]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+MinPosition = Annotated[int | None, QueryParameter(name="minPosition", ge=1, le=2**63 - 1)]
+log = structlog.get_logger(__name__)
+BULK_MAX_BODY = 4 * 1024 * 1024
+
+
+class BulkMessagesController(Controller):
+    path = "/api/messages"
+    tags = ["campaigns"]
+
+    # 100,000 explicit recipient ids take up to ~2 MB of JSON.
+    @post("/bulk", status_code=202, request_max_body_size=BULK_MAX_BODY)
+    async def bulk(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        data: JSONBody[BulkMessageBody],
+        min_position: MinPosition = None,
+    ) -> Response[BulkAcceptedOut]:
+        """Create a campaign and start it; the fan-out continues in the campaign worker.
+        ``minPosition``: the audience includes the fans written up to that position."""
+        body = decode_strictly(await request.body(), BulkMessageBody)
+        ctx = command_context(request)
+        await wait_for_position(container, "fans", min_position)
+
+        async def run() -> Response[Any]:
+            return await _launch(container, ctx, body.command())
+
+        return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+
+class CampaignsController(Controller):
+    path = "/api/crm/campaigns"
+    tags = ["campaigns"]
+
+    @get()
+    async def list_campaigns(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        limit: Limit = 50,
+        cursor: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        min_position: MinPosition = None,
+    ) -> CampaignListOut:
+        await _wait(container, min_position)
+        page = await container.campaigns.list_campaigns(request.user.user_id, limit, cursor, status)
+        return CampaignListOut(
+            campaigns=[CampaignOut.from_view(v) for v in page.campaigns],
+            next_cursor=page.next_cursor,
+        )
+
+    @post(request_max_body_size=BULK_MAX_BODY)
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        data: JSONBody[CreateCampaignBody],
+        min_position: MinPosition = None,
+    ) -> Response[Any]:
+        """A draft; with ``status: "active"`` it is launched at once (202, as the bulk send)."""
+        body = decode_strictly(await request.body(), CreateCampaignBody)
+        ctx = command_context(request)
+        await wait_for_position(container, "fans", min_position)
+
+        async def run() -> Response[Any]:
+            cmd = body.bulk().command()
+            if body.status == "active":
+                return await _launch(container, ctx, cmd)
+            campaign, position = await campaigns.create_campaign(
+                cmd, ctx, store=container.events, ids=container.ids
+            )
+            return Response(
+                CampaignChangedOut(
+                    id=campaign.campaign_id, status=campaign.status, position=position
+                ),
+                status_code=201,
+            )
+
+        return await replay_or_run(container.pool, request, ctx.tenant, run)
+
+    @get("/{campaign_id:int}")
+    async def get_campaign(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        campaign_id: FromPath[int],
+        min_position: MinPosition = None,
+    ) -> dict[str, CampaignOut]:
+        await _wait(container, min_position)
+        view = await container.campaigns.get_campaign(request.user.user_id, campaign_id)
+        if view is None:
+            raise NotFound(f"campaign {campaign_id}")
+        return {"campaign": CampaignOut.from_view(view)}
+
+    @get("/{campaign_id:int}/metrics")
+    async def get_metrics(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        campaign_id: FromPath[int],
+        min_position: MinPosition = None,
+    ) -> dict[str, Any]:
+        await _wait(container, min_position)
+        view = await container.campaigns.get_campaign(request.user.user_id, campaign_id)
+        if view is None:
+            raise NotFound(f"campaign {campaign_id}")
+        return {"campaignId": campaign_id, "metrics": MetricsOut.from_metrics(view.metrics)}
+
+    @patch("/{campaign_id:int}")
+    async def update_status(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        campaign_id: FromPath[int],
+        data: JSONBody[StatusBody],
+    ) -> CampaignChangedOut:
+        body = decode_strictly(await request.body(), StatusBody)
+        return await _change(container, request, campaign_id, body.status)
+
+    @post("/{campaign_id:int}/pause", status_code=200)
+    async def pause(
+        self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
+    ) -> CampaignChangedOut:
+        return await _change(container, request, campaign_id, "paused")
+
+    @post("/{campaign_id:int}/resume", status_code=200)
+    async def resume(
+        self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
+    ) -> CampaignChangedOut:
+        return await _change(container, request, campaign_id, "resume")
+
+    @post("/{campaign_id:int}/cancel", status_code=200)
+    async def cancel(
+        self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
+    ) -> CampaignChangedOut:
+        return await _change(container, request, campaign_id, "cancelled")
+
+
+async def _launch(
+    container: Container, ctx: CommandContext, cmd: campaigns.CreateCampaign
+) -> Response[Any]:
+    try:
+        launched = await campaigns.launch_new_campaign(
+            cmd, ctx, store=container.events, ids=container.ids, audience=container.campaigns
+        )
+    except campaigns.NoRecipients as error:
+        return problem(
+            422,
+            str(error),
+            field="recipientIds",
+            errors=[{"recipientId": f.recipient_id, "error": f.error} for f in error.failures],
+        )
+    campaign = launched.campaign
+    metrics.campaign_launched(ctx.tenant, campaign.total_recipients)
+    # A small audience is queued before answering; a large one continues in the worker, as
+    # does one whose first chunk met a stale view (the worker waits for it, a request won't).
+    first = await fan_out_chunk(
+        campaign.campaign_id,
+        store=container.events,
+        audience=container.campaigns,
+        ids=container.ids,
+        chunk_size=container.settings.campaign_inline_recipients,
+        attempts=1,
+    )
+    queued = first.queued if first else 0
+    failed = len(launched.failures) + (first.skipped if first else 0)
+    if cmd.scheduled_at is not None and cmd.scheduled_at > datetime.now(UTC):
+        status = "scheduled"
+    else:
+        status = "queued" if first and first.finished else "queueing"
+    log.info(
+        "campaign launched",
+        campaign_id=campaign.campaign_id,
+        tenant=ctx.tenant,
+        recipients=campaign.total_recipients,
+        queued_inline=queued,
+    )
+    return Response(
+        BulkAcceptedOut(
+            campaign_id=campaign.campaign_id,
+            total_recipients=campaign.total_recipients,
+            queued=queued,
+            failed=failed,
+            estimated_completion_time=await _estimate(container, campaign.total_recipients, cmd),
+            status=status,
+            failures=[RecipientFailureOut(f.recipient_id, f.error) for f in launched.failures],
+            position=first.position if first else launched.position,
+        ),
+        status_code=202,
+    )
+
+
+async def _estimate(
+    container: Container, recipients: int, cmd: campaigns.CreateCampaign
+) -> datetime:
+    """When the last message should be sent: the campaign waits behind everything already on
+    the queues (replies and earlier campaigns), then goes at the account's send rate."""
+    status = await container.queue_status.status()
+    ahead = status.queues["high"].visible + status.queues["normal"].visible
+    start = max(cmd.scheduled_at or datetime.now(UTC), datetime.now(UTC))
+    seconds = (ahead + recipients) / container.settings.rate_limit_per_second
+    return start + timedelta(seconds=seconds)
+
+
+async def _change(
+    container: Container,
+    request: Request[Principal, Any, Any],
+    campaign_id: int,
+    status: campaigns.StatusChange,
+) -> CampaignChangedOut:
+    campaign, position = await campaigns.change_status(
+        campaign_id,
+        status,
+        command_context(request),
+        store=container.events,
+        audience=container.campaigns,
+    )
+    log.info("campaign status changed", campaign_id=campaign_id, status=campaign.status)
+    return CampaignChangedOut(id=campaign.campaign_id, status=campaign.status, position=position)
+
+
+async def _wait(container: Container, position: int | None) -> None:
+    await wait_for_position(container, "campaigns", position)
+    await wait_for_position(container, "campaign_metrics", position)

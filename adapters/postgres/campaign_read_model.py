@@ -1,0 +1,217 @@
+"""Hand-written SQL over the campaigns, campaign_metrics, fans and conversations read tables:
+the campaign queries of the API, the audience of a campaign, and the campaign worker's board."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from adapters.postgres.cursors import decode_cursor, encode_cursor
+from adapters.postgres.projection_store import PostgresProjectionStore
+from application.campaign_queries import CampaignMetrics, CampaignPage, CampaignView
+from application.campaigns import AudienceChunk, Recipient, Segment
+from domain.campaign import Campaign
+
+_BIGINT = range(-(2**63), 2**63)
+
+_CAMPAIGN = """
+SELECT c.campaign_id, c.tenant_id AS tenant, c.name, c.kind, c.status, c.content, c.attachments,
+       c.price_cents, c.priority, c.recipient_count, c.segment, c.scheduled_at,
+       c.total_recipients, c.skipped, c.fanned_out_at, c.created_at, c.launched_at,
+       c.finished_at, c.updated_at, c.version,
+       m.queued, m.sent, m.delivered, m.failed, m.held, m.cancelled, m.opened, m.clicked,
+       m.revenue_cents
+FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
+"""
+
+_RECIPIENT = """
+SELECT f.fan_id, f.version, f.platform, f.name, f.handle, c.conversation_id
+FROM fans f LEFT JOIN conversations c ON c.fan_id = f.fan_id
+"""
+
+# Any of the segment's tags; at least the minimum value; a message either way, or joined,
+# since the date.
+_SEGMENT = """
+  AND (cardinality($2::text[]) = 0 OR f.tags && $2::text[])
+  AND ($3::bigint IS NULL OR f.value_cents >= $3)
+  AND ($4::timestamptz IS NULL OR coalesce(c.last_message_at, f.created_at) >= $4)
+"""
+
+_METRICS = tuple(CampaignMetrics.__struct_fields__)
+
+
+class CampaignWork(msgspec.Struct, frozen=True, kw_only=True):
+    """A campaign the worker has something to do for."""
+
+    campaign_id: int
+    tenant: str
+    status: str
+    fanned_out: bool
+    scheduled_at: datetime | None
+    held: int
+    # All its queued messages have an outcome (sent, failed or cancelled).
+    settled: bool
+
+
+class PostgresCampaignReadModel:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        projections: PostgresProjectionStore,
+        *,
+        catch_up_timeout: float = 2.0,
+    ) -> None:
+        self._pool = pool
+        self._projections = projections
+        self._catch_up_timeout = catch_up_timeout
+
+    # -- the API's queries -------------------------------------------------------------------
+
+    async def list_campaigns(
+        self, tenant: str, limit: int, cursor: str | None, status: str | None
+    ) -> CampaignPage:
+        """Newest first."""
+        before = decode_cursor(cursor, tuple[int])[0] if cursor else 2**63 - 1
+        rows = await self._pool.fetch(
+            _CAMPAIGN + "WHERE c.tenant_id = $1 AND c.campaign_id < $2"
+            " AND ($3::text IS NULL OR c.status = $3)"
+            " ORDER BY c.campaign_id DESC LIMIT $4",
+            tenant,
+            before,
+            status,
+            limit + 1,
+        )
+        items = [_view(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].campaign_id) if len(rows) > limit else None
+        return CampaignPage(items, next_cursor)
+
+    async def get_campaign(self, tenant: str, campaign_id: int) -> CampaignView | None:
+        if campaign_id not in _BIGINT:
+            return None
+        row = await self._pool.fetchrow(
+            _CAMPAIGN + "WHERE c.campaign_id = $1 AND c.tenant_id = $2", campaign_id, tenant
+        )
+        return _view(row) if row else None
+
+    # -- the audience (application.campaigns.Audience) ----------------------------------------
+
+    async def catch_up(self) -> None:
+        head = await self._pool.fetchval("SELECT max(position) FROM events")
+        if head is None:
+            return
+        deadline = time.monotonic() + self._catch_up_timeout
+        for view in ("fans", "conversations"):
+            while not await self._projections.has_applied(view, head):
+                if time.monotonic() >= deadline:
+                    return  # the version checks of the fan-out still guard every write
+                await asyncio.sleep(0.01)
+
+    async def live_fans(self, tenant: str, fan_ids: list[int]) -> set[int]:
+        rows = await self._pool.fetch(
+            "SELECT fan_id FROM fans WHERE tenant_id = $1 AND fan_id = ANY($2::bigint[])",
+            tenant,
+            [fan_id for fan_id in fan_ids if fan_id in _BIGINT],
+        )
+        return {row["fan_id"] for row in rows}
+
+    async def segment_size(self, tenant: str, segment: Segment) -> tuple[int, int]:
+        row = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE true" + _SEGMENT + ") AS matching,"
+            " coalesce(max(f.fan_id), 0) AS highest"
+            " FROM fans f LEFT JOIN conversations c ON c.fan_id = f.fan_id"
+            " WHERE f.tenant_id = $1",
+            tenant,
+            list(segment.tags),
+            segment.min_value_cents,
+            segment.active_since,
+        )
+        return int(row["matching"]), int(row["highest"])
+
+    async def chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk:
+        if campaign.recipient_ids is not None:
+            return await self._explicit_chunk(campaign, after, limit)
+        rows = await self._pool.fetch(
+            _RECIPIENT
+            + "WHERE f.tenant_id = $1 AND f.fan_id > $5 AND f.fan_id <= $6"
+            + _SEGMENT
+            + " ORDER BY f.fan_id LIMIT $7",
+            campaign.tenant,
+            list(campaign.segment_tags),
+            campaign.segment_min_value_cents,
+            campaign.segment_active_since,
+            after,
+            campaign.audience_max_fan_id,
+            limit,
+        )
+        recipients = [Recipient(**dict(row)) for row in rows]
+        return AudienceChunk(
+            recipients=recipients,
+            cursor=recipients[-1].fan_id if recipients else after,
+            skipped=0,
+            last=len(recipients) < limit,
+        )
+
+    async def _explicit_chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk:
+        ids = campaign.recipient_ids
+        assert ids is not None
+        start = bisect.bisect_right(ids, after)
+        wanted = list(ids[start : start + limit])
+        rows = await self._pool.fetch(
+            _RECIPIENT + "WHERE f.tenant_id = $1 AND f.fan_id = ANY($2::bigint[])"
+            " ORDER BY f.fan_id",
+            campaign.tenant,
+            wanted,
+        )
+        recipients = [Recipient(**dict(row)) for row in rows]
+        return AudienceChunk(
+            recipients=recipients,
+            cursor=wanted[-1] if wanted else after,
+            # Deleted since launch: left out, counted.
+            skipped=len(wanted) - len(recipients),
+            last=start + limit >= len(ids),
+        )
+
+    # -- the campaign worker's board and the sender's gate -------------------------------------
+
+    async def open_campaigns(self) -> list[CampaignWork]:
+        rows = await self._pool.fetch(
+            """
+            SELECT c.campaign_id, c.tenant_id AS tenant, c.status,
+                   c.fanned_out_at IS NOT NULL AS fanned_out, c.scheduled_at,
+                   coalesce(m.held, 0) AS held,
+                   coalesce(m.queued, 0) >= c.queued
+                   AND coalesce(m.sent + m.failed + m.cancelled, 0) >= coalesce(m.queued, 0)
+                   AS settled
+            FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
+            WHERE c.status IN ('active', 'paused')
+               OR c.campaign_id IN (SELECT campaign_id FROM campaign_metrics WHERE held > 0)
+            ORDER BY c.campaign_id
+            """
+        )
+        return [CampaignWork(**dict(row)) for row in rows]
+
+    async def held_messages(self, campaign_id: int, limit: int) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT message_id::text FROM campaign_messages"
+            " WHERE campaign_id = $1 AND bucket = 'held' LIMIT $2",
+            campaign_id,
+            limit,
+        )
+        return [row["message_id"] for row in rows]
+
+    async def campaign_status(self, campaign_id: int) -> str | None:
+        return await self._pool.fetchval(
+            "SELECT status FROM campaigns WHERE campaign_id = $1", campaign_id
+        )
+
+
+def _view(row: Any) -> CampaignView:
+    data = dict(row)
+    metrics = CampaignMetrics(**{name: data.pop(name) or 0 for name in _METRICS})
+    return CampaignView(**data, metrics=metrics)

@@ -1,0 +1,262 @@
+"""Campaign fan-out: queue the campaign's messages, a chunk of fans at a time.
+
+One chunk is one transaction: every message's events and outbox row, the conversations opened
+for fans who had none, and the campaign's ``ChunkQueued`` moving its cursor past the chunk. The
+campaign stream's expected version makes two workers (or a worker restarted after a crash)
+unable to queue the same chunk twice; message ids derived from (campaign id, fan id) make it
+impossible even if that guard were bypassed: a fan's message can be queued only once.
+
+The chunk's fans come from the fans read model (fast: one query per chunk, no stream loads).
+A fan whose row was stale (it opened a conversation since) fails the chunk's version checks;
+the chunk is then retried once the view has caught up, and as a last resort queued message by
+message through the same command as a one-to-one send, which reads every stream.
+
+Also here: what the sender and the campaign worker do with the messages of a paused or
+cancelled campaign (hold, release, cancel).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+
+from application.campaigns import Audience, AudienceChunk, Recipient, load_campaign
+from application.context import CommandContext
+from application.errors import ConcurrencyError
+from application.messages import (
+    MessageChanged,
+    QueueMessage,
+    outbox_entry,
+    queue_message,
+    stream_write,
+)
+from application.ports import EventStore, IdAllocator, OutboxEntry, StreamWrite
+from application.streams import load, retry_on_conflict
+from domain.campaign import Campaign, render
+from domain.conversation import Conversation
+from domain.errors import InvalidValue
+from domain.fan import Fan, fan_stream_id
+from domain.message import HIGH_PRIORITY, Message, message_stream_id
+
+_CAMPAIGN_MESSAGES = uuid.UUID("7c1d7c0e-3f5a-4b1e-9a53-2b8d2f0b6c11")
+CHUNK_ATTEMPTS = 3
+
+
+def campaign_message_id(campaign_id: int, fan_id: int) -> str:
+    """The one message a campaign may send a fan."""
+    return str(uuid.uuid5(_CAMPAIGN_MESSAGES, f"{campaign_id}:{fan_id}"))
+
+
+class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
+    campaign_id: int
+    queued: int
+    skipped: int
+    finished: bool
+    position: int
+
+
+async def fan_out_chunk(
+    campaign_id: int,
+    *,
+    store: EventStore,
+    audience: Audience,
+    ids: IdAllocator,
+    chunk_size: int = 500,
+    now: datetime | None = None,
+    attempts: int = CHUNK_ATTEMPTS,
+) -> ChunkResult | None:
+    """Queue the campaign's next chunk; None if it has nothing to queue now (paused, done,
+    cancelled, scheduled later) or, after ``attempts``, could not."""
+    for attempt in range(attempts):
+        campaign, _ = await load_campaign(store, campaign_id, tenant=None)
+        if not campaign.sending:
+            return None
+        if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):
+            return None
+        chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
+        try:
+            if attempt < CHUNK_ATTEMPTS - 1:
+                return await _queue_chunk(campaign, chunk, store, ids)
+            return await _queue_one_by_one(campaign, chunk, store, ids)
+        except ConcurrencyError:
+            # The campaign moved (paused, another worker) or a fan row was stale: read again.
+            if attempt + 1 < attempts:
+                await audience.catch_up()
+    return None
+
+
+async def _queue_chunk(
+    campaign: Campaign,
+    chunk: AudienceChunk,
+    store: EventStore,
+    ids: IdAllocator,
+) -> ChunkResult:
+    ctx = _worker_context(campaign)
+    fresh = [r for r in chunk.recipients if r.conversation_id is None]
+    conversation_ids = iter(await ids.next_ids("conversation", len(fresh)) if fresh else [])
+    writes: list[StreamWrite] = []
+    outbox: list[OutboxEntry] = []
+    skipped = 0
+    for recipient in chunk.recipients:
+        conversation_id = recipient.conversation_id
+        if conversation_id is None:
+            conversation_id = next(conversation_ids)
+            writes += _open_conversation(recipient, conversation_id, campaign.tenant)
+        try:
+            message = _message(campaign, recipient, conversation_id)
+        except InvalidValue:  # the rendered text breaks a rule (too long): this fan is skipped
+            skipped += 1
+            continue
+        writes.append(stream_write(message, "message"))
+        outbox.append(outbox_entry(message, ctx))
+    return await _record_chunk(campaign, chunk, len(outbox), skipped, writes, outbox, store, ctx)
+
+
+async def _queue_one_by_one(
+    campaign: Campaign,
+    chunk: AudienceChunk,
+    store: EventStore,
+    ids: IdAllocator,
+) -> ChunkResult:
+    """The slow path: each message through the one-to-one command (idempotent by its id),
+    then the chunk recorded on its own."""
+    ctx = _worker_context(campaign)
+    queued = skipped = 0
+    for recipient in chunk.recipients:
+        cmd = QueueMessage(
+            recipient_id=recipient.fan_id,
+            content=_render(campaign, recipient),
+            attachments=campaign.attachments,  # type: ignore[arg-type]
+            price_cents=campaign.price_cents,
+            priority=campaign.priority,
+            message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
+            campaign_id=campaign.campaign_id,
+        )
+        try:
+            await queue_message(cmd, ctx, store=store, ids=ids)
+            queued += 1
+        except InvalidValue:
+            skipped += 1
+    return await _record_chunk(campaign, chunk, queued, skipped, [], [], store, ctx)
+
+
+async def _record_chunk(
+    campaign: Campaign,
+    chunk: AudienceChunk,
+    queued: int,
+    skipped: int,
+    writes: list[StreamWrite],
+    outbox: list[OutboxEntry],
+    store: EventStore,
+    ctx: CommandContext,
+) -> ChunkResult:
+    if chunk.cursor > campaign.cursor:
+        campaign.record_chunk(cursor=chunk.cursor, queued=queued, skipped=skipped + chunk.skipped)
+    if chunk.last:
+        campaign.finish_fan_out()
+    positions = await store.append_all(
+        [*writes, stream_write(campaign, "campaign")], metadata=ctx.metadata(), outbox=outbox
+    )
+    return ChunkResult(
+        campaign_id=campaign.campaign_id,
+        queued=queued,
+        skipped=skipped + chunk.skipped,
+        finished=chunk.last,
+        position=positions[-1],
+    )
+
+
+def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> Message:
+    return Message.queue(
+        message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
+        tenant=campaign.tenant,
+        conversation_id=conversation_id,
+        fan_id=recipient.fan_id,
+        content=_render(campaign, recipient),
+        price_cents=campaign.price_cents,
+        attachments=campaign.attachments,  # type: ignore[arg-type]
+        priority=campaign.priority,
+        campaign_id=campaign.campaign_id,
+    )
+
+
+def _render(campaign: Campaign, recipient: Recipient) -> str:
+    return render(campaign.content, name=recipient.name, handle=recipient.handle)
+
+
+def _open_conversation(
+    recipient: Recipient, conversation_id: int, tenant: str
+) -> list[StreamWrite]:
+    conversation = Conversation.start(
+        conversation_id=conversation_id,
+        tenant=tenant,
+        fan_id=recipient.fan_id,
+        platform=recipient.platform,
+    )
+    opened = Fan.conversation_opened_at(recipient.fan_id, recipient.version, conversation_id)
+    return [
+        StreamWrite(fan_stream_id(recipient.fan_id), "fan", [opened], recipient.version),
+        stream_write(conversation, "conversation"),
+    ]
+
+
+def _worker_context(campaign: Campaign) -> CommandContext:
+    return CommandContext(
+        tenant=campaign.tenant, actor="campaign-worker", correlation_id=campaign.id
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the messages of a paused or cancelled campaign ----------------------------------------
+
+
+async def hold_message(
+    message_id: str, reason: str, ctx: CommandContext, *, store: EventStore
+) -> bool:
+    """The sender took it off the queue unsent because its campaign is paused."""
+    return await _decide(store, message_id, ctx, lambda m: m.hold(reason))
+
+
+async def cancel_message(
+    message_id: str, reason: str, ctx: CommandContext, *, store: EventStore
+) -> bool:
+    return await _decide(store, message_id, ctx, lambda m: m.cancel(reason))
+
+
+async def release_message(
+    message_id: str,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    high_priority_from: int = HIGH_PRIORITY,
+) -> MessageChanged | None:
+    """Its campaign resumed: back on its way, with a new outbox row."""
+
+    async def attempt() -> MessageChanged | None:
+        message, _ = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        if not message.release():
+            return None
+        positions = await store.append_all(
+            [stream_write(message, "message")],
+            metadata=ctx.metadata(),
+            outbox=[outbox_entry(message, ctx, high_priority_from)],
+        )
+        return MessageChanged(message, positions[-1])
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def _decide(store: EventStore, message_id: str, ctx: CommandContext, decide: object) -> bool:
+    async def attempt() -> bool:
+        message, _ = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        if not decide(message):  # type: ignore[operator]
+            return False
+        await store.append_all([stream_write(message, "message")], metadata=ctx.metadata())
+        return True
+
+    return await retry_on_conflict(attempt, retry=True)

@@ -1,0 +1,228 @@
+"""Campaign commands: create a draft, launch (the reference's POST /api/messages/bulk creates
+and launches at once), pause, resume, cancel, complete.
+
+Launching checks the audience against the fans read model as it stands (a caller that has
+just created fans passes their position, and the API waits for the view to reach it, as for
+any read-your-writes query), records the campaign's events and returns at once: the messages
+themselves are queued by the fan-out (application.campaign_fan_out), in chunks, by the
+campaign worker.
+
+The audience rule. Explicit ids: the fans of this account among them at launch, each queued
+once; ids that are not (unknown, another account's, deleted) are reported per id and left out.
+Segment: the fans matching it when the fan-out reaches them, among the fans that existed at
+launch (fan id at most the highest one then): a fan created later is never included, and a fan
+deleted, or no longer matching, before its chunk is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+from application.context import CommandContext
+from application.errors import NotFound
+from application.ports import EventStore, IdAllocator
+from application.streams import retry_on_conflict, save
+from domain.campaign import Campaign, campaign_stream_id
+from domain.errors import InvalidValue
+from domain.message import attachment_type_of
+
+# The statuses a person may ask for (PATCH), and "resume", which only resumes a paused one
+# ("active" also launches a draft).
+StatusChange = Literal["active", "paused", "cancelled", "completed", "resume"]
+
+
+class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    tags: tuple[str, ...] = ()
+    min_value_cents: int | None = None
+    active_since: datetime | None = None
+
+
+class Recipient(msgspec.Struct, frozen=True, kw_only=True):
+    """A fan the fan-out may queue a message for, as the fans read model has it."""
+
+    fan_id: int
+    version: int
+    platform: str
+    conversation_id: int | None
+    name: str | None
+    handle: str | None
+
+
+class AudienceChunk(msgspec.Struct, frozen=True, kw_only=True):
+    recipients: list[Recipient]
+    # The last fan id this chunk covered (including fans it skipped), and whether it was the last.
+    cursor: int
+    skipped: int
+    last: bool
+
+
+class Audience(Protocol):
+    """The read-side questions about fans that campaigns need."""
+
+    async def catch_up(self) -> None:
+        """Wait (bounded) until the fans and conversations views have reached the log's head."""
+        ...
+
+    async def live_fans(self, tenant: str, fan_ids: list[int]) -> set[int]: ...
+
+    async def segment_size(self, tenant: str, segment: Segment) -> tuple[int, int]:
+        """How many fans match now, and the highest fan id among all the tenant's fans."""
+        ...
+
+    async def chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk: ...
+
+
+class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    content: str
+    media_urls: tuple[str, ...] = ()
+    price_cents: int = 0
+    priority: int = 5
+    recipient_ids: tuple[int, ...] | None = None
+    segment: Segment | None = None
+    scheduled_at: datetime | None = None
+
+
+class RecipientFailure(msgspec.Struct, frozen=True):
+    recipient_id: int
+    error: str
+
+
+class Launched(msgspec.Struct, frozen=True, kw_only=True):
+    campaign: Campaign
+    failures: list[RecipientFailure]
+    position: int
+
+
+async def create_campaign(
+    cmd: CreateCampaign, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+) -> tuple[Campaign, int]:
+    """A draft: checked now, launched later."""
+    campaign = _new(cmd, ctx, await ids.next_id("campaign"), cmd.recipient_ids)
+    position = await save(store, campaign, "campaign", ctx)
+    assert position is not None
+    return campaign, position
+
+
+async def launch_new_campaign(
+    cmd: CreateCampaign,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    ids: IdAllocator,
+    audience: Audience,
+) -> Launched:
+    """Create and launch in one append (POST /api/messages/bulk): no draft is left behind."""
+    _new(cmd, ctx, 0, cmd.recipient_ids)  # every rule checked before anything is allocated
+    recipient_ids, failures = await _live_recipients(cmd.recipient_ids, ctx, audience)
+    campaign = _new(cmd, ctx, await ids.next_id("campaign"), recipient_ids)
+    await _launch(campaign, ctx, audience)
+    position = await save(store, campaign, "campaign", ctx)
+    assert position is not None
+    return Launched(campaign=campaign, failures=failures, position=position)
+
+
+async def change_status(
+    campaign_id: int,
+    status: StatusChange,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    audience: Audience,
+) -> tuple[Campaign, int]:
+    """The reference's updateCampaignStatus: launch a draft, pause, resume, cancel, complete."""
+
+    async def attempt() -> tuple[Campaign, int]:
+        campaign, position = await load_campaign(store, campaign_id, tenant=ctx.tenant)
+        if status == "active" and campaign.status == "draft":
+            await _launch(campaign, ctx, audience)
+        elif status in ("active", "resume"):
+            campaign.resume()
+        elif status == "paused":
+            campaign.pause()
+        elif status == "cancelled":
+            campaign.cancel()
+        elif status == "completed":
+            campaign.complete()
+        else:
+            raise InvalidValue("status", "must be active, paused, cancelled or completed")
+        return campaign, await save(store, campaign, "campaign", ctx) or position
+
+    return await retry_on_conflict(attempt, retry=True)
+
+
+async def load_campaign(
+    store: EventStore, campaign_id: int, *, tenant: str | None
+) -> tuple[Campaign, int]:
+    """The campaign as its stream has it; another tenant's is reported missing. ``tenant``
+    None: whoever owns it (the campaign worker acts for every tenant)."""
+    recorded = await store.load(campaign_stream_id(campaign_id))
+    if not recorded or (tenant is not None and recorded[0].metadata.tenant != tenant):
+        raise NotFound(f"campaign {campaign_id}")
+    campaign = None
+    for item in recorded:
+        campaign = item.event.mutate(campaign)
+    assert isinstance(campaign, Campaign)
+    return campaign, recorded[-1].position
+
+
+def _new(
+    cmd: CreateCampaign, ctx: CommandContext, campaign_id: int, recipient_ids: object
+) -> Campaign:
+    segment = cmd.segment or Segment()
+    return Campaign.create(
+        campaign_id=campaign_id,
+        tenant=ctx.tenant,
+        name=cmd.name,
+        content=cmd.content,
+        attachments=[(attachment_type_of(url), url) for url in cmd.media_urls],
+        price_cents=cmd.price_cents,
+        priority=cmd.priority,
+        recipient_ids=recipient_ids,  # type: ignore[arg-type]
+        segment_tags=segment.tags,
+        segment_min_value_cents=segment.min_value_cents,
+        segment_active_since=segment.active_since,
+        scheduled_at=cmd.scheduled_at,
+    )
+
+
+async def _live_recipients(
+    requested: tuple[int, ...] | None, ctx: CommandContext, audience: Audience
+) -> tuple[tuple[int, ...] | None, list[RecipientFailure]]:
+    if requested is None:
+        return None, []
+    unique = sorted(set(requested))
+    live = await audience.live_fans(ctx.tenant, unique)
+    failures = [
+        RecipientFailure(fan_id, "not a fan of this account (unknown or deleted)")
+        for fan_id in unique
+        if fan_id not in live
+    ]
+    if not live:
+        raise NoRecipients(failures)
+    return tuple(fan_id for fan_id in unique if fan_id in live), failures
+
+
+async def _launch(campaign: Campaign, ctx: CommandContext, audience: Audience) -> None:
+    _, highest = await audience.segment_size(ctx.tenant, Segment())
+    if campaign.recipient_ids is not None:
+        total = len(await audience.live_fans(ctx.tenant, list(campaign.recipient_ids)))
+    else:
+        segment = Segment(
+            tags=campaign.segment_tags,
+            min_value_cents=campaign.segment_min_value_cents,
+            active_since=campaign.segment_active_since,
+        )
+        total, _ = await audience.segment_size(ctx.tenant, segment)
+    campaign.launch(total_recipients=total, audience_max_fan_id=highest)
+
+
+class NoRecipients(InvalidValue):
+    """Not one of the explicit recipient ids is a fan of this account: nothing to launch."""
+
+    def __init__(self, failures: list[RecipientFailure]) -> None:
+        super().__init__("recipientIds", "none of the recipients is a fan of this account")
+        self.failures = failures

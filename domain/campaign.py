@@ -1,0 +1,316 @@
+"""The Campaign aggregate: one mass message to an audience of fans, and its lifecycle.
+
+    draft ──launch──► active ◄──resume── paused
+                        │  └───pause────►  │
+                        ├──► completed     │
+                        └──► cancelled ◄───┘   (a draft may be cancelled too)
+
+The audience is explicit fan ids or a segment (tags, minimum lifetime value, active since).
+The campaign worker fans it out in chunks: each chunk's messages and the ``ChunkQueued`` that
+moves the campaign's cursor commit together, so a crash never queues a fan twice or skips one.
+``completed`` is recorded once every queued message has an outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from eventsourcing.domain import BaseAggregate, event
+
+from domain.base import AggregateCreated, DomainEvent
+from domain.errors import IllegalState, InvalidValue
+from domain.fan import normalise_tags
+from domain.message import (
+    normalise_attachments,
+    normalise_content,
+    normalise_price,
+    normalise_priority,
+)
+
+Status = Literal["draft", "active", "paused", "completed", "cancelled"]
+KINDS = frozenset({"bulk_message"})
+MAX_NAME = 200
+MAX_EXPLICIT_RECIPIENTS = 100_000
+
+# {{name}} or {{name|fallback}}: the fan's value, or the fallback when the fan has none.
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*(?:\|([^{}]*))?\}\}")
+PLACEHOLDERS = frozenset({"name", "first_name", "handle"})
+
+
+def campaign_stream_id(campaign_id: int) -> str:
+    return f"campaign-{campaign_id}"
+
+
+def check_template(content: str) -> str:
+    content = normalise_content(content)
+    unknown = sorted(
+        {m.group(1) for m in _PLACEHOLDER.finditer(content)} - PLACEHOLDERS,
+    )
+    if unknown:
+        raise InvalidValue(
+            "content",
+            f"unknown placeholder(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(PLACEHOLDERS))}",
+        )
+    if "{{" in _PLACEHOLDER.sub("", content):
+        raise InvalidValue("content", "has an unclosed or malformed '{{' placeholder")
+    return content
+
+
+def render(template: str, *, name: str | None, handle: str | None) -> str:
+    """The template with the fan's values; a missing value becomes the fallback (or "")."""
+    first_name = name.split()[0] if name and name.split() else None
+    values = {"name": name or handle, "first_name": first_name or handle, "handle": handle}
+
+    def value(match: re.Match[str]) -> str:
+        return values.get(match.group(1)) or (match.group(2) or "").strip()
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+class Campaign(BaseAggregate[str]):
+    @staticmethod
+    def create_id(campaign_id: int) -> str:
+        return campaign_stream_id(campaign_id)
+
+    class Event(DomainEvent):
+        pass
+
+    class Created(Event, AggregateCreated):
+        campaign_id: int
+        tenant: str
+        name: str
+        kind: str
+        content: str
+        attachments: tuple[tuple[str, str], ...]
+        price_cents: int
+        priority: int
+        # Exactly one of: explicit fan ids (sorted, unique), or a segment.
+        recipient_ids: tuple[int, ...] | None
+        segment_tags: tuple[str, ...]
+        segment_min_value_cents: int | None
+        segment_active_since: datetime | None
+        scheduled_at: datetime | None
+
+    class Launched(Event):
+        # Recipients counted at launch, and the highest fan id then: fans created later are
+        # never in the audience, whatever segment they match.
+        total_recipients: int
+        audience_max_fan_id: int
+
+    class ChunkQueued(Event):
+        cursor: int  # the last fan id handled, in fan id order
+        queued: int
+        skipped: int
+
+    class FanOutFinished(Event):
+        pass
+
+    class Paused(Event):
+        pass
+
+    class Resumed(Event):
+        pass
+
+    class Cancelled(Event):
+        pass
+
+    class Completed(Event):
+        pass
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        campaign_id: int,
+        tenant: str,
+        name: str,
+        content: str,
+        kind: str = "bulk_message",
+        attachments: Iterable[tuple[str, str]] | None = None,
+        price_cents: int | None = 0,
+        priority: int = 5,
+        recipient_ids: Iterable[int] | None = None,
+        segment_tags: Iterable[str] | None = None,
+        segment_min_value_cents: int | None = None,
+        segment_active_since: datetime | None = None,
+        scheduled_at: datetime | None = None,
+    ) -> Campaign:
+        """A draft: validated, not yet sending."""
+        if kind not in KINDS:
+            raise InvalidValue("type", f"must be one of {', '.join(sorted(KINDS))}")
+        name = (name or "").strip() if isinstance(name, str) else ""
+        if not name or len(name) > MAX_NAME or "\x00" in name:
+            raise InvalidValue("campaignName", f"must be 1-{MAX_NAME} characters")
+        ids = _recipient_ids(recipient_ids)
+        tags = normalise_tags(segment_tags)
+        if segment_min_value_cents is not None and (
+            isinstance(segment_min_value_cents, bool)
+            or not isinstance(segment_min_value_cents, int)
+            or segment_min_value_cents < 0
+        ):
+            raise InvalidValue("minValueCents", "must be a non-negative integer number of cents")
+        has_segment = bool(tags) or segment_min_value_cents is not None or segment_active_since
+        if ids is None and not has_segment:
+            raise InvalidValue("recipientIds", "the audience is empty: give fan ids or a segment")
+        if ids is not None and has_segment:
+            raise InvalidValue("recipientIds", "give fan ids or a segment, not both")
+        for moment, field in ((segment_active_since, "activeSince"), (scheduled_at, "scheduledAt")):
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidValue(field, "must carry a timezone")
+        return cls(
+            campaign_id=campaign_id,
+            tenant=tenant,
+            name=name,
+            kind=kind,
+            content=check_template(content),
+            attachments=normalise_attachments(attachments),
+            price_cents=normalise_price(price_cents),
+            priority=normalise_priority(priority),
+            recipient_ids=ids,
+            segment_tags=tags,
+            segment_min_value_cents=segment_min_value_cents,
+            segment_active_since=segment_active_since,
+            scheduled_at=scheduled_at,
+        )
+
+    @event(Created)
+    def __init__(
+        self,
+        campaign_id: int,
+        tenant: str,
+        name: str,
+        kind: str,
+        content: str,
+        attachments: tuple[tuple[str, str], ...],
+        price_cents: int,
+        priority: int,
+        recipient_ids: tuple[int, ...] | None,
+        segment_tags: tuple[str, ...],
+        segment_min_value_cents: int | None,
+        segment_active_since: datetime | None,
+        scheduled_at: datetime | None,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.tenant = tenant
+        self.name = name
+        self.kind = kind
+        self.content = content
+        self.attachments = tuple(tuple(a) for a in attachments)
+        self.price_cents = price_cents
+        self.priority = priority
+        self.recipient_ids = tuple(recipient_ids) if recipient_ids is not None else None
+        self.segment_tags = tuple(segment_tags)
+        self.segment_min_value_cents = segment_min_value_cents
+        self.segment_active_since = segment_active_since
+        self.scheduled_at = scheduled_at
+        self.status: Status = "draft"
+        self.total_recipients = 0
+        self.audience_max_fan_id = 0
+        self.cursor = 0
+        self.queued = 0
+        self.skipped = 0
+        self.fanned_out = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def launch(self, *, total_recipients: int, audience_max_fan_id: int) -> None:
+        self._require("launch", "draft")
+        if total_recipients <= 0:
+            raise InvalidValue("recipientIds", "the audience is empty: no fan matches")
+        self._launched(total_recipients=total_recipients, audience_max_fan_id=audience_max_fan_id)
+
+    @event(Launched)
+    def _launched(self, total_recipients: int, audience_max_fan_id: int) -> None:
+        self.status = "active"
+        self.total_recipients = total_recipients
+        self.audience_max_fan_id = audience_max_fan_id
+
+    def pause(self) -> None:
+        self._require("pause", "active")
+        self._paused()
+
+    @event(Paused)
+    def _paused(self) -> None:
+        self.status = "paused"
+
+    def resume(self) -> None:
+        self._require("resume", "paused")
+        self._resumed()
+
+    @event(Resumed)
+    def _resumed(self) -> None:
+        self.status = "active"
+
+    def cancel(self) -> None:
+        self._require("cancel", "draft", "active", "paused")
+        self._cancelled()
+
+    @event(Cancelled)
+    def _cancelled(self) -> None:
+        self.status = "cancelled"
+
+    def complete(self) -> None:
+        """Every queued message has an outcome (the worker decides from the metrics)."""
+        self._require("complete", "active")
+        if not self.fanned_out:
+            raise IllegalState(f"campaign {self.campaign_id} is still queueing messages")
+        self._completed()
+
+    @event(Completed)
+    def _completed(self) -> None:
+        self.status = "completed"
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    @property
+    def sending(self) -> bool:
+        """Whether the worker may queue messages for it now."""
+        return self.status == "active" and not self.fanned_out
+
+    def record_chunk(self, *, cursor: int, queued: int, skipped: int) -> None:
+        if not self.sending:
+            raise IllegalState(f"campaign {self.campaign_id} is {self.status}, not sending")
+        if cursor <= self.cursor:
+            raise IllegalState(f"chunk cursor {cursor} is not past {self.cursor}")
+        self._chunk_queued(cursor=cursor, queued=queued, skipped=skipped)
+
+    @event(ChunkQueued)
+    def _chunk_queued(self, cursor: int, queued: int, skipped: int) -> None:
+        self.cursor = cursor
+        self.queued += queued
+        self.skipped += skipped
+
+    def finish_fan_out(self) -> None:
+        if not self.sending:
+            raise IllegalState(f"campaign {self.campaign_id} is {self.status}, not sending")
+        self._fan_out_finished()
+
+    @event(FanOutFinished)
+    def _fan_out_finished(self) -> None:
+        self.fanned_out = True
+
+    def _require(self, action: str, *statuses: str) -> None:
+        if self.status not in statuses:
+            raise IllegalState(f"cannot {action} campaign {self.campaign_id}: it is {self.status}")
+
+
+def _recipient_ids(values: Iterable[int] | None) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise InvalidValue("recipientIds", "must be a list of fan ids")
+    values = list(values)
+    if len(values) > MAX_EXPLICIT_RECIPIENTS:
+        raise InvalidValue("recipientIds", f"at most {MAX_EXPLICIT_RECIPIENTS} explicit recipients")
+    ids = set()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidValue("recipientIds", "each id must be a positive integer")
+        ids.add(value)
+    if not ids:
+        raise InvalidValue("recipientIds", "the audience is empty")
+    return tuple(sorted(ids))

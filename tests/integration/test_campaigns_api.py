@@ -1,0 +1,403 @@
+"""Bulk messages and campaigns over HTTP, against the real app and a real Postgres.
+
+No worker runs in the background: the bulk send queues a small audience before answering,
+and tests drive the campaign worker (``CampaignWorker.run_once``) and the projectors
+(``catch_up``) themselves. Every test works in a tenant of its own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.bootstrap import Container
+from application.campaign_fan_out import campaign_message_id, cancel_message, hold_message
+from application.context import CommandContext
+from application.messages import record_sent
+from worker.campaigns import CampaignWorker
+
+BULK = "/api/messages/bulk"
+CAMPAIGNS = "/api/crm/campaigns"
+FANS = "/api/crm/fans"
+PROBLEM_JSON = "application/problem+json"
+
+Headers = dict[str, str]
+CatchUp = Callable[[], Awaitable[int]]
+Count = Callable[[], Awaitable[int]]
+
+
+async def new_fans(http: httpx.AsyncClient, auth: Headers, count: int, **fields: Any) -> list[int]:
+    ids = []
+    for i in range(count):
+        body = {"name": f"Fan {i}", "handle": f"fan_{i}", **fields}
+        response = await http.post(FANS, json=body, headers=auth)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["fan"]["id"])
+    return ids
+
+
+async def outbox_rows(container: Container, tenant: str) -> list[Any]:
+    return await container.pool.fetch(
+        "SELECT queue, message_id FROM outbox WHERE body::jsonb->>'tenant' = $1", tenant
+    )
+
+
+async def campaign(http: httpx.AsyncClient, auth: Headers, campaign_id: int) -> dict[str, Any]:
+    response = await http.get(f"{CAMPAIGNS}/{campaign_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()["campaign"]
+
+
+async def test_a_bulk_send_to_three_fans_queues_three_normal_priority_messages(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 3)
+    await catch_up()
+
+    response = await http.post(
+        BULK,
+        json={
+            "recipientIds": fans,
+            "content": "Hi {{first_name|babe}}, special offer!",
+            "campaignName": "Black Friday",
+            "priority": 8,
+        },
+        headers=auth,
+    )
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["totalRecipients"] == 3
+    assert body["queued"] == 3
+    assert body["failed"] == 0
+    assert body["status"] == "queued"
+    assert datetime.fromisoformat(body["estimatedCompletionTime"]) > datetime.now(UTC)
+    rows = await outbox_rows(container, tenant)
+    # Priority 8 would be the high queue for a one-to-one message; a campaign never is.
+    assert sorted(r["message_id"] for r in rows) == sorted(
+        campaign_message_id(body["campaignId"], fan) for fan in fans
+    )
+    assert {r["queue"] for r in rows} == {"normal"}
+
+    await catch_up()
+    view = await campaign(http, auth, body["campaignId"])
+    assert view["status"] == "active"
+    assert view["name"] == "Black Friday"
+    assert view["metrics"]["queued"] == 3
+    assert view["progress"] == {
+        "totalRecipients": 3,
+        "queued": 3,
+        "sent": 0,
+        "remaining": 3,
+        "skipped": 0,
+    }
+
+
+async def test_the_worker_fans_out_a_large_audience_once_per_fan(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 30, tags=["vip"])
+    others = await new_fans(http, auth, 5)
+    await catch_up()
+
+    response = await http.post(
+        BULK,
+        json={"segment": {"tags": ["VIP"]}, "content": "Hello {{name}}"},
+        headers=auth,
+    )
+    assert response.status_code == 202, response.text
+    campaign_id = response.json()["campaignId"]
+    assert response.json()["totalRecipients"] == 30
+    late = await new_fans(http, auth, 2, tags=["vip"])  # after launch: never in the audience
+    await catch_up()
+
+    worker = CampaignWorker(container)
+    worker.chunk_size = 7
+    while await worker.run_once():
+        await catch_up()
+
+    rows = await outbox_rows(container, tenant)
+    assert sorted(r["message_id"] for r in rows) == sorted(
+        campaign_message_id(campaign_id, fan) for fan in fans
+    )
+    assert not {campaign_message_id(campaign_id, fan) for fan in others + late} & {
+        r["message_id"] for r in rows
+    }
+    await catch_up()
+    view = await campaign(http, auth, campaign_id)
+    assert view["metrics"]["queued"] == 30
+    assert view["progress"]["remaining"] == 30
+
+
+async def test_unknown_and_other_tenant_recipients_are_reported_per_id(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    other_auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    mine = await new_fans(http, auth, 2)
+    theirs = await new_fans(http, other_auth, 1)
+    deleted = (await new_fans(http, auth, 1))[0]
+    assert (await http.delete(f"{FANS}/{deleted}", headers=auth)).status_code == 200
+    await catch_up()
+    unknown = 2**62
+
+    response = await http.post(
+        BULK,
+        json={"recipientIds": [*mine, theirs[0], deleted, unknown, mine[0]], "content": "Hi"},
+        headers=auth,
+    )
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["totalRecipients"], body["queued"], body["failed"]) == (2, 2, 3)
+    assert sorted(f["recipientId"] for f in body["failures"]) == sorted(
+        [theirs[0], deleted, unknown]
+    )
+    assert len(await outbox_rows(container, tenant)) == 2
+
+
+async def test_a_campaign_with_no_fan_of_this_account_is_refused_with_each_id(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    other_auth: Headers,
+    events_of_tenant: Count,
+    catch_up: CatchUp,
+) -> None:
+    theirs = await new_fans(http, other_auth, 2)
+    await catch_up()
+    before = await events_of_tenant()
+
+    response = await http.post(
+        BULK, json={"recipientIds": [*theirs, 999_999_999], "content": "Hi"}, headers=auth
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert sorted(e["recipientId"] for e in response.json()["errors"]) == sorted(
+        [*theirs, 999_999_999]
+    )
+    assert await events_of_tenant() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"recipientIds": [], "content": "Hi"}, 422, "recipientIds"),
+        ({"content": "Hi"}, 422, "recipientIds"),
+        ({"segment": {}, "content": "Hi"}, 422, "recipientIds"),
+        ({"recipientIds": list(range(1, 100_002)), "content": "Hi"}, 422, "recipientIds"),
+        ({"recipientIds": [1], "segment": {"tags": ["a"]}, "content": "Hi"}, 422, "recipientIds"),
+        ({"recipientIds": [0], "content": "Hi"}, 422, "recipientIds"),
+        ({"recipientIds": [1], "content": "Hi {{surname}}"}, 422, "content"),
+        ({"recipientIds": [1], "content": "Hi {{name"}, 422, "content"),
+        ({"recipientIds": [1], "content": "   "}, 422, "content"),
+        ({"recipientIds": [1], "content": "Hi", "priceCents": 100}, 422, "priceCents"),
+        ({"recipientIds": [1], "content": "Hi", "priceCents": 20_001}, 422, "priceCents"),
+        ({"recipientIds": [1], "content": "Hi", "priority": 11}, 422, "priority"),
+        ({"recipientIds": [1], "content": "Hi", "mediaUrls": ["http://x.io/a.jpg"]}, 422, None),
+        ({"recipientIds": [1], "content": "Hi", "campaignName": " "}, 422, "campaignName"),
+        ({"recipientIds": ["1"], "content": "Hi"}, 400, None),
+        ({"recipientIds": [1], "content": "Hi", "surprise": 1}, 400, None),
+        ({"recipientIds": [1]}, 400, None),
+        ({"segment": {"activeSince": "2026-01-01T00:00:00"}, "content": "Hi"}, 422, None),
+    ],
+)
+async def test_bad_bulk_requests_are_refused_and_change_nothing(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    events_of_tenant: Count,
+    body: dict[str, Any],
+    status: int,
+    field: str | None,
+) -> None:
+    before = await events_of_tenant()
+
+    response = await http.post(BULK, json=body, headers=auth)
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    if field is not None:
+        assert response.json()["field"] == field
+    assert await events_of_tenant() == before
+
+
+async def test_a_campaign_moves_through_its_lifecycle_and_refuses_illegal_moves(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    other_auth: Headers,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 2)
+    await catch_up()
+    created = await http.post(
+        CAMPAIGNS,
+        json={
+            "name": "Drip",
+            "template": {"content": "Hey {{name}}", "priceCents": 500},
+            "targetAudience": {"recipientIds": fans},
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    assert created.json()["status"] == "draft"
+
+    async def move(action: str, headers: Headers = auth) -> httpx.Response:
+        return await http.post(f"{CAMPAIGNS}/{campaign_id}/{action}", headers=headers)
+
+    assert (await move("pause")).status_code == 409  # a draft is not sending
+    assert (await move("resume")).status_code == 409
+    assert (await move("pause", other_auth)).status_code == 404
+    launched = await http.patch(
+        f"{CAMPAIGNS}/{campaign_id}", json={"status": "active"}, headers=auth
+    )
+    assert launched.json()["status"] == "active", launched.text
+    assert (await move("resume")).status_code == 409
+    assert (await move("pause")).json()["status"] == "paused"
+    assert (await move("pause")).status_code == 409
+    assert (await move("resume")).json()["status"] == "active"
+    completed = await http.patch(
+        f"{CAMPAIGNS}/{campaign_id}", json={"status": "completed"}, headers=auth
+    )
+    assert completed.status_code == 409  # its messages are not even queued yet
+    assert (await move("cancel")).json()["status"] == "cancelled"
+    assert (await move("resume")).status_code == 409
+    assert (await move("cancel")).status_code == 409
+    bad = await http.patch(f"{CAMPAIGNS}/{campaign_id}", json={"status": "draft"}, headers=auth)
+    assert bad.status_code == 400
+
+    await catch_up()
+    view = await campaign(http, auth, campaign_id)
+    assert view["status"] == "cancelled"
+    assert view["template"] == {"content": "Hey {{name}}", "mediaUrls": [], "priceCents": 500}
+    assert view["progress"]["remaining"] == 0
+    other = await http.get(f"{CAMPAIGNS}/{campaign_id}", headers=other_auth)
+    assert other.status_code == 404
+
+
+async def test_campaigns_are_listed_newest_first_a_page_at_a_time(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    fans = await new_fans(http, auth, 1)
+    await catch_up()
+    ids = []
+    for i in range(5):
+        response = await http.post(
+            BULK, json={"recipientIds": fans, "content": f"Offer {i}"}, headers=auth
+        )
+        ids.append(response.json()["campaignId"])
+    await catch_up()
+
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await http.get(CAMPAIGNS, params=params, headers=auth)).json()
+        seen += [c["id"] for c in page["campaigns"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+
+    assert seen == sorted(ids, reverse=True)
+    bad = await http.get(CAMPAIGNS, params={"cursor": "nonsense"}, headers=auth)
+    assert bad.status_code == 422
+
+
+async def launch(http: httpx.AsyncClient, auth: Headers, fans: list[int]) -> int:
+    response = await http.post(
+        BULK, json={"recipientIds": fans, "content": "Hi {{name}}"}, headers=auth
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] == len(fans)
+    return int(response.json()["campaignId"])
+
+
+async def test_held_messages_are_released_on_resume_and_the_campaign_completes(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 3)
+    await catch_up()
+    campaign_id = await launch(http, auth, fans)
+    ids = [campaign_message_id(campaign_id, fan) for fan in fans]
+    ctx = CommandContext(tenant=tenant, actor="sender", correlation_id="test")
+    worker = CampaignWorker(container)
+    assert (await http.post(f"{CAMPAIGNS}/{campaign_id}/pause", headers=auth)).status_code == 200
+    # What the sender does with the paused campaign's messages it receives.
+    for message_id in ids[:2]:
+        assert await hold_message(message_id, "campaign paused", ctx, store=container.events)
+    await catch_up()
+    assert (await campaign(http, auth, campaign_id))["metrics"]["held"] == 2
+    await worker.run_once()  # paused: nothing to do for it (the database is shared: others)
+    await catch_up()
+    assert (await campaign(http, auth, campaign_id))["metrics"]["held"] == 2
+
+    assert (await http.post(f"{CAMPAIGNS}/{campaign_id}/resume", headers=auth)).status_code == 200
+    await catch_up()
+    await worker.run_once()
+    await catch_up()
+    outbox = Counter(r["message_id"] for r in await outbox_rows(container, tenant))
+    assert outbox == {ids[0]: 2, ids[1]: 2, ids[2]: 1}  # released: back on their way, once
+    assert (await campaign(http, auth, campaign_id))["metrics"]["held"] == 0
+
+    for message_id in ids:
+        await record_sent(message_id, None, ctx, store=container.events)
+    await catch_up()
+    await worker.run_once()
+    await catch_up()
+    view = await campaign(http, auth, campaign_id)
+    assert view["status"] == "completed"
+    assert view["metrics"]["sent"] == 3
+    assert view["progress"]["remaining"] == 0
+
+
+async def test_a_cancelled_campaigns_held_messages_are_cancelled(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 2)
+    await catch_up()
+    campaign_id = await launch(http, auth, fans)
+    ids = [campaign_message_id(campaign_id, fan) for fan in fans]
+    ctx = CommandContext(tenant=tenant, actor="sender", correlation_id="test")
+    await http.post(f"{CAMPAIGNS}/{campaign_id}/pause", headers=auth)
+    await hold_message(ids[0], "campaign paused", ctx, store=container.events)
+    await http.post(f"{CAMPAIGNS}/{campaign_id}/cancel", headers=auth)
+    # The sender meets the other one after the cancel.
+    await cancel_message(ids[1], "campaign cancelled", ctx, store=container.events)
+    await catch_up()
+
+    await CampaignWorker(container).run_once()
+    await catch_up()
+
+    view = await campaign(http, auth, campaign_id)
+    assert view["metrics"] | {"queued": 2, "held": 0, "cancelled": 2, "sent": 0} == view["metrics"]
+    statuses = [
+        (await http.get(f"/api/crm/messages/{message_id}", headers=auth)).json()["message"][
+            "status"
+        ]
+        for message_id in ids
+    ]
+    assert statuses == ["cancelled", "cancelled"]

@@ -1,0 +1,126 @@
+"""The campaign worker (`crm worker campaigns`): the process manager of bulk campaigns.
+
+In each round, for every campaign with work (from the campaigns read model), it:
+
+- queues the next chunk of an active campaign's audience (application.campaign_fan_out), one
+  chunk per campaign per round so that a large campaign does not starve a small one;
+- releases the messages the sender held while the campaign was paused, once it is active
+  again, and cancels those of a cancelled campaign;
+- records an active campaign completed once every queued message has an outcome.
+
+Everything it decides is re-read from the event store before it is appended with an expected
+version, so several workers may run at once and a killed one loses nothing: its transaction
+rolls back and the next round redoes the chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from adapters.bootstrap import Container
+from adapters.postgres.campaign_read_model import CampaignWork
+from application.campaign_fan_out import cancel_message, fan_out_chunk, release_message
+from application.campaigns import change_status
+from application.context import CommandContext
+from application.errors import ConcurrencyError
+from domain.errors import DomainError
+
+log = structlog.get_logger(__name__)
+
+
+class CampaignWorker:
+    def __init__(self, container: Container, *, poll_interval: float = 0.5) -> None:
+        self.container = container
+        self.chunk_size = container.settings.campaign_chunk_size
+        self.poll_interval = poll_interval
+
+    async def run_once(self) -> int:
+        """One round over the open campaigns; returns how much it did (0: nothing to do)."""
+        done = 0
+        for work in await self.container.campaigns.open_campaigns():
+            try:
+                done += await self._advance(work)
+            except (ConcurrencyError, DomainError) as error:
+                # Another worker or a person got there first; the next round sees the result.
+                log.info("campaign step skipped", campaign_id=work.campaign_id, reason=str(error))
+        return done
+
+    async def _advance(self, work: CampaignWork) -> int:
+        c = self.container
+        ctx = CommandContext(
+            tenant=work.tenant,
+            actor="campaign-worker",
+            correlation_id=f"campaign-{work.campaign_id}",
+        )
+        if work.status == "active" and not work.fanned_out:
+            chunk = await fan_out_chunk(
+                work.campaign_id,
+                store=c.events,
+                audience=c.campaigns,
+                ids=c.ids,
+                chunk_size=self.chunk_size,
+            )
+            if chunk is not None:
+                log.info(
+                    "campaign chunk queued",
+                    campaign_id=work.campaign_id,
+                    queued=chunk.queued,
+                    skipped=chunk.skipped,
+                    finished=chunk.finished,
+                )
+                return chunk.queued + chunk.skipped + 1
+            return 0
+        if work.held and work.status in ("active", "cancelled"):
+            return await self._settle_held(work, ctx)
+        if work.status == "active" and work.fanned_out and work.settled:
+            await change_status(
+                work.campaign_id, "completed", ctx, store=c.events, audience=c.campaigns
+            )
+            log.info("campaign completed", campaign_id=work.campaign_id)
+            return 1
+        return 0
+
+    async def _settle_held(self, work: CampaignWork, ctx: CommandContext) -> int:
+        c = self.container
+        held = await c.campaigns.held_messages(work.campaign_id, self.chunk_size)
+        for message_id in held:
+            if work.status == "active":
+                await release_message(
+                    message_id,
+                    ctx,
+                    store=c.events,
+                    high_priority_from=c.settings.high_priority_from,
+                )
+            else:
+                await cancel_message(message_id, "campaign cancelled", ctx, store=c.events)
+        log.info(
+            "held messages settled",
+            campaign_id=work.campaign_id,
+            count=len(held),
+            action="released" if work.status == "active" else "cancelled",
+        )
+        return len(held)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = self.poll_interval
+        while not stop.is_set():
+            try:
+                did = await self.run_once()
+                backoff = self.poll_interval
+                if did:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an outage or a bug: keep going, visibly, with backoff
+                log.exception("campaign round failed")
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+
+
+async def run_campaign_worker(container: Container, stop: asyncio.Event) -> None:
+    log.info("campaign worker started")
+    await CampaignWorker(container).run(stop)
