@@ -122,6 +122,8 @@ class EventStore(Protocol):
 class IdAllocator(Protocol):
     async def next_id(self, kind: str) -> int: ...
 
+    async def next_ids(self, kind: str, count: int) -> list[int]: ...
+
 
 class Sql(Protocol):
     """The slice of a database connection that projections use to write their tables."""
@@ -131,6 +133,8 @@ class Sql(Protocol):
     async def executemany(self, command: str, args: Any) -> None: ...
 
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
 
 class ProjectionStore(Protocol):

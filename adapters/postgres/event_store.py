@@ -25,6 +25,8 @@ import asyncpg
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from adapters import tracing
+from adapters.postgres.append_many import append_many, can_append_at_once
 from adapters.postgres.codec import (
     decode_event,
     encode_json,
@@ -143,16 +145,25 @@ class PostgresEventStore:
                         )
                         if not claimed:
                             raise AlreadyProcessed(once)
-                    for write in writes:
-                        rows, keys, _ = await self._write(conn, write, write.metadata or metadata)
-                        if len(rows) != len(write.events):
-                            raise ConcurrencyError(
-                                f"{write.stream_id} is not at version {write.expected_version}"
-                            )
-                        positions += [row["position"] for row in rows]
-                        committed.append(keys)
+                    known: dict[str, AESGCM | None] = {}
+                    if can_append_at_once(writes):
+                        positions, committed, known = await append_many(
+                            conn, self._personal, writes, metadata
+                        )
+                        if len(positions) != sum(len(write.events) for write in writes):
+                            raise ConcurrencyError("a stream is not at its expected version")
+                    else:
+                        for write in writes:
+                            meta = write.metadata or metadata
+                            rows, keys, _ = await self._write(conn, write, meta)
+                            if len(rows) != len(write.events):
+                                raise ConcurrencyError(
+                                    f"{write.stream_id} is not at version {write.expected_version}"
+                                )
+                            positions += [row["position"] for row in rows]
+                            committed.append(keys)
                     if outbox:
-                        await self._add_to_outbox(conn, outbox)
+                        await self._add_to_outbox(conn, outbox, known)
             except asyncpg.UniqueViolationError as error:
                 raise ConcurrencyError(str(error)) from None
         for keys in committed:
@@ -199,10 +210,13 @@ class PostgresEventStore:
         return rows, keys, ids
 
     async def _add_to_outbox(
-        self, conn: asyncpg.Connection, entries: Sequence[OutboxEntry]
+        self,
+        conn: asyncpg.Connection,
+        entries: Sequence[OutboxEntry],
+        known: dict[str, AESGCM | None] | None = None,
     ) -> None:
         bodies = [
-            await self._personal.seal_body(conn, entry.body, entry.subject, entry.personal)
+            await self._personal.seal_body(conn, entry.body, entry.subject, entry.personal, known)
             for entry in entries
         ]
         await conn.execute(
@@ -213,7 +227,9 @@ class PostgresEventStore:
             [entry.queue for entry in entries],
             [entry.message_id for entry in entries],
             bodies,
-            [entry.attributes for entry in entries],
+            # The command's trace context (W3C traceparent) rides with each message, so the
+            # relay and the sender continue the request's trace (adapters/tracing.py).
+            [tracing.with_trace_context(entry.attributes) for entry in entries],
             [entry.stream_version for entry in entries],
         )
 

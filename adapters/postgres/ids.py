@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 
-_SEQUENCES = {"fan": "fan_id_seq", "conversation": "conversation_id_seq"}
+_SEQUENCES = {
+    "fan": "fan_id_seq",
+    "conversation": "conversation_id_seq",
+    "campaign": "campaign_id_seq",
+}
 
 
 class SequenceIds:
@@ -13,3 +17,9 @@ class SequenceIds:
 
     async def next_id(self, kind: str) -> int:
         return int(await self._pool.fetchval("SELECT nextval($1::regclass)", _SEQUENCES[kind]))
+
+    async def next_ids(self, kind: str, count: int) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT nextval($1::regclass) FROM generate_series(1, $2)", _SEQUENCES[kind], count
+        )
+        return [int(row[0]) for row in rows]

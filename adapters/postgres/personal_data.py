@@ -9,6 +9,7 @@ destroyed the fields read back as None and the event is reported with them erase
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 from uuid import UUID
 
@@ -51,8 +52,14 @@ class PersonalDataCodec:
         stream_id: str,
         expected_version: int,
         items: list[tuple[str, UUID, dict[str, Any]]],
+        known: dict[str, AESGCM | None] | None = None,
+        looked_up: Set[str] = frozenset(),
     ) -> PendingKeys:
-        """Replace personal fields of (event type, event id, fields) items in place."""
+        """Replace personal fields of (event type, event id, fields) items in place.
+
+        ``known``: keys already at hand (an append of many streams looks them up at once, and
+        shares the new ones it makes); ``looked_up``: subjects already asked for, so those
+        absent from ``known`` have no key yet."""
         pending = PendingKeys()
         for event_type, _, fields in items:
             if event_type in ERASES_SUBJECT:
@@ -69,10 +76,14 @@ class PersonalDataCodec:
         if not personal:
             return pending
         subjects = {subject for *_, subject in personal}
-        aeads: dict[str, AESGCM | None] = {}
-        if not (stream_id in subjects and expected_version == 0):
-            # A stream's first event needs no lookup: its subject can have no key yet.
-            aeads.update(await self.keys.load(conn, subjects))
+        known = known or {}
+        aeads: dict[str, AESGCM | None] = {s: known[s] for s in subjects if s in known}
+        # A stream's first event needs no lookup: its subject can have no key yet.
+        wanted = (
+            subjects - aeads.keys() - looked_up - ({stream_id} if expected_version == 0 else set())
+        )
+        if wanted:
+            aeads.update(await self.keys.load(conn, wanted))
         for subject in subjects - aeads.keys():
             # Stored by the append statement itself, only if the events go in; a concurrent
             # append that made the same subject's key first makes this one fail and retry.
@@ -88,14 +99,23 @@ class PersonalDataCodec:
         return pending
 
     async def seal_body(
-        self, conn: Any, body: dict[str, Any], subject: str | None, personal: dict[str, Any]
+        self,
+        conn: Any,
+        body: dict[str, Any],
+        subject: str | None,
+        personal: dict[str, Any],
+        known: dict[str, AESGCM | None] | None = None,
     ) -> str:
-        """A queue message body with its personal fields sealed under the subject's key."""
+        """A queue message body with its personal fields sealed under the subject's key
+        (taken from ``known`` when it is there)."""
         if personal:
             if self.keys is None or subject is None:
                 body = {**body, **personal}
             else:
-                aead = (await self.keys.load(conn, [subject])).get(subject, ERASED)
+                if known is not None and subject in known:
+                    aead = known[subject]
+                else:
+                    aead = (await self.keys.load(conn, [subject])).get(subject, ERASED)
                 if aead is None:
                     raise SubjectErased(subject)
                 context = f"{subject}|{body.get('messageId', '')}".encode()

@@ -137,3 +137,6 @@ class CountingIds:
 
     async def next_id(self, kind: str) -> int:
         return next(self._next)
+
+    async def next_ids(self, kind: str, count: int) -> list[int]:
+        return [next(self._next) for _ in range(count)]
