@@ -68,9 +68,11 @@ class Audience(Protocol):
 
     async def live_fans(self, tenant: str, fan_ids: list[int]) -> set[int]: ...
 
-    async def segment_size(self, tenant: str, segment: Segment) -> tuple[int, int]:
-        """How many fans match now, and the highest fan id among all the tenant's fans."""
+    async def segment_size(self, tenant: str, segment: Segment) -> int:
+        """How many of the tenant's fans match now."""
         ...
+
+    async def highest_fan_id(self, tenant: str) -> int: ...
 
     async def chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk: ...
 
@@ -119,7 +121,7 @@ async def launch_new_campaign(
     _new(cmd, ctx, 0, cmd.recipient_ids)  # every rule checked before anything is allocated
     recipient_ids, failures = await _live_recipients(cmd.recipient_ids, ctx, audience)
     campaign = _new(cmd, ctx, await ids.next_id("campaign"), recipient_ids)
-    await _launch(campaign, ctx, audience)
+    await _launch(campaign, ctx, audience, live=len(recipient_ids or ()))
     position = await save(store, campaign, "campaign", ctx)
     assert position is not None
     return Launched(campaign=campaign, failures=failures, position=position)
@@ -206,17 +208,20 @@ async def _live_recipients(
     return tuple(fan_id for fan_id in unique if fan_id in live), failures
 
 
-async def _launch(campaign: Campaign, ctx: CommandContext, audience: Audience) -> None:
-    _, highest = await audience.segment_size(ctx.tenant, Segment())
+async def _launch(
+    campaign: Campaign, ctx: CommandContext, audience: Audience, *, live: int | None = None
+) -> None:
+    """``live``: how many of the explicit recipients are live fans, if just counted."""
+    highest = await audience.highest_fan_id(ctx.tenant)
     if campaign.recipient_ids is not None:
-        total = len(await audience.live_fans(ctx.tenant, list(campaign.recipient_ids)))
+        total = live or len(await audience.live_fans(ctx.tenant, list(campaign.recipient_ids)))
     else:
         segment = Segment(
             tags=campaign.segment_tags,
             min_value_cents=campaign.segment_min_value_cents,
             active_since=campaign.segment_active_since,
         )
-        total, _ = await audience.segment_size(ctx.tenant, segment)
+        total = await audience.segment_size(ctx.tenant, segment)
     campaign.launch(total_recipients=total, audience_max_fan_id=highest)
 
 

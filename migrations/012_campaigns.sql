@@ -68,3 +68,7 @@ CREATE INDEX conversations_fan ON conversations (fan_id);
 
 -- Delivery receipts and clicks reported by the platform's webhooks.
 ALTER TABLE messages ADD COLUMN delivered_at timestamptz, ADD COLUMN clicked_at timestamptz;
+
+-- The relay claims high-priority rows first (adapters/postgres/outbox.py).
+DROP INDEX outbox_due;
+CREATE INDEX outbox_due ON outbox ((queue <> 'high'), next_attempt_at, id);

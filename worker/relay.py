@@ -19,8 +19,10 @@ from typing import Any
 
 import msgspec
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
-from adapters import metrics
+from adapters import metrics, tracing
 from adapters.bootstrap import Container
 from adapters.postgres.listen import ChannelListener
 from adapters.postgres.outbox import ClaimedRows, OutboxRow, PostgresOutbox
@@ -33,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # after the 1st, 2nd and 3rd failed attempt; then give up
 CLAIM_LIMIT = 100
+SENDS_IN_FLIGHT = 4
 _BUSY_WAIT = 0.05
 
 
@@ -99,22 +102,51 @@ class Relay:
         for row in rows:
             by_queue[row.queue].append(row)
         outcomes: dict[int, SendResult] = {}
-        for queue, queued in by_queue.items():
-            for start in range(0, len(queued), MAX_BATCH):
-                chunk = queued[start : start + MAX_BATCH]
-                entries = [
-                    OutgoingMessage(entry_id=str(row.id), body=row.body, attributes=row.attributes)
-                    for row in chunk
-                ]
-                try:
-                    results = await self.queue.send_batch(_queue_name(queue), entries)
-                except Exception as error:  # the queue is down: every entry failed
-                    reason = f"{type(error).__name__}: {error}"
-                    results = [
-                        SendResult(entry_id=e.entry_id, ok=False, error=reason) for e in entries
-                    ]
-                for result in results:
-                    outcomes[int(result.entry_id)] = result
+        # A few batches in flight at once: each is a round trip to the queue, and one at a
+        # time the relay, not the queue, limits a campaign's pace.
+        in_flight = asyncio.Semaphore(SENDS_IN_FLIGHT)
+
+        async def send(queue: str, chunk: Sequence[OutboxRow]) -> None:
+            async with in_flight:
+                outcomes.update(await self._send_batch(queue, chunk))
+
+        await asyncio.gather(
+            *(
+                send(queue, queued[start : start + MAX_BATCH])
+                for queue, queued in by_queue.items()
+                for start in range(0, len(queued), MAX_BATCH)
+            )
+        )
+        return outcomes
+
+    async def _send_batch(self, queue: str, chunk: Sequence[OutboxRow]) -> dict[int, SendResult]:
+        # One span per message, continuing the trace its command began; the queue message
+        # carries this span's context on to the sender.
+        spans = {row.id: _relay_span(row) for row in chunk}
+        entries = [
+            OutgoingMessage(
+                entry_id=str(row.id),
+                body=row.body,
+                attributes=_with_span(row.attributes, spans[row.id]),
+            )
+            for row in chunk
+        ]
+        try:
+            results = await self.queue.send_batch(_queue_name(queue), entries)
+        except Exception as error:  # the queue is down: every entry failed
+            reason = f"{type(error).__name__}: {error}"
+            results = [SendResult(entry_id=e.entry_id, ok=False, error=reason) for e in entries]
+        outcomes = {}
+        for result in results:
+            outcomes[int(result.entry_id)] = result
+            span = spans.pop(int(result.entry_id), None)
+            if span is not None:
+                if not result.ok:
+                    tracing.failed(span, result.error or "not sent")
+                span.end()
+        for span in spans.values():  # no result for it: not sent
+            tracing.failed(span, "not sent")
+            span.end()
         return outcomes
 
     async def _settle(
@@ -132,7 +164,7 @@ class Relay:
                 await claimed.retry_later(row, RETRY_DELAYS[row.attempts], reason)
                 log.warning(
                     "relay send failed, will retry",
-                    message_id=row.message_id,
+                    **_about(row),
                     attempt=row.attempts + 1,
                     error=reason,
                 )
@@ -192,13 +224,32 @@ def _owner(row: OutboxRow) -> CommandContext:
 
 
 def _about(row: OutboxRow) -> dict[str, Any]:
-    """What every log line about a message says: which message, whose, to whom."""
+    """What every log line about a message says: which message, whose, to whom, and the
+    trace it belongs to (these lines are written outside its span)."""
     body = msgspec.json.decode(row.body)
+    trace_id = tracing.trace_id_of(row.attributes)
     return {
         "message_id": row.message_id,
         "tenant": body.get("tenant"),
         "recipient_id": body.get("recipientId"),
-    }
+    } | ({"trace_id": trace_id} if trace_id else {})
+
+
+def _relay_span(row: OutboxRow) -> Any:
+    return tracing.tracer().start_span(
+        f"relay {row.queue}",
+        context=tracing.extract(row.attributes),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.destination.name": row.queue,
+            "messaging.message.id": row.message_id,
+        },
+    )
+
+
+def _with_span(attributes: dict[str, str], span: Any) -> dict[str, str]:
+    with trace.use_span(span, end_on_exit=False):
+        return tracing.with_trace_context(attributes)
 
 
 async def _first_of(*waits: Coroutine[Any, Any, Any], timeout: float) -> None:

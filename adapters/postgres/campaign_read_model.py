@@ -120,18 +120,28 @@ class PostgresCampaignReadModel:
         )
         return {row["fan_id"] for row in rows}
 
-    async def segment_size(self, tenant: str, segment: Segment) -> tuple[int, int]:
-        row = await self._pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE true" + _SEGMENT + ") AS matching,"
-            " coalesce(max(f.fan_id), 0) AS highest"
-            " FROM fans f LEFT JOIN conversations c ON c.fan_id = f.fan_id"
-            " WHERE f.tenant_id = $1",
-            tenant,
-            list(segment.tags),
-            segment.min_value_cents,
-            segment.active_since,
+    async def segment_size(self, tenant: str, segment: Segment) -> int:
+        join = (
+            " LEFT JOIN conversations c ON c.fan_id = f.fan_id"
+            if segment.active_since is not None
+            else " CROSS JOIN (SELECT NULL::timestamptz AS last_message_at) c"
         )
-        return int(row["matching"]), int(row["highest"])
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM fans f" + join + " WHERE f.tenant_id = $1" + _SEGMENT,
+                tenant,
+                list(segment.tags),
+                segment.min_value_cents,
+                segment.active_since,
+            )
+        )
+
+    async def highest_fan_id(self, tenant: str) -> int:
+        return int(
+            await self._pool.fetchval(
+                "SELECT coalesce(max(fan_id), 0) FROM fans WHERE tenant_id = $1", tenant
+            )
+        )
 
     async def chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk:
         if campaign.recipient_ids is not None:

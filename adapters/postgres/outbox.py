@@ -57,7 +57,8 @@ class PostgresOutbox:
                 SELECT id, queue, message_id, body, attributes, attempts, stream_version
                 FROM outbox
                 WHERE next_attempt_at <= now()
-                ORDER BY next_attempt_at, id
+                -- Replies first: a campaign's thousands of rows never hold one back.
+                ORDER BY queue <> 'high', next_attempt_at, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
                 """,
