@@ -66,11 +66,16 @@ async def fan_out_chunk(
     chunk_size: int = 500,
     now: datetime | None = None,
     attempts: int = CHUNK_ATTEMPTS,
+    loaded: Campaign | None = None,
 ) -> ChunkResult | None:
     """Queue the campaign's next chunk; None if it has nothing to queue now (paused, done,
-    cancelled, scheduled later) or, after ``attempts``, could not."""
+    cancelled, scheduled later) or, after ``attempts``, could not. ``loaded``: the campaign as
+    the caller has just saved it (a launch), saving a reload of its possibly large stream."""
     for attempt in range(attempts):
-        campaign, _ = await load_campaign(store, campaign_id, tenant=None)
+        if loaded is not None and attempt == 0:
+            campaign = loaded
+        else:
+            campaign, _ = await load_campaign(store, campaign_id, tenant=None)
         if not campaign.sending:
             return None
         if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):

@@ -28,6 +28,7 @@ from domain.message import (
     attachment_type_of,
     canonical_message_id,
     message_stream_id,
+    queue_for,
 )
 
 MAX_BATCH = 10
@@ -82,39 +83,51 @@ async def queue_message(
     message_id = _message_id(cmd.message_id)
 
     async def attempt() -> MessageAccepted:
-        existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
-        if existing is not None:
-            return existing
-        fan = await live_recipient(store, cmd.recipient_id, ctx)
-        writes = await conversation_writes(fan, ctx, ids)
-        assert fan.conversation_id is not None
-        message = Message.queue(
-            message_id=message_id,
-            tenant=ctx.tenant,
-            conversation_id=fan.conversation_id,
-            fan_id=fan.fan_id,
-            content=cmd.content,
-            price_cents=cmd.price_cents,
-            attachments=[*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)],
-            priority=cmd.priority,
-            campaign_id=cmd.campaign_id,
-        )
-        queued_at = message.created_on
-        writes.append(stream_write(message, "message"))
-        positions = await store.append_all(
-            writes,
-            metadata=ctx.metadata(),
-            outbox=[outbox_entry(message, ctx, cmd.high_priority_from)],
-        )
-        return MessageAccepted(
-            message_id=message_id,
-            conversation_id=message.conversation_id,
-            queue=message.queue_name(cmd.high_priority_from),
-            queued_at=queued_at,
-            position=positions[-1],
-        )
+        # Optimistic: a new id is the common case, so the stream is not read first. A message
+        # id queued before shows as a conflict (or, if the fan has gone since, a refusal), and
+        # is then answered as the first call was.
+        try:
+            return await _queue_new(cmd, message_id, ctx, store, ids)
+        except (ConcurrencyError, InvalidValue):
+            existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
+            if existing is not None:
+                return existing
+            raise
 
     return await retry_on_conflict(attempt, retry=True)
+
+
+async def _queue_new(
+    cmd: QueueMessage, message_id: str, ctx: CommandContext, store: EventStore, ids: IdAllocator
+) -> MessageAccepted:
+    fan = await live_recipient(store, cmd.recipient_id, ctx)
+    writes = await conversation_writes(fan, ctx, ids)
+    assert fan.conversation_id is not None
+    message = Message.queue(
+        message_id=message_id,
+        tenant=ctx.tenant,
+        conversation_id=fan.conversation_id,
+        fan_id=fan.fan_id,
+        content=cmd.content,
+        price_cents=cmd.price_cents,
+        attachments=[*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)],
+        priority=cmd.priority,
+        campaign_id=cmd.campaign_id,
+    )
+    queued_at = message.created_on
+    writes.append(stream_write(message, "message"))
+    positions = await store.append_all(
+        writes,
+        metadata=ctx.metadata(),
+        outbox=[outbox_entry(message, ctx, cmd.high_priority_from)],
+    )
+    return MessageAccepted(
+        message_id=message_id,
+        conversation_id=message.conversation_id,
+        queue=message.queue_name(cmd.high_priority_from),
+        queued_at=queued_at,
+        position=positions[-1],
+    )
 
 
 async def queue_messages(
@@ -231,6 +244,19 @@ async def record_sent(
     return await _change(store, message_id, ctx, lambda m: m.mark_sent(platform_message_id))
 
 
+async def record_sent_on(
+    message: Message, platform_message_id: str | None, ctx: CommandContext, *, store: EventStore
+) -> None:
+    """``record_sent`` for a message the caller has just loaded (the sender, which read it to
+    drop duplicates): appended at that version, reloaded only if it moved on since (the relay
+    recorded its dispatch in between)."""
+    try:
+        message.mark_sent(platform_message_id)
+        await save(store, message, "message", ctx)
+    except ConcurrencyError:
+        await record_sent(message.message_id, platform_message_id, ctx, store=store)
+
+
 def outbox_entry(
     message: Message, ctx: CommandContext, high_priority_from: int = HIGH_PRIORITY
 ) -> OutboxEntry:
@@ -283,7 +309,7 @@ async def _existing(
     return MessageAccepted(
         message_id=message_id,
         conversation_id=queued.conversation_id,
-        queue="high" if queued.priority >= high_priority_from else "normal",
+        queue=queue_for(queued.priority, queued.campaign_id, high_priority_from),
         queued_at=queued.timestamp,
         position=recorded[0].position,
         created=False,

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from adapters import bootstrap, metrics
+from adapters import bootstrap, metrics, tracing
 from adapters.bootstrap import Container
 from adapters.config import Settings
 from adapters.observability import configure_logging
@@ -35,9 +35,10 @@ from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
 from adapters.redis import rate_limiter_from
+from application.campaign_fan_out import cancel_message, hold_message
 from application.context import CommandContext
 from application.errors import NotFound
-from application.messages import record_failed, record_sent
+from application.messages import record_failed, record_sent_on
 from application.ports import EventStore
 from application.queue import QUEUES, MessageQueue, QueueName, ReceivedMessage
 from application.sending import OnlyFansGateway, PlatformMessage, RateLimiter
@@ -63,6 +64,38 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     body: str
     receive_count: int
     receipt: str
+    # The message attributes: `traceparent` continues the trace of the message's command.
+    attributes: dict[str, str] = {}
+
+
+CampaignStatus = Callable[[int], Awaitable[str | None]]
+
+
+class CachedCampaignStatus:
+    """A campaign's status, asked of the read model at most once per ``ttl`` seconds: the
+    sender asks for every campaign message, and a pause may take that long to be seen."""
+
+    def __init__(self, read: CampaignStatus, ttl: float) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._known: dict[int, tuple[float, str | None]] = {}
+
+    async def __call__(self, campaign_id: int) -> str | None:
+        now = time.monotonic()
+        known = self._known.get(campaign_id)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        status = await self._read(campaign_id)
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[campaign_id] = (now, status)
+        return status
+
+
+# Nothing more to send: sent or read already (a redelivery, a relay's re-send); held (its
+# campaign is paused, and the campaign worker will release it with a record of its own); or
+# cancelled, never to be sent.
+_SETTLED = frozenset({"sent", "read", "held", "cancelled"})
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -81,6 +114,7 @@ class Sender:
         *,
         max_receive_count: int,
         base_visibility: float = 2.0,
+        campaign_status: CampaignStatus | None = None,
     ) -> None:
         self.store = store
         self.personal = personal
@@ -89,6 +123,7 @@ class Sender:
         self.limiter = limiter
         self.max_receive_count = max_receive_count
         self.base_visibility = base_visibility
+        self.campaign_status = campaign_status
 
     async def handle(self, records: Sequence[Record]) -> dict[str, Outcome]:
         """Process a batch concurrently; one outcome per record id."""
@@ -99,14 +134,22 @@ class Sender:
 
     async def _one(self, record: Record) -> Outcome:
         started = time.perf_counter()
-        try:
-            return await self._process(record)
-        except Exception:
-            # A bug or an outage of our own (database): the record comes back later.
-            log.exception("sender record failed", record_id=record.record_id)
-            return Outcome(False, self._backoff(record))
-        finally:
-            metrics.processing_time((time.perf_counter() - started) * 1000)
+        with tracing.consuming(
+            f"send {record.queue}",
+            record.attributes,
+            **{"messaging.message.id": record.record_id, "receive_count": record.receive_count},
+        ) as span:
+            try:
+                outcome = await self._process(record)
+            except Exception as error:
+                # A bug or an outage of our own (database): the record comes back later.
+                log.exception("sender record failed", record_id=record.record_id)
+                tracing.failed(span, f"{type(error).__name__}: {error}")
+                return Outcome(False, self._backoff(record))
+            finally:
+                metrics.processing_time((time.perf_counter() - started) * 1000)
+            span.set_attribute("done", outcome.done)
+            return outcome
 
     async def _process(self, record: Record) -> Outcome:
         body = msgspec.json.decode(record.body)
@@ -121,8 +164,13 @@ class Sender:
             "tenant": ctx.tenant,
             "recipient_id": body.get("recipientId"),
         }
-        if await self._already_settled(message_id):
+        message = await self._message(message_id)
+        if message.status in _SETTLED:
             log.info("duplicate dropped", **about)
+            return Outcome(True)
+        if body.get("campaignId") is not None and await self._campaign_stopped(
+            message_id, int(body["campaignId"]), ctx, about
+        ):
             return Outcome(True)
         try:
             personal = await self.personal.open_body(
@@ -151,7 +199,7 @@ class Sender:
             # same key answers the first delivery's result, or sends it now, never twice.
             result = await self.gateway.send_message(platform_message)
         if result.outcome == "sent":
-            await record_sent(message_id, result.platform_message_id, ctx, store=self.store)
+            await record_sent_on(message, result.platform_message_id, ctx, store=self.store)
             metrics.message_processed(ctx.tenant, "sent")
             log.info("message sent", **about, platform_message_id=result.platform_message_id)
             return Outcome(True)
@@ -173,11 +221,11 @@ class Sender:
         )
         return Outcome(False, self._backoff(record))
 
-    async def _already_settled(self, message_id: str) -> bool:
-        """Sent or read already: a repeat of a record that was processed."""
-        return await self._settled(message_id, include_failed=False)
-
     async def _settled(self, message_id: str, *, include_failed: bool) -> bool:
+        status = (await self._message(message_id)).status
+        return status in _SETTLED or (include_failed and status == "failed")
+
+    async def _message(self, message_id: str) -> Message:
         recorded = await self.store.load(message_stream_id(message_id))
         if not recorded:
             raise NotFound(f"message {message_id} has no events")
@@ -185,9 +233,25 @@ class Sender:
         for item in recorded:
             message = item.event.mutate(message)
         assert isinstance(message, Message)
-        return message.status in (
-            ("sent", "read", "failed") if include_failed else ("sent", "read")
-        )
+        return message
+
+    async def _campaign_stopped(
+        self, message_id: str, campaign_id: int, ctx: CommandContext, about: dict[str, Any]
+    ) -> bool:
+        """A paused campaign's message is held (the campaign worker releases it on resume), a
+        cancelled one's is cancelled: either way it leaves the queue unsent."""
+        if self.campaign_status is None:
+            return False
+        status = await self.campaign_status(campaign_id)
+        if status == "paused":
+            await hold_message(message_id, "campaign paused", ctx, store=self.store)
+            log.info("message held", **about, campaign_id=campaign_id)
+            return True
+        if status == "cancelled":
+            await cancel_message(message_id, "campaign cancelled", ctx, store=self.store)
+            log.info("message cancelled", **about, campaign_id=campaign_id)
+            return True
+        return False
 
     async def _token(self, account: str) -> float:
         """0 once a token is taken; else how long the record should wait on the queue."""
@@ -205,6 +269,7 @@ class Sender:
     ) -> None:
         await record_failed(message_id, reason, ctx, store=self.store)
         metrics.message_failed(ctx.tenant, "sender")
+        metrics.message_processed(ctx.tenant, "failed")
         log.error("message failed", **about, error=reason)
 
     async def settle_dead_letters(self, queue: MessageQueue) -> int:
@@ -243,6 +308,7 @@ def record_from_receive(queue: str, received: ReceivedMessage) -> Record:
         body=received.body,
         receive_count=received.receive_count,
         receipt=received.receipt,
+        attributes=received.attributes,
     )
 
 
@@ -255,6 +321,11 @@ def record_from_lambda(item: dict[str, Any]) -> Record:
         body=str(item["body"]),
         receive_count=int(item.get("attributes", {}).get("ApproximateReceiveCount", "1")),
         receipt=str(item["receiptHandle"]),
+        attributes={
+            name: str(value["stringValue"])
+            for name, value in item.get("messageAttributes", {}).items()
+            if "stringValue" in value
+        },
     )
 
 
@@ -332,6 +403,9 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
         gateway,
         rate_limiter_from(settings, container.redis),
         max_receive_count=settings.max_receive_count,
+        campaign_status=CachedCampaignStatus(
+            container.campaigns.campaign_status, settings.campaign_status_ttl
+        ),
     )
     return sender, gateway.aclose
 
@@ -379,4 +453,5 @@ async def _handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
                 _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
             )
         failures.append({"itemIdentifier": record.record_id})
+    tracing.force_flush()
     return {"batchItemFailures": failures}

@@ -199,6 +199,7 @@ async def _launch(
         ids=container.ids,
         chunk_size=container.settings.campaign_inline_recipients,
         attempts=1,
+        loaded=campaign,
     )
     queued = first.queued if first else 0
     failed = len(launched.failures) + (first.skipped if first else 0)

@@ -401,3 +401,13 @@ async def test_a_cancelled_campaigns_held_messages_are_cancelled(
         for message_id in ids
     ]
     assert statuses == ["cancelled", "cancelled"]
+
+
+async def test_the_openapi_document_lists_the_campaign_routes(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/schema/openapi.json")).json()["paths"]
+    assert {
+        BULK,
+        CAMPAIGNS,
+        CAMPAIGNS + "/{campaign_id}",
+        CAMPAIGNS + "/{campaign_id}/pause",
+    } <= set(paths)
