@@ -11,9 +11,12 @@ import redis.asyncio as redis
 
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
+from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.ids import SequenceIds
+from adapters.postgres.imports import PostgresImportStore
+from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
 from adapters.postgres.listen import Notifier
 from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from adapters.postgres.outbox import PostgresOutbox
@@ -24,9 +27,14 @@ from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.subject_keys import SubjectKeys
 from adapters.queue_status import QueueStatusReader
 from application.queue import MessageQueue
+from projections.analytics_campaign_revenue import CampaignRevenueProjection
+from projections.analytics_cohorts import FanCohortsProjection
+from projections.analytics_fan_revenue import FanRevenueProjection
 from projections.base import Projection
+from projections.campaigns import CampaignMetricsProjection, CampaignsProjection
 from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
+from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
 
 
@@ -41,6 +49,9 @@ class Container:
     projection_store: PostgresProjectionStore
     fans: PostgresFanReadModel
     messaging: PostgresMessagingReadModel
+    campaigns: PostgresCampaignReadModel
+    imports: PostgresImportStore
+    import_jobs: PostgresImportJobsReadModel
     outbox: PostgresOutbox
     queue: MessageQueue
     queue_status: QueueStatusReader
@@ -57,7 +68,24 @@ class Container:
 
 
 def core_projections() -> list[Projection]:
-    return [FansProjection(), ConversationsProjection(), MessagesProjection()]
+    return [
+        FansProjection(),
+        ConversationsProjection(),
+        MessagesProjection(),
+        CampaignsProjection(),
+        CampaignMetricsProjection(),
+        ImportJobsProjection(),
+    ]
+
+
+def analytics_projections() -> list[Projection]:
+    """Views for analysts, built only from events the log already holds."""
+    return [FanRevenueProjection(), FanCohortsProjection(), CampaignRevenueProjection()]
+
+
+def all_projections() -> list[Projection]:
+    """Every projection, by which `crm projections rebuild NAME` and the worker know it."""
+    return [*core_projections(), *analytics_projections()]
 
 
 def master_keys(settings: Settings) -> tuple[MasterKey, list[MasterKey]]:
@@ -103,6 +131,7 @@ async def build(settings: Settings) -> Container:
     )
     closers: list[Callable[[], Awaitable[Any]]] = [notifier.close]
     queue = await _queue(settings, pool, notifier, closers)
+    projection_store = PostgresProjectionStore(pool, events, settings.database_url)
     return Container(
         settings=settings,
         pool=pool,
@@ -110,9 +139,14 @@ async def build(settings: Settings) -> Container:
         personal=personal,
         events=events,
         ids=SequenceIds(pool),
-        projection_store=PostgresProjectionStore(pool, events, settings.database_url),
+        projection_store=projection_store,
         fans=PostgresFanReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
+        campaigns=PostgresCampaignReadModel(
+            pool, projection_store, catch_up_timeout=settings.read_your_writes_timeout
+        ),
+        imports=PostgresImportStore(pool, personal, [master, *previous], notifier),
+        import_jobs=PostgresImportJobsReadModel(pool),
         outbox=PostgresOutbox(pool),
         queue=queue,
         queue_status=QueueStatusReader(queue, pool, cache),

@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from adapters.cli_audit import add_audit_commands
+from adapters.cli_import import add_import_parser, import_fans
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
 from adapters.observability import configure_logging
@@ -64,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     create = apikey.add_parser("create", help="create a key; it is printed once")
     create.add_argument("--user", required=True, help="the user (tenant) id the key acts for")
     create.add_argument("--role", choices=("creator", "auditor", "admin"), default="creator")
+    create.add_argument(
+        "--tenants",
+        help="auditor keys: the user ids whose history the key may read, comma-separated"
+        " ('*' for all)",
+    )
     create.add_argument("--label")
     _add_data_dir(create)
     create.set_defaults(func=lambda a: _run(_apikey_create, a))
@@ -74,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     status = projections.add_parser("status", help="position, lag and errors of each projector")
     _add_data_dir(status)
     status.set_defaults(func=lambda a: _run(_projections_status, a))
+    rebuild = projections.add_parser(
+        "rebuild",
+        help="replay the log into fresh tables and swap them in, while the live ones serve",
+    )
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")
+    rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
+    rebuild.add_argument("--batch-size", type=int, default=5000, help="events per batch (5000)")
+    rebuild.add_argument(
+        "--restart", action="store_true", help="drop an unfinished rebuild instead of resuming it"
+    )
+    _add_data_dir(rebuild)
+    rebuild.set_defaults(func=lambda a: _run(_projections_rebuild, a))
 
     keys = commands.add_parser("keys", help="the master key of personal data").add_subparsers(
         dest="action", required=True
@@ -94,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--fan", required=True, type=int, help="the fan id")
     _add_data_dir(erase)
     erase.set_defaults(func=lambda a: _run(_fans_erase, a))
+
+    import_fans = add_import_parser(commands)
+    _add_data_dir(import_fans)
+    import_fans.set_defaults(func=lambda a: _run(_import_fans, a))
 
     webhooks = commands.add_parser("webhooks", help="webhook secrets").add_subparsers(
         dest="action", required=True
@@ -143,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     sender = worker.add_parser("sender", help="send queued messages to OnlyFans (the poller)")
     _add_data_dir(sender)
     sender.set_defaults(func=lambda a: _run(_worker, a, "sender"))
+    campaigns = worker.add_parser("campaigns", help="fan out bulk campaigns (process manager)")
+    _add_data_dir(campaigns)
+    campaigns.set_defaults(func=lambda a: _run(_worker, a, "campaigns"))
+    # `crm audit verify` and `crm worker sealer`
+    add_audit_commands(commands, worker, _add_data_dir, _run)
     return parser
 
 
@@ -204,6 +232,10 @@ async def _keys_rotate(args: argparse.Namespace) -> None:
         print(f"new master key (set CRM_MASTER_KEY to it everywhere): {new_key}")
 
 
+async def _import_fans(args: argparse.Namespace) -> None:
+    await import_fans(args, _settings(args))
+
+
 async def _fans_erase(args: argparse.Namespace) -> None:
     from adapters import bootstrap
     from application.context import CommandContext
@@ -259,15 +291,23 @@ async def _migrate(args: argparse.Namespace) -> None:
     print("\n".join(f"applied {name}" for name in applied) or "database is up to date")
 
 
+def _tenant_list(text: str) -> list[str]:
+    return [tenant.strip() for tenant in text.split(",") if tenant.strip()]
+
+
 async def _apikey_create(args: argparse.Namespace) -> None:
-    from adapters.postgres.api_keys import create_api_key
+    from adapters.postgres.api_keys import create_api_key, grant_tenants
     from adapters.postgres.pool import create_pool
 
+    if args.tenants and args.role != "auditor":
+        raise SystemExit("crm: --tenants is for auditor keys (a creator reads its own tenant)")
     pool = await create_pool(_database_url(args), min_size=1, max_size=1)
     try:
         key, principal = await create_api_key(
             pool, user_id=args.user, role=args.role, label=args.label
         )
+        if args.tenants:
+            await grant_tenants(pool, principal.key_id, _tenant_list(args.tenants))
     finally:
         await pool.close()
     print(f"key id {principal.key_id}, user {principal.user_id}, role {principal.role}")
@@ -275,33 +315,39 @@ async def _apikey_create(args: argparse.Namespace) -> None:
 
 
 async def _projections_status(args: argparse.Namespace) -> None:
-    from adapters.bootstrap import core_projections
-    from adapters.postgres.pool import create_pool
-    from adapters.postgres.projection_status import projector_status
+    from adapters.cli_projections import status_command
 
-    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
-    try:
-        statuses = await projector_status(pool, core_projections())
-    finally:
-        await pool.close()
-    print(f"{'projector':<20} {'position':>10} {'lag events':>11} {'lag s':>8}  error")
-    for s in statuses:
-        print(
-            f"{s.name:<20} {s.position:>10} {s.lag_events:>11} {s.lag_seconds:>8.1f}"
-            f"  {s.last_error or '-'}"
-        )
+    await status_command(_database_url(args))
+
+
+async def _projections_rebuild(args: argparse.Namespace) -> None:
+    from adapters.cli_projections import rebuild_command
+
+    if args.batch_size < 1:
+        raise SystemExit("crm: --batch-size must be at least 1")
+    await rebuild_command(
+        _settings(args), args.names, args.all, args.batch_size, restart=args.restart
+    )
 
 
 async def _worker(args: argparse.Namespace, kind: str) -> None:
     from adapters import bootstrap
+    from worker.campaigns import run_campaign_worker
     from worker.projections import run_projectors
     from worker.relay import run_relay
+    from worker.sealer import run_sealer
     from worker.sender import run_sender_worker
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     container = await bootstrap.build(_settings(args))
     stop = _stop_on_signals()
-    run = {"projections": run_projectors, "relay": run_relay, "sender": run_sender_worker}[kind]
+    run = {
+        "projections": run_projectors,
+        "relay": run_relay,
+        "sender": run_sender_worker,
+        "campaigns": run_campaign_worker,
+        "sealer": run_sealer,
+    }[kind]
     try:
         await run(container, stop)
     finally:
@@ -349,7 +395,13 @@ def _simulate_onlyfans(args: argparse.Namespace) -> None:
     secrets = dict(pair.partition("=")[::2] for pair in args.webhook_secret)
     webhooks = (
         # With a target, fans behave like fans: most read, some buy, a few write back.
-        {"read_probability": 0.7, "purchase_probability": 0.3, "reply_probability": 0.2}
+        {
+            "delivery_probability": 1.0,
+            "read_probability": 0.7,
+            "click_probability": 0.3,
+            "purchase_probability": 0.3,
+            "reply_probability": 0.2,
+        }
         if args.webhook_url
         else {}
     )

@@ -19,6 +19,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_json: bool = True
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = 1_048_576
+    # CSV imports stream their file (never held whole): their own, larger limit (413 beyond),
+    # and how many rows each committed batch holds.
+    import_max_bytes: int = 1_073_741_824
+    import_batch_size: int = 1000
     # How long a read-your-writes query waits for the projector before answering 503.
     read_your_writes_timeout: float = 2.0
     pool_min_size: int = 2
@@ -42,6 +46,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 5.0
     rate_limit_burst: int = 10
     rate_limits: tuple[tuple[str, float, int], ...] = ()
+    # /metrics is public (scraped from inside the network) unless this token is set; then it
+    # wants "Authorization: Bearer <token>". Exporting by OTLP is set by the standard OTEL_*
+    # variables, read by adapters/metrics.py and adapters/tracing.py.
+    metrics_token: str | None = None
+    # Campaigns: recipients queued before POST /api/messages/bulk answers (the rest by the
+    # campaign worker), fans per fan-out transaction, and how long the sender trusts a
+    # campaign's status (pause and cancel reach it within this, plus the projector's lag).
+    campaign_inline_recipients: int = 100
+    campaign_chunk_size: int = 500
+    campaign_status_ttl: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -52,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "log_level": env.get("LOG_LEVEL", "INFO"),
             "log_json": env.get("LOG_FORMAT", "json") == "json",
             "master_key": env.get("CRM_MASTER_KEY") or None,
+            "metrics_token": env.get("CRM_METRICS_TOKEN") or None,
             "previous_master_keys": tuple(
                 key for key in env.get("CRM_PREVIOUS_MASTER_KEYS", "").split(",") if key.strip()
             ),
@@ -72,11 +87,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("high_priority_from", "CRM_HIGH_PRIORITY_FROM", int),
             ("onlyfans_timeout", "ONLYFANS_TIMEOUT", float),
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
+            ("import_max_bytes", "CRM_IMPORT_MAX_BYTES", int),
+            ("import_batch_size", "CRM_IMPORT_BATCH_SIZE", int),
             ("read_your_writes_timeout", "CRM_READ_YOUR_WRITES_TIMEOUT", float),
             ("pool_min_size", "CRM_POOL_MIN_SIZE", int),
             ("pool_max_size", "CRM_POOL_MAX_SIZE", int),
             ("rate_limit_per_second", "RATE_LIMIT_PER_SECOND", float),
             ("rate_limit_burst", "RATE_LIMIT_BURST", int),
+            ("campaign_inline_recipients", "CRM_CAMPAIGN_INLINE_RECIPIENTS", int),
+            ("campaign_chunk_size", "CRM_CAMPAIGN_CHUNK_SIZE", int),
+            ("campaign_status_ttl", "CRM_CAMPAIGN_STATUS_TTL", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

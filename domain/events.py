@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.base import DomainEvent
+from domain.campaign import Campaign
 from domain.conversation import Conversation
 from domain.fan import Fan
+from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
 from domain.message import Message
 
@@ -31,6 +33,25 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "MessagePurchased": Message.Purchased,
     "InboundMessageReceived": InboundMessage.Received,
     "FanPurchaseRecorded": Fan.PurchaseRecorded,
+    "MessageDelivered": Message.Delivered,
+    "MessageClicked": Message.Clicked,
+    "MessageHeld": Message.Held,
+    "MessageReleased": Message.Released,
+    "MessageCancelled": Message.Cancelled,
+    "CampaignCreated": Campaign.Created,
+    "CampaignLaunched": Campaign.Launched,
+    "CampaignChunkQueued": Campaign.ChunkQueued,
+    "CampaignFanOutFinished": Campaign.FanOutFinished,
+    "CampaignPaused": Campaign.Paused,
+    "CampaignResumed": Campaign.Resumed,
+    "CampaignCancelled": Campaign.Cancelled,
+    "CampaignCompleted": Campaign.Completed,
+    # CSV import jobs (domain/import_job.py); no personal data: file name, counts, row errors.
+    "ImportJobStarted": ImportJob.Started,
+    "ImportJobBatchImported": ImportJob.BatchImported,
+    "ImportJobCompleted": ImportJob.Completed,
+    "ImportJobFailed": ImportJob.Failed,
+    "ImportJobResumed": ImportJob.Resumed,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from eventsourcing.domain import BaseAggregate, event
+from eventsourcing.domain import BaseAggregate, event, get_topic
 
 from domain.base import AggregateCreated, DomainEvent
 from domain.errors import Gone, InvalidValue
@@ -190,6 +190,39 @@ class Fan(BaseAggregate[str]):
             **fields,
         )
 
+    @classmethod
+    def registered(
+        cls,
+        *,
+        fan_id: int,
+        tenant: str,
+        platform: str = "onlyfans",
+        platform_id: str | None = None,
+        name: str | None = None,
+        handle: str | None = None,
+        email: str | None = None,
+        value_cents: int = 0,
+        tags: Iterable[str] | None = None,
+        notes: str | None = None,
+    ) -> Fan.Created:
+        """The event ``register`` records, built without an aggregate: the same rules, in the
+        same order, so the same values and errors. ``event.mutate(None)`` gives the fan."""
+        if platform not in PLATFORMS:
+            raise InvalidValue("platform", f"must be one of {', '.join(sorted(PLATFORMS))}")
+        fields = _validated(name, handle, email, value_cents, tags, notes)
+        # The metaclass makes events dataclasses, which mypy cannot see.
+        return cls.Created(  # type: ignore[call-arg]
+            originator_topic=_fan_topic(),
+            originator_id=fan_stream_id(fan_id),
+            originator_version=cls.INITIAL_VERSION,
+            timestamp=cls.Created.create_timestamp(),
+            fan_id=fan_id,
+            tenant=tenant,
+            platform=platform,
+            platform_id=_optional_text("platform_id", platform_id),
+            **fields,
+        )
+
     @event(Created)
     def __init__(
         self,
@@ -264,6 +297,21 @@ class Fan(BaseAggregate[str]):
         assert self.conversation_id is not None
         return self.conversation_id
 
+    @classmethod
+    def conversation_opened_at(
+        cls, fan_id: int, version: int, conversation_id: int
+    ) -> Fan.ConversationOpened:
+        """The event ``open_conversation`` records, for a fan known (from a read model) to be
+        live and without a conversation at ``version``: appended at that expected version, so
+        a fan that changed since is refused, never overwritten."""
+        # The metaclass makes events dataclasses, which mypy cannot see.
+        return cls.ConversationOpened(  # type: ignore[call-arg]
+            originator_id=fan_stream_id(fan_id),
+            originator_version=version + 1,
+            timestamp=cls.ConversationOpened.create_timestamp(),
+            conversation_id=conversation_id,
+        )
+
     @event(ConversationOpened)
     def _conversation_opened(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
@@ -293,6 +341,16 @@ class Fan(BaseAggregate[str]):
     def _require_live(self) -> None:
         if self.deleted:
             raise Gone(f"fan {self.fan_id} was deleted")
+
+
+_topic: list[str] = []
+
+
+def _fan_topic() -> str:
+    """The aggregate's topic, as ``register`` stamps its Created event (looked up once)."""
+    if not _topic:
+        _topic.append(get_topic(Fan))
+    return _topic[0]
 
 
 def _validated(

@@ -23,7 +23,7 @@ from domain.base import AggregateCreated, DomainEvent
 from domain.errors import IllegalState, InvalidValue
 
 Direction = Literal["in", "out"]
-Status = Literal["queued", "dispatched", "sent", "read", "failed", "received"]
+Status = Literal["queued", "dispatched", "held", "sent", "read", "failed", "cancelled", "received"]
 
 MAX_CONTENT = 5_000
 MAX_ATTACHMENTS = 20
@@ -126,6 +126,14 @@ def normalise_priority(priority: object) -> int:
     return priority
 
 
+def queue_for(priority: int, campaign_id: int | None, high_priority_from: int) -> str:
+    """Campaign messages always go to the normal queue, whatever their priority: a mass
+    message must never delay a one-to-one reply."""
+    if campaign_id is not None:
+        return "normal"
+    return "high" if priority >= high_priority_from else "normal"
+
+
 class Message(BaseAggregate[str]):
     @staticmethod
     def create_id(message_id: str) -> str:
@@ -164,6 +172,21 @@ class Message(BaseAggregate[str]):
 
     class Purchased(Event):
         amount_cents: int
+
+    class Delivered(Event):
+        pass
+
+    class Clicked(Event):
+        pass
+
+    class Held(Event):
+        reason: str
+
+    class Released(Event):
+        pass
+
+    class Cancelled(Event):
+        reason: str
 
     @classmethod
     def queue(
@@ -219,9 +242,11 @@ class Message(BaseAggregate[str]):
         self.failure_reason: str | None = None
         self.attempts = 1
         self.purchased_cents = 0
+        self.delivered = False
+        self.clicked = False
 
     def queue_name(self, high_priority_from: int = HIGH_PRIORITY) -> str:
-        return "high" if self.priority >= high_priority_from else "normal"
+        return queue_for(self.priority, self.campaign_id, high_priority_from)
 
     def dispatch(self, queue: str) -> bool:
         """Recorded once the message is on the queue; repeats (a relay re-sending after a
@@ -319,3 +344,61 @@ class Message(BaseAggregate[str]):
     @event(Purchased)
     def _purchased(self, amount_cents: int) -> None:
         self.purchased_cents = amount_cents
+
+    def confirm_delivery(self) -> bool:
+        """The platform reports the message reached the fan; reported once, recorded once."""
+        if self.delivered:
+            return False
+        if self.status not in ("sent", "read"):
+            raise IllegalState(f"message {self.message_id} is {self.status}, not sent")
+        self._delivered()
+        return True
+
+    @event(Delivered)
+    def _delivered(self) -> None:
+        self.delivered = True
+
+    def record_click(self) -> bool:
+        """The fan opened a link or media of the message; the first click counts."""
+        if self.clicked:
+            return False
+        if self.status not in ("sent", "read"):
+            raise IllegalState(f"message {self.message_id} is {self.status}, not sent")
+        self._clicked()
+        return True
+
+    @event(Clicked)
+    def _clicked(self) -> None:
+        self.clicked = True
+
+    def hold(self, reason: str) -> bool:
+        """Taken off the queue unsent because its campaign is paused; released on resume."""
+        if self.status not in ("queued", "dispatched"):
+            return False
+        self._held(reason=reason[:500])
+        return True
+
+    @event(Held)
+    def _held(self, reason: str) -> None:
+        self.status = "held"
+
+    def release(self) -> bool:
+        if self.status != "held":
+            return False
+        self._released()
+        return True
+
+    @event(Released)
+    def _released(self) -> None:
+        self.status = "queued"
+
+    def cancel(self, reason: str) -> bool:
+        """Never to be sent (its campaign was cancelled). A message already sent stays sent."""
+        if self.status not in ("queued", "dispatched", "held"):
+            return False
+        self._cancelled(reason=reason[:500])
+        return True
+
+    @event(Cancelled)
+    def _cancelled(self, reason: str) -> None:
+        self.status = "cancelled"

@@ -1,8 +1,16 @@
-"""What a projection is: a name, the tables it owns, and how one event changes them."""
+"""What a projection is: a name, the tables it owns, and how one event changes them.
+
+A projection may also apply a whole batch at once (``apply_batch``): the runner prefers it.
+Most do it by folding the batch in memory over the rows it touches (``TableRows``): one query
+loads those rows, the events change them in Python in log order, one statement writes them
+back. A statement per event costs a round trip and a plan execution each; replaying a long log
+that way runs at a few thousand events per second.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from application.ports import RecordedEvent, Sql
 
@@ -13,3 +21,98 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(self, sql: Sql, recorded: RecordedEvent) -> None: ...
+
+
+async def apply_batch(projection: Projection, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
+    """Apply ``batch`` in log order: all at once if the projection can, else event by event."""
+    whole = getattr(projection, "apply_batch", None)
+    if whole is not None:
+        await whole(sql, batch)
+        return
+    for recorded in batch:
+        await projection.apply(sql, recorded)
+
+
+def folds_all(
+    batch: Sequence[RecordedEvent], families: tuple[type[Any], ...], folded: frozenset[type[Any]]
+) -> bool:
+    """Whether ``folded`` (the event types a projection's fold knows) covers every event of
+    the batch that its ``apply`` might handle (those of ``families``). An event type added to
+    ``apply`` but not to the fold sends the batch the slow, always right, way."""
+    kinds = {type(r.event) for r in batch}  # a handful of types: check each once
+    return all(kind in folded for kind in kinds if issubclass(kind, families))
+
+
+Row = dict[str, Any]
+
+
+class TableRows:
+    """The rows of one table that a batch touches: loaded once, changed in memory, written
+    back once. ``get`` returns the current row (None if absent); change it in place, or
+    ``put`` / ``remove`` it. ``flush`` upserts every row seen present and deletes those that
+    were stored and are gone. Columns not listed (generated ones, others' additions) are left
+    to the table: their defaults on insert, untouched on update."""
+
+    def __init__(self, table: str, key: str, key_type: str, columns: Sequence[str]) -> None:
+        self.table = table
+        self.key = key
+        self.key_type = key_type
+        self.columns = tuple(columns)
+        self._rows: dict[Any, Row | None] = {}
+        self._stored: set[Any] = set()
+
+    async def load(self, sql: Sql, keys: Iterable[Any]) -> None:
+        wanted = [key for key in set(keys) if key not in self._rows]
+        if not wanted:
+            return
+        for key in wanted:
+            self._rows[key] = None
+        rows = await sql.fetch(
+            f"SELECT {', '.join(self.columns)} FROM {self.table}"
+            f" WHERE {self.key} = ANY($1::{self.key_type}[])",
+            wanted,
+        )
+        for row in rows:
+            stored = dict(row)
+            key = self._normal_key(stored[self.key])
+            stored[self.key] = key
+            self._rows[key] = stored
+            self._stored.add(key)
+
+    def get(self, key: Any) -> Row | None:
+        return self._rows.get(key)
+
+    def put(self, key: Any, row: Row) -> None:
+        row[self.key] = key
+        self._rows[key] = row
+
+    def remove(self, key: Any) -> None:
+        self._rows[key] = None
+
+    def present(self) -> Iterable[Row]:
+        return (row for row in self._rows.values() if row is not None)
+
+    async def flush(self, sql: Sql) -> None:
+        gone = [key for key in self._stored if self._rows.get(key) is None]
+        if gone:
+            await sql.execute(
+                f"DELETE FROM {self.table} WHERE {self.key} = ANY($1::{self.key_type}[])", gone
+            )
+        rows = list(self.present())
+        if rows:
+            columns = ", ".join(self.columns)
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != self.key)
+            # One statement for the batch: the rows travel as one jsonb array and come back
+            # typed as the table's own row type (resolved, like the table, on search_path).
+            await sql.execute(
+                f"INSERT INTO {self.table} ({columns})"
+                f" SELECT {columns} FROM jsonb_populate_recordset(NULL::{self.table}, $1::jsonb)"
+                f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}",
+                rows,
+            )
+        self._rows.clear()
+        self._stored.clear()
+
+    def _normal_key(self, key: Any) -> Any:
+        # uuid keys come back as UUID objects; callers name rows by their text form.
+        return str(key) if self.key_type == "uuid" else key

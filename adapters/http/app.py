@@ -15,16 +15,24 @@ from litestar.openapi.spec import Components, SecurityScheme
 from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.config import Settings
+from adapters.http.analytics import AnalyticsController
+from adapters.http.audit import AuditController
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
+from adapters.http.campaigns import BulkMessagesController, CampaignsController
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
 from adapters.http.fans import FansController
+from adapters.http.imports import ImportsController
 from adapters.http.messages import MessagesController
+from adapters.http.monitoring import onlyfans_health, prometheus_metrics
 from adapters.http.problems import EXCEPTION_HANDLERS
 from adapters.http.webhooks import receive_webhook
+from adapters.tracing import tracing_middleware
 
-# Webhooks authenticate by their HMAC signature instead of an API key.
-PUBLIC_PATHS = ["/schema", "/health", "/api/onlyfans/webhooks"]
+# Webhooks authenticate by their HMAC signature instead of an API key; /metrics is for the
+# scraper (public, or CRM_METRICS_TOKEN: adapters/http/monitoring.py). These are regular
+# expressions searched anywhere in the path: anchored, or /api/campaigns/1/metrics would match.
+PUBLIC_PATHS = ["/schema", "/health", "/api/onlyfans/webhooks", "^/metrics$"]
 
 
 @get("/health", include_in_schema=False)
@@ -67,11 +75,20 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             MessagesController,
             ConversationsController,
             CrmMessagesController,
+            AnalyticsController,
+            BulkMessagesController,
+            CampaignsController,
+            AuditController,
+            ImportsController,
             receive_webhook,
             health,
+            onlyfans_health,
+            prometheus_metrics,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         middleware=[
+            # Outermost: the request's span is current for everything within, its log lines too.
+            tracing_middleware,
             correlation_middleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
         ],

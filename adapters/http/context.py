@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from litestar import Request
 
+from adapters import tracing
 from adapters.bootstrap import Container
 from adapters.postgres.api_keys import Principal
 from application.context import CommandContext
@@ -26,6 +27,7 @@ def command_context(request: Request[Principal, Any, Any]) -> CommandContext:
         actor=f"apikey:{principal.key_id}",
         correlation_id=ids.get("correlation_id", ""),
         causation_id=ids.get("request_id"),
+        trace_id=tracing.current_trace_id(),  # the request's trace, into the events' metadata
     )
 
 

@@ -21,7 +21,10 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
+from adapters import tracing
 from application.sending import PlatformMessage, SendResult
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no (readable) Retry-After
@@ -89,14 +92,26 @@ class OnlyFansClient:
         body = _SendBody(
             text=message.text, price=message.price_cents, mediaUrls=list(message.media_urls)
         )
+        # A child of the sender's span; the provider gets its `traceparent` too.
+        with tracing.tracer().start_as_current_span(
+            "POST /v1/accounts/{account}/chats/{recipient}/messages",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "onlyfans.account": message.account},
+        ) as span:
+            result = await self._post(path, self._encoder.encode(body), message.idempotency_key)
+            span.set_attribute("onlyfans.outcome", result.outcome)
+            if result.outcome != "sent":
+                tracing.failed(span, result.reason or result.outcome)
+            return result
+
+    async def _post(self, path: str, content: bytes, idempotency_key: str) -> SendResult:
         try:
             response = await next(self._turn).post(
                 path,
-                content=self._encoder.encode(body),
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": message.idempotency_key,
-                },
+                content=content,
+                headers=tracing.with_trace_context(
+                    {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+                ),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             # The request never left (refused, unreachable, no free connection): unambiguous,
@@ -112,6 +127,7 @@ class OnlyFansClient:
             )
         except httpx.HTTPError as error:
             return SendResult(outcome="retryable", reason=f"network error: {_describe(error)}")
+        trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
         return classify(response)
 
 

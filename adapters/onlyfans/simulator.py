@@ -66,7 +66,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     # Webhooks, posted to {webhook_url}/api/onlyfans/webhooks for accounts with a secret.
     webhook_url: str | None = None
     webhook_secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    delivery_probability: float = 0.0  # a delivery receipt ("message.delivered")
     read_probability: float = 0.0
+    click_probability: float = 0.0  # of read messages
     purchase_probability: float = 0.0  # of priced messages only
     reply_probability: float = 0.0
     webhook_delay: float = 0.5  # seconds before each event (after the previous one)...
@@ -81,7 +83,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "timeout_rate": self.timeout_rate,
             "timeout_delivery_rate": self.timeout_delivery_rate,
             "permanent_error_rate": self.permanent_error_rate,
+            "delivery_probability": self.delivery_probability,
             "read_probability": self.read_probability,
+            "click_probability": self.click_probability,
             "purchase_probability": self.purchase_probability,
             "reply_probability": self.reply_probability,
             "webhook_duplicate_rate": self.webhook_duplicate_rate,
@@ -299,8 +303,13 @@ class SimulatorState:
             return rng.random() < config.webhook_duplicate_rate
 
         steps: list[WebhookStep] = []
+        # Drawn only when configured, so that older seeds keep giving the same events.
+        if config.delivery_probability and rng.random() < config.delivery_probability:
+            steps.append(WebhookStep("message.delivered", delay(), duplicate()))
         if rng.random() < config.read_probability:
             steps.append(WebhookStep("message.read", delay(), duplicate()))
+            if config.click_probability and rng.random() < config.click_probability:
+                steps.append(WebhookStep("message.clicked", delay(), duplicate()))
         if delivery.price_cents > 0 and rng.random() < config.purchase_probability:
             steps.append(WebhookStep("message.purchased", delay(), duplicate()))
         if rng.random() < config.reply_probability:

@@ -2,7 +2,8 @@
 
     POST {target}/api/onlyfans/webhooks
     X-OnlyFans-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>
-    {"id": "evt_...", "type": "message.read" | "message.purchased" | "message.received",
+    {"id": "evt_...", "type": "message.delivered" | "message.read" | "message.clicked" |
+     "message.purchased" | "message.received",
      "account": "...", "createdAt": "...Z", "data": {...}}
 
 Like the real providers', delivery is at least once: a non-2xx answer or a network error is
@@ -145,12 +146,13 @@ class WebhookEmitter:
 
 
 def _data(kind: str, plan: WebhookPlan) -> dict[str, Any]:
-    if kind == "message.read":
+    if kind in ("message.read", "message.delivered", "message.clicked"):
+        at = {"message.read": "readAt", "message.delivered": "deliveredAt"}.get(kind, "clickedAt")
         return {
             "messageId": plan.message_id,
             "platformMessageId": plan.platform_message_id,
             "fanId": plan.recipient,
-            "readAt": _now_iso(),
+            at: _now_iso(),
         }
     if kind == "message.purchased":
         return {

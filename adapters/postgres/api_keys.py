@@ -48,3 +48,18 @@ async def find_principal(pool: asyncpg.Pool, key: str) -> Principal | None:
         hash_key(key),
     )
     return Principal(row["key_id"], row["user_id"], row["role"]) if row else None
+
+
+async def grant_tenants(pool: asyncpg.Pool, key_id: str, tenants: list[str]) -> None:
+    """Let an auditor key read these tenants' history ('*': every tenant)."""
+    await pool.execute(
+        "INSERT INTO api_key_grants (key_id, tenant_id) SELECT $1, t FROM unnest($2::text[]) t"
+        " ON CONFLICT DO NOTHING",
+        key_id,
+        tenants,
+    )
+
+
+async def granted_tenants(pool: asyncpg.Pool, key_id: str) -> frozenset[str]:
+    rows = await pool.fetch("SELECT tenant_id FROM api_key_grants WHERE key_id = $1", key_id)
+    return frozenset(row["tenant_id"] for row in rows)

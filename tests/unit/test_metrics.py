@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 from adapters import metrics
 
@@ -13,7 +13,11 @@ def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, obje
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 found[metric.name] = [
-                    (dict(point.attributes or {}), point.value)  # type: ignore[union-attr]
+                    # A histogram's point has no single value: its count stands for it.
+                    (
+                        dict(point.attributes or {}),
+                        point.count if isinstance(point, HistogramDataPoint) else point.value,
+                    )
                     for point in metric.data.data_points
                 ]
     return found
@@ -31,3 +35,42 @@ def test_queue_metrics_carry_the_reference_names_and_labels() -> None:
     assert points["onlyfans.message.failed"] == [({"tenant": "t1", "stage": "relay"}, 1)]
     assert points["onlyfans.queue.depth"] == [({"queue": "normal"}, 42)]
     assert points["onlyfans.dlq.count"] == [({"queue": "normal"}, 2)]
+
+
+def test_every_metric_of_the_reference_table_is_recorded_under_its_name() -> None:
+    reader = InMemoryMetricReader()
+    metrics.install([reader])
+    metrics.message_queued("t1", "normal")
+    metrics.message_processed("t1", "sent")
+    metrics.message_failed("t1", "sender")
+    metrics.queue_depth("high", 3, 1)
+    metrics.processing_time(12.5)
+    metrics.campaign_launched("t1", 250)
+    points = _points(reader)
+    assert set(points) == {
+        "onlyfans.message.queued",
+        "onlyfans.message.processed",
+        "onlyfans.message.failed",
+        "onlyfans.queue.depth",
+        "onlyfans.dlq.count",
+        "onlyfans.processing.time",
+        "onlyfans.bulk.campaign",
+        "onlyfans.bulk.recipients",
+    }
+    assert points["onlyfans.bulk.campaign"] == [({"tenant": "t1"}, 1)]
+    assert points["onlyfans.bulk.recipients"] == [({"tenant": "t1"}, 250)]
+
+
+def test_otlp_export_is_opt_in_by_the_standard_variables() -> None:
+    assert not metrics.otlp_wanted({}, "TRACES")
+    assert metrics.otlp_wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "TRACES")
+    assert metrics.otlp_wanted({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c"}, "METRICS")
+    assert not metrics.otlp_wanted({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c"}, "TRACES")
+    assert metrics.otlp_wanted({"OTEL_TRACES_EXPORTER": "otlp"}, "TRACES")
+    assert not metrics.otlp_wanted(
+        {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, "TRACES"
+    )
+
+
+def test_sdk_disabled_installs_no_metrics() -> None:
+    assert metrics.configure_from_env({"OTEL_SDK_DISABLED": "true"}) is None
