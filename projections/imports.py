@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from application.ports import RecordedEvent, Sql
 from domain.import_job import ImportJob
 
@@ -29,6 +31,12 @@ WHERE job_id = $1
 class ImportJobsProjection:
     name = "import_jobs"
     tables = ("import_jobs",)
+
+    async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
+        """Import jobs are a handful of events in a log of millions: skip the rest at once."""
+        for recorded in batch:
+            if isinstance(recorded.event, ImportJob.Event):
+                await self.apply(sql, recorded)
 
     async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
         event = recorded.event

@@ -31,8 +31,9 @@ from adapters.tracing import tracing_middleware
 
 # Webhooks authenticate by their HMAC signature instead of an API key; /metrics is for the
 # scraper (public, or CRM_METRICS_TOKEN: adapters/http/monitoring.py). These are regular
-# expressions searched anywhere in the path: anchored, or /api/campaigns/1/metrics would match.
-PUBLIC_PATHS = ["/schema", "/health", "/api/onlyfans/webhooks", "^/metrics$"]
+# expressions searched anywhere in the path: anchored, or /api/campaigns/1/metrics (or an
+# audit stream named "schema-1") would match.
+PUBLIC_PATHS = ["^/schema", "^/health$", "^/api/onlyfans/webhooks$", "^/metrics$"]
 
 
 @get("/health", include_in_schema=False)

@@ -411,3 +411,11 @@ async def test_the_openapi_document_lists_the_campaign_routes(http: httpx.AsyncC
         CAMPAIGNS + "/{campaign_id}",
         CAMPAIGNS + "/{campaign_id}/pause",
     } <= set(paths)
+
+
+async def test_a_path_that_merely_contains_a_public_one_still_needs_a_key(
+    http: httpx.AsyncClient,
+) -> None:
+    for path in ("/api/audit/streams/schema-1", "/api/crm/campaigns/1/metrics"):
+        response = await http.get(path)
+        assert response.status_code == 401, path
