@@ -386,7 +386,10 @@ async def test_a_live_projector_running_through_the_swap_carries_on_from_the_reb
 
         async def keep_writing() -> None:
             for _ in range(12):
-                await append_units(fresh, history.new_fans(20) + history.more(0.02), per_tx=5)
+                # Apart: more() may pick a fan new_fans() just made, and append_units writes
+                # its chunks concurrently, so the fan's creation must have committed first.
+                await append_units(fresh, history.new_fans(20), per_tx=5)
+                await append_units(fresh, history.more(0.02), per_tx=5)
                 await asyncio.sleep(0.02)
 
         writing = asyncio.create_task(keep_writing())
