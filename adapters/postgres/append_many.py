@@ -1,4 +1,4 @@
-"""Appending the events of many streams in one statement (``PostgresEventStore.append_all``).
+"""Appending events, of one stream or many, in one statement (``PostgresEventStore``).
 
 Appending stream by stream costs two or three round trips per stream (the subject's key, the
 insert): a campaign chunk of 500 messages made 1,000 to 2,000 of them. Here the keys of every
@@ -55,10 +55,10 @@ SELECT position FROM inserted ORDER BY position
 """
 
 
-def can_append_at_once(writes: Sequence[StreamWrite]) -> bool:
-    """Two writes to one stream must go in order, each checked after the other: not here."""
-    streams = {write.stream_id for write in writes}
-    return len(writes) > 1 and len(streams) == len(writes)
+def distinct_streams(writes: Sequence[StreamWrite]) -> bool:
+    """Whether ``append_many`` may take the writes at once: two writes to one stream must go
+    in order, each checked after the other."""
+    return len({write.stream_id for write in writes}) == len(writes)
 
 
 async def append_many(
