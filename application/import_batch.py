@@ -82,7 +82,7 @@ async def prepare(
     refs, assigned, new_count = _plan(batch, keys, found)
     ids = await uow.new_fan_ids(new_count) if new_count else []
     existing = await uow.load_fans(sorted({ref[1] for ref in assigned.values() if ref[0] == "fan"}))
-    result, created = _decide(batch, refs, ids, existing, ctx.tenant)
+    result, created, grown = _decide(batch, refs, ids, existing, ctx.tenant)
     claims = {
         key: ids[ref[1]] for key, ref in assigned.items() if ref[0] == "new" and ref[1] in created
     }
@@ -99,7 +99,10 @@ async def prepare(
         skipped=result.skipped,
         errors=result.errors,
     )
-    touched = [_write(fan) for fan in [*created.values(), *existing.values()]]
+    touched: list[StreamWrite | None] = [
+        _created_write(event, grown.get(number)) for number, event in created.items()
+    ]
+    touched += [_write(fan) for fan in existing.values()]
     job_write = _write(job, STREAM_TYPE)
     assert job_write is not None
     return [*(write for write in touched if write is not None), job_write]
@@ -129,20 +132,24 @@ def _decide(
     ids: list[int],
     existing: dict[int, Fan],
     tenant: str,
-) -> tuple[BatchResult, dict[int, Fan]]:
+) -> tuple[BatchResult, dict[int, Fan.Created], dict[int, Fan]]:
+    """The batch's counts; the new fans' Created events (by their number in the batch); and,
+    for a new fan that a later row of the same batch changes, the fan made from its event."""
     result = BatchResult()
-    created: dict[int, Fan] = {}
+    created: dict[int, Fan.Created] = {}
+    grown: dict[int, Fan] = {}
+    errors = result.errors
     for row, ref in zip(batch, refs, strict=True):
         if isinstance(row, RowError):
-            result.errors.append((row.row, row.error))
+            errors.append((row.row, row.error))
         elif ref is None:
-            result.errors.append((row.row, "handle: a row needs a handle or a platform id"))
+            errors.append((row.row, "handle: a row needs a handle or a platform id"))
         else:
             try:
-                _decide_row(row, ref, ids, existing, created, tenant, result)
+                _decide_row(row, ref, ids, existing, created, grown, tenant, result)
             except InvalidValue as error:
-                result.errors.append((row.row, f"{_camel(error.field)}: {error.message}"))
-    return result, created
+                errors.append((row.row, f"{_camel(error.field)}: {error.message}"))
+    return result, created, grown
 
 
 def _decide_row(
@@ -150,27 +157,36 @@ def _decide_row(
     ref: Ref,
     ids: list[int],
     existing: dict[int, Fan],
-    created: dict[int, Fan],
+    created: dict[int, Fan.Created],
+    grown: dict[int, Fan],
     tenant: str,
     result: BatchResult,
 ) -> None:
     kind, number = ref
-    fan = created.get(number) if kind == "new" else existing.get(number)
-    if fan is None and kind == "new":
-        created[number] = Fan.register(
-            fan_id=ids[number],
-            tenant=tenant,
-            platform=row.platform or "onlyfans",
-            platform_id=row.platform_id,
-            name=row.name,
-            handle=row.handle,
-            email=row.email,
-            value_cents=0 if row.value_cents is None else row.value_cents,
-            tags=row.tags,
-            notes=row.notes,
-        )
-        result.inserted += 1
-        return
+    if kind == "new":
+        fan = grown.get(number)
+        if fan is None:
+            made = created.get(number)
+            if made is None:
+                # The event Fan.register records, without building (and replaying) a Fan.
+                created[number] = Fan.registered(
+                    fan_id=ids[number],
+                    tenant=tenant,
+                    platform=row.platform or "onlyfans",
+                    platform_id=row.platform_id,
+                    name=row.name,
+                    handle=row.handle,
+                    email=row.email,
+                    value_cents=0 if row.value_cents is None else row.value_cents,
+                    tags=row.tags,
+                    notes=row.notes,
+                )
+                result.inserted += 1
+                return
+            # A second row for a fan this batch creates: now it needs the aggregate.
+            fan = grown[number] = _fan_of(made)
+    else:
+        fan = existing.get(number)
     if fan is None or fan.deleted:
         result.skipped += 1  # deleted (or erased) fans stay so: see application/imports.py
         return
@@ -185,6 +201,18 @@ def _decide_row(
         result.updated += 1
     else:
         result.skipped += 1
+
+
+def _fan_of(event: Fan.Created) -> Fan:
+    fan = event.mutate(None)
+    assert isinstance(fan, Fan)
+    return fan
+
+
+def _created_write(event: Fan.Created, fan: Fan | None) -> StreamWrite:
+    """A new fan's stream: its Created event, then what later rows of the batch changed."""
+    later: list[Any] = list(fan.collect_events()) if fan is not None else []
+    return StreamWrite(event.originator_id, FAN_STREAM_TYPE, [event, *later], expected_version=0)
 
 
 def _write(aggregate: Any, stream_type: str = FAN_STREAM_TYPE) -> StreamWrite | None:

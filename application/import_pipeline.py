@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack
 from application.context import CommandContext
 from application.errors import ConcurrencyError
 from application.import_batch import import_batch, prepare
-from application.imports import ImportStore, ImportUnitOfWork, Row
+from application.imports import ImportStore, ImportUnitOfWork, Row, StagesAppend
 from application.ports import EventStore, StreamWrite
 from application.streams import load
 from domain.import_job import ImportJob
@@ -75,6 +75,9 @@ class _Pipeline:
         uow: ImportUnitOfWork = await stack.enter_async_context(self.imports.batch(self.ctx.tenant))
         try:
             writes = await prepare(uow, batch, job, self.ctx)
+            if isinstance(uow, StagesAppend):
+                # Encrypt and encode now, while the previous batch is still in the database.
+                await uow.stage(writes, self.ctx)
             committed = await self._previous_committed()
         except ConcurrencyError as error:
             await _close(stack, error)

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from eventsourcing.domain import BaseAggregate, event, get_topic
+from eventsourcing.domain import BaseAggregate, event
+from eventsourcing.utils import get_topic
 
 from domain.base import AggregateCreated, DomainEvent
 from domain.errors import Gone, InvalidValue

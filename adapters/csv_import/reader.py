@@ -53,7 +53,7 @@ class CsvUpload:
             builder.check_undecodable = decoder.replaced
             if cells is None:
                 yield RowError(row, "the row cannot be read as CSV (a cell is too long)")
-            elif any(cell.strip() for cell in cells):  # a row of empty cells is a blank row
+            elif "".join(cells).strip():  # a row of empty (or blank) cells is a blank row
                 yield builder.build(row, cells)
 
     async def _read(self) -> AsyncIterator[tuple[int, list[str] | None]]:

@@ -40,6 +40,7 @@ class RowSplitter:
         self._next_row = 1
         self.delimiter: str | None = None
         self._cr_only: bool | None = None
+        self._parse_row: _OneRow | None = None
 
     def feed(self, text: str, *, final: bool = False) -> Iterator[tuple[int, list[str] | None]]:
         if self._cr_only is None and text:
@@ -51,7 +52,23 @@ class RowSplitter:
         lines = text.split("\n")
         self._partial = "" if final else lines.pop()
         for line in lines:
-            yield from self._line(line[:-1] if line.endswith("\r") else line)
+            if line.endswith("\r"):
+                line = line[:-1]
+            delimiter = self.delimiter
+            quotes = line.count('"')
+            if self._pending or delimiter is None or quotes % 2:
+                yield from self._line(line)
+                continue
+            # The common line, as ``_line`` reads it: a whole row, or a blank one.
+            row = self._next_row
+            self._next_row += 1
+            if not quotes:
+                if line.strip():
+                    yield row, line.split(delimiter)
+            elif line.strip():
+                if self._parse_row is None:
+                    self._parse_row = _OneRow(delimiter)
+                yield row, self._parse_row(line)
         if final and self._pending:
             # An unterminated quote at the end of the file: let csv make what it can of it.
             yield self._emit()
@@ -82,7 +99,9 @@ class RowSplitter:
         if not line.strip():
             return
         if quotes:
-            yield row, _parse(line, self.delimiter)
+            if self._parse_row is None:
+                self._parse_row = _OneRow(self.delimiter)
+            yield row, self._parse_row(line)
         else:
             yield row, line.split(self.delimiter)
 
@@ -100,3 +119,31 @@ def _parse(text: str, delimiter: str) -> list[str] | None:
         return next(csv.reader([text], delimiter=delimiter), [])
     except csv.Error:
         return None
+
+
+class _OneRow:
+    """One csv reader for every quoted row of a file: making a reader per row costs more than
+    reading the row. Each call hands the reader exactly one text, then ends its input, so a
+    row is read exactly as ``_parse`` reads it (the reader starts afresh on every row)."""
+
+    def __init__(self, delimiter: str) -> None:
+        self._text: str | None = None
+        self._reader = csv.reader(self, delimiter=delimiter)
+
+    def __iter__(self) -> _OneRow:
+        return self
+
+    def __next__(self) -> str:
+        text, self._text = self._text, None
+        if text is None:
+            raise StopIteration
+        return text
+
+    def __call__(self, text: str) -> list[str] | None:
+        self._text = text
+        try:
+            return next(self._reader, [])
+        except csv.Error:
+            return None
+        finally:
+            self._text = None

@@ -90,10 +90,13 @@ class RowBuilder:
 
     def __init__(self, columns: ColumnMap) -> None:
         at = columns.columns.get
-        self._fields = [
-            (name, at(name))
+        # Column index of each text field, in FanRow's order; a missing column reads cell
+        # ``width``, always blank (rows are padded to ``width + 1`` cells).
+        self._width = max(columns.columns.values(), default=-1) + 1
+        self._text = tuple(
+            self._width if at(name) is None else at(name)
             for name in ("platform", "platform_id", "handle", "name", "email", "notes")
-        ]
+        )
         self._value, self._cents = at("value"), at("value_cents")
         self._tags, self._subscribed = at("tags"), at("subscribed_at")
         # Set by the reader once the decoder has met bytes it could not decode.
@@ -103,29 +106,33 @@ class RowBuilder:
         """One spreadsheet row as the fields it gives, or why it cannot be read."""
         if self.check_undecodable and any("\ufffd" in cell for cell in cells):
             return RowError(row, "the row holds bytes that are not text in the file's encoding")
-        count = len(cells)
-        values = {
-            name: cells[index].strip() or None if index is not None and index < count else None
-            for name, index in self._fields
-        }
+        missing = self._width + 1 - len(cells)
+        if missing > 0:
+            cells = cells + [""] * missing
+        platform, platform_id, handle, name, email, notes = [
+            cells[index].strip() or None for index in self._text
+        ]
         try:
             value_cents = None
             if (cell := _cell(cells, self._cents)) is not None:
                 value_cents = parse_cents(cell)
             elif (cell := _cell(cells, self._value)) is not None:
                 value_cents = parse_money(cell)
-            if (cell := _cell(cells, self._subscribed)) is not None:
+            if self._subscribed is not None and (cell := _cell(cells, self._subscribed)):
                 parse_date(cell)
         except BadCell as error:
             return RowError(row, str(error))
         tags = _cell(cells, self._tags)
-        platform = values.pop("platform")
         return FanRow(
             row=row,
             platform=platform.lower() if platform else None,
+            platform_id=platform_id,
+            handle=handle,
+            name=name,
+            email=email,
             value_cents=value_cents,
             tags=parse_tags(tags) if tags is not None else None,
-            **values,
+            notes=notes,
         )
 
 

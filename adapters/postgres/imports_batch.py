@@ -10,9 +10,10 @@ on since it was loaded makes the insert fail, the transaction roll back, and the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
@@ -24,24 +25,33 @@ from application.context import CommandContext
 from application.ports import StreamWrite
 from domain.fan import Fan, fan_stream_id
 
+# The text columns come as one text each, their values joined by the ASCII record separator
+# (chr(30)): none of them can hold it (JSON escapes control characters; stream ids and type
+# names are identifiers; binary values go as hex). An array parameter costs the driver per
+# element; a string does not.
 _APPEND_MANY = """
 WITH inserted AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
     SELECT e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.data::jsonb,
            CASE WHEN e.schema_version = $12 THEN $13::jsonb
                 ELSE $7::jsonb || jsonb_build_object('schema_version', e.schema_version) END
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $8::int[])
+    FROM unnest($1::uuid[], string_to_array($2::text, chr(30)),
+                string_to_array($3::text, chr(30)), string_to_array($4::text, chr(30))::int[],
+                string_to_array($5::text, chr(30)), string_to_array($6::text, chr(30)),
+                string_to_array($8::text, chr(30))::int[])
          WITH ORDINALITY AS e(event_id, stream_id, stream_type, version, event_type, data,
                               schema_version, n)
     ORDER BY e.n
     RETURNING position
 ), new_keys AS (
     INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)
-    SELECT k.subject_id, k.wrapped_key, $11 FROM unnest($9::text[], $10::bytea[])
-           AS k(subject_id, wrapped_key)
+    SELECT k.subject_id, decode(k.wrapped_key, 'hex'), $11
+    FROM unnest(string_to_array($9::text, chr(30)), string_to_array($10::text, chr(30)))
+         AS k(subject_id, wrapped_key)
 )
 SELECT max(position) FROM inserted
 """
+_SEPARATOR = chr(30)
 
 
 class PostgresImportBatch:
@@ -55,6 +65,7 @@ class PostgresImportBatch:
         self.appended = False
         self.loaded_subjects: list[str] = []
         self._hashed: dict[str, bytes] = {}
+        self._staged: tuple[Sequence[StreamWrite], list[Any]] | None = None
 
     def _hashes(self, keys: Sequence[str]) -> dict[bytes, str]:
         known = self._hashed
@@ -115,7 +126,22 @@ class PostgresImportBatch:
                 fans[recorded.stream_id] = recorded.event.mutate(fans.get(recorded.stream_id))
         return {_fan_id(stream): fan for stream, fan in fans.items() if isinstance(fan, Fan)}
 
+    async def stage(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> None:
+        """Encrypt and encode ``writes`` now; ``append`` of the same writes then only sends."""
+        self._staged = (writes, await self._arguments(writes, ctx))
+
     async def append(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> int:
+        staged, self._staged = self._staged, None
+        if staged is not None and staged[0] is writes:
+            arguments = staged[1]
+        else:
+            arguments = await self._arguments(writes, ctx)
+        position = await self._conn.fetchval(_APPEND_MANY, *arguments)
+        self.appended = True
+        return int(position)
+
+    async def _arguments(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> list[Any]:
+        """The append statement's arguments: every event, its personal fields sealed."""
         metadata = ctx.metadata()
         ids: list[UUID] = []
         streams: list[str] = []
@@ -125,50 +151,85 @@ class PostgresImportBatch:
         data: list[str] = []
         schemas: list[int] = []
         new_subjects: list[str] = []
-        wrapped: list[bytes] = []
-        protect = self._personal.protect
+        wrapped: list[str] = []  # hex
+        personal = self._personal
+        seals_alone = personal.seals_alone
+        # New fans (most of an import): one event each, sealed all at once after the loop
+        # (their fields stay the same dicts, so data is encoded then, at these indexes).
+        alone: list[tuple[str, str, UUID, dict[str, Any]]] = []
+        alone_at: list[int] = []
+        # Version 4 event ids, as uuid4() makes them, from one read of the OS's random source.
+        random = os.urandom(16 * sum(len(write.events) for write in writes))
+        offsets = iter(range(0, len(random), 16))
         for write in writes:
             events = write.events
+            stream_id = write.stream_id
+            expected = write.expected_version
+            event_type = event_type_of(events[0]) if len(events) == 1 else ""
+            if expected == 0 and event_type and seals_alone(event_type):
+                event = events[0]
+                at = next(offsets)
+                event_id = UUID(bytes=random[at : at + 16], version=4)
+                alone.append((stream_id, event_type, event_id, event_fields(event)))
+                alone_at.append(len(data))
+                ids.append(event_id)
+                streams.append(stream_id)
+                stream_types.append(write.stream_type)
+                versions.append(1)
+                types.append(event_type)
+                data.append("")
+                schemas.append(schema_version(event_type))
+                continue
             count = len(events)
-            event_ids = [uuid4() for _ in events]
+            event_ids = [
+                UUID(bytes=random[at : at + 16], version=4)
+                # events first: zip stops at their end without taking another offset
+                for _, at in zip(events, offsets, strict=False)
+            ]
             event_types = [event_type_of(event) for event in events]
-            fields = [event_fields(event) for event in events]
-            keys = await protect(
-                self._conn,
-                write.stream_id,
-                write.expected_version,
-                list(zip(event_types, event_ids, fields, strict=True)),
-            )
+            field_list = [event_fields(event) for event in events]
+            items = list(zip(event_types, event_ids, field_list, strict=True))
+            keys = await personal.protect(self._conn, stream_id, expected, items)
             for subject, (_, wrapped_key) in keys.new_keys.items():
                 new_subjects.append(subject)
-                wrapped.append(wrapped_key)
+                wrapped.append(wrapped_key.hex())
             ids += event_ids
-            streams += [write.stream_id] * count
+            streams += [stream_id] * count
             stream_types += [write.stream_type] * count
-            versions += range(write.expected_version + 1, write.expected_version + count + 1)
+            versions += range(expected + 1, expected + count + 1)
             types += event_types
-            data += map(encode_json, fields)
+            data += map(encode_json, field_list)
             schemas += map(schema_version, event_types)
-        position = await self._conn.fetchval(
-            _APPEND_MANY,
+        if alone:
+            for subject, wrapped_key in personal.seal_new_streams(alone):
+                new_subjects.append(subject)
+                wrapped.append(wrapped_key.hex())
+            for index, (*_, fields) in zip(alone_at, alone, strict=True):
+                data[index] = encode_json(fields)
+        return [
             ids,
-            streams,
-            stream_types,
-            versions,
-            types,
-            data,
+            _joined(streams),
+            _joined(stream_types),
+            _SEPARATOR.join(map(str, versions)),
+            _joined(types),
+            _joined(data),
             metadata,
-            schemas,
-            new_subjects,
-            wrapped,
+            _SEPARATOR.join(map(str, schemas)),
+            _joined(new_subjects),
+            _SEPARATOR.join(wrapped),
             self._personal.master_key_id,
             # Most events of a batch share a schema version: their metadata is one value
             # instead of one jsonb concatenation per row.
             schemas[0] if schemas else 1,
             msgspec.structs.replace(metadata, schema_version=schemas[0] if schemas else 1),
-        )
-        self.appended = True
-        return int(position)
+        ]
+
+
+def _joined(values: list[str]) -> str:
+    text = _SEPARATOR.join(values)
+    if text.count(_SEPARATOR) != max(len(values) - 1, 0):
+        raise ValueError("a stream id or event type holds the ASCII record separator")
+    return text
 
 
 def _fan_id(stream_id: str) -> int:

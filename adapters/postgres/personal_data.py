@@ -98,6 +98,38 @@ class PersonalDataCodec:
                 fields[PII] = seal(aead, _encode(values), _context(subject, event_id))
         return pending
 
+    def seals_alone(self, event_type: str) -> bool:
+        """Whether ``seal_new_streams`` can take a new stream's event of this type: the event
+        does not destroy a key, and its personal fields (if any) are its own stream's."""
+        spec = PERSONAL_DATA.get(event_type)
+        return (
+            self.keys is not None
+            and event_type not in ERASES_SUBJECT
+            and (spec is None or spec.subject_field is None)
+        )
+
+    def seal_new_streams(
+        self, items: list[tuple[str, str, UUID, dict[str, Any]]]
+    ) -> list[tuple[str, bytes]]:
+        """``protect`` for many new streams (expected version 0) of one event each, at once:
+        (stream id, event type, event id, fields) items, every type ``seals_alone``. Makes
+        each stream's data key, seals the personal fields in place; returns (subject, wrapped
+        key) for the keys to store with the events (never cached: see ``PendingKeys``)."""
+        assert self.keys is not None
+        new_key = self.keys.new_key
+        made: list[tuple[str, bytes]] = []
+        for stream_id, event_type, event_id, fields in items:
+            spec = PERSONAL_DATA.get(event_type)
+            if spec is None:
+                continue
+            aead, wrapped = new_key(stream_id)
+            made.append((stream_id, wrapped))
+            pop = fields.pop
+            values = {name: pop(name) for name in spec.fields}
+            if list(values.values()).count(None) != len(values):
+                fields[PII] = seal(aead, _encode(values), f"{stream_id}|{event_id}".encode())
+        return made
+
     async def seal_body(
         self,
         conn: Any,
