@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import redis.asyncio as redis
 import structlog
 import uvicorn
@@ -67,6 +68,10 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
             master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
             onlyfans_api_url=os.environ.get("ONLYFANS_API_URL") or simulator.url,
         )
+        if "CRM_POOL_MAX_SIZE" not in os.environ:
+            # One process, one pool for the API and every worker (a dozen projectors, the
+            # relay's batches in flight): more than one service's share.
+            settings = msgspec.structs.replace(settings, pool_max_size=30)
         container = await bootstrap.build(settings)
         try:
             key = await _dev_key(container.pool, data_dir)

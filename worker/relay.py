@@ -34,8 +34,12 @@ from application.queue import MAX_BATCH, MessageQueue, OutgoingMessage, QueueNam
 log = structlog.get_logger(__name__)
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # after the 1st, 2nd and 3rd failed attempt; then give up
-CLAIM_LIMIT = 100
-SENDS_IN_FLIGHT = 4
+# Rows per claim, and SendMessageBatch calls in flight: a claim's fixed costs (claim,
+# delete, commit, the dispatches' append) spread over more rows, and the queue's round trips
+# overlap. Measured with bench/campaign.py: 100,000 messages on the queue in 32 s instead of
+# 43-53 s (100 per claim, 4 in flight).
+CLAIM_LIMIT = 300
+SENDS_IN_FLIGHT = 6
 _BUSY_WAIT = 0.05
 
 
