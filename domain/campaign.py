@@ -305,9 +305,7 @@ def _recipient_ids(values: Iterable[int] | None) -> tuple[int, ...] | None:
         raise InvalidValue("recipientIds", "must be a list of fan ids")
     values = list(values)
     if len(values) > MAX_EXPLICIT_RECIPIENTS:
-        raise InvalidValue(
-            "recipientIds", f"at most {MAX_EXPLICIT_RECIPIENTS} explicit recipients"
-        )
+        raise InvalidValue("recipientIds", f"at most {MAX_EXPLICIT_RECIPIENTS} explicit recipients")
     # Up to 100,000 ids: checked in as few Python steps as may be (bool is an int: refused).
     if not all(type(value) is int for value in values):
         raise InvalidValue("recipientIds", "each id must be a positive integer")
