@@ -18,6 +18,7 @@ cancelled campaign (hold, release, cancel).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -133,7 +134,7 @@ async def _queue_one_by_one(
         cmd = QueueMessage(
             recipient_id=recipient.fan_id,
             content=_render(campaign, recipient),
-            attachments=campaign.attachments,  # type: ignore[arg-type]
+            attachments=campaign.attachments,
             price_cents=campaign.price_cents,
             priority=campaign.priority,
             message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
@@ -181,7 +182,7 @@ def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> 
         fan_id=recipient.fan_id,
         content=_render(campaign, recipient),
         price_cents=campaign.price_cents,
-        attachments=campaign.attachments,  # type: ignore[arg-type]
+        attachments=campaign.attachments,
         priority=campaign.priority,
         campaign_id=campaign.campaign_id,
     )
@@ -256,10 +257,12 @@ async def release_message(
     return await retry_on_conflict(attempt, retry=True)
 
 
-async def _decide(store: EventStore, message_id: str, ctx: CommandContext, decide: object) -> bool:
+async def _decide(
+    store: EventStore, message_id: str, ctx: CommandContext, decide: Callable[[Message], bool]
+) -> bool:
     async def attempt() -> bool:
         message, _ = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
-        if not decide(message):  # type: ignore[operator]
+        if not decide(message):
             return False
         await store.append_all([stream_write(message, "message")], metadata=ctx.metadata())
         return True

@@ -172,7 +172,10 @@ async def load_campaign(
 
 
 def _new(
-    cmd: CreateCampaign, ctx: CommandContext, campaign_id: int, recipient_ids: object
+    cmd: CreateCampaign,
+    ctx: CommandContext,
+    campaign_id: int,
+    recipient_ids: tuple[int, ...] | None,
 ) -> Campaign:
     segment = cmd.segment or Segment()
     return Campaign.create(
@@ -183,7 +186,7 @@ def _new(
         attachments=[(attachment_type_of(url), url) for url in cmd.media_urls],
         price_cents=cmd.price_cents,
         priority=cmd.priority,
-        recipient_ids=recipient_ids,  # type: ignore[arg-type]
+        recipient_ids=recipient_ids,
         segment_tags=segment.tags,
         segment_min_value_cents=segment.min_value_cents,
         segment_active_since=segment.active_since,

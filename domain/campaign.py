@@ -199,7 +199,7 @@ class Campaign(BaseAggregate[str]):
         self.name = name
         self.kind = kind
         self.content = content
-        self.attachments = tuple(tuple(a) for a in attachments)
+        self.attachments = tuple((kind, url) for kind, url in attachments)
         self.price_cents = price_cents
         self.priority = priority
         self.recipient_ids = tuple(recipient_ids) if recipient_ids is not None else None

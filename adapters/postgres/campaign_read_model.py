@@ -121,6 +121,8 @@ class PostgresCampaignReadModel:
         return {row["fan_id"] for row in rows}
 
     async def segment_size(self, tenant: str, segment: Segment) -> int:
+        # The conversations join only matters for "active since"; without it, a stand-in row
+        # keeps _SEGMENT's condition valid and the count a scan of the tenant's fans alone.
         join = (
             " LEFT JOIN conversations c ON c.fan_id = f.fan_id"
             if segment.active_since is not None
