@@ -63,7 +63,10 @@ CREATE TABLE campaign_metrics (
 -- Cancelled campaigns whose held messages the worker has still to cancel.
 CREATE INDEX campaign_metrics_held ON campaign_metrics (campaign_id) WHERE held > 0;
 
--- The fan-out joins each fan to its conversation.
+-- The fan's conversation, beside the version that recorded it: the campaign fan-out reads
+-- both from one row, so a view that lags never shows a version without its conversation.
+ALTER TABLE fans ADD COLUMN conversation_id bigint;
+-- "Active since" segments join each fan to its conversation's last message.
 CREATE INDEX conversations_fan ON conversations (fan_id);
 
 -- Delivery receipts and clicks reported by the platform's webhooks.

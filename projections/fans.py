@@ -36,6 +36,7 @@ _COLUMNS = [
     "created_at",
     "updated_at",
     "version",
+    "conversation_id",
 ]
 
 _FOLDED = frozenset(
@@ -111,11 +112,13 @@ class FansProjection:
                 recorded.version,
             )
         elif isinstance(event, Fan.ConversationOpened):
-            # No visible field changes, but the version does: ETags must match the stream.
+            # The version changes too: ETags must match the stream, and the campaign fan-out
+            # reads (version, conversation) together from this row.
             await sql.execute(
-                "UPDATE fans SET version = $2 WHERE fan_id = $1",
+                "UPDATE fans SET version = $2, conversation_id = $3 WHERE fan_id = $1",
                 _fan_id(recorded.stream_id),
                 recorded.version,
+                event.conversation_id,
             )
         elif isinstance(event, Fan.Deleted | Fan.Erased):
             await sql.execute("DELETE FROM fans WHERE fan_id = $1", _fan_id(recorded.stream_id))
@@ -146,6 +149,7 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
                     "created_at": event.timestamp,
                     "updated_at": event.timestamp,
                     "version": recorded.version,
+                    "conversation_id": None,
                 },
             )
     elif row is None:
@@ -167,5 +171,6 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
         row["version"] = recorded.version
     elif isinstance(event, Fan.ConversationOpened):
         row["version"] = recorded.version
+        row["conversation_id"] = event.conversation_id
     elif isinstance(event, Fan.Deleted | Fan.Erased):
         fans.remove(fan_id)

@@ -30,8 +30,11 @@ SELECT c.campaign_id, c.tenant_id AS tenant, c.name, c.kind, c.status, c.content
 FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
 """
 
+# The conversation id comes from the fan's own row, with the version that recorded it: from
+# the conversations view (another projector, maybe further behind) a fan could look
+# conversation-less at a version that already opened one, and get a second.
 _RECIPIENT = """
-SELECT f.fan_id, f.version, f.platform, f.name, f.handle, c.conversation_id
+SELECT f.fan_id, f.version, f.platform, f.name, f.handle, f.conversation_id
 FROM fans f LEFT JOIN conversations c ON c.fan_id = f.fan_id
 """
 

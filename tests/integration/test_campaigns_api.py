@@ -19,6 +19,8 @@ from adapters.bootstrap import Container
 from application.campaign_fan_out import campaign_message_id, cancel_message, hold_message
 from application.context import CommandContext
 from application.messages import record_sent
+from projections.fans import FansProjection
+from projections.runner import ProjectionRunner
 from worker.campaigns import CampaignWorker
 
 BULK = "/api/messages/bulk"
@@ -419,3 +421,31 @@ async def test_a_path_that_merely_contains_a_public_one_still_needs_a_key(
     for path in ("/api/audit/streams/schema-1", "/api/crm/campaigns/1/metrics"):
         response = await http.get(path)
         assert response.status_code == 401, path
+
+
+async def test_a_fan_whose_conversation_the_conversations_view_lacks_gets_no_second_one(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+) -> None:
+    [fan] = await new_fans(http, auth, 1)
+    opened = await http.post("/api/crm/conversations", json={"fanId": fan}, headers=auth)
+    conversation_id = opened.json()["id"]
+    # Only the fans view catches up: the conversations view still lacks the conversation.
+    await ProjectionRunner(container.projection_store, FansProjection()).catch_up()
+
+    response = await http.post(BULK, json={"recipientIds": [fan], "content": "Hi"}, headers=auth)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] == 1
+    started = await container.pool.fetchval(
+        "SELECT count(*) FROM events WHERE event_type = 'ConversationStarted'"
+        " AND metadata->>'tenant' = $1",
+        tenant,
+    )
+    assert started == 1
+    [queued] = await container.events.load(
+        f"message-{campaign_message_id(response.json()['campaignId'], fan)}"
+    )
+    assert queued.event.conversation_id == conversation_id
