@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # campaign worker), fans per fan-out transaction, and how long the sender trusts a
     # campaign's status (pause and cancel reach it within this, plus the projector's lag).
     campaign_inline_recipients: int = 100
-    campaign_chunk_size: int = 500
+    campaign_chunk_size: int = 1000
     campaign_status_ttl: float = 1.0
 
     @classmethod
