@@ -34,8 +34,7 @@ FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
 # the conversations view (another projector, maybe further behind) a fan could look
 # conversation-less at a version that already opened one, and get a second.
 _RECIPIENT = """
-SELECT f.fan_id, f.version, f.platform, f.name, f.handle, f.conversation_id
-FROM fans f LEFT JOIN conversations c ON c.fan_id = f.fan_id
+SELECT f.fan_id, f.version, f.platform, f.name, f.handle, f.conversation_id FROM fans f
 """
 
 # Any of the segment's tags; at least the minimum value; a message either way, or joined,
@@ -47,6 +46,14 @@ _SEGMENT = """
 """
 
 _METRICS = tuple(CampaignMetrics.__struct_fields__)
+
+
+def _activity_join(active_since: datetime | None) -> str:
+    """What _SEGMENT's "active since" reads (c.last_message_at): the fans' conversations when
+    the segment asks for it, else a stand-in row, so that nothing else pays for the join."""
+    if active_since is not None:
+        return " LEFT JOIN conversations c ON c.fan_id = f.fan_id"
+    return " CROSS JOIN (SELECT NULL::timestamptz AS last_message_at) c"
 
 
 class CampaignWork(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,16 +131,12 @@ class PostgresCampaignReadModel:
         return {row["fan_id"] for row in rows}
 
     async def segment_size(self, tenant: str, segment: Segment) -> int:
-        # The conversations join only matters for "active since"; without it, a stand-in row
-        # keeps _SEGMENT's condition valid and the count a scan of the tenant's fans alone.
-        join = (
-            " LEFT JOIN conversations c ON c.fan_id = f.fan_id"
-            if segment.active_since is not None
-            else " CROSS JOIN (SELECT NULL::timestamptz AS last_message_at) c"
-        )
         return int(
             await self._pool.fetchval(
-                "SELECT count(*) FROM fans f" + join + " WHERE f.tenant_id = $1" + _SEGMENT,
+                "SELECT count(*) FROM fans f"
+                + _activity_join(segment.active_since)
+                + " WHERE f.tenant_id = $1"
+                + _SEGMENT,
                 tenant,
                 list(segment.tags),
                 segment.min_value_cents,
@@ -153,7 +156,8 @@ class PostgresCampaignReadModel:
             return await self._explicit_chunk(campaign, after, limit)
         rows = await self._pool.fetch(
             _RECIPIENT
-            + "WHERE f.tenant_id = $1 AND f.fan_id > $5 AND f.fan_id <= $6"
+            + _activity_join(campaign.segment_active_since)
+            + " WHERE f.tenant_id = $1 AND f.fan_id > $5 AND f.fan_id <= $6"
             + _SEGMENT
             + " ORDER BY f.fan_id LIMIT $7",
             campaign.tenant,

@@ -449,3 +449,20 @@ async def test_a_fan_whose_conversation_the_conversations_view_lacks_gets_no_sec
         f"message-{campaign_message_id(response.json()['campaignId'], fan)}"
     )
     assert queued.event.conversation_id == conversation_id
+
+
+async def test_an_active_since_segment_counts_only_fans_active_since_then(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    await new_fans(http, auth, 2, tags=["recent"])
+    await catch_up()
+
+    async def launch_since(moment: str) -> httpx.Response:
+        segment = {"tags": ["recent"], "activeSince": moment}
+        return await http.post(BULK, json={"segment": segment, "content": "Hi"}, headers=auth)
+
+    past = await launch_since("2020-01-01T00:00:00Z")
+    assert past.status_code == 202, past.text
+    assert (past.json()["totalRecipients"], past.json()["queued"]) == (2, 2)
+    future = await launch_since("2999-01-01T00:00:00Z")
+    assert future.status_code == 422  # nobody matches: nothing to launch
