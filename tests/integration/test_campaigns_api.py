@@ -7,6 +7,7 @@ and tests drive the campaign worker (``CampaignWorker.run_once``) and the projec
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -16,11 +17,17 @@ import httpx
 import pytest
 
 from adapters.bootstrap import Container
-from application.campaign_fan_out import campaign_message_id, cancel_message, hold_message
+from application.campaign_fan_out import (
+    campaign_message_id,
+    cancel_message,
+    fan_out_chunk,
+    hold_message,
+)
 from application.context import CommandContext
 from application.messages import record_sent
 from projections.fans import FansProjection
 from projections.runner import ProjectionRunner
+from tests.support.campaigns import bulk_fans
 from worker.campaigns import CampaignWorker
 
 BULK = "/api/messages/bulk"
@@ -466,3 +473,49 @@ async def test_an_active_since_segment_counts_only_fans_active_since_then(
     assert (past.json()["totalRecipients"], past.json()["queued"]) == (2, 2)
     future = await launch_since("2999-01-01T00:00:00Z")
     assert future.status_code == 422  # nobody matches: nothing to launch
+
+
+async def test_a_person_pauses_and_resumes_while_the_fan_out_appends_to_the_campaign(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await bulk_fans(container, tenant, 1000)
+    await catch_up()
+    response = await http.post(
+        BULK, json={"recipientIds": fans, "content": "Hi {{name}}"}, headers=auth
+    )
+    assert response.status_code == 202, response.text
+    campaign_id = response.json()["campaignId"]
+    stop = asyncio.Event()
+
+    async def fan_out_one_fan_at_a_time() -> None:
+        # The tightest loops workers can run on the campaign's stream: a chunk per fan.
+        while not stop.is_set():
+            await fan_out_chunk(
+                campaign_id,
+                store=container.events,
+                audience=container.campaigns,
+                ids=container.ids,
+                chunk_size=1,
+                attempts=1,
+            )
+            await asyncio.sleep(0)
+
+    workers = [asyncio.create_task(fan_out_one_fan_at_a_time()) for _ in range(3)]
+    try:
+        for action in ["pause", "resume"] * 10:
+            answer = await http.post(f"{CAMPAIGNS}/{campaign_id}/{action}", headers=auth)
+            assert answer.status_code == 200, answer.text
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    while await fan_out_chunk(
+        campaign_id, store=container.events, audience=container.campaigns, ids=container.ids
+    ):
+        pass
+    outbox = Counter(r["message_id"] for r in await outbox_rows(container, tenant))
+    assert outbox == {campaign_message_id(campaign_id, fan): 1 for fan in fans}
