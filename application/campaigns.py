@@ -66,7 +66,10 @@ class Audience(Protocol):
         """Wait (bounded) until the fans and conversations views have reached the log's head."""
         ...
 
-    async def live_fans(self, tenant: str, fan_ids: list[int]) -> set[int]: ...
+    async def absent_fans(self, tenant: str, fan_ids: list[int]) -> set[int]:
+        """Those of ``fan_ids`` that are not live fans of the tenant (unknown, deleted or
+        another tenant's): usually few, where the live ones may be 100,000."""
+        ...
 
     async def segment_size(self, tenant: str, segment: Segment) -> int:
         """How many of the tenant's fans match now."""
@@ -118,10 +121,11 @@ async def launch_new_campaign(
     audience: Audience,
 ) -> Launched:
     """Create and launch in one append (POST /api/messages/bulk): no draft is left behind."""
-    _new(cmd, ctx, 0, cmd.recipient_ids)  # every rule checked before anything is allocated
-    recipient_ids, failures = await _live_recipients(cmd.recipient_ids, ctx, audience)
+    # Every rule checked before anything is allocated; the ids come back sorted and unique.
+    checked = _new(cmd, ctx, 0, cmd.recipient_ids)
+    recipient_ids, failures = await _live_recipients(checked.recipient_ids, ctx, audience)
     campaign = _new(cmd, ctx, await ids.next_id("campaign"), recipient_ids)
-    await _launch(campaign, ctx, audience, live=len(recipient_ids or ()))
+    await _launch(campaign, ctx, audience, live=len(recipient_ids) if recipient_ids else None)
     position = await save(store, campaign, "campaign", ctx)
     assert position is not None
     return Launched(campaign=campaign, failures=failures, position=position)
@@ -197,18 +201,19 @@ def _new(
 async def _live_recipients(
     requested: tuple[int, ...] | None, ctx: CommandContext, audience: Audience
 ) -> tuple[tuple[int, ...] | None, list[RecipientFailure]]:
+    """``requested``: sorted and unique, as the campaign holds them."""
     if requested is None:
         return None, []
-    unique = sorted(set(requested))
-    live = await audience.live_fans(ctx.tenant, unique)
+    absent = await audience.absent_fans(ctx.tenant, list(requested))
+    if not absent:
+        return requested, []
     failures = [
         RecipientFailure(fan_id, "not a fan of this account (unknown or deleted)")
-        for fan_id in unique
-        if fan_id not in live
+        for fan_id in sorted(absent)
     ]
-    if not live:
+    if len(absent) == len(requested):
         raise NoRecipients(failures)
-    return tuple(fan_id for fan_id in unique if fan_id in live), failures
+    return tuple(fan_id for fan_id in requested if fan_id not in absent), failures
 
 
 async def _launch(
@@ -217,7 +222,10 @@ async def _launch(
     """``live``: how many of the explicit recipients are live fans, if just counted."""
     highest = await audience.highest_fan_id(ctx.tenant)
     if campaign.recipient_ids is not None:
-        total = live or len(await audience.live_fans(ctx.tenant, list(campaign.recipient_ids)))
+        if live is None:
+            requested = list(campaign.recipient_ids)
+            live = len(requested) - len(await audience.absent_fans(ctx.tenant, requested))
+        total = live
     else:
         segment = Segment(
             tags=campaign.segment_tags,

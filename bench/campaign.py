@@ -24,7 +24,7 @@ Measured, with the projectors, the campaign worker and the outbox relay running:
   ``Relay.run_once`` and the projectors' ``run_batch`` is then noted by wrappers set on
   those functions in this process (wall time: they share one loop), inside fan_out_chunk
   (``load_campaign``, the audience query, ``_record_chunk``'s ``append_all``), and in the
-  request until its 202 (``live_fans``, ``segment_size``, the launch event's save, the
+  request until its 202 (``absent_fans``, ``segment_size``, the launch event's save, the
   inline chunk, ``_estimate``). The pool is ``--inproc-pool`` (40): at the default 10 one
   run hung at its first launch (not reproduced since; see the note in ``run``).
 
@@ -240,7 +240,7 @@ def instrument(stages: Stages) -> None:
     import adapters.http.campaigns as http_campaigns
     import application.campaigns as campaigns
 
-    for name in ("catch_up", "live_fans", "segment_size"):
+    for name in ("catch_up", "absent_fans", "segment_size"):
         setattr(
             PostgresCampaignReadModel,
             name,
