@@ -56,6 +56,7 @@ class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
     skipped: int
     finished: bool
     position: int
+    campaign: Campaign  # as saved with the chunk: the next chunk may start from it
 
 
 async def fan_out_chunk(
@@ -71,7 +72,9 @@ async def fan_out_chunk(
 ) -> ChunkResult | None:
     """Queue the campaign's next chunk; None if it has nothing to queue now (paused, done,
     cancelled, scheduled later) or, after ``attempts``, could not. ``loaded``: the campaign as
-    the caller has just saved it (a launch), saving a reload of its possibly large stream."""
+    the caller last saved it (a launch, the previous chunk), saving a reload of its stream,
+    whose launch event may hold 100,000 ids; if it has moved on since (paused, another
+    worker), the chunk's expected version fails and the next attempt reads the stream."""
     for attempt in range(attempts):
         if loaded is not None and attempt == 0:
             campaign = loaded
@@ -171,6 +174,7 @@ async def _record_chunk(
         skipped=skipped + chunk.skipped,
         finished=chunk.last,
         position=positions[-1],
+        campaign=campaign,
     )
 
 

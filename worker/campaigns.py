@@ -26,6 +26,7 @@ from application.campaign_fan_out import cancel_message, fan_out_chunk, release_
 from application.campaigns import change_status
 from application.context import CommandContext
 from application.errors import ConcurrencyError
+from domain.campaign import Campaign
 from domain.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -36,11 +37,18 @@ class CampaignWorker:
         self.container = container
         self.chunk_size = container.settings.campaign_chunk_size
         self.poll_interval = poll_interval
+        # Each campaign as this worker saved it with its last chunk: the next chunk starts from
+        # it instead of replaying the stream (fan_out_chunk's version check catches staleness).
+        self._saved: dict[int, Campaign] = {}
 
     async def run_once(self) -> int:
         """One round over the open campaigns; returns how much it did (0: nothing to do)."""
         done = 0
-        for work in await self.container.campaigns.open_campaigns():
+        open_campaigns = await self.container.campaigns.open_campaigns()
+        fanning_out = {w.campaign_id for w in open_campaigns if not w.fanned_out}
+        for campaign_id in self._saved.keys() - fanning_out:  # cancelled, or done elsewhere
+            del self._saved[campaign_id]
+        for work in open_campaigns:
             try:
                 done += await self._advance(work)
             except (ConcurrencyError, DomainError) as error:
@@ -62,8 +70,11 @@ class CampaignWorker:
                 audience=c.campaigns,
                 ids=c.ids,
                 chunk_size=self.chunk_size,
+                loaded=self._saved.pop(work.campaign_id, None),
             )
             if chunk is not None:
+                if not chunk.finished:
+                    self._saved[work.campaign_id] = chunk.campaign
                 log.info(
                     "campaign chunk queued",
                     campaign_id=work.campaign_id,

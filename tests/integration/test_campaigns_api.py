@@ -164,19 +164,22 @@ async def test_unknown_and_other_tenant_recipients_are_reported_per_id(
     deleted = (await new_fans(http, auth, 1))[0]
     assert (await http.delete(f"{FANS}/{deleted}", headers=auth)).status_code == 200
     await catch_up()
-    unknown = 2**62
+    unknown, beyond_bigint = 2**62, 2**63
 
     response = await http.post(
         BULK,
-        json={"recipientIds": [*mine, theirs[0], deleted, unknown, mine[0]], "content": "Hi"},
+        json={
+            "recipientIds": [*mine, theirs[0], deleted, unknown, beyond_bigint, mine[0]],
+            "content": "Hi",
+        },
         headers=auth,
     )
 
     assert response.status_code == 202, response.text
     body = response.json()
-    assert (body["totalRecipients"], body["queued"], body["failed"]) == (2, 2, 3)
+    assert (body["totalRecipients"], body["queued"], body["failed"]) == (2, 2, 4)
     assert sorted(f["recipientId"] for f in body["failures"]) == sorted(
-        [theirs[0], deleted, unknown]
+        [theirs[0], deleted, unknown, beyond_bigint]
     )
     assert len(await outbox_rows(container, tenant)) == 2
 
@@ -519,3 +522,29 @@ async def test_a_person_pauses_and_resumes_while_the_fan_out_appends_to_the_camp
         pass
     outbox = Counter(r["message_id"] for r in await outbox_rows(container, tenant))
     assert outbox == {campaign_message_id(campaign_id, fan): 1 for fan in fans}
+
+
+async def test_a_worker_that_remembers_a_campaign_still_sees_it_paused(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await bulk_fans(container, tenant, 150)
+    await catch_up()
+    response = await http.post(BULK, json={"recipientIds": fans, "content": "Hi"}, headers=auth)
+    assert response.status_code == 202, response.text
+    campaign_id = response.json()["campaignId"]
+    await catch_up()
+    worker = CampaignWorker(container)
+    worker.chunk_size = 10
+    await worker.run_once()  # a chunk queued: the worker keeps the campaign as it saved it
+    queued = len(await outbox_rows(container, tenant))
+    assert queued == 110
+
+    # Paused behind the worker's back: its memory and the campaigns view (not caught up) both
+    # still say active; the campaign's stream says otherwise, and wins.
+    assert (await http.post(f"{CAMPAIGNS}/{campaign_id}/pause", headers=auth)).status_code == 200
+    await worker.run_once()
+    assert len(await outbox_rows(container, tenant)) == queued
