@@ -11,6 +11,7 @@ import redis.asyncio as redis
 
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
+from adapters.postgres.analytics_read_model import AnalyticsReadModel
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
@@ -52,6 +53,7 @@ class Container:
     campaigns: PostgresCampaignReadModel
     imports: PostgresImportStore
     import_jobs: PostgresImportJobsReadModel
+    analytics: AnalyticsReadModel
     outbox: PostgresOutbox
     queue: MessageQueue
     queue_status: QueueStatusReader
@@ -147,6 +149,7 @@ async def build(settings: Settings) -> Container:
         ),
         imports=PostgresImportStore(pool, personal, [master, *previous], notifier),
         import_jobs=PostgresImportJobsReadModel(pool),
+        analytics=AnalyticsReadModel(pool),
         outbox=PostgresOutbox(pool),
         queue=queue,
         queue_status=QueueStatusReader(queue, pool, cache),

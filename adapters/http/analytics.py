@@ -14,7 +14,6 @@ from litestar.params import QueryParameter
 from adapters.bootstrap import Container
 from adapters.postgres.analytics_read_model import (
     CHURN_AFTER,
-    AnalyticsReadModel,
     CampaignRevenueDay,
     Cohort,
     FanRevenueDay,
@@ -61,7 +60,7 @@ class AnalyticsController(Controller):
         cursor: Cursor = None,
     ) -> FanRevenueOut:
         _check_range(since, until)
-        page = await AnalyticsReadModel(container.pool).fan_revenue(
+        page = await container.analytics.fan_revenue(
             request.user.user_id,
             since=since,
             until=until,
@@ -83,7 +82,7 @@ class AnalyticsController(Controller):
         cursor: Cursor = None,
     ) -> CampaignRevenueOut:
         _check_range(since, until)
-        page = await AnalyticsReadModel(container.pool).campaign_revenue(
+        page = await container.analytics.campaign_revenue(
             request.user.user_id,
             since=since,
             until=until,
@@ -105,7 +104,7 @@ class AnalyticsController(Controller):
         and no purchase in the 30 days before now (the time of the request)."""
         _check_range(since, until)
         now = datetime.now(UTC)
-        cohorts = await AnalyticsReadModel(container.pool).cohorts(
+        cohorts = await container.analytics.cohorts(
             request.user.user_id, now=now, since=since, until=until
         )
         return CohortsOut(as_of=now, churn_after_days=CHURN_AFTER.days, cohorts=cohorts)
