@@ -190,6 +190,8 @@ class SqsQueue:
     """``MessageQueue`` on SQS. ``urls`` as ``create_queues`` or ``queue_urls`` return them;
     ``visibility_timeout`` None leaves each queue's own default in force."""
 
+    max_batch = MAX_BATCH  # SendMessageBatch's hard limit
+
     def __init__(
         self,
         client: SqsClient,

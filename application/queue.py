@@ -48,10 +48,14 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MessageQueue(Protocol):
+    # The most entries one send_batch takes: SQS's MAX_BATCH, more where the adapter's store
+    # takes a larger batch as cheaply (the relay sends batches of this size).
+    max_batch: int
+
     async def send_batch(
         self, queue: QueueName, messages: Sequence[OutgoingMessage]
     ) -> list[SendResult]:
-        """Send up to MAX_BATCH messages; one result per entry (partial failures allowed)."""
+        """Send up to ``max_batch`` messages; one result per entry (partial failures allowed)."""
         ...
 
     async def receive(

@@ -5,9 +5,9 @@ backlog drains, beside a bare INSERT/DELETE loop on a plain table of the same da
     uv run python bench/queue_pipeline.py --messages 20000   # a smaller backlog
     DATABASE_URL=postgresql://... uv run python bench/queue_pipeline.py   # a scratch database
 
-(Not ``bench/queue.py``: run as ``python bench/<script>.py``, a script's folder comes first on
-sys.path, so a ``queue.py`` there would hide the standard library's ``queue`` module from every
-script in ``bench/`` (urllib3, asyncio's executor and moto import it).)
+This is the issue's ``bench/queue.py`` under another name: a bench/queue.py would be what
+``import queue`` finds first for every script of this folder (run as ``python bench/x.py``),
+hiding the standard library module that asyncio, logging and urllib3 import.
 
 Everything is wired as ``adapters.bootstrap.build`` wires it (a master key made up for the
 scratch database, so message contents are sealed in the outbox and on the queue), in this one
@@ -22,9 +22,10 @@ process:
    entry) but ``--fill-batch`` messages per transaction, by ``--writers`` tasks: the outbox
    holds the whole backlog before the pipeline starts;
 3. pipeline: one ``worker.relay.Relay`` (``run_once`` in a loop, as ``Relay.run`` does while
-   rows are due: claims of 100, ``send_batch`` by 10, ``MessageDispatched`` recorded per
-   message) and one consumer loop (``receive`` 10 with a 1 s long poll, ``delete`` them) run
-   together on the Postgres queue until every message has been received and deleted. Every
+   rows are due: claims of ``CLAIM_LIMIT``, ``send_batch`` by the queue's ``max_batch``,
+   ``MessageDispatched`` recorded per slice of the claim) and one consumer loop (``receive``
+   10 with a 1 s long poll, ``delete`` them) run together on the Postgres queue until every
+   message has been received and deleted. Every
    ``--slice`` (10,000) messages deleted, both are paused and a bare loop runs for
    ``--bare-seconds`` on a plain table of the same database: one task inserting 10 rows per
    statement (``INSERT ... SELECT FROM unnest``), one deleting the 10 oldest per statement
@@ -33,7 +34,12 @@ process:
    between. Each line prints the pipeline's rate over its last slice (messages deleted per
    second; and relayed, i.e. sent to the queue), the backlog left in the outbox and the queue,
    the CPU per message of this process and of Postgres, and the bare loop's rate next to it;
-4. the same pipeline on moto's SQS server (``moto.server.ThreadedMotoServer`` on a free port,
+4. relay alone: ``--relay-messages`` (20,000) more messages in the outbox, relayed by one
+   relay with nothing consuming: with the queue's own ``max_batch`` (one INSERT per queue per
+   claim on Postgres) and with batches of 10 (SQS's limit, what the relay sent before),
+   alternated ``--relay-rounds`` (2) times: outbox -> queue messages/s and CPU per message
+   of this process and of Postgres;
+5. the same pipeline on moto's SQS server (``moto.server.ThreadedMotoServer`` on a free port,
    in a thread of this process; ``adapters.sqs``) for ``--sqs-messages`` (500), for reference:
    moto scans every message of a queue on each call and shares this process's GIL, so it
    says what the adapter costs, not what Amazon SQS would do.
@@ -45,8 +51,12 @@ dispatches, ``BatchedDispatchRelay``), and not at all: what the fixes suggested 
 would bring, measured rather than guessed.
 
 The relay and the consumer share this process (one event loop) as they would share a core;
-``cpu us/msg`` counts them together. Goal (from the issue): at least 2,000 messages/s
-sustained on Postgres. Nothing here asserts a timing: the script prints figures.
+``cpu us/msg`` counts them together. With ``--relay-process`` the pipeline's relay runs as
+deployed, in a process of its own (``crm worker relay``; the sender consumes elsewhere), paused
+with SIGSTOP while the bare loop runs, its CPU added to ``bench``: one event loop no longer
+makes the consumer wait behind the relay's Python, the OS shares the cores between them.
+Goal (from the issue): at least 2,000 messages/s sustained on Postgres. Nothing here asserts
+a timing: the script prints figures.
 """
 
 from __future__ import annotations
@@ -58,11 +68,14 @@ import itertools
 import logging
 import os
 import secrets
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -82,7 +95,7 @@ from application.queue import MessageQueue
 from domain.conversation import Conversation
 from domain.fan import Fan
 from domain.message import Message, message_stream_id
-from worker.relay import CLAIM_LIMIT, Relay, _owner
+from worker.relay import CLAIM_LIMIT, SENDS_IN_FLIGHT, Relay, _owner
 
 GOAL_MESSAGES_PER_S = 2_000
 TENANT = "bench"
@@ -110,8 +123,9 @@ class CpuMeter:
     the server's background processes, re-listed at each sample: pools open connections on
     demand and autovacuum workers come and go), and of the whole host."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, child: Callable[[], float] | None = None) -> None:
         self._pool = pool
+        self._child = child  # CPU seconds of a child process counted as this one's
         self._known: dict[int, Any] = {}
         try:
             import psutil
@@ -121,7 +135,7 @@ class CpuMeter:
             self._psutil = None
 
     async def sample(self) -> tuple[float, dict[int, float] | None, float | None]:
-        mine = time.process_time()
+        mine = time.process_time() + (self._child() if self._child else 0.0)
         if self._psutil is None:
             return mine, None, None
         rows = await self._pool.fetch(PG_PIDS_SQL)
@@ -293,6 +307,90 @@ class Pipeline:
             self.progress.set()
 
 
+# The relay as deployed (``crm worker relay``): a process of its own, so that the OS, not one
+# event loop, shares the CPU between it and the consumer. The parent pauses it with SIGSTOP.
+_RELAY_PROCESS = """
+import asyncio, os, sys
+from adapters import bootstrap
+from adapters.config import Settings
+from adapters.observability import configure_logging
+from worker.relay import Relay
+
+async def main(url):
+    settings = Settings.from_env(os.environ, database_url=url, pool_min_size=2, pool_max_size=4)
+    container = await bootstrap.build(settings)
+    relay = Relay(container.outbox, container.queue, container.events)
+    try:
+        while await relay.run_once():
+            pass
+    finally:
+        await container.close()
+
+configure_logging("WARNING", json=False)
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+class RelayProcessPipeline(Pipeline):
+    """The pipeline with its relay in a child process; ``relayed`` is read from the outbox."""
+
+    def __init__(self, queue: MessageQueue, pool: asyncpg.Pool, url: str, key: str) -> None:
+        super().__init__(None, queue, wait_seconds=1.0)  # type: ignore[arg-type]
+        self._pool, self._url, self._key = pool, url, key
+        self._outbox_at_start: int | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+
+    def child_cpu(self) -> float:
+        """CPU seconds of the relay process: psutil while it runs, getrusage once reaped."""
+        import resource
+
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                import psutil
+
+                times = psutil.Process(self.proc.pid).cpu_times()
+                return float(times.user + times.system)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    async def relay_loop(self) -> None:
+        self._outbox_at_start = int(await self._pool.fetchval("SELECT count(*) FROM outbox"))
+        root = Path(__file__).resolve().parents[1]
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _RELAY_PROCESS,
+            self._url,
+            cwd=root,
+            env={**os.environ, "CRM_MASTER_KEY": self._key, "PYTHONPATH": str(root)},
+        )
+        try:
+            await self.proc.wait()
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+        self.relay_done = True
+
+    async def refresh(self) -> None:
+        if self._outbox_at_start is not None:
+            left = int(await self._pool.fetchval("SELECT count(*) FROM outbox"))
+            self.relayed = self._outbox_at_start - left
+
+    async def pause(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGSTOP)
+        self._busy["relay"] = False
+        await super().pause()
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+        super().resume()
+
+
 async def backlog(pool: asyncpg.Pool) -> tuple[int, int]:
     row = await pool.fetchrow(
         "SELECT (SELECT count(*) FROM outbox) AS outbox,"
@@ -384,6 +482,8 @@ async def run_pipeline(
                 await pipeline.progress.wait()
             await pipeline.pause()
             elapsed = time.perf_counter() - started
+            if isinstance(pipeline, RelayProcessPipeline):
+                await pipeline.refresh()
             active += elapsed
             usage = Usage()
             await usage.measure(meter, start_cpu, await meter.sample())
@@ -534,6 +634,59 @@ def _without_recording(container: bootstrap.Container, no_record: Any) -> Relay:
     return relay
 
 
+# --- relay alone ---------------------------------------------------------------------------
+
+
+class BatchesOf:
+    """The queue, declaring a smaller ``max_batch``: the relay as it sends to SQS."""
+
+    def __init__(self, inner: MessageQueue, max_batch: int) -> None:
+        self.inner = inner
+        self.max_batch = max_batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def relay_alone(container: bootstrap.Container, args: argparse.Namespace) -> None:
+    """Outbox -> queue with nothing consuming: the relay's own rate and CPU per message, with
+    the queue's batches and with SQS-sized ones, each on a fresh backlog of the same size."""
+    store, pool = container.events, container.pool
+    fans = await create_fans(store, 100, 30_000_000)
+    count = args.relay_messages
+    print()
+    print(
+        f"relay alone: {count:,} messages outbox -> queue, 1 relay (claims of {CLAIM_LIMIT},"
+        f" {SENDS_IN_FLIGHT} sends in flight), nothing consuming"
+    )
+    print(
+        f"{'batches of':>10} {'messages':>9} {'s':>6} {'msg/s':>7} {'cpu us/msg':>14}"
+        f" {'others':>7}\n{'':>34}{'bench':>7} {'pg':>6} {'cores':>7}\n" + "-" * 56
+    )
+    # Alternated, so that a change in the host's load falls on both sizes alike.
+    for size in (container.queue.max_batch, 10) * args.relay_rounds:
+        await queue_messages(store, fans, count, args.fill_batch, args.writers)
+        await pool.execute("VACUUM ANALYZE outbox")
+        relay = Relay(container.outbox, BatchesOf(container.queue, size), store)
+        meter = CpuMeter(pool)
+        start = await meter.sample()
+        started = time.perf_counter()
+        relayed = 0
+        while settled := await relay.run_once():
+            relayed += settled
+        elapsed = time.perf_counter() - started
+        usage = Usage()
+        await usage.measure(meter, start, await meter.sample())
+        others = (usage.host - usage.bench - usage.pg) / elapsed
+        print(
+            f"{size:>10} {relayed:>9,} {elapsed:>6.1f} {relayed / elapsed:>7,.0f}"
+            f" {usage.bench / relayed * 1e6:>7.0f} {usage.pg / relayed * 1e6:>6.0f}"
+            f" {others:>7.2f}",
+            flush=True,
+        )
+        await pool.execute("DELETE FROM queue_messages WHERE queue = $1", QUEUE)
+
+
 # --- the run -----------------------------------------------------------------------------
 
 
@@ -583,8 +736,9 @@ async def orphan_check(container: bootstrap.Container, count: int) -> list[str]:
 
 async def run(args: argparse.Namespace) -> None:
     async with scratch_database() as (url, where):
+        args.master_key = secrets.token_urlsafe(32)
         settings = Settings.from_env(
-            {"CRM_MASTER_KEY": secrets.token_urlsafe(32)},
+            {"CRM_MASTER_KEY": args.master_key},
             database_url=url,
             pool_min_size=2,
             pool_max_size=max(4, args.writers + 2),
@@ -592,6 +746,8 @@ async def run(args: argparse.Namespace) -> None:
         container = await bootstrap.build(settings)
         try:
             await _postgres(container, args, url, where)
+            if args.relay_messages:
+                await relay_alone(container, args)
             if args.what_if:
                 await what_if(container, args)
             if args.sqs_messages:
@@ -631,19 +787,29 @@ async def _postgres(
     try:
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await pool.execute("CHECKPOINT")
-        relay = Relay(container.outbox, container.queue, store)
-        pipeline = Pipeline(relay, container.queue, wait_seconds=1.0)
+        pipeline: Pipeline
+        if args.relay_process:
+            pipeline = RelayProcessPipeline(container.queue, pool, url, args.master_key)
+            where_relay = "in a process of its own, its CPU counted with bench's"
+        else:
+            relay = Relay(container.outbox, container.queue, store)
+            pipeline = Pipeline(relay, container.queue, wait_seconds=1.0)
+            where_relay = "in this process, on the consumer's event loop"
         print(
-            f"pipeline: 1 relay (claims of 100, MessageDispatched per message) + 1 consumer"
-            f" (receive 10, delete); every {args.slice:,} messages a bare INSERT 10 / DELETE"
-            f" 10 loop runs {args.bare_seconds:g} s on a plain table"
+            f"pipeline: 1 relay (claims of {CLAIM_LIMIT}, batches of"
+            f" {container.queue.max_batch}, MessageDispatched per claim; {where_relay})"
+            f" + 1 consumer (receive 10, delete); every {args.slice:,} messages a bare"
+            f" INSERT 10 / DELETE 10 loop runs {args.bare_seconds:g} s on a plain table"
         )
         print(_header("msg/s"), flush=True)
+        meter = CpuMeter(
+            pool, pipeline.child_cpu if isinstance(pipeline, RelayProcessPipeline) else None
+        )
         lines, active, bare_rates = await run_pipeline(
             pipeline,
             args.messages,
             args.slice,
-            CpuMeter(pool),
+            meter,
             pool,
             lambda: bare_loop(pool, bare_conns, args.bare_seconds),
         )
@@ -764,6 +930,20 @@ def main() -> None:
         type=int,
         default=10_000,
         help="messages per what-if pipeline (10000)",
+    )
+    parser.add_argument(
+        "--relay-messages",
+        type=int,
+        default=20_000,
+        help="messages relayed with nothing consuming, per batch size (20000; 0: skip)",
+    )
+    parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="run the pipeline's relay in a process of its own, as deployed",
+    )
+    parser.add_argument(
+        "--relay-rounds", type=int, default=2, help="runs of each batch size, alternated (2)"
     )
     parser.add_argument(
         "--sqs-messages", type=int, default=500, help="messages on moto's SQS (500; 0: skip)"

@@ -22,9 +22,16 @@ import pytest
 from adapters.postgres.pool import create_pool
 from adapters.postgres.queue import PostgresQueue, QueuePolicy
 from adapters.sqs import SqsBatchError, SqsQueue, create_queues, queue_urls, sqs_client
-from application.queue import MessageQueue, OutgoingMessage, QueueName, ReceivedMessage
+from application.queue import (
+    MessageQueue,
+    OutgoingMessage,
+    QueueName,
+    QueueStats,
+    ReceivedMessage,
+)
 from tests.support import databases
 from tests.support.moto import CREDENTIALS, REGION
+from worker import relay as relay_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,15 +165,40 @@ async def test_one_invalid_entry_fails_alone(
     assert (await queue.stats("normal")).in_flight == 0
 
 
-async def test_more_than_ten_entries_are_refused(make_queue: MakeQueue) -> None:
+async def test_more_entries_than_max_batch_are_refused(make_queue: MakeQueue) -> None:
     queue = await make_queue()
-    with pytest.raises(ValueError, match="at most 10"):
-        await queue.send_batch("normal", [message(f"e{i}") for i in range(11)])
+    too_many = queue.max_batch + 1
+    with pytest.raises(ValueError, match=f"at most {queue.max_batch}"):
+        await queue.send_batch("normal", [message(f"e{i}") for i in range(too_many)])
     with pytest.raises(ValueError, match="repeat"):
         await queue.send_batch("normal", [message("same"), message("same")])
     with pytest.raises(ValueError, match="entry id"):
         await queue.send_batch("normal", [message("no spaces allowed")])
     assert (await queue.stats("normal")).visible == 0
+
+
+async def test_a_full_batch_is_sent_with_its_one_invalid_entry_failing_alone(
+    make_queue: MakeQueue,
+) -> None:
+    queue = await make_queue()
+    batch = [message(f"e{i}", f"body {i}", kind="bulk") for i in range(queue.max_batch - 1)]
+    batch.insert(len(batch) // 2, OutgoingMessage(entry_id="bad", body="nul \x00 here"))
+
+    results = await queue.send_batch("normal", batch)
+
+    assert [r.entry_id for r in results] == [m.entry_id for m in batch]
+    assert [r.entry_id for r in results if not r.ok] == ["bad"]
+    got = await take(queue, "normal", len(batch) - 1)
+    assert sorted(m.body for m in got) == sorted(m.body for m in batch if m.entry_id != "bad")
+    assert {m.attributes["kind"] for m in got} == {"bulk"}
+    await queue.delete("normal", [m.receipt for m in got])
+    assert await queue.stats("normal") == QueueStats(visible=0, in_flight=0, dead_letters=0)
+
+
+def test_sqs_takes_ten_per_batch_and_postgres_a_relay_claim() -> None:
+    # SendMessageBatch's hard limit; the Postgres queue sends a relay's whole claim in one INSERT.
+    assert SqsQueue.max_batch == 10
+    assert PostgresQueue.max_batch >= relay_module.CLAIM_LIMIT
 
 
 async def test_batch_larger_than_one_request_in_total_is_sent(make_queue: MakeQueue) -> None:
@@ -392,6 +424,47 @@ async def test_postgres_policies_per_queue(queue_pool: asyncpg.Pool) -> None:
         assert (await queue.stats("high")).dead_letters == 1
         assert await queue.receive("normal") == []  # hidden for the default 30 s
         assert n.receive_count == 1
+    finally:
+        await queue.close()
+
+
+async def vacuums_of(pool: asyncpg.Pool, table: str, *, auto: bool = False) -> int:
+    """VACUUMs run on the table; with ``auto``, autovacuum's runs too (this test server's
+    autovacuum may hold the table when the adapter's VACUUM, with SKIP_LOCKED, comes)."""
+    count = await pool.fetchval(
+        "SELECT vacuum_count + CASE WHEN $2 THEN autovacuum_count ELSE 0 END"
+        " FROM pg_stat_user_tables WHERE relname = $1",
+        table,
+        auto,
+    )
+    return int(count)
+
+
+async def vacuumed_since(pool: asyncpg.Pool, table: str, before: int) -> bool:
+    for _ in range(200):  # 10 s
+        if await vacuums_of(pool, table, auto=True) > before:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_postgres_deletes_vacuum_the_table_every_so_many_messages(
+    queue_pool: asyncpg.Pool,
+) -> None:
+    queue = PostgresQueue(queue_pool, visibility_timeout=HIDDEN, prefix=prefix(), vacuum_every=25)
+    try:
+        before = await vacuums_of(queue_pool, "queue_messages")
+        await queue.send_batch("normal", [message(f"e{i}") for i in range(20)])
+        await queue.delete("normal", [m.receipt for m in await take(queue, "normal", 20)])
+        await queue.close()  # waits for a VACUUM under way
+        assert await vacuums_of(queue_pool, "queue_messages") == before
+
+        before = await vacuums_of(queue_pool, "queue_messages", auto=True)
+        await queue.send_batch("normal", [message(f"e{i}") for i in range(10)])
+        await queue.delete("normal", [m.receipt for m in await take(queue, "normal", 10)])
+        await queue.close()
+        assert await vacuumed_since(queue_pool, "queue_messages", before)
+        assert await queue.stats("normal") == QueueStats(visible=0, in_flight=0, dead_letters=0)
     finally:
         await queue.close()
 

@@ -664,7 +664,8 @@ async def test_two_relays_at_once_put_each_of_a_thousand_messages_on_the_queue_o
 # --- a relay killed between SendMessageBatch and its commit -----------------------------------
 
 # A relay process whose queue, once its first SendMessageBatch has succeeded, prints the ids it
-# sent and SIGKILLs its own process: the claim's transaction never commits.
+# sent and SIGKILLs its own process: the claim's transaction never commits. Its second
+# argument is the batch size the queue declares (0: the Postgres queue's own).
 KILLED_RELAY = """
 import asyncio, json, os, signal, sys
 from adapters import bootstrap
@@ -672,8 +673,9 @@ from adapters.config import Settings
 from worker.relay import Relay
 
 class DiesAfterFirstBatch:
-    def __init__(self, inner):
+    def __init__(self, inner, max_batch):
         self.inner = inner
+        self.max_batch = max_batch or inner.max_batch
 
     async def send_batch(self, queue, messages):
         results = await self.inner.send_batch(queue, messages)
@@ -685,15 +687,33 @@ class DiesAfterFirstBatch:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-async def main(url):
+async def main(url, max_batch):
     settings = Settings.from_env(os.environ, database_url=url, pool_min_size=1, pool_max_size=3)
     container = await bootstrap.build(settings)
-    relay = Relay(container.outbox, DiesAfterFirstBatch(container.queue), container.events)
+    queue = DiesAfterFirstBatch(container.queue, max_batch)
+    relay = Relay(container.outbox, queue, container.events)
     await relay.run_once()
     print("survived", flush=True)
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
+
+
+async def run_killed_relay(database_url: str, max_batch: int) -> dict[str, Any]:
+    """Runs KILLED_RELAY to its SIGKILL; returns the batch it reported sent."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_RELAY,
+        database_url,
+        str(max_batch),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()[-3000:]
+    return dict(json.loads(stdout.decode().splitlines()[0]))
 
 
 async def test_a_relay_killed_after_sending_before_committing_loses_nothing(
@@ -708,18 +728,8 @@ async def test_a_relay_killed_after_sending_before_committing_loses_nothing(
             queued[await send(fresh, tenant, fan_id, priority=priority)] = _queue_of(priority)
         assert await fresh.outbox.pending() == 35
 
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            KILLED_RELAY,
-            fresh_database_url,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await proc.communicate()
-        assert proc.returncode == -signal.SIGKILL, stderr.decode()[-3000:]
-        killed_batch = json.loads(stdout.decode().splitlines()[0])
+        # Batches of ten, as the relay sends them to SQS.
+        killed_batch = await run_killed_relay(fresh_database_url, 10)
         first_sent = set(killed_batch["sent"])
         # One batch: up to ten messages, all of one queue.
         on_that_queue = {m for m, q in queued.items() if q == killed_batch["queue"]}
@@ -874,3 +884,124 @@ async def test_the_relay_takes_a_reply_before_a_backlog_of_bulk_rows(
         assert len(taken) == 10
     finally:
         await container.close()
+
+
+async def test_a_relay_killed_after_a_whole_claim_batch_loses_nothing(
+    fresh: bootstrap.Container, fresh_database_url: str
+) -> None:
+    # The Postgres queue takes the claim's rows of one queue in one batch: killed after it,
+    # the relay re-sends at most the claim, each message once more, and loses nothing.
+    tenant = new_tenant()
+    async with asyncio.timeout(40):
+        fans = await make_fans(fresh, tenant, 8)
+        queued = {}
+        for i, fan_id in enumerate(fans * 4):
+            priority = 10 if i % 8 == 0 else 6
+            queued[await send(fresh, tenant, fan_id, priority=priority)] = _queue_of(priority)
+
+        killed_batch = await run_killed_relay(fresh_database_url, 0)
+        on_that_queue = {m for m, q in queued.items() if q == killed_batch["queue"]}
+        assert set(killed_batch["sent"]) == on_that_queue  # 4 or 28 in one batch
+        assert sorted(row["message_id"] for row in await outbox_rows(fresh)) == sorted(queued)
+
+        await relay_until_empty(Relay(fresh.outbox, fresh.queue, fresh.events))
+        found = await on_queues(fresh.queue)
+
+    for name in ("high", "normal"):
+        assert set(found[name]) == {m for m, q in queued.items() if q == name}
+    duplicates = {m: n for counts in found.values() for m, n in counts.items() if n > 1}
+    assert set(killed_batch["sent"]) <= set(duplicates)
+    assert set(duplicates.values()) == {2}
+    for message_id in queued:
+        assert await event_types(fresh, message_id) == ["MessageQueued", "MessageDispatched"]
+
+
+# --- batch sizes -----------------------------------------------------------------------------
+
+
+class Batches(Wrapped):
+    """Records the size of each batch sent; ``max_batch`` overrides the inner queue's."""
+
+    def __init__(self, inner: MessageQueue, max_batch: int | None = None) -> None:
+        super().__init__(inner)
+        if max_batch is not None:
+            self.max_batch = max_batch
+        self.sizes: list[tuple[QueueName, int]] = []
+
+    async def send_batch(
+        self, queue: QueueName, messages: Sequence[OutgoingMessage]
+    ) -> list[SendResult]:
+        self.sizes.append((queue, len(messages)))
+        return await self.inner.send_batch(queue, messages)
+
+
+@pytest.mark.parametrize(("max_batch", "expected"), [(None, [9, 36]), (10, [9, 10, 10, 10, 6])])
+async def test_the_relay_sends_batches_as_large_as_the_queue_takes(
+    fresh: bootstrap.Container, max_batch: int | None, expected: list[int]
+) -> None:
+    tenant = new_tenant()
+    async with asyncio.timeout(30):
+        fans = await make_fans(fresh, tenant, 9)
+        queued = {}
+        for i, fan_id in enumerate(fans * 5):
+            priority = 9 if i < 9 else 5
+            queued[await send(fresh, tenant, fan_id, priority=priority)] = _queue_of(priority)
+        batches = Batches(fresh.queue, max_batch)
+
+        assert await Relay(fresh.outbox, batches, fresh.events).run_once() == 45
+
+        assert sorted(size for _, size in batches.sizes) == sorted(expected)
+        assert {queue for queue, size in batches.sizes if size == 9} == {"high"}
+        exactly_once(await on_queues(fresh.queue), queued)
+
+
+async def test_one_failed_entry_of_a_batch_larger_than_ten_is_retried_alone(
+    fresh: bootstrap.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "RETRY_DELAYS", FAST_RETRIES)
+    tenant = new_tenant()
+    async with asyncio.timeout(30):
+        fans = await make_fans(fresh, tenant, 5)
+        queued = {}
+        for fan_id in fans * 5:
+            queued[await send(fresh, tenant, fan_id, priority=5)] = _queue_of(5)
+        one_fails = FailOneEntry(fresh.queue, index=17)
+        relay = Relay(fresh.outbox, one_fails, fresh.events)
+
+        assert await relay.run_once() == 25
+        assert [len(batch) for batch in one_fails.batches] == [25]
+        failed = one_fails.failed
+        assert [row["message_id"] for row in await outbox_rows(fresh)] == [failed]
+
+        await relay_until_empty(relay)
+        assert one_fails.batches[1:] == [[failed]]
+        exactly_once(await on_queues(fresh.queue), queued)
+        for message_id in queued:
+            assert await event_types(fresh, message_id) == ["MessageQueued", "MessageDispatched"]
+
+
+# --- upkeep ----------------------------------------------------------------------------------
+
+
+async def test_the_relay_vacuums_the_outbox_every_so_many_rows(
+    fresh: bootstrap.Container,
+) -> None:
+    # A dozen dead rows: far below autovacuum's threshold, so only the relay vacuums here.
+    async def vacuums() -> int:
+        return int(
+            await fresh.pool.fetchval(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+            )
+        )
+
+    tenant = new_tenant()
+    async with asyncio.timeout(30):
+        fans = await make_fans(fresh, tenant, 6)
+        for fan_id in fans * 2:
+            await send(fresh, tenant, fan_id, priority=5)
+        before = await vacuums()
+        relay = Relay(PostgresOutbox(fresh.pool, vacuum_every=10), fresh.queue, fresh.events)
+
+        assert await relay.run_once() == 12
+        assert await vacuums() == before + 1
+        assert await fresh.outbox.pending() == 0
