@@ -1,15 +1,23 @@
 """The Idempotency-Key header on POST endpoints: a retried request gets the first response.
 
-The first response is stored per (tenant, key) with a hash of the request; a retry with the
-same key and the same request answers that response without running the command again; the
-same key with another request is refused (422). For sending messages the key also decides the
-message id, so even a retry after a crash between the command and storing its response queues
-the message only once.
+The key is reserved per (tenant, key) with a hash of the request before the command runs, and
+the first response stored with it after. A retry with the same key and the same request
+answers that response without running the command again (waiting a few seconds for a first
+request still running); the same key with another request is refused (422).
+
+So a command runs at most once per key, whatever crashes: a crash between the command's commit
+and storing its response leaves the key reserved without a response, and a retry is answered
+409 (its outcome is unknown here; the client looks before it tries anew with a fresh key)
+instead of running the command a second time: a second campaign to every fan, a second fan. A
+command refused (4xx) before it recorded anything frees the key for a corrected retry. For
+sending messages the key also decides the message id, a second guard against a double send.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,10 +25,16 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Response
+from litestar.exceptions import HTTPException
 
-from domain.errors import InvalidValue
+from application.errors import ApplicationError, ConcurrencyError
+from domain.errors import DomainError, InvalidValue
 
 HEADER = "Idempotency-Key"
+# How long a retry waits for the first request with its key to store a response.
+WAIT_FOR_FIRST_SECONDS = 5.0
+# Refusals raised before a command records anything: they free the key.
+_REFUSED = (ApplicationError, DomainError, HTTPException)
 _NAMESPACE = uuid.UUID("8a1e9f52-3c1b-4f0e-9d1c-6f2f0c2a7b11")
 
 
@@ -62,29 +76,63 @@ async def replay_or_run(
         + b"\n"
         + _canonical(await request.body())
     ).digest()
-    stored = await pool.fetchrow(
-        "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-        tenant,
-        key,
-    )
-    if stored is not None:
-        if stored["request_hash"] != digest:
-            raise InvalidValue("idempotency_key", "was already used for a different request")
-        return Response(
-            content=bytes(stored["body"]),
-            status_code=stored["status"],
-            media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
+    replayed = await _reserve_or_replay(pool, tenant, key, digest)
+    if replayed is not None:
+        return replayed
+    try:
+        response = await run()
+    except _REFUSED:
+        await pool.execute(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND status IS NULL",
+            tenant,
+            key,
         )
-    response = await run()
-    body = response.render(response.content, "application/json")
+        raise
     await pool.execute(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, body)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "UPDATE idempotency_keys SET status = $3, body = $4 WHERE tenant_id = $1 AND key = $2",
         tenant,
         key,
-        digest,
         response.status_code,
-        body,
+        response.render(response.content, "application/json"),
     )
     return response
+
+
+async def _reserve_or_replay(
+    pool: asyncpg.Pool, tenant: str, key: str, digest: bytes
+) -> Response[Any] | None:
+    """None once this request holds the key (it runs the command); else the response stored
+    by the request that held it, waited for while that one is still running."""
+    deadline = time.monotonic() + WAIT_FOR_FIRST_SECONDS
+    while True:
+        if await pool.fetchval(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            tenant,
+            key,
+            digest,
+        ):
+            return None
+        stored = await pool.fetchrow(
+            "SELECT request_hash, status, body FROM idempotency_keys"
+            " WHERE tenant_id = $1 AND key = $2",
+            tenant,
+            key,
+        )
+        if stored is None:
+            continue  # the holder was refused and freed the key: this request may take it
+        if stored["request_hash"] != digest:
+            raise InvalidValue("idempotency_key", "was already used for a different request")
+        if stored["status"] is not None:
+            return Response(
+                content=bytes(stored["body"]),
+                status_code=stored["status"],
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        if time.monotonic() >= deadline:
+            raise ConcurrencyError(
+                "a request with this Idempotency-Key is still running, or ended without a"
+                " response (its outcome is unknown): check before retrying with a new key"
+            )
+        await asyncio.sleep(0.02)

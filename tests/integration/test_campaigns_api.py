@@ -548,3 +548,28 @@ async def test_a_worker_that_remembers_a_campaign_still_sees_it_paused(
     assert (await http.post(f"{CAMPAIGNS}/{campaign_id}/pause", headers=auth)).status_code == 200
     await worker.run_once()
     assert len(await outbox_rows(container, tenant)) == queued
+
+
+async def test_two_bulk_sends_at_once_with_one_idempotency_key_launch_one_campaign(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+) -> None:
+    fans = await new_fans(http, auth, 3)
+    await catch_up()
+    headers = {**auth, "Idempotency-Key": f"bulk-{tenant}"}
+    body = {"recipientIds": fans, "content": "Hi {{name}}"}
+
+    responses = await asyncio.gather(*(http.post(BULK, json=body, headers=headers) for _ in "12"))
+
+    assert [r.status_code for r in responses] == [202, 202], [r.text for r in responses]
+    assert responses[0].json() == responses[1].json()
+    launched = await container.pool.fetchval(
+        "SELECT count(*) FROM events WHERE event_type = 'CampaignCreated'"
+        " AND metadata->>'tenant' = $1",
+        tenant,
+    )
+    assert launched == 1
+    assert len(await outbox_rows(container, tenant)) == 3

@@ -282,6 +282,50 @@ async def test_a_retry_with_the_same_idempotency_key_replays_the_first_response(
     assert len(await outbox_rows(container, first.json()["messageId"])) == 1
 
 
+async def test_a_key_whose_first_request_ended_without_a_response_never_runs_twice(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    container: Container,
+    tenant: str,
+    events_of_tenant: Count,
+    outbox_of_tenant: Count,
+) -> None:
+    fan_id = await new_fan(http, auth)
+    key = f"key-{uuid.uuid4()}"
+    headers = {**auth, "Idempotency-Key": key}
+    body = {"recipientId": fan_id, "content": "Once only", "messageId": str(uuid.uuid4())}
+    first = await http.post(SEND, json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    # As if the process died between the command's commit and storing its response.
+    await container.pool.execute(
+        "UPDATE idempotency_keys SET status = NULL, body = NULL WHERE tenant_id = $1 AND key = $2",
+        tenant,
+        key,
+    )
+    events, outbox = await events_of_tenant(), await outbox_of_tenant()
+
+    retried = await http.post(SEND, json=body, headers=headers)
+
+    assert assert_problem(retried, 409)["detail"].startswith("a request with this Idempotency-Key")
+    assert await events_of_tenant() == events
+    assert await outbox_of_tenant() == outbox == 1
+
+
+async def test_a_request_refused_frees_its_idempotency_key_for_a_corrected_retry(
+    http: httpx.AsyncClient, auth: Headers, outbox_of_tenant: Count
+) -> None:
+    fan_id = await new_fan(http, auth)
+    headers = {**auth, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    refused = await http.post(SEND, json={"recipientId": 2**62, "content": "Hi"}, headers=headers)
+    assert 400 <= refused.status_code < 500, refused.text
+
+    # The same key, the request corrected: not "used for a different request" (422).
+    sent = await http.post(SEND, json={"recipientId": fan_id, "content": "Hi"}, headers=headers)
+
+    assert sent.status_code == 202, sent.text
+    assert await outbox_of_tenant() == 1
+
+
 async def test_concurrent_requests_with_one_idempotency_key_queue_one_message(
     http: httpx.AsyncClient, auth: Headers, events_of_tenant: Count, outbox_of_tenant: Count
 ) -> None:
