@@ -8,6 +8,7 @@ idempotency key: queueing an id that exists answers what the first call answered
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -77,8 +78,50 @@ class MessageChanged(msgspec.Struct, frozen=True):
     position: int
 
 
+class KnownRecipient(msgspec.Struct, frozen=True):
+    """What queueing a message needs of its recipient, read at the fan stream's ``version``."""
+
+    fan_id: int
+    conversation_id: int
+    version: int
+
+
+class RecipientCache:
+    """Recipients recently read live, with their conversation open, per tenant.
+
+    A send to one of them skips reading the fan's stream: its append holds that stream at the
+    version read (a write without events), in the statement that records the message. A fan
+    changed since (deleted, erased, edited) fails that check; the entry is dropped and the fan
+    read afresh. So the cache can cost a send a second try, never let through one that a fresh
+    read would refuse. It holds ids and versions only, no personal data."""
+
+    def __init__(self, ttl_seconds: float = 60.0, limit: int = 100_000) -> None:
+        self._ttl = ttl_seconds
+        self._limit = limit
+        self._entries: dict[tuple[str, int], tuple[float, KnownRecipient]] = {}
+
+    def get(self, tenant: str, fan_id: int) -> KnownRecipient | None:
+        hit = self._entries.get((tenant, fan_id))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1]
+
+    def remember(self, tenant: str, recipient: KnownRecipient) -> None:
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[(tenant, recipient.fan_id)] = (time.monotonic() + self._ttl, recipient)
+
+    def forget(self, tenant: str, fan_id: int) -> None:
+        self._entries.pop((tenant, fan_id), None)
+
+
 async def queue_message(
-    cmd: QueueMessage, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+    cmd: QueueMessage,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    ids: IdAllocator,
+    recipients: RecipientCache | None = None,
 ) -> MessageAccepted:
     message_id = _message_id(cmd.message_id)
 
@@ -87,7 +130,7 @@ async def queue_message(
         # id queued before shows as a conflict (or, if the fan has gone since, a refusal), and
         # is then answered as the first call was.
         try:
-            return await _queue_new(cmd, message_id, ctx, store, ids)
+            return await _queue_new(cmd, message_id, ctx, store, ids, recipients)
         except (ConcurrencyError, InvalidValue):
             existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
             if existing is not None:
@@ -98,16 +141,51 @@ async def queue_message(
 
 
 async def _queue_new(
-    cmd: QueueMessage, message_id: str, ctx: CommandContext, store: EventStore, ids: IdAllocator
+    cmd: QueueMessage,
+    message_id: str,
+    ctx: CommandContext,
+    store: EventStore,
+    ids: IdAllocator,
+    recipients: RecipientCache | None,
 ) -> MessageAccepted:
+    known = recipients.get(ctx.tenant, cmd.recipient_id) if recipients is not None else None
+    if recipients is not None and known is not None:
+        try:
+            return await _append_message(cmd, message_id, ctx, store, known, [])
+        except ConcurrencyError:
+            # The fan moved on since it was read (or the message id exists: the fresh path
+            # below meets that conflict again, and the caller answers it).
+            recipients.forget(ctx.tenant, cmd.recipient_id)
     fan = await live_recipient(store, cmd.recipient_id, ctx)
     writes = await conversation_writes(fan, ctx, ids)
     assert fan.conversation_id is not None
+    # After conversation_writes the fan's version counts the event opening the conversation,
+    # appended with the message.
+    recipient = KnownRecipient(fan.fan_id, fan.conversation_id, fan.version)
+    accepted = await _append_message(cmd, message_id, ctx, store, recipient, writes)
+    if recipients is not None:
+        recipients.remember(ctx.tenant, recipient)
+    return accepted
+
+
+async def _append_message(
+    cmd: QueueMessage,
+    message_id: str,
+    ctx: CommandContext,
+    store: EventStore,
+    recipient: KnownRecipient,
+    writes: list[StreamWrite],
+) -> MessageAccepted:
+    """Queue the message to ``recipient``, appended with ``writes`` (the fan's own, when the
+    message opens its conversation); else the fan's stream is held at the version it was read
+    at, so a fan deleted or erased meanwhile refuses the message instead of receiving it."""
+    if not writes:
+        writes = [StreamWrite(fan_stream_id(recipient.fan_id), "fan", [], recipient.version)]
     message = Message.queue(
         message_id=message_id,
         tenant=ctx.tenant,
-        conversation_id=fan.conversation_id,
-        fan_id=fan.fan_id,
+        conversation_id=recipient.conversation_id,
+        fan_id=recipient.fan_id,
         content=cmd.content,
         price_cents=cmd.price_cents,
         attachments=[*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)],
@@ -131,7 +209,12 @@ async def _queue_new(
 
 
 async def queue_messages(
-    cmds: list[QueueMessage], ctx: CommandContext, *, store: EventStore, ids: IdAllocator
+    cmds: list[QueueMessage],
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    ids: IdAllocator,
+    recipients: RecipientCache | None = None,
 ) -> list[BatchItemResult]:
     """Each message is accepted or refused on its own: one bad message fails only itself."""
     if len(cmds) > MAX_BATCH:
@@ -139,7 +222,7 @@ async def queue_messages(
     results = []
     for cmd in cmds:
         try:
-            accepted = await queue_message(cmd, ctx, store=store, ids=ids)
+            accepted = await queue_message(cmd, ctx, store=store, ids=ids, recipients=recipients)
             results.append(BatchItemResult(message_id=accepted.message_id, accepted=accepted))
         except InvalidValue as error:
             results.append(

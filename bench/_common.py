@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import msgspec
 
 from adapters.embedded import EmbeddedStack
 
@@ -332,6 +333,145 @@ class HttpResult:
         return percentile(self.latencies, q) * 1000
 
 
+class RawResponse:
+    """What the load generator keeps of an answer: its status and body."""
+
+    __slots__ = ("body", "status_code")
+
+    def __init__(self, status_code: int, body: bytes) -> None:
+        self.status_code = status_code
+        self.body = body
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+
+class RawClient:
+    """One HTTP/1.1 keep-alive connection on bare asyncio streams, as wrk would hold: the
+    request is a few bytes joined, the answer a status line, a Content-Length and a body read.
+
+    httpx spends ~1 ms of CPU per request even with a client each (more than the API's own
+    handler), and this process shares the cores with the API and Postgres: the leaner the
+    load generator, the more of the machine the server gets. Only what the benchmarks need:
+    GET and POST, JSON bodies, Content-Length or chunked answers; the connection is reopened
+    after an error, a ``Connection: close`` or the server closing it while idle."""
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        parts = urlsplit(base_url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        fixed = {"Host": parts.netloc, **(headers or {})}
+        self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> RawResponse:
+        return await self.request("GET", path, headers=headers)
+
+    async def post(
+        self, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> RawResponse:
+        body = b"" if json is None else msgspec.json.encode(json)
+        return await self.request("POST", path, body, headers, "application/json")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> RawResponse:
+        head = [f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), self._fixed]
+        if content_type:
+            head.append(f"Content-Type: {content_type}\r\n".encode("latin-1"))
+        if body or method == "POST":
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        for name, value in (headers or {}).items():
+            head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        head.append(b"\r\n")
+        if self._reader is not None and self._reader.at_eof():
+            # The server closed the idle connection (uvicorn does after 5 s: a client whose
+            # scenario waited for another's slice); httpx reconnects too.
+            await self.aclose()
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        assert self._reader is not None
+        try:
+            self._writer.write(b"".join(head) + body)
+            return await self._read(self._reader)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _read(self, reader: asyncio.StreamReader) -> RawResponse:
+        raw = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = raw[:-4].split(b"\r\n")
+        status = int(status_line.split(b" ", 2)[1])
+        length = -1
+        chunked = close = False
+        for line in lines:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+        if chunked:
+            body = await _read_chunked(reader)
+        elif length >= 0:
+            body = await reader.readexactly(length)
+        else:  # no length: the body runs to the end of the connection
+            body, close = await reader.read(), True
+        if close:
+            await self.aclose()
+        return RawResponse(status, body)
+
+    async def aclose(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")  # no trailers from our servers
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+# Transport failures as ``drive`` counts them, whichever client made the request.
+TRANSPORT_ERRORS = (
+    httpx.HTTPError,
+    OSError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+)
+
+
+@asynccontextmanager
+async def raw_clients(base_url: str, key: str, count: int) -> AsyncIterator[list[RawClient]]:
+    """``count`` virtual clients on bare asyncio streams, one keep-alive connection each."""
+    clients = [RawClient(base_url, {"Authorization": f"Bearer {key}"}) for _ in range(count)]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 @asynccontextmanager
 async def load_clients(
     base_url: str, key: str, count: int, shared: bool = False
@@ -357,14 +497,15 @@ async def load_clients(
 
 
 async def drive(
-    clients: list[httpx.AsyncClient],
-    call: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    clients: list[Any],
+    call: Callable[[Any], Awaitable[Any]],
     seconds: float,
     result: HttpResult | None,
-    ok: Callable[[httpx.Response], bool] = lambda response: response.is_success,
+    ok: Callable[[Any], bool] = lambda response: response.is_success,
 ) -> None:
-    """Each client sends its next request as soon as its last one is answered, for
-    ``seconds``; latencies and failures (not ``ok``, or transport errors) go to ``result``."""
+    """Each client (an httpx.AsyncClient or a RawClient) sends its next request as soon as its
+    last one is answered, for ``seconds``; latencies and failures (not ``ok``, or transport
+    errors) go to ``result``."""
     clock = time.perf_counter
 
     async def one_client(client: httpx.AsyncClient, until: float) -> None:
@@ -372,7 +513,7 @@ async def drive(
             try:
                 response = await call(client)
                 failed = None if ok(response) else f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
+            except TRANSPORT_ERRORS as error:
                 failed = type(error).__name__
             if result is None:
                 continue

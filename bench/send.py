@@ -14,12 +14,14 @@ messages stay in the outbox, as they would while the relay is behind.
 This process creates an API key (role creator), seeds ``--seed`` fans through
 ``POST /api/crm/fans`` and sends each one message (which opens its conversation, so the timed
 sends take the steady path: one message stream and one outbox row per request). Then
-``--concurrency`` clients (asyncio tasks, each with its own httpx.AsyncClient holding one
-keep-alive connection, see bench/api.py for why) each send their next message as soon as the
-last one is answered, to a random seeded fan, for ``--warmup`` seconds (not counted) then
-``--duration`` seconds. A request counts as accepted on 202. ``others`` in ``cores used`` is
-what the rest of the host used meanwhile (busy CPU time of the whole machine less the three
-groups): a busy host slows every figure here.
+``--concurrency`` clients (asyncio tasks, each holding one HTTP/1.1 keep-alive connection)
+each send their next message as soon as the last one is answered, to a random seeded fan, for
+``--warmup`` seconds (not counted) then ``--duration`` seconds. The clients are
+``_common.RawClient`` (bare asyncio streams, as wrk would drive a server: ~0.1 ms of CPU per
+request) unless ``--client httpx`` (an httpx.AsyncClient each, ~1 ms per request, which this
+process then takes from the API and Postgres on a small machine). A request counts as
+accepted on 202. ``others`` in ``cores used`` is what the rest of the host used meanwhile
+(busy CPU time of the whole machine less the three groups): a busy host slows every figure.
 
 Two more scenarios (on by default):
 
@@ -62,7 +64,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import _common
 import asyncpg
-import httpx
 from _common import (
     FANS,
     GroupCpuMeter,
@@ -74,6 +75,7 @@ from _common import (
     load_clients,
     new_fan,
     pg_pids,
+    raw_clients,
     scratch_databases,
     wait_ready,
 )
@@ -148,14 +150,14 @@ def new_message(fan_id: int) -> dict[str, Any]:
     return message
 
 
-async def seed(clients: list[httpx.AsyncClient], count: int) -> tuple[list[int], int]:
+async def seed(clients: list[Any], count: int) -> tuple[list[int], int]:
     """Create ``count`` fans and send each one message (opening its conversation); returns
     the fan ids and how many requests were refused."""
     pending = iter(range(count))
     fan_ids: list[int] = []
     refused = 0
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: Any) -> None:
         nonlocal refused
         for _ in pending:
             response = await client.post(FANS, json=new_fan(email=True))
@@ -172,18 +174,18 @@ async def seed(clients: list[httpx.AsyncClient], count: int) -> tuple[list[int],
 
 
 async def drive(
-    clients: list[httpx.AsyncClient], fan_ids: list[int], seconds: float, result: Result | None
+    clients: list[Any], fan_ids: list[int], seconds: float, result: Result | None
 ) -> None:
     """Each client sends its next message as soon as its last one is answered."""
 
-    async def send(client: httpx.AsyncClient) -> httpx.Response:
+    async def send(client: Any) -> Any:
         return await client.post(SEND, json=new_message(random.choice(fan_ids)))
 
     await _common.drive(clients, send, seconds, result, ok=lambda r: r.status_code == 202)
 
 
 async def measure_slice(
-    clients: list[httpx.AsyncClient],
+    clients: list[Any],
     fan_ids: list[int],
     seconds: float,
     result: Result,
@@ -359,10 +361,12 @@ async def _run_servers(
     pool = container.pool
     async with contextlib.AsyncExitStack() as stack:
         clients = await stack.enter_async_context(
-            load_clients(plain.base_url, key, args.concurrency)
+            _clients(args.client, plain.base_url, key, args.concurrency)
         )
         redis_clients = (
-            await stack.enter_async_context(load_clients(cached.base_url, key, args.concurrency))
+            await stack.enter_async_context(
+                _clients(args.client, cached.base_url, key, args.concurrency)
+            )
             if cached is not None
             else None
         )
@@ -382,10 +386,10 @@ async def _run_servers(
         print(
             f"ready in {ready_s:.1f} s; seeded {len(fan_ids)} fans and one message each via the"
             f" API in {seed_s:.1f} s ({refused} refused); {args.concurrency} clients"
-            f" (AsyncClient each), {args.warmup:g} s warm-up + {args.duration:g} s per scenario"
-            f" in {args.rounds} interleaved slices"
+            f" ({_CLIENT_NAMES[args.client]} each), {args.warmup:g} s warm-up +"
+            f" {args.duration:g} s per scenario in {args.rounds} interleaved slices"
         )
-        scenarios: list[tuple[Result, list[httpx.AsyncClient]]] = [
+        scenarios: list[tuple[Result, list[Any]]] = [
             (Result(f"POST {SEND.rsplit('/', 2)[-2]}/send", args.concurrency), clients)
         ]
         if redis_clients is not None:
@@ -434,6 +438,16 @@ async def _run_servers(
         for line in sampler.lines():
             print(line)
         _summary([result for result, _ in scenarios], args)
+
+
+_CLIENT_NAMES = {"raw": "a RawClient connection", "httpx": "an httpx.AsyncClient"}
+
+
+def _clients(kind: str, base_url: str, key: str, count: int) -> Any:
+    """The load generator's virtual clients (an async context manager of a list)."""
+    return (
+        raw_clients(base_url, key, count) if kind == "raw" else load_clients(base_url, key, count)
+    )
 
 
 def _header() -> str:
@@ -497,10 +511,17 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="crm serve --workers (1)")
     parser.add_argument(
+        "--client",
+        choices=sorted(_CLIENT_NAMES),
+        default="raw",
+        help="load generator: bare asyncio streams (raw, default) or httpx.AsyncClient",
+    )
+    parser.add_argument(
         "--pool-max",
         type=int,
         default=None,
-        help="CRM_POOL_MAX_SIZE for the API (default: the API's own default)",
+        help="CRM_POOL_MAX_SIZE for the API (default: the API's own default); each worker of"
+        " both servers may open this many: keep 2 x workers x pool-max under max_connections",
     )
     parser.add_argument(
         "--seed", type=int, default=500, help="fans created, one message each, before (500)"

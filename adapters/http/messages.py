@@ -57,7 +57,11 @@ class MessagesController(Controller):
                 default_id=message_id_for(ctx.tenant, key) if key else None,
             )
             accepted = await messages.queue_message(
-                cmd, ctx, store=container.events, ids=container.ids
+                cmd,
+                ctx,
+                store=container.events,
+                ids=container.ids,
+                recipients=request.app.state.recipients,
             )
             _queued(accepted, ctx.tenant, cmd.recipient_id)
             return Response(
@@ -104,7 +108,11 @@ class MessagesController(Controller):
                     continue
                 try:
                     [result] = await messages.queue_messages(
-                        [cmd], ctx, store=container.events, ids=container.ids
+                        [cmd],
+                        ctx,
+                        store=container.events,
+                        ids=container.ids,
+                        recipients=request.app.state.recipients,
                     )
                 except ConcurrencyError as error:
                     # A message id another tenant already used refuses that message alone;

@@ -17,9 +17,10 @@ from uuid import UUID, uuid4
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from adapters import tracing
 from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
 from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec, subject_of
-from application.ports import EventMetadata, StreamWrite
+from application.ports import EventMetadata, OutboxEntry, StreamWrite
 from domain.events import PERSONAL_DATA
 
 _APPEND_MANY = """
@@ -54,6 +55,23 @@ WITH moved AS (
 SELECT position FROM inserted ORDER BY position
 """
 
+# The same, with the outbox rows of the command in a last CTE: one statement is its own
+# transaction, so events and outbox rows still commit together, in one round trip where
+# BEGIN, the append, the outbox insert and COMMIT took four (a send spent most of its
+# connection time idle in transaction, waiting for the next of them).
+_APPEND_MANY_WITH_OUTBOX = _APPEND_MANY.replace(
+    "\nSELECT position FROM inserted",
+    """, outboxed AS (
+    INSERT INTO outbox (queue, message_id, body, attributes, stream_version)
+    SELECT o.queue, o.message_id, o.body, o.attributes, o.stream_version
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[], $20::int[])
+         WITH ORDINALITY AS o(queue, message_id, body, attributes, stream_version, n)
+    WHERE NOT EXISTS (SELECT 1 FROM moved)  -- every stream where it was expected
+    ORDER BY o.n
+)
+SELECT position FROM inserted""",
+)
+
 
 def distinct_streams(writes: Sequence[StreamWrite]) -> bool:
     """Whether ``append_many`` may take the writes at once: two writes to one stream must go
@@ -66,9 +84,11 @@ async def append_many(
     personal: PersonalDataCodec,
     writes: Sequence[StreamWrite],
     metadata: EventMetadata,
-) -> tuple[list[int], list[PendingKeys], dict[str, AESGCM | None]]:
-    """Insert every write's events; returns their positions (none if a stream moved on), the
-    key changes to report once committed, and every subject's key it used."""
+    outbox: Sequence[OutboxEntry] = (),
+) -> tuple[list[int], list[PendingKeys]]:
+    """Insert every write's events, and the ``outbox`` rows with them in the same statement;
+    returns their positions (none if a stream moved on: then no outbox row either) and the key
+    changes to report once committed."""
     typed = [
         [(event_type_of(e), _event_id(w, i), event_fields(e)) for i, e in enumerate(w.events)]
         for w in writes
@@ -106,8 +126,19 @@ async def append_many(
         columns["data"] += [encode_json(fields) for _, _, fields in items]
         columns["schemas"] += [schema_version(event_type) for event_type, _, _ in items]
         columns["meta"] += [index] * count
+    extra: list[Any] = []
+    if outbox:
+        extra = [
+            [entry.queue for entry in outbox],
+            [entry.message_id for entry in outbox],
+            [await outbox_body(conn, personal, entry, known) for entry in outbox],
+            # The command's trace context (W3C traceparent) rides with each message, so the
+            # relay and the sender continue the request's trace (adapters/tracing.py).
+            [tracing.with_trace_context(entry.attributes) for entry in outbox],
+            [entry.stream_version for entry in outbox],
+        ]
     rows = await conn.fetch(
-        _APPEND_MANY,
+        _APPEND_MANY_WITH_OUTBOX if outbox else _APPEND_MANY,
         [write.stream_id for write in writes],
         [write.expected_version for write in writes],
         columns["ids"],
@@ -123,8 +154,16 @@ async def append_many(
         wrapped,
         personal.master_key_id,
         sorted(erased),
+        *extra,
     )
-    return [row["position"] for row in rows], pending_all, known
+    return [row["position"] for row in rows], pending_all
+
+
+async def outbox_body(
+    conn: Any, personal: PersonalDataCodec, entry: OutboxEntry, known: dict[str, AESGCM | None]
+) -> str:
+    """The entry's body as stored, its personal fields sealed with the subject's key."""
+    return await personal.seal_body(conn, entry.body, entry.subject, entry.personal, known)
 
 
 async def _prefetch_keys(

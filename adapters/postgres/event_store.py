@@ -26,7 +26,6 @@ import asyncpg
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters import tracing
 from adapters.postgres.append_many import append_many, distinct_streams
 from adapters.postgres.codec import decode_event
 from adapters.postgres.listen import Notifier
@@ -84,7 +83,7 @@ class PostgresEventStore:
         write = StreamWrite(stream_id, stream_type, list(events), expected_version, ids)
         async with self._pool.acquire() as conn:
             try:
-                positions, committed, _ = await append_many(conn, self._personal, [write], metadata)
+                positions, committed = await append_many(conn, self._personal, [write], metadata)
             except asyncpg.UniqueViolationError:
                 positions, committed = [], []
             if len(positions) == len(events):
@@ -107,6 +106,8 @@ class PostgresEventStore:
         ``once``, a second call with the same key appends nothing (AlreadyProcessed)."""
         positions: list[int] = []
         committed = []
+        if once is None and distinct_streams(writes):
+            return await self._append_in_one_statement(writes, metadata, outbox)
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
@@ -118,11 +119,13 @@ class PostgresEventStore:
                         )
                         if not claimed:
                             raise AlreadyProcessed(once)
-                    known: dict[str, AESGCM | None] = {}
-                    # Two writes to one stream go in order, each checked after the other.
-                    for group in [writes] if distinct_streams(writes) else [[w] for w in writes]:
-                        appended, pending, keys = await append_many(
-                            conn, self._personal, group, metadata
+                    # Two writes to one stream go in order, each checked after the other;
+                    # the outbox rows go with the last group.
+                    groups = [writes] if distinct_streams(writes) else [[w] for w in writes]
+                    for n, group in enumerate(groups, 1):
+                        last = n == len(groups)
+                        appended, pending = await append_many(
+                            conn, self._personal, group, metadata, outbox if last else ()
                         )
                         if len(appended) != sum(len(write.events) for write in group):
                             raise ConcurrencyError(
@@ -131,11 +134,33 @@ class PostgresEventStore:
                             )
                         positions += appended
                         committed += pending
-                        known |= keys
-                    if outbox:
-                        await self._add_to_outbox(conn, outbox, known)
             except asyncpg.UniqueViolationError as error:
                 raise ConcurrencyError(str(error)) from None
+        for keys in committed:
+            self._personal.committed(keys)
+        self._notify("events")
+        if outbox:
+            self._notify("outbox")
+        return positions
+
+    async def _append_in_one_statement(
+        self, writes: Sequence[StreamWrite], metadata: EventMetadata, outbox: Sequence[OutboxEntry]
+    ) -> list[int]:
+        """``append_all``'s common case without a transaction block: append_many writes the
+        events and the outbox rows in one statement, which commits or fails as a whole (one
+        round trip instead of BEGIN, append, outbox insert, COMMIT)."""
+        async with self._pool.acquire() as conn:
+            try:
+                positions, committed = await append_many(
+                    conn, self._personal, writes, metadata, outbox
+                )
+            except asyncpg.UniqueViolationError as error:
+                raise ConcurrencyError(str(error)) from None
+        if len(positions) != sum(len(write.events) for write in writes):
+            raise ConcurrencyError(
+                "not at the expected version: "
+                + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in writes)
+            )
         for keys in committed:
             self._personal.committed(keys)
         self._notify("events")
@@ -146,30 +171,6 @@ class PostgresEventStore:
     def _notify(self, channel: str) -> None:
         if self._notifier is not None:
             self._notifier.poke(channel)
-
-    async def _add_to_outbox(
-        self,
-        conn: asyncpg.Connection,
-        entries: Sequence[OutboxEntry],
-        known: dict[str, AESGCM | None] | None = None,
-    ) -> None:
-        bodies = [
-            await self._personal.seal_body(conn, entry.body, entry.subject, entry.personal, known)
-            for entry in entries
-        ]
-        await conn.execute(
-            """
-            INSERT INTO outbox (queue, message_id, body, attributes, stream_version)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[])
-            """,
-            [entry.queue for entry in entries],
-            [entry.message_id for entry in entries],
-            bodies,
-            # The command's trace context (W3C traceparent) rides with each message, so the
-            # relay and the sender continue the request's trace (adapters/tracing.py).
-            [tracing.with_trace_context(entry.attributes) for entry in entries],
-            [entry.stream_version for entry in entries],
-        )
 
     async def _already_appended(
         self, conn: asyncpg.Connection, stream_id: str, ids: list[UUID], expected: int
