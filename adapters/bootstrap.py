@@ -61,6 +61,7 @@ class Container:
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        await self.queue_status.close()
         for closer in reversed(self._closers):
             await closer()
         if self.redis is not None:

@@ -3,6 +3,8 @@ from the event store, cached in Redis for a few seconds (it is polled by dashboa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from datetime import datetime
 
@@ -47,18 +49,32 @@ class QueueStatusReader:
         self._cache = cache
         self._ttl_ms = int(ttl_seconds * 1000)
         self._local: tuple[float, QueueStatus] | None = None
+        self._refreshing: asyncio.Task[QueueStatus] | None = None
 
     async def status(self) -> QueueStatus:
-        # Counting a deep queue is a scan; every send asks for this (its estimate), so the
-        # answer is shared: in Redis across processes, or at least within this process.
-        now = time.monotonic()
-        if self._local is not None and self._local[0] > now:
+        """The status, at most ``ttl_seconds`` old. Counting a deep queue is a scan and every
+        send asks for this (its estimate), so callers share one answer: in Redis across
+        processes, in this process until it expires, and while it is refreshed they wait for
+        that one refresh (with 100,000 queued, an expiry used to start a scan per request in
+        flight at once)."""
+        if self._local is not None and self._local[0] > time.monotonic():
             return self._local[1]
+        if self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._refresh())
+            self._refreshing.add_done_callback(self._refreshed)
+        return await asyncio.shield(self._refreshing)
+
+    def _refreshed(self, task: asyncio.Task[QueueStatus]) -> None:
+        self._refreshing = None
+        if not task.cancelled():
+            task.exception()  # retrieved: its callers got it; the next call tries again
+
+    async def _refresh(self) -> QueueStatus:
         if self._cache is not None:
             cached = await self._cache.get(CACHE_KEY)
             if cached:
                 status = msgspec.json.decode(cached, type=QueueStatus)
-                self._local = (now + self._ttl_ms / 1000, status)
+                self._local = (time.monotonic() + self._ttl_ms / 1000, status)
                 return status
         status = QueueStatus(
             queues={name: await self._queue.stats(name) for name in QUEUES},
@@ -76,3 +92,9 @@ class QueueStatusReader:
             metrics.queue_depth(name, stats.visible, stats.dead_letters)
         self._local = (time.monotonic() + self._ttl_ms / 1000, status)
         return status
+
+    async def close(self) -> None:
+        """Wait for a refresh under way (its connection goes back to the pool first)."""
+        if self._refreshing is not None:
+            with contextlib.suppress(Exception):
+                await self._refreshing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -12,7 +13,7 @@ import redis.asyncio as redis
 from adapters import bootstrap
 from adapters.embedded import EmbeddedStack
 from adapters.queue_status import QueueStatusReader
-from application.queue import OutgoingMessage
+from application.queue import QUEUES, OutgoingMessage, QueueName, QueueStats
 from tests.support.settings import settings_for
 
 
@@ -61,3 +62,31 @@ async def test_status_is_cached_in_redis_for_its_time_to_live(
     finally:
         await cache.delete("fancrm:queue-status")
         await cache.aclose()
+
+
+class CountingQueue:
+    """The queue, counting the scans behind its stats."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.scans = 0
+
+    async def stats(self, name: QueueName) -> QueueStats:
+        self.scans += 1
+        await asyncio.sleep(0.05)  # a deep queue's count takes a while
+        return await self.queue.stats(name)
+
+
+async def test_requests_in_flight_when_the_status_expires_share_one_refresh(
+    fresh: bootstrap.Container,
+) -> None:
+    queue = CountingQueue(fresh.queue)
+    reader = QueueStatusReader(queue, fresh.pool, None, ttl_seconds=0.2)  # type: ignore[arg-type]
+    await reader.status()
+    assert queue.scans == len(QUEUES)
+    await asyncio.sleep(0.3)
+
+    answers = await asyncio.gather(*(reader.status() for _ in range(50)))
+
+    assert queue.scans == 2 * len(QUEUES)
+    assert len({answer.depth for answer in answers}) == 1
