@@ -1,11 +1,14 @@
 """Inside one import batch's transaction: find fans through the write-side index, claim index
 entries, load fans, and append every stream's events at once.
 
-Why not ``PostgresEventStore.append_all``: it sends one statement per stream, so a batch of
-1,000 new fans costs 1,000 round trips. Here one statement inserts all the batch's events
-(and the new fans' data keys); personal fields are encrypted by the same PersonalDataCodec,
-and the expected-version check is the unique (stream_id, version) index: a stream that moved
-on since it was loaded makes the insert fail, the transaction roll back, and the batch re-run.
+Why not ``PostgresEventStore.append_all`` (adapters/postgres/append_many.py), which also
+appends many streams in one statement: an import batch runs inside the transaction that also
+claims its index entries, and its hot path differs. It sends each column as one text joined
+by a separator instead of an array (the driver's per-element cost was the import's largest),
+and it skips the per-stream version read: the expected-version check is the unique
+(stream_id, version) index, so a stream that moved on since it was loaded makes the insert
+fail, the transaction roll back, and the batch re-run. Personal fields are encrypted by the
+same PersonalDataCodec.
 """
 
 from __future__ import annotations
