@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from application.context import CommandContext
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import Checkpoint, EventMetadata, OutboxEntry, RecordedEvent, StreamWrite
 from domain.base import DomainEvent
@@ -140,3 +141,9 @@ class CountingIds:
 
     async def next_ids(self, kind: str, count: int) -> list[int]:
         return [next(self._next) for _ in range(count)]
+
+
+def creator_context() -> CommandContext:
+    """A command context of a creator account of its own."""
+    tenant = f"user-{uuid4().hex[:12]}"
+    return CommandContext(tenant=tenant, actor="apikey:k", correlation_id=f"c-{tenant}")

@@ -15,11 +15,6 @@ ALICE = CommandContext(tenant="alice", actor="apikey:a", correlation_id="c-1")
 BOB = CommandContext(tenant="bob", actor="apikey:b", correlation_id="c-2")
 
 
-@pytest.fixture
-def store() -> InMemoryEventStore:
-    return InMemoryEventStore()
-
-
 async def created(store: InMemoryEventStore, ctx: CommandContext = ALICE) -> int:
     result = await create_fan(CreateFan(name="Ann"), ctx, store=store, ids=CountingIds())
     return result.fan.fan_id

@@ -36,30 +36,6 @@ SECRET = "a secret only the fan may read"
 MEDIA = "https://cdn.example.com/private/clip.mp4"
 
 
-def context(tenant: str) -> CommandContext:
-    return CommandContext(tenant=tenant, actor="apikey:k", correlation_id=f"c-{tenant}")
-
-
-@pytest.fixture
-def alice() -> CommandContext:
-    return context(f"user-{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def bob() -> CommandContext:
-    return context(f"user-{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def store() -> InMemoryEventStore:
-    return InMemoryEventStore()
-
-
-@pytest.fixture
-def ids() -> CountingIds:
-    return CountingIds()
-
-
 async def fan_of(
     store: InMemoryEventStore, ids: CountingIds, ctx: CommandContext, name: str = "Ann"
 ) -> int:

@@ -15,26 +15,7 @@ from application.messages import QueueMessage, RecipientCache, queue_message
 from domain.errors import InvalidValue
 from domain.fan import fan_stream_id
 from domain.message import message_stream_id
-from tests.support.fakes import CountingIds, InMemoryEventStore
-
-
-def context(tenant: str) -> CommandContext:
-    return CommandContext(tenant=tenant, actor="apikey:k", correlation_id=f"c-{tenant}")
-
-
-@pytest.fixture
-def alice() -> CommandContext:
-    return context(f"user-{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def store() -> InMemoryEventStore:
-    return InMemoryEventStore()
-
-
-@pytest.fixture
-def ids() -> CountingIds:
-    return CountingIds()
+from tests.support.fakes import CountingIds, InMemoryEventStore, creator_context
 
 
 @pytest.fixture
@@ -154,7 +135,7 @@ async def test_one_tenants_cached_fan_is_refused_to_another_tenant(
     fan_id = await fan_of(store, ids, alice)
     await send(store, ids, alice, fan_id, cache)
     log = list(store.log)
-    bob = context(f"user-{uuid.uuid4().hex[:12]}")
+    bob = creator_context()
 
     with pytest.raises(InvalidValue) as error:
         await send(store, ids, bob, fan_id, cache)
