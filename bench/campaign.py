@@ -71,6 +71,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 from _common import (
     PG_PIDS_SQL,
     ROOT,
@@ -357,8 +358,12 @@ async def empty_queue(container: bootstrap.Container) -> None:
 
 
 async def launch(http: httpx.AsyncClient, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    # Encoded before the clock starts: 100,000 ids through httpx's json= (the standard
+    # library's encoder) took ~20 ms of this client's own time, not the server's.
+    content = msgspec.json.encode(body)
+    headers = {"Content-Type": "application/json"}
     started = time.perf_counter()
-    response = await http.post(BULK, json=body)
+    response = await http.post(BULK, content=content, headers=headers)
     elapsed = time.perf_counter() - started
     if response.status_code != 202:
         raise SystemExit(f"POST {BULK}: {response.status_code} {response.text[:500]}")
