@@ -45,7 +45,9 @@ seconds (order rotated each round) until all have reached the end of the log, so
 contention from the host hits all of them alike. ``range`` is the lowest and highest rate of
 their slices. ``cpu us/event`` is the CPU time this process (``bench``) and the Postgres
 processes (``pg``: backends of both databases and the server's background processes, when
-the server runs on this machine) spent per event of the log.
+the server runs on this machine) spent per event of the log. ``others`` is how many cores the
+rest of the host kept busy meanwhile (all busy CPU time but this process's and Postgres's, over
+the job's seconds): on a machine shared with other work, read rates beside it.
 
 Goals: ``core, one pass`` replays at least 50,000 events/s (issue "Replayable projections",
 on the encrypted log, as production stores it), printed beside the bare read of the same
@@ -73,7 +75,7 @@ from dataclasses import dataclass, field
 
 import _common
 import asyncpg
-from _common import FIRST_NAMES, LAST_NAMES, PgCpuMeter, database_server, pg_pids
+from _common import FIRST_NAMES, LAST_NAMES, PgCpuMeter, database_server, host_busy, pg_pids
 
 from adapters import bootstrap
 from adapters.config import Settings
@@ -216,11 +218,20 @@ class Job:
     slice_rates: list[float] = field(default_factory=list)
     bench_cpu: float = 0.0
     pg_cpu: float | None = 0.0
+    host_cpu: float | None = 0.0  # busy CPU seconds of the whole host
     done: bool = False
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else float("nan")
+
+    @property
+    def others(self) -> float | None:
+        """Cores the rest of the host kept busy meanwhile (other processes than the bench
+        and Postgres): how loaded the machine was."""
+        if self.host_cpu is None or self.pg_cpu is None or not self.seconds:
+            return None
+        return max(0.0, self.host_cpu - self.bench_cpu - self.pg_cpu) / self.seconds
 
 
 def bare_reader(store: PostgresEventStore, batch_size: int) -> Step:
@@ -269,8 +280,17 @@ def as_rebuild(
     return step
 
 
+def _host_busy() -> float | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return host_busy(psutil)
+
+
 async def run_slice(job: Job, seconds: float, cpu: PgCpuMeter) -> None:
     """Batches of one job back to back until ``seconds`` have passed or the log ends."""
+    host0 = _host_busy()
     mine0, pg0 = cpu.sample()
     started = time.perf_counter()
     until = started + seconds
@@ -283,6 +303,7 @@ async def run_slice(job: Job, seconds: float, cpu: PgCpuMeter) -> None:
         events += applied
     elapsed = time.perf_counter() - started
     mine1, pg1 = cpu.sample()
+    host1 = _host_busy()
     job.events += events
     job.seconds += elapsed
     if not job.done:  # a full slice: the last one, cut short by the end of the log, is not
@@ -290,6 +311,10 @@ async def run_slice(job: Job, seconds: float, cpu: PgCpuMeter) -> None:
     job.bench_cpu += mine1 - mine0
     pg = PgCpuMeter.delta(pg0, pg1)
     job.pg_cpu = None if pg is None or job.pg_cpu is None else job.pg_cpu + pg
+    if host0 is None or host1 is None or job.host_cpu is None:
+        job.host_cpu = None
+    else:
+        job.host_cpu += host1 - host0
 
 
 async def interleave(jobs: list[Job], slice_s: float, cpu: PgCpuMeter) -> None:
@@ -442,13 +467,15 @@ def _one_after_another(jobs: list[Job], log: str) -> Job:
     total.bench_cpu = sum(job.bench_cpu for job in parts)
     pgs = [job.pg_cpu for job in parts]
     total.pg_cpu = None if any(pg is None for pg in pgs) else sum(pg or 0.0 for pg in pgs)
+    hosts = [job.host_cpu for job in parts]
+    total.host_cpu = None if any(h is None for h in hosts) else sum(h or 0.0 for h in hosts)
     return total
 
 
 def _header() -> str:
     return (
         f"{'job':<24} {'log':<10} {'events':>9} {'seconds':>8} {'events/s':>9}"
-        f" {'range events/s':>15} {'cpu us/event bench+pg':>22}\n" + "-" * 102
+        f" {'range events/s':>15} {'cpu us/event bench+pg':>22} {'others':>7}\n" + "-" * 110
     )
 
 
@@ -460,9 +487,10 @@ def _row(job: Job) -> str:
     per = job.events or 1
     pg = f"{job.pg_cpu / per * 1e6:.0f}" if job.pg_cpu is not None else "n/a"
     mine = f"{job.bench_cpu / per * 1e6:.0f}"
+    others = f"{job.others:.2f}" if job.others is not None else "n/a"
     return (
         f"{job.name:<24} {job.log:<10} {job.events:>9,} {job.seconds:>8.2f} {job.rate:>9,.0f}"
-        f" {spread:>15} {mine + ' + ' + pg:>22}"
+        f" {spread:>15} {mine + ' + ' + pg:>22} {others:>7}"
     )
 
 

@@ -4,7 +4,13 @@ A projection may also apply a whole batch at once (``apply_batch``): the runner 
 Most do it by folding the batch in memory over the rows it touches (``TableRows``): one query
 loads those rows, the events change them in Python in log order, one statement writes them
 back. A statement per event costs a round trip and a plan execution each; replaying a long log
-that way runs at a few thousand events per second.
+that way runs at a few thousand events per second. Such projections apply one event as a
+batch of one: a single implementation, and the batched and one-by-one results agree.
+
+Projections pick their events from a batch by exact class (``type(r.event) in HANDLED``):
+every event read from the log is an instance of its class in ``domain.events.EVENT_TYPES``,
+and a set lookup costs a fraction of an ``isinstance`` on eventsourcing's event classes, on
+each of the millions of events of a replay, once per projection.
 """
 
 from __future__ import annotations
@@ -31,16 +37,6 @@ async def apply_batch(projection: Projection, sql: Sql, batch: Sequence[Recorded
         return
     for recorded in batch:
         await projection.apply(sql, recorded)
-
-
-def folds_all(
-    batch: Sequence[RecordedEvent], families: tuple[type[Any], ...], folded: frozenset[type[Any]]
-) -> bool:
-    """Whether ``folded`` (the event types a projection's fold knows) covers every event of
-    the batch that its ``apply`` might handle (those of ``families``). An event type added to
-    ``apply`` but not to the fold sends the batch the slow, always right, way."""
-    kinds = {type(r.event) for r in batch}  # a handful of types: check each once
-    return all(kind in folded for kind in kinds if issubclass(kind, families))
 
 
 Row = dict[str, Any]
@@ -102,11 +98,13 @@ class TableRows:
         if rows:
             columns = ", ".join(self.columns)
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != self.key)
-            # One statement for the batch: the rows travel as one jsonb array and come back
+            # One statement for the batch: the rows travel as one JSON array and come back
             # typed as the table's own row type (resolved, like the table, on search_path).
+            # json, not jsonb: Postgres parses it once, straight into the rows, where jsonb
+            # is first built as a tree (measured: 10 against 12 us per messages row).
             await sql.execute(
                 f"INSERT INTO {self.table} ({columns})"
-                f" SELECT {columns} FROM jsonb_populate_recordset(NULL::{self.table}, $1::jsonb)"
+                f" SELECT {columns} FROM json_populate_recordset(NULL::{self.table}, $1::json)"
                 f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}",
                 rows,
             )

@@ -16,6 +16,7 @@ import msgspec
 
 from application.ports import RecordedEvent, Sql
 from domain.campaign import Campaign
+from domain.events import EVENT_TYPES
 from domain.message import Message
 from projections.base import TableRows
 
@@ -35,6 +36,10 @@ _STATUS_OF: dict[type[Any], str] = {
 }
 
 
+# By exact class (see projections.base). Any campaign event moves the row's version.
+_CAMPAIGN_EVENTS = frozenset(cls for cls in EVENT_TYPES.values() if issubclass(cls, Campaign.Event))
+
+
 class CampaignsProjection:
     name = "campaigns"
     tables = ("campaigns",)
@@ -43,7 +48,7 @@ class CampaignsProjection:
         await self.apply_batch(sql, [recorded])
 
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
-        events = [r for r in batch if isinstance(r.event, Campaign.Event)]
+        events = [r for r in batch if type(r.event) in _CAMPAIGN_EVENTS]
         if not events:
             return
         campaigns = TableRows("campaigns", "campaign_id", "bigint", _CAMPAIGN_COLUMNS)
@@ -133,6 +138,14 @@ _MESSAGE_COLUMNS = ("message_id", "campaign_id", "bucket", "delivered", "opened"
 _METRIC_COLUMNS = ("campaign_id", "tenant_id", *_METRICS, "updated_at")
 
 
+_METRICS_EVENTS = frozenset(
+    {cls for cls in EVENT_TYPES.values() if issubclass(cls, Message.Event)} | {Campaign.Created}
+)
+
+
+_NAME_A_CAMPAIGN = frozenset({Campaign.Created, Message.Queued})
+
+
 class CampaignMetricsProjection:
     name = "campaign_metrics"
     tables = ("campaign_messages", "campaign_metrics")
@@ -141,18 +154,25 @@ class CampaignMetricsProjection:
         await self.apply_batch(sql, [recorded])
 
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
-        events = [r for r in batch if isinstance(r.event, Message.Event | Campaign.Created)]
+        events = [r for r in batch if type(r.event) in _METRICS_EVENTS]
         if not events:
             return
         messages = TableRows("campaign_messages", "message_id", "uuid", _MESSAGE_COLUMNS)
+        # A message queued in this batch outside any campaign has no row to look for: most
+        # messages of a replay, whose later events mostly follow in the same batch.
+        outside = {
+            _message_id(r)
+            for r in events
+            if type(r.event) is Message.Queued and r.event.campaign_id is None
+        }
         await messages.load(
-            sql, (_message_id(r) for r in events if isinstance(r.event, Message.Event))
+            sql,
+            {_message_id(r) for r in events if type(r.event) is not Campaign.Created} - outside,
         )
         campaign_ids = {row["campaign_id"] for row in messages.present()} | {
             r.event.campaign_id
             for r in events
-            if isinstance(r.event, Campaign.Created | Message.Queued)
-            and r.event.campaign_id is not None
+            if type(r.event) in _NAME_A_CAMPAIGN and r.event.campaign_id is not None
         }
         if not campaign_ids:
             return

@@ -9,7 +9,7 @@ from application.ports import RecordedEvent, Sql
 from domain.conversation import Conversation
 from domain.inbound import InboundMessage
 from domain.message import Message
-from projections.base import TableRows, folds_all
+from projections.base import TableRows
 
 _COLUMNS = (
     "conversation_id",
@@ -23,28 +23,27 @@ _COLUMNS = (
 )
 
 
+# A conversation starts, and counts the messages queued in it or received into it.
+_HANDLED = frozenset({Conversation.Started, Message.Queued, InboundMessage.Received})
+
+
 class ConversationsProjection:
     name = "conversations"
     tables = ("conversations",)
 
+    async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
+        await self.apply_batch(sql, [recorded])
+
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
-        """The same changes as ``apply`` event by event, folded over the rows in memory."""
-        if not folds_all(batch, (Conversation.Event,), frozenset({Conversation.Started})):
-            for recorded in batch:
-                await self.apply(sql, recorded)
-            return
-        events = [
-            r.event
-            for r in batch
-            if isinstance(r.event, Conversation.Started | Message.Queued | InboundMessage.Received)
-        ]
+        """Folded over the rows in memory (see projections.base)."""
+        events = [r.event for r in batch if type(r.event) in _HANDLED]
         if not events:
             return
         rows = TableRows("conversations", "conversation_id", "bigint", _COLUMNS)
-        await rows.load(sql, (event.conversation_id for event in events))
+        await rows.load(sql, {event.conversation_id for event in events})
         for event in events:
             row = rows.get(event.conversation_id)
-            if isinstance(event, Conversation.Started):
+            if type(event) is Conversation.Started:
                 if row is None:
                     rows.put(
                         event.conversation_id,
@@ -63,35 +62,6 @@ class ConversationsProjection:
                 row["activity_at"] = _greatest(row["activity_at"], event.timestamp)
                 row["message_count"] += 1
         await rows.flush(sql)
-
-    async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
-        event = recorded.event
-        if isinstance(event, Conversation.Started):
-            await sql.execute(
-                """
-                INSERT INTO conversations
-                    (conversation_id, tenant_id, fan_id, platform, created_at, activity_at)
-                VALUES ($1, $2, $3, $4, $5, $5)
-                ON CONFLICT (conversation_id) DO NOTHING
-                """,
-                event.conversation_id,
-                event.tenant,
-                event.fan_id,
-                event.platform,
-                event.timestamp,
-            )
-        elif isinstance(event, Message.Queued | InboundMessage.Received):
-            await sql.execute(
-                """
-                UPDATE conversations
-                SET last_message_at = greatest(last_message_at, $2),
-                    activity_at = greatest(activity_at, $2),
-                    message_count = message_count + 1
-                WHERE conversation_id = $1
-                """,
-                event.conversation_id,
-                event.timestamp,
-            )
 
 
 def _greatest(current: datetime | None, new: datetime) -> datetime:

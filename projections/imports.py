@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from application.ports import RecordedEvent, Sql
+from domain.events import EVENT_TYPES
 from domain.import_job import ImportJob
 
 _STARTED = """
@@ -28,15 +29,18 @@ WHERE job_id = $1
 """
 
 
+# By exact class (see projections.base).
+_IMPORT_EVENTS = frozenset(cls for cls in EVENT_TYPES.values() if issubclass(cls, ImportJob.Event))
+
+
 class ImportJobsProjection:
     name = "import_jobs"
     tables = ("import_jobs",)
 
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
         """Import jobs are a handful of events in a log of millions: skip the rest at once."""
-        for recorded in batch:
-            if isinstance(recorded.event, ImportJob.Event):
-                await self.apply(sql, recorded)
+        for recorded in [r for r in batch if type(r.event) in _IMPORT_EVENTS]:
+            await self.apply(sql, recorded)
 
     async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
         event = recorded.event

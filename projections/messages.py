@@ -9,7 +9,7 @@ from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
 from domain.inbound import InboundMessage
 from domain.message import Message
-from projections.base import Row, TableRows, folds_all
+from projections.base import Row, TableRows
 
 _STATUS_UPDATES: dict[type[Any], tuple[str, str]] = {
     # event -> (status, the column stamped with the event's time)
@@ -65,23 +65,29 @@ _FOLDED = frozenset(
 _NEW_ROW: Row = dict.fromkeys(_COLUMNS) | {"attempts": 1, "revenue_cents": 0}
 
 
+# What the fold reads: the messages' own events, and a fan's erasure.
+_HANDLED = _FOLDED | {Fan.Erased}
+
+
 class MessagesProjection:
     name = "messages"
     tables = ("messages",)
 
+    async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
+        await self.apply_batch(sql, [recorded])
+
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
-        """The same changes as ``apply`` event by event, folded over the rows in memory."""
-        if not folds_all(batch, (Message.Event, InboundMessage.Event), _FOLDED):
-            for recorded in batch:
-                await self.apply(sql, recorded)
+        """Folded over the rows in memory (see projections.base)."""
+        handled = [r for r in batch if type(r.event) in _HANDLED]
+        if not handled:
             return
-        events = [r for r in batch if isinstance(r.event, Message.Event | InboundMessage.Event)]
+        events = [r for r in handled if type(r.event) is not Fan.Erased]
         erased = [
-            int(r.stream_id.removeprefix("fan-")) for r in batch if isinstance(r.event, Fan.Erased)
+            int(r.stream_id.removeprefix("fan-")) for r in handled if type(r.event) is Fan.Erased
         ]
         if events:
             rows = TableRows("messages", "message_id", "uuid", _COLUMNS)
-            await rows.load(sql, (_message_id(r) for r in events))
+            await rows.load(sql, {_message_id(r) for r in events})
             for recorded in events:
                 _fold(rows, recorded)
             if erased:
@@ -90,114 +96,11 @@ class MessagesProjection:
         if erased:
             # After the batch's own rows are written: an erased fan gets no new messages, so
             # clearing all of theirs at the end is what clearing at the erasure would leave.
+            # Amounts, dates and statuses stay; what the fan wrote or was sent goes.
             await sql.execute(
                 "UPDATE messages SET content = NULL, attachments = '[]'"
                 " WHERE fan_id = ANY($1::bigint[])",
                 erased,
-            )
-
-    async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
-        event = recorded.event
-        message_id = recorded.stream_id.removeprefix("message-")
-        if isinstance(event, Message.Queued):
-            await sql.execute(
-                """
-                INSERT INTO messages (message_id, tenant_id, conversation_id, fan_id, direction,
-                    content, price_cents, attachments, priority, status, campaign_id,
-                    queued_at, updated_at)
-                VALUES ($1, $2, $3, $4, 'out', $5, $6, $7, $8, 'queued', $9, $10, $10)
-                ON CONFLICT (message_id) DO NOTHING
-                """,
-                message_id,
-                event.tenant,
-                event.conversation_id,
-                event.fan_id,
-                event.content,
-                event.price_cents,
-                # None once the fan was erased: replayed after an erasure, the row keeps no media.
-                [{"type": kind, "url": url} for kind, url in event.attachments or ()],
-                event.priority,
-                event.campaign_id,
-                event.timestamp,
-            )
-        elif type(event) in _STATUS_UPDATES:
-            status, column = _STATUS_UPDATES[type(event)]
-            await sql.execute(
-                f"UPDATE messages SET status = $2, {column} = $3, updated_at = $3,"
-                " platform_message_id = coalesce($4, platform_message_id),"
-                " failure_reason = NULL WHERE message_id = $1",
-                message_id,
-                status,
-                event.timestamp,
-                getattr(event, "platform_message_id", None),
-            )
-        elif isinstance(event, Message.Failed):
-            await sql.execute(
-                "UPDATE messages SET status = 'failed', failure_reason = $2, failed_at = $3,"
-                " updated_at = $3 WHERE message_id = $1",
-                message_id,
-                event.reason,
-                event.timestamp,
-            )
-        elif isinstance(event, Message.Requeued):
-            await sql.execute(
-                "UPDATE messages SET status = 'queued', failure_reason = NULL,"
-                " attempts = attempts + 1, updated_at = $2 WHERE message_id = $1",
-                message_id,
-                event.timestamp,
-            )
-        elif type(event) in _STOPPED:
-            await sql.execute(
-                "UPDATE messages SET status = $2, failure_reason = $3, updated_at = $4"
-                " WHERE message_id = $1",
-                message_id,
-                _STOPPED[type(event)],
-                event.reason,
-                event.timestamp,
-            )
-        elif isinstance(event, Message.Released):
-            await sql.execute(
-                "UPDATE messages SET status = 'queued', failure_reason = NULL, updated_at = $2"
-                " WHERE message_id = $1",
-                message_id,
-                event.timestamp,
-            )
-        elif type(event) in _RECEIPTS:
-            await sql.execute(
-                f"UPDATE messages SET {_RECEIPTS[type(event)]} = $2, updated_at = $2"
-                " WHERE message_id = $1",
-                message_id,
-                event.timestamp,
-            )
-        elif isinstance(event, InboundMessage.Received):
-            await sql.execute(
-                """
-                INSERT INTO messages (message_id, tenant_id, conversation_id, fan_id, direction,
-                    content, priority, status, platform_message_id, queued_at, updated_at)
-                VALUES ($1, $2, $3, $4, 'in', $5, 0, 'received', $6, $7, $7)
-                ON CONFLICT (message_id) DO NOTHING
-                """,
-                message_id,
-                event.tenant,
-                event.conversation_id,
-                event.fan_id,
-                event.content,
-                event.platform_message_id,
-                event.timestamp,
-            )
-        elif isinstance(event, Message.Purchased):
-            await sql.execute(
-                "UPDATE messages SET revenue_cents = $2, purchased_at = $3, updated_at = $3"
-                " WHERE message_id = $1",
-                message_id,
-                event.amount_cents,
-                event.timestamp,
-            )
-        elif isinstance(event, Fan.Erased):
-            # Amounts, dates and statuses stay; what the fan wrote or was sent goes.
-            await sql.execute(
-                "UPDATE messages SET content = NULL, attachments = '[]' WHERE fan_id = $1",
-                int(recorded.stream_id.removeprefix("fan-")),
             )
 
 
@@ -207,9 +110,10 @@ def _message_id(recorded: RecordedEvent) -> str:
 
 def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
     event = recorded.event
+    kind = type(event)
     message_id = _message_id(recorded)
     row = rows.get(message_id)
-    if isinstance(event, Message.Queued):
+    if kind is Message.Queued:
         if row is None:
             rows.put(
                 message_id,
@@ -231,7 +135,7 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
                     "updated_at": event.timestamp,
                 },
             )
-    elif isinstance(event, InboundMessage.Received):
+    elif kind is InboundMessage.Received:
         if row is None:
             rows.put(
                 message_id,
@@ -253,32 +157,30 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
             )
     elif row is None:
         return
-    elif type(event) in _STATUS_UPDATES:
-        status, column = _STATUS_UPDATES[type(event)]
+    elif kind in _STATUS_UPDATES:
+        status, column = _STATUS_UPDATES[kind]
         row.update(status=status, updated_at=event.timestamp, failure_reason=None)
         row[column] = event.timestamp
         platform_message_id = getattr(event, "platform_message_id", None)
         if platform_message_id is not None:
             row["platform_message_id"] = platform_message_id
-    elif isinstance(event, Message.Failed):
+    elif kind is Message.Failed:
         row.update(
             status="failed",
             failure_reason=event.reason,
             failed_at=event.timestamp,
             updated_at=event.timestamp,
         )
-    elif isinstance(event, Message.Requeued):
+    elif kind is Message.Requeued:
         row.update(status="queued", failure_reason=None, updated_at=event.timestamp)
         row["attempts"] += 1
-    elif type(event) in _STOPPED:
-        row.update(
-            status=_STOPPED[type(event)], failure_reason=event.reason, updated_at=event.timestamp
-        )
-    elif isinstance(event, Message.Released):
+    elif kind in _STOPPED:
+        row.update(status=_STOPPED[kind], failure_reason=event.reason, updated_at=event.timestamp)
+    elif kind is Message.Released:
         row.update(status="queued", failure_reason=None, updated_at=event.timestamp)
-    elif type(event) in _RECEIPTS:
-        row.update({_RECEIPTS[type(event)]: event.timestamp, "updated_at": event.timestamp})
-    elif isinstance(event, Message.Purchased):
+    elif kind in _RECEIPTS:
+        row.update({_RECEIPTS[kind]: event.timestamp, "updated_at": event.timestamp})
+    elif kind is Message.Purchased:
         row.update(
             revenue_cents=event.amount_cents,
             purchased_at=event.timestamp,

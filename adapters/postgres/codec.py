@@ -67,6 +67,63 @@ def decode_event(
     return msgspec.convert(fields, cls, strict=False)
 
 
+def is_current(event_type: str, schema: int) -> bool:
+    """Whether a stored event of this schema version decodes without upcasting."""
+    try:
+        return schema >= SCHEMA_VERSIONS[event_type]
+    except KeyError:
+        raise UnknownEventType(event_type) from None
+
+
+def decode_event_json(
+    event_type: str, stream_id: str, version: int, data: str, before: str = "", after: str = ""
+) -> DomainEvent:
+    """``decode_event`` for an event of the current schema whose stored fields are JSON text
+    (a jsonb column read as text), decoded straight into the event class: no dict is built
+    and converted, which cost about 1 us more per event of a replay.
+
+    ``before`` and ``after`` are more members (``"name": value, ...``) put before and after
+    the stored ones: of two members with one name the later one wins (personal fields as the
+    caller revealed them). The envelope (stream id, version, topic) comes last, from the row,
+    as ``decode_event`` puts it over the stored fields."""
+    decode, topic = _json_decoder(event_type)
+    text = "{"
+    if before:
+        text += before + ","
+    if len(data) > 2:  # "{}" has no members
+        text += data[1:-1] + ","
+    if after:
+        text += after + ","
+    stream = _json_string(stream_id)
+    return decode(f'{text}"originator_id":{stream},"originator_version":{version:d}{topic}}}')
+
+
+def _json_string(text: str) -> str:
+    # Stream ids ("fan-42", "message-<uuid>") need no escaping: quoted as they are. Anything
+    # JSON must escape (quotes, backslashes, control characters) goes through the encoder.
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return _encoder.encode(text).decode()
+
+
+_json_decoders: dict[str, tuple[Callable[[str], DomainEvent], str]] = {}
+
+
+def _json_decoder(event_type: str) -> tuple[Callable[[str], DomainEvent], str]:
+    found = _json_decoders.get(event_type)
+    if found is None:
+        try:
+            cls = EVENT_TYPES[event_type]
+        except KeyError:
+            raise UnknownEventType(event_type) from None
+        topic = ""
+        if issubclass(cls, CanInitAggregate):
+            topic = ',"originator_topic":' + _encoder.encode(_aggregate_topic(cls)).decode()
+        # strict=False as decode_event converts: the same values are accepted.
+        found = _json_decoders[event_type] = (msgspec.json.Decoder(cls, strict=False).decode, topic)
+    return found
+
+
 _topics: dict[type, str] = {}
 
 
