@@ -50,9 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # wants "Authorization: Bearer <token>". Exporting by OTLP is set by the standard OTEL_*
     # variables, read by adapters/metrics.py and adapters/tracing.py.
     metrics_token: str | None = None
-    # Campaigns: recipients queued before POST /api/messages/bulk answers (the rest by the
-    # campaign worker), fans per fan-out transaction, and how long the sender trusts a
-    # campaign's status (pause and cancel reach it within this, plus the projector's lag).
+    # Campaigns: the largest audience POST /api/messages/bulk queues before it answers (a
+    # larger one is the campaign worker's), fans per fan-out transaction, and how long the
+    # sender trusts a campaign's status (pause and cancel reach it within this, plus the
+    # projector's lag).
     campaign_inline_recipients: int = 100
     campaign_chunk_size: int = 1000
     campaign_status_ttl: float = 1.0

@@ -190,16 +190,22 @@ async def _launch(
         )
     campaign = launched.campaign
     metrics.campaign_launched(ctx.tenant, campaign.total_recipients)
-    # A small audience is queued before answering; a large one continues in the worker, as
-    # does one whose first chunk met a stale view (the worker waits for it, a request won't).
-    first = await fan_out_chunk(
-        campaign.campaign_id,
-        store=container.events,
-        audience=container.campaigns,
-        ids=container.ids,
-        chunk_size=container.settings.campaign_inline_recipients,
-        attempts=1,
-        loaded=campaign,
+    # A small audience is queued before answering, unless its chunk met a stale view (the
+    # worker waits for it, a request won't); a large one is all the worker's: queueing its
+    # first hundred here cost the 202 ~20 ms and saved the worker one poll.
+    inline = container.settings.campaign_inline_recipients
+    first = (
+        await fan_out_chunk(
+            campaign.campaign_id,
+            store=container.events,
+            audience=container.campaigns,
+            ids=container.ids,
+            chunk_size=inline,
+            attempts=1,
+            loaded=campaign,
+        )
+        if campaign.total_recipients <= inline
+        else None
     )
     queued = first.queued if first else 0
     failed = len(launched.failures) + (first.skipped if first else 0)
