@@ -121,10 +121,13 @@ async def launch_new_campaign(
     audience: Audience,
 ) -> Launched:
     """Create and launch in one append (POST /api/messages/bulk): no draft is left behind."""
-    # Every rule checked before anything is allocated; the ids come back sorted and unique.
-    checked = _new(cmd, ctx, 0, cmd.recipient_ids)
-    recipient_ids, failures = await _live_recipients(checked.recipient_ids, ctx, audience)
-    campaign = _new(cmd, ctx, await ids.next_id("campaign"), recipient_ids)
+    # The campaign holds its explicit ids sorted and unique; only if some are not live fans
+    # is it made again without them (checking 100,000 ids twice cost ~10 ms). A request the
+    # domain refuses leaves a gap in the campaign ids, as any sequence may have.
+    campaign = _new(cmd, ctx, await ids.next_id("campaign"), cmd.recipient_ids)
+    recipient_ids, failures = await _live_recipients(campaign.recipient_ids, ctx, audience)
+    if recipient_ids is not campaign.recipient_ids:
+        campaign = _new(cmd, ctx, campaign.campaign_id, recipient_ids)
     await _launch(campaign, ctx, audience, live=len(recipient_ids) if recipient_ids else None)
     position = await save(store, campaign, "campaign", ctx)
     assert position is not None
