@@ -191,26 +191,23 @@ class PersonalDataCodec:
             for row in rows
             if PII in row["data"]
         }
+        return await self._load_keys(conn, rows, subjects)
+
+    async def keys_for_sealed(
+        self, conn: Any, rows: list[Any], sealed: list[SealedFields | None]
+    ) -> dict[str, AESGCM | None]:
+        """``keys_for`` rows whose data was read as text, given their ``sealed_in``."""
+        return await self._load_keys(conn, rows, {f[0] for f in sealed if f is not None})
+
+    async def _load_keys(
+        self, conn: Any, rows: list[Any], subjects: set[str]
+    ) -> dict[str, AESGCM | None]:
         if not subjects:
             return {}
         if self.keys is None:
             raise SubjectErased("encryption is off but the log holds encrypted fields")
         # A key cached before another process erased its subject would still decrypt; a read
         # that meets the erasing event itself must not, so it wins over the cache.
-        erased = {row["stream_id"] for row in rows if row["event_type"] in ERASES_SUBJECT}
-        for subject in erased & subjects:
-            self.keys.remember(subject, ERASED)
-        return await self.keys.load(conn, subjects)
-
-    async def keys_for_sealed(
-        self, conn: Any, rows: list[Any], sealed: list[SealedFields | None]
-    ) -> dict[str, AESGCM | None]:
-        """``keys_for`` rows whose data was read as text, given their ``sealed_in``."""
-        subjects = {found[0] for found in sealed if found is not None}
-        if not subjects:
-            return {}
-        if self.keys is None:
-            raise SubjectErased("encryption is off but the log holds encrypted fields")
         erased = {row["stream_id"] for row in rows if row["event_type"] in ERASES_SUBJECT}
         for subject in erased & subjects:
             self.keys.remember(subject, ERASED)
