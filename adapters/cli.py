@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     rotate = keys.add_parser(
         "rotate", help="re-wrap every data key with a new master key (events are untouched)"
     )
-    rotate.add_argument("--new-key", help="the new master key (default: generate one)")
+    rotate.add_argument(
+        "--new-key",
+        help="the new master key, written --new-key=KEY (a key may start with -); default: new",
+    )
     _add_data_dir(rotate)
     rotate.set_defaults(func=lambda a: _run(_keys_rotate, a))
 

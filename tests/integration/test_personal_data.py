@@ -257,7 +257,8 @@ async def test_rotating_the_master_key_keeps_every_fan_readable(
         "DATABASE_URL": fresh.settings.database_url,
         "CRM_MASTER_KEY": TEST_MASTER_KEY,
     }
-    rotated = await run_crm(env, "keys", "rotate", "--new-key", new_key)
+    # "--new-key=": a generated key may start with "-", which argparse would take for an option.
+    rotated = await run_crm(env, "keys", "rotate", f"--new-key={new_key}")
     assert rotated.returncode == 0, rotated.stderr
     assert "re-wrapped 3 data keys" in rotated.stdout
     assert await raw_log_text(fresh.pool) == log_before, "rotation must not touch events"
