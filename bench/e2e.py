@@ -188,6 +188,7 @@ class TimedQueue:
     def __init__(self, inner: Any, marks: Marks) -> None:
         self._inner = inner
         self._marks = marks
+        self.max_batch: int = inner.max_batch  # the relay batches as the real queue takes
 
     async def send_batch(self, queue: Any, messages: Sequence[OutgoingMessage]) -> Any:
         results = await self._inner.send_batch(queue, messages)
@@ -230,6 +231,7 @@ class TimedGateway:
     def __init__(self, inner: Any, marks: Marks) -> None:
         self._inner = inner
         self._marks = marks
+        self.max_batch: int = inner.max_batch  # the relay batches as the real queue takes
         self.in_flight = 0
         self.peak = 0
         self._area = 0.0

@@ -31,7 +31,7 @@ from adapters.postgres.outbox import ClaimedRows, OutboxRow, PostgresOutbox
 from application.context import CommandContext
 from application.messages import record_all_dispatched, record_dispatched, record_failed
 from application.ports import EventStore
-from application.queue import MAX_BATCH, MessageQueue, OutgoingMessage, QueueName, SendResult
+from application.queue import MessageQueue, OutgoingMessage, QueueName, SendResult
 
 log = structlog.get_logger(__name__)
 _W3C = TraceContextTextMapPropagator()
@@ -119,8 +119,7 @@ class Relay:
         # time the relay, not the queue, limits a campaign's pace.
         in_flight = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
-        # A queue that does not say how many it takes gets SQS's limit, which every one takes.
-        size = max(1, getattr(self.queue, "max_batch", MAX_BATCH))
+        size = self.queue.max_batch
 
         async def send(queue: str, chunk: Sequence[OutboxRow]) -> None:
             async with in_flight:

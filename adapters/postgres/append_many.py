@@ -131,7 +131,7 @@ async def append_many(
         extra = [
             [entry.queue for entry in outbox],
             [entry.message_id for entry in outbox],
-            [await outbox_body(conn, personal, entry, known) for entry in outbox],
+            [await personal.seal_body(conn, e.body, e.subject, e.personal, known) for e in outbox],
             # The command's trace context (W3C traceparent) rides with each message, so the
             # relay and the sender continue the request's trace (adapters/tracing.py).
             [tracing.with_trace_context(entry.attributes) for entry in outbox],
@@ -157,13 +157,6 @@ async def append_many(
         *extra,
     )
     return [row["position"] for row in rows], pending_all
-
-
-async def outbox_body(
-    conn: Any, personal: PersonalDataCodec, entry: OutboxEntry, known: dict[str, AESGCM | None]
-) -> str:
-    """The entry's body as stored, its personal fields sealed with the subject's key."""
-    return await personal.seal_body(conn, entry.body, entry.subject, entry.personal, known)
 
 
 async def _prefetch_keys(
