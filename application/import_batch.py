@@ -8,6 +8,7 @@ that fan and committed; re-running finds it and updates or skips instead of crea
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,16 @@ import msgspec
 
 from application.context import CommandContext
 from application.errors import ConcurrencyError
-from application.imports import STREAM_TYPE, FanRow, ImportStore, ImportUnitOfWork, Row, RowError
+from application.imports import (
+    STREAM_TYPE,
+    Applied,
+    FanRow,
+    ImportStore,
+    ImportUnitOfWork,
+    Indexed,
+    Row,
+    RowError,
+)
 from application.ports import EventStore, StreamWrite
 from application.streams import load
 from domain.errors import Gone, InvalidValue
@@ -80,17 +90,42 @@ async def prepare(
     keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
     found = await uow.find(sorted({key for row_keys in keys.values() for key in row_keys}))
     refs, assigned, new_count = _plan(batch, keys, found)
-    ids = await uow.new_fan_ids(new_count) if new_count else []
-    existing = await uow.load_fans(sorted({ref[1] for ref in assigned.values() if ref[0] == "fan"}))
-    result, created, grown = _decide(batch, refs, ids, existing, ctx.tenant)
-    claims = {
-        key: ids[ref[1]] for key, ref in assigned.items() if ref[0] == "new" and ref[1] in created
+    digests = {
+        row.row: uow.row_digest(row) for row in batch if isinstance(row, FanRow) and keys[row.row]
     }
-    if claims and await uow.claim(claims) != set(claims):
-        raise ConcurrencyError("another import created some of these fans first")
-    extra = {key: ref[1] for key, ref in assigned.items() if ref[0] == "fan" and key not in found}
+    unchanged = _unchanged(batch, refs, keys, digests, found)
+    ids = await uow.new_fan_ids(new_count) if new_count else []
+    loaded = {ref[1] for ref in assigned.values() if ref[0] == "fan"} - unchanged
+    existing = await uow.load_fans(sorted(loaded))
+    decided = _decide(batch, refs, ids, existing, unchanged, ctx.tenant)
+
+    def applied(ref: Ref) -> Applied:
+        """What the fan's index entries are to remember after this batch."""
+        kind, number = ref
+        row = decided.applied.get(ref)
+        digest = None if row is None else digests[row]
+        if kind == "new":
+            grown = decided.grown.get(number)
+            return Applied(ids[number], digest, 1 if grown is None else grown.version)
+        fan = existing.get(number)
+        return Applied(number, digest, None if fan is None else fan.version)
+
+    claims = {
+        key: applied(ref)
+        for key, ref in assigned.items()
+        if ref[0] == "new" and ref[1] in decided.created
+    }
+    if claims:
+        await uow.claim(claims, exclusive=True)
+    extra = {
+        key: applied(ref) for key, ref in assigned.items() if ref[0] == "fan" and key not in found
+    }
     if extra:
-        await uow.claim(extra)
+        await uow.claim(extra, exclusive=False)
+    remembered = [applied(ref) for ref in decided.applied if ref[0] == "fan"]
+    if remembered:
+        await uow.remember(remembered)
+    result = decided.result
     job.record_batch(
         first_row=batch[0].row,
         last_row=batch[-1].row,
@@ -100,7 +135,8 @@ async def prepare(
         errors=result.errors,
     )
     touched: list[StreamWrite | None] = [
-        _created_write(event, grown.get(number)) for number, event in created.items()
+        _created_write(event, decided.grown.get(number))
+        for number, event in decided.created.items()
     ]
     touched += [_write(fan) for fan in existing.values()]
     job_write = _write(job, STREAM_TYPE)
@@ -109,9 +145,9 @@ async def prepare(
 
 
 def _plan(
-    batch: Sequence[Row], keys: dict[int, list[str]], found: dict[str, int]
+    batch: Sequence[Row], keys: dict[int, list[str]], found: dict[str, Indexed]
 ) -> tuple[list[Ref | None], dict[str, Ref], int]:
-    assigned: dict[str, Ref] = {key: ("fan", fan_id) for key, fan_id in found.items()}
+    assigned: dict[str, Ref] = {key: ("fan", entry.fan_id) for key, entry in found.items()}
     refs: list[Ref | None] = []
     new_count = 0
     for row in batch:
@@ -126,30 +162,66 @@ def _plan(
     return refs, assigned, new_count
 
 
+def _unchanged(
+    batch: Sequence[Row],
+    refs: list[Ref | None],
+    keys: dict[int, list[str]],
+    digests: dict[int, bytes],
+    found: dict[str, Indexed],
+) -> set[int]:
+    """Fans this batch leaves as they are without loading them: the one row naming the fan is
+    the row last applied to it, and the fan has not changed since (see application/imports)."""
+    rows_of = Counter(refs)
+    unchanged = set()
+    for row, ref in zip(batch, refs, strict=True):
+        if ref is None or ref[0] != "fan" or rows_of[ref] != 1:
+            continue
+        entries = [found.get(key) for key in keys[row.row]]
+        if all(
+            entry is not None and entry.unchanged and entry.row_digest == digests[row.row]
+            for entry in entries
+        ):
+            unchanged.add(ref[1])
+    return unchanged
+
+
+class _Decided(msgspec.Struct):
+    result: BatchResult
+    # The new fans' Created events, by their number in the batch.
+    created: dict[int, Fan.Created]
+    # For a new fan that a later row of the same batch changes, the fan made from its event.
+    grown: dict[int, Fan]
+    # Each fan's last row decided against it (by row number), the unchanged fans' aside.
+    applied: dict[Ref, int]
+
+
 def _decide(
     batch: Sequence[Row],
     refs: list[Ref | None],
     ids: list[int],
     existing: dict[int, Fan],
+    unchanged: set[int],
     tenant: str,
-) -> tuple[BatchResult, dict[int, Fan.Created], dict[int, Fan]]:
-    """The batch's counts; the new fans' Created events (by their number in the batch); and,
-    for a new fan that a later row of the same batch changes, the fan made from its event."""
-    result = BatchResult()
-    created: dict[int, Fan.Created] = {}
-    grown: dict[int, Fan] = {}
+) -> _Decided:
+    decided = _Decided(BatchResult(), {}, {}, {})
+    result = decided.result
     errors = result.errors
     for row, ref in zip(batch, refs, strict=True):
         if isinstance(row, RowError):
             errors.append((row.row, row.error))
         elif ref is None:
             errors.append((row.row, "handle: a row needs a handle or a platform id"))
+        elif ref[0] == "fan" and ref[1] in unchanged:
+            result.skipped += 1
         else:
             try:
-                _decide_row(row, ref, ids, existing, created, grown, tenant, result)
+                fan_seen = _decide_row(row, ref, ids, existing, decided, tenant)
             except InvalidValue as error:
                 errors.append((row.row, f"{_camel(error.field)}: {error.message}"))
-    return result, created, grown
+            else:
+                if fan_seen:
+                    decided.applied[ref] = row.row
+    return decided
 
 
 def _decide_row(
@@ -157,11 +229,11 @@ def _decide_row(
     ref: Ref,
     ids: list[int],
     existing: dict[int, Fan],
-    created: dict[int, Fan.Created],
-    grown: dict[int, Fan],
+    decided: _Decided,
     tenant: str,
-    result: BatchResult,
-) -> None:
+) -> bool:
+    """Count the row's outcome; False if it found no fan of this tenant to apply to."""
+    result, created, grown = decided.result, decided.created, decided.grown
     kind, number = ref
     if kind == "new":
         fan = grown.get(number)
@@ -182,25 +254,30 @@ def _decide_row(
                     notes=row.notes,
                 )
                 result.inserted += 1
-                return
+                return True
             # A second row for a fan this batch creates: now it needs the aggregate.
             fan = grown[number] = _fan_of(made)
     else:
         fan = existing.get(number)
-    if fan is None or fan.deleted:
+    if fan is None:
+        result.skipped += 1  # not this tenant's fan
+        return False
+    if fan.deleted:
         result.skipped += 1  # deleted (or erased) fans stay so: see application/imports.py
-        return
+        return True
     changes: dict[str, Any] = {
         field: getattr(row, field) for field in EDITABLE_FIELDS if getattr(row, field) is not None
     }
     try:
         changed = fan.update(**changes)
     except Gone:
-        changed = False
+        result.skipped += 1
+        return False
     if changed:
         result.updated += 1
     else:
         result.skipped += 1
+    return True
 
 
 def _fan_of(event: Fan.Created) -> Fan:

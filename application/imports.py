@@ -18,13 +18,18 @@ was indexed, is not matched and the import creates a second fan for it.
 Erased fans are forgotten: a later import holding the same handle creates a new fan (the
 spreadsheet is the creator's own data). Deleted fans stay deleted: their rows are skipped.
 A blank cell means "not in this file": re-import never clears a value.
+
+Re-importing an unchanged file is cheap: an index entry remembers a keyed digest of the row
+an import last applied to its fan and the fan's stream version just after. A row with that
+digest, for a fan whose stream has not moved since, would change nothing: it is skipped
+without replaying the fan (applying a row twice is the same as once: an update sets values).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 
@@ -61,15 +66,44 @@ class RowError(msgspec.Struct, frozen=True, gc=False):
 Row = FanRow | RowError
 
 
+class Indexed(NamedTuple):
+    """The fan an index entry points to, and what the entry remembers of it."""
+
+    fan_id: int
+    # The keyed digest of the row an import last applied to the fan (None if unknown), and
+    # whether the fan's stream is still at the version that row left it at.
+    row_digest: bytes | None
+    unchanged: bool
+
+
+class Applied(NamedTuple):
+    """What an index entry is to remember: the fan, the digest of the row applied to it last
+    (None: no row applied), and the fan's stream version after this batch."""
+
+    fan_id: int
+    row_digest: bytes | None
+    version: int | None
+
+
 class ImportUnitOfWork(Protocol):
     """One batch's transaction, scoped to one tenant."""
 
-    async def find(self, keys: Sequence[str]) -> dict[str, int]:
-        """Fan ids already indexed under these match keys."""
+    async def find(self, keys: Sequence[str]) -> dict[str, Indexed]:
+        """The fans already indexed under these match keys."""
         ...
 
-    async def claim(self, claims: dict[str, int]) -> set[str]:
-        """Index these keys to these fans; returns the keys claimed (taken ones are left)."""
+    def row_digest(self, row: FanRow) -> bytes:
+        """A keyed digest of the row's values (its number aside): equal for equal rows."""
+        ...
+
+    async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
+        """Index these keys to these fans, in this transaction. A key another import holds is
+        left to it; if ``exclusive``, that makes the batch fail with ConcurrencyError, raised
+        here or by ``append``."""
+        ...
+
+    async def remember(self, applied: Sequence[Applied]) -> None:
+        """Record on these fans' index entries the row just applied and the version it left."""
         ...
 
     async def new_fan_ids(self, count: int) -> list[int]: ...

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from adapters.crypto import MasterKey
-from adapters.postgres.imports_batch import PostgresImportBatch
+from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
 from adapters.postgres.imports_index import key_hash, load_index_key
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -33,12 +33,6 @@ WHERE NOT EXISTS (
 )
 ON CONFLICT DO NOTHING
 """
-
-_CONFLICTS = (
-    asyncpg.UniqueViolationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
 
 
 class PostgresImportStore:
@@ -93,7 +87,7 @@ class PostgresImportStore:
                     # appended with a synchronous commit, which flushes every batch before it.
                     await conn.execute("SET LOCAL synchronous_commit = off")
                     yield unit
-            except _CONFLICTS as error:
+            except CONFLICTS as error:
                 raise ConcurrencyError(f"import batch conflicted: {error}") from None
             finally:
                 # No key of this batch stays in the key cache: a cached key costs ~2.5 KB,

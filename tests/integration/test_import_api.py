@@ -256,6 +256,30 @@ async def test_a_changed_value_on_reimport_is_an_update_event_and_blank_cells_cl
     assert [row[0] for row in types] == ["FanCreated", "FanUpdated"]
 
 
+async def test_a_fan_changed_through_the_api_since_its_import_is_brought_back_by_a_reimport(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp, container: Container
+) -> None:
+    content = b"handle,total spent\nann,5\nbob,7\n"
+    await upload(http, auth, content)
+    assert summary(await upload(http, auth, content)) == expected(2, 0, skipped=2)
+    fans = {fan["handle"]: fan["id"] for fan in await fans_of(http, auth, catch_up)}
+    remembered = await container.pool.fetch(
+        "SELECT stream_id, row_digest IS NOT NULL, fan_version FROM import_fan_keys"
+        " WHERE stream_id = ANY($1::text[]) ORDER BY stream_id",
+        [f"fan-{fans['ann']}", f"fan-{fans['bob']}"],
+    )
+    assert [tuple(row)[1:] for row in remembered] == [(True, 1), (True, 1)]
+
+    patched = await http.patch(f"{FANS}/{fans['ann']}", json={"valueCents": 900}, headers=auth)
+    assert patched.status_code == 200, patched.text
+
+    # Ann's entry remembers version 1; her stream is at 2 now: she is loaded, and updated.
+    assert summary(await upload(http, auth, content)) == expected(2, 0, updated=1, skipped=1)
+    values = {fan["handle"]: fan["valueCents"] for fan in await fans_of(http, auth, catch_up)}
+    assert values == {"ann": 500, "bob": 700}
+    assert summary(await upload(http, auth, content)) == expected(2, 0, skipped=2)
+
+
 async def test_fans_are_matched_by_platform_id_before_handle(
     http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:

@@ -8,13 +8,23 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.context import CommandContext
+from application.errors import ConcurrencyError
 from application.import_batch import import_batch, match_keys
 from application.import_pipeline import run_import
-from application.imports import FanRow, Row, RowError, StartImport, start_import
+from application.imports import (
+    Applied,
+    FanRow,
+    Indexed,
+    Row,
+    RowError,
+    StartImport,
+    start_import,
+)
 from application.ports import StreamWrite
 from domain.fan import Fan
 from domain.import_job import ImportJob
@@ -26,16 +36,21 @@ CTX = CommandContext(tenant="t1", actor="test", correlation_id="c1")
 class InMemoryImports:
     """The import store's unit of work over the in-memory event store. Like Postgres's unique
     index, a claim made by a transaction not yet committed makes every other claim of that key
-    lose, while ``find`` sees committed entries only."""
+    lose, while ``find`` sees committed entries only. ``remembers=False`` plays a store whose
+    entries never remember a row (every fan is loaded): outcomes must be the same."""
 
-    def __init__(self, events: InMemoryEventStore) -> None:
+    def __init__(self, events: InMemoryEventStore, *, remembers: bool = True) -> None:
         self.events = events
+        self.remembers = remembers
         self.index: dict[str, int] = {}
+        # key -> (digest of the row last applied, the fan's version after it)
+        self.seen: dict[str, tuple[bytes | None, int | None]] = {}
         self.pending: set[str] = set()
         self.next_id = 100
         # Keys another importer claims just before this one (the race).
         self.stolen: dict[str, int] = {}
         self.batches = 0
+        self.loaded = 0
 
     async def index_existing_fans(self, tenant: str) -> None:
         pass
@@ -47,7 +62,13 @@ class InMemoryImports:
         try:
             yield unit
             await self.events.append_all(unit.writes, metadata=CTX.metadata())
-            self.index.update(unit.claims)
+            for key, entry in unit.claims.items():
+                self.index[key] = entry.fan_id
+                self.seen[key] = (entry.row_digest, entry.version)
+            for entry in unit.remembered:
+                for key, fan_id in self.index.items():
+                    if fan_id == entry.fan_id:
+                        self.seen[key] = (entry.row_digest, entry.version)
         finally:
             self.pending -= set(unit.claims)
 
@@ -55,20 +76,37 @@ class InMemoryImports:
 class _Unit:
     def __init__(self, store: InMemoryImports) -> None:
         self.store = store
-        self.claims: dict[str, int] = {}
+        self.claims: dict[str, Applied] = {}
+        self.remembered: list[Applied] = []
         self.writes: list[StreamWrite] = []
 
-    async def find(self, keys: Sequence[str]) -> dict[str, int]:
-        return {key: self.store.index[key] for key in keys if key in self.store.index}
+    async def find(self, keys: Sequence[str]) -> dict[str, Indexed]:
+        found = {}
+        for key in keys:
+            if key in self.store.index:
+                fan_id = self.store.index[key]
+                digest, version = self.store.seen.get(key, (None, None))
+                now = len(await self.store.events.load(f"fan-{fan_id}"))
+                if not self.store.remembers:
+                    digest = None
+                found[key] = Indexed(fan_id, digest, version == now)
+        return found
 
-    async def claim(self, claims: dict[str, int]) -> set[str]:
+    def row_digest(self, row: FanRow) -> bytes:
+        return msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
+
+    async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
         self.store.index.update(self.store.stolen)
         self.store.stolen = {}
         taken = self.store.index.keys() | self.store.pending
-        won = {key for key in claims if key not in taken}
-        self.store.pending |= won
-        self.claims.update({key: claims[key] for key in won})
-        return won
+        if exclusive and taken & claims.keys():
+            raise ConcurrencyError("another import holds some of these keys")
+        won = {key: entry for key, entry in claims.items() if key not in taken}
+        self.store.pending |= won.keys()
+        self.claims.update(won)
+
+    async def remember(self, applied: Sequence[Applied]) -> None:
+        self.remembered += applied
 
     async def new_fan_ids(self, count: int) -> list[int]:
         self.store.next_id += count
@@ -77,6 +115,7 @@ class _Unit:
     async def load_fans(self, fan_ids: Sequence[int]) -> dict[int, Fan]:
         fans = {}
         for fan_id in fan_ids:
+            self.store.loaded += 1
             fan: Any = None
             for recorded in await self.store.events.load(f"fan-{fan_id}"):
                 fan = recorded.event.mutate(fan)
@@ -200,3 +239,88 @@ def test_importing_any_file_twice_creates_each_fan_once_and_nothing_the_second_t
     assert second.inserted == 0
     assert first.total_rows == second.total_rows == len(rows)
     assert second.error_count == first.error_count
+
+
+async def import_rows(
+    events: InMemoryEventStore, imports: InMemoryImports, rows: list[Row], job_id: str, size: int
+) -> ImportJob:
+    job = await start_import(StartImport(job_id=job_id, file_name="f"), CTX, store=events)
+
+    async def source() -> AsyncIterator[Row]:
+        for row in rows:
+            yield row
+
+    return await run_import(source(), job, CTX, events=events, imports=imports, batch_size=size)
+
+
+def test_an_unchanged_file_imported_again_loads_no_fan_and_a_changed_fan_is_loaded() -> None:
+    rows: list[Row] = [FanRow(row=2, handle="ann", value_cents=5), FanRow(row=3, handle="bob")]
+
+    async def scenario() -> tuple[list[ImportJob], list[int]]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        jobs, loads = [], []
+        for job_id in ("first", "again"):
+            jobs.append(await import_rows(events, imports, rows, job_id, 10))
+            loads.append(imports.loaded)
+        # Ann changes outside the import: her row would now change her back.
+        fan: Any = None
+        for recorded in await events.load(f"fan-{imports.index['onlyfans:handle:ann']}"):
+            fan = recorded.event.mutate(fan)
+        fan.update(value_cents=9)
+        await events.append(
+            fan.id, "fan", fan.collect_events(), expected_version=1, metadata=CTX.metadata()
+        )
+        jobs.append(await import_rows(events, imports, rows, "after a change", 10))
+        loads.append(imports.loaded)
+        return jobs, loads
+
+    jobs, loads = run(scenario())
+
+    assert [(j.inserted, j.updated, j.skipped) for j in jobs] == [(2, 0, 0), (0, 0, 2), (0, 1, 1)]
+    assert loads == [0, 0, 1]
+
+
+CELLS = st.lists(
+    st.tuples(
+        st.sampled_from(["ann", "@Ann", "bob", "BOB", "cid", "bad handle", ""]),
+        st.sampled_from([None, 0, 5, -1]),
+        st.sampled_from([None, "a@example.com", "nope"]),
+        st.sampled_from([None, "Ann", "Bob"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(CELLS, min_size=2, max_size=4), st.integers(min_value=1, max_value=5))
+def test_skipping_fans_an_import_left_unchanged_never_changes_an_outcome(
+    files: list[list[tuple[str, int | None, str | None, str | None]]], batch_size: int
+) -> None:
+    """Whatever the files, in whatever order: the same summaries and the same fan events
+    with the shortcut as when every fan is loaded and asked."""
+
+    async def history(remembers: bool) -> tuple[list[Any], list[Any]]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events, remembers=remembers)
+        summaries = []
+        for number, cells in enumerate(files):
+            rows: list[Row] = [
+                FanRow(row=n + 2, handle=handle or None, value_cents=value, email=email, name=name)
+                for n, (handle, value, email, name) in enumerate(cells)
+            ]
+            job = await import_rows(events, imports, rows, f"job-{number}", batch_size)
+            summaries.append((job.inserted, job.updated, job.skipped, job.errors))
+        fan_events = [
+            (r.stream_id, r.version, r.event_type, _values(r.event))
+            for r in events.log
+            if r.stream_id.startswith("fan-")
+        ]
+        return summaries, fan_events
+
+    assert run(history(remembers=True)) == run(history(remembers=False))
+
+
+def _values(event: Any) -> dict[str, Any]:
+    fields = ("handle", "name", "email", "value_cents", "tags", "notes")
+    return {field: getattr(event, field, None) for field in fields}
