@@ -83,11 +83,17 @@ async def import_batch(
 
 
 async def prepare(
-    uow: ImportUnitOfWork, batch: Sequence[Row], job: ImportJob, ctx: CommandContext
+    uow: ImportUnitOfWork,
+    batch: Sequence[Row],
+    job: ImportJob,
+    ctx: CommandContext,
+    keys: dict[int, list[str]] | None = None,
 ) -> list[StreamWrite]:
     """Decide the batch inside ``uow``'s transaction and record it on the job; returns the
-    writes to append (the fans' events, then the job's)."""
-    keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
+    writes to append (the fans' events, then the job's). ``keys``: the rows' match keys, by
+    row number, if the caller has them already."""
+    if keys is None:
+        keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
     found = await uow.find(sorted({key for row_keys in keys.values() for key in row_keys}))
     refs, assigned, new_count = _plan(batch, keys, found)
     digests = {
@@ -98,11 +104,19 @@ async def prepare(
     loaded = {ref[1] for ref in assigned.values() if ref[0] == "fan"} - unchanged
     existing = await uow.load_fans(sorted(loaded))
     decided = _decide(batch, refs, ids, existing, unchanged, ctx.tenant)
+    last_row_of = {ref: number for number, ref in decided.applied.items()}
+    # Only keys of rows applied may own entries: a row that broke a rule names no fan.
+    claimable = {
+        key: ref
+        for number, ref in decided.applied.items()
+        for key in keys[number]
+        if assigned[key] == ref
+    }
 
     def applied(ref: Ref) -> Applied:
         """What the fan's index entries are to remember after this batch."""
         kind, number = ref
-        row = decided.applied.get(ref)
+        row = last_row_of.get(ref)
         digest = None if row is None else digests[row]
         if kind == "new":
             grown = decided.grown.get(number)
@@ -112,17 +126,17 @@ async def prepare(
 
     claims = {
         key: applied(ref)
-        for key, ref in assigned.items()
+        for key, ref in claimable.items()
         if ref[0] == "new" and ref[1] in decided.created
     }
     if claims:
         await uow.claim(claims, exclusive=True)
     extra = {
-        key: applied(ref) for key, ref in assigned.items() if ref[0] == "fan" and key not in found
+        key: applied(ref) for key, ref in claimable.items() if ref[0] == "fan" and key not in found
     }
     if extra:
         await uow.claim(extra, exclusive=False)
-    remembered = [applied(ref) for ref in decided.applied if ref[0] == "fan"]
+    remembered = [applied(ref) for ref in last_row_of if ref[0] == "fan"]
     if remembered:
         await uow.remember(remembered)
     result = decided.result
@@ -191,8 +205,8 @@ class _Decided(msgspec.Struct):
     created: dict[int, Fan.Created]
     # For a new fan that a later row of the same batch changes, the fan made from its event.
     grown: dict[int, Fan]
-    # Each fan's last row decided against it (by row number), the unchanged fans' aside.
-    applied: dict[Ref, int]
+    # The rows decided against a fan of this tenant, in order: row number -> the fan.
+    applied: dict[int, Ref]
 
 
 def _decide(
@@ -220,7 +234,7 @@ def _decide(
                 errors.append((row.row, f"{_camel(error.field)}: {error.message}"))
             else:
                 if fan_seen:
-                    decided.applied[ref] = row.row
+                    decided.applied[row.row] = ref
     return decided
 
 

@@ -18,8 +18,8 @@ from contextlib import AsyncExitStack
 
 from application.context import CommandContext
 from application.errors import ConcurrencyError
-from application.import_batch import import_batch, prepare
-from application.imports import ImportStore, ImportUnitOfWork, Row, StagesAppend
+from application.import_batch import import_batch, match_keys, prepare
+from application.imports import FanRow, ImportStore, ImportUnitOfWork, Row, StagesAppend
 from application.ports import EventStore, StreamWrite
 from application.streams import load
 from domain.import_job import ImportJob
@@ -69,12 +69,20 @@ class _Pipeline:
         self.on_batch = on_batch
         self.committing: asyncio.Task[None] | None = None
         self.in_flight: list[Row] = []
+        self.in_flight_keys: set[str] = set()
 
     async def push(self, batch: list[Row], job: ImportJob) -> ImportJob:
+        keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
+        batch_keys = {key for row_keys in keys.values() for key in row_keys}
+        # A fan of this batch in the one still committing is decided from what that one
+        # wrote, not from before it (which would skip a row changing the fan back).
+        shares_fans = not batch_keys.isdisjoint(self.in_flight_keys)
+        if shares_fans and not await self._previous_committed():
+            return await self._rerun(batch, job)
         stack = AsyncExitStack()
         uow: ImportUnitOfWork = await stack.enter_async_context(self.imports.batch(self.ctx.tenant))
         try:
-            writes = await prepare(uow, batch, job, self.ctx)
+            writes = await prepare(uow, batch, job, self.ctx, keys)
             if isinstance(uow, StagesAppend):
                 # Encrypt and encode now, while the previous batch is still in the database.
                 await uow.stage(writes, self.ctx)
@@ -89,7 +97,7 @@ class _Pipeline:
         if not committed:
             await _close(stack, ConcurrencyError("the previous batch did not commit"))
             return await self._rerun(batch, job)
-        self.in_flight = batch
+        self.in_flight, self.in_flight_keys = batch, batch_keys
         self.committing = asyncio.create_task(self._commit(stack, uow, writes))
         await self._progress(job)
         return job
@@ -115,7 +123,7 @@ class _Pipeline:
             await task
         except ConcurrencyError:
             return False
-        self.in_flight = []
+        self.in_flight, self.in_flight_keys = [], set()
         return True
 
     async def _commit(
@@ -137,7 +145,7 @@ class _Pipeline:
                 job = await import_batch(
                     pending, job, self.ctx, events=self.events, imports=self.imports
                 )
-        self.in_flight = []
+        self.in_flight, self.in_flight_keys = [], set()
         await self._progress(job)
         return job
 

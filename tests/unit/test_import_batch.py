@@ -324,3 +324,80 @@ def test_skipping_fans_an_import_left_unchanged_never_changes_an_outcome(
 def _values(event: Any) -> dict[str, Any]:
     fields = ("handle", "name", "email", "value_cents", "tags", "notes")
     return {field: getattr(event, field, None) for field in fields}
+
+
+async def fan_states(events: InMemoryEventStore) -> list[Any]:
+    """Each fan's last state: what the rows made of it (ids aside: a batch may spend them
+    differently)."""
+    fans: dict[str, Any] = {}
+    for recorded in events.log:
+        if recorded.stream_id.startswith("fan-"):
+            fans[recorded.stream_id] = recorded.event.mutate(fans.get(recorded.stream_id))
+    return sorted((fan.handle, fan.name, fan.email, fan.value_cents) for fan in fans.values())
+
+
+def test_a_row_changing_a_fan_back_in_the_next_batch_sees_the_batch_before_it() -> None:
+    async def scenario() -> tuple[ImportJob, list[Any]]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        await import_rows(events, imports, [FanRow(row=2, handle="ann", value_cents=0)], "a", 1)
+        # Batch 1 sets 5; batch 2 (decided while batch 1 still commits) sets 0 back.
+        rows: list[Row] = [
+            FanRow(row=2, handle="ann", value_cents=5),
+            FanRow(row=3, handle="ann", value_cents=0),
+        ]
+        job = await import_rows(events, imports, rows, "b", 1)
+        return job, await fan_states(events)
+
+    job, fans = run(scenario())
+
+    assert (job.updated, job.skipped) == (2, 0)
+    assert fans == [("ann", None, None, 0)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(CELLS, min_size=1, max_size=3), st.integers(min_value=1, max_value=5))
+def test_batches_end_with_the_fans_that_one_row_at_a_time_makes(
+    files: list[list[tuple[str, int | None, str | None, str | None]]], batch_size: int
+) -> None:
+    """The pipeline decides a batch while the one before commits: the outcome is still that
+    of applying the rows in file order, each committed before the next is decided."""
+
+    async def outcome(one_by_one: bool) -> tuple[list[Any], list[Any]]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        summaries = []
+        for number, cells in enumerate(files):
+            rows: list[Row] = [
+                FanRow(row=n + 2, handle=handle or None, value_cents=value, email=email, name=name)
+                for n, (handle, value, email, name) in enumerate(cells)
+            ]
+            if one_by_one:
+                job = await start_import(
+                    StartImport(job_id=f"job-{number}", file_name="f"), CTX, store=events
+                )
+                for row in rows:
+                    job = await import_batch([row], job, CTX, events=events, imports=imports)
+            else:
+                job = await import_rows(events, imports, rows, f"job-{number}", batch_size)
+            summaries.append((job.inserted, job.updated, job.skipped, job.errors))
+        return summaries, await fan_states(events)
+
+    assert run(outcome(one_by_one=False)) == run(outcome(one_by_one=True))
+
+
+def test_only_the_keys_of_rows_applied_to_a_fan_are_indexed_to_it() -> None:
+    async def scenario() -> InMemoryImports:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        rows: list[Row] = [
+            FanRow(row=2, platform_id="1", handle="a", email="nope"),
+            FanRow(row=3, handle="a"),
+        ]
+        await import_rows(events, imports, rows, "j", 10)
+        return imports
+
+    imports = run(scenario())
+
+    # Row 2 broke a rule: the fan row 3 created is not the fan of platform id 1.
+    assert set(imports.index) == {"onlyfans:handle:a"}
