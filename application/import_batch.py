@@ -96,9 +96,7 @@ async def prepare(
         keys = {row.row: match_keys(row) for row in batch if isinstance(row, FanRow)}
     found = await uow.find(sorted({key for row_keys in keys.values() for key in row_keys}))
     refs, assigned, new_count = _plan(batch, keys, found)
-    digests = {
-        row.row: uow.row_digest(row) for row in batch if isinstance(row, FanRow) and keys[row.row]
-    }
+    digests = {row.row: uow.row_digest(row) for row in batch if keys.get(row.row)}
     unchanged = _unchanged(batch, refs, keys, digests, found)
     ids = await uow.new_fan_ids(new_count) if new_count else []
     loaded = {ref[1] for ref in assigned.values() if ref[0] == "fan"} - unchanged
@@ -147,6 +145,7 @@ async def prepare(
         updated=result.updated,
         skipped=result.skipped,
         errors=result.errors,
+        last_row_digest=uow.row_digest(batch[-1]).hex(),
     )
     touched: list[StreamWrite | None] = [
         _created_write(event, decided.grown.get(number))

@@ -37,17 +37,27 @@ async def run_import(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[ImportJob], Awaitable[None]] | None = None,
 ) -> ImportJob:
-    """Import rows after the job's last committed row, one committed batch at a time."""
+    """Import rows after the job's last committed row, one committed batch at a time. A
+    resumed job first checks the file holds, at that row, the row it committed there."""
+    resumed_at = job.last_row if job.last_row_digest else 0
+    row_digest = await imports.row_digests(ctx.tenant) if resumed_at else None
     pipeline = _Pipeline(ctx, events, imports, on_batch)
     try:
         batch: list[Row] = []
         async for row in rows:
             if row.row <= job.last_row:
+                if row.row == resumed_at and row_digest is not None:
+                    job.confirm_same_file(row_digest(row).hex())
+                    resumed_at = 0
                 continue  # committed before the job was interrupted
+            if resumed_at:
+                job.confirm_same_file("")  # the file has no row where the job stopped
             batch.append(row)
             if len(batch) >= batch_size:
                 job = await pipeline.push(batch, job)
                 batch = []
+        if resumed_at:
+            job.confirm_same_file("")
         if batch:
             job = await pipeline.push(batch, job)
         return await pipeline.settle(job)

@@ -27,7 +27,7 @@ without replaying the fan (applying a row twice is the same as once: an update s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -92,7 +92,7 @@ class ImportUnitOfWork(Protocol):
         """The fans already indexed under these match keys."""
         ...
 
-    def row_digest(self, row: FanRow) -> bytes:
+    def row_digest(self, row: Row) -> bytes:
         """A keyed digest of the row's values (its number aside): equal for equal rows."""
         ...
 
@@ -131,6 +131,10 @@ class ImportStore(Protocol):
 
     async def index_existing_fans(self, tenant: str) -> None:
         """Make the tenant's fans created outside imports (the API) findable by an import."""
+        ...
+
+    async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:
+        """The tenant's ``ImportUnitOfWork.row_digest``, outside any batch."""
         ...
 
 

@@ -47,6 +47,9 @@ class ImportJob(BaseAggregate[str]):
         error_count: int
         # (spreadsheet row, why) of this batch's errors, up to the job's recorded maximum.
         errors: tuple[tuple[int, str], ...]
+        # A digest of the batch's last row as read: a resumed job checks it meets the same
+        # row at that number in the file it is given. Empty in events recorded before.
+        last_row_digest: str = ""
 
     class Completed(Event):
         size_bytes: int
@@ -74,6 +77,7 @@ class ImportJob(BaseAggregate[str]):
         self.source = source
         self.status = "running"
         self.last_row = 1  # the header is row 1
+        self.last_row_digest = ""
         self.inserted = self.updated = self.skipped = self.error_count = 0
         self.errors: list[tuple[int, str]] = []
         self.size_bytes: int | None = None
@@ -93,6 +97,7 @@ class ImportJob(BaseAggregate[str]):
         updated: int,
         skipped: int,
         errors: list[tuple[int, str]],
+        last_row_digest: str = "",
     ) -> None:
         self._require_running()
         if first_row <= self.last_row or last_row < first_row:
@@ -109,6 +114,7 @@ class ImportJob(BaseAggregate[str]):
             skipped=skipped,
             error_count=len(errors),
             errors=tuple(errors[:room]),
+            last_row_digest=last_row_digest,
         )
 
     @event(BatchImported)
@@ -121,13 +127,24 @@ class ImportJob(BaseAggregate[str]):
         skipped: int,
         error_count: int,
         errors: tuple[tuple[int, str], ...],
+        last_row_digest: str = "",
     ) -> None:
         self.last_row = last_row
+        self.last_row_digest = last_row_digest
         self.inserted += inserted
         self.updated += updated
         self.skipped += skipped
         self.error_count += error_count
         self.errors.extend((int(row), str(why)) for row, why in errors)
+
+    def confirm_same_file(self, last_row_digest: str) -> None:
+        """On resuming: the file given holds, at the job's last committed row, the row the job
+        committed there (its digest; empty if the file has no such row)."""
+        if last_row_digest != self.last_row_digest:
+            raise IllegalState(
+                f"this is not the file import {self.job_id} was importing:"
+                f" its row {self.last_row} is not the row the import committed there"
+            )
 
     def complete(self, *, size_bytes: int, checksum_sha256: str) -> None:
         self._require_running()

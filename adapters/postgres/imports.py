@@ -3,19 +3,20 @@ work inside it), and indexing the fans that imports did not create."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 
 from adapters.crypto import MasterKey
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
-from adapters.postgres.imports_index import key_hash, load_index_key
+from adapters.postgres.imports_index import key_hash, load_index_key, row_digest
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.errors import ConcurrencyError
 from application.import_batch import match_keys
-from application.imports import FanRow
+from application.imports import FanRow, Row
 from domain.fan import fan_stream_id
 
 _UNINDEXED_FANS = """
@@ -68,6 +69,9 @@ class PostgresImportStore:
                 chunk,
                 [claims[h] for h in chunk],
             )
+
+    async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:
+        return functools.partial(row_digest, await self._key(), tenant.encode())
 
     async def _key(self) -> bytes:
         if self._index_key is None:

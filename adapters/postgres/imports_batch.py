@@ -13,7 +13,6 @@ same PersonalDataCodec.
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import Sequence
@@ -25,11 +24,11 @@ import msgspec
 
 from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
 from adapters.postgres.event_store import to_recorded
-from adapters.postgres.imports_index import key_hash
+from adapters.postgres.imports_index import key_hash, row_digest
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.context import CommandContext
 from application.errors import ConcurrencyError
-from application.imports import Applied, FanRow, Indexed
+from application.imports import Applied, Indexed, Row
 from application.ports import StreamWrite
 from domain.fan import Fan, fan_stream_id
 
@@ -137,11 +136,8 @@ class PostgresImportBatch:
             for key_hash, stream_id, digest, unchanged in rows
         }
 
-    def row_digest(self, row: FanRow) -> bytes:
-        values = msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
-        return hmac.digest(
-            self._index_key, b"row\x00%s\x00%s" % (self._tenant_bytes, values), "sha256"
-        )
+    def row_digest(self, row: Row) -> bytes:
+        return row_digest(self._index_key, self._tenant_bytes, row)
 
     async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
         """Staged: ``append`` writes the claims in its statement."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hmac
 
 import asyncpg
+import msgspec
 
 from adapters.crypto import MasterKey, MasterKeyError, new_data_key
+from application.imports import Row
 
 SUBJECT = "import-index"
 
@@ -41,3 +43,9 @@ async def load_index_key(pool: asyncpg.Pool, masters: list[MasterKey]) -> bytes:
 
 def key_hash(index_key: bytes, tenant: str, match_key: str) -> bytes:
     return hmac.digest(index_key, f"{tenant}\x00{match_key}".encode(), "sha256")
+
+
+def row_digest(index_key: bytes, tenant: bytes, row: Row) -> bytes:
+    """A row's values (its number aside), keyed like the index: rows hold personal data."""
+    values = msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
+    return hmac.digest(index_key, b"row\x00%s\x00%s" % (tenant, values), "sha256")

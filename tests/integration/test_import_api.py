@@ -432,6 +432,10 @@ async def test_an_import_cut_off_by_the_limit_is_failed_in_the_history_and_resum
     )
     assert "limit" in job["failure"]
 
+    other_file = content.replace(b"fan%d\r\n" % (committed - 1), b"someone_else\r\n")
+    refused = assert_problem(await upload(http, auth, other_file, resumeJobId=cut["jobId"]), 409)
+    assert f"its row {committed + 1} is not the row the import committed" in refused["detail"]
+
     resumed = await upload(http, auth, content, resumeJobId=cut["jobId"])
 
     assert resumed.json()["jobId"] == cut["jobId"]

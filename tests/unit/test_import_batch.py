@@ -4,7 +4,7 @@ which fans own index entries, and a batch that loses a race re-runs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from application.imports import (
     start_import,
 )
 from application.ports import StreamWrite
+from domain.errors import IllegalState
 from domain.fan import Fan
 from domain.import_job import ImportJob
 from tests.support.fakes import InMemoryEventStore
@@ -55,6 +56,9 @@ class InMemoryImports:
     async def index_existing_fans(self, tenant: str) -> None:
         pass
 
+    async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:
+        return _digest
+
     @asynccontextmanager
     async def batch(self, tenant: str) -> AsyncIterator[Any]:
         self.batches += 1
@@ -71,6 +75,10 @@ class InMemoryImports:
                         self.seen[key] = (entry.row_digest, entry.version)
         finally:
             self.pending -= set(unit.claims)
+
+
+def _digest(row: Row) -> bytes:
+    return msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
 
 
 class _Unit:
@@ -92,8 +100,8 @@ class _Unit:
                 found[key] = Indexed(fan_id, digest, version == now)
         return found
 
-    def row_digest(self, row: FanRow) -> bytes:
-        return msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
+    def row_digest(self, row: Row) -> bytes:
+        return _digest(row)
 
     async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
         self.store.index.update(self.store.stolen)
@@ -401,3 +409,37 @@ def test_only_the_keys_of_rows_applied_to_a_fan_are_indexed_to_it() -> None:
 
     # Row 2 broke a rule: the fan row 3 created is not the fan of platform id 1.
     assert set(imports.index) == {"onlyfans:handle:a"}
+
+
+def test_a_resumed_job_refuses_a_file_whose_row_differs_where_it_stopped() -> None:
+    rows: list[Row] = [FanRow(row=n, handle=f"fan{n}") for n in range(2, 8)]
+
+    async def scenario() -> tuple[list[str], ImportJob]:
+        events = InMemoryEventStore()
+        imports = InMemoryImports(events)
+        job = await new_job(events)
+        job = await import_batch(rows[:3], job, CTX, events=events, imports=imports)  # 2-4
+        refusals = []
+        other_files: list[list[Row]] = [
+            [*rows[:2], FanRow(row=4, handle="someone_else"), *rows[3:]],
+            rows[:2],  # ends before row 4
+            [*rows[:2], RowError(4, "value: 'x' is not an amount of money"), *rows[3:]],
+        ]
+        for other in other_files:
+            try:
+                await run_import(_aiter(other), job, CTX, events=events, imports=imports)
+            except IllegalState as error:
+                refusals.append(str(error))
+        job = await run_import(_aiter(rows), job, CTX, events=events, imports=imports)
+        return refusals, job
+
+    refusals, job = run(scenario())
+
+    assert len(refusals) == 3
+    assert all("row 4 is not the row the import committed there" in r for r in refusals)
+    assert (job.inserted, job.last_row) == (6, 7)
+
+
+async def _aiter(rows: list[Row]) -> AsyncIterator[Row]:
+    for row in rows:
+        yield row
