@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 import msgspec
@@ -21,6 +21,7 @@ class FanView(msgspec.Struct, frozen=True, kw_only=True):
     value_cents: int
     tags: tuple[str, ...]
     notes: str | None
+    subscribed_at: date | None
     created_at: datetime
     updated_at: datetime
     version: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ class CreateFan(msgspec.Struct, frozen=True, kw_only=True):
     value_cents: int = 0
     tags: tuple[str, ...] = ()
     notes: str | None = None
+    subscribed_at: date | None = None
 
 
 class UpdateFan(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +64,7 @@ async def create_fan(
         value_cents=cmd.value_cents,
         tags=cmd.tags,
         notes=cmd.notes,
+        subscribed_at=cmd.subscribed_at,
     )
     position = await save(store, fan, STREAM_TYPE, ctx)
     assert position is not None

@@ -265,6 +265,7 @@ def _decide_row(
                     value_cents=0 if row.value_cents is None else row.value_cents,
                     tags=row.tags,
                     notes=row.notes,
+                    subscribed_at=row.subscribed_at,
                 )
                 result.inserted += 1
                 return True

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import date
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
@@ -44,8 +45,8 @@ STREAM_TYPE = "import"
 
 class FanRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One spreadsheet row as read: None is a blank or absent cell. Untracked by the garbage
-    collector (it holds only strings, numbers and tuples of strings: no cycle is possible), so
-    a million rows passing through do not make it run more often."""
+    collector (it holds only strings, numbers, dates and tuples of strings: no cycle is
+    possible), so a million rows passing through do not make it run more often."""
 
     row: int
     platform: str | None = None
@@ -56,6 +57,7 @@ class FanRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     value_cents: int | None = None
     tags: tuple[str, ...] | None = None
     notes: str | None = None
+    subscribed_at: date | None = None
 
 
 class RowError(msgspec.Struct, frozen=True, gc=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
 from eventsourcing.domain import BaseAggregate, event
@@ -29,7 +30,7 @@ _HANDLE = re.compile(r"@?[A-Za-z0-9_.\-]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _TAG = re.compile(r"[\w][\w \-]*")
 
-EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes")
+EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes", "subscribed_at")
 
 
 def fan_stream_id(fan_id: int) -> str:
@@ -95,6 +96,18 @@ def normalise_tags(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def normalise_subscribed_at(value: Any) -> date | None:
+    """The day the fan first subscribed, as a spreadsheet or the platform gives it."""
+    if value is None:
+        return None
+    # A datetime is a date too: a day is what is meant, and what is kept.
+    if isinstance(value, datetime):
+        return value.date()
+    if not isinstance(value, date):
+        raise InvalidValue("subscribed_at", "must be a date")
+    return value
+
+
 def normalise_notes(value: str | None) -> str | None:
     if value is None:
         return None
@@ -138,6 +151,8 @@ class Fan(BaseAggregate[str]):
         value_cents: int
         tags: tuple[str, ...]
         notes: str | None
+        # Added after the first events were stored: those decode with None (none had one).
+        subscribed_at: date | None = None
 
     class Updated(Event):
         # The new values of every editable field: a reader never needs the previous event
@@ -148,6 +163,7 @@ class Fan(BaseAggregate[str]):
         value_cents: int
         tags: tuple[str, ...]
         notes: str | None
+        subscribed_at: date | None = None
 
     class Deleted(Event):
         pass
@@ -179,10 +195,11 @@ class Fan(BaseAggregate[str]):
         value_cents: int = 0,
         tags: Iterable[str] | None = None,
         notes: str | None = None,
+        subscribed_at: date | None = None,
     ) -> Fan:
         if platform not in PLATFORMS:
             raise InvalidValue("platform", f"must be one of {', '.join(sorted(PLATFORMS))}")
-        fields = _validated(name, handle, email, value_cents, tags, notes)
+        fields = _validated(name, handle, email, value_cents, tags, notes, subscribed_at)
         return cls(
             fan_id=fan_id,
             tenant=tenant,
@@ -205,12 +222,13 @@ class Fan(BaseAggregate[str]):
         value_cents: int = 0,
         tags: Iterable[str] | None = None,
         notes: str | None = None,
+        subscribed_at: date | None = None,
     ) -> Fan.Created:
         """The event ``register`` records, built without an aggregate: the same rules, in the
         same order, so the same values and errors. ``event.mutate(None)`` gives the fan."""
         if platform not in PLATFORMS:
             raise InvalidValue("platform", f"must be one of {', '.join(sorted(PLATFORMS))}")
-        fields = _validated(name, handle, email, value_cents, tags, notes)
+        fields = _validated(name, handle, email, value_cents, tags, notes, subscribed_at)
         # The metaclass makes events dataclasses, which mypy cannot see.
         return cls.Created(  # type: ignore[call-arg]
             originator_topic=_fan_topic(),
@@ -237,6 +255,7 @@ class Fan(BaseAggregate[str]):
         value_cents: int,
         tags: tuple[str, ...],
         notes: str | None,
+        subscribed_at: date | None = None,
     ) -> None:
         self.fan_id = fan_id
         self.tenant = tenant
@@ -248,6 +267,7 @@ class Fan(BaseAggregate[str]):
         self.value_cents = value_cents
         self.tags = tuple(tags)
         self.notes = notes
+        self.subscribed_at = subscribed_at
         self.deleted = False
         self.erased = False
         self.conversation_id: int | None = None
@@ -274,6 +294,7 @@ class Fan(BaseAggregate[str]):
         value_cents: int,
         tags: tuple[str, ...],
         notes: str | None,
+        subscribed_at: date | None = None,
     ) -> None:
         self.name = name
         self.handle = handle
@@ -281,6 +302,7 @@ class Fan(BaseAggregate[str]):
         self.value_cents = value_cents
         self.tags = tuple(tags)
         self.notes = notes
+        self.subscribed_at = subscribed_at
 
     def delete(self) -> None:
         self._require_live()
@@ -361,6 +383,7 @@ def _validated(
     value_cents: int,
     tags: Iterable[str] | None,
     notes: str | None,
+    subscribed_at: date | None = None,
 ) -> dict[str, Any]:
     fields = {
         "name": normalise_name(name),
@@ -369,6 +392,7 @@ def _validated(
         "value_cents": normalise_value_cents(value_cents),
         "tags": normalise_tags(tags),
         "notes": normalise_notes(notes),
+        "subscribed_at": normalise_subscribed_at(subscribed_at),
     }
     if fields["name"] is None and fields["handle"] is None:
         raise InvalidValue("name", "a fan needs a name or a handle")

@@ -19,6 +19,7 @@ _COLUMNS = [
     "value_cents",
     "tags",
     "notes",
+    "subscribed_at",
     "created_at",
     "updated_at",
     "version",
@@ -79,6 +80,7 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
                     "value_cents": event.value_cents,
                     "tags": list(event.tags),
                     "notes": event.notes,
+                    "subscribed_at": event.subscribed_at,
                     "created_at": event.timestamp,
                     "updated_at": event.timestamp,
                     "version": recorded.version,
@@ -95,6 +97,7 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
             value_cents=event.value_cents,
             tags=list(event.tags),
             notes=event.notes,
+            subscribed_at=event.subscribed_at,
             updated_at=event.timestamp,
             version=recorded.version,
         )

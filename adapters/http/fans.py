@@ -111,6 +111,7 @@ class FansController(Controller):
                 value_cents=data.value_cents,
                 tags=tuple(data.tags),
                 notes=data.notes,
+                subscribed_at=data.subscribed_at,
             ),
             command_context(request),
             store=container.events,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -42,6 +42,7 @@ class CreateFanBody(Body):
     value_cents: int = 0
     tags: list[str] = []
     notes: str | None = None
+    subscribed_at: date | None = None
 
 
 class UpdateFanBody(Body):
@@ -51,6 +52,7 @@ class UpdateFanBody(Body):
     value_cents: int | UnsetType = UNSET
     tags: list[str] | UnsetType | None = UNSET
     notes: str | UnsetType | None = UNSET
+    subscribed_at: date | UnsetType | None = UNSET
 
     def changes(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class FanOut(msgspec.Struct, kw_only=True, rename="camel"):
     value_cents: int
     tags: list[str]
     notes: str | None
+    subscribed_at: date | None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -88,6 +91,7 @@ class FanOut(msgspec.Struct, kw_only=True, rename="camel"):
             value_cents=view.value_cents,
             tags=list(view.tags),
             notes=view.notes,
+            subscribed_at=view.subscribed_at,
             created_at=view.created_at,
             updated_at=view.updated_at,
             version=view.version,
@@ -106,6 +110,7 @@ class FanOut(msgspec.Struct, kw_only=True, rename="camel"):
             value_cents=fan.value_cents,
             tags=list(fan.tags),
             notes=fan.notes,
+            subscribed_at=fan.subscribed_at,
             created_at=fan.created_on,
             updated_at=fan.modified_on,
             version=fan.version,

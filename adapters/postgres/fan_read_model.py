@@ -13,7 +13,7 @@ from domain.fan import normalise_tags
 
 _SELECT = """
 SELECT fan_id, tenant_id AS tenant, platform, platform_id, name, handle, email, value_cents,
-       tags, notes, created_at, updated_at, version
+       tags, notes, subscribed_at, created_at, updated_at, version
 FROM fans
 """
 

@@ -141,6 +141,28 @@ async def test_a_created_fan_has_the_defaults_of_the_contract(
     assert fan["valueCents"] == 0
     assert fan["tags"] == []
     assert fan["notes"] is None
+    assert fan["subscribedAt"] is None
+
+
+async def test_a_subscription_date_is_kept_changed_and_read_back_as_a_day(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    created = await create(http, auth, handle="since", subscribedAt="2024-02-29")
+    fan_id = created["fan"]["id"]
+    assert created["fan"]["subscribedAt"] == "2024-02-29"
+
+    patched = await http.patch(
+        f"{FANS}/{fan_id}", json={"subscribedAt": "2023-12-01"}, headers=auth
+    )
+    assert patched.status_code == 200, patched.text
+    await catch_up()
+    got = await http.get(f"{FANS}/{fan_id}", headers=auth)
+    assert got.json()["fan"]["subscribedAt"] == "2023-12-01"
+
+    for bad in ("2024-02-30", "yesterday", 20240229):
+        refused = await http.patch(f"{FANS}/{fan_id}", json={"subscribedAt": bad}, headers=auth)
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_a_created_fan_reads_back_as_it_was_answered_once_the_projector_caught_up(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,6 +46,16 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
     )
     assert rebuilt.deleted
     assert rebuilt.version == 3
+
+
+def test_a_subscription_date_is_a_day_and_a_timestamp_keeps_its_day() -> None:
+    fan = registered(subscribed_at=datetime(2024, 2, 29, 23, 30, tzinfo=UTC))
+    assert fan.subscribed_at == date(2024, 2, 29)
+    assert fan.update(subscribed_at=date(2023, 1, 1))
+    assert replay(fan).subscribed_at == date(2023, 1, 1)
+    with pytest.raises(InvalidValue) as refused:
+        fan.update(subscribed_at="2024-01-01")
+    assert refused.value.field == "subscribed_at"
 
 
 @pytest.mark.parametrize(
