@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.cli_audit import add_audit_commands
-from adapters.cli_import import add_import_parser, import_fans
+from adapters.cli_import import add_import_parser, cli_actor, import_fans
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
 from adapters.observability import configure_logging
@@ -246,7 +246,7 @@ async def _fans_erase(args: argparse.Namespace) -> None:
 
     container = await bootstrap.build(_settings(args))
     try:
-        ctx = CommandContext(tenant=args.user, actor="cli", correlation_id=uuid.uuid4().hex)
+        ctx = CommandContext(tenant=args.user, actor=cli_actor(), correlation_id=uuid.uuid4().hex)
         result = await erase_fan(EraseFan(fan_id=args.fan), ctx, store=container.events)
     finally:
         await container.close()

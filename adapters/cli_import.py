@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 import time
 import uuid
@@ -25,6 +26,14 @@ from application.imports import StartImport
 from domain.import_job import ImportJob
 
 CHUNK_BYTES = 1 << 20
+
+
+def cli_actor() -> str:
+    """Who runs a command from the shell, as the events' metadata records it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment
+        return "cli"
 
 
 class ProgressBar:
@@ -66,7 +75,7 @@ async def import_fans(args: argparse.Namespace, settings: Settings) -> None:
     except (NotText, MissingColumns, EmptyFile, RowTooLong) as error:
         raise SystemExit(f"crm: {path.name}: {error}") from None
     container = await bootstrap.build(settings)
-    ctx = CommandContext(tenant=args.user, actor="cli", correlation_id=uuid.uuid4().hex)
+    ctx = CommandContext(tenant=args.user, actor=cli_actor(), correlation_id=uuid.uuid4().hex)
     start = StartImport(job_id=args.resume or str(uuid.uuid4()), file_name=path.name, source="cli")
     print(f"import job {start.job_id}", file=sys.stderr, flush=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from adapters.bootstrap import Container
+from adapters.cli_import import cli_actor
 from tests.support.settings import TEST_MASTER_KEY
 
 ROWS = 2000
@@ -91,6 +92,10 @@ async def test_an_import_killed_mid_file_is_never_half_counted_and_resumes_to_th
         tenant,
     )
     assert created == ROWS
+    actors = await container.pool.fetch(
+        "SELECT DISTINCT metadata->>'actor' FROM events WHERE metadata->>'tenant' = $1", tenant
+    )
+    assert [row[0] for row in actors] == [cli_actor()]  # who imported, as the shell knows them
 
 
 async def job_progress(container: Container, tenant: str) -> tuple[str, int, int]:
