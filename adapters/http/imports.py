@@ -59,6 +59,8 @@ class ImportOut(msgspec.Struct, kw_only=True, rename="camel"):
     status: str
     summary: SummaryOut
     position: int
+    # Header names that matched no fan field: their cells were not imported.
+    ignored_columns: list[str]
 
 
 class ImportJobOut(msgspec.Struct, kw_only=True, rename="camel"):
@@ -153,9 +155,14 @@ class ImportsController(Controller):
             )
         except ImportFailed as failed:
             return _failed(failed, limit)
+        assert upload.columns is not None
         return Response(
             ImportOut(
-                job_id=job.job_id, status=job.status, summary=SummaryOut.of(job), position=position
+                job_id=job.job_id,
+                status=job.status,
+                summary=SummaryOut.of(job),
+                position=position,
+                ignored_columns=list(upload.columns.ignored),
             )
         )
 

@@ -229,6 +229,16 @@ async def test_an_announced_length_over_the_limit_is_refused_before_reading(
 # --- idempotency ----------------------------------------------------------------------------
 
 
+async def test_the_answer_lists_the_columns_that_matched_no_fan_field(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    response = await upload(
+        http, auth, b"Username,Favourite colour,Email,\nann,red,a@example.com,\n"
+    )
+    assert summary(response) == expected(1, 1)
+    assert response.json()["ignoredColumns"] == ["Favourite colour"]
+
+
 async def test_importing_the_same_file_twice_creates_no_new_fans(
     http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:
