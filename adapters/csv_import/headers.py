@@ -1,12 +1,16 @@
 """Column names as people and other tools write them, mapped to fan fields.
 
 A header is compared without case, accents, spaces or punctuation ("E-mail", "Émail",
-"e_mail" are one name). Unknown columns are ignored (and listed); a column named twice keeps
-its first occurrence. Required: a handle or a platform id, the keys a fan is matched by.
+"e_mail" are one name). A header that is no alias as written is looked up again without its
+trailing parenthesised or bracketed notes and without currency words or symbols ("Total Spent
+(USD)", "Lifetime Value ($)", "Total spent [EUR]", "Email (primary)"). Unknown columns are
+ignored (and listed); a column named twice keeps its first occurrence. Required: a handle or
+a platform id, the keys a fan is matched by.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import msgspec
@@ -71,6 +75,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "date joined",
         "first subscribed",
         "since",
+        "joined date",
+        "subscription start",
+        "subscription start date",
+        "subscribed since",
+        "fan since",
+        "member since",
         "date d'abonnement",
     ),
     "platform": ("platform", "source", "plateforme"),
@@ -86,6 +96,24 @@ def normalise_header(text: str) -> str:
 ALIASES: dict[str, str] = {
     normalise_header(alias): field for field, names in _ALIASES.items() for alias in names
 }
+# What a header may carry besides its name: notes in brackets at its end, and a currency.
+_DECORATIONS = re.compile(
+    r"(?:\s*(?:\([^()]*\)|\[[^\[\]]*\]))+\s*$"
+    r"|[$€£¥]"
+    r"|(?i:\b(?:in\s+)?(?:usd|eur|gbp|cad|aud|dollars?|euros?)\b)"
+)
+
+
+def field_of(header: str) -> str | None:
+    """The fan field a column name stands for, or None."""
+    field = ALIASES.get(normalise_header(header))
+    if field is None:
+        plain = _DECORATIONS.sub(" ", header)
+        if plain != header:
+            field = ALIASES.get(normalise_header(plain))
+    return field
+
+
 REQUIRED_ANY = ("handle", "platform_id")
 
 
@@ -110,7 +138,7 @@ def map_columns(header: list[str]) -> ColumnMap:
     columns: dict[str, int] = {}
     ignored = []
     for index, name in enumerate(header):
-        field = ALIASES.get(normalise_header(name))
+        field = field_of(name)
         if field is None:
             if name.strip():
                 ignored.append(name.strip())

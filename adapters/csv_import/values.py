@@ -13,9 +13,12 @@ from adapters.csv_import.headers import ColumnMap
 from application.imports import FanRow, RowError
 
 _CURRENCY = re.compile(r"(?i)\s|\u00a0|\u202f|[$€£¥]|usd|eur|gbp|cad|aud")
-_COMMON_MONEY = re.compile(r"\$?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)\.([0-9]{2})")
+# '1234.56' or '$1,234.56' (a thousands group never starts with 0: '0,125.00' is not money).
+_COMMON_MONEY = re.compile(r"\$?([1-9][0-9]{0,2}(?:,[0-9]{3})+|[0-9]+)\.([0-9]{2})")
 _TAG_SPLIT = re.compile(r"[,;|\n]")
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y")
+# A cell quoted in an error message is cut to this many characters: a job records its errors.
+QUOTED_CELL_CHARS = 60
 
 
 class BadCell(ValueError):
@@ -23,38 +26,64 @@ class BadCell(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def quote_cell(text: str) -> str:
+    """A cell as an error message shows it: stripped, in quotes, at most ~60 characters."""
+    text = text.strip()
+    if len(text) > QUOTED_CELL_CHARS:
+        text = text[: QUOTED_CELL_CHARS - 1] + "…"
+    return f"'{text}'"
+
+
 def parse_money(text: str) -> int:
-    """Cents from '$1,234.56', '1234,56', '1.234,56', '1 234,56 €', '(12.00)', '-5'."""
+    """Cents from '$1,234.56', '1234,56', '1.234,56', '1 234,56 €', '(12.00)', '-5'.
+
+    Negative is a leading '-' or the whole amount in parentheses; a trailing '-' or a lone
+    parenthesis is not an amount. With both '.' and ',' the last one is the decimal mark.
+    With one mark followed by exactly three digits the mark is a thousands separator:
+    '1.234' and '1,234' are both 123400 cents, because money has cents, not mills, and
+    European spreadsheets write one thousand two hundred and thirty-four as '1.234' (a US
+    '1.234' would be a price with three decimals, which no fan ever spent). A thousands group
+    never follows a leading 0, so '0.125' has three decimals, and is refused.
+    """
     common = _COMMON_MONEY.fullmatch(text)
     if common:  # most files: '1234.56' or '$1,234.56', read without the general rules
         return int(common[1].replace(",", "")) * 100 + int(common[2])
     raw = _CURRENCY.sub("", text)
-    negative = raw.startswith("-") or (raw.startswith("(") and raw.endswith(")"))
-    digits = raw.strip("-()+")
+    negative = False
+    if raw.startswith("(") and raw.endswith(")"):
+        negative, raw = True, raw[1:-1]
+    elif raw.startswith("-"):
+        negative, raw = True, raw[1:]
+    elif raw.startswith("+"):
+        raw = raw[1:]
+    digits = raw
     if not digits or not re.fullmatch(r"[0-9.,']+", digits):
-        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
     last_dot, last_comma = digits.rfind("."), digits.rfind(",")
     if last_dot >= 0 and last_comma >= 0:
         decimal_mark = "." if last_dot > last_comma else ","
     elif last_dot >= 0 or last_comma >= 0:
         mark = "." if last_dot >= 0 else ","
-        # One mark followed by exactly three digits is a thousands separator: money has
-        # cents, not mills. Several marks are thousands separators too.
+        # One mark followed by exactly three digits is a thousands separator (see above),
+        # unless what comes before it is 0. Several marks are thousands separators too.
         after = len(digits) - max(last_dot, last_comma) - 1
-        decimal_mark = "" if digits.count(mark) > 1 or after == 3 else mark
+        thousands = after == 3 and not digits.startswith("0")
+        decimal_mark = "" if digits.count(mark) > 1 or thousands else mark
     else:
         decimal_mark = ""
     whole, cents = digits.rsplit(decimal_mark, 1) if decimal_mark else (digits, "")
     groups = re.split(r"[.,']", whole)
     if len(groups) > 1 and (
-        not 1 <= len(groups[0]) <= 3 or any(len(group) != 3 for group in groups[1:])
+        not 1 <= len(groups[0]) <= 3
+        or groups[0].startswith("0")
+        or any(len(group) != 3 for group in groups[1:])
     ):
-        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
     whole = "".join(groups)
     if len(cents) > 2:
-        raise BadCell("value", f"'{text.strip()}' has more than two decimals")
+        raise BadCell("value", f"{quote_cell(text)} has more than two decimals")
     if not (whole + cents).isdigit():
-        raise BadCell("value", f"'{text.strip()}' is not an amount of money")
+        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
     amount = int(whole or "0") * 100 + int(cents.ljust(2, "0"))
     return -amount if negative else amount
 
@@ -62,7 +91,7 @@ def parse_money(text: str) -> int:
 def parse_cents(text: str) -> int:
     raw = text.strip()
     if not re.fullmatch(r"-?[0-9]{1,18}", raw):
-        raise BadCell("valueCents", f"'{raw}' is not a whole number of cents")
+        raise BadCell("valueCents", f"{quote_cell(raw)} is not a whole number of cents")
     return int(raw)
 
 
@@ -82,7 +111,7 @@ def parse_date(text: str) -> date:
             return datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
-    raise BadCell("subscribedAt", f"'{raw}' is not a date")
+    raise BadCell("subscribedAt", f"{quote_cell(raw)} is not a date")
 
 
 class RowBuilder:

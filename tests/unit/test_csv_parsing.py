@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import csv
+import io
 from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.csv_import import records
 from adapters.csv_import.decoding import NotText, StreamDecoder, sniff_encoding
 from adapters.csv_import.headers import MissingColumns, map_columns, normalise_header
 from adapters.csv_import.reader import CsvUpload, EmptyFile
-from adapters.csv_import.records import RowSplitter, sniff_delimiter
+from adapters.csv_import.records import RowSplitter, RowTooLong, sniff_delimiter
 from adapters.csv_import.values import BadCell, build_row, parse_money
 from application.imports import FanRow, Row, RowError
 
@@ -125,6 +128,107 @@ def test_a_quote_never_closed_ends_with_the_file() -> None:
     assert len(rows) == 2
 
 
+def test_a_quote_inside_an_unquoted_cell_is_literal_and_swallows_no_row() -> None:
+    text = 'handle,notes\nann,6" tall\nbob,x\ncid,"two\nlines"\ndan,"a" b "c\neve,y\n'
+    assert list(RowSplitter().feed(text, final=True)) == [
+        (1, ["handle", "notes"]),
+        (2, ["ann", '6" tall']),
+        (3, ["bob", "x"]),
+        (4, ["cid", "two\nlines"]),
+        (5, ["dan", 'a b "c']),  # a quoted cell that goes on after its closing quote
+        (6, ["eve", "y"]),
+    ]
+    assert read(b'handle,notes\nann,6" tall\nbob,x\n') == [
+        FanRow(row=2, handle="ann", notes='6" tall'),
+        FanRow(row=3, handle="bob", notes="x"),
+    ]
+
+
+_TOKENS = ["a", "b", " ", ",", '"', '""', "\n", "\r\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.lists(st.sampled_from(_TOKENS), max_size=40).map("".join),
+    sizes=st.lists(st.integers(min_value=1, max_value=12), max_size=8),
+)
+def test_rows_and_their_numbers_are_what_csv_reader_reads(body: str, sizes: list[int]) -> None:
+    text = "h,h\n" + body
+    # csv.reader gives a blank line as [], so a record's place is its spreadsheet row. Lines
+    # lose their CR here: a CRLF inside a quoted cell is read as LF.
+    want = [
+        (row, [cell.replace("\r\n", "\n") for cell in cells])
+        for row, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+        if any(cell.strip() for cell in cells)
+    ]
+    splitter, got, start = RowSplitter(), [], 0
+    for size in sizes:
+        got += splitter.feed(text[start : start + size])
+        start += size
+    got += splitter.feed(text[start:], final=True)
+    assert [(row, cells) for row, cells in got if cells and any(c.strip() for c in cells)] == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", '"', '""', "x", ";"]), min_size=1).map("".join))
+def test_the_fallback_for_huge_cells_decides_like_csv_reader(line: str) -> None:
+    # csv refuses a cell over its field limit; then a regular expression decides whether the
+    # line ends inside quotes, and must decide as csv.reader does.
+    rows = list(csv.reader(io.StringIO(line + "\nz\n", newline=""), delimiter=";"))
+    goes_on = len(rows) == 1 or rows[0] == [] or any("\n" in cell for cell in rows[0])
+    assert (records._ends_in_quotes(";")(line) is not None) == goes_on
+
+
+def test_a_cell_over_csvs_field_limit_fails_its_row_and_keeps_the_rows_after_it() -> None:
+    huge = "x" * (csv.field_size_limit() + 10)
+    text = f'handle,notes\nann,"{huge}\n{huge}"\nbob,x\ncid,"{huge}"\ndan,y\n'
+    assert list(RowSplitter().feed(text, final=True))[1:] == [
+        (2, None),
+        (3, ["bob", "x"]),
+        (4, None),
+        (5, ["dan", "y"]),
+    ]
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_it_fills_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records, "MAX_ROW_CHARS", 100)
+    splitter = RowSplitter()
+    assert list(splitter.feed("handle\nann\n")) == [(1, ["handle"]), (2, ["ann"])]
+    fed = 0
+
+    def a_file_without_another_line_break() -> None:
+        nonlocal fed
+        while fed < 10_000:
+            list(splitter.feed("x" * 30))
+            fed += 30
+
+    with pytest.raises(RowTooLong, match="row 3 is longer than 100 characters"):
+        a_file_without_another_line_break()
+    assert fed <= 120
+
+
+def test_a_line_over_the_limit_in_one_piece_is_refused_after_the_rows_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records, "MAX_ROW_CHARS", 100)
+    rows = RowSplitter().feed("handle\nann\n\n" + "x" * 101 + "\nbob\n", final=True)
+    assert next(rows) == (1, ["handle"])
+    assert next(rows) == (2, ["ann"])
+    with pytest.raises(RowTooLong, match="row 4 is longer than 100 characters"):
+        next(rows)
+
+
+def test_a_quote_that_never_closes_is_refused_at_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records, "MAX_ROW_CHARS", 100)
+    splitter = RowSplitter()
+    with pytest.raises(RowTooLong, match="row 2"):
+        list(splitter.feed('handle,notes\nann,"open\n' + "more\n" * 30))
+
+
 # --- headers ---------------------------------------------------------------------------------
 
 
@@ -143,6 +247,17 @@ def test_a_quote_never_closed_ends_with_the_file() -> None:
         ("Date joined", "subscribed_at"),
         ("User ID", "platform_id"),
         ("\ufeffusername", "handle"),
+        ("Total Spent (USD)", "value"),
+        ("Lifetime Value ($)", "value"),
+        ("Total spent [EUR]", "value"),
+        ("Revenue in EUR", "value"),
+        ("Total (lifetime) (USD)", "value"),
+        ("Value cents (USD)", "value_cents"),
+        ("Email (primary)", "email"),
+        ("Joined date", "subscribed_at"),
+        ("Subscription start", "subscribed_at"),
+        ("Subscribed since", "subscribed_at"),
+        ("Fan since", "subscribed_at"),
     ],
 )
 def test_headers_match_without_case_accents_or_punctuation(header: str, field: str) -> None:
@@ -155,6 +270,12 @@ def test_a_header_without_a_handle_or_platform_id_names_what_is_missing() -> Non
         map_columns(["Name", "Email"])
     assert raised.value.missing == ["handle", "platformId"]
     assert raised.value.found == ["Name", "Email"]
+
+
+def test_brackets_and_currencies_are_dropped_only_when_the_name_is_no_alias() -> None:
+    columns = map_columns(["handle", "(USD)", "Favourite ($)", "value cents", "value (cents)"])
+    assert columns.columns == {"handle": 0, "value_cents": 3}
+    assert columns.ignored == ("(USD)", "Favourite ($)")
 
 
 def test_unknown_columns_are_ignored_and_the_first_of_two_names_wins() -> None:
@@ -176,10 +297,15 @@ def test_unknown_columns_are_ignored_and_the_first_of_two_names_wins() -> None:
         ("1\u00a0234,5", 123450),
         ("USD 12", 1200),
         ("1,234", 123400),
+        ("1.234", 123400),  # three digits after one mark: European thousands, not mills
         ("1.5", 150),
         ("0", 0),
         ("-5", -500),
+        ("-$5", -500),
+        ("+5", 500),
         ("(12.00)", -1200),
+        ("(USD 12)", -1200),
+        ("0.12", 12),
         ("1'234.50", 123450),
         ("1,234,567.89", 123456789),
     ],
@@ -188,13 +314,31 @@ def test_money_is_read_in_every_common_spelling(text: str, cents: int) -> None:
     assert parse_money(text) == cents
 
 
-@pytest.mark.parametrize("text", ["abc", "1.2.3,4.5", "12.345.6", "$", "1.234"])
-def test_money_that_cannot_be_read_is_a_bad_cell(text: str) -> None:
-    if text == "1.234":
-        assert parse_money(text) == 123400  # three digits after one mark: thousands
-        return
-    with pytest.raises(BadCell):
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("abc", "is not an amount of money"),
+        ("1.2.3,4.5", "is not an amount of money"),
+        ("12.345.6", "is not an amount of money"),
+        ("$", "is not an amount of money"),
+        ("()", "is not an amount of money"),
+        # No thousands group follows a leading 0: the mark is a decimal one.
+        ("0.125", "has more than two decimals"),
+        ("0,125", "has more than two decimals"),
+        ("0,125.50", "is not an amount of money"),
+        ("0.125.000", "is not an amount of money"),
+        # Only a leading '-' or the whole amount in parentheses is negative.
+        ("5-", "is not an amount of money"),
+        ("(5", "is not an amount of money"),
+        ("5)", "is not an amount of money"),
+        ("(-5)", "is not an amount of money"),
+        ("--5", "is not an amount of money"),
+    ],
+)
+def test_money_that_cannot_be_read_is_a_bad_cell(text: str, reason: str) -> None:
+    with pytest.raises(BadCell) as raised:
         parse_money(text)
+    assert str(raised.value) == f"value: '{text}' {reason}"
 
 
 @given(st.integers(min_value=0, max_value=10**11))
@@ -213,6 +357,20 @@ def test_a_row_gives_only_its_non_blank_cells() -> None:
     )
     assert build_row(8, ["ann", "", "", "lots"], columns) == RowError(
         8, "value: 'lots' is not an amount of money"
+    )
+
+
+def test_an_error_quotes_at_most_60_characters_of_its_cell() -> None:
+    columns = map_columns(["handle", "total spent", "joined"])
+    long = "much " * 40
+    assert build_row(2, ["ann", long, ""], columns) == RowError(
+        2, f"value: '{long.strip()[:59]}…' is not an amount of money"
+    )
+    assert build_row(3, ["ann", "", "x" * 61], columns) == RowError(
+        3, f"subscribedAt: '{'x' * 59}…' is not a date"
+    )
+    assert build_row(4, ["ann", "", "y" * 60], columns) == RowError(
+        4, f"subscribedAt: '{'y' * 60}' is not a date"
     )
 
 
