@@ -100,7 +100,8 @@ def parse_tags(text: str) -> tuple[str, ...]:
 
 
 def parse_date(text: str) -> date:
-    """Validated but not stored: the Fan aggregate has no subscription date yet."""
+    """A day in ISO 8601 (a timestamp keeps its day) or a common spreadsheet spelling; with
+    slashes, month first (US exports) unless that cannot be a date."""
     raw = text.strip()
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
@@ -147,8 +148,9 @@ class RowBuilder:
                 value_cents = parse_cents(cell)
             elif (cell := _cell(cells, self._value)) is not None:
                 value_cents = parse_money(cell)
-            if self._subscribed is not None and (cell := _cell(cells, self._subscribed)):
-                parse_date(cell)
+            subscribed_at = None
+            if (cell := _cell(cells, self._subscribed)) is not None:
+                subscribed_at = parse_date(cell)
         except BadCell as error:
             return RowError(row, str(error))
         tags = _cell(cells, self._tags)
@@ -162,6 +164,7 @@ class RowBuilder:
             value_cents=value_cents,
             tags=parse_tags(tags) if tags is not None else None,
             notes=notes,
+            subscribed_at=subscribed_at,
         )
 
 

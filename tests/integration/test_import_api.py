@@ -239,6 +239,17 @@ async def test_the_answer_lists_the_columns_that_matched_no_fan_field(
     assert response.json()["ignoredColumns"] == ["Favourite colour"]
 
 
+async def test_a_joined_date_becomes_the_fans_subscription_day(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    await upload(http, auth, b"Username,Joined\nann,2024-02-29\nbob,03/04/2023\ncid,\n")
+    later = b"Username,Date joined\nann,2024-03-01T10:00:00Z\nbob,03/04/2023\n"
+    assert summary(await upload(http, auth, later)) == expected(2, 0, updated=1, skipped=1)
+
+    days = {fan["handle"]: fan["subscribedAt"] for fan in await fans_of(http, auth, catch_up)}
+    assert days == {"ann": "2024-03-01", "bob": "2023-03-04", "cid": None}
+
+
 async def test_importing_the_same_file_twice_creates_no_new_fans(
     http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:
