@@ -11,7 +11,7 @@ import asyncpg
 
 from adapters.crypto import MasterKey
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
-from adapters.postgres.imports_index import key_hash, load_index_key, row_digest
+from adapters.postgres.imports_index import IndexHasher, load_index_key
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.errors import ConcurrencyError
@@ -48,18 +48,18 @@ class PostgresImportStore:
         self._personal = personal
         self._masters = masters
         self._notifier = notifier
-        self._index_key: bytes | None = None
+        self._hasher: IndexHasher | None = None
 
     async def index_existing_fans(self, tenant: str) -> None:
         """Index the tenant's fans that no import created (made through the API), from the
         fans read model; see application/imports.py for what this cannot see."""
-        index_key = await self._key()
+        hasher = await self._index_hasher()
         rows = await self._pool.fetch(_UNINDEXED_FANS, tenant)
         claims: dict[bytes, str] = {}
         for row in rows:
             fan = FanRow(row=0, platform=row[1], platform_id=row[2], handle=row[3])
             for key in match_keys(fan):
-                claims.setdefault(key_hash(index_key, tenant, key), fan_stream_id(row[0]))
+                claims.setdefault(hasher.key_hash(tenant, key), fan_stream_id(row[0]))
         hashes = sorted(claims)
         for start in range(0, len(hashes), 5000):
             chunk = hashes[start : start + 5000]
@@ -71,18 +71,18 @@ class PostgresImportStore:
             )
 
     async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:
-        return functools.partial(row_digest, await self._key(), tenant.encode())
+        return functools.partial((await self._index_hasher()).row_digest, tenant.encode())
 
-    async def _key(self) -> bytes:
-        if self._index_key is None:
-            self._index_key = await load_index_key(self._pool, self._masters)
-        return self._index_key
+    async def _index_hasher(self) -> IndexHasher:
+        if self._hasher is None:
+            self._hasher = IndexHasher(await load_index_key(self._pool, self._masters))
+        return self._hasher
 
     @asynccontextmanager
     async def batch(self, tenant: str) -> AsyncIterator[PostgresImportBatch]:
-        index_key = await self._key()
+        hasher = await self._index_hasher()
         async with self._pool.acquire() as conn:
-            unit = PostgresImportBatch(conn, tenant, index_key, self._personal)
+            unit = PostgresImportBatch(conn, tenant, hasher, self._personal)
             try:
                 async with conn.transaction():
                     # A batch's commit need not wait for its WAL flush: a crash may lose the

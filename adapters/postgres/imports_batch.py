@@ -24,7 +24,7 @@ import msgspec
 
 from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
 from adapters.postgres.event_store import to_recorded
-from adapters.postgres.imports_index import key_hash, row_digest
+from adapters.postgres.imports_index import IndexHasher
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.context import CommandContext
 from application.errors import ConcurrencyError
@@ -104,11 +104,11 @@ FROM import_fan_keys k WHERE k.tenant_id = $1 AND k.key_hash = ANY($2::bytea[])
 
 class PostgresImportBatch:
     def __init__(
-        self, conn: Any, tenant: str, index_key: bytes, personal: PersonalDataCodec
+        self, conn: Any, tenant: str, hasher: IndexHasher, personal: PersonalDataCodec
     ) -> None:
         self._conn = conn
         self._tenant = tenant
-        self._index_key = index_key
+        self._hasher = hasher
         self._personal = personal
         self.appended = False
         self.loaded_subjects: list[str] = []
@@ -123,7 +123,7 @@ class PostgresImportBatch:
         known = self._hashed
         for key in keys:
             if key not in known:
-                known[key] = key_hash(self._index_key, self._tenant, key)
+                known[key] = self._hasher.key_hash(self._tenant, key)
         return {known[key]: key for key in keys}
 
     async def find(self, keys: Sequence[str]) -> dict[str, Indexed]:
@@ -137,7 +137,7 @@ class PostgresImportBatch:
         }
 
     def row_digest(self, row: Row) -> bytes:
-        return row_digest(self._index_key, self._tenant_bytes, row)
+        return self._hasher.row_digest(self._tenant_bytes, row)
 
     async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
         """Staged: ``append`` writes the claims in its statement."""

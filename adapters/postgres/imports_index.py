@@ -8,7 +8,7 @@ the reserved subject ``import-index``, wrapped by the master key like every data
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 
 import asyncpg
 import msgspec
@@ -41,11 +41,36 @@ async def load_index_key(pool: asyncpg.Pool, masters: list[MasterKey]) -> bytes:
     raise MasterKeyError(f"the import index key is wrapped by unknown master key {row[1]}")
 
 
-def key_hash(index_key: bytes, tenant: str, match_key: str) -> bytes:
-    return hmac.digest(index_key, f"{tenant}\x00{match_key}".encode(), "sha256")
+class IndexHasher:
+    """Keyed hashes under the index key, for one process's imports.
+
+    ``key_hash`` is HMAC-SHA256: the stored index entries depend on it, so it never changes.
+    It starts from the key's inner and outer pads hashed once, as HMAC defines them (0.65
+    against 1.6 us a hash for ``hmac.digest``, which redoes them every call). Row digests are
+    keyed BLAKE2b (a MAC in its own right), 16 bytes: they only tell equal rows apart.
+    """
+
+    def __init__(self, index_key: bytes) -> None:
+        if len(index_key) > _BLOCK:
+            raise ValueError("an index key longer than a SHA-256 block would be hashed first")
+        block = index_key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+        self._key = index_key
+
+    def key_hash(self, tenant: str, match_key: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(f"{tenant}\x00{match_key}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def row_digest(self, tenant: bytes, row: Row) -> bytes:
+        """A row's values (its number aside), keyed like the index: rows hold personal data."""
+        values = msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
+        return hashlib.blake2b(
+            b"%s\x00%s" % (tenant, values), key=self._key, digest_size=16, person=b"fancrm-row"
+        ).digest()
 
 
-def row_digest(index_key: bytes, tenant: bytes, row: Row) -> bytes:
-    """A row's values (its number aside), keyed like the index: rows hold personal data."""
-    values = msgspec.msgpack.encode(msgspec.structs.astuple(row)[1:])
-    return hmac.digest(index_key, b"row\x00%s\x00%s" % (tenant, values), "sha256")
+_BLOCK = 64  # SHA-256's block size, in bytes
