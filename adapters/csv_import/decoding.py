@@ -4,8 +4,12 @@ The encoding is decided once, from the first bytes: a BOM (UTF-8, UTF-16 LE/BE) 
 UTF-16 without a BOM is recognised by its NUL pattern; else UTF-8 if the first chunk decodes,
 else Windows-1252 (what Excel on Windows writes for "CSV"). A file whose start has NUL bytes
 or many control characters in any of these is not a spreadsheet export: ``NotText``.
-After the start, undecodable bytes become U+FFFD and the row holding them is reported as an
-error instead of failing the whole file halfway.
+
+A start in plain ASCII says nothing of the rest: Excel's "CSV" of a list whose first
+accented name comes after it is Windows-1252. So such a file is read as strict UTF-8 until
+its first non-ASCII character: a valid one settles UTF-8, an undecodable byte switches the
+rest of the file to Windows-1252. Once settled, undecodable bytes become U+FFFD and the row
+holding them is reported as an error instead of failing the whole file halfway.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class StreamDecoder:
         self._head = b""
         self._decoder: codecs.IncrementalDecoder | None = None
         self.encoding: str | None = None
+        self._settled = True
         # Whether any text so far holds U+FFFD (undecodable bytes, or the character itself).
         self.replaced = False
 
@@ -35,13 +40,39 @@ class StreamDecoder:
                 return ""
             data, self._head = self._head, b""
             self.encoding, skip = sniff_encoding(data)
-            self._decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
-            text = self._decoder.decode(data[skip:], final)
+            # An ASCII start: strict until the encoding shows (see the module's docstring).
+            self._settled = not (self.encoding == "utf-8" and data[:SNIFF_BYTES].isascii())
+            errors = "replace" if self._settled else "strict"
+            self._decoder = codecs.getincrementaldecoder(self.encoding)(errors=errors)
+            text = self._decode(data[skip:], final)
             _require_text(text)
         else:
-            text = self._decoder.decode(data, final)
+            text = self._decode(data, final)
         if not self.replaced and "\ufffd" in text:
             self.replaced = True
+        return text
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        assert self._decoder is not None
+        if self._settled:
+            return self._decoder.decode(data, final)
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as error:
+            held = self._decoder.getstate()[0]
+            self._settled = True
+            if not (held + data)[: error.start].isascii():
+                # A valid non-ASCII character came first: UTF-8, with a bad byte after it.
+                self._decoder.errors = "replace"
+                return self._decoder.decode(data, final)
+            # Not UTF-8 before any non-ASCII character was: Windows-1252, from the bytes the
+            # UTF-8 decoder still held (the end of the last chunk) on.
+            self.encoding = "cp1252"
+            self._decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
+            return self._decoder.decode(held + data, final)
+        if not text.isascii():
+            self._settled = True
+            self._decoder.errors = "replace"
         return text
 
 

@@ -374,8 +374,22 @@ def test_an_error_quotes_at_most_60_characters_of_its_cell() -> None:
     )
 
 
-def test_bytes_that_do_not_decode_after_the_start_fail_only_their_row() -> None:
+def test_bytes_that_do_not_decode_in_a_utf8_file_fail_only_their_row() -> None:
     head = b"handle,notes\n" + b"".join(b"fan%d,ok\n" % i for i in range(600))
-    rows = read(head + b"bad,\xff\xfe caf\xe9\nlast,fine\n", [1000])
-    assert rows[-2] == RowError(602, "the row holds bytes that are not text in the file's encoding")
+    body = "l\u00e9a,caf\u00e9\n".encode() + b"bad,\xff\xfe caf\xe9\nlast,fine\n"
+    rows = read(head + body, [1000])
+    assert rows[-3] == FanRow(row=602, handle="l\u00e9a", notes="caf\u00e9")
+    assert rows[-2] == RowError(603, "the row holds bytes that are not text in the file's encoding")
+    assert rows[-1] == FanRow(row=604, handle="last", notes="fine")
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=3000), max_size=8))
+def test_an_ascii_start_then_windows_1252_is_read_as_windows_1252(sizes: list[int]) -> None:
+    """Excel's "CSV" of a list whose first accented name comes after the first 4 KB."""
+    head = "handle,notes\n" + "".join(f"fan{i},ok\n" for i in range(600))
+    text = head + "jos\u00e9,caf\u00e9 cr\u00e8me \u20ac5\nlast,fine\n"
+    rows = read(text.encode("cp1252"), sizes)
+    assert rows[-2] == FanRow(row=602, handle="jos\u00e9", notes="caf\u00e9 cr\u00e8me \u20ac5")
     assert rows[-1] == FanRow(row=603, handle="last", notes="fine")
+    assert len(rows) == 602
