@@ -76,19 +76,20 @@ async def fan_out_chunk(
     whose launch event may hold 100,000 ids; if it has moved on since (paused, another
     worker), the chunk's expected version fails and the next attempt reads the stream."""
     for attempt in range(attempts):
-        if loaded is not None and attempt == 0:
-            campaign = loaded
-        else:
-            campaign, _ = await load_campaign(store, campaign_id, tenant=None)
-        if not campaign.sending:
-            return None
-        if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):
-            return None
-        chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
         try:
-            if attempt < CHUNK_ATTEMPTS - 1:
-                return await _queue_chunk(campaign, chunk, store, ids)
-            return await _queue_one_by_one(campaign, chunk, store, ids)
+            async with audience.turn(campaign_id):
+                if loaded is not None and attempt == 0:
+                    campaign = loaded
+                else:
+                    campaign, _ = await load_campaign(store, campaign_id, tenant=None)
+                if not campaign.sending:
+                    return None
+                if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):
+                    return None
+                chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
+                if attempt < CHUNK_ATTEMPTS - 1:
+                    return await _queue_chunk(campaign, chunk, store, ids)
+                return await _queue_one_by_one(campaign, chunk, store, ids)
         except ConcurrencyError:
             # The campaign moved (paused, another worker) or a fan row was stale: read again.
             if attempt + 1 < attempts:

@@ -16,6 +16,7 @@ deleted, or no longer matching, before its chunk is skipped.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -78,6 +79,15 @@ class Audience(Protocol):
     async def highest_fan_id(self, tenant: str) -> int: ...
 
     async def chunk(self, campaign: Campaign, after: int, limit: int) -> AudienceChunk: ...
+
+    def turn(self, campaign_id: int) -> AbstractAsyncContextManager[None]:
+        """The campaign's stream to oneself while held, turns given in the order asked.
+
+        The fan-out holds it for one chunk, a status change for its read-decide-append. The
+        expected version alone keeps them correct, but a pause or cancel racing a fan-out
+        that appends chunk after chunk could lose every try: taking turns it waits for at
+        most one chunk. ConcurrencyError if the turn does not come in a few seconds."""
+        ...
 
 
 class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,21 +154,23 @@ async def change_status(
 ) -> tuple[Campaign, int]:
     """The reference's updateCampaignStatus: launch a draft, pause, resume, cancel, complete."""
 
+    if status not in ("active", "resume", "paused", "cancelled", "completed"):
+        raise InvalidValue("status", "must be active, paused, cancelled or completed")
+
     async def attempt() -> tuple[Campaign, int]:
-        campaign, position = await load_campaign(store, campaign_id, tenant=ctx.tenant)
-        if status == "active" and campaign.status == "draft":
-            await _launch(campaign, ctx, audience)
-        elif status in ("active", "resume"):
-            campaign.resume()
-        elif status == "paused":
-            campaign.pause()
-        elif status == "cancelled":
-            campaign.cancel()
-        elif status == "completed":
-            campaign.complete()
-        else:
-            raise InvalidValue("status", "must be active, paused, cancelled or completed")
-        return campaign, await save(store, campaign, "campaign", ctx) or position
+        async with audience.turn(campaign_id):
+            campaign, position = await load_campaign(store, campaign_id, tenant=ctx.tenant)
+            if status == "active" and campaign.status == "draft":
+                await _launch(campaign, ctx, audience)
+            elif status in ("active", "resume"):
+                campaign.resume()
+            elif status == "paused":
+                campaign.pause()
+            elif status == "cancelled":
+                campaign.cancel()
+            else:
+                campaign.complete()
+            return campaign, await save(store, campaign, "campaign", ctx) or position
 
     return await retry_on_conflict(attempt, retry=True)
 

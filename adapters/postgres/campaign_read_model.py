@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +18,12 @@ from adapters.postgres.cursors import decode_cursor, encode_cursor
 from adapters.postgres.projection_store import PostgresProjectionStore
 from application.campaign_queries import CampaignMetrics, CampaignPage, CampaignView
 from application.campaigns import AudienceChunk, Recipient, Segment
+from application.errors import ConcurrencyError
 from domain.campaign import Campaign
 
 _BIGINT = range(-(2**63), 2**63)
+# How long a status change or a fan-out chunk waits for the campaign's turn.
+TURN_TIMEOUT_SECONDS = 10
 
 _CAMPAIGN = """
 SELECT c.campaign_id, c.tenant_id AS tenant, c.name, c.kind, c.status, c.content, c.attachments,
@@ -79,6 +84,9 @@ class PostgresCampaignReadModel:
     ) -> None:
         self._pool = pool
         self._projections = projections
+        # Turns waiting for their lock each hold a connection: at most half the pool, so the
+        # one whose turn it is always finds a connection for its work.
+        self._turn_slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
         self._catch_up_timeout = catch_up_timeout
 
     # -- the API's queries -------------------------------------------------------------------
@@ -110,6 +118,26 @@ class PostgresCampaignReadModel:
         return _view(row) if row else None
 
     # -- the audience (application.campaigns.Audience) ----------------------------------------
+
+    @asynccontextmanager
+    async def turn(self, campaign_id: int) -> AsyncIterator[None]:
+        # Postgres grants an advisory lock to its waiters in the order they asked. Scoped to
+        # a transaction that writes nothing: released by its end whatever happens to the task
+        # (a cancelled one rolls back), and, holding no transaction id, it never holds back
+        # the readers of the log.
+        async with self._turn_slots, self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{TURN_TIMEOUT_SECONDS}s'")
+            try:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    f"campaign-{campaign_id}",
+                )
+            except asyncpg.LockNotAvailableError:
+                raise ConcurrencyError(
+                    f"campaign {campaign_id} is busy: its turn did not come within"
+                    f" {TURN_TIMEOUT_SECONDS} s"
+                ) from None
+            yield
 
     async def catch_up(self) -> None:
         head = await self._pool.fetchval("SELECT max(position) FROM events")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from adapters.bootstrap import Container
+from application import streams
 from application.campaign_fan_out import (
     campaign_message_id,
     cancel_message,
@@ -484,7 +485,10 @@ async def test_a_person_pauses_and_resumes_while_the_fan_out_appends_to_the_camp
     tenant: str,
     container: Container,
     catch_up: CatchUp,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The fan-out and a person take turns on the campaign: not one try is lost to a race."""
+    monkeypatch.setattr(streams, "CONFLICT_RETRIES", 1)
     fans = await bulk_fans(container, tenant, 1000)
     await catch_up()
     response = await http.post(
