@@ -15,41 +15,19 @@ import pytest
 
 from adapters.bootstrap import Container
 from adapters.http.app import create_app
-
-IMPORT = "/api/onlyfans/import/csv"
-JOBS = "/api/onlyfans/import/jobs"
-FANS = "/api/crm/fans"
-Headers = dict[str, str]
-CatchUp = Callable[[], Awaitable[int]]
+from tests.support.imports import (
+    FANS,
+    IMPORT,
+    JOBS,
+    CatchUp,
+    Headers,
+    assert_problem,
+    expected,
+    summary,
+    upload,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def upload(
-    http: httpx.AsyncClient, auth: Headers, content: bytes, name: str = "fans.csv", **params: Any
-) -> httpx.Response:
-    return await http.post(
-        IMPORT, files={"file": (name, content, "text/csv")}, headers=auth, params=params
-    )
-
-
-def summary(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    return response.json()["summary"]
-
-
-def expected(
-    total: int, inserted: int, updated: int = 0, skipped: int = 0, errors: Any = ()
-) -> dict[str, Any]:
-    errors = [{"row": row, "error": error} for row, error in errors]
-    return {
-        "totalRows": total,
-        "successfulInserts": inserted,
-        "updated": updated,
-        "skipped": skipped,
-        "errors": errors,
-        "errorCount": len(errors),
-    }
 
 
 async def fans_of(http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp) -> list[Any]:
@@ -124,15 +102,6 @@ async def test_each_nasty_file_gives_its_exact_summary(
 
 
 # --- refusals: 4xx problem+json, nothing imported -------------------------------------------
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 async def test_a_file_without_a_handle_or_platform_id_column_is_refused_with_the_missing_names(
