@@ -120,11 +120,12 @@ class RowBuilder:
 
     def __init__(self, columns: ColumnMap) -> None:
         at = columns.columns.get
-        # Column index of each text field, in FanRow's order; a missing column reads cell
-        # ``width``, always blank (rows are padded to ``width + 1`` cells).
+        # Column index of each text field, in FanRow's order. A field without a column reads
+        # the blank cell ``build`` adds after the row's own (index -1): not a cell past the
+        # last mapped column, which may be an ignored column's, or an extra one's.
         self._width = max(columns.columns.values(), default=-1) + 1
         self._text = tuple(
-            self._width if at(name) is None else at(name)
+            -1 if at(name) is None else at(name)
             for name in ("platform", "platform_id", "handle", "name", "email", "notes")
         )
         self._value, self._cents = at("value"), at("value_cents")
@@ -136,9 +137,8 @@ class RowBuilder:
         """One spreadsheet row as the fields it gives, or why it cannot be read."""
         if self.check_undecodable and any("\ufffd" in cell for cell in cells):
             return RowError(row, "the row holds bytes that are not text in the file's encoding")
-        missing = self._width + 1 - len(cells)
-        if missing > 0:
-            cells = cells + [""] * missing
+        missing = self._width - len(cells)
+        cells = cells + [""] * (missing + 1) if missing > 0 else [*cells, ""]
         platform, platform_id, handle, name, email, notes = [
             cells[index].strip() or None for index in self._text
         ]

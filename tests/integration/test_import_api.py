@@ -91,6 +91,10 @@ NASTY_FILES = {
         ),
     ),
     "a header and no rows": (b"handle,email\n", expected(0, 0)),
+    "an ignored column after the read ones": (
+        b"handle,email,favourite colour\nann,a@example.com,red,and an extra cell\n",
+        expected(1, 1),
+    ),
 }
 
 

@@ -393,3 +393,13 @@ def test_an_ascii_start_then_windows_1252_is_read_as_windows_1252(sizes: list[in
     assert rows[-2] == FanRow(row=602, handle="jos\u00e9", notes="caf\u00e9 cr\u00e8me \u20ac5")
     assert rows[-1] == FanRow(row=603, handle="last", notes="fine")
     assert len(rows) == 602
+
+
+def test_a_field_without_a_column_is_blank_whatever_the_columns_after_the_mapped_ones() -> None:
+    """An ignored column, or a cell beyond the header, after the last mapped column is
+    nobody's platform, platform id, name or notes."""
+    rows = read(b"Username,Email,Favourite colour\nann,ann@example.com,red,extra\nbob\n")
+    assert rows == [
+        FanRow(row=2, handle="ann", email="ann@example.com"),
+        FanRow(row=3, handle="bob"),
+    ]
