@@ -403,3 +403,40 @@ def test_a_field_without_a_column_is_blank_whatever_the_columns_after_the_mapped
         FanRow(row=2, handle="ann", email="ann@example.com"),
         FanRow(row=3, handle="bob"),
     ]
+
+
+# Each field a spreadsheet may hold: a header naming it, a cell, and what the FanRow keeps.
+_FIELDS = {
+    "handle": ("Username", "ann_1", "ann_1"),
+    "platform_id": ("User ID", "4242", "4242"),
+    "platform": ("Platform", "Fansly", "fansly"),
+    "name": ("Display Name", "Ann Lée", "Ann Lée"),
+    "email": ("E-mail", "ann@example.com", "ann@example.com"),
+    "value_cents": ("Total Spent (USD)", "$1,234.56", 123456),
+    "tags": ("Tags", "vip; new", ("vip", "new")),
+    "notes": ("Notes", "likes cats", "likes cats"),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    present=st.lists(st.sampled_from(sorted(_FIELDS)), unique=True),
+    ignored=st.lists(st.sampled_from(["Favourite", "Colour", "Misc", "Z"]), unique=True),
+    order=st.randoms(use_true_random=False),
+    extra_cells=st.integers(min_value=0, max_value=2),
+)
+def test_any_columns_in_any_order_give_exactly_their_fields(
+    present: list[str], ignored: list[str], order: object, extra_cells: int
+) -> None:
+    """Whichever fields a file has, in whatever order, among whatever ignored columns, with
+    extra cells past the header: each field comes from its column, every other is blank."""
+    columns = [("handle", _FIELDS["handle"])] if "handle" not in present else []
+    columns += [(field, _FIELDS[field]) for field in present]
+    columns += [(None, (name, f"{name.lower()} cell", None)) for name in ignored]
+    order.shuffle(columns)  # type: ignore[attr-defined]
+    header = [spec[0] for _, spec in columns]
+    cells = [spec[1] for _, spec in columns] + ["beyond"] * extra_cells
+
+    row = build_row(2, cells, map_columns(header))
+
+    assert row == FanRow(row=2, **{field: spec[2] for field, spec in columns if field})
