@@ -47,7 +47,8 @@ class CsvUpload:
 
     async def rows(self) -> AsyncIterator[Row]:
         assert self.columns is not None, "read the header first"
-        builder = RowBuilder(self.columns)
+        # Day-first dates go with ';' (see values.SlashDates).
+        builder = RowBuilder(self.columns, day_first=self._splitter.delimiter == ";")
         decoder = self._decoder
         async for row, cells in self._records:
             builder.check_undecodable = decoder.replaced

@@ -16,7 +16,8 @@ _CURRENCY = re.compile(r"(?i)\s|\u00a0|\u202f|[$€£¥]|usd|eur|gbp|cad|aud")
 # '1234.56' or '$1,234.56' (a thousands group never starts with 0: '0,125.00' is not money).
 _COMMON_MONEY = re.compile(r"\$?([1-9][0-9]{0,2}(?:,[0-9]{3})+|[0-9]+)\.([0-9]{2})")
 _TAG_SPLIT = re.compile(r"[,;|\n]")
-_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y")
+_DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y")
+_SLASH_DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 # A cell quoted in an error message is cut to this many characters: a job records its errors.
 QUOTED_CELL_CHARS = 60
 
@@ -100,8 +101,9 @@ def parse_tags(text: str) -> tuple[str, ...]:
 
 
 def parse_date(text: str) -> date:
-    """A day in ISO 8601 (a timestamp keeps its day) or a common spreadsheet spelling; with
-    slashes, month first (US exports) unless that cannot be a date."""
+    """A day in ISO 8601 ('2024-03-18'; a timestamp keeps its day) or another unambiguous
+    spelling: '18.03.2024' (day first), 'Mar 18, 2024', '18 Mar 2024'. Dates with slashes
+    follow a file's own convention: see ``SlashDates``."""
     raw = text.strip()
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).date()
@@ -115,10 +117,45 @@ def parse_date(text: str) -> date:
     raise BadCell("subscribedAt", f"{quote_cell(raw)} is not a date")
 
 
+class SlashDates:
+    """Dates like 03/04/2024 in one file, all read the same way: month first (US exports)
+    or day first (most of the world).
+
+    The file's first such date decides: by itself when one of its numbers is over 12,
+    else by the file's convention: a ';'-separated file comes from a spreadsheet set up for
+    a country that writes 1,5 for 1.5, and those write the day first. A later date that
+    cannot be read that way is an error, never a silent swap of day and month."""
+
+    def __init__(self, *, day_first: bool) -> None:
+        self._hint = day_first
+        self.day_first: bool | None = None
+
+    def parse(self, text: str) -> date:
+        match = _SLASH_DATE.fullmatch(text.strip())
+        if match is None:
+            return parse_date(text)
+        first, second, year = (int(part) for part in match.groups())
+        if self.day_first is None:
+            if first > 12 >= second:
+                self.day_first = True
+            elif second > 12 >= first:
+                self.day_first = False
+            else:
+                self.day_first = self._hint
+        day, month = (first, second) if self.day_first else (second, first)
+        try:
+            return date(year, month, day)
+        except ValueError:
+            order = "day/month/year" if self.day_first else "month/day/year"
+            raise BadCell(
+                "subscribedAt", f"{quote_cell(text)} is not a date written {order} like this file's"
+            ) from None
+
+
 class RowBuilder:
     """Cells to a FanRow for one file's columns (looked up once, not per row)."""
 
-    def __init__(self, columns: ColumnMap) -> None:
+    def __init__(self, columns: ColumnMap, *, day_first: bool = False) -> None:
         at = columns.columns.get
         # Column index of each text field, in FanRow's order. A field without a column reads
         # the blank cell ``build`` adds after the row's own (index -1): not a cell past the
@@ -130,6 +167,7 @@ class RowBuilder:
         )
         self._value, self._cents = at("value"), at("value_cents")
         self._tags, self._subscribed = at("tags"), at("subscribed_at")
+        self._dates = SlashDates(day_first=day_first)
         # Set by the reader once the decoder has met bytes it could not decode.
         self.check_undecodable = False
 
@@ -150,7 +188,7 @@ class RowBuilder:
                 value_cents = parse_money(cell)
             subscribed_at = None
             if (cell := _cell(cells, self._subscribed)) is not None:
-                subscribed_at = parse_date(cell)
+                subscribed_at = self._dates.parse(cell)
         except BadCell as error:
             return RowError(row, str(error))
         tags = _cell(cells, self._tags)

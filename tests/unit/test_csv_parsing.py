@@ -7,6 +7,7 @@ import codecs
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import date
 
 import pytest
 from hypothesis import given, settings
@@ -440,3 +441,27 @@ def test_any_columns_in_any_order_give_exactly_their_fields(
     row = build_row(2, cells, map_columns(header))
 
     assert row == FanRow(row=2, **{field: spec[2] for field, spec in columns if field})
+
+
+def subscribed(data: bytes) -> list[object]:
+    return [row.subscribed_at if isinstance(row, FanRow) else row.error for row in read(data)]
+
+
+def test_slash_dates_of_a_file_are_all_read_one_way_and_never_swapped_silently() -> None:
+    us = b"handle,joined\na,03/04/2024\nb,12/31/2023\nc,18/03/2024\n"
+    assert subscribed(us) == [
+        date(2024, 3, 4),
+        date(2023, 12, 31),
+        "subscribedAt: '18/03/2024' is not a date written month/day/year like this file's",
+    ]
+    # A ';' file comes from a spreadsheet that writes the day first.
+    assert subscribed(b"handle;joined\na;03/04/2024\nb;18/03/2024\n") == [
+        date(2024, 4, 3),
+        date(2024, 3, 18),
+    ]
+    # The first date that can only be read one way decides, whatever the separator.
+    assert subscribed(b"handle,joined\na,18/03/2024\nb,03/04/2024\nc,2024-01-02\n") == [
+        date(2024, 3, 18),
+        date(2024, 4, 3),
+        date(2024, 1, 2),
+    ]
