@@ -11,9 +11,10 @@ Two imports of the same file at once: a batch claims the index entries of the fa
 before it commits; the second import's claim waits for the first to commit, loses, and its
 batch is re-run, now finding those fans (see ``import_batch``). So no fan is ever created twice.
 
-Fans created through the API are indexed when an import starts, from the fans read model:
-one created a moment before (not yet projected), or a handle changed through the API since it
-was indexed, is not matched and the import creates a second fan for it.
+Fans created or renamed through the API are indexed when an import starts, from the fans
+read model (a renamed fan keeps its old handle's entry too): one created or renamed a moment
+before (not yet projected) is not matched under that handle, and the import creates a second
+fan for it.
 
 Erased fans are forgotten: a later import holding the same handle creates a new fan (the
 spreadsheet is the creator's own data). Deleted fans stay deleted: their rows are skipped.

@@ -23,6 +23,7 @@ _COLUMNS = [
     "created_at",
     "updated_at",
     "version",
+    "identity_version",
     "conversation_id",
 ]
 
@@ -84,12 +85,16 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
                     "created_at": event.timestamp,
                     "updated_at": event.timestamp,
                     "version": recorded.version,
+                    "identity_version": recorded.version,
                     "conversation_id": None,
                 },
             )
     elif row is None:
         return
     elif kind is Fan.Updated:
+        if event.handle != row["handle"]:
+            # The import index matches fans by handle: a new one must be indexed.
+            row["identity_version"] = recorded.version
         row.update(
             name=event.name,
             handle=event.handle,

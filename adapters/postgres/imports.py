@@ -19,20 +19,29 @@ from application.import_batch import match_keys
 from application.imports import FanRow, Row
 from domain.fan import fan_stream_id
 
+# Fans none of whose index entries has seen their current handle (or platform id): made
+# through the API, or renamed through it since an import (migrations/019).
 _UNINDEXED_FANS = """
-SELECT f.fan_id, f.platform, f.platform_id, f.handle FROM fans f
+SELECT f.fan_id, f.platform, f.platform_id, f.handle, f.identity_version FROM fans f
 WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
-  AND NOT EXISTS (SELECT 1 FROM import_fan_keys k WHERE k.stream_id = 'fan-' || f.fan_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM import_fan_keys k
+      WHERE k.stream_id = 'fan-' || f.fan_id AND k.seen_version >= f.identity_version
+  )
 """
 
 # The read model may still show a fan erased a moment ago: never index an erased fan again.
+# A key another fan holds stays that fan's.
 _INDEX_FANS = """
-INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id)
-SELECT $1, c.key_hash, c.stream_id FROM unnest($2::bytea[], $3::text[]) AS c(key_hash, stream_id)
+INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id, seen_version)
+SELECT $1, c.key_hash, c.stream_id, c.seen_version
+FROM unnest($2::bytea[], $3::text[], $4::int[]) AS c(key_hash, stream_id, seen_version)
 WHERE NOT EXISTS (
     SELECT 1 FROM subject_keys s WHERE s.subject_id = c.stream_id AND s.destroyed_at IS NOT NULL
 )
-ON CONFLICT DO NOTHING
+ON CONFLICT (tenant_id, key_hash) DO UPDATE
+SET seen_version = greatest(import_fan_keys.seen_version, EXCLUDED.seen_version)
+WHERE import_fan_keys.stream_id = EXCLUDED.stream_id
 """
 
 
@@ -51,15 +60,18 @@ class PostgresImportStore:
         self._hasher: IndexHasher | None = None
 
     async def index_existing_fans(self, tenant: str) -> None:
-        """Index the tenant's fans that no import created (made through the API), from the
-        fans read model; see application/imports.py for what this cannot see."""
+        """Index the tenant's fans under the handles and platform ids the fans read model
+        shows and no import indexed: fans made or renamed through the API. See
+        application/imports.py for what this cannot see."""
         hasher = await self._index_hasher()
         rows = await self._pool.fetch(_UNINDEXED_FANS, tenant)
-        claims: dict[bytes, str] = {}
-        for row in rows:
-            fan = FanRow(row=0, platform=row[1], platform_id=row[2], handle=row[3])
+        claims: dict[bytes, tuple[str, int]] = {}
+        for fan_id, platform, platform_id, handle, identity_version in rows:
+            fan = FanRow(row=0, platform=platform, platform_id=platform_id, handle=handle)
             for key in match_keys(fan):
-                claims.setdefault(hasher.key_hash(tenant, key), fan_stream_id(row[0]))
+                claims.setdefault(
+                    hasher.key_hash(tenant, key), (fan_stream_id(fan_id), identity_version)
+                )
         hashes = sorted(claims)
         for start in range(0, len(hashes), 5000):
             chunk = hashes[start : start + 5000]
@@ -67,7 +79,8 @@ class PostgresImportStore:
                 _INDEX_FANS,
                 tenant,
                 chunk,
-                [claims[h] for h in chunk],
+                [claims[h][0] for h in chunk],
+                [claims[h][1] for h in chunk],
             )
 
     async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:

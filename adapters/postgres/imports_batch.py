@@ -57,17 +57,20 @@ WITH inserted AS (
          AS k(subject_id, wrapped_key)
 ), claimed AS (
     -- A key another import holds fails the statement (unique violation): the batch re-runs.
-    INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id, row_digest, fan_version)
+    -- seen_version: the key is the fan's own at that version (migrations/019).
+    INSERT INTO import_fan_keys
+        (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
     SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
-           nullif(c.fan_version, '')::int
+           nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
     FROM unnest(string_to_array($15::text, chr(30)), string_to_array($16::text, chr(30)),
                 string_to_array($17::text, chr(30)), string_to_array($18::text, chr(30)))
          AS c(key_hash, stream_id, row_digest, fan_version)
     ORDER BY c.key_hash  -- one order for every importer: fewer deadlocks
 ), claimed_if_free AS (
-    INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id, row_digest, fan_version)
+    INSERT INTO import_fan_keys
+        (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
     SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
-           nullif(c.fan_version, '')::int
+           nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
     FROM unnest(string_to_array($19::text, chr(30)), string_to_array($20::text, chr(30)),
                 string_to_array($21::text, chr(30)), string_to_array($22::text, chr(30)))
          AS c(key_hash, stream_id, row_digest, fan_version)

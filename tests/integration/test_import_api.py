@@ -287,6 +287,29 @@ async def test_a_fan_changed_through_the_api_since_its_import_is_brought_back_by
     assert summary(await upload(http, auth, content)) == expected(2, 0, skipped=2)
 
 
+async def test_a_fan_renamed_through_the_api_is_found_by_its_new_handle(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    await upload(http, auth, b"handle,total spent\nann,5\n")
+    [fan] = await fans_of(http, auth, catch_up)
+    renamed = await http.patch(f"{FANS}/{fan['id']}", json={"handle": "anna"}, headers=auth)
+    assert renamed.status_code == 200, renamed.text
+    await catch_up()
+
+    assert summary(await upload(http, auth, b"handle,total spent\nanna,6\n")) == expected(
+        1, 0, updated=1
+    )
+    assert summary(await upload(http, auth, b"handle,total spent\nanna,6\n")) == expected(
+        1, 0, skipped=1
+    )
+    [fan] = await fans_of(http, auth, catch_up)
+    assert (fan["handle"], fan["valueCents"]) == ("anna", 600)
+    # Its old handle still names it (and the row renames it back).
+    assert summary(await upload(http, auth, b"handle,total spent\nann,6\n")) == expected(
+        1, 0, updated=1
+    )
+
+
 async def test_fans_are_matched_by_platform_id_before_handle(
     http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:
