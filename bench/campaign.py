@@ -340,6 +340,7 @@ class Run:
     peak_outbox: int = 0
     wall_s: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    cpu_from: dict[str, float] = field(default_factory=dict)  # the meter's sample at the start
     stages: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     launch_stages: dict[str, tuple[int, float, int]] = field(default_factory=dict)
 
@@ -414,6 +415,7 @@ async def large_run(
     run.wall_s = time.perf_counter() - started
     run.launch_stages = _between(before_stages, during_202)
     run.cpu = CpuMeter.used(cpu_before, await meter.sample())
+    run.cpu_from = cpu_before
     run.stages = _between(before_stages, stages.snapshot())
     return run
 
@@ -626,9 +628,17 @@ async def measure(
             )
             report(result, groups)
             runs.append(result)
-            await empty_queue(container)
             caught = await wait_caught_up(container)
-            print(f"  (projectors caught up {caught:.1f} s after that)")
+            # The whole job: until the read models (messages, campaign metrics) show it too.
+            whole = CpuMeter.used(result.cpu_from, await meter.sample())
+            per = result.recipients / 1000
+            print(
+                f"  projectors caught up {caught:.1f} s after that; CPU s per 1,000 recipients"
+                " from the request until then: "
+                + ", ".join(f"{g} {whole[g] / per:.2f}" for g in groups if g in whole)
+                + f"; total {sum(whole[g] for g in groups if g in whole) / per:.2f}"
+            )
+            await empty_queue(container)
             # The segment run rewrote every fan's row (its new conversation): vacuumed as
             # autovacuum would, which is off on some servers (this host's), the next launch
             # does not scan 100,000 dead row versions with its recipients.
