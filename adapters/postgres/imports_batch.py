@@ -145,8 +145,8 @@ class PostgresImportBatch:
     async def claim(self, claims: dict[str, Applied], *, exclusive: bool) -> None:
         """Staged: ``append`` writes the claims in its statement."""
         staged = self._claims if exclusive else self._claims_if_free
-        for key, entry in self._hashes(list(claims)).items():
-            staged.append((key, claims[entry]))
+        for key_hash, match_key in self._hashes(list(claims)).items():
+            staged.append((key_hash, claims[match_key]))
 
     async def remember(self, applied: Sequence[Applied]) -> None:
         """Staged: ``append`` updates the entries in its statement."""
