@@ -32,11 +32,26 @@ from application.imports import Applied, Indexed, Row
 from application.ports import StreamWrite
 from domain.fan import Fan, fan_stream_id
 
+
+def _claims(first: int) -> str:
+    """An INSERT of index entries from the four texts from parameter ``first`` on (key
+    hashes, streams, row digests, versions; $14 is the tenant). seen_version: the key is the
+    fan's own at that version (migrations/019). One order for every importer: fewer
+    deadlocks."""
+    texts = ", ".join(f"string_to_array(${n}::text, chr(30))" for n in range(first, first + 4))
+    return f"""INSERT INTO import_fan_keys
+        (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
+    SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
+           nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
+    FROM unnest({texts}) AS c(key_hash, stream_id, row_digest, fan_version)
+    ORDER BY c.key_hash"""
+
+
 # The text columns come as one text each, their values joined by the ASCII record separator
 # (chr(30)): none of them can hold it (JSON escapes control characters; stream ids and type
 # names are identifiers; binary values go as hex). An array parameter costs the driver per
 # element; a string does not.
-_APPEND_MANY = """
+_APPEND_MANY = f"""
 WITH inserted AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
     SELECT e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.data::jsonb,
@@ -57,24 +72,9 @@ WITH inserted AS (
          AS k(subject_id, wrapped_key)
 ), claimed AS (
     -- A key another import holds fails the statement (unique violation): the batch re-runs.
-    -- seen_version: the key is the fan's own at that version (migrations/019).
-    INSERT INTO import_fan_keys
-        (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
-    SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
-           nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
-    FROM unnest(string_to_array($15::text, chr(30)), string_to_array($16::text, chr(30)),
-                string_to_array($17::text, chr(30)), string_to_array($18::text, chr(30)))
-         AS c(key_hash, stream_id, row_digest, fan_version)
-    ORDER BY c.key_hash  -- one order for every importer: fewer deadlocks
+    {_claims(15)}
 ), claimed_if_free AS (
-    INSERT INTO import_fan_keys
-        (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
-    SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
-           nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
-    FROM unnest(string_to_array($19::text, chr(30)), string_to_array($20::text, chr(30)),
-                string_to_array($21::text, chr(30)), string_to_array($22::text, chr(30)))
-         AS c(key_hash, stream_id, row_digest, fan_version)
-    ORDER BY c.key_hash
+    {_claims(19)}
     ON CONFLICT DO NOTHING
 ), remembered AS (
     UPDATE import_fan_keys k SET row_digest = decode(nullif(r.row_digest, ''), 'hex'),
