@@ -1,8 +1,8 @@
 """Reading the history rather than the present: the global log for auditors, and a stream's
 state as it was at a past version or time (time travel).
 
-Who may read what is decided here, once: a creator reads its own tenant, an auditor the
-tenants it was granted, an admin every tenant. Another tenant's stream is reported missing.
+Who may read what is decided here, once: a key reads its own user's tenant, an auditor also
+the tenants it was granted, an admin every tenant. Another tenant's stream is reported missing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 from application.errors import Forbidden, NotFound
+from application.permissions import Permission
 from application.ports import EventStore, RecordedEvent
 from domain.errors import InvalidValue
 
@@ -38,14 +39,18 @@ class AuditScope(msgspec.Struct, frozen=True):
         return AuditScope(frozenset({tenant}))
 
 
-def scope_for(role: str, user_id: str, grants: frozenset[str]) -> AuditScope:
-    if role == "admin" or (role == "auditor" and ALL_TENANTS in grants):
+def scope_for(
+    permissions: frozenset[Permission], user_id: str, grants: frozenset[str]
+) -> AuditScope:
+    """A key reads its own user's tenant, plus the tenants it was granted ('*': all); a key
+    that operates the whole system reads every tenant."""
+    if Permission.AUDIT not in permissions:
+        raise Forbidden("this key may not read the audit log")
+    if Permission.AUDIT_GRANTED not in permissions:
+        grants = frozenset()
+    if Permission.OPERATE in permissions or ALL_TENANTS in grants:
         return AuditScope(None)
-    if role == "auditor":
-        return AuditScope(grants)
-    if role == "creator":
-        return AuditScope(frozenset({user_id}))
-    raise Forbidden(f"role {role!r} may not read the audit log")
+    return AuditScope(grants | {user_id})
 
 
 class AuditFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from adapters.bootstrap import Container
+from adapters.http.permissions import requires
 from adapters.postgres.analytics_read_model import (
     CHURN_AFTER,
     CampaignRevenueDay,
@@ -19,6 +20,7 @@ from adapters.postgres.analytics_read_model import (
     FanRevenueDay,
 )
 from adapters.postgres.api_keys import Principal
+from application.permissions import Permission
 from domain.errors import InvalidValue
 
 Deps = NamedDependency[Container]
@@ -48,7 +50,7 @@ class AnalyticsController(Controller):
     path = "/api/analytics"
     tags = ["analytics"]
 
-    @get("/fans/revenue")
+    @get("/fans/revenue", **requires(Permission.READ))
     async def fan_revenue(
         self,
         request: Request[Principal, Any, Any],
@@ -70,7 +72,7 @@ class AnalyticsController(Controller):
         )
         return FanRevenueOut(days=page.items, next_cursor=page.next_cursor)
 
-    @get("/campaigns/revenue")
+    @get("/campaigns/revenue", **requires(Permission.READ))
     async def campaign_revenue(
         self,
         request: Request[Principal, Any, Any],
@@ -92,7 +94,7 @@ class AnalyticsController(Controller):
         )
         return CampaignRevenueOut(days=page.items, next_cursor=page.next_cursor)
 
-    @get("/cohorts")
+    @get("/cohorts", **requires(Permission.READ))
     async def cohorts(
         self,
         request: Request[Principal, Any, Any],

@@ -26,6 +26,7 @@ from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
 from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, prometheus_metrics
+from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS
 from adapters.http.webhooks import receive_webhook
 from adapters.tracing import tracing_middleware
@@ -38,7 +39,7 @@ from application.messages import RecipientCache
 PUBLIC_PATHS = ["^/schema", "^/health$", "^/api/onlyfans/webhooks$", "^/metrics$"]
 
 
-@get("/health", include_in_schema=False)
+@get("/health", include_in_schema=False, **public())
 async def health(container: NamedDependency[Container]) -> dict[str, str]:
     await container.pool.fetchval("SELECT 1")
     return {"status": "ok"}
@@ -93,7 +94,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     def provide_container(state: State) -> Container:
         return state.container
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             FansController,
             MessagesController,
@@ -132,3 +133,5 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             security=[{"apiKey": []}],
         ),
     )
+    check_declared(app)
+    return app

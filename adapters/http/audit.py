@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from adapters.bootstrap import Container
+from adapters.http.permissions import requires
 from adapters.postgres.api_keys import Principal, granted_tenants
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.codec import event_fields
@@ -24,7 +25,7 @@ from application.audit import (
     scope_for,
     stream_as_of,
 )
-from application.errors import Forbidden
+from application.permissions import Permission, permissions_of
 from application.ports import EventMetadata, RecordedEvent
 
 Deps = NamedDependency[Container]
@@ -105,7 +106,7 @@ class AuditController(Controller):
     path = "/api/audit"
     tags = ["audit"]
 
-    @get("/events")
+    @get("/events", **requires(Permission.AUDIT))
     async def list_events(
         self,
         request: Request[Principal, Any, Any],
@@ -140,7 +141,7 @@ class AuditController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @get("/streams/{stream_id:str}")
+    @get("/streams/{stream_id:str}", **requires(Permission.AUDIT))
     async def get_stream(
         self,
         request: Request[Principal, Any, Any],
@@ -167,11 +168,8 @@ class AuditController(Controller):
             events=[AuditEventOut.of(event) for event in found.events],
         )
 
-    @get("/head")
+    @get("/head", **requires(Permission.AUDIT_CHAIN))
     async def head(self, request: Request[Principal, Any, Any], container: Deps) -> ChainHeadOut:
-        # The chain spans every tenant: only keys that may read across tenants see its head.
-        if request.user.role not in ("auditor", "admin"):
-            raise Forbidden("only auditor and admin keys may read the chain's head")
         head = await PostgresEventChain(container.pool).head()
         return ChainHeadOut(
             sealed=head.sealed,
@@ -184,12 +182,8 @@ class AuditController(Controller):
 
 async def _scope(request: Request[Principal, Any, Any], container: Container) -> AuditScope:
     principal = request.user
-    grants = (
-        await granted_tenants(container.pool, principal.key_id)
-        if principal.role == "auditor"
-        else frozenset[str]()
-    )
-    return scope_for(principal.role, principal.user_id, grants)
+    grants = await granted_tenants(container.pool, principal.key_id)
+    return scope_for(permissions_of(principal.role), principal.user_id, grants)
 
 
 def render_state(aggregate: Any) -> dict[str, Any] | None:

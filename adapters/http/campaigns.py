@@ -26,6 +26,7 @@ from adapters.http.campaign_schemas import (
 )
 from adapters.http.context import command_context, wait_for_position
 from adapters.http.idempotency import replay_or_run
+from adapters.http.permissions import requires
 from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -33,6 +34,7 @@ from application import campaigns
 from application.campaign_fan_out import fan_out_chunk
 from application.context import CommandContext
 from application.errors import NotFound
+from application.permissions import Permission
 
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -46,7 +48,9 @@ class BulkMessagesController(Controller):
     tags = ["campaigns"]
 
     # 100,000 explicit recipient ids take up to ~2 MB of JSON.
-    @post("/bulk", status_code=202, request_max_body_size=BULK_MAX_BODY)
+    @post(
+        "/bulk", status_code=202, request_max_body_size=BULK_MAX_BODY, **requires(Permission.WRITE)
+    )
     async def bulk(
         self,
         request: Request[Principal, Any, Any],
@@ -70,7 +74,7 @@ class CampaignsController(Controller):
     path = "/api/crm/campaigns"
     tags = ["campaigns"]
 
-    @get()
+    @get(**requires(Permission.READ))
     async def list_campaigns(
         self,
         request: Request[Principal, Any, Any],
@@ -87,7 +91,7 @@ class CampaignsController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @post(request_max_body_size=BULK_MAX_BODY)
+    @post(request_max_body_size=BULK_MAX_BODY, **requires(Permission.WRITE))
     async def create(
         self,
         request: Request[Principal, Any, Any],
@@ -116,7 +120,7 @@ class CampaignsController(Controller):
 
         return await replay_or_run(container.pool, request, ctx.tenant, run)
 
-    @get("/{campaign_id:int}")
+    @get("/{campaign_id:int}", **requires(Permission.READ))
     async def get_campaign(
         self,
         request: Request[Principal, Any, Any],
@@ -130,7 +134,7 @@ class CampaignsController(Controller):
             raise NotFound(f"campaign {campaign_id}")
         return {"campaign": CampaignOut.from_view(view)}
 
-    @get("/{campaign_id:int}/metrics")
+    @get("/{campaign_id:int}/metrics", **requires(Permission.READ))
     async def get_metrics(
         self,
         request: Request[Principal, Any, Any],
@@ -144,7 +148,7 @@ class CampaignsController(Controller):
             raise NotFound(f"campaign {campaign_id}")
         return {"campaignId": campaign_id, "metrics": MetricsOut.from_metrics(view.metrics)}
 
-    @patch("/{campaign_id:int}")
+    @patch("/{campaign_id:int}", **requires(Permission.WRITE))
     async def update_status(
         self,
         request: Request[Principal, Any, Any],
@@ -155,19 +159,19 @@ class CampaignsController(Controller):
         body = decode_strictly(await request.body(), StatusBody)
         return await _change(container, request, campaign_id, body.status)
 
-    @post("/{campaign_id:int}/pause", status_code=200)
+    @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE))
     async def pause(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> CampaignChangedOut:
         return await _change(container, request, campaign_id, "paused")
 
-    @post("/{campaign_id:int}/resume", status_code=200)
+    @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE))
     async def resume(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> CampaignChangedOut:
         return await _change(container, request, campaign_id, "resume")
 
-    @post("/{campaign_id:int}/cancel", status_code=200)
+    @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE))
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> CampaignChangedOut:

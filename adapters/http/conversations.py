@@ -20,10 +20,12 @@ from adapters.http.messaging_schemas import (
     MessageListOut,
     MessageOut,
 )
+from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
 from application.errors import NotFound
+from application.permissions import Permission
 
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -34,7 +36,7 @@ class ConversationsController(Controller):
     path = "/api/crm/conversations"
     tags = ["conversations"]
 
-    @get()
+    @get(**requires(Permission.READ))
     async def list_conversations(
         self,
         request: Request[Principal, Any, Any],
@@ -50,7 +52,7 @@ class ConversationsController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @get("/{conversation_id:int}")
+    @get("/{conversation_id:int}", **requires(Permission.READ))
     async def get_conversation(
         self,
         request: Request[Principal, Any, Any],
@@ -64,7 +66,7 @@ class ConversationsController(Controller):
             raise NotFound(f"conversation {conversation_id}")
         return {"conversation": ConversationOut.from_view(view)}
 
-    @get("/{conversation_id:int}/messages")
+    @get("/{conversation_id:int}/messages", **requires(Permission.READ))
     async def list_messages(
         self,
         request: Request[Principal, Any, Any],
@@ -87,7 +89,7 @@ class ConversationsController(Controller):
             messages=[MessageOut.from_view(v) for v in page.items], next_cursor=page.next_cursor
         )
 
-    @post()
+    @post(**requires(Permission.WRITE))
     async def create_conversation(
         self,
         request: Request[Principal, Any, Any],
@@ -111,7 +113,7 @@ class CrmMessagesController(Controller):
     path = "/api/crm/messages"
     tags = ["conversations"]
 
-    @get("/{message_id:str}")
+    @get("/{message_id:str}", **requires(Permission.READ))
     async def get_message(
         self,
         request: Request[Principal, Any, Any],
@@ -125,7 +127,7 @@ class CrmMessagesController(Controller):
             raise NotFound(f"message {message_id}")
         return {"message": MessageOut.from_view(view)}
 
-    @post("/{message_id:str}/read", status_code=200)
+    @post("/{message_id:str}/read", status_code=200, **requires(Permission.WRITE))
     async def mark_read(
         self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
     ) -> dict[str, Any]:

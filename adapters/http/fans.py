@@ -17,6 +17,7 @@ from litestar.params import (
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, wait_for_position
+from adapters.http.permissions import requires
 from adapters.http.schemas import (
     CreateFanBody,
     FanChangedOut,
@@ -31,6 +32,7 @@ from adapters.postgres.api_keys import Principal
 from application import fans
 from application.errors import NotFound
 from application.fan_queries import FanSort, ListFans
+from application.permissions import Permission
 from domain.errors import InvalidValue
 
 Deps = NamedDependency[Container]
@@ -53,7 +55,7 @@ class FansController(Controller):
     path = "/api/crm/fans"
     tags = ["fans"]
 
-    @get()
+    @get(**requires(Permission.READ))
     async def list_fans(
         self,
         request: Request[Principal, Any, Any],
@@ -82,7 +84,7 @@ class FansController(Controller):
             fans=[FanOut.from_view(view) for view in page.fans], next_cursor=page.next_cursor
         )
 
-    @get("/{fan_id:int}")
+    @get("/{fan_id:int}", **requires(Permission.READ))
     async def get_fan(
         self,
         request: Request[Principal, Any, Any],
@@ -96,7 +98,7 @@ class FansController(Controller):
             raise NotFound(f"fan {fan_id}")
         return _with_etag(FanEnvelope(fan=FanOut.from_view(view)), view.version)
 
-    @post()
+    @post(**requires(Permission.WRITE))
     async def create_fan(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
@@ -120,7 +122,11 @@ class FansController(Controller):
         return _changed(result, status_code=201)
 
     # PUT is accepted too: the reference's updateFan is a partial update, whatever the verb.
-    @route("/{fan_id:int}", http_method=[HttpMethod.PATCH, HttpMethod.PUT])
+    @route(
+        "/{fan_id:int}",
+        http_method=[HttpMethod.PATCH, HttpMethod.PUT],
+        **requires(Permission.WRITE),
+    )
     async def update_fan(
         self,
         request: Request[Principal, Any, Any],
@@ -139,7 +145,7 @@ class FansController(Controller):
         )
         return _changed(result, status_code=200)
 
-    @delete("/{fan_id:int}", status_code=200)
+    @delete("/{fan_id:int}", status_code=200, **requires(Permission.WRITE))
     async def delete_fan(
         self,
         request: Request[Principal, Any, Any],

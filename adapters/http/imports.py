@@ -18,11 +18,13 @@ from adapters.csv_import.multipart import FilePart, MultipartError, boundary_of
 from adapters.csv_import.reader import CsvUpload, EmptyFile, TooLarge
 from adapters.csv_import.records import RowTooLong
 from adapters.http.context import command_context
+from adapters.http.permissions import requires
 from adapters.http.problems import problem
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.imports_read_model import ImportJobView
 from application.import_file import ImportFailed, import_file
 from application.imports import StartImport
+from application.permissions import Permission
 from domain.import_job import ImportJob
 
 Deps = NamedDependency[Container]
@@ -111,7 +113,7 @@ class ImportsController(Controller):
 
     # No framework body limit: the upload is streamed and CRM_IMPORT_MAX_BYTES is enforced
     # here as it arrives (the app-wide limit is for JSON bodies).
-    @post("/csv", request_max_body_size=None, status_code=200)
+    @post("/csv", request_max_body_size=None, status_code=200, **requires(Permission.WRITE))
     async def import_csv(
         self,
         request: Request[Principal, Any, Any],
@@ -166,7 +168,7 @@ class ImportsController(Controller):
             )
         )
 
-    @get("/jobs")
+    @get("/jobs", **requires(Permission.READ))
     async def list_jobs(
         self,
         request: Request[Principal, Any, Any],

@@ -24,10 +24,12 @@ from adapters.http.messaging_schemas import (
     SendBatchBody,
     SendMessageBody,
 )
+from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
 from application.errors import ConcurrencyError
+from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import canonical_message_id
 
@@ -39,7 +41,7 @@ class MessagesController(Controller):
     path = "/api/onlyfans/messages"
     tags = ["messages"]
 
-    @post("/send", status_code=202)
+    @post("/send", status_code=202, **requires(Permission.WRITE))
     async def send(
         self,
         request: Request[Principal, Any, Any],
@@ -80,7 +82,7 @@ class MessagesController(Controller):
 
         return await replay_or_run(container.pool, request, ctx.tenant, run)
 
-    @post("/batch", status_code=202)
+    @post("/batch", status_code=202, **requires(Permission.WRITE))
     async def send_batch(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[SendBatchBody]
     ) -> Response[BatchOut]:
@@ -131,7 +133,7 @@ class MessagesController(Controller):
 
         return await replay_or_run(container.pool, request, ctx.tenant, run)
 
-    @get("/status")
+    @get("/status", **requires(Permission.READ))
     async def status(self, container: Deps) -> QueueStatusOut:
         status = await container.queue_status.status()
         return QueueStatusOut(
@@ -145,7 +147,7 @@ class MessagesController(Controller):
             },
         )
 
-    @post("/{message_id:str}/retry", status_code=202)
+    @post("/{message_id:str}/retry", status_code=202, **requires(Permission.WRITE))
     async def retry(
         self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
     ) -> Response[RetriedOut]:

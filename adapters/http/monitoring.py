@@ -32,8 +32,10 @@ from litestar.di import NamedDependency
 
 from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
+from adapters.http.permissions import public, requires
 from adapters.postgres.projection_status import projector_status
 from application.errors import Unauthorized
+from application.permissions import Permission
 from application.queue import QUEUES
 
 PROBE_TIMEOUT = 1.0  # seconds, per component
@@ -98,13 +100,13 @@ class HealthOut(_Out):
     failing: list[str] = []
 
 
-@get("/api/monitoring/onlyfans", tags=["monitoring"])
+@get("/api/monitoring/onlyfans", tags=["monitoring"], **requires(Permission.READ))
 async def onlyfans_health(container: NamedDependency[Container]) -> Response[HealthOut]:
     health = await check(container)
     return Response(health, status_code=503 if health.status == "unhealthy" else 200)
 
 
-@get("/metrics", include_in_schema=False)
+@get("/metrics", include_in_schema=False, **public())
 async def prometheus_metrics(
     request: Request[Any, Any, Any], container: NamedDependency[Container]
 ) -> Response[bytes]:

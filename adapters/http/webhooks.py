@@ -16,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 
 from adapters.bootstrap import Container
+from adapters.http.permissions import public
 from adapters.onlyfans.signing import SIGNATURE_HEADER, verify
 from application.context import CommandContext
 from application.errors import AlreadyProcessed, ConcurrencyError, Unauthorized
@@ -28,7 +29,7 @@ class _Account(msgspec.Struct):
     account: str
 
 
-@post(PATH, status_code=200, tags=["webhooks"], security=[])
+@post(PATH, status_code=200, tags=["webhooks"], **public())
 async def receive_webhook(
     request: Request[Any, Any, Any], container: NamedDependency[Container]
 ) -> Response[dict[str, Any]]:

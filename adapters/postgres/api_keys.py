@@ -8,7 +8,8 @@ import secrets
 import asyncpg
 import msgspec
 
-ROLES = ("creator", "auditor", "admin")
+from application.permissions import ROLES, Permission, permissions_of
+
 _PREFIX = "crm_"
 
 
@@ -18,6 +19,9 @@ class Principal(msgspec.Struct, frozen=True):
     key_id: str
     user_id: str
     role: str
+
+    def may(self, permission: Permission) -> bool:
+        return permission in permissions_of(self.role)
 
 
 def hash_key(key: str) -> bytes:
