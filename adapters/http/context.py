@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from litestar import Request
+from litestar.exceptions import ValidationException
 
 from adapters import tracing
 from adapters.bootstrap import Container
@@ -37,7 +38,12 @@ async def wait_for_position(container: Container, projection: str, position: int
         return
     store = container.projection_store
     deadline = time.monotonic() + container.settings.read_your_writes_timeout
-    while not await store.has_applied(projection, position):
+    while not (applied := await store.applied(projection, position)):
+        if applied is None:
+            raise ValidationException(
+                f"minPosition {position}: no event was recorded there (beyond the log's head?)",
+                extra=[{"key": "minPosition", "message": "no event was recorded at this position"}],
+            )
         if time.monotonic() >= deadline:
             raise ProjectionLagging(
                 f"the {projection} view has not reached position {position} yet"

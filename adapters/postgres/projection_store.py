@@ -79,18 +79,23 @@ class PostgresProjectionStore:
 
     async def has_applied(self, name: str, position: int) -> bool:
         """Whether projector ``name`` has applied the event at ``position`` (read-your-writes)."""
-        return bool(
-            await self._pool.fetchval(
-                """
-                SELECT EXISTS (
-                    SELECT 1 FROM events e JOIN projection_checkpoints c ON c.name = $1
-                    WHERE e.position = $2
-                      AND (e.transaction_id, e.position) <= (c.transaction_id, c.position))
-                """,
-                name,
-                position,
-            )
+        return bool(await self.applied(name, position))
+
+    async def applied(self, name: str, position: int) -> bool | None:
+        """Whether projector ``name`` has applied the event at ``position``; None when no
+        committed event holds that position (beyond the head, or a rolled-back gap): waiting
+        for it would only run out the clock."""
+        row = await self._pool.fetchrow(
+            """
+            SELECT coalesce((e.transaction_id, e.position) <= (c.transaction_id, c.position),
+                            false) AS applied
+            FROM events e LEFT JOIN projection_checkpoints c ON c.name = $1
+            WHERE e.position = $2
+            """,
+            name,
+            position,
         )
+        return None if row is None else bool(row["applied"])
 
     async def close(self) -> None:
         if self._listener is not None:
