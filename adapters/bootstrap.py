@@ -18,6 +18,7 @@ from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.ids import SequenceIds
 from adapters.postgres.imports import PostgresImportStore
 from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
+from adapters.postgres.key_writes import KeyWrites
 from adapters.postgres.listen import Notifier
 from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from adapters.postgres.outbox import PostgresOutbox
@@ -48,6 +49,7 @@ class Container:
     events: PostgresEventStore
     ids: SequenceIds
     projection_store: PostgresProjectionStore
+    key_writes: KeyWrites
     fans: PostgresFanReadModel
     messaging: PostgresMessagingReadModel
     campaigns: PostgresCampaignReadModel
@@ -143,6 +145,7 @@ async def build(settings: Settings) -> Container:
         events=events,
         ids=SequenceIds(pool),
         projection_store=projection_store,
+        key_writes=KeyWrites(pool),
         fans=PostgresFanReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
         campaigns=PostgresCampaignReadModel(

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.postgres.append_many import append_many, distinct_streams
 from adapters.postgres.codec import decode_event, decode_event_json, is_current
+from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
 from application.errors import AlreadyProcessed, ConcurrencyError
@@ -91,8 +92,11 @@ class PostgresEventStore:
                 for keys in committed:
                     self._personal.committed(keys)
                 self._notify("events")
+                note_written(positions[-1])
                 return positions
-            return await self._already_appended(conn, stream_id, ids, expected_version)
+            positions = await self._already_appended(conn, stream_id, ids, expected_version)
+            note_written(positions[-1])  # the caller's retry: the write is as much its own
+            return positions
 
     async def append_all(
         self,
@@ -142,6 +146,8 @@ class PostgresEventStore:
         self._notify("events")
         if outbox:
             self._notify("outbox")
+        if positions:
+            note_written(max(positions))
         return positions
 
     async def _append_in_one_statement(
@@ -167,6 +173,8 @@ class PostgresEventStore:
         self._notify("events")
         if outbox:
             self._notify("outbox")
+        if positions:
+            note_written(max(positions))
         return positions
 
     def _notify(self, channel: str) -> None:
@@ -210,6 +218,19 @@ class PostgresEventStore:
             up_to_version,
             as_of,
         )
+
+    async def load_streams(self, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        """Several streams in one query: those with no event are absent from the answer."""
+        found: dict[str, list[RecordedEvent]] = {}
+        if not stream_ids:
+            return found
+        for recorded in await self._decoded(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::text[])"
+            " ORDER BY stream_id, version",
+            list(stream_ids),
+        ):
+            found.setdefault(recorded.stream_id, []).append(recorded)
+        return found
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
         return await self._decoded(_READ_ALL, after.transaction_id, after.position, limit)

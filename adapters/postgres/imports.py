@@ -12,6 +12,7 @@ import asyncpg
 from adapters.crypto import MasterKey
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
 from adapters.postgres.imports_index import IndexHasher, load_index_key
+from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.errors import ConcurrencyError
@@ -113,5 +114,7 @@ class PostgresImportStore:
                 if self._personal.keys is not None:
                     for subject in unit.loaded_subjects:
                         self._personal.keys.forget(subject)
-        if self._notifier is not None and unit.appended:
-            self._notifier.poke("events")
+        if unit.appended:
+            note_written(unit.position)
+            if self._notifier is not None:
+                self._notifier.poke("events")

@@ -114,6 +114,7 @@ class PostgresImportBatch:
         self._hasher = hasher
         self._personal = personal
         self.appended = False
+        self.position = 0
         self.loaded_subjects: list[str] = []
         self._hashed: dict[str, bytes] = {}
         self._staged: tuple[Sequence[StreamWrite], list[Any]] | None = None
@@ -193,7 +194,8 @@ class PostgresImportBatch:
         except CONFLICTS as error:
             raise ConcurrencyError(f"import batch conflicted: {error}") from None
         self.appended = True
-        return int(position)
+        self.position = int(position)
+        return self.position
 
     def _index_writes(self) -> list[str]:
         """The statement's arguments that claim index entries and update remembered ones."""
