@@ -149,7 +149,7 @@ async def build(settings: Settings) -> Container:
         fans=PostgresFanReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
         campaigns=PostgresCampaignReadModel(
-            pool, projection_store, catch_up_timeout=settings.read_your_writes_timeout
+            pool, projection_store, events, catch_up_timeout=settings.read_your_writes_timeout
         ),
         imports=PostgresImportStore(pool, personal, [master, *previous], notifier),
         import_jobs=PostgresImportJobsReadModel(pool),

@@ -1,11 +1,12 @@
 """Campaign commands: create a draft, launch (the reference's POST /api/messages/bulk creates
 and launches at once), pause, resume, cancel, complete.
 
-Launching checks the audience against the fans read model as it stands (a caller that has
-just created fans passes their position, and the API waits for the view to reach it, as for
-any read-your-writes query), records the campaign's events and returns at once: the messages
-themselves are queued by the fan-out (application.campaign_fan_out), in chunks, by the
-campaign worker.
+Launching checks explicit recipients against the event store (the fans read model is only the
+fast path: an id it lacks is looked up in the log before it is refused, so a fan created a
+moment ago is a recipient at once); a segment is counted on the fans read model, which the API
+first lets catch up with the caller's own writes. It records the campaign's events and returns
+at once: the messages themselves are queued by the fan-out (application.campaign_fan_out), in
+chunks, by the campaign worker.
 
 The audience rule. Explicit ids: the fans of this account among them at launch, each queued
 once; ids that are not (unknown, another account's, deleted) are reported per id and left out.
@@ -69,7 +70,8 @@ class Audience(Protocol):
 
     async def absent_fans(self, tenant: str, fan_ids: list[int]) -> set[int]:
         """Those of ``fan_ids`` that are not live fans of the tenant (unknown, deleted or
-        another tenant's): usually few, where the live ones may be 100,000."""
+        another tenant's) in the event store, not merely missing from a lagging view:
+        usually few, where the live ones may be 100,000."""
         ...
 
     async def segment_size(self, tenant: str, segment: Segment) -> int:

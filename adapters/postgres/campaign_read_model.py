@@ -15,11 +15,13 @@ import asyncpg
 import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
+from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.projection_store import PostgresProjectionStore
 from application.campaign_queries import CampaignMetrics, CampaignPage, CampaignView
 from application.campaigns import AudienceChunk, Recipient, Segment
 from application.errors import ConcurrencyError
 from domain.campaign import Campaign
+from domain.fan import Fan, fan_stream_id
 
 _BIGINT = range(-(2**63), 2**63)
 # How long a status change or a fan-out chunk waits for the campaign's turn.
@@ -79,11 +81,13 @@ class PostgresCampaignReadModel:
         self,
         pool: asyncpg.Pool,
         projections: PostgresProjectionStore,
+        events: PostgresEventStore,
         *,
         catch_up_timeout: float = 2.0,
     ) -> None:
         self._pool = pool
         self._projections = projections
+        self._events = events
         # Turns waiting for their lock each hold a connection: at most half the pool, so the
         # one whose turn it is always finds a connection for its work.
         self._turn_slots = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
@@ -159,7 +163,10 @@ class PostgresCampaignReadModel:
             tenant,
             [fan_id for fan_id in fan_ids if fan_id in _BIGINT],
         )
-        return absent | {row["id"] for row in rows}
+        missing = {row["id"] for row in rows}
+        # The view may not hold a fan created a moment ago: the log decides.
+        live = await self._live_in_log(tenant, missing) if missing else {}
+        return absent | (missing - live.keys())
 
     async def segment_size(self, tenant: str, segment: Segment) -> int:
         return int(
@@ -219,6 +226,14 @@ class PostgresCampaignReadModel:
             wanted,
         )
         recipients = [Recipient(**dict(row)) for row in rows]
+        missing = set(wanted) - {recipient.fan_id for recipient in recipients}
+        if missing:
+            # Not in the view (yet, or any more): a fan live in the log is queued all the same.
+            live = await self._live_in_log(campaign.tenant, missing)
+            recipients = sorted(
+                [*recipients, *(_recipient(fan) for fan in live.values())],
+                key=lambda recipient: recipient.fan_id,
+            )
         return AudienceChunk(
             recipients=recipients,
             cursor=wanted[-1] if wanted else after,
@@ -226,6 +241,22 @@ class PostgresCampaignReadModel:
             skipped=len(wanted) - len(recipients),
             last=start + limit >= len(ids),
         )
+
+    async def _live_in_log(self, tenant: str, fan_ids: set[int]) -> dict[int, Fan]:
+        """Those of ``fan_ids`` that the event store has as live fans of ``tenant``."""
+        streams = await self._events.load_streams(
+            [fan_stream_id(fan_id) for fan_id in sorted(fan_ids) if fan_id in _BIGINT]
+        )
+        live = {}
+        for recorded in streams.values():
+            if recorded[0].metadata.tenant != tenant:
+                continue
+            fan: Any = None
+            for item in recorded:
+                fan = item.event.mutate(fan)
+            if isinstance(fan, Fan) and not fan.deleted:
+                live[fan.fan_id] = fan
+        return live
 
     # -- the campaign worker's board and the sender's gate -------------------------------------
 
@@ -259,6 +290,17 @@ class PostgresCampaignReadModel:
         return await self._pool.fetchval(
             "SELECT status FROM campaigns WHERE campaign_id = $1", campaign_id
         )
+
+
+def _recipient(fan: Fan) -> Recipient:
+    return Recipient(
+        fan_id=fan.fan_id,
+        version=fan.version,
+        platform=fan.platform,
+        conversation_id=fan.conversation_id,
+        name=fan.name,
+        handle=fan.handle,
+    )
 
 
 def _view(row: Any) -> CampaignView:
