@@ -20,6 +20,7 @@ from adapters.http.analytics import AnalyticsController
 from adapters.http.audit import AuditController
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
 from adapters.http.campaigns import BulkMessagesController, CampaignsController
+from adapters.http.context import record_writes
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
 from adapters.http.fans import FansController
@@ -116,6 +117,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             tracing_middleware,
             correlation_middleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
+            # Within the key check: it needs the caller's key, from scope["user"].
+            record_writes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -24,7 +24,7 @@ from adapters.http.campaign_schemas import (
     RecipientFailureOut,
     StatusBody,
 )
-from adapters.http.context import command_context, wait_for_position
+from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
 from adapters.http.permissions import requires
 from adapters.http.problems import problem
@@ -62,7 +62,7 @@ class BulkMessagesController(Controller):
         ``minPosition``: the audience includes the fans written up to that position."""
         body = decode_strictly(await request.body(), BulkMessageBody)
         ctx = command_context(request)
-        await wait_for_position(container, "fans", min_position)
+        await read_your_writes(request, container, _audience_views(body), min_position)
 
         async def run() -> Response[Any]:
             return await _launch(container, ctx, body.command())
@@ -84,7 +84,7 @@ class CampaignsController(Controller):
         status: FromQuery[str | None] = None,
         min_position: MinPosition = None,
     ) -> CampaignListOut:
-        await _wait(container, min_position)
+        await _wait(request, container, min_position)
         page = await container.campaigns.list_campaigns(request.user.user_id, limit, cursor, status)
         return CampaignListOut(
             campaigns=[CampaignOut.from_view(v) for v in page.campaigns],
@@ -102,7 +102,7 @@ class CampaignsController(Controller):
         """A draft; with ``status: "active"`` it is launched at once (202, as the bulk send)."""
         body = decode_strictly(await request.body(), CreateCampaignBody)
         ctx = command_context(request)
-        await wait_for_position(container, "fans", min_position)
+        await read_your_writes(request, container, _audience_views(body.bulk()), min_position)
 
         async def run() -> Response[Any]:
             cmd = body.bulk().command()
@@ -128,7 +128,7 @@ class CampaignsController(Controller):
         campaign_id: FromPath[int],
         min_position: MinPosition = None,
     ) -> dict[str, CampaignOut]:
-        await _wait(container, min_position)
+        await _wait(request, container, min_position)
         view = await container.campaigns.get_campaign(request.user.user_id, campaign_id)
         if view is None:
             raise NotFound(f"campaign {campaign_id}")
@@ -142,7 +142,7 @@ class CampaignsController(Controller):
         campaign_id: FromPath[int],
         min_position: MinPosition = None,
     ) -> dict[str, Any]:
-        await _wait(container, min_position)
+        await _wait(request, container, min_position)
         view = await container.campaigns.get_campaign(request.user.user_id, campaign_id)
         if view is None:
             raise NotFound(f"campaign {campaign_id}")
@@ -268,6 +268,18 @@ async def _change(
     return CampaignChangedOut(id=campaign.campaign_id, status=campaign.status, position=position)
 
 
-async def _wait(container: Container, position: int | None) -> None:
-    await wait_for_position(container, "campaigns", position)
-    await wait_for_position(container, "campaign_metrics", position)
+async def _wait(
+    request: Request[Principal, Any, Any], container: Container, position: int | None
+) -> None:
+    await read_your_writes(request, container, ["campaigns", "campaign_metrics"], position)
+
+
+def _audience_views(body: BulkMessageBody) -> list[str]:
+    """The views a launch reads its audience from, which must hold the caller's writes: none
+    for explicit ids (each one the fans view lacks is looked up in the log), the fans (and
+    their conversations, for activity) for a segment."""
+    if body.recipient_ids is not None:
+        return []
+    if body.segment is not None and body.segment.active_since is not None:
+        return ["fans", "conversations"]
+    return ["fans"]

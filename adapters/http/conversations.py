@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.bootstrap import Container
-from adapters.http.context import command_context, wait_for_position
+from adapters.http.context import command_context, read_your_writes
 from adapters.http.messaging_schemas import (
     ConversationCreatedOut,
     ConversationListOut,
@@ -45,7 +45,7 @@ class ConversationsController(Controller):
         cursor: FromQuery[str | None] = None,
         min_position: MinPosition = None,
     ) -> ConversationListOut:
-        await wait_for_position(container, "conversations", min_position)
+        await read_your_writes(request, container, ["conversations"], min_position)
         page = await container.messaging.list_conversations(request.user.user_id, limit, cursor)
         return ConversationListOut(
             conversations=[ConversationOut.from_view(v) for v in page.items],
@@ -60,7 +60,7 @@ class ConversationsController(Controller):
         conversation_id: FromPath[int],
         min_position: MinPosition = None,
     ) -> dict[str, ConversationOut]:
-        await wait_for_position(container, "conversations", min_position)
+        await read_your_writes(request, container, ["conversations"], min_position)
         view = await container.messaging.get_conversation(request.user.user_id, conversation_id)
         if view is None:
             raise NotFound(f"conversation {conversation_id}")
@@ -79,8 +79,7 @@ class ConversationsController(Controller):
         # The page comes from the messages view, but whether the conversation exists from the
         # conversations view: both must have reached the position, or a fresh conversation's
         # first message reads as 404.
-        await wait_for_position(container, "conversations", min_position)
-        await wait_for_position(container, "messages", min_position)
+        await read_your_writes(request, container, ["conversations", "messages"], min_position)
         tenant = request.user.user_id
         if await container.messaging.get_conversation(tenant, conversation_id) is None:
             raise NotFound(f"conversation {conversation_id}")
@@ -121,7 +120,7 @@ class CrmMessagesController(Controller):
         message_id: FromPath[str],
         min_position: MinPosition = None,
     ) -> dict[str, MessageOut]:
-        await wait_for_position(container, "messages", min_position)
+        await read_your_writes(request, container, ["messages"], min_position)
         view = await container.messaging.get_message(request.user.user_id, message_id)
         if view is None:
             raise NotFound(f"message {message_id}")

@@ -16,7 +16,7 @@ from litestar.params import (
 )
 
 from adapters.bootstrap import Container
-from adapters.http.context import command_context, wait_for_position
+from adapters.http.context import command_context, read_your_writes
 from adapters.http.permissions import requires
 from adapters.http.schemas import (
     CreateFanBody,
@@ -69,7 +69,7 @@ class FansController(Controller):
         sort: FromQuery[FanSort] = "-createdAt",
         min_position: MinPosition = None,
     ) -> FanListOut:
-        await wait_for_position(container, "fans", min_position)
+        await read_your_writes(request, container, ["fans"], min_position)
         page = await container.fans.list_fans(
             ListFans(
                 tenant=request.user.user_id,
@@ -92,7 +92,7 @@ class FansController(Controller):
         fan_id: FromPath[int],
         min_position: MinPosition = None,
     ) -> Response[FanEnvelope]:
-        await wait_for_position(container, "fans", min_position)
+        await read_your_writes(request, container, ["fans"], min_position)
         view = await container.fans.get_fan(request.user.user_id, fan_id)
         if view is None:
             raise NotFound(f"fan {fan_id}")
