@@ -1065,22 +1065,33 @@ async def test_reading_at_a_position_the_projector_has_not_reached_is_503_then_2
 
 
 async def test_reading_at_an_update_position_sees_the_update(
-    http: httpx.AsyncClient, impatient_http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+    http: httpx.AsyncClient,
+    impatient_http: httpx.AsyncClient,
+    auth: Headers,
+    catch_up: CatchUp,
+    container: Container,
+    tenant: str,
 ) -> None:
+    """Another key of the account (which wrote nothing) reads the update with its position;
+    without one it reads the view as it stands."""
+    reader_key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
+    reader = {"Authorization": f"Bearer {reader_key}"}
     created = await create(http, auth, name="Quin")
     await catch_up()
     url = f"{FANS}/{created['fan']['id']}"
     updated = (await http.patch(url, json={"name": "Quinn"}, headers=auth)).json()
 
     lagging = await impatient_http.get(
-        url, params={"minPosition": updated["position"]}, headers=auth
+        url, params={"minPosition": updated["position"]}, headers=reader
     )
     assert_problem(lagging, 503)
-    stale = await impatient_http.get(url, headers=auth)
+    stale = await impatient_http.get(url, headers=reader)
     assert stale.json()["fan"]["name"] == "Quin"
 
     await catch_up()
-    fresh = await impatient_http.get(url, params={"minPosition": updated["position"]}, headers=auth)
+    fresh = await impatient_http.get(
+        url, params={"minPosition": updated["position"]}, headers=reader
+    )
     assert fresh.status_code == 200, fresh.text
     assert fresh.json() == {"fan": updated["fan"]}
 
