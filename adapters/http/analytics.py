@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from adapters.bootstrap import Container
+from adapters.http.context import read_your_writes
 from adapters.http.permissions import requires
 from adapters.postgres.analytics_read_model import (
     CHURN_AFTER,
@@ -62,6 +63,7 @@ class AnalyticsController(Controller):
         cursor: Cursor = None,
     ) -> FanRevenueOut:
         _check_range(since, until)
+        await read_your_writes(request, container, ["analytics_fan_revenue"])
         page = await container.analytics.fan_revenue(
             request.user.user_id,
             since=since,
@@ -84,6 +86,7 @@ class AnalyticsController(Controller):
         cursor: Cursor = None,
     ) -> CampaignRevenueOut:
         _check_range(since, until)
+        await read_your_writes(request, container, ["analytics_campaign_revenue"])
         page = await container.analytics.campaign_revenue(
             request.user.user_id,
             since=since,
@@ -105,6 +108,7 @@ class AnalyticsController(Controller):
         """Fans by the UTC month they were first seen in. Churned: no message from the fan
         and no purchase in the 30 days before now (the time of the request)."""
         _check_range(since, until)
+        await read_your_writes(request, container, ["analytics_cohorts"])
         now = datetime.now(UTC)
         cohorts = await container.analytics.cohorts(
             request.user.user_id, now=now, since=since, until=until

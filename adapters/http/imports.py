@@ -17,7 +17,7 @@ from adapters.csv_import.headers import MissingColumns
 from adapters.csv_import.multipart import FilePart, MultipartError, boundary_of
 from adapters.csv_import.reader import CsvUpload, EmptyFile, TooLarge
 from adapters.csv_import.records import RowTooLong
-from adapters.http.context import command_context
+from adapters.http.context import command_context, read_your_writes
 from adapters.http.permissions import requires
 from adapters.http.problems import problem
 from adapters.postgres.api_keys import Principal
@@ -176,6 +176,7 @@ class ImportsController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> ImportJobListOut:
+        await read_your_writes(request, container, ["import_jobs"])
         page = await container.import_jobs.list_jobs(
             request.user.user_id, limit=limit, cursor=cursor
         )
