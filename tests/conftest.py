@@ -6,6 +6,8 @@ tests that read the whole global log get a database of their own (``fresh_databa
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -15,6 +17,7 @@ import pytest
 from adapters import bootstrap
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
+from application.ports import Checkpoint
 from projections.runner import ProjectionRunner
 from tests.support.databases import TestServer
 from tests.support.settings import settings_for
@@ -102,9 +105,23 @@ def catch_up(container: bootstrap.Container) -> Callable[[], Awaitable[int]]:
     projector runs in the background in tests)."""
 
     async def run() -> int:
+        # The newest event committed so far, in commit order. A projector reads only below
+        # the oldest transaction running anywhere on the server, and other test databases
+        # share it: catching up once may stop short while one of theirs is open.
+        row = await container.pool.fetchrow(
+            "SELECT transaction_id, position FROM events"
+            " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+        )
+        head = Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
+        deadline = time.monotonic() + 60
         total = 0
         for projection in bootstrap.core_projections():
-            total += await ProjectionRunner(container.projection_store, projection).catch_up()
+            runner = ProjectionRunner(container.projection_store, projection)
+            total += await runner.catch_up()
+            while await container.projection_store.checkpoint(runner.name) < head:
+                assert time.monotonic() < deadline, f"{runner.name} never reached {head}"
+                await asyncio.sleep(0.01)
+                total += await runner.catch_up()
         return total
 
     return run
