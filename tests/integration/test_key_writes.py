@@ -66,6 +66,7 @@ async def test_the_newest_write_is_the_last_in_commit_order_not_the_highest_posi
     assert target.checkpoint == later
     assert sorted(target.behind) == ["never-ran", "view-at-earlier"]
     assert await writes.behind(["view-at-earlier", "view-at-later"], later) == ["view-at-earlier"]
+    assert (await writes.target("key-a", ["view-at-later"], None)).behind == []
 
 
 async def test_an_older_write_recorded_late_never_moves_a_key_back(pool: asyncpg.Pool) -> None:
@@ -75,7 +76,7 @@ async def test_an_older_write_recorded_late_never_moves_a_key_back(pool: asyncpg
     await writes.record("key-b", [second.position])
     await writes.record("key-b", [first.position])
 
-    assert (await writes.target("key-b", [], None)).checkpoint == second
+    assert (await writes.target("key-b", ["never-ran"], None)).checkpoint == second
 
 
 async def test_concurrent_writes_of_one_key_all_count(pool: asyncpg.Pool) -> None:
@@ -84,7 +85,7 @@ async def test_concurrent_writes_of_one_key_all_count(pool: asyncpg.Pool) -> Non
 
     await asyncio.gather(*(writes.record("key-c", [at.position]) for at in appended))
 
-    assert (await writes.target("key-c", [], None)).checkpoint == max(appended)
+    assert (await writes.target("key-c", ["never-ran"], None)).checkpoint == max(appended)
 
 
 async def test_a_min_position_newer_than_the_keys_last_write_is_the_target(
@@ -96,5 +97,5 @@ async def test_a_min_position_newer_than_the_keys_last_write_is_the_target(
 
     assert (await writes.target("key-d", [], other.position)).checkpoint == other
     assert (await writes.target("key-d", [], own.position)).checkpoint == own
-    assert (await writes.target("nobody", [], None)).checkpoint is None
+    assert (await writes.target("nobody", ["never-ran"], None)).checkpoint is None
     assert (await writes.target("nobody", [], other.position + 10**6)).unknown
