@@ -59,9 +59,9 @@ async def read_your_writes(
     behind = target.behind
     while True:
         if time.monotonic() >= deadline:
-            views = "view has" if len(behind) == 1 else "views have"
+            have = "view has" if len(behind) == 1 else "views have"
             raise ProjectionLagging(
-                f"the {', '.join(behind)} {views} not reached position"
+                f"the {', '.join(behind)} {have} not reached position"
                 f" {target.checkpoint.position} yet"
             )
         await asyncio.sleep(_POLL_SECONDS)

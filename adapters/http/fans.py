@@ -42,7 +42,8 @@ MinPosition = Annotated[
         name="minPosition",
         ge=1,
         le=2**63 - 1,  # positions are bigint; asyncpg cannot even send a larger number
-        description="Wait (briefly) until the view includes this event position.",
+        description="Wait (briefly) until the view includes this event position (another"
+        " client's write: this API key's own writes are waited for without it).",
     ),
 ]
 IfMatch = Annotated[
