@@ -56,8 +56,6 @@ async def served(container: bootstrap.Container) -> AsyncIterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(create_app(container=container), log_config=None, access_log=False)
     )
-    # uvicorn's signal handlers belong to a process it runs, not to a test's server.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(30):
