@@ -19,11 +19,10 @@ from adapters.cli_audit import add_audit_commands
 from adapters.cli_import import add_import_parser, cli_actor, import_fans
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
+from adapters.embedded import DEFAULT_DATA_DIR
 from adapters.observability import configure_logging
 from application.errors import ApplicationError
 from domain.errors import DomainError
-
-DEFAULT_DATA_DIR = ".crm-data"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ from adapters.http.auth import ApiKeyMiddleware, KeyCache
 from adapters.http.campaigns import BulkMessagesController, CampaignsController
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
+from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
 from adapters.http.messages import MessagesController
@@ -109,6 +110,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             health,
             onlyfans_health,
             prometheus_metrics,
+            swagger_assets(),
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         middleware=[
@@ -126,7 +128,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         openapi_config=OpenAPIConfig(
             title="fancrm",
             version="0.1.0",
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer")}
             ),
