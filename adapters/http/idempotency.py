@@ -109,14 +109,16 @@ async def replay_or_run(
         except BaseException:
             await _release_quietly(keys, held)
             raise
+    # A Response without a status takes its route's.
+    status = response.status_code or request.route_handler.status_code or 200
     # A refusal answered rather than raised (a problem response) frees the key the same way;
     # if something committed before it, it is the outcome, and retries get it.
-    if response.status_code >= 400 and await keys.release(held):
+    if status >= 400 and await keys.release(held):
         return response
     media_type = str(response.media_type or "application/json")
     await keys.complete(
         held,
-        response.status_code,
+        status,
         response.render(response.content, media_type),
         {**{k: str(v) for k, v in response.headers.items()}, "content-type": media_type},
     )
