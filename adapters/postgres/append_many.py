@@ -189,10 +189,7 @@ async def append_many(
 async def _check_still_held(conn: Any, reservation: idempotency_keys.Reservation) -> None:
     """Nothing appended: say so if it is because the request lost its key (a retry took it
     over after waiting for it), rather than let the caller report a stale version."""
-    if not await conn.fetchval(
-        "SELECT true FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND holder = $3",
-        *reservation,
-    ):
+    if not await idempotency_keys.still_held(conn, reservation):
         raise ConcurrencyError(
             "this request's Idempotency-Key was taken over by a retry of it: nothing recorded"
         )

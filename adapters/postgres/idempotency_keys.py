@@ -73,6 +73,16 @@ RESERVED_CTE = """reserved AS (
 )"""
 
 
+async def still_held(conn: Any, reservation: Reservation) -> bool:
+    """Whether the request still holds its key (in the append's own connection)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND holder = $3",
+            *reservation,
+        )
+    )
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -175,15 +185,6 @@ class IdempotencyKeys:
             *reservation,
         )
         return bool(freed)
-
-    async def holds(self, reservation: Reservation) -> bool:
-        return bool(
-            await self._pool.fetchval(
-                "SELECT true FROM idempotency_keys"
-                " WHERE tenant_id = $1 AND key = $2 AND holder = $3",
-                *reservation,
-            )
-        )
 
     async def delete_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired keys; how many were deleted. Rows locked by a running

@@ -8,6 +8,8 @@ first request still running is set to zero where a test needs it over."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -193,7 +195,7 @@ async def test_pausing_resuming_and_cancelling_twice_with_one_key_replays_the_fi
     )
     assert created.status_code == 201, created.text
     url = f"{CAMPAIGNS}/{created.json()['id']}"
-    await catch_up()  # the audience is taken from the fans view
+    await _until_projected(http, auth, catch_up, fan_ids)  # the audience is the fans view's
     launched = await http.patch(url, json={"status": "active"}, headers=auth)
     assert launched.json()["status"] == "active", launched.text
 
@@ -423,6 +425,21 @@ async def test_expired_keys_are_deleted_in_batches_and_live_ones_kept(
         "SELECT key FROM idempotency_keys WHERE tenant_id = $1", tenant
     )
     assert [row["key"] for row in left] == ["live"]
+
+
+async def _until_projected(
+    http: httpx.AsyncClient, auth: Headers, catch_up: Count, fan_ids: list[int]
+) -> None:
+    """Catch the projectors up until the fans view has these fans: a transaction open
+    elsewhere on the database server holds the log's readers back for a while."""
+    deadline = time.monotonic() + 30
+    while True:
+        await catch_up()
+        found = [(await http.get(f"{FANS}/{i}", headers=auth)).status_code for i in fan_ids]
+        if found == [200] * len(fan_ids):
+            return
+        assert time.monotonic() < deadline, f"the fans view never caught up: {found}"
+        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
