@@ -30,7 +30,7 @@ from application.context import CommandContext
 from application.errors import ConcurrencyError
 from domain.errors import IllegalState
 from tests.support.imports import IMPORT, assert_problem, expected, summary, upload
-from worker.idempotency import delete_expired_keys
+from worker.idempotency import delete_expired_keys, run_key_cleanup
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -450,3 +450,45 @@ async def _app_with(container: Container, **settings: Any) -> AsyncIterator[http
     transport = httpx.ASGITransport(app=create_app(container=changed))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+async def test_the_cleanup_loop_deletes_expired_keys_until_stopped(
+    container: Container, tenant: str
+) -> None:
+    now = [datetime.now(UTC)]
+    keys = IdempotencyKeys(container.pool, ttl_seconds=60, now=lambda: now[0])
+    assert await keys.reserve(tenant, "old", b"digest") is not None
+    now[0] += timedelta(seconds=61)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_key_cleanup(keys, stop, every=0.01))
+    try:
+        deadline = time.monotonic() + 10
+        while await container.pool.fetchval(
+            "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", tenant
+        ):
+            assert time.monotonic() < deadline, "the expired key was never deleted"
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 10)
+
+
+class _NoKeys:
+    """A key store that must not be asked: a request without the header never reaches it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"idempotency_keys.{name} used by a request without a key")
+
+
+async def test_a_request_without_a_key_never_touches_the_key_store(
+    http: httpx.AsyncClient, auth: Headers, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(container, "idempotency", _NoKeys())
+
+    created = await http.post(FANS, json={"name": "Ann"}, headers=auth)
+    sent = await http.post(
+        SEND, json={"recipientId": created.json()["fan"]["id"], "content": "Hi"}, headers=auth
+    )
+
+    assert created.status_code == 201, created.text
+    assert sent.status_code == 202, sent.text
