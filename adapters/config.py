@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     campaign_inline_recipients: int = 100
     campaign_chunk_size: int = 1000
     campaign_status_ttl: float = 1.0
+    # How long an Idempotency-Key is kept (its response replayed, or its outcome unknown):
+    # after it the key may be used again, and expired keys are deleted.
+    idempotency_ttl_seconds: float = 86_400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -98,6 +101,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("campaign_inline_recipients", "CRM_CAMPAIGN_INLINE_RECIPIENTS", int),
             ("campaign_chunk_size", "CRM_CAMPAIGN_CHUNK_SIZE", int),
             ("campaign_status_ttl", "CRM_CAMPAIGN_STATUS_TTL", float),
+            ("idempotency_ttl_seconds", "IDEMPOTENCY_TTL_SECONDS", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

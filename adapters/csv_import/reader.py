@@ -57,6 +57,12 @@ class CsvUpload:
             elif "".join(cells).strip():  # a row of empty (or blank) cells is a blank row
                 yield builder.build(row, cells)
 
+    async def read_to_end(self) -> None:
+        """Hash and count the rest of the file without reading it as CSV (a retried import
+        that a finished job answers)."""
+        async for chunk in self._chunks:
+            self._count(chunk)
+
     async def _read(self) -> AsyncIterator[tuple[int, list[str] | None]]:
         async for chunk in self._chunks:
             self._count(chunk)

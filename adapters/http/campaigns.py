@@ -67,7 +67,7 @@ class BulkMessagesController(Controller):
         async def run() -> Response[Any]:
             return await _launch(container, ctx, body.command())
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 class CampaignsController(Controller):
@@ -118,7 +118,7 @@ class CampaignsController(Controller):
                 status_code=201,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @get("/{campaign_id:int}", **requires(Permission.READ))
     async def get_campaign(
@@ -162,20 +162,20 @@ class CampaignsController(Controller):
     @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE))
     async def pause(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "paused")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "paused")
 
     @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE))
     async def resume(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "resume")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "resume")
 
     @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE))
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "cancelled")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "cancelled")
 
 
 async def _launch(
@@ -266,6 +266,21 @@ async def _change(
     )
     log.info("campaign status changed", campaign_id=campaign_id, status=campaign.status)
     return CampaignChangedOut(id=campaign.campaign_id, status=campaign.status, position=position)
+
+
+async def _change_once(
+    container: Container,
+    request: Request[Principal, Any, Any],
+    campaign_id: int,
+    status: campaigns.StatusChange,
+) -> Response[Any]:
+    """A lifecycle POST (pause, resume, cancel), with its Idempotency-Key honoured."""
+
+    async def run() -> Response[Any]:
+        return Response(await _change(container, request, campaign_id, status))
+
+    tenant = command_context(request).tenant
+    return await replay_or_run(container.idempotency, request, tenant, run)
 
 
 async def _wait(container: Container, position: int | None) -> None:

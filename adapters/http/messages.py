@@ -80,7 +80,7 @@ class MessagesController(Controller):
                 status_code=202,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @post("/batch", status_code=202, **requires(Permission.WRITE))
     async def send_batch(
@@ -131,7 +131,7 @@ class MessagesController(Controller):
                 BatchOut(results=out, queued=queued, failed=len(out) - queued), status_code=202
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @get("/status", **requires(Permission.READ))
     async def status(self, container: Deps) -> QueueStatusOut:
@@ -166,7 +166,7 @@ class MessagesController(Controller):
                 status_code=202,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 def _queued(accepted: messages.MessageAccepted, tenant: str, recipient_id: int) -> None:
