@@ -5,8 +5,10 @@ queue. A received message stays invisible for its visibility timeout; deleting i
 it; otherwise it becomes visible again, and after ``max_receive_count`` receives it moves to the
 dead-letter queue. A consumer that received a message but did not try it (it waits for a
 rate-limit token, or for the limiter itself) ``defer``s it: that receive then counts for
-nothing, so waiting never brings a message nearer its dead-letter queue. Adapters: Amazon SQS (adapters/sqs.py) and Postgres (adapters/postgres/queue.py),
-both held to one contract test suite.
+nothing, so waiting never brings a message nearer its dead-letter queue.
+
+Adapters: Amazon SQS (adapters/sqs.py) and Postgres (adapters/postgres/queue.py), both held to
+one contract test suite.
 """
 
 from __future__ import annotations
