@@ -40,6 +40,7 @@ class ScriptedLimiter:
     waits: list[float] = field(default_factory=list)
     away: str | None = None  # the limiter's Redis is away, for this reason
     checks: int = 0
+    asked_twice: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def try_acquire(self, account: str) -> float:
         if self.away:
@@ -48,6 +49,8 @@ class ScriptedLimiter:
 
     async def check(self) -> None:
         self.checks += 1
+        if self.checks >= 2:
+            self.asked_twice.set()
         if self.away:
             raise LimiterUnavailable(self.away)
 
@@ -209,9 +212,7 @@ async def test_without_its_limiter_the_sender_defers_what_it_holds_and_pauses(
     # Paused: it asks the limiter until it answers, then goes on.
     stop = asyncio.Event()
     waiting = asyncio.create_task(sender.wait_for_limiter(stop))
-    async with asyncio.timeout(10):
-        while limiter.checks < 2:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(limiter.asked_twice.wait(), 10)
     assert not waiting.done()
     limiter.away = None
     async with asyncio.timeout(10):
