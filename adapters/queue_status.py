@@ -31,6 +31,10 @@ CACHE_KEY = "fancrm:queue-status"
 TENANT_CACHE_KEY = "fancrm:queue-status:tenant:"
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# A cache that does not answer within this is treated as away: a silent Redis (a network cut)
+# must not hold up the send whose estimate asked, nor the status.
+CACHE_TIMEOUT = 0.5
+_CACHE_AWAY = (redis.RedisError, OSError, TimeoutError)
 
 
 class QueueStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,8 +121,9 @@ class _Shared(Generic[T]):
         value = await self._compute()
         if self._cache is not None:
             try:
-                await self._cache.set(self._key, msgspec.json.encode(value), px=self._ttl_ms)
-            except (redis.RedisError, OSError) as error:
+                async with asyncio.timeout(CACHE_TIMEOUT):
+                    await self._cache.set(self._key, msgspec.json.encode(value), px=self._ttl_ms)
+            except _CACHE_AWAY as error:
                 log.warning("queue status not cached", error=type(error).__name__)
         self._keep(value)
         return value
@@ -127,8 +132,9 @@ class _Shared(Generic[T]):
         if self._cache is None:
             return None
         try:
-            raw = await self._cache.get(self._key)
-        except (redis.RedisError, OSError) as error:
+            async with asyncio.timeout(CACHE_TIMEOUT):
+                raw = await self._cache.get(self._key)
+        except _CACHE_AWAY as error:
             # Redis away: the status comes from PostgreSQL (and the queue) meanwhile.
             log.warning("queue status cache unavailable", error=type(error).__name__)
             return None
