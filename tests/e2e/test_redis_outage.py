@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
-from tests.support.campaigns import BULK, catch_up_all, workers
+from tests.support.campaigns import BULK, workers
 from tests.support.redis_process import RedisProcess
 from tests.support.sending import SEND, Stack, open_stack
 
@@ -73,8 +73,15 @@ async def test_a_redis_outage_pauses_sending_then_delivers_everything_once(
         ):
             pool = stack.container.pool
             fans = [await stack.new_fan(f"Fan {i}") for i in range(4)]
-            await catch_up_all(stack.container)
             async with workers(stack.container):
+                # The campaign's audience is read from the fans' view.
+                await until(
+                    lambda: _fetch(
+                        pool, f"SELECT count(*) = 4 FROM fans WHERE tenant_id = '{stack.tenant}'"
+                    ),
+                    30,
+                    "the fans projected",
+                )
                 before = await stack.send(recipientId=fans[0], content="before the outage")
                 await until(
                     lambda: _async(len(platform.deliveries()) == 1), 30, "the first delivery"
