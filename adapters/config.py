@@ -47,8 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 10
     rate_limits: tuple[tuple[str, float, int], ...] = ()
     # /metrics is public (scraped from inside the network) unless this token is set; then it
-    # wants "Authorization: Bearer <token>". Exporting by OTLP is set by the standard OTEL_*
-    # variables, read by adapters/metrics.py and adapters/tracing.py.
+    # wants "Authorization: Bearer <token>", and only then (or with CRM_METRICS_TENANT_LABELS
+    # =true) are series labelled by tenant. Exporting by OTLP is set by the standard OTEL_*
+    # variables; those and the labels are read by adapters/metrics.py and adapters/tracing.py.
     metrics_token: str | None = None
     # Campaigns: the largest audience POST /api/messages/bulk queues before it answers (a
     # larger one is the campaign worker's), fans per fan-out transaction, and how long the

@@ -11,6 +11,12 @@
 | onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
 | onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
 
+Series are labelled by tenant (the creator account) only where the metrics are not public:
+with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
+explicit choice, say for an OTLP backend only operators read). Otherwise anyone who can reach
+/metrics would learn every account's id and its activity, so the tenant label is left out and
+the series add up over accounts.
+
 Instruments come from the MeterProvider installed at start-up (``configure_from_env``:
 Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
 (a no-op) when nothing was installed; tests install an in-memory reader. Nothing is created at
@@ -36,16 +42,21 @@ _installed: list[MeterProvider] = []
 # The registry /metrics renders: the Prometheus reader's own, not prometheus_client's global
 # one, so that installing again (tests) never shows a metric twice.
 _prometheus: list[Any] = []
+_tenant_labels: list[bool] = [False]
 
 
-def install(readers: list[MetricReader], *, prometheus_registry: Any = None) -> MeterProvider:
+def install(
+    readers: list[MetricReader], *, prometheus_registry: Any = None, tenant_labels: bool = False
+) -> MeterProvider:
     """Use a MeterProvider with these readers for our instruments from now on (at start-up;
-    tests install an in-memory reader). The previous one is shut down."""
+    tests install an in-memory reader). The previous one is shut down. ``tenant_labels``:
+    label series by tenant (see the module's docstring for when)."""
     for previous in _installed:
         previous.shutdown()
     provider = MeterProvider(metric_readers=readers, resource=resource())
     _installed[:] = [provider]
     _prometheus[:] = [prometheus_registry] if prometheus_registry is not None else []
+    _tenant_labels[0] = tenant_labels
     _instruments.cache_clear()
     return provider
 
@@ -67,7 +78,13 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> MeterProvider | 
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return install(readers, prometheus_registry=registry)
+    return install(readers, prometheus_registry=registry, tenant_labels=tenant_labels_wanted(env))
+
+
+def tenant_labels_wanted(env: Mapping[str, str]) -> bool:
+    """Only behind the /metrics token, or when asked for by name."""
+    asked = env.get("CRM_METRICS_TENANT_LABELS", "").strip().lower() in {"true", "1", "yes", "on"}
+    return asked or bool(env.get("CRM_METRICS_TOKEN", "").strip())
 
 
 def otlp_wanted(env: Mapping[str, str], signal: str) -> bool:
@@ -127,12 +144,16 @@ def _instruments() -> dict[str, Any]:
     }
 
 
+def _labels(tenant: str, **others: str) -> dict[str, str]:
+    return {"tenant": tenant, **others} if _tenant_labels[0] else others
+
+
 def message_queued(tenant: str, queue: str) -> None:
-    _instruments()["queued"].add(1, {"tenant": tenant, "queue": queue})
+    _instruments()["queued"].add(1, _labels(tenant, queue=queue))
 
 
 def message_failed(tenant: str, stage: str) -> None:
-    _instruments()["failed"].add(1, {"tenant": tenant, "stage": stage})
+    _instruments()["failed"].add(1, _labels(tenant, stage=stage))
 
 
 def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
@@ -141,7 +162,7 @@ def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
 
 
 def message_processed(tenant: str, outcome: str) -> None:
-    _instruments()["processed"].add(1, {"tenant": tenant, "outcome": outcome})
+    _instruments()["processed"].add(1, _labels(tenant, outcome=outcome))
 
 
 def processing_time(milliseconds: float) -> None:
@@ -151,5 +172,5 @@ def processing_time(milliseconds: float) -> None:
 def campaign_launched(tenant: str, recipients: int) -> None:
     """A bulk campaign started fanning out to ``recipients`` fans (called once per campaign,
     by the campaign code, when its recipients are known)."""
-    _instruments()["campaigns"].add(1, {"tenant": tenant})
-    _instruments()["recipients"].set(recipients, {"tenant": tenant})
+    _instruments()["campaigns"].add(1, _labels(tenant))
+    _instruments()["recipients"].set(recipients, _labels(tenant))

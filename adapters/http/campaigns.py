@@ -31,10 +31,11 @@ from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import campaigns
-from application.campaign_fan_out import fan_out_chunk
+from application.campaign_fan_out import ChunkResult, fan_out_chunk
 from application.context import CommandContext
 from application.errors import NotFound
 from application.permissions import Permission
+from domain.campaign import Campaign
 
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -199,15 +200,7 @@ async def _launch(
     # first hundred here cost the 202 ~20 ms and saved the worker one poll.
     inline = container.settings.campaign_inline_recipients
     first = (
-        await fan_out_chunk(
-            campaign.campaign_id,
-            store=container.events,
-            audience=container.campaigns,
-            ids=container.ids,
-            chunk_size=inline,
-            attempts=1,
-            loaded=campaign,
-        )
+        await _fan_out_inline(container, campaign, inline)
         if campaign.total_recipients <= inline
         else None
     )
@@ -239,12 +232,38 @@ async def _launch(
     )
 
 
+async def _fan_out_inline(
+    container: Container, campaign: Campaign, inline: int
+) -> ChunkResult | None:
+    """The campaign is launched (committed): a failure to queue its first chunk here leaves
+    that chunk to the campaign worker rather than turn the launch into an error, which a
+    client would retry into a second campaign."""
+    try:
+        return await fan_out_chunk(
+            campaign.campaign_id,
+            store=container.events,
+            audience=container.campaigns,
+            ids=container.ids,
+            chunk_size=inline,
+            attempts=1,
+            loaded=campaign,
+        )
+    except Exception:
+        log.warning("inline fan-out left to the worker", campaign_id=campaign.campaign_id)
+        return None
+
+
 async def _estimate(
     container: Container, recipients: int, cmd: campaigns.CreateCampaign
-) -> datetime:
+) -> datetime | None:
     """When the last message should be sent: the campaign waits behind everything already on
-    the queues (replies and earlier campaigns), then goes at the account's send rate."""
-    status = await container.queue_status.status()
+    the queues (replies and earlier campaigns), then goes at the account's send rate. None when
+    the queues cannot be counted now: the campaign is launched, whatever the estimate."""
+    try:
+        status = await container.queue_status.status()
+    except Exception as error:
+        log.warning("campaign estimate left out", error=type(error).__name__)
+        return None
     ahead = status.queues["high"].visible + status.queues["normal"].visible
     start = max(cmd.scheduled_at or datetime.now(UTC), datetime.now(UTC))
     seconds = (ahead + recipients) / container.settings.rate_limit_per_second

@@ -134,7 +134,24 @@ class MessagesController(Controller):
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @get("/status", **requires(Permission.READ))
-    async def status(self, container: Deps) -> QueueStatusOut:
+    async def status(
+        self, request: Request[Principal, Any, Any], container: Deps
+    ) -> QueueStatusOut:
+        """The whole queue for operators (Permission.OPERATE); for any other key, its own
+        account's messages under the same names: waiting (queued or on the queue) as
+        ``queueDepth``, failed (waiting for a person's retry) as ``dlqCount``. Which of an
+        account's waiting messages a sender holds at this instant is the queue's secret (SQS
+        counts queues, not accounts): ``messagesInFlight`` is 0 there, and ``queues`` empty."""
+        if not request.user.may(Permission.OPERATE):
+            own = await container.queue_status.tenant_status(request.user.user_id)
+            return QueueStatusOut(
+                queue_depth=own.waiting,
+                messages_in_flight=0,
+                dlq_count=own.failed,
+                last_processed_at=own.last_processed_at,
+                queues={},
+                scope="tenant",
+            )
         status = await container.queue_status.status()
         return QueueStatusOut(
             queue_depth=status.depth,
@@ -145,6 +162,7 @@ class MessagesController(Controller):
                 name: {"depth": s.visible, "inFlight": s.in_flight, "dlq": s.dead_letters}
                 for name, s in status.queues.items()
             },
+            scope="global",
         )
 
     @post("/{message_id:str}/retry", status_code=202, **requires(Permission.WRITE))
@@ -222,10 +240,16 @@ def _wire_name(field: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime:
+async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime | None:
     """When the sender should reach this message: what is ahead of it in the queues, at the
-    configured send rate. One-to-one replies (high) only wait behind other replies."""
-    status = await container.queue_status.status()
+    configured send rate. One-to-one replies (high) only wait behind other replies. None when
+    the queues cannot be counted now: the message is queued, and an estimate never turns that
+    success into an error (the status itself falls back to PostgreSQL without Redis)."""
+    try:
+        status = await container.queue_status.status()
+    except Exception as error:
+        log.warning("send estimate left out", error=type(error).__name__)
+        return None
     ahead = status.queues["high"].visible
     if queue == "normal":
         ahead += status.queues["normal"].visible
