@@ -22,6 +22,8 @@ from domain.message import (
     MIN_PRICE_CENTS,
     Message,
     attachment_type_of,
+    legacy_message_stream_id,
+    message_id_of,
     message_stream_id,
 )
 
@@ -87,13 +89,25 @@ def event_types(message: Message) -> list[type[Any]]:
 # --- queueing -------------------------------------------------------------------------------
 
 
+def test_a_message_stream_is_in_its_tenants_namespace_with_the_id_as_its_last_36_characters() -> (
+    None
+):
+    one, other = message_stream_id("1", MESSAGE_ID), message_stream_id("2", MESSAGE_ID)
+
+    assert one != other
+    assert message_stream_id("a:b", MESSAGE_ID) != message_stream_id("a", MESSAGE_ID)
+    assert {message_id_of(s) for s in (one, other, legacy_message_stream_id(MESSAGE_ID))} == {
+        MESSAGE_ID
+    }
+
+
 def test_queueing_records_one_queued_event_on_the_messages_stream() -> None:
     message = queued(price_cents=500, attachments=[IMAGE], priority=9, campaign_id=3)
 
     [event] = message.collect_events()
 
     assert isinstance(event, Message.Queued)
-    assert event.originator_id == message_stream_id(MESSAGE_ID) == f"message-{MESSAGE_ID}"
+    assert event.originator_id == message_stream_id("1", MESSAGE_ID) == f"message-1:{MESSAGE_ID}"
     assert event.originator_version == 1
     assert (event.message_id, event.tenant, event.conversation_id, event.fan_id) == (
         MESSAGE_ID,
