@@ -10,6 +10,9 @@
 | onlyfans.processing.time     | histogram | the sender, ms per record                             |
 | onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
 | onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
+| onlyfans.bulk.stalled        | counter   | the campaign worker, per round a campaign made no     |
+|                              |           | progress after all its attempts (no tenant label)     |
+| onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
 
 Instruments come from the MeterProvider installed at start-up (``configure_from_env``:
 Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
@@ -124,6 +127,16 @@ def _instruments() -> dict[str, Any]:
         "recipients": meter.create_gauge(
             "onlyfans.bulk.recipients", unit="{fan}", description="Recipients per campaign"
         ),
+        "stalled": meter.create_counter(
+            "onlyfans.bulk.stalled",
+            unit="{round}",
+            description="Campaign fan-out rounds that made no progress after all their attempts",
+        ),
+        "skipped": meter.create_counter(
+            "onlyfans.bulk.skipped",
+            unit="{fan}",
+            description="Campaign recipients skipped for a reason (such as a message id in use)",
+        ),
     }
 
 
@@ -153,3 +166,13 @@ def campaign_launched(tenant: str, recipients: int) -> None:
     by the campaign code, when its recipients are known)."""
     _instruments()["campaigns"].add(1, {"tenant": tenant})
     _instruments()["recipients"].set(recipients, {"tenant": tenant})
+
+
+def campaign_stalled() -> None:
+    """A campaign with work made no progress in a worker round. No tenant label: an operator's
+    alarm, and the campaign is named in the log line and `crm campaigns status`."""
+    _instruments()["stalled"].add(1)
+
+
+def campaign_fans_skipped(count: int) -> None:
+    _instruments()["skipped"].add(count)
