@@ -13,6 +13,7 @@
 | onlyfans.bulk.stalled        | counter   | the campaign worker, per round a campaign made no     |
 |                              |           | progress after all its attempts (no tenant label)     |
 | onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
+| onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
 
 Instruments come from the MeterProvider installed at start-up (``configure_from_env``:
 Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
@@ -132,6 +133,11 @@ def _instruments() -> dict[str, Any]:
             unit="{round}",
             description="Campaign fan-out rounds that made no progress after all their attempts",
         ),
+        "stalled_now": meter.create_gauge(
+            "onlyfans.bulk.stalled_campaigns",
+            unit="{campaign}",
+            description="Active campaigns the campaign worker reports stalled",
+        ),
         "skipped": meter.create_counter(
             "onlyfans.bulk.skipped",
             unit="{fan}",
@@ -172,6 +178,10 @@ def campaign_stalled() -> None:
     """A campaign with work made no progress in a worker round. No tenant label: an operator's
     alarm, and the campaign is named in the log line and `crm campaigns status`."""
     _instruments()["stalled"].add(1)
+
+
+def campaigns_stalled_now(count: int) -> None:
+    _instruments()["stalled_now"].set(count)
 
 
 def campaign_fans_skipped(count: int) -> None:

@@ -21,6 +21,7 @@ What decides the overall status:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from litestar.di import NamedDependency
 from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
 from adapters.http.permissions import public, requires
+from adapters.postgres.campaign_stalls import stalled_campaigns
 from adapters.postgres.projection_status import projector_status
 from application.errors import Unauthorized
 from application.permissions import Permission
@@ -116,6 +118,7 @@ async def prometheus_metrics(
     if token and request.headers.get("authorization", "") != f"Bearer {token}":
         raise Unauthorized("/metrics wants 'Authorization: Bearer <CRM_METRICS_TOKEN>'")
     await probe_queue(container)  # updates onlyfans.queue.depth and onlyfans.dlq.count
+    await probe_campaign_stalls(container)  # updates onlyfans.bulk.stalled_campaigns
     body, content_type = metrics.prometheus_text()
     return Response(body, media_type=content_type)
 
@@ -164,6 +167,13 @@ async def probe_database(container: Container) -> DatabaseOut:
     except Exception as error:
         return DatabaseOut(status="unhealthy", error=_describe(error))
     return DatabaseOut(status="healthy", latency_ms=_ms_since(started))
+
+
+async def probe_campaign_stalls(container: Container) -> None:
+    """The campaign worker runs in a process of its own: what it recorded stalled is read
+    here, so that every API process's /metrics shows it. A failed look leaves the gauge."""
+    with contextlib.suppress(Exception):
+        metrics.campaigns_stalled_now(await _bounded(stalled_campaigns(container.pool)))
 
 
 async def probe_queue(container: Container) -> QueueOut:

@@ -65,3 +65,13 @@ async def open_campaign_states(pool: asyncpg.Pool) -> list[CampaignState]:
         """
     )
     return [CampaignState(**dict(row)) for row in rows]
+
+
+async def stalled_campaigns(pool: asyncpg.Pool) -> int:
+    """How many active campaigns are stalled now."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM campaign_stalls s JOIN campaigns c USING (campaign_id)"
+            " WHERE c.status = 'active'"
+        )
+    )
