@@ -13,6 +13,7 @@ from typing import Any
 
 from application.errors import NotFound
 from application.ports import EventStore, RecordedEvent
+from domain.errors import InvalidValue
 from domain.message import canonical_message_id, legacy_message_stream_id, message_stream_id
 
 
@@ -36,8 +37,12 @@ async def legacy_message(store: EventStore, message_id: str, *, tenant: str) -> 
 
 
 async def load_message(store: EventStore, message_id: str, *, tenant: str) -> tuple[Any, int]:
-    """Replay ``tenant``'s message; NotFound if it has none (another tenant's is missing too)."""
-    message_id = canonical_message_id(message_id)
+    """Replay ``tenant``'s message; NotFound if it has none (another tenant's is missing too,
+    and so is a text that is not a message id at all)."""
+    try:
+        message_id = canonical_message_id(message_id)
+    except InvalidValue:
+        raise NotFound(f"message {message_id}") from None
     recorded = await recorded_message(store, message_id, tenant=tenant)
     if not recorded:
         raise NotFound(message_stream_id(tenant, message_id))

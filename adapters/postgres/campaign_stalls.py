@@ -59,7 +59,10 @@ async def open_campaign_states(pool: asyncpg.Pool) -> list[CampaignState]:
                c.skipped, c.fanned_out_at IS NOT NULL AS fanned_out, c.updated_at,
                s.reason AS stalled_reason, s.first_stalled_at AS stalled_since,
                coalesce(s.rounds, 0) AS stalled_rounds
-        FROM campaigns c LEFT JOIN campaign_stalls s USING (campaign_id)
+        FROM campaigns c
+        -- A paused campaign is not stalled, whatever its last round met; resumed, its next
+        -- chunk clears the record (or the next stalled round renews it).
+        LEFT JOIN campaign_stalls s ON s.campaign_id = c.campaign_id AND c.status = 'active'
         WHERE c.status IN ('active', 'paused')
         ORDER BY c.campaign_id
         """
