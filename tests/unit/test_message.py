@@ -4,6 +4,7 @@ No I/O."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,21 @@ def test_a_message_stream_is_in_its_tenants_namespace_with_the_id_as_its_last_36
     assert {message_id_of(s) for s in (one, other, legacy_message_stream_id(MESSAGE_ID))} == {
         MESSAGE_ID
     }
+
+
+@given(
+    st.tuples(st.text(min_size=1, max_size=20), st.uuids()),
+    st.tuples(st.text(min_size=1, max_size=20), st.uuids()),
+)
+def test_two_tenants_message_streams_meet_only_for_the_same_tenant_and_id(
+    first: tuple[str, uuid.UUID], second: tuple[str, uuid.UUID]
+) -> None:
+    one = message_stream_id(first[0], str(first[1]))
+    other = message_stream_id(second[0], str(second[1]))
+
+    assert (one == other) == (first == second)
+    assert message_id_of(one) == str(first[1])
+    assert one != legacy_message_stream_id(str(second[1]))
 
 
 def test_queueing_records_one_queued_event_on_the_messages_stream() -> None:
