@@ -10,6 +10,10 @@
 | onlyfans.processing.time     | histogram | the sender, ms per record                             |
 | onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
 | onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
+| onlyfans.bulk.stalled        | counter   | the campaign worker, per round a campaign made no     |
+|                              |           | progress after all its attempts (no tenant label)     |
+| onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
+| onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
 
 Series are labelled by tenant (the creator account) only where the metrics are not public:
 with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
@@ -141,6 +145,21 @@ def _instruments() -> dict[str, Any]:
         "recipients": meter.create_gauge(
             "onlyfans.bulk.recipients", unit="{fan}", description="Recipients per campaign"
         ),
+        "stalled": meter.create_counter(
+            "onlyfans.bulk.stalled",
+            unit="{round}",
+            description="Campaign fan-out rounds that made no progress after all their attempts",
+        ),
+        "stalled_now": meter.create_gauge(
+            "onlyfans.bulk.stalled_campaigns",
+            unit="{campaign}",
+            description="Active campaigns the campaign worker reports stalled",
+        ),
+        "skipped": meter.create_counter(
+            "onlyfans.bulk.skipped",
+            unit="{fan}",
+            description="Campaign recipients skipped for a reason (such as a message id in use)",
+        ),
     }
 
 
@@ -174,3 +193,17 @@ def campaign_launched(tenant: str, recipients: int) -> None:
     by the campaign code, when its recipients are known)."""
     _instruments()["campaigns"].add(1, _labels(tenant))
     _instruments()["recipients"].set(recipients, _labels(tenant))
+
+
+def campaign_stalled() -> None:
+    """A campaign with work made no progress in a worker round. No tenant label: an operator's
+    alarm, and the campaign is named in the log line and `crm campaigns status`."""
+    _instruments()["stalled"].add(1)
+
+
+def campaigns_stalled_now(count: int) -> None:
+    _instruments()["stalled_now"].set(count)
+
+
+def campaign_fans_skipped(count: int) -> None:
+    _instruments()["skipped"].add(count)

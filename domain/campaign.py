@@ -34,6 +34,7 @@ Status = Literal["draft", "active", "paused", "completed", "cancelled"]
 KINDS = frozenset({"bulk_message"})
 MAX_NAME = 200
 MAX_EXPLICIT_RECIPIENTS = 100_000
+MAX_SKIP_REASON = 300
 
 # {{name}} or {{name|fallback}}: the fan's value, or the fallback when the fan has none.
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*(?:\|([^{}]*))?\}\}")
@@ -105,6 +106,9 @@ class Campaign(BaseAggregate[str]):
         cursor: int  # the last fan id handled, in fan id order
         queued: int
         skipped: int
+        # Fans skipped for a reason an operator should see (fan id, reason), such as a message
+        # id already used for another message; absent from chunks recorded before it existed.
+        skipped_fans: tuple[tuple[int, str], ...] = ()
 
     class FanOutFinished(Event):
         pass
@@ -271,15 +275,25 @@ class Campaign(BaseAggregate[str]):
         """Whether the worker may queue messages for it now."""
         return self.status == "active" and not self.fanned_out
 
-    def record_chunk(self, *, cursor: int, queued: int, skipped: int) -> None:
+    def record_chunk(
+        self,
+        *,
+        cursor: int,
+        queued: int,
+        skipped: int,
+        skipped_fans: Iterable[tuple[int, str]] = (),
+    ) -> None:
         if not self.sending:
             raise IllegalState(f"campaign {self.campaign_id} is {self.status}, not sending")
         if cursor <= self.cursor:
             raise IllegalState(f"chunk cursor {cursor} is not past {self.cursor}")
-        self._chunk_queued(cursor=cursor, queued=queued, skipped=skipped)
+        reasons = tuple((fan_id, reason[:MAX_SKIP_REASON]) for fan_id, reason in skipped_fans)
+        self._chunk_queued(cursor=cursor, queued=queued, skipped=skipped, skipped_fans=reasons)
 
     @event(ChunkQueued)
-    def _chunk_queued(self, cursor: int, queued: int, skipped: int) -> None:
+    def _chunk_queued(
+        self, cursor: int, queued: int, skipped: int, skipped_fans: tuple[tuple[int, str], ...]
+    ) -> None:
         self.cursor = cursor
         self.queued += queued
         self.skipped += skipped

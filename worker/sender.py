@@ -44,13 +44,13 @@ from adapters.postgres.subject_keys import SubjectErased
 from adapters.redis import rate_limiter_from
 from application.campaign_fan_out import cancel_message, hold_message
 from application.context import CommandContext
-from application.errors import NotFound
+from application.message_streams import load_message
 from application.messages import record_failed, record_sent_on
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
 from application.sending import LimiterUnavailable, OnlyFansGateway, PlatformMessage, RateLimiter
 from domain.fan import fan_stream_id
-from domain.message import Message, message_stream_id
+from domain.message import Message
 
 log = structlog.get_logger(__name__)
 
@@ -180,7 +180,7 @@ class Sender:
             "tenant": ctx.tenant,
             "recipient_id": body.get("recipientId"),
         }
-        message = await self._message(message_id)
+        message = await self._message(message_id, ctx.tenant)
         if message.status in _SETTLED:
             log.info("duplicate dropped", **about)
             return Outcome(True)
@@ -248,17 +248,12 @@ class Sender:
         )
         return Outcome(False, self._backoff(record))
 
-    async def _settled(self, message_id: str, *, include_failed: bool) -> bool:
-        status = (await self._message(message_id)).status
+    async def _settled(self, message_id: str, tenant: str, *, include_failed: bool) -> bool:
+        status = (await self._message(message_id, tenant)).status
         return status in _SETTLED or (include_failed and status == "failed")
 
-    async def _message(self, message_id: str) -> Message:
-        recorded = await self.store.load(message_stream_id(message_id))
-        if not recorded:
-            raise NotFound(f"message {message_id} has no events")
-        message: Any = None
-        for item in recorded:
-            message = item.event.mutate(message)
+    async def _message(self, message_id: str, tenant: str) -> Message:
+        message, _ = await load_message(self.store, message_id, tenant=tenant)
         assert isinstance(message, Message)
         return message
 
@@ -330,10 +325,9 @@ class Sender:
             for dead in await queue.dead_letters(name):
                 body = msgspec.json.decode(dead.body)
                 message_id = str(body["messageId"])
-                if not await self._settled(message_id, include_failed=True):
-                    ctx = CommandContext(
-                        tenant=str(body["tenant"]), actor="sender", correlation_id=message_id
-                    )
+                tenant = str(body["tenant"])
+                if not await self._settled(message_id, tenant, include_failed=True):
+                    ctx = CommandContext(tenant=tenant, actor="sender", correlation_id=message_id)
                     about = {
                         "message_id": message_id,
                         "tenant": ctx.tenant,

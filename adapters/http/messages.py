@@ -28,7 +28,6 @@ from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
-from application.errors import ConcurrencyError
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import canonical_message_id
@@ -94,37 +93,35 @@ class MessagesController(Controller):
 
         async def run() -> Response[Any]:
             key = idempotency_key(request)
-            results: list[messages.BatchItemResult] = []
+            # Refused before queueing (by their place in the batch), and the rest to queue.
+            refused: dict[int, messages.BatchItemResult] = {}
+            cmds: list[messages.QueueMessage] = []
             for index, item in enumerate(body.messages):
                 try:
                     # As for /send: with an Idempotency-Key the key decides each message's id
                     # (by its place in the batch), so a batch run twice queues nothing twice.
                     default_id = message_id_for(ctx.tenant, f"{key}\x00{index}") if key else None
-                    cmd = _command(item, container.settings, default_id=default_id)
+                    cmds.append(_command(item, container.settings, default_id=default_id))
                 except InvalidValue as error:
-                    results.append(
-                        messages.BatchItemResult(
-                            message_id=item.message_id, error=error.message, field=error.field
-                        )
+                    refused[index] = messages.BatchItemResult(
+                        message_id=item.message_id, error=error.message, field=error.field
                     )
-                    continue
-                try:
-                    [result] = await messages.queue_messages(
-                        [cmd],
-                        ctx,
-                        store=container.events,
-                        ids=container.ids,
-                        recipients=request.app.state.recipients,
-                    )
-                except ConcurrencyError as error:
-                    # A message id another tenant already used refuses that message alone;
-                    # the ones before it are queued already.
-                    result = messages.BatchItemResult(
-                        message_id=item.message_id, error=str(error), field="message_id"
-                    )
-                if result.accepted is not None:
-                    _queued(result.accepted, ctx.tenant, cmd.recipient_id)
-                results.append(result)
+            # One call for the batch: it refuses a message id given twice, among other things.
+            outcomes = await messages.queue_messages(
+                cmds,
+                ctx,
+                store=container.events,
+                ids=container.ids,
+                recipients=request.app.state.recipients,
+            )
+            for cmd, outcome in zip(cmds, outcomes, strict=True):
+                if outcome.accepted is not None:
+                    _queued(outcome.accepted, ctx.tenant, cmd.recipient_id)
+            rest = iter(outcomes)
+            results = [
+                refused[index] if index in refused else next(rest)
+                for index in range(len(body.messages))
+            ]
             out = [_batch_item(result) for result in results]
             queued = sum(1 for item in out if item.status == "queued")
             return Response(

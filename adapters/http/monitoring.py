@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import contextlib
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
 from adapters.http.permissions import public, requires
 from adapters.postgres.api_keys import Principal
+from adapters.postgres.campaign_stalls import stalled_campaigns
 from adapters.postgres.projection_status import projector_status
 from application.errors import Unauthorized
 from application.permissions import Permission
@@ -150,6 +152,7 @@ async def prometheus_metrics(
     if token and not _token_matches(request.headers.get("authorization", ""), token):
         raise Unauthorized("/metrics wants 'Authorization: Bearer <CRM_METRICS_TOKEN>'")
     await probe_queue(container)  # updates onlyfans.queue.depth and onlyfans.dlq.count
+    await probe_campaign_stalls(container)  # updates onlyfans.bulk.stalled_campaigns
     body, content_type = metrics.prometheus_text()
     return Response(body, media_type=content_type)
 
@@ -243,6 +246,13 @@ async def probe_database(container: Container) -> DatabaseOut:
     except Exception as error:
         return DatabaseOut(status="unhealthy", reason=REASONS["database"], error=_describe(error))
     return DatabaseOut(status="healthy", latency_ms=_ms_since(started))
+
+
+async def probe_campaign_stalls(container: Container) -> None:
+    """The campaign worker runs in a process of its own: what it recorded stalled is read
+    here, so that every API process's /metrics shows it. A failed look leaves the gauge."""
+    with contextlib.suppress(Exception):
+        metrics.campaigns_stalled_now(await _bounded(stalled_campaigns(container.pool)))
 
 
 async def probe_queue(container: Container) -> QueueOut:

@@ -95,7 +95,9 @@ async def queued_record(container: bootstrap.Container, **message: object) -> Re
 
 async def status_of(container: bootstrap.Container, record: Record) -> list[str]:
     message_id = msgspec.json.decode(record.body)["messageId"]
-    return [r.event_type for r in await container.events.load(message_stream_id(message_id))]
+    return [
+        r.event_type for r in await container.events.load(message_stream_id(CTX.tenant, message_id))
+    ]
 
 
 async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_key(

@@ -88,7 +88,7 @@ async def test_a_signed_read_is_recorded_once_and_a_replay_is_refused(
     body = webhook("message.read", {"messageId": message_id})
     first = await post(http, body)
     assert first.status_code == 200, first.text
-    history = await fresh.events.load(message_stream_id(message_id))
+    history = await fresh.events.load(message_stream_id(CTX.tenant, message_id))
     assert history[-1].event_type == "MessageRead"
     assert history[-1].metadata.actor == "webhook"
     before = await event_count(fresh)
