@@ -29,8 +29,8 @@ deployment and leak other accounts' troubles.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import contextlib
+import hmac
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
