@@ -22,7 +22,7 @@ from domain.errors import InvalidValue
 MAX_JSON_DEPTH = 32
 _STRINGS = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _OPENERS = frozenset(b"[{")
-_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
 
 
 def check_json_depth(raw: bytes) -> None:
@@ -30,7 +30,7 @@ def check_json_depth(raw: bytes) -> None:
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return  # the common body: too few brackets to be too deep
     depth = 0
-    for byte in _STRINGS.sub(b"", raw).translate(None, _BRACKETS_ONLY):
+    for byte in _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS):
         depth += 1 if byte in _OPENERS else -1
         if depth > MAX_JSON_DEPTH:
             raise ValidationException(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
