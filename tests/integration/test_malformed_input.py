@@ -207,3 +207,14 @@ async def test_a_draft_recorded_with_a_minimum_beyond_bigint_is_422_when_launche
 
     assert assert_problem(response, 422)["field"] == "minValueCents"
     assert await events_of_tenant() == before
+
+
+async def test_a_correlation_id_with_a_nul_is_replaced_not_stored(
+    http: httpx.AsyncClient, auth: Headers, events_of_tenant: Count
+) -> None:
+    headers = {**auth, "X-Correlation-ID": "trace\x00me"}
+    response = await http.post("/api/crm/fans", json={"name": "Nul"}, headers=headers)
+
+    assert response.status_code == 201, response.text
+    assert "\x00" not in response.headers["x-correlation-id"]
+    assert await events_of_tenant() == 1
