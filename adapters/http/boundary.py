@@ -1,5 +1,5 @@
-"""Rules every request meets before a handler reads it: no NUL in the query string or the
-path, no JSON nested deeper than anything the API accepts.
+"""Rules every request meets before a handler reads it: no NUL in the path, the query string
+or a header, no JSON nested deeper than anything the API accepts.
 
 Postgres text cannot hold NUL, and msgspec decodes nesting by recursion (RecursionError, a
 500, at about a thousand levels): both are refused here, once for every route, rather than at
@@ -53,7 +53,7 @@ class BoundedRequest(Request[Any, Any, Any]):
 
 
 def reject_nul_middleware(app: ASGIApp) -> ASGIApp:
-    """A NUL in the path or a query parameter is a 422 naming where it was."""
+    """A NUL in the path, a query parameter or a header is a 422 naming where it was."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -62,9 +62,17 @@ def reject_nul_middleware(app: ASGIApp) -> ASGIApp:
             query: bytes = scope.get("query_string", b"")
             if b"%00" in query or b"\x00" in query:
                 raise InvalidValue(_nul_parameter(query), "must not contain NUL characters")
+            for name, value in scope["headers"]:
+                if b"\x00" in value:
+                    raise InvalidValue(_header_name(name), "must not contain NUL characters")
         await app(scope, receive, send)
 
     return middleware
+
+
+def _header_name(raw: bytes) -> str:
+    # ASGI gives names lower-cased: 'idempotency-key' is reported as 'Idempotency-Key'.
+    return "-".join(part.capitalize() for part in raw.decode("latin-1").split("-"))
 
 
 def _nul_parameter(query: bytes) -> str:

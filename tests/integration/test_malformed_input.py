@@ -209,12 +209,35 @@ async def test_a_draft_recorded_with_a_minimum_beyond_bigint_is_422_when_launche
     assert await events_of_tenant() == before
 
 
-async def test_a_correlation_id_with_a_nul_is_replaced_not_stored(
+async def test_a_correlation_id_with_a_control_character_is_replaced_not_stored(
     http: httpx.AsyncClient, auth: Headers, events_of_tenant: Count
 ) -> None:
-    headers = {**auth, "X-Correlation-ID": "trace\x00me"}
-    response = await http.post("/api/crm/fans", json={"name": "Nul"}, headers=headers)
+    headers = {**auth, "X-Correlation-ID": "trace\x01me"}
+    response = await http.post("/api/crm/fans", json={"name": "Ctl"}, headers=headers)
 
     assert response.status_code == 201, response.text
-    assert "\x00" not in response.headers["x-correlation-id"]
+    assert response.headers["x-correlation-id"].isprintable()
     assert await events_of_tenant() == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/onlyfans/messages/send", {"recipientId": 1, "content": "hi"}),
+        ("/api/messages/bulk", {"content": "hi", "recipientIds": [1]}),
+        ("/api/crm/fans", {"name": "Nul"}),
+    ],
+)
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Correlation-Id"])
+async def test_a_nul_in_a_header_is_422_naming_it(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    events_of_tenant: Count,
+    path: str,
+    body: dict[str, Any],
+    header: str,
+) -> None:
+    response = await http.post(path, json=body, headers={**auth, header: "a\x00b"})
+
+    assert assert_problem(response, 422)["field"] == header
+    assert await events_of_tenant() == 0
