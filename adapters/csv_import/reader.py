@@ -33,6 +33,9 @@ class CsvUpload:
         self._records = self._read()
         self.size = 0
         self.columns: ColumnMap | None = None
+        # Row -> (column name, cell) of the cells that could not be read: for this upload's
+        # answer only, never recorded (see values.BadCell).
+        self.rejected: dict[int, tuple[str, str]] = {}
 
     @property
     def checksum(self) -> str:
@@ -49,6 +52,7 @@ class CsvUpload:
         assert self.columns is not None, "read the header first"
         # Day-first dates go with ';' (see values.SlashDates).
         builder = RowBuilder(self.columns, day_first=self._splitter.delimiter == ";")
+        builder.rejected = self.rejected
         decoder = self._decoder
         async for row, cells in self._records:
             builder.check_undecodable = decoder.replaced

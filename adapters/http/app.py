@@ -19,6 +19,7 @@ from adapters.config import Settings
 from adapters.http.analytics import AnalyticsController
 from adapters.http.audit import AuditController
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
+from adapters.http.boundary import BoundedRequest, reject_nul_middleware
 from adapters.http.campaigns import BulkMessagesController, CampaignsController
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
@@ -118,7 +119,9 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             tracing_middleware,
             correlation_middleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
+            reject_nul_middleware,
         ],
+        request_class=BoundedRequest,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
         state=state,

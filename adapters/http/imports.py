@@ -44,9 +44,14 @@ from domain.import_job import ImportJob
 Deps = NamedDependency[Container]
 
 
-class RowErrorOut(msgspec.Struct):
+class RowErrorOut(msgspec.Struct, omit_defaults=True):
     row: int
+    # The field and the reason, as the job records it.
     error: str
+    # Only in the answer to the upload itself: the column as the file names it and the cell
+    # that could not be read. The job never records a cell (see csv_import.values.BadCell).
+    column: str | None = None
+    value: str | None = None
 
 
 class SummaryOut(msgspec.Struct, kw_only=True, rename="camel"):
@@ -59,13 +64,14 @@ class SummaryOut(msgspec.Struct, kw_only=True, rename="camel"):
     error_count: int
 
     @classmethod
-    def of(cls, job: ImportJob) -> SummaryOut:
+    def of(cls, job: ImportJob, rejected: dict[int, tuple[str, str]] | None = None) -> SummaryOut:
+        cells = rejected or {}
         return cls(
             total_rows=job.total_rows,
             successful_inserts=job.inserted,
             updated=job.updated,
             skipped=job.skipped,
-            errors=[RowErrorOut(row, error) for row, error in job.errors],
+            errors=[RowErrorOut(row, error, *cells.get(row, ())) for row, error in job.errors],
             error_count=job.error_count,
         )
 
@@ -174,7 +180,7 @@ class ImportsController(Controller):
                 batch_size=container.settings.import_batch_size,
             )
         except ImportFailed as failed:
-            return _failed(failed, limit)
+            return _failed(failed, limit, upload.rejected)
         return _imported(upload, job, position)
 
     @get("/jobs", **requires(Permission.READ))
@@ -236,7 +242,7 @@ def _imported(upload: CsvUpload, job: ImportJob, position: int) -> Response[Any]
         ImportOut(
             job_id=job.job_id,
             status=job.status,
-            summary=SummaryOut.of(job),
+            summary=SummaryOut.of(job, upload.rejected),
             position=position,
             ignored_columns=list(upload.columns.ignored),
         )
@@ -260,10 +266,12 @@ def _too_large(limit: int, **extra: Any) -> Response[Any]:
     return problem(413, f"the upload is larger than the {limit}-byte import limit", **extra)
 
 
-def _failed(failed: ImportFailed, limit: int) -> Response[Any]:
+def _failed(
+    failed: ImportFailed, limit: int, rejected: dict[int, tuple[str, str]]
+) -> Response[Any]:
     """A job stopped mid-file: what was committed stays counted, and the job is resumable."""
     job = failed.job
-    extra = {"jobId": job.job_id, "summary": msgspec.to_builtins(SummaryOut.of(job))}
+    extra = {"jobId": job.job_id, "summary": msgspec.to_builtins(SummaryOut.of(job, rejected))}
     match failed.cause:
         case TooLarge():
             return _too_large(limit, **extra)
