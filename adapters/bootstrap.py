@@ -15,6 +15,7 @@ from adapters.postgres.analytics_read_model import AnalyticsReadModel
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
+from adapters.postgres.idempotency_keys import IdempotencyKeys
 from adapters.postgres.ids import SequenceIds
 from adapters.postgres.imports import PostgresImportStore
 from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
@@ -60,6 +61,7 @@ class Container:
     queue: MessageQueue
     queue_status: QueueStatusReader
     redis: redis.Redis | None
+    idempotency: IdempotencyKeys
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -158,6 +160,7 @@ async def build(settings: Settings) -> Container:
         queue=queue,
         queue_status=QueueStatusReader(queue, pool, cache),
         redis=cache,
+        idempotency=IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds),
         _closers=closers,
     )
 

@@ -19,11 +19,10 @@ from adapters.cli_audit import add_audit_commands
 from adapters.cli_import import add_import_parser, cli_actor, import_fans
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
+from adapters.embedded import DEFAULT_DATA_DIR
 from adapters.observability import configure_logging
 from application.errors import ApplicationError
 from domain.errors import DomainError
-
-DEFAULT_DATA_DIR = ".crm-data"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_data_dir(rebuild)
     rebuild.set_defaults(func=lambda a: _run(_projections_rebuild, a))
+
+    campaigns_cmd = commands.add_parser("campaigns", help="bulk campaigns").add_subparsers(
+        dest="action", required=True
+    )
+    campaigns_status = campaigns_cmd.add_parser(
+        "status", help="fan-out progress of open campaigns, and those stalled (exit 1 if any)"
+    )
+    _add_data_dir(campaigns_status)
+    campaigns_status.set_defaults(func=lambda a: _run(_campaigns_status, a))
 
     keys = commands.add_parser("keys", help="the master key of personal data").add_subparsers(
         dest="action", required=True
@@ -321,6 +329,13 @@ async def _projections_status(args: argparse.Namespace) -> None:
     from adapters.cli_projections import status_command
 
     await status_command(_database_url(args))
+
+
+async def _campaigns_status(args: argparse.Namespace) -> None:
+    from adapters.cli_campaigns import status_command
+
+    if await status_command(_database_url(args)):
+        raise SystemExit(1)
 
 
 async def _projections_rebuild(args: argparse.Namespace) -> None:

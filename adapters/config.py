@@ -47,8 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 10
     rate_limits: tuple[tuple[str, float, int], ...] = ()
     # /metrics is public (scraped from inside the network) unless this token is set; then it
-    # wants "Authorization: Bearer <token>". Exporting by OTLP is set by the standard OTEL_*
-    # variables, read by adapters/metrics.py and adapters/tracing.py.
+    # wants "Authorization: Bearer <token>", and only then (or with CRM_METRICS_TENANT_LABELS
+    # =true) are series labelled by tenant. Exporting by OTLP is set by the standard OTEL_*
+    # variables; those and the labels are read by adapters/metrics.py and adapters/tracing.py.
     metrics_token: str | None = None
     # Campaigns: the largest audience POST /api/messages/bulk queues before it answers (a
     # larger one is the campaign worker's), fans per fan-out transaction, and how long the
@@ -57,6 +58,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     campaign_inline_recipients: int = 100
     campaign_chunk_size: int = 1000
     campaign_status_ttl: float = 1.0
+    # How long an Idempotency-Key is kept (its response replayed, or its outcome unknown):
+    # after it the key may be used again, and expired keys are deleted.
+    idempotency_ttl_seconds: float = 86_400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -98,6 +102,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("campaign_inline_recipients", "CRM_CAMPAIGN_INLINE_RECIPIENTS", int),
             ("campaign_chunk_size", "CRM_CAMPAIGN_CHUNK_SIZE", int),
             ("campaign_status_ttl", "CRM_CAMPAIGN_STATUS_TTL", float),
+            ("idempotency_ttl_seconds", "IDEMPOTENCY_TTL_SECONDS", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

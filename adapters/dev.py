@@ -19,6 +19,7 @@ import uvicorn
 from adapters import bootstrap
 from adapters.config import Settings
 from adapters.crypto import generate_master_key
+from adapters.dev_banner import DevStack, banner
 from adapters.embedded import EmbeddedStack
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
@@ -56,17 +57,21 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
                 "sqs_endpoint_url": os.environ.get("SQS_ENDPOINT_URL") or stack.start_sqs(),
             }
         webhook_secret = await _dev_webhook_secret(database_url)
-        simulator = _simulator(
-            Settings.from_env(database_url=database_url), host, port, webhook_secret
-        )
-        await asyncio.to_thread(simulator.start)
-        stack.on_stop(simulator.stop)
+        platform_url = os.environ.get("ONLYFANS_API_URL")
+        simulated = not platform_url
+        if simulated:  # with another platform configured, nothing would call the simulator
+            simulator = _simulator(
+                Settings.from_env(database_url=database_url), host, port, webhook_secret
+            )
+            await asyncio.to_thread(simulator.start)
+            stack.on_stop(simulator.stop)
+            platform_url = simulator.url
         settings = Settings.from_env(
             database_url=database_url,
             redis_url=redis_url,
             **sqs,
             master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
-            onlyfans_api_url=os.environ.get("ONLYFANS_API_URL") or simulator.url,
+            onlyfans_api_url=platform_url,
         )
         if "CRM_POOL_MAX_SIZE" not in os.environ:
             # One process, one pool for the API and every worker (a dozen projectors, the
@@ -75,7 +80,16 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
         container = await bootstrap.build(settings)
         try:
             key = await _dev_key(container.pool, data_dir)
-            await _serve(container, host, port, key)
+            facts = DevStack(
+                settings=settings,
+                base_url=f"http://{host}:{port}",
+                key=key,
+                user=DEV_USER,
+                data_dir=data_dir,
+                simulated=simulated,
+                database_from_env=bool(os.environ.get("DATABASE_URL")),
+            )
+            await _serve(container, host, port, facts)
         finally:
             await container.close()
     finally:
@@ -120,7 +134,7 @@ async def _dev_webhook_secret(database_url: str) -> str:
         await conn.close()
 
 
-async def _serve(container: bootstrap.Container, host: str, port: int, key: str) -> None:
+async def _serve(container: bootstrap.Container, host: str, port: int, facts: DevStack) -> None:
     server = _Server(
         uvicorn.Config(
             create_app(container=container),
@@ -142,7 +156,7 @@ async def _serve(container: bootstrap.Container, host: str, port: int, key: str)
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     if server.started:
-        _print_banner(container.settings, host, port, key)
+        print(banner(facts), flush=True)
     try:
         await serving
     finally:
@@ -194,41 +208,3 @@ async def _dev_key(pool: asyncpg.Pool, data_dir: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
-
-
-def _queue_description(settings: Settings) -> str:
-    if settings.queue_backend == "sqs":
-        return f"SQS at {settings.sqs_endpoint_url} (queues {settings.sqs_queue_prefix}-*)"
-    return "PostgreSQL (table queue_messages)"
-
-
-def _print_banner(settings: Settings, host: str, port: int, key: str) -> None:
-    base = f"http://{host}:{port}"
-    print(
-        f"""
-fancrm is running (Ctrl-C stops everything)
-
-  API           {base}/api/crm/fans
-  OpenAPI docs  {base}/schema/swagger   (spec: {base}/schema/openapi.json)
-  PostgreSQL    {settings.database_url}
-  Redis         {settings.redis_url}
-  Queue         {_queue_description(settings)}
-  OnlyFans      {settings.onlyfans_api_url}   (the simulator, unless ONLYFANS_API_URL is set)
-  Health        {base}/api/monitoring/onlyfans   (with the key below)
-  Metrics       {base}/metrics   (Prometheus text; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set)
-
-  Development key for user {DEV_USER}:
-    Authorization: Bearer {key}
-
-  Try it:
-    curl -s -X POST {base}/api/crm/fans \\
-      -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
-      -d '{{"name": "John Doe", "handle": "@johndoe", "valueCents": 50000}}'
-    curl -s {base}/api/crm/fans -H 'Authorization: Bearer {key}'
-
-  Other commands against this stack (same data folder):
-    uv run crm apikey create --user 2 --role creator
-    uv run crm projections status
-""",
-        flush=True,
-    )

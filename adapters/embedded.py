@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Relative: `crm dev` keeps its data beside the project it runs in, unless told otherwise.
+DEFAULT_DATA_DIR = ".crm-data"
+
 
 @dataclass
 class EmbeddedStack:

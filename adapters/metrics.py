@@ -10,6 +10,16 @@
 | onlyfans.processing.time     | histogram | the sender, ms per record                             |
 | onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
 | onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
+| onlyfans.bulk.stalled        | counter   | the campaign worker, per round a campaign made no     |
+|                              |           | progress after all its attempts (no tenant label)     |
+| onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
+| onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
+
+Series are labelled by tenant (the creator account) only where the metrics are not public:
+with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
+explicit choice, say for an OTLP backend only operators read). Otherwise anyone who can reach
+/metrics would learn every account's id and its activity, so the tenant label is left out and
+the series add up over accounts.
 
 Instruments come from the MeterProvider installed at start-up (``configure_from_env``:
 Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
@@ -36,16 +46,21 @@ _installed: list[MeterProvider] = []
 # The registry /metrics renders: the Prometheus reader's own, not prometheus_client's global
 # one, so that installing again (tests) never shows a metric twice.
 _prometheus: list[Any] = []
+_tenant_labels: list[bool] = [False]
 
 
-def install(readers: list[MetricReader], *, prometheus_registry: Any = None) -> MeterProvider:
+def install(
+    readers: list[MetricReader], *, prometheus_registry: Any = None, tenant_labels: bool = False
+) -> MeterProvider:
     """Use a MeterProvider with these readers for our instruments from now on (at start-up;
-    tests install an in-memory reader). The previous one is shut down."""
+    tests install an in-memory reader). The previous one is shut down. ``tenant_labels``:
+    label series by tenant (see the module's docstring for when)."""
     for previous in _installed:
         previous.shutdown()
     provider = MeterProvider(metric_readers=readers, resource=resource())
     _installed[:] = [provider]
     _prometheus[:] = [prometheus_registry] if prometheus_registry is not None else []
+    _tenant_labels[0] = tenant_labels
     _instruments.cache_clear()
     return provider
 
@@ -67,7 +82,13 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> MeterProvider | 
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return install(readers, prometheus_registry=registry)
+    return install(readers, prometheus_registry=registry, tenant_labels=tenant_labels_wanted(env))
+
+
+def tenant_labels_wanted(env: Mapping[str, str]) -> bool:
+    """Only behind the /metrics token, or when asked for by name."""
+    asked = env.get("CRM_METRICS_TENANT_LABELS", "").strip().lower() in {"true", "1", "yes", "on"}
+    return asked or bool(env.get("CRM_METRICS_TOKEN", "").strip())
 
 
 def otlp_wanted(env: Mapping[str, str], signal: str) -> bool:
@@ -124,15 +145,34 @@ def _instruments() -> dict[str, Any]:
         "recipients": meter.create_gauge(
             "onlyfans.bulk.recipients", unit="{fan}", description="Recipients per campaign"
         ),
+        "stalled": meter.create_counter(
+            "onlyfans.bulk.stalled",
+            unit="{round}",
+            description="Campaign fan-out rounds that made no progress after all their attempts",
+        ),
+        "stalled_now": meter.create_gauge(
+            "onlyfans.bulk.stalled_campaigns",
+            unit="{campaign}",
+            description="Active campaigns the campaign worker reports stalled",
+        ),
+        "skipped": meter.create_counter(
+            "onlyfans.bulk.skipped",
+            unit="{fan}",
+            description="Campaign recipients skipped for a reason (such as a message id in use)",
+        ),
     }
 
 
+def _labels(tenant: str, **others: str) -> dict[str, str]:
+    return {"tenant": tenant, **others} if _tenant_labels[0] else others
+
+
 def message_queued(tenant: str, queue: str) -> None:
-    _instruments()["queued"].add(1, {"tenant": tenant, "queue": queue})
+    _instruments()["queued"].add(1, _labels(tenant, queue=queue))
 
 
 def message_failed(tenant: str, stage: str) -> None:
-    _instruments()["failed"].add(1, {"tenant": tenant, "stage": stage})
+    _instruments()["failed"].add(1, _labels(tenant, stage=stage))
 
 
 def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
@@ -141,7 +181,7 @@ def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
 
 
 def message_processed(tenant: str, outcome: str) -> None:
-    _instruments()["processed"].add(1, {"tenant": tenant, "outcome": outcome})
+    _instruments()["processed"].add(1, _labels(tenant, outcome=outcome))
 
 
 def processing_time(milliseconds: float) -> None:
@@ -151,5 +191,19 @@ def processing_time(milliseconds: float) -> None:
 def campaign_launched(tenant: str, recipients: int) -> None:
     """A bulk campaign started fanning out to ``recipients`` fans (called once per campaign,
     by the campaign code, when its recipients are known)."""
-    _instruments()["campaigns"].add(1, {"tenant": tenant})
-    _instruments()["recipients"].set(recipients, {"tenant": tenant})
+    _instruments()["campaigns"].add(1, _labels(tenant))
+    _instruments()["recipients"].set(recipients, _labels(tenant))
+
+
+def campaign_stalled() -> None:
+    """A campaign with work made no progress in a worker round. No tenant label: an operator's
+    alarm, and the campaign is named in the log line and `crm campaigns status`."""
+    _instruments()["stalled"].add(1)
+
+
+def campaigns_stalled_now(count: int) -> None:
+    _instruments()["stalled_now"].set(count)
+
+
+def campaign_fans_skipped(count: int) -> None:
+    _instruments()["skipped"].add(count)

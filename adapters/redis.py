@@ -16,11 +16,13 @@ the key's slot to the account whatever the prefix.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import redis.asyncio as redis
 
 from adapters.config import Settings
+from application.sending import LimiterUnavailable
 
 # KEYS[1]: the account's key (holds the TAT in µs). ARGV[1]: emission interval T in µs;
 # ARGV[2]: burst; ARGV[3]: "now" in µs, for the tests of the arithmetic only (else Redis TIME).
@@ -52,6 +54,10 @@ return {0, now}
 """
 
 _MICROS = 1_000_000
+# A limiter that takes longer than this to answer is treated as away: a sender never hangs on
+# a Redis that accepted the connection and went silent.
+LIMITER_TIMEOUT = 2.0
+_UNAVAILABLE = (redis.RedisError, OSError, TimeoutError)
 
 
 class GcraRateLimiter:
@@ -72,6 +78,7 @@ class GcraRateLimiter:
             account: _limit(rate, burst) for account, (rate, burst) in (per_account or {}).items()
         }
         self._key_prefix = key_prefix
+        self._client = redis_client
         # Registered once: redis-py sends EVALSHA and loads the script only on NOSCRIPT (a new
         # or restarted server), so the script text crosses the network once per server.
         self._script = redis_client.register_script(_GCRA_LUA)
@@ -80,8 +87,19 @@ class GcraRateLimiter:
         return f"{self._key_prefix}:{{{account}}}"
 
     async def try_acquire(self, account: str) -> float:
-        wait_us, _ = await self.evaluate(account)
+        try:
+            async with asyncio.timeout(LIMITER_TIMEOUT):
+                wait_us, _ = await self.evaluate(account)
+        except _UNAVAILABLE as error:
+            raise LimiterUnavailable(_describe(error)) from error
         return wait_us / _MICROS
+
+    async def check(self) -> None:
+        try:
+            async with asyncio.timeout(LIMITER_TIMEOUT):
+                await self._client.ping()
+        except _UNAVAILABLE as error:
+            raise LimiterUnavailable(_describe(error)) from error
 
     async def evaluate(self, account: str, *, now_us: int | None = None) -> tuple[int, int]:
         """The script's answer: (µs to wait, 0 if a token was taken; Redis's time in µs).
@@ -97,6 +115,9 @@ class DisabledRateLimiter:
 
     async def try_acquire(self, account: str) -> float:
         return 0.0
+
+    async def check(self) -> None:
+        return None
 
 
 def rate_limiter_from(
@@ -119,3 +140,9 @@ def _limit(rate: float, burst: int) -> tuple[int, int]:
     if rate <= 0 or burst < 1:
         raise ValueError(f"a rate limit needs rate > 0 and burst >= 1, not {rate}/{burst}")
     return max(1, round(_MICROS / rate)), int(burst)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer within {LIMITER_TIMEOUT:g} s"
+    return f"{type(error).__name__}: {error}"[:300]

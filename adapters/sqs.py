@@ -13,6 +13,15 @@ which name the queue, send it to the dead-letter queue it came from. Unlike the 
 adapter, a stale receipt may still delete a message here (SQS: "might not be deleted"; moto
 always does). Per-message rules are checked before sending (see adapters/postgres/queue.py),
 and a batch whose total would exceed SQS's per-call payload limit goes as several calls.
+
+Deferring (a message received, not tried): SQS's ApproximateReceiveCount only grows, and its
+redrive policy dead-letters on it, so a receive cannot be taken back. ``defer`` sends a fresh
+copy of the message, delayed, carrying in the attribute ``fancrm-prior-receives`` the receives
+that counted before, then deletes the received one. The copy's receive count, as this adapter
+reports it, is its own plus that number; a copy received past the redrive policy's
+maxReceiveCount this way is moved to the dead-letter queue by the receive, as SQS would have.
+A crash between the send and the delete leaves two copies: harmless, since the consumer drops
+a message whose id already has an outcome and the platform dedupes on that id.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from botocore.exceptions import ClientError
 from adapters.postgres.queue import (
     MAX_MESSAGE_BYTES,
     check_batch,
+    check_defer,
     check_receive,
     check_visibility,
     entry_error,
@@ -52,6 +62,7 @@ if TYPE_CHECKING:
 SqsClient = Any  # aiobotocore builds the client class at run time; there is no type to name
 
 _DLQ_RECEIPT = "dlq:"
+PRIOR_RECEIVES = "fancrm-prior-receives"
 # The longest retention SQS allows. A message keeps its original enqueue time when it moves to
 # a standard queue's dead-letter queue, so the dead-letter queue must keep messages at least
 # as long as the source queue (4 days by default) or they vanish before anyone looks.
@@ -175,7 +186,7 @@ async def open_sqs_queue(settings: Settings) -> tuple[SqsQueue, Callable[[], Awa
     except BaseException:
         await stack.aclose()
         raise
-    return SqsQueue(client, urls), stack.aclose
+    return SqsQueue(client, urls, max_receive_count=settings.max_receive_count), stack.aclose
 
 
 def _code(error: ClientError) -> str:
@@ -188,7 +199,8 @@ class SqsBatchError(RuntimeError):
 
 class SqsQueue:
     """``MessageQueue`` on SQS. ``urls`` as ``create_queues`` or ``queue_urls`` return them;
-    ``visibility_timeout`` None leaves each queue's own default in force."""
+    ``visibility_timeout`` None leaves each queue's own default in force; ``max_receive_count``
+    None reads it from a queue's redrive policy when a deferred copy needs it."""
 
     max_batch = MAX_BATCH  # SendMessageBatch's hard limit
 
@@ -198,6 +210,7 @@ class SqsQueue:
         urls: Mapping[str, str],
         *,
         visibility_timeout: float | None = None,
+        max_receive_count: int | None = None,
     ) -> None:
         missing = {key for q in QUEUES for key in (q, f"{q}-dlq")} - set(urls)
         if missing:
@@ -207,6 +220,8 @@ class SqsQueue:
         self._client = client
         self._urls = dict(urls)
         self._visibility_timeout = visibility_timeout
+        self._max_receive_count = max_receive_count
+        self._redrive_counts: dict[str, int] = {}
 
     def _url(self, queue: QueueName, *, dead_letters: bool = False) -> str:
         if queue not in QUEUES:
@@ -264,12 +279,63 @@ class SqsQueue:
         wait_seconds: float = 0.0,
     ) -> list[ReceivedMessage]:
         check_receive(max_messages, wait_seconds, visibility_timeout)
-        return await self._receive(
+        received = await self._receive(
             self._url(queue),
             max_messages=max_messages,
             visibility_timeout=visibility_timeout,
             wait_seconds=wait_seconds,
             receipt_prefix="",
+        )
+        delivered = []
+        for message, prior in received:
+            if prior and message.receive_count > await self._max_receives(self._url(queue)):
+                await self._dead_letter(queue, message)
+            else:
+                delivered.append(message)
+        return delivered
+
+    async def _max_receives(self, url: str) -> int:
+        if self._max_receive_count is not None:
+            return self._max_receive_count
+        if url not in self._redrive_counts:
+            answer = await self._client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["RedrivePolicy"]
+            )
+            policy = answer.get("Attributes", {}).get("RedrivePolicy")
+            self._redrive_counts[url] = (
+                int(json.loads(policy)["maxReceiveCount"]) if policy else 2**31 - 1
+            )
+        return self._redrive_counts[url]
+
+    async def _dead_letter(self, queue: QueueName, message: ReceivedMessage) -> None:
+        """What SQS's redrive does to the original, done to a deferred copy that outlived its
+        receives: into the dead-letter queue (its count carried along), out of this one."""
+        await self._send_copy(
+            self._url(queue, dead_letters=True), message, message.receive_count - 1, 0
+        )
+        await self.delete(queue, [message.receipt])
+
+    async def defer(self, queue: QueueName, message: ReceivedMessage, delay: float) -> None:
+        check_defer(delay)
+        url, _ = self._route(queue, message.receipt)
+        # The copy first: a crash before the delete leaves a duplicate, never a loss.
+        await self._send_copy(url, message, message.receive_count - 1, math.ceil(delay))
+        await self.delete(queue, [message.receipt])
+
+    async def _send_copy(
+        self, url: str, message: ReceivedMessage, prior_receives: int, delay: int
+    ) -> None:
+        attributes = {**message.attributes}
+        if prior_receives > 0:
+            attributes[PRIOR_RECEIVES] = str(prior_receives)
+        entry = _send_entry(
+            OutgoingMessage(entry_id="copy", body=message.body, attributes=attributes)
+        )
+        await self._client.send_message(
+            QueueUrl=url,
+            MessageBody=entry["MessageBody"],
+            MessageAttributes=entry.get("MessageAttributes", {}),
+            DelaySeconds=delay,
         )
 
     async def _receive(
@@ -280,7 +346,9 @@ class SqsQueue:
         visibility_timeout: float | None,
         wait_seconds: float,
         receipt_prefix: str,
-    ) -> list[ReceivedMessage]:
+    ) -> list[tuple[ReceivedMessage, int]]:
+        """The messages, each with the receives its earlier copies counted (0 for one never
+        deferred)."""
         request: dict[str, Any] = {
             "QueueUrl": url,
             "MaxNumberOfMessages": max_messages,
@@ -292,20 +360,28 @@ class SqsQueue:
         if timeout is not None:
             request["VisibilityTimeout"] = math.ceil(timeout)
         answer = await self._client.receive_message(**request)
-        return [
-            ReceivedMessage(
-                message_id=message["MessageId"],
-                receipt=receipt_prefix + message["ReceiptHandle"],
-                body=message["Body"],
-                attributes={
-                    name: value["StringValue"]
-                    for name, value in message.get("MessageAttributes", {}).items()
-                    if "StringValue" in value
-                },
-                receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        received = []
+        for message in answer.get("Messages", []):
+            attributes = {
+                name: value["StringValue"]
+                for name, value in message.get("MessageAttributes", {}).items()
+                if "StringValue" in value
+            }
+            prior = int(attributes.pop(PRIOR_RECEIVES, "0"))
+            own = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+            received.append(
+                (
+                    ReceivedMessage(
+                        message_id=message["MessageId"],
+                        receipt=receipt_prefix + message["ReceiptHandle"],
+                        body=message["Body"],
+                        attributes=attributes,
+                        receive_count=own + prior,
+                    ),
+                    prior,
+                )
             )
-            for message in answer.get("Messages", [])
-        ]
+        return received
 
     async def delete(self, queue: QueueName, receipts: Sequence[str]) -> None:
         """Delete by receipt, ten per DeleteMessageBatch call. Stale receipts are ignored, as
@@ -367,13 +443,14 @@ class SqsQueue:
         self, queue: QueueName, *, max_messages: int = MAX_BATCH
     ) -> list[ReceivedMessage]:
         check_receive(max_messages, 0, None)
-        return await self._receive(
+        received = await self._receive(
             self._url(queue, dead_letters=True),
             max_messages=max_messages,
             visibility_timeout=None,
             wait_seconds=0,
             receipt_prefix=_DLQ_RECEIPT,
         )
+        return [message for message, _ in received]
 
 
 def _send_entry(message: OutgoingMessage) -> dict[str, Any]:

@@ -25,7 +25,8 @@ import msgspec
 
 from application.campaigns import Audience, AudienceChunk, Recipient, load_campaign
 from application.context import CommandContext
-from application.errors import ConcurrencyError
+from application.errors import ConcurrencyError, MessageIdReused
+from application.message_streams import load_message
 from application.messages import (
     MessageChanged,
     QueueMessage,
@@ -34,12 +35,12 @@ from application.messages import (
     stream_write,
 )
 from application.ports import EventStore, IdAllocator, OutboxEntry, StreamWrite
-from application.streams import load, retry_on_conflict
+from application.streams import retry_on_conflict
 from domain.campaign import Campaign, render
 from domain.conversation import Conversation
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
-from domain.message import HIGH_PRIORITY, Message, message_stream_id
+from domain.message import HIGH_PRIORITY, Message
 
 _CAMPAIGN_MESSAGES = uuid.UUID("7c1d7c0e-3f5a-4b1e-9a53-2b8d2f0b6c11")
 CHUNK_ATTEMPTS = 3
@@ -57,6 +58,16 @@ class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
     finished: bool
     position: int
     campaign: Campaign  # as saved with the chunk: the next chunk may start from it
+    # Fans skipped for a reason worth an operator's look: (fan id, reason).
+    skipped_fans: tuple[tuple[int, str], ...] = ()
+
+
+class FanOutStalled(msgspec.Struct, frozen=True, kw_only=True):
+    """The campaign has work but no chunk could be queued in ``attempts`` tries."""
+
+    campaign_id: int
+    attempts: int
+    reason: str
 
 
 async def fan_out_chunk(
@@ -70,11 +81,38 @@ async def fan_out_chunk(
     attempts: int = CHUNK_ATTEMPTS,
     loaded: Campaign | None = None,
 ) -> ChunkResult | None:
+    """``fan_out_step``, for a caller that leaves a chunk it could not queue to the worker."""
+    step = await fan_out_step(
+        campaign_id,
+        store=store,
+        audience=audience,
+        ids=ids,
+        chunk_size=chunk_size,
+        now=now,
+        attempts=attempts,
+        loaded=loaded,
+    )
+    return step if isinstance(step, ChunkResult) else None
+
+
+async def fan_out_step(
+    campaign_id: int,
+    *,
+    store: EventStore,
+    audience: Audience,
+    ids: IdAllocator,
+    chunk_size: int = 500,
+    now: datetime | None = None,
+    attempts: int = CHUNK_ATTEMPTS,
+    loaded: Campaign | None = None,
+) -> ChunkResult | FanOutStalled | None:
     """Queue the campaign's next chunk; None if it has nothing to queue now (paused, done,
-    cancelled, scheduled later) or, after ``attempts``, could not. ``loaded``: the campaign as
-    the caller last saved it (a launch, the previous chunk), saving a reload of its stream,
-    whose launch event may hold 100,000 ids; if it has moved on since (paused, another
-    worker), the chunk's expected version fails and the next attempt reads the stream."""
+    cancelled, scheduled later); FanOutStalled if, after ``attempts``, it could not.
+    ``loaded``: the campaign as the caller last saved it (a launch, the previous chunk),
+    saving a reload of its stream, whose launch event may hold 100,000 ids; if it has moved
+    on since (paused, another worker), the chunk's expected version fails and the next
+    attempt reads the stream."""
+    reason = "no attempt made"
     for attempt in range(attempts):
         try:
             async with audience.turn(campaign_id):
@@ -90,11 +128,12 @@ async def fan_out_chunk(
                 if attempt < CHUNK_ATTEMPTS - 1:
                     return await _queue_chunk(campaign, chunk, store, ids)
                 return await _queue_one_by_one(campaign, chunk, store, ids)
-        except ConcurrencyError:
+        except ConcurrencyError as error:
             # The campaign moved (paused, another worker) or a fan row was stale: read again.
+            reason = str(error) or type(error).__name__
             if attempt + 1 < attempts:
                 await audience.catch_up()
-    return None
+    return FanOutStalled(campaign_id=campaign_id, attempts=attempts, reason=reason)
 
 
 async def _queue_chunk(
@@ -134,6 +173,7 @@ async def _queue_one_by_one(
     then the chunk recorded on its own."""
     ctx = _worker_context(campaign)
     queued = skipped = 0
+    skipped_fans: list[tuple[int, str]] = []
     for recipient in chunk.recipients:
         cmd = QueueMessage(
             recipient_id=recipient.fan_id,
@@ -149,7 +189,12 @@ async def _queue_one_by_one(
             queued += 1
         except InvalidValue:
             skipped += 1
-    return await _record_chunk(campaign, chunk, queued, skipped, [], [], store, ctx)
+        except MessageIdReused as error:
+            skipped += 1
+            skipped_fans.append((recipient.fan_id, str(error)))
+    return await _record_chunk(
+        campaign, chunk, queued, skipped, [], [], store, ctx, tuple(skipped_fans)
+    )
 
 
 async def _record_chunk(
@@ -161,9 +206,15 @@ async def _record_chunk(
     outbox: list[OutboxEntry],
     store: EventStore,
     ctx: CommandContext,
+    skipped_fans: tuple[tuple[int, str], ...] = (),
 ) -> ChunkResult:
     if chunk.cursor > campaign.cursor:
-        campaign.record_chunk(cursor=chunk.cursor, queued=queued, skipped=skipped + chunk.skipped)
+        campaign.record_chunk(
+            cursor=chunk.cursor,
+            queued=queued,
+            skipped=skipped + chunk.skipped,
+            skipped_fans=skipped_fans,
+        )
     if chunk.last:
         campaign.finish_fan_out()
     positions = await store.append_all(
@@ -176,6 +227,7 @@ async def _record_chunk(
         finished=chunk.last,
         position=positions[-1],
         campaign=campaign,
+        skipped_fans=skipped_fans,
     )
 
 
@@ -249,7 +301,7 @@ async def release_message(
     """Its campaign resumed: back on its way, with a new outbox row."""
 
     async def attempt() -> MessageChanged | None:
-        message, _ = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        message, _ = await load_message(store, message_id, tenant=ctx.tenant)
         if not message.release():
             return None
         positions = await store.append_all(
@@ -266,7 +318,7 @@ async def _decide(
     store: EventStore, message_id: str, ctx: CommandContext, decide: Callable[[Message], bool]
 ) -> bool:
     async def attempt() -> bool:
-        message, _ = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        message, _ = await load_message(store, message_id, tenant=ctx.tenant)
         if not decide(message):
             return False
         await store.append_all([stream_write(message, "message")], metadata=ctx.metadata())

@@ -237,6 +237,7 @@ async def _launch(
     campaign: Campaign, ctx: CommandContext, audience: Audience, *, live: int | None = None
 ) -> None:
     """``live``: how many of the explicit recipients are live fans, if just counted."""
+    campaign.check_launchable()
     highest = await audience.highest_fan_id(ctx.tenant)
     if campaign.recipient_ids is not None:
         if live is None:

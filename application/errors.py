@@ -29,3 +29,8 @@ class ProjectionLagging(ApplicationError):
 
 class AlreadyProcessed(ApplicationError):
     """A command that takes effect once (a webhook event) was already processed."""
+
+
+class MessageIdReused(ConcurrencyError):
+    """A message id this tenant already used, asked for again with another message (409):
+    the first message stands, the second is refused rather than silently dropped."""

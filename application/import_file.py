@@ -9,9 +9,10 @@ the job stays ``running``: ``resume`` continues it after its last committed row.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from application.context import CommandContext
+from application.errors import NotFound
 from application.import_pipeline import DEFAULT_BATCH_SIZE, run_import
 from application.imports import (
     ImportStore,
@@ -23,7 +24,9 @@ from application.imports import (
     start_import,
 )
 from application.ports import EventStore
-from domain.import_job import ImportJob
+from application.streams import load
+from domain.errors import InvalidValue
+from domain.import_job import ImportJob, import_stream_id
 
 
 class ImportSource(Protocol):
@@ -35,6 +38,10 @@ class ImportSource(Protocol):
     def checksum(self) -> str: ...
 
     def rows(self) -> AsyncIterator[Row]: ...
+
+    async def read_to_end(self) -> None:
+        """Read what is left of the file without importing it: its size and checksum."""
+        ...
 
 
 class ImportFailed(Exception):
@@ -84,3 +91,50 @@ async def import_file(
         job, ctx, store=events, size_bytes=source.size, checksum=source.checksum
     )
     return job, position
+
+
+class KeyedImport(NamedTuple):
+    job: ImportJob
+    position: int
+    # True: the job had finished already, and this is its summary, nothing was imported.
+    replayed: bool
+
+
+async def import_file_once(
+    source: ImportSource,
+    start: StartImport,
+    ctx: CommandContext,
+    *,
+    events: EventStore,
+    imports: ImportStore,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> KeyedImport:
+    """The import of a request that carries an Idempotency-Key, whose job id the key decides
+    (``start.job_id``): the job is the key's record, written in the first transaction of the
+    import, so "did anything commit" is whether the job exists.
+
+    No job: nothing of an earlier try committed, the import starts. A job not completed (the
+    connection dropped, the process died, a failure): it is resumed after its last committed
+    row, once the file shows there the row the job committed (IllegalState otherwise). A job
+    completed: the file is read to its end, only hashed, and if it is the one the job
+    imported (same SHA-256), the job's summary answers; another file is refused
+    (InvalidValue), as any request reusing a key for something else."""
+    try:
+        job, position = await load(events, import_stream_id(start.job_id), tenant=ctx.tenant)
+    except NotFound:
+        job = None
+    if job is not None and job.status == "completed":
+        await source.read_to_end()
+        if source.checksum != job.checksum_sha256:
+            raise InvalidValue("idempotency_key", "was already used for a different request")
+        return KeyedImport(job, position, replayed=True)
+    job, position = await import_file(
+        source,
+        start,
+        ctx,
+        events=events,
+        imports=imports,
+        resume=job is not None,
+        batch_size=batch_size,
+    )
+    return KeyedImport(job, position, replayed=False)

@@ -3,7 +3,9 @@
 
 Queueing appends the message's events and its outbox row in one transaction, so a message is
 either accepted and certain to reach the queue, or not accepted at all. The message id is the
-idempotency key: queueing an id that exists answers what the first call answered.
+idempotency key, in the tenant's own namespace: queueing an id that exists answers what the
+first call answered if it asks for the same message, and is refused (409) if it asks for
+another, so that a second message is never reported queued while the first is kept.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 import msgspec
 
 from application.context import CommandContext
-from application.errors import ConcurrencyError, NotFound
-from application.ports import EventStore, IdAllocator, OutboxEntry, StreamWrite
+from application.errors import ConcurrencyError, MessageIdReused, NotFound
+from application.message_streams import legacy_message, load_message, recorded_message
+from application.ports import EventStore, IdAllocator, OutboxEntry, RecordedEvent, StreamWrite
 from application.streams import load, retry_on_conflict, save
 from domain.conversation import Conversation
 from domain.errors import InvalidValue
@@ -126,15 +129,21 @@ async def queue_message(
     message_id = _message_id(cmd.message_id)
 
     async def attempt() -> MessageAccepted:
+        if cmd.message_id is not None:
+            # An id chosen by the caller may name a message recorded before ids were scoped
+            # by tenant, in a stream the append below would not meet. A generated id cannot.
+            legacy = await legacy_message(store, message_id, tenant=ctx.tenant)
+            if legacy:
+                return _existing(legacy, cmd, message_id)
         # Optimistic: a new id is the common case, so the stream is not read first. A message
         # id queued before shows as a conflict (or, if the fan has gone since, a refusal), and
-        # is then answered as the first call was.
+        # is then answered as the first call was, if it asked for the same message.
         try:
             return await _queue_new(cmd, message_id, ctx, store, ids, recipients)
         except (ConcurrencyError, InvalidValue):
-            existing = await _existing(store, message_id, ctx, cmd.high_priority_from)
-            if existing is not None:
-                return existing
+            recorded = await recorded_message(store, message_id, tenant=ctx.tenant)
+            if recorded:
+                return _existing(recorded, cmd, message_id)
             raise
 
     return await retry_on_conflict(attempt, retry=True)
@@ -216,19 +225,27 @@ async def queue_messages(
     ids: IdAllocator,
     recipients: RecipientCache | None = None,
 ) -> list[BatchItemResult]:
-    """Each message is accepted or refused on its own: one bad message fails only itself."""
+    """Each message is accepted or refused on its own: one bad message fails only itself. An
+    id given twice in one batch is refused the second time, whatever it asks for: the caller
+    meant two messages or made a mistake, and either way only one can be queued."""
     if len(cmds) > MAX_BATCH:
         raise InvalidValue("messages", f"at most {MAX_BATCH} messages per batch")
     results = []
+    seen: set[str] = set()
     for cmd in cmds:
         try:
+            if cmd.message_id is not None:
+                chosen = canonical_message_id(cmd.message_id)
+                if chosen in seen:
+                    raise InvalidValue("message_id", f"{chosen} appears twice in this batch")
+                seen.add(chosen)
             accepted = await queue_message(cmd, ctx, store=store, ids=ids, recipients=recipients)
             results.append(BatchItemResult(message_id=accepted.message_id, accepted=accepted))
         except InvalidValue as error:
             results.append(
                 BatchItemResult(message_id=cmd.message_id, error=error.message, field=error.field)
             )
-        except ConcurrencyError as error:  # the message id is another tenant's
+        except ConcurrencyError as error:  # the message id was used for another message
             results.append(
                 BatchItemResult(message_id=cmd.message_id, error=str(error), field="message_id")
             )
@@ -264,7 +281,7 @@ async def retry_message(
     """A person puts a failed message back on its way: requeued, with a new outbox row."""
 
     async def attempt() -> MessageChanged:
-        message, _ = await load(store, message_stream_id(cmd.message_id), tenant=ctx.tenant)
+        message, _ = await load_message(store, cmd.message_id, tenant=ctx.tenant)
         message.retry()
         positions = await store.append_all(
             [stream_write(message, "message")],
@@ -295,11 +312,13 @@ async def record_all_dispatched(
     """Record many dispatches at once: (message id, version its outbox row was written at,
     queue, its context). One transaction for all; if any stream moved since (the sender
     recorded it sent already), each is recorded on its own instead."""
+    # At the scoped stream: a message recorded before ids were scoped (its legacy stream) fails
+    # the version check there and is recorded on its own below, where it is.
     writes = [
         StreamWrite(
-            message_stream_id(message_id),
+            message_stream_id(ctx.tenant, message_id),
             "message",
-            [Message.dispatched_at(message_id, version, queue)],
+            [Message.dispatched_at(message_stream_id(ctx.tenant, message_id), version, queue)],
             version,
             metadata=ctx.metadata(),
         )
@@ -373,30 +392,54 @@ async def _change(
     store: EventStore, message_id: str, ctx: CommandContext, decide: Any
 ) -> MessageChanged:
     async def attempt() -> MessageChanged:
-        message, position = await load(store, message_stream_id(message_id), tenant=ctx.tenant)
+        message, position = await load_message(store, message_id, tenant=ctx.tenant)
         decide(message)
         return MessageChanged(message, await save(store, message, "message", ctx) or position)
 
     return await retry_on_conflict(attempt, retry=True)
 
 
-async def _existing(
-    store: EventStore, message_id: str, ctx: CommandContext, high_priority_from: int
-) -> MessageAccepted | None:
-    recorded = await store.load(message_stream_id(message_id))
-    if not recorded:
-        return None
+def _existing(recorded: list[RecordedEvent], cmd: QueueMessage, message_id: str) -> MessageAccepted:
+    """The answer to a message id this tenant has used: the first answer again if the same
+    message is asked for; else refused, naming what differs."""
     queued = recorded[0].event
-    if recorded[0].metadata.tenant != ctx.tenant or not isinstance(queued, Message.Queued):
-        raise ConcurrencyError(f"message id {message_id} is already used")
+    if not isinstance(queued, Message.Queued):
+        raise MessageIdReused(f"message id {message_id} is already used by a received message")
+    differs = _differences(queued, cmd)
+    if differs:
+        raise MessageIdReused(
+            f"message id {message_id} was already used for a message with another"
+            f" {', '.join(differs)}"
+        )
     return MessageAccepted(
         message_id=message_id,
         conversation_id=queued.conversation_id,
-        queue=queue_for(queued.priority, queued.campaign_id, high_priority_from),
+        queue=queue_for(queued.priority, queued.campaign_id, cmd.high_priority_from),
         queued_at=queued.timestamp,
         position=recorded[0].position,
         created=False,
     )
+
+
+def _differences(queued: Message.Queued, cmd: QueueMessage) -> list[str]:
+    asked = [*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)]
+    differs = []
+    if queued.fan_id != cmd.recipient_id:
+        differs.append("recipient")
+    # Content and media read back as None once the fan is erased: nothing left to compare.
+    if queued.content is not None and queued.content != cmd.content:
+        differs.append("content")
+    if queued.price_cents != (cmd.price_cents or 0):
+        differs.append("price")
+    if queued.attachments is not None and [tuple(a) for a in queued.attachments] != [
+        tuple(a) for a in asked
+    ]:
+        differs.append("media")
+    if queued.priority != cmd.priority:
+        differs.append("priority")
+    if queued.campaign_id != cmd.campaign_id:
+        differs.append("campaign")
+    return differs
 
 
 async def live_recipient(

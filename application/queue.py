@@ -3,8 +3,12 @@
 Two logical queues, ``high`` (one-to-one replies) and ``normal`` (bulk), each with a dead-letter
 queue. A received message stays invisible for its visibility timeout; deleting it acknowledges
 it; otherwise it becomes visible again, and after ``max_receive_count`` receives it moves to the
-dead-letter queue. Adapters: Amazon SQS (adapters/sqs.py) and Postgres (adapters/postgres/queue.py),
-both held to one contract test suite.
+dead-letter queue. A consumer that received a message but did not try it (it waits for a
+rate-limit token, or for the limiter itself) ``defer``s it: that receive then counts for
+nothing, so waiting never brings a message nearer its dead-letter queue.
+
+Adapters: Amazon SQS (adapters/sqs.py) and Postgres (adapters/postgres/queue.py), both held to
+one contract test suite.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import msgspec
 QueueName = Literal["high", "normal"]
 QUEUES: tuple[QueueName, ...] = ("high", "normal")
 MAX_BATCH = 10  # SQS's limit for SendMessageBatch, ReceiveMessage and DeleteMessageBatch
+MAX_DEFER = 900  # seconds: SQS's longest DelaySeconds
 
 
 class OutgoingMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +75,13 @@ class MessageQueue(Protocol):
     async def delete(self, queue: QueueName, receipts: Sequence[str]) -> None: ...
 
     async def change_visibility(self, queue: QueueName, receipt: str, timeout: float) -> None: ...
+
+    async def defer(self, queue: QueueName, message: ReceivedMessage, delay: float) -> None:
+        """Hand back a message received and not tried: it is received again after ``delay``
+        seconds (at most ``MAX_DEFER`` and no less than 0), with the receive count it had
+        before this receive, which therefore never counts towards the dead-letter limit. The
+        message may come back under another message id and receipt (SQS)."""
+        ...
 
     async def stats(self, queue: QueueName) -> QueueStats: ...
 

@@ -39,8 +39,17 @@ class OnlyFansGateway(Protocol):
         ...
 
 
+class LimiterUnavailable(Exception):
+    """The rate limiter cannot answer (its Redis is away): nobody can say how fast an account
+    may send, so nothing is sent until it answers again."""
+
+
 class RateLimiter(Protocol):
     async def try_acquire(self, account: str) -> float:
         """Take one token for ``account`` if one is free and return 0; otherwise take nothing
-        and return how many seconds until one will be."""
+        and return how many seconds until one will be. Raises LimiterUnavailable."""
+        ...
+
+    async def check(self) -> None:
+        """Return once the limiter answers; raise LimiterUnavailable if it does not."""
         ...

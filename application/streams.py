@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 from eventsourcing.domain import BaseAggregate
 
 from application.context import CommandContext
-from application.errors import ConcurrencyError, NotFound
+from application.errors import ConcurrencyError, MessageIdReused, NotFound
 from application.ports import EventStore
 from domain.base import DomainEvent
 
@@ -62,6 +62,8 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, retry: bool)
     for tried in range(1, tries + 1):
         try:
             return await attempt()
+        except MessageIdReused:
+            raise  # a refusal, not a race: trying again meets the same message
         except ConcurrencyError:
             if tried == tries:
                 raise

@@ -14,13 +14,14 @@ import msgspec
 
 from application.context import CommandContext
 from application.errors import NotFound
+from application.message_streams import legacy_message, load_message
 from application.messages import conversation_writes, live_recipient, stream_write
 from application.ports import EventStore, IdAllocator, StreamWrite
 from application.streams import load, retry_on_conflict
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
-from domain.message import Message, canonical_message_id, message_stream_id
+from domain.message import Message, canonical_message_id
 
 WebhookType = Literal[
     "message.read",
@@ -101,15 +102,19 @@ async def _received(
         raise InvalidValue("fan_id", "must be a fan id")
     platform_id = _text(data, "platformMessageId")
     text = _text(data, "text")
+    # The platform's id names the message: the same message reported twice (under two
+    # webhook ids) is still one message.
+    message_id = str(uuid.uuid5(_INBOUND_IDS, f"{ctx.tenant}:{platform_id}"))
 
     async def attempt() -> int | None:
+        if await legacy_message(store, message_id, tenant=ctx.tenant):
+            # Recorded before message ids were scoped by tenant: already received.
+            return await _append(store, [], ctx, once)
         fan = await live_recipient(store, fan_id, ctx, field="fan_id")
         writes = await conversation_writes(fan, ctx, ids)
         assert fan.conversation_id is not None
         inbound = InboundMessage.receive(
-            # The platform's id names the message: the same message reported twice (under
-            # two webhook ids) is still one message.
-            message_id=str(uuid.uuid5(_INBOUND_IDS, f"{ctx.tenant}:{platform_id}")),
+            message_id=message_id,
             tenant=ctx.tenant,
             conversation_id=fan.conversation_id,
             fan_id=fan.fan_id,
@@ -124,7 +129,7 @@ async def _received(
 async def _message(store: EventStore, message_id: str, ctx: CommandContext) -> tuple[Message, int]:
     key = canonical_message_id(message_id)
     try:
-        message, position = await load(store, message_stream_id(key), tenant=ctx.tenant)
+        message, position = await load_message(store, key, tenant=ctx.tenant)
     except NotFound:
         raise InvalidValue("message_id", f"no message {key} for this account") from None
     if not isinstance(message, Message):

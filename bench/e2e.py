@@ -137,7 +137,7 @@ from application.fans import CreateFan, create_fan
 from application.messages import StartConversation, outbox_entry, start_conversation, stream_write
 from application.queue import MAX_BATCH, OutgoingMessage
 from application.sending import PlatformMessage, SendResult
-from domain.message import Message, message_stream_id
+from domain.message import Message
 from worker.relay import run_relay
 from worker.sender import build_sender, run_sender
 
@@ -843,12 +843,12 @@ async def dispatch_race(pool: asyncpg.Pool, ids: set[str]) -> dict[str, int]:
         FROM (
             SELECT min(version) FILTER (WHERE event_type = 'MessageDispatched') AS d,
                    min(version) FILTER (WHERE event_type = 'MessageSent') AS s
-            FROM events WHERE stream_type = 'message' AND stream_id = ANY($1::text[])
+            FROM events WHERE stream_type = 'message' AND right(stream_id, 36) = ANY($1::text[])
             GROUP BY stream_id
         ) AS x
         WHERE s IS NOT NULL
         """,
-        [message_stream_id(m) for m in ids],
+        list(ids),
     )
     assert row is not None
     return dict(row)

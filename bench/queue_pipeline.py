@@ -539,7 +539,7 @@ class BatchedDispatchRelay(Relay):
         return len(claimed.rows)
 
     async def _record_all(self, rows: list[OutboxRow]) -> None:
-        streams = {message_stream_id(row.message_id): row for row in rows}
+        streams = {message_stream_id(_owner(row).tenant, row.message_id): row for row in rows}
         assert isinstance(self.store, PostgresEventStore)
         found = await self.store._pool.fetch(
             "SELECT stream_id, max(version) AS version,"

@@ -292,6 +292,19 @@ _STATUS_QUERIES = {
         " ORDER BY transaction_id DESC, position DESC LIMIT 1",
         (),
     ),
+    # GET /messages/status for a creator key (adapters/queue_status.py, tenant_status).
+    "a creator's own counts": (
+        "SELECT count(*) FILTER (WHERE status IN ('queued', 'dispatched')) AS waiting,"
+        " count(*) FILTER (WHERE status = 'failed') AS failed"
+        " FROM messages WHERE tenant_id = $1 AND status IN ('queued', 'dispatched', 'failed')",
+        ("bench",),
+    ),
+    "a creator's last processed": (
+        "SELECT greatest(sent_at, failed_at) FROM messages"
+        " WHERE tenant_id = $1 AND greatest(sent_at, failed_at) IS NOT NULL"
+        " ORDER BY greatest(sent_at, failed_at) DESC LIMIT 1",
+        ("bench",),
+    ),
 }
 
 

@@ -34,6 +34,8 @@ Status = Literal["draft", "active", "paused", "completed", "cancelled"]
 KINDS = frozenset({"bulk_message"})
 MAX_NAME = 200
 MAX_EXPLICIT_RECIPIENTS = 100_000
+MAX_SKIP_REASON = 300
+MAX_CENTS = 2**63 - 1
 
 # {{name}} or {{name|fallback}}: the fan's value, or the fallback when the fan has none.
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*(?:\|([^{}]*))?\}\}")
@@ -105,6 +107,9 @@ class Campaign(BaseAggregate[str]):
         cursor: int  # the last fan id handled, in fan id order
         queued: int
         skipped: int
+        # Fans skipped for a reason an operator should see (fan id, reason), such as a message
+        # id already used for another message; absent from chunks recorded before it existed.
+        skipped_fans: tuple[tuple[int, str], ...] = ()
 
     class FanOutFinished(Event):
         pass
@@ -147,12 +152,7 @@ class Campaign(BaseAggregate[str]):
             raise InvalidValue("campaignName", f"must be 1-{MAX_NAME} characters")
         ids = _recipient_ids(recipient_ids)
         tags = normalise_tags(segment_tags)
-        if segment_min_value_cents is not None and (
-            isinstance(segment_min_value_cents, bool)
-            or not isinstance(segment_min_value_cents, int)
-            or segment_min_value_cents < 0
-        ):
-            raise InvalidValue("minValueCents", "must be a non-negative integer number of cents")
+        _check_min_value(segment_min_value_cents)
         has_segment = bool(tags) or segment_min_value_cents is not None or segment_active_since
         if ids is None and not has_segment:
             raise InvalidValue("recipientIds", "the audience is empty: give fan ids or a segment")
@@ -217,6 +217,12 @@ class Campaign(BaseAggregate[str]):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def check_launchable(self) -> None:
+        """Before the audience is counted: a draft recorded before a rule of ``create``
+        existed is refused now (422) rather than met by the query that counts it."""
+        self._require("launch", "draft")
+        _check_min_value(self.segment_min_value_cents)
+
     def launch(self, *, total_recipients: int, audience_max_fan_id: int) -> None:
         self._require("launch", "draft")
         if total_recipients <= 0:
@@ -271,15 +277,25 @@ class Campaign(BaseAggregate[str]):
         """Whether the worker may queue messages for it now."""
         return self.status == "active" and not self.fanned_out
 
-    def record_chunk(self, *, cursor: int, queued: int, skipped: int) -> None:
+    def record_chunk(
+        self,
+        *,
+        cursor: int,
+        queued: int,
+        skipped: int,
+        skipped_fans: Iterable[tuple[int, str]] = (),
+    ) -> None:
         if not self.sending:
             raise IllegalState(f"campaign {self.campaign_id} is {self.status}, not sending")
         if cursor <= self.cursor:
             raise IllegalState(f"chunk cursor {cursor} is not past {self.cursor}")
-        self._chunk_queued(cursor=cursor, queued=queued, skipped=skipped)
+        reasons = tuple((fan_id, reason[:MAX_SKIP_REASON]) for fan_id, reason in skipped_fans)
+        self._chunk_queued(cursor=cursor, queued=queued, skipped=skipped, skipped_fans=reasons)
 
     @event(ChunkQueued)
-    def _chunk_queued(self, cursor: int, queued: int, skipped: int) -> None:
+    def _chunk_queued(
+        self, cursor: int, queued: int, skipped: int, skipped_fans: tuple[tuple[int, str], ...]
+    ) -> None:
         self.cursor = cursor
         self.queued += queued
         self.skipped += skipped
@@ -296,6 +312,17 @@ class Campaign(BaseAggregate[str]):
     def _require(self, action: str, *statuses: str) -> None:
         if self.status not in statuses:
             raise IllegalState(f"cannot {action} campaign {self.campaign_id}: it is {self.status}")
+
+
+def _check_min_value(cents: int | None) -> None:
+    # A fan's lifetime value is a bigint: a minimum beyond it matches no one and cannot even
+    # be asked of the database.
+    if cents is not None and (
+        isinstance(cents, bool) or not isinstance(cents, int) or not 0 <= cents <= MAX_CENTS
+    ):
+        raise InvalidValue(
+            "minValueCents", f"must be an integer number of cents from 0 to {MAX_CENTS}"
+        )
 
 
 def _recipient_ids(values: Iterable[int] | None) -> tuple[int, ...] | None:

@@ -88,7 +88,7 @@ def normalise_tags(values: Iterable[str] | None) -> tuple[str, ...]:
         if len(tag) > MAX_TAG_LENGTH:
             raise InvalidValue("tags", f"each tag must be at most {MAX_TAG_LENGTH} characters")
         if not _TAG.fullmatch(tag):
-            raise InvalidValue("tags", f"'{raw}' may hold only letters, digits, ' ', '_', '-'")
+            raise InvalidValue("tags", "each tag may hold only letters, digits, ' ', '_', '-'")
         if tag not in tags:
             tags.append(tag)
     if len(tags) > MAX_TAGS:

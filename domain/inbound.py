@@ -10,8 +10,8 @@ from domain.message import message_stream_id, normalise_content
 
 class InboundMessage(BaseAggregate[str]):
     @staticmethod
-    def create_id(message_id: str) -> str:
-        return message_stream_id(message_id)
+    def create_id(tenant: str, message_id: str) -> str:
+        return message_stream_id(tenant, message_id)
 
     class Event(DomainEvent):
         pass

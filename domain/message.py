@@ -55,8 +55,22 @@ def canonical_message_id(text: str) -> str:
         raise InvalidValue("message_id", "must be a UUID") from None
 
 
-def message_stream_id(message_id: str) -> str:
+def message_stream_id(tenant: str, message_id: str) -> str:
+    """A message's stream lives in its tenant's namespace: message ids are chosen by clients
+    (or derived from values they can predict), so one tenant must never be able to take an
+    id another will use. The id is always the last 36 characters (see ``message_id_of``)."""
+    return f"message-{tenant}:{message_id}"
+
+
+def legacy_message_stream_id(message_id: str) -> str:
+    """Where messages recorded before ids were scoped by tenant live; read, never written."""
     return f"message-{message_id}"
+
+
+def message_id_of(stream_id: str) -> str:
+    """The message id of a message stream, scoped (``message-<tenant>:<uuid>``) or legacy
+    (``message-<uuid>``): a canonical UUID is always 36 characters."""
+    return stream_id[-36:]
 
 
 def attachment_type_of(url: str) -> str:
@@ -136,8 +150,8 @@ def queue_for(priority: int, campaign_id: int | None, high_priority_from: int) -
 
 class Message(BaseAggregate[str]):
     @staticmethod
-    def create_id(message_id: str) -> str:
-        return message_stream_id(message_id)
+    def create_id(tenant: str, message_id: str) -> str:
+        return message_stream_id(tenant, message_id)
 
     class Event(DomainEvent):
         pass
@@ -257,14 +271,14 @@ class Message(BaseAggregate[str]):
         return True
 
     @classmethod
-    def dispatched_at(cls, message_id: str, version: int, queue: str) -> Message.Dispatched:
+    def dispatched_at(cls, stream_id: str, version: int, queue: str) -> Message.Dispatched:
         """The event ``dispatch`` records for a message still queued at ``version`` — for a
         relay that knows it is (its outbox row exists only while the message is queued)
         without loading the stream; appended at that expected version, so a message that
         moved on since is refused, never overwritten."""
         # The metaclass makes events dataclasses, which mypy cannot see.
         return cls.Dispatched(  # type: ignore[call-arg]
-            originator_id=message_stream_id(message_id),
+            originator_id=stream_id,
             originator_version=version + 1,
             timestamp=cls.Dispatched.create_timestamp(),
             queue=queue,

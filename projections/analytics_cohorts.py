@@ -1,4 +1,9 @@
-"""Fans by first-seen month (UTC), with what they spent and when they were last active.
+"""Fans by cohort month, with what they spent and when they were last active.
+
+A fan's cohort is the month they subscribed when that day is known (``subscribed_at``, from an
+import or the API, kept up to date by Fan.Updated, which carries every editable field), else
+the UTC month fancrm first saw them (Fan.Created). Imported fans were first seen on the day of
+the import, which says nothing about when they joined.
 
 Active means the fan did something: wrote a message (InboundMessageReceived) or bought one
 (FanPurchaseRecorded); being created counts as the first activity. Messages the creator sends
@@ -10,7 +15,7 @@ it is asked about (now by default).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
@@ -23,13 +28,19 @@ class FanCohortsProjection(AppliesOneAsBatch):
     tables = ("analytics_fan_activity",)
 
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
-        created: dict[int, tuple[str, datetime]] = {}
+        created: dict[int, tuple[str, datetime, date | None]] = {}
+        # fan -> the subscription day of its latest Fan.Updated in the batch (None: unknown)
+        subscribed: dict[int, date | None] = {}
         # fan -> [spend, purchases, messages, latest activity]
         activity: dict[int, list[object]] = {}
         for recorded in batch:
             event = recorded.event
             if isinstance(event, Fan.Created):
-                created.setdefault(event.fan_id, (event.tenant, event.timestamp))
+                created.setdefault(
+                    event.fan_id, (event.tenant, event.timestamp, event.subscribed_at)
+                )
+            elif isinstance(event, Fan.Updated):
+                subscribed[int(recorded.stream_id.removeprefix("fan-"))] = event.subscribed_at
             elif isinstance(event, Fan.PurchaseRecorded):
                 fan_id = int(recorded.stream_id.removeprefix("fan-"))
                 _add(activity, fan_id, event.amount_cents, 1, 0, event.timestamp)
@@ -39,16 +50,35 @@ class FanCohortsProjection(AppliesOneAsBatch):
             await sql.execute(
                 """
                 INSERT INTO analytics_fan_activity
-                    (fan_id, tenant_id, cohort_month, first_seen_at, last_active_at)
-                SELECT f, t, m, s, s
-                FROM unnest($1::bigint[], $2::text[], $3::date[], $4::timestamptz[])
-                     AS u(f, t, m, s)
+                    (fan_id, tenant_id, cohort_month, first_seen_at, last_active_at,
+                     subscribed_at)
+                SELECT f, t, m, s, s, d
+                FROM unnest($1::bigint[], $2::text[], $3::date[], $4::timestamptz[], $5::date[])
+                     AS u(f, t, m, s, d)
                 ON CONFLICT (fan_id) DO NOTHING
                 """,
                 list(created),
-                [tenant for tenant, _ in created.values()],
-                [utc_month(at) for _, at in created.values()],
-                [at for _, at in created.values()],
+                [tenant for tenant, _, _ in created.values()],
+                [cohort_month(at, day) for _, at, day in created.values()],
+                [at for _, at, _ in created.values()],
+                [day for _, _, day in created.values()],
+            )
+        if subscribed:
+            # After the inserts, so a fan created and updated in one batch ends as updated.
+            # The first-seen month is recomputed in SQL: the fan may be from an earlier batch.
+            await sql.execute(
+                """
+                UPDATE analytics_fan_activity a
+                SET subscribed_at = u.d,
+                    cohort_month = coalesce(
+                        date_trunc('month', u.d::timestamp),
+                        date_trunc('month', a.first_seen_at AT TIME ZONE 'UTC')
+                    )::date
+                FROM unnest($1::bigint[], $2::date[]) AS u(fan_id, d)
+                WHERE a.fan_id = u.fan_id
+                """,
+                list(subscribed),
+                list(subscribed.values()),
             )
         if activity:
             # After the inserts: sums and greatest() commute, so the batch's activity folds
@@ -66,6 +96,13 @@ class FanCohortsProjection(AppliesOneAsBatch):
                 list(activity),
                 *([row[i] for row in activity.values()] for i in range(4)),
             )
+
+
+def cohort_month(first_seen: datetime, subscribed_at: date | None) -> date:
+    """The month a fan belongs to: of the subscription day if known, else UTC first-seen."""
+    if subscribed_at is not None:
+        return subscribed_at.replace(day=1)
+    return utc_month(first_seen)
 
 
 def _add(

@@ -47,12 +47,22 @@ class TableRows:
     back once. ``get`` returns the current row (None if absent); change it in place, or
     ``put`` / ``remove`` it. ``flush`` upserts every row seen present and deletes those that
     were stored and are gone. Columns not listed (generated ones, others' additions) are left
-    to the table: their defaults on insert, untouched on update."""
+    to the table: their defaults on insert, untouched on update.
 
-    def __init__(self, table: str, key: str, key_type: str, columns: Sequence[str]) -> None:
+    The key is one column, or several (``key`` and ``key_type`` as tuples, the table's
+    primary key in order): rows are then named by tuples of their values."""
+
+    def __init__(
+        self,
+        table: str,
+        key: str | tuple[str, ...],
+        key_type: str | tuple[str, ...],
+        columns: Sequence[str],
+    ) -> None:
         self.table = table
-        self.key = key
-        self.key_type = key_type
+        self.keys = (key,) if isinstance(key, str) else key
+        self.key_types = (key_type,) if isinstance(key_type, str) else key_type
+        self.composite = not isinstance(key, str)
         self.columns = tuple(columns)
         self._rows: dict[Any, Row | None] = {}
         self._stored: set[Any] = set()
@@ -63,15 +73,13 @@ class TableRows:
             return
         for key in wanted:
             self._rows[key] = None
-        rows = await sql.fetch(
-            f"SELECT {', '.join(self.columns)} FROM {self.table}"
-            f" WHERE {self.key} = ANY($1::{self.key_type}[])",
-            wanted,
-        )
+        columns = ", ".join(f"t.{c}" for c in self.columns)
+        relation, where, args = self._selecting(wanted)
+        joined = f", {relation}" if relation else ""
+        rows = await sql.fetch(f"SELECT {columns} FROM {self.table} AS t{joined} {where}", *args)
         for row in rows:
             stored = dict(row)
-            key = self._normal_key(stored[self.key])
-            stored[self.key] = key
+            key = self._key_of(stored)
             self._rows[key] = stored
             self._stored.add(key)
 
@@ -79,7 +87,8 @@ class TableRows:
         return self._rows.get(key)
 
     def put(self, key: Any, row: Row) -> None:
-        row[self.key] = key
+        for column, value in zip(self.keys, key if self.composite else (key,), strict=True):
+            row[column] = value
         self._rows[key] = row
 
     def remove(self, key: Any) -> None:
@@ -91,13 +100,13 @@ class TableRows:
     async def flush(self, sql: Sql) -> None:
         gone = [key for key in self._stored if self._rows.get(key) is None]
         if gone:
-            await sql.execute(
-                f"DELETE FROM {self.table} WHERE {self.key} = ANY($1::{self.key_type}[])", gone
-            )
+            relation, where, args = self._selecting(gone)
+            using = f" USING {relation}" if relation else ""
+            await sql.execute(f"DELETE FROM {self.table} AS t{using} {where}", *args)
         rows = list(self.present())
         if rows:
             columns = ", ".join(self.columns)
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c != self.key)
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.keys)
             # One statement for the batch: the rows travel as one JSON array and come back
             # typed as the table's own row type (resolved, like the table, on search_path).
             # json, not jsonb: Postgres parses it once, straight into the rows, where jsonb
@@ -105,12 +114,28 @@ class TableRows:
             await sql.execute(
                 f"INSERT INTO {self.table} ({columns})"
                 f" SELECT {columns} FROM json_populate_recordset(NULL::{self.table}, $1::json)"
-                f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}",
+                f" ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {updates}",
                 rows,
             )
         self._rows.clear()
         self._stored.clear()
 
-    def _normal_key(self, key: Any) -> Any:
+    def _selecting(self, keys: list[Any]) -> tuple[str, str, list[Any]]:
+        """What names ``keys``: a relation of them to join (composite keys only), the WHERE
+        clause, and the arguments (one array per key column)."""
+        if not self.composite:
+            return "", f"WHERE t.{self.keys[0]} = ANY($1::{self.key_types[0]}[])", [keys]
+        arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(self.key_types, 1))
+        names = ", ".join(f"k{n}" for n in range(len(self.keys)))
+        match = " AND ".join(f"t.{c} = k.k{n}" for n, c in enumerate(self.keys))
+        columns = [list(parts) for parts in zip(*keys, strict=True)]
+        return f"unnest({arrays}) AS k({names})", f"WHERE {match}", columns
+
+    def _key_of(self, row: Row) -> Any:
         # uuid keys come back as UUID objects; callers name rows by their text form.
-        return str(key) if self.key_type == "uuid" else key
+        parts = []
+        for column, key_type in zip(self.keys, self.key_types, strict=True):
+            value = str(row[column]) if key_type == "uuid" else row[column]
+            row[column] = value
+            parts.append(value)
+        return tuple(parts) if self.composite else parts[0]

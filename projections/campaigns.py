@@ -17,7 +17,7 @@ import msgspec
 from application.ports import RecordedEvent, Sql
 from domain.campaign import Campaign
 from domain.events import EVENT_TYPES
-from domain.message import Message
+from domain.message import Message, message_id_of
 from projections.base import TableRows
 
 _CAMPAIGN_COLUMNS = (
@@ -134,7 +134,18 @@ _FLAG_OF: dict[type[Any], str] = {
 }
 _BUCKETS = ("sent", "failed", "held", "cancelled")
 _METRICS = ("queued", *_BUCKETS, "delivered", "opened", "clicked", "revenue_cents")
-_MESSAGE_COLUMNS = ("message_id", "campaign_id", "bucket", "delivered", "opened", "clicked")
+_MESSAGE_COLUMNS = (
+    "message_id",
+    "tenant_id",
+    "campaign_id",
+    "bucket",
+    "delivered",
+    "opened",
+    "clicked",
+)
+# Message ids are each tenant's own: two tenants may hold the same one.
+_MESSAGE_KEY = ("message_id", "tenant_id")
+_MESSAGE_KEY_TYPES = ("uuid", "text")
 _METRIC_COLUMNS = ("campaign_id", "tenant_id", *_METRICS, "updated_at")
 
 
@@ -157,7 +168,9 @@ class CampaignMetricsProjection:
         events = [r for r in batch if type(r.event) in _METRICS_EVENTS]
         if not events:
             return
-        messages = TableRows("campaign_messages", "message_id", "uuid", _MESSAGE_COLUMNS)
+        messages = TableRows(
+            "campaign_messages", _MESSAGE_KEY, _MESSAGE_KEY_TYPES, _MESSAGE_COLUMNS
+        )
         # A message queued in this batch outside any campaign has no row to look for: most
         # messages of a replay, whose later events mostly follow in the same batch.
         outside = {
@@ -241,5 +254,6 @@ def _campaign_id(stream_id: str) -> int:
     return int(stream_id.removeprefix("campaign-"))
 
 
-def _message_id(recorded: RecordedEvent) -> str:
-    return recorded.stream_id.removeprefix("message-")
+def _message_id(recorded: RecordedEvent) -> tuple[str, str]:
+    """The key of the message's row: its id, and its tenant."""
+    return message_id_of(recorded.stream_id), recorded.metadata.tenant

@@ -8,7 +8,7 @@ from typing import Any
 from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
 from domain.inbound import InboundMessage
-from domain.message import Message
+from domain.message import Message, message_id_of
 from projections.base import Row, TableRows
 
 _STATUS_UPDATES: dict[type[Any], tuple[str, str]] = {
@@ -86,8 +86,8 @@ class MessagesProjection:
             int(r.stream_id.removeprefix("fan-")) for r in handled if type(r.event) is Fan.Erased
         ]
         if events:
-            rows = TableRows("messages", "message_id", "uuid", _COLUMNS)
-            await rows.load(sql, {_message_id(r) for r in events})
+            rows = TableRows("messages", _KEY, _KEY_TYPES, _COLUMNS)
+            await rows.load(sql, {_key(r) for r in events})
             for recorded in events:
                 _fold(rows, recorded)
             if erased:
@@ -104,19 +104,24 @@ class MessagesProjection:
             )
 
 
-def _message_id(recorded: RecordedEvent) -> str:
-    return recorded.stream_id.removeprefix("message-")
+# Message ids are each tenant's own: two tenants may hold the same one.
+_KEY = ("message_id", "tenant_id")
+_KEY_TYPES = ("uuid", "text")
+
+
+def _key(recorded: RecordedEvent) -> tuple[str, str]:
+    return message_id_of(recorded.stream_id), recorded.metadata.tenant
 
 
 def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
     event = recorded.event
     kind = type(event)
-    message_id = _message_id(recorded)
-    row = rows.get(message_id)
+    key = _key(recorded)
+    row = rows.get(key)
     if kind is Message.Queued:
         if row is None:
             rows.put(
-                message_id,
+                key,
                 _NEW_ROW
                 | {
                     "tenant_id": event.tenant,
@@ -138,7 +143,7 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
     elif kind is InboundMessage.Received:
         if row is None:
             rows.put(
-                message_id,
+                key,
                 _NEW_ROW
                 | {
                     "tenant_id": event.tenant,

@@ -8,6 +8,11 @@ In each round, for every campaign with work (from the campaigns read model), it:
   again, and cancels those of a cancelled campaign;
 - records an active campaign completed once every queued message has an outcome.
 
+A campaign never stalls silently: a fan-out step that fails all its attempts is reported in a
+warning (campaign id and the last reason), counted in ``onlyfans.bulk.stalled`` and recorded
+for `crm campaigns status` until a chunk is queued again. Fans skipped for a reason (a message
+id already used for another message) are logged one by one and counted.
+
 Everything it decides is re-read from the event store before it is appended with an expected
 version, so several workers may run at once and a killed one loses nothing: its transaction
 rolls back and the next round redoes the chunk.
@@ -20,9 +25,17 @@ import contextlib
 
 import structlog
 
+from adapters import metrics
 from adapters.bootstrap import Container
 from adapters.postgres.campaign_read_model import CampaignWork
-from application.campaign_fan_out import cancel_message, fan_out_chunk, release_message
+from adapters.postgres.campaign_stalls import clear_stall, record_stall
+from application.campaign_fan_out import (
+    ChunkResult,
+    FanOutStalled,
+    cancel_message,
+    fan_out_step,
+    release_message,
+)
 from application.campaigns import change_status
 from application.context import CommandContext
 from application.errors import ConcurrencyError
@@ -40,6 +53,9 @@ class CampaignWorker:
         # Each campaign as this worker saved it with its last chunk: the next chunk starts from
         # it instead of replaying the stream (fan_out_chunk's version check catches staleness).
         self._saved: dict[int, Campaign] = {}
+        # Campaigns this worker has seen move on since it started or last saw them stall: a
+        # chunk of any other clears its stall record first.
+        self._progressed: set[int] = set()
 
     async def run_once(self) -> int:
         """One round over the open campaigns; returns how much it did (0: nothing to do)."""
@@ -48,6 +64,7 @@ class CampaignWorker:
         fanning_out = {w.campaign_id for w in open_campaigns if not w.fanned_out}
         for campaign_id in self._saved.keys() - fanning_out:  # cancelled, or done elsewhere
             del self._saved[campaign_id]
+        self._progressed &= fanning_out
         for work in open_campaigns:
             try:
                 done += await self._advance(work)
@@ -64,7 +81,7 @@ class CampaignWorker:
             correlation_id=f"campaign-{work.campaign_id}",
         )
         if work.status == "active" and not work.fanned_out:
-            chunk = await fan_out_chunk(
+            step = await fan_out_step(
                 work.campaign_id,
                 store=c.events,
                 audience=c.campaigns,
@@ -72,17 +89,10 @@ class CampaignWorker:
                 chunk_size=self.chunk_size,
                 loaded=self._saved.pop(work.campaign_id, None),
             )
-            if chunk is not None:
-                if not chunk.finished:
-                    self._saved[work.campaign_id] = chunk.campaign
-                log.info(
-                    "campaign chunk queued",
-                    campaign_id=work.campaign_id,
-                    queued=chunk.queued,
-                    skipped=chunk.skipped,
-                    finished=chunk.finished,
-                )
-                return chunk.queued + chunk.skipped + 1
+            if isinstance(step, FanOutStalled):
+                await self._stalled(work, step)
+            elif isinstance(step, ChunkResult):
+                return await self._queued(work, step)
             return 0
         if work.held and work.status in ("active", "cancelled"):
             return await self._settle_held(work, ctx)
@@ -93,6 +103,46 @@ class CampaignWorker:
             log.info("campaign completed", campaign_id=work.campaign_id)
             return 1
         return 0
+
+    async def _queued(self, work: CampaignWork, chunk: ChunkResult) -> int:
+        if not chunk.finished:
+            self._saved[work.campaign_id] = chunk.campaign
+        if work.campaign_id not in self._progressed:
+            # Whoever recorded it stalled (this worker, another, or one before a restart):
+            # the campaign moves again.
+            await clear_stall(self.container.pool, work.campaign_id)
+            self._progressed.add(work.campaign_id)
+        for fan_id, reason in chunk.skipped_fans:
+            log.warning(
+                "campaign recipient skipped",
+                campaign_id=work.campaign_id,
+                fan_id=fan_id,
+                reason=reason,
+            )
+        if chunk.skipped_fans:
+            metrics.campaign_fans_skipped(len(chunk.skipped_fans))
+        log.info(
+            "campaign chunk queued",
+            campaign_id=work.campaign_id,
+            queued=chunk.queued,
+            skipped=chunk.skipped,
+            finished=chunk.finished,
+        )
+        return chunk.queued + chunk.skipped + 1
+
+    async def _stalled(self, work: CampaignWork, stalled: FanOutStalled) -> None:
+        rounds = await record_stall(
+            self.container.pool, work.campaign_id, work.tenant, stalled.reason
+        )
+        self._progressed.discard(work.campaign_id)
+        metrics.campaign_stalled()
+        log.warning(
+            "campaign stalled",
+            campaign_id=work.campaign_id,
+            reason=stalled.reason,
+            attempts=stalled.attempts,
+            rounds=rounds,
+        )
 
     async def _settle_held(self, work: CampaignWork, ctx: CommandContext) -> int:
         c = self.container

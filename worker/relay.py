@@ -32,6 +32,7 @@ from application.context import CommandContext
 from application.messages import record_all_dispatched, record_dispatched, record_failed
 from application.ports import EventStore
 from application.queue import MessageQueue, OutgoingMessage, QueueName, SendResult
+from worker.idempotency import run_key_cleanup
 
 log = structlog.get_logger(__name__)
 _W3C = TraceContextTextMapPropagator()
@@ -224,10 +225,13 @@ async def run_relay(container: Container, stop: asyncio.Event) -> None:
     relay = Relay(container.outbox, container.queue, container.events, wake=listener.notified)
     log.info("relay started", queue=container.settings.queue_backend)
     keep_listening = asyncio.create_task(_keep_listening(listener, stop))
+    # The relay is the one worker every deployment runs: it also expires Idempotency-Keys.
+    key_cleanup = asyncio.create_task(run_key_cleanup(container.idempotency, stop))
     try:
         await relay.run(stop)
     finally:
         keep_listening.cancel()
+        key_cleanup.cancel()
         await listener.close()
 
 

@@ -12,6 +12,13 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
 4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
    redeliver after a growing visibility timeout, and on its last receive record it failed
    and let the queue dead-letter it.
+
+Only a real try at the platform counts towards that last receive. A record that found no
+token free within ``MAX_TOKEN_WAIT``, or no limiter at all (its Redis away), was not tried: it
+goes back with ``MessageQueue.defer``, which takes its receive back. While the limiter is away
+the poller takes nothing from the queue (it cannot tell how fast an account may send, and a
+limit per process would multiply by the number of processes): it asks the limiter again, a
+little less often each time, and resumes when it answers.
 """
 
 from __future__ import annotations
@@ -37,13 +44,13 @@ from adapters.postgres.subject_keys import SubjectErased
 from adapters.redis import rate_limiter_from
 from application.campaign_fan_out import cancel_message, hold_message
 from application.context import CommandContext
-from application.errors import NotFound
+from application.message_streams import load_message
 from application.messages import record_failed, record_sent_on
 from application.ports import EventStore
-from application.queue import QUEUES, MessageQueue, QueueName, ReceivedMessage
-from application.sending import OnlyFansGateway, PlatformMessage, RateLimiter
+from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
+from application.sending import LimiterUnavailable, OnlyFansGateway, PlatformMessage, RateLimiter
 from domain.fan import fan_stream_id
-from domain.message import Message, message_stream_id
+from domain.message import Message
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +61,10 @@ MAX_TOKEN_WAIT = 5.0
 # letter it has looked at.
 _DEAD_LETTER_SWEEP = 10.0
 _DEAD_LETTER_HOLD = 3600.0
+# With the limiter away: how long a record in hand goes back for, and the longest pause
+# between two questions to the limiter.
+LIMITER_AWAY_DEFER = 5.0
+_LIMITER_PROBE_MAX = 5.0
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +112,9 @@ _SETTLED = frozenset({"sent", "read", "held", "cancelled"})
 class Outcome(msgspec.Struct, frozen=True):
     done: bool  # True: delete it from the queue; False: leave it for redelivery
     redeliver_after: float | None = None
+    # Not tried (no token, no limiter): back on the queue after redeliver_after, its receive
+    # taken back, so that waiting never counts towards the dead-letter queue.
+    deferred: bool = False
 
 
 class Sender:
@@ -124,6 +138,8 @@ class Sender:
         self.max_receive_count = max_receive_count
         self.base_visibility = base_visibility
         self.campaign_status = campaign_status
+        # Why the limiter did not answer, while it does not; None while it does.
+        self.limiter_away: str | None = None
 
     async def handle(self, records: Sequence[Record]) -> dict[str, Outcome]:
         """Process a batch concurrently; one outcome per record id."""
@@ -164,10 +180,17 @@ class Sender:
             "tenant": ctx.tenant,
             "recipient_id": body.get("recipientId"),
         }
-        message = await self._message(message_id)
+        message = await self._message(message_id, ctx.tenant)
         if message.status in _SETTLED:
             log.info("duplicate dropped", **about)
             return Outcome(True)
+        if record.receive_count > self.max_receive_count:
+            # A deferred copy (SQS) delivered past its last counted receive, as only Lambda
+            # gets them (a receive dead-letters them): that receive had the last try.
+            if message.status != "failed":
+                reason = f"gave up after {self.max_receive_count} tries"
+                await self._fail(message_id, reason, ctx, about)
+            return Outcome(False, self._backoff(record))
         if body.get("campaignId") is not None and await self._campaign_stopped(
             message_id, int(body["campaignId"]), ctx, about
         ):
@@ -180,9 +203,13 @@ class Sender:
             await self._fail(message_id, "recipient was erased", ctx, about)
             return Outcome(True)
 
-        wait = await self._token(ctx.tenant)
+        try:
+            wait = await self._token(ctx.tenant)
+        except LimiterUnavailable as error:
+            self._limiter_is_away(str(error))
+            return Outcome(False, LIMITER_AWAY_DEFER, deferred=True)
         if wait > 0:
-            return Outcome(False, wait)
+            return Outcome(False, wait, deferred=True)
 
         platform_message = PlatformMessage(
             account=ctx.tenant,
@@ -221,17 +248,12 @@ class Sender:
         )
         return Outcome(False, self._backoff(record))
 
-    async def _settled(self, message_id: str, *, include_failed: bool) -> bool:
-        status = (await self._message(message_id)).status
+    async def _settled(self, message_id: str, tenant: str, *, include_failed: bool) -> bool:
+        status = (await self._message(message_id, tenant)).status
         return status in _SETTLED or (include_failed and status == "failed")
 
-    async def _message(self, message_id: str) -> Message:
-        recorded = await self.store.load(message_stream_id(message_id))
-        if not recorded:
-            raise NotFound(f"message {message_id} has no events")
-        message: Any = None
-        for item in recorded:
-            message = item.event.mutate(message)
+    async def _message(self, message_id: str, tenant: str) -> Message:
+        message, _ = await load_message(self.store, message_id, tenant=tenant)
         assert isinstance(message, Message)
         return message
 
@@ -264,6 +286,28 @@ class Sender:
                 return wait
             await asyncio.sleep(wait)
 
+    def _limiter_is_away(self, reason: str) -> None:
+        if self.limiter_away is None:
+            log.error("rate limiter away: sending paused", error=reason)
+        self.limiter_away = reason
+
+    async def wait_for_limiter(self, stop: asyncio.Event) -> None:
+        """Return at once if the limiter answered last time; else ask it again, a little less
+        often each time, until it answers (or ``stop``)."""
+        pause = 0.25
+        while self.limiter_away is not None and not stop.is_set():
+            try:
+                await self.limiter.check()
+            except LimiterUnavailable as error:
+                self.limiter_away = str(error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                pause = min(pause * 2, _LIMITER_PROBE_MAX)
+                continue
+            if self.limiter_away is not None:
+                log.info("rate limiter back: sending resumes")
+            self.limiter_away = None
+
     async def _fail(
         self, message_id: str, reason: str, ctx: CommandContext, about: dict[str, Any]
     ) -> None:
@@ -281,10 +325,9 @@ class Sender:
             for dead in await queue.dead_letters(name):
                 body = msgspec.json.decode(dead.body)
                 message_id = str(body["messageId"])
-                if not await self._settled(message_id, include_failed=True):
-                    ctx = CommandContext(
-                        tenant=str(body["tenant"]), actor="sender", correlation_id=message_id
-                    )
+                tenant = str(body["tenant"])
+                if not await self._settled(message_id, tenant, include_failed=True):
+                    ctx = CommandContext(tenant=tenant, actor="sender", correlation_id=message_id)
                     about = {
                         "message_id": message_id,
                         "tenant": ctx.tenant,
@@ -301,6 +344,16 @@ class Sender:
         return min(self.base_visibility * 2 ** max(record.receive_count - 1, 0), 300.0)
 
 
+def received_from_record(record: Record) -> ReceivedMessage:
+    return ReceivedMessage(
+        message_id=record.record_id,
+        receipt=record.receipt,
+        body=record.body,
+        attributes=record.attributes,
+        receive_count=record.receive_count,
+    )
+
+
 def record_from_receive(queue: str, received: ReceivedMessage) -> Record:
     return Record(
         record_id=received.message_id,
@@ -313,31 +366,43 @@ def record_from_receive(queue: str, received: ReceivedMessage) -> Record:
 
 
 def record_from_lambda(item: dict[str, Any]) -> Record:
-    """A record of an SQS event as Lambda delivers it."""
+    """A record of an SQS event as Lambda delivers it. A deferred copy's receives before it
+    (adapters/sqs.py) add to its own count, as the SQS adapter's receive adds them."""
+    from adapters.sqs import PRIOR_RECEIVES
+
     arn = str(item.get("eventSourceARN", ""))
+    attributes = {
+        name: str(value["stringValue"])
+        for name, value in item.get("messageAttributes", {}).items()
+        if "stringValue" in value
+    }
+    prior = int(attributes.pop(PRIOR_RECEIVES, "0"))
     return Record(
         record_id=str(item["messageId"]),
         queue="high" if arn.endswith("-high") else "normal",
         body=str(item["body"]),
-        receive_count=int(item.get("attributes", {}).get("ApproximateReceiveCount", "1")),
+        receive_count=prior + int(item.get("attributes", {}).get("ApproximateReceiveCount", "1")),
         receipt=str(item["receiptHandle"]),
-        attributes={
-            name: str(value["stringValue"])
-            for name, value in item.get("messageAttributes", {}).items()
-            if "stringValue" in value
-        },
+        attributes=attributes,
     )
 
 
 async def settle(
     queue: MessageQueue, records: Sequence[Record], outcomes: dict[str, Outcome]
 ) -> None:
-    """Delete what is done; push back what should wait, for as long as it should."""
+    """Delete what is done; push back what should wait, for as long as it should (what was
+    not tried, without counting its receive)."""
     by_queue: dict[str, list[str]] = {}
     for record in records:
         outcome = outcomes[record.record_id]
         if outcome.done:
             by_queue.setdefault(record.queue, []).append(record.receipt)
+        elif outcome.deferred:
+            await queue.defer(
+                _queue(record.queue),
+                received_from_record(record),
+                _defer_delay(outcome.redeliver_after),
+            )
         elif outcome.redeliver_after is not None:
             await queue.change_visibility(
                 _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
@@ -370,6 +435,10 @@ async def _sweep_dead_letters(sender: Sender, queue: MessageQueue, stop: asyncio
 async def _poll(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
+            # Nothing is taken from the queue while the limiter is away.
+            await sender.wait_for_limiter(stop)
+            if stop.is_set():
+                return
             records = [record_from_receive("high", m) for m in await queue.receive("high")]
             if not records:
                 # A short wait on the normal queue: a reply arriving meanwhile waits at most
@@ -388,6 +457,10 @@ async def _poll(sender: Sender, queue: MessageQueue, stop: asyncio.Event) -> Non
 
 def _queue(name: str) -> QueueName:
     return "high" if name == "high" else "normal"
+
+
+def _defer_delay(seconds: float | None) -> float:
+    return min(float(math.ceil(seconds or 0)), float(MAX_DEFER))
 
 
 async def build_sender(container: Container) -> tuple[Sender, Callable[[], Awaitable[None]]]:
@@ -448,6 +521,16 @@ async def _handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
         outcome = outcomes[record.record_id]
         if outcome.done:
             continue  # Lambda deletes what the response does not name
+        if outcome.deferred:
+            try:
+                await container.queue.defer(
+                    _queue(record.queue),
+                    received_from_record(record),
+                    _defer_delay(outcome.redeliver_after),
+                )
+                continue  # a delayed copy is on the queue; this one may go
+            except Exception:
+                log.exception("defer failed", record_id=record.record_id)
         if outcome.redeliver_after is not None:
             await container.queue.change_visibility(
                 _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)

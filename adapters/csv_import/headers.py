@@ -132,10 +132,13 @@ class ColumnMap(msgspec.Struct, frozen=True):
 
     columns: dict[str, int]
     ignored: tuple[str, ...]
+    # Fan field -> the column's name as the file writes it.
+    names: dict[str, str] = {}
 
 
 def map_columns(header: list[str]) -> ColumnMap:
     columns: dict[str, int] = {}
+    names: dict[str, str] = {}
     ignored = []
     for index, name in enumerate(header):
         field = field_of(name)
@@ -144,6 +147,7 @@ def map_columns(header: list[str]) -> ColumnMap:
                 ignored.append(name.strip())
         elif field not in columns:
             columns[field] = index
+            names[field] = name.strip()
     if not any(field in columns for field in REQUIRED_ANY):
         raise MissingColumns(["handle", "platformId"], [name.strip() for name in header])
-    return ColumnMap(columns, tuple(ignored))
+    return ColumnMap(columns, tuple(ignored), names)

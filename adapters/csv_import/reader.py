@@ -33,6 +33,9 @@ class CsvUpload:
         self._records = self._read()
         self.size = 0
         self.columns: ColumnMap | None = None
+        # Row -> (column name, cell) of the cells that could not be read: for this upload's
+        # answer only, never recorded (see values.BadCell).
+        self.rejected: dict[int, tuple[str, str]] = {}
 
     @property
     def checksum(self) -> str:
@@ -49,6 +52,7 @@ class CsvUpload:
         assert self.columns is not None, "read the header first"
         # Day-first dates go with ';' (see values.SlashDates).
         builder = RowBuilder(self.columns, day_first=self._splitter.delimiter == ";")
+        builder.rejected = self.rejected
         decoder = self._decoder
         async for row, cells in self._records:
             builder.check_undecodable = decoder.replaced
@@ -56,6 +60,12 @@ class CsvUpload:
                 yield RowError(row, "the row cannot be read as CSV (a cell is too long)")
             elif "".join(cells).strip():  # a row of empty (or blank) cells is a blank row
                 yield builder.build(row, cells)
+
+    async def read_to_end(self) -> None:
+        """Hash and count the rest of the file without reading it as CSV (a retried import
+        that a finished job answers)."""
+        async for chunk in self._chunks:
+            self._count(chunk)
 
     async def _read(self) -> AsyncIterator[tuple[int, list[str] | None]]:
         async for chunk in self._chunks:

@@ -18,21 +18,32 @@ _COMMON_MONEY = re.compile(r"\$?([1-9][0-9]{0,2}(?:,[0-9]{3})+|[0-9]+)\.([0-9]{2
 _TAG_SPLIT = re.compile(r"[,;|\n]")
 _DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y")
 _SLASH_DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
-# A cell quoted in an error message is cut to this many characters: a job records its errors.
+# A rejected cell shown back to the uploader is cut to this many characters.
 QUOTED_CELL_CHARS = 60
+# No amount of money a fan spent is written with more characters than this ('$1,234,567.89'
+# has 13): a longer cell is refused before any digit is converted.
+MAX_MONEY_CHARS = 40
+# The rejected cells an upload keeps to show in its answer (a job records its first 1,000
+# errors too).
+MAX_REJECTED_CELLS = 1_000
 
 
 class BadCell(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    """A cell that cannot be read. The message names the field and the reason, never the
+    cell: it is recorded with the job (in the log and the jobs table), and a cell may hold a
+    fan's name or email in the wrong column, which must not outlive the fan's erasure."""
+
+    def __init__(self, field: str, message: str, cell: str) -> None:
         super().__init__(f"{field}: {message}")
+        self.cell = cell
 
 
 def quote_cell(text: str) -> str:
-    """A cell as an error message shows it: stripped, in quotes, at most ~60 characters."""
+    """A cell as an answer shows it: stripped, at most ~60 characters."""
     text = text.strip()
     if len(text) > QUOTED_CELL_CHARS:
         text = text[: QUOTED_CELL_CHARS - 1] + "…"
-    return f"'{text}'"
+    return text
 
 
 def parse_money(text: str) -> int:
@@ -46,6 +57,8 @@ def parse_money(text: str) -> int:
     '1.234' would be a price with three decimals, which no fan ever spent). A thousands group
     never follows a leading 0, so '0.125' has three decimals, and is refused.
     """
+    if len(text) > MAX_MONEY_CHARS:
+        raise BadCell("value", "is too long to be an amount of money", text)
     common = _COMMON_MONEY.fullmatch(text)
     if common:  # most files: '1234.56' or '$1,234.56', read without the general rules
         return int(common[1].replace(",", "")) * 100 + int(common[2])
@@ -59,7 +72,7 @@ def parse_money(text: str) -> int:
         raw = raw[1:]
     digits = raw
     if not digits or not re.fullmatch(r"[0-9.,']+", digits):
-        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
+        raise BadCell("value", "is not an amount of money", text)
     last_dot, last_comma = digits.rfind("."), digits.rfind(",")
     if last_dot >= 0 and last_comma >= 0:
         decimal_mark = "." if last_dot > last_comma else ","
@@ -79,12 +92,12 @@ def parse_money(text: str) -> int:
         or groups[0].startswith("0")
         or any(len(group) != 3 for group in groups[1:])
     ):
-        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
+        raise BadCell("value", "is not an amount of money", text)
     whole = "".join(groups)
     if len(cents) > 2:
-        raise BadCell("value", f"{quote_cell(text)} has more than two decimals")
+        raise BadCell("value", "has more than two decimals", text)
     if not (whole + cents).isdigit():
-        raise BadCell("value", f"{quote_cell(text)} is not an amount of money")
+        raise BadCell("value", "is not an amount of money", text)
     amount = int(whole or "0") * 100 + int(cents.ljust(2, "0"))
     return -amount if negative else amount
 
@@ -92,7 +105,7 @@ def parse_money(text: str) -> int:
 def parse_cents(text: str) -> int:
     raw = text.strip()
     if not re.fullmatch(r"-?[0-9]{1,18}", raw):
-        raise BadCell("valueCents", f"{quote_cell(raw)} is not a whole number of cents")
+        raise BadCell("valueCents", "is not a whole number of cents", raw)
     return int(raw)
 
 
@@ -114,7 +127,7 @@ def parse_date(text: str) -> date:
             return datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
-    raise BadCell("subscribedAt", f"{quote_cell(raw)} is not a date")
+    raise BadCell("subscribedAt", "is not a date", raw)
 
 
 class SlashDates:
@@ -148,7 +161,7 @@ class SlashDates:
         except ValueError:
             order = "day/month/year" if self.day_first else "month/day/year"
             raise BadCell(
-                "subscribedAt", f"{quote_cell(text)} is not a date written {order} like this file's"
+                "subscribedAt", f"is not a date written {order} like this file's", text
             ) from None
 
 
@@ -168,6 +181,10 @@ class RowBuilder:
         self._value, self._cents = at("value"), at("value_cents")
         self._tags, self._subscribed = at("tags"), at("subscribed_at")
         self._dates = SlashDates(day_first=day_first)
+        self._names = columns.names
+        # Row -> (column name, cell) of cells that could not be read, for the uploader's
+        # answer only (see BadCell).
+        self.rejected: dict[int, tuple[str, str]] = {}
         # Set by the reader once the decoder has met bytes it could not decode.
         self.check_undecodable = False
 
@@ -180,16 +197,22 @@ class RowBuilder:
         platform, platform_id, handle, name, email, notes = [
             cells[index].strip() or None for index in self._text
         ]
+        column = ""
         try:
             value_cents = None
             if (cell := _cell(cells, self._cents)) is not None:
+                column = "value_cents"
                 value_cents = parse_cents(cell)
             elif (cell := _cell(cells, self._value)) is not None:
+                column = "value"
                 value_cents = parse_money(cell)
             subscribed_at = None
             if (cell := _cell(cells, self._subscribed)) is not None:
+                column = "subscribed_at"
                 subscribed_at = self._dates.parse(cell)
         except BadCell as error:
+            if len(self.rejected) < MAX_REJECTED_CELLS:
+                self.rejected[row] = (self._names.get(column, column), quote_cell(error.cell))
             return RowError(row, str(error))
         tags = _cell(cells, self._tags)
         return FanRow(

@@ -16,6 +16,7 @@ from adapters.http.context import read_your_writes
 from adapters.http.permissions import requires
 from adapters.postgres.analytics_read_model import (
     CHURN_AFTER,
+    COHORT_BY,
     CampaignRevenueDay,
     Cohort,
     FanRevenueDay,
@@ -44,6 +45,9 @@ class CampaignRevenueOut(msgspec.Struct, kw_only=True, rename="camel"):
 class CohortsOut(msgspec.Struct, kw_only=True, rename="camel"):
     as_of: datetime
     churn_after_days: int
+    # The bases cohorts are formed by, in order of precedence; each cohort counts its fans
+    # placed by each.
+    cohort_by: list[str]
     cohorts: list[Cohort]
 
 
@@ -105,15 +109,22 @@ class AnalyticsController(Controller):
         since: Since = None,
         until: Until = None,
     ) -> CohortsOut:
-        """Fans by the UTC month they were first seen in. Churned: no message from the fan
-        and no purchase in the 30 days before now (the time of the request)."""
+        """Fans by the month they subscribed in (`subscribedAt`), or, when that is not known,
+        the UTC month fancrm first saw them; each cohort counts the fans placed each way.
+        Churned: no message from the fan and no purchase in the 30 days before now (the time
+        of the request)."""
         _check_range(since, until)
         await read_your_writes(request, container, ["analytics_cohorts"])
         now = datetime.now(UTC)
         cohorts = await container.analytics.cohorts(
             request.user.user_id, now=now, since=since, until=until
         )
-        return CohortsOut(as_of=now, churn_after_days=CHURN_AFTER.days, cohorts=cohorts)
+        return CohortsOut(
+            as_of=now,
+            churn_after_days=CHURN_AFTER.days,
+            cohort_by=list(COHORT_BY),
+            cohorts=cohorts,
+        )
 
 
 def _check_range(since: date | None, until: date | None) -> None:

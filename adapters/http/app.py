@@ -19,10 +19,12 @@ from adapters.config import Settings
 from adapters.http.analytics import AnalyticsController
 from adapters.http.audit import AuditController
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
+from adapters.http.boundary import BoundedRequest, reject_nul_middleware
 from adapters.http.campaigns import BulkMessagesController, CampaignsController
 from adapters.http.context import record_writes
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
+from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
 from adapters.http.messages import MessagesController
@@ -110,6 +112,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             health,
             onlyfans_health,
             prometheus_metrics,
+            swagger_assets(),
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         middleware=[
@@ -117,9 +120,11 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             tracing_middleware,
             correlation_middleware,
             DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS),
+            reject_nul_middleware,
             # Within the key check: it needs the caller's key, from scope["user"].
             record_writes,
         ],
+        request_class=BoundedRequest,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
         state=state,
@@ -129,7 +134,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         openapi_config=OpenAPIConfig(
             title="fancrm",
             version="0.1.0",
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer")}
             ),

@@ -7,14 +7,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from adapters.http.schemas import Body
+from adapters.http.schemas import Body, Int64
 from application.campaign_queries import CampaignMetrics, CampaignView
 from application.campaigns import CreateCampaign, Segment
 
 
 class SegmentBody(Body):
     tags: list[str] = []
-    min_value_cents: int | None = None
+    min_value_cents: Int64 | None = None
     active_since: datetime | None = None
 
 

@@ -31,10 +31,11 @@ from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import campaigns
-from application.campaign_fan_out import fan_out_chunk
+from application.campaign_fan_out import ChunkResult, fan_out_chunk
 from application.context import CommandContext
 from application.errors import NotFound
 from application.permissions import Permission
+from domain.campaign import Campaign
 
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -67,7 +68,7 @@ class BulkMessagesController(Controller):
         async def run() -> Response[Any]:
             return await _launch(container, ctx, body.command())
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 class CampaignsController(Controller):
@@ -118,7 +119,7 @@ class CampaignsController(Controller):
                 status_code=201,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @get("/{campaign_id:int}", **requires(Permission.READ))
     async def get_campaign(
@@ -162,20 +163,20 @@ class CampaignsController(Controller):
     @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE))
     async def pause(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "paused")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "paused")
 
     @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE))
     async def resume(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "resume")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "resume")
 
     @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE))
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
-    ) -> CampaignChangedOut:
-        return await _change(container, request, campaign_id, "cancelled")
+    ) -> Response[CampaignChangedOut]:
+        return await _change_once(container, request, campaign_id, "cancelled")
 
 
 async def _launch(
@@ -199,15 +200,7 @@ async def _launch(
     # first hundred here cost the 202 ~20 ms and saved the worker one poll.
     inline = container.settings.campaign_inline_recipients
     first = (
-        await fan_out_chunk(
-            campaign.campaign_id,
-            store=container.events,
-            audience=container.campaigns,
-            ids=container.ids,
-            chunk_size=inline,
-            attempts=1,
-            loaded=campaign,
-        )
+        await _fan_out_inline(container, campaign, inline)
         if campaign.total_recipients <= inline
         else None
     )
@@ -239,12 +232,38 @@ async def _launch(
     )
 
 
+async def _fan_out_inline(
+    container: Container, campaign: Campaign, inline: int
+) -> ChunkResult | None:
+    """The campaign is launched (committed): a failure to queue its first chunk here leaves
+    that chunk to the campaign worker rather than turn the launch into an error, which a
+    client would retry into a second campaign."""
+    try:
+        return await fan_out_chunk(
+            campaign.campaign_id,
+            store=container.events,
+            audience=container.campaigns,
+            ids=container.ids,
+            chunk_size=inline,
+            attempts=1,
+            loaded=campaign,
+        )
+    except Exception:
+        log.warning("inline fan-out left to the worker", campaign_id=campaign.campaign_id)
+        return None
+
+
 async def _estimate(
     container: Container, recipients: int, cmd: campaigns.CreateCampaign
-) -> datetime:
+) -> datetime | None:
     """When the last message should be sent: the campaign waits behind everything already on
-    the queues (replies and earlier campaigns), then goes at the account's send rate."""
-    status = await container.queue_status.status()
+    the queues (replies and earlier campaigns), then goes at the account's send rate. None when
+    the queues cannot be counted now: the campaign is launched, whatever the estimate."""
+    try:
+        status = await container.queue_status.status()
+    except Exception as error:
+        log.warning("campaign estimate left out", error=type(error).__name__)
+        return None
     ahead = status.queues["high"].visible + status.queues["normal"].visible
     start = max(cmd.scheduled_at or datetime.now(UTC), datetime.now(UTC))
     seconds = (ahead + recipients) / container.settings.rate_limit_per_second
@@ -266,6 +285,21 @@ async def _change(
     )
     log.info("campaign status changed", campaign_id=campaign_id, status=campaign.status)
     return CampaignChangedOut(id=campaign.campaign_id, status=campaign.status, position=position)
+
+
+async def _change_once(
+    container: Container,
+    request: Request[Principal, Any, Any],
+    campaign_id: int,
+    status: campaigns.StatusChange,
+) -> Response[Any]:
+    """A lifecycle POST (pause, resume, cancel), with its Idempotency-Key honoured."""
+
+    async def run() -> Response[Any]:
+        return Response(await _change(container, request, campaign_id, status))
+
+    tenant = command_context(request).tenant
+    return await replay_or_run(container.idempotency, request, tenant, run)
 
 
 async def _wait(

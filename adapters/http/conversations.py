@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
+from adapters.http.idempotency import replay_or_run
 from adapters.http.messaging_schemas import (
     ConversationCreatedOut,
     ConversationListOut,
@@ -96,16 +97,21 @@ class ConversationsController(Controller):
         data: JSONBody[CreateConversationBody],
     ) -> Response[ConversationCreatedOut]:
         body = decode_strictly(await request.body(), CreateConversationBody)
-        conversation_id, position = await messages.start_conversation(
-            messages.StartConversation(fan_id=body.fan_id, platform=body.platform),
-            command_context(request),
-            store=container.events,
-            ids=container.ids,
-        )
-        return Response(
-            ConversationCreatedOut(id=conversation_id, fan_id=body.fan_id, position=position),
-            status_code=201 if position is not None else 200,
-        )
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            conversation_id, position = await messages.start_conversation(
+                messages.StartConversation(fan_id=body.fan_id, platform=body.platform),
+                ctx,
+                store=container.events,
+                ids=container.ids,
+            )
+            return Response(
+                ConversationCreatedOut(id=conversation_id, fan_id=body.fan_id, position=position),
+                status_code=201 if position is not None else 200,
+            )
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 class CrmMessagesController(Controller):
@@ -129,14 +135,19 @@ class CrmMessagesController(Controller):
     @post("/{message_id:str}/read", status_code=200, **requires(Permission.WRITE))
     async def mark_read(
         self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
-    ) -> dict[str, Any]:
+    ) -> Response[dict[str, Any]]:
         try:
             key = str(uuid.UUID(message_id))
         except ValueError:
             raise NotFound(f"message {message_id}") from None
-        changed = await messages.mark_message_read(
-            messages.MessageCommand(message_id=key),
-            command_context(request),
-            store=container.events,
-        )
-        return {"messageId": key, "status": changed.message.status, "position": changed.position}
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            changed = await messages.mark_message_read(
+                messages.MessageCommand(message_id=key), ctx, store=container.events
+            )
+            return Response(
+                {"messageId": key, "status": changed.message.status, "position": changed.position}
+            )
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)

@@ -24,7 +24,10 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(_HEADER, b"").decode("latin-1")[:128]
-        correlation_id = incoming or uuid.uuid4().hex
+        # The id goes into every event's metadata and log line: one with a control character
+        # (NUL cannot even be stored) is replaced rather than trusted.
+        usable = incoming.isascii() and incoming.isprintable()
+        correlation_id = incoming if incoming and usable else uuid.uuid4().hex
         request_id = uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=correlation_id, request_id=request_id)

@@ -17,6 +17,7 @@ from litestar.params import (
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
+from adapters.http.idempotency import replay_or_run
 from adapters.http.permissions import requires
 from adapters.http.schemas import (
     CreateFanBody,
@@ -104,23 +105,28 @@ class FansController(Controller):
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
         data = decode_strictly(await request.body(), CreateFanBody)
-        result = await fans.create_fan(
-            fans.CreateFan(
-                platform=data.platform,
-                platform_id=data.platform_id,
-                name=data.name,
-                handle=data.handle,
-                email=data.email,
-                value_cents=data.value_cents,
-                tags=tuple(data.tags),
-                notes=data.notes,
-                subscribed_at=data.subscribed_at,
-            ),
-            command_context(request),
-            store=container.events,
-            ids=container.ids,
-        )
-        return _changed(result, status_code=201)
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            result = await fans.create_fan(
+                fans.CreateFan(
+                    platform=data.platform,
+                    platform_id=data.platform_id,
+                    name=data.name,
+                    handle=data.handle,
+                    email=data.email,
+                    value_cents=data.value_cents,
+                    tags=tuple(data.tags),
+                    notes=data.notes,
+                    subscribed_at=data.subscribed_at,
+                ),
+                ctx,
+                store=container.events,
+                ids=container.ids,
+            )
+            return _changed(result, status_code=201)
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     # PUT is accepted too: the reference's updateFan is a partial update, whatever the verb.
     @route(

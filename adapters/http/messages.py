@@ -28,7 +28,6 @@ from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
-from application.errors import ConcurrencyError
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import canonical_message_id
@@ -80,7 +79,7 @@ class MessagesController(Controller):
                 status_code=202,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @post("/batch", status_code=202, **requires(Permission.WRITE))
     async def send_batch(
@@ -94,47 +93,62 @@ class MessagesController(Controller):
 
         async def run() -> Response[Any]:
             key = idempotency_key(request)
-            results: list[messages.BatchItemResult] = []
+            # Refused before queueing (by their place in the batch), and the rest to queue.
+            refused: dict[int, messages.BatchItemResult] = {}
+            cmds: list[messages.QueueMessage] = []
             for index, item in enumerate(body.messages):
                 try:
                     # As for /send: with an Idempotency-Key the key decides each message's id
                     # (by its place in the batch), so a batch run twice queues nothing twice.
                     default_id = message_id_for(ctx.tenant, f"{key}\x00{index}") if key else None
-                    cmd = _command(item, container.settings, default_id=default_id)
+                    cmds.append(_command(item, container.settings, default_id=default_id))
                 except InvalidValue as error:
-                    results.append(
-                        messages.BatchItemResult(
-                            message_id=item.message_id, error=error.message, field=error.field
-                        )
+                    refused[index] = messages.BatchItemResult(
+                        message_id=item.message_id, error=error.message, field=error.field
                     )
-                    continue
-                try:
-                    [result] = await messages.queue_messages(
-                        [cmd],
-                        ctx,
-                        store=container.events,
-                        ids=container.ids,
-                        recipients=request.app.state.recipients,
-                    )
-                except ConcurrencyError as error:
-                    # A message id another tenant already used refuses that message alone;
-                    # the ones before it are queued already.
-                    result = messages.BatchItemResult(
-                        message_id=item.message_id, error=str(error), field="message_id"
-                    )
-                if result.accepted is not None:
-                    _queued(result.accepted, ctx.tenant, cmd.recipient_id)
-                results.append(result)
+            # One call for the batch: it refuses a message id given twice, among other things.
+            outcomes = await messages.queue_messages(
+                cmds,
+                ctx,
+                store=container.events,
+                ids=container.ids,
+                recipients=request.app.state.recipients,
+            )
+            for cmd, outcome in zip(cmds, outcomes, strict=True):
+                if outcome.accepted is not None:
+                    _queued(outcome.accepted, ctx.tenant, cmd.recipient_id)
+            rest = iter(outcomes)
+            results = [
+                refused[index] if index in refused else next(rest)
+                for index in range(len(body.messages))
+            ]
             out = [_batch_item(result) for result in results]
             queued = sum(1 for item in out if item.status == "queued")
             return Response(
                 BatchOut(results=out, queued=queued, failed=len(out) - queued), status_code=202
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @get("/status", **requires(Permission.READ))
-    async def status(self, container: Deps) -> QueueStatusOut:
+    async def status(
+        self, request: Request[Principal, Any, Any], container: Deps
+    ) -> QueueStatusOut:
+        """The whole queue for operators (Permission.OPERATE); for any other key, its own
+        account's messages under the same names: waiting (queued or on the queue) as
+        ``queueDepth``, failed (waiting for a person's retry) as ``dlqCount``. Which of an
+        account's waiting messages a sender holds at this instant is the queue's secret (SQS
+        counts queues, not accounts): ``messagesInFlight`` is 0 there, and ``queues`` empty."""
+        if not request.user.may(Permission.OPERATE):
+            own = await container.queue_status.tenant_status(request.user.user_id)
+            return QueueStatusOut(
+                queue_depth=own.waiting,
+                messages_in_flight=0,
+                dlq_count=own.failed,
+                last_processed_at=own.last_processed_at,
+                queues={},
+                scope="tenant",
+            )
         status = await container.queue_status.status()
         return QueueStatusOut(
             queue_depth=status.depth,
@@ -145,6 +159,7 @@ class MessagesController(Controller):
                 name: {"depth": s.visible, "inFlight": s.in_flight, "dlq": s.dead_letters}
                 for name, s in status.queues.items()
             },
+            scope="global",
         )
 
     @post("/{message_id:str}/retry", status_code=202, **requires(Permission.WRITE))
@@ -166,7 +181,7 @@ class MessagesController(Controller):
                 status_code=202,
             )
 
-        return await replay_or_run(container.pool, request, ctx.tenant, run)
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 def _queued(accepted: messages.MessageAccepted, tenant: str, recipient_id: int) -> None:
@@ -222,10 +237,16 @@ def _wire_name(field: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime:
+async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime | None:
     """When the sender should reach this message: what is ahead of it in the queues, at the
-    configured send rate. One-to-one replies (high) only wait behind other replies."""
-    status = await container.queue_status.status()
+    configured send rate. One-to-one replies (high) only wait behind other replies. None when
+    the queues cannot be counted now: the message is queued, and an estimate never turns that
+    success into an error (the status itself falls back to PostgreSQL without Redis)."""
+    try:
+        status = await container.queue_status.status()
+    except Exception as error:
+        log.warning("send estimate left out", error=type(error).__name__)
+        return None
     ahead = status.queues["high"].visible
     if queue == "normal":
         ahead += status.queues["normal"].visible

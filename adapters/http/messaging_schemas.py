@@ -35,7 +35,8 @@ class MessageAcceptedOut(msgspec.Struct, kw_only=True, rename="camel"):
     message_id: str
     status: str
     queued_at: datetime
-    estimated_send_time: datetime
+    # None when the queues could not be counted after the message was queued.
+    estimated_send_time: datetime | None
     conversation_id: int
     position: int
 
@@ -60,6 +61,8 @@ class QueueStatusOut(msgspec.Struct, kw_only=True, rename="camel"):
     dlq_count: int
     last_processed_at: datetime | None
     queues: dict[str, dict[str, int]]
+    # "global" (every account, per queue) or "tenant" (the caller's own messages).
+    scope: str = "global"
 
 
 class RetriedOut(msgspec.Struct, kw_only=True, rename="camel"):

@@ -9,18 +9,28 @@ What decides the overall status:
 - database down: **unhealthy** (503). No command, query or sender works without it.
 - queue (SQS, or the Postgres queue) down: **unhealthy** (503). Messages pile up in the outbox
   and the relay records them failed after its last retry: sending is down.
-- rate limiter's Redis down while the limiter is enabled: **degraded** (200). Nothing is lost
-  or refused: the sender leaves its records on the queue until the limiter is back, and
-  RATE_LIMITER_ENABLED=false is a supported way to run without it.
+- rate limiter's Redis down while the limiter is enabled: **unhealthy** (503). Nothing is lost
+  or refused, but nothing is sent either: the sender takes no message until the limiter
+  answers again (it could not tell how fast an account may go), and the messages wait on the
+  queue without a receive counted against them. RATE_LIMITER_ENABLED=false is a supported way
+  to run without it.
 - a projector lagging more than ``PROJECTION_LAG_SECONDS`` or stuck on an error: **degraded**
   (200). Writes go on; reads are stale.
 
-``failing`` names the components that are not healthy.
+``failing`` names the components that are not healthy; ``sending`` says whether messages are
+leaving, and if not, why.
+
+Who sees what: every component that is not healthy has a ``reason`` in plain words. The
+internal text behind it (exception messages, hosts, socket paths, projectors' errors) is
+``error``, shown only to keys with Permission.OPERATE: to a creator it would map the
+deployment and leak other accounts' troubles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -33,6 +43,8 @@ from litestar.di import NamedDependency
 from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
 from adapters.http.permissions import public, requires
+from adapters.postgres.api_keys import Principal
+from adapters.postgres.campaign_stalls import stalled_campaigns
 from adapters.postgres.projection_status import projector_status
 from application.errors import Unauthorized
 from application.permissions import Permission
@@ -52,6 +64,7 @@ class _Out(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
 class DatabaseOut(_Out):
     status: Status
     latency_ms: float | None = None
+    reason: str | None = None
     error: str | None = None
 
 
@@ -60,6 +73,7 @@ class QueueOut(_Out):
     backend: str  # "sqs" or "postgres"
     queue_depth: int | None = None
     dlq_count: int | None = None
+    reason: str | None = None
     error: str | None = None
 
 
@@ -67,6 +81,7 @@ class RateLimiterOut(_Out):
     status: Status
     enabled: bool
     latency_ms: float | None = None
+    reason: str | None = None
     error: str | None = None
 
 
@@ -83,6 +98,7 @@ class ProjectionsOut(_Out):
     max_lag_events: int | None = None
     max_lag_seconds: float | None = None
     projectors: list[ProjectorOut] = []
+    reason: str | None = None
     error: str | None = None
 
 
@@ -93,16 +109,36 @@ class ComponentsOut(_Out):
     projections: ProjectionsOut
 
 
+class SendingOut(_Out):
+    status: Literal["active", "paused"]
+    reason: str | None = None
+
+
 class HealthOut(_Out):
     status: Status
     timestamp: datetime
     components: ComponentsOut
+    sending: SendingOut
     failing: list[str] = []
 
 
+# What a key without Permission.OPERATE reads for a component that is down.
+REASONS = {
+    "database": "the database does not answer",
+    "sqs": "the message queue does not answer",
+    "rateLimiter": "the rate limiter does not answer",
+    "projections": "some read models are behind or failing: reads may be stale",
+}
+PROJECTOR_ERROR = "failing; operators see the error"
+
+
 @get("/api/monitoring/onlyfans", tags=["monitoring"], **requires(Permission.READ))
-async def onlyfans_health(container: NamedDependency[Container]) -> Response[HealthOut]:
+async def onlyfans_health(
+    request: Request[Principal, Any, Any], container: NamedDependency[Container]
+) -> Response[HealthOut]:
     health = await check(container)
+    if not request.user.may(Permission.OPERATE):
+        health = without_internals(health)
     return Response(health, status_code=503 if health.status == "unhealthy" else 200)
 
 
@@ -113,11 +149,17 @@ async def prometheus_metrics(
     """Public, unless CRM_METRICS_TOKEN is set: then it wants ``Authorization: Bearer <it>``
     (Prometheus's ``authorization`` scrape setting). Queue gauges are refreshed per scrape."""
     token = container.settings.metrics_token
-    if token and request.headers.get("authorization", "") != f"Bearer {token}":
+    if token and not _token_matches(request.headers.get("authorization", ""), token):
         raise Unauthorized("/metrics wants 'Authorization: Bearer <CRM_METRICS_TOKEN>'")
     await probe_queue(container)  # updates onlyfans.queue.depth and onlyfans.dlq.count
+    await probe_campaign_stalls(container)  # updates onlyfans.bulk.stalled_campaigns
     body, content_type = metrics.prometheus_text()
     return Response(body, media_type=content_type)
+
+
+def _token_matches(header: str, token: str) -> bool:
+    # Constant time: how long a comparison takes must not tell how much of a guess was right.
+    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
 async def check(container: Container) -> HealthOut:
@@ -144,13 +186,53 @@ async def check(container: Container) -> HealthOut:
         status=overall(database.status, queue.status, limiter.status, projections.status),
         timestamp=datetime.now(UTC),
         components=components,
+        sending=sending(components),
         failing=failing,
     )
 
 
+def sending(components: ComponentsOut) -> SendingOut:
+    """Paused when the sender cannot send: it needs the database, the queue, and (enabled)
+    the rate limiter's Redis, without which it takes no message."""
+    if components.database.status == "unhealthy":
+        return SendingOut(status="paused", reason="the database does not answer")
+    if components.sqs.status == "unhealthy":
+        return SendingOut(status="paused", reason="the message queue does not answer")
+    if components.rate_limiter.status == "unhealthy":
+        return SendingOut(
+            status="paused",
+            reason="the rate limiter does not answer: the sender takes no message until it"
+            " does; queued messages wait, no attempt counted",
+        )
+    return SendingOut(status="active")
+
+
+def without_internals(health: HealthOut) -> HealthOut:
+    """The same health with every internal error text replaced by its plain reason."""
+    c = health.components
+    replace = msgspec.structs.replace
+    return replace(
+        health,
+        components=ComponentsOut(
+            database=replace(c.database, error=None),
+            sqs=replace(c.sqs, error=None),
+            rate_limiter=replace(c.rate_limiter, error=None),
+            projections=replace(
+                c.projections,
+                error=None,
+                projectors=[
+                    replace(p, last_error=PROJECTOR_ERROR if p.last_error else None)
+                    for p in c.projections.projectors
+                ],
+            ),
+        ),
+    )
+
+
 def overall(database: Status, queue: Status, limiter: Status, projections: Status) -> Status:
-    """Unhealthy when sending cannot work at all; degraded when it works less well."""
-    if "unhealthy" in (database, queue):
+    """Unhealthy when sending cannot work at all (the limiter's Redis away included: the
+    sender then takes nothing); degraded when it works less well."""
+    if "unhealthy" in (database, queue, limiter):
         return "unhealthy"
     if any(status != "healthy" for status in (database, queue, limiter, projections)):
         return "degraded"
@@ -162,8 +244,15 @@ async def probe_database(container: Container) -> DatabaseOut:
     try:
         await _bounded(container.pool.fetchval("SELECT 1"))
     except Exception as error:
-        return DatabaseOut(status="unhealthy", error=_describe(error))
+        return DatabaseOut(status="unhealthy", reason=REASONS["database"], error=_describe(error))
     return DatabaseOut(status="healthy", latency_ms=_ms_since(started))
+
+
+async def probe_campaign_stalls(container: Container) -> None:
+    """The campaign worker runs in a process of its own: what it recorded stalled is read
+    here, so that every API process's /metrics shows it. A failed look leaves the gauge."""
+    with contextlib.suppress(Exception):
+        metrics.campaigns_stalled_now(await _bounded(stalled_campaigns(container.pool)))
 
 
 async def probe_queue(container: Container) -> QueueOut:
@@ -172,7 +261,9 @@ async def probe_queue(container: Container) -> QueueOut:
     try:
         stats = await _bounded(asyncio.gather(*(container.queue.stats(q) for q in QUEUES)))
     except Exception as error:
-        return QueueOut(status="unhealthy", backend=backend, error=_describe(error))
+        return QueueOut(
+            status="unhealthy", backend=backend, reason=REASONS["sqs"], error=_describe(error)
+        )
     for name, one in zip(QUEUES, stats, strict=True):
         metrics.queue_depth(name, one.visible, one.dead_letters)
     return QueueOut(
@@ -187,12 +278,19 @@ async def probe_rate_limiter(container: Container) -> RateLimiterOut:
     if not container.settings.rate_limiter_enabled:
         return RateLimiterOut(status="healthy", enabled=False)
     if container.redis is None:
-        return RateLimiterOut(status="unhealthy", enabled=True, error="no REDIS_URL configured")
+        return RateLimiterOut(
+            status="unhealthy",
+            enabled=True,
+            reason=REASONS["rateLimiter"],
+            error="no REDIS_URL configured",
+        )
     started = time.perf_counter()
     try:
         await _bounded(container.redis.ping())
     except Exception as error:
-        return RateLimiterOut(status="unhealthy", enabled=True, error=_describe(error))
+        return RateLimiterOut(
+            status="unhealthy", enabled=True, reason=REASONS["rateLimiter"], error=_describe(error)
+        )
     return RateLimiterOut(status="healthy", enabled=True, latency_ms=_ms_since(started))
 
 
@@ -200,7 +298,9 @@ async def probe_projections(container: Container) -> ProjectionsOut:
     try:
         statuses = await _bounded(projector_status(container.pool, bootstrap.all_projections()))
     except Exception as error:
-        return ProjectionsOut(status="degraded", error=_describe(error))
+        return ProjectionsOut(
+            status="degraded", reason=REASONS["projections"], error=_describe(error)
+        )
     projectors = [
         ProjectorOut(
             name=s.name,
@@ -214,6 +314,7 @@ async def probe_projections(container: Container) -> ProjectionsOut:
     lagging = any(p.last_error or p.lag_seconds > PROJECTION_LAG_SECONDS for p in projectors)
     return ProjectionsOut(
         status="degraded" if lagging else "healthy",
+        reason=REASONS["projections"] if lagging else None,
         max_lag_events=max((p.lag_events for p in projectors), default=0),
         max_lag_seconds=max((p.lag_seconds for p in projectors), default=0.0),
         projectors=projectors,

@@ -1,9 +1,12 @@
-"""Webhook signatures: ``X-OnlyFans-Signature: t=<unix seconds>,v1=<hex hmac>``.
+"""Webhook signatures: ``X-OnlyFans-Signature: t=<unix seconds>,v1=<hex hmac>``, beside
+``X-OnlyFans-Account: <account>``, which names whose secret signed the request.
 
 The HMAC-SHA256 covers ``f"{t}.{raw body}"``: signing the timestamp with the body stops an
 attacker from replaying a captured webhook later with a fresh ``t``, and the tolerance window
 bounds how long a captured one stays usable. The body must be the raw bytes as received: any
-re-serialisation (key order, spacing) changes the digest.
+re-serialisation (key order, spacing) changes the digest. The account travels in a header so
+that the receiver finds the secret without parsing a body it has not yet authenticated; the
+body names the account too, and the receiver holds the two equal once the signature is good.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 
 SIGNATURE_HEADER = "X-OnlyFans-Signature"
+ACCOUNT_HEADER = "X-OnlyFans-Account"
 DEFAULT_TOLERANCE = 300  # seconds, either way: a clock skew of a few minutes is common
 
 

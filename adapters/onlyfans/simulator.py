@@ -3,9 +3,9 @@
 It serves ``POST /v1/accounts/{account}/chats/{recipient}/messages`` like the real providers
 (see client.py) and, configured by ``SimulatorConfig``, misbehaves the way they do: latency,
 per-account rate limits (429 + Retry-After), 5xx, timeouts that sometimes deliver before
-hanging, unknown (404) and blocking (403) fans. Idempotency keys are honoured: a repeated key
-answers the first 200 and never delivers twice, even when the copies arrive at once. After a
-delivery it can post signed webhooks (read, purchased, fan reply) to our API.
+hanging, unknown (404) and blocking (403) fans. Idempotency keys are honoured per account: a
+repeated key answers the first 200 and never delivers twice, even when the copies arrive at
+once. After a delivery it can post signed webhooks (read, purchased, fan reply) to our API.
 
 Behaviour draws come from one seeded ``random.Random``; the ids it hands out are random UUIDs,
 so a restarted simulator never reuses an id the CRM has already stored.
@@ -159,8 +159,11 @@ class SimulatorState:
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._requests: Counter[int] = Counter()
-        self._stored: dict[str, _Stored] = {}  # idempotency key -> first successful answer
-        self._key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # (account, idempotency key) -> first successful answer. Per account, as a provider
+        # must: keys are chosen by each account, and one account's key never answers (or
+        # refuses) another's message.
+        self._stored: dict[tuple[str, str], _Stored] = {}
+        self._key_locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
 
     # -- inspection (any thread) --------------------------------------------------------------
 
@@ -222,8 +225,8 @@ class SimulatorState:
         if key is None:
             return await self._decide(account, recipient, body, None)
         # Copies of one key wait here for the first to finish: then they find its answer.
-        async with self._key_lock(key):
-            stored = self._stored.get(key)
+        async with self._key_lock((account, key)):
+            stored = self._stored.get((account, key))
             if stored is None:
                 return await self._decide(account, recipient, body, key)
         if stored.fingerprint != _fingerprint(account, recipient, body):
@@ -287,7 +290,7 @@ class SimulatorState:
         if key is not None:
             # Only deliveries are remembered: after a 429, 5xx or 404 the same key may try again.
             # Stored even when nobody hears the answer (a timeout), so the retry finds it.
-            self._stored[key] = _Stored(_fingerprint(account, recipient, body), answer)
+            self._stored[account, key] = _Stored(_fingerprint(account, recipient, body), answer)
         self.webhooks.schedule(self._webhook_plan(delivery))
         return answer
 
@@ -337,7 +340,7 @@ class SimulatorState:
         )
 
     @contextlib.asynccontextmanager
-    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+    async def _key_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
         """One lock per idempotency key while anyone holds or awaits it, then forgotten."""
         lock, users = self._key_locks.setdefault(key, (asyncio.Lock(), [0]))
         users[0] += 1

@@ -1,6 +1,7 @@
 """The simulator's webhooks: what a provider posts to us after a delivery.
 
     POST {target}/api/onlyfans/webhooks
+    X-OnlyFans-Account: <account>
     X-OnlyFans-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>
     {"id": "evt_...", "type": "message.delivered" | "message.read" | "message.clicked" |
      "message.purchased" | "message.received",
@@ -26,7 +27,7 @@ import httpx
 import msgspec
 import structlog
 
-from adapters.onlyfans.signing import SIGNATURE_HEADER, sign
+from adapters.onlyfans.signing import ACCOUNT_HEADER, SIGNATURE_HEADER, sign
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +122,7 @@ class WebhookEmitter:
             error: str | None = None
             headers = {
                 "Content-Type": "application/json",
+                ACCOUNT_HEADER: account,
                 SIGNATURE_HEADER: sign(self._secrets[account], body, int(time.time())),
             }
             try:

@@ -18,8 +18,10 @@ from uuid import UUID, uuid4
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters import tracing
+from adapters.postgres import idempotency_keys
 from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
 from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec, subject_of
+from application.errors import ConcurrencyError
 from application.ports import EventMetadata, OutboxEntry, StreamWrite
 from domain.events import PERSONAL_DATA
 
@@ -71,6 +73,22 @@ _APPEND_MANY_WITH_OUTBOX = _APPEND_MANY.replace(
 )
 SELECT position FROM inserted""",
 )
+
+_NOT_MOVED = "WHERE NOT EXISTS (SELECT 1 FROM moved)"
+
+
+def _completing_reservation(sql: str, first_param: int) -> str:
+    """``sql`` for a request holding an Idempotency-Key: the same statement also marks the
+    reservation committed, and inserts nothing (no events, no outbox rows) unless the request
+    still holds it (adapters/postgres/idempotency_keys.py says why)."""
+    reserved = idempotency_keys.RESERVED_CTE.format(first_param, first_param + 1, first_param + 2)
+    sql = sql.replace(_NOT_MOVED, _NOT_MOVED + " AND EXISTS (SELECT 1 FROM reserved)")
+    return sql.replace("\n), inserted AS (", f"\n), {reserved}, inserted AS (", 1)
+
+
+# Parameters: the append's 15, the outbox's 5, then the reservation's 3.
+_APPEND_MANY_RESERVED = _completing_reservation(_APPEND_MANY, 16)
+_APPEND_MANY_WITH_OUTBOX_RESERVED = _completing_reservation(_APPEND_MANY_WITH_OUTBOX, 21)
 
 
 def distinct_streams(writes: Sequence[StreamWrite]) -> bool:
@@ -137,8 +155,15 @@ async def append_many(
             [tracing.with_trace_context(entry.attributes) for entry in outbox],
             [entry.stream_version for entry in outbox],
         ]
+    # Nothing to insert commits nothing: such an append leaves the reservation as it is.
+    reservation = idempotency_keys.current() if columns["ids"] else None
+    if reservation is None:
+        sql = _APPEND_MANY_WITH_OUTBOX if outbox else _APPEND_MANY
+    else:
+        sql = _APPEND_MANY_WITH_OUTBOX_RESERVED if outbox else _APPEND_MANY_RESERVED
+        extra += list(reservation)
     rows = await conn.fetch(
-        _APPEND_MANY_WITH_OUTBOX if outbox else _APPEND_MANY,
+        sql,
         [write.stream_id for write in writes],
         [write.expected_version for write in writes],
         columns["ids"],
@@ -156,7 +181,18 @@ async def append_many(
         sorted(erased),
         *extra,
     )
+    if not rows and reservation is not None:
+        await _check_still_held(conn, reservation)
     return [row["position"] for row in rows], pending_all
+
+
+async def _check_still_held(conn: Any, reservation: idempotency_keys.Reservation) -> None:
+    """Nothing appended: say so if it is because the request lost its key (a retry took it
+    over after waiting for it), rather than let the caller report a stale version."""
+    if not await idempotency_keys.still_held(conn, reservation):
+        raise ConcurrencyError(
+            "this request's Idempotency-Key was taken over by a retry of it: nothing recorded"
+        )
 
 
 async def _prefetch_keys(

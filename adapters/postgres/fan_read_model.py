@@ -93,6 +93,4 @@ def _escape_like(text: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[int, int]:
     value, fan_id = decode_cursor(cursor, tuple[int, int])
-    if value not in _BIGINT or fan_id not in _BIGINT:
-        raise InvalidValue("cursor", "is not a cursor this API returned")
     return value, fan_id

@@ -52,6 +52,7 @@ import structlog
 from adapters.postgres.listen import Notifier
 from application.queue import (
     MAX_BATCH,
+    MAX_DEFER,
     QUEUES,
     OutgoingMessage,
     QueueName,
@@ -152,6 +153,11 @@ def check_receive(max_messages: int, wait_seconds: float, visibility: float | No
         check_visibility(visibility)
 
 
+def check_defer(delay: float) -> None:
+    if not 0 <= delay <= MAX_DEFER:  # also refuses NaN
+        raise ValueError(f"a message is deferred 0 to {MAX_DEFER} s, not {delay}")
+
+
 def check_visibility(timeout: float) -> None:
     if not 0 <= timeout <= MAX_VISIBILITY_TIMEOUT:  # also refuses NaN
         raise ValueError(f"a visibility timeout is 0 to {MAX_VISIBILITY_TIMEOUT} s, not {timeout}")
@@ -174,14 +180,14 @@ WITH candidates AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE queue_messages AS m
-SET queue = CASE WHEN m.receive_count >= $4 THEN $5 ELSE m.queue END,
-    visible_at = CASE WHEN m.receive_count >= $4 THEN now()
+SET queue = CASE WHEN m.receive_count - m.deferrals >= $4 THEN $5 ELSE m.queue END,
+    visible_at = CASE WHEN m.receive_count - m.deferrals >= $4 THEN now()
                       ELSE now() + make_interval(secs => $3) END,
-    receive_count = CASE WHEN m.receive_count >= $4 THEN m.receive_count
+    receive_count = CASE WHEN m.receive_count - m.deferrals >= $4 THEN m.receive_count
                          ELSE m.receive_count + 1 END
 FROM candidates AS c
 WHERE m.id = c.id
-RETURNING m.id, m.receive_count,
+RETURNING m.id, m.receive_count, m.deferrals,
           CASE WHEN m.queue = $1 THEN m.body END AS body,
           CASE WHEN m.queue = $1 THEN m.attributes::text END AS attributes
 """
@@ -197,6 +203,13 @@ WHERE m.id = r.id AND m.receive_count = r.receive_count AND m.queue = ANY($3::te
 _CHANGE_VISIBILITY = """
 UPDATE queue_messages SET visible_at = now() + make_interval(secs => $4)
 WHERE id = $1 AND receive_count = $2 AND queue = ANY($3::text[]) AND visible_at > now()
+"""
+
+# As change_visibility, and this receive counts for nothing (migrations/022: deferrals).
+_DEFER = """
+UPDATE queue_messages
+SET visible_at = now() + make_interval(secs => $4), deferrals = deferrals + 1
+WHERE id = $1 AND receive_count = $2 AND queue = $3 AND visible_at > now()
 """
 
 _STATS = """
@@ -333,10 +346,11 @@ class PostgresQueue:
         received = [
             ReceivedMessage(
                 message_id=str(row["id"]),
+                # The receipt names this receive; the count is of the receives that counted.
                 receipt=f"{row['id']}.{row['receive_count']}",
                 body=row["body"],
                 attributes=_decode_attributes(row["attributes"]) if row["attributes"] else {},
-                receive_count=row["receive_count"],
+                receive_count=row["receive_count"] - row["deferrals"],
             )
             for row in rows
             if row["body"] is not None
@@ -386,6 +400,13 @@ class PostgresQueue:
         await self._pool.execute(
             _CHANGE_VISIBILITY, message_id, receive_count, names, float(timeout)
         )
+
+    async def defer(self, queue: QueueName, message: ReceivedMessage, delay: float) -> None:
+        """Visible again after ``delay`` seconds, this receive uncounted. Does nothing if the
+        receipt is stale or the message is no longer in flight."""
+        check_defer(delay)
+        message_id, receive_count = _parse_receipt(message.receipt)
+        await self._pool.execute(_DEFER, message_id, receive_count, self._name(queue), float(delay))
 
     async def stats(self, queue: QueueName) -> QueueStats:
         row = await self._pool.fetchrow(_STATS, self._name(queue), self._dead_name(queue))

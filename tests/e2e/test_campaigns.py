@@ -292,7 +292,9 @@ async def test_a_20k_fan_out_survives_two_kills_of_the_campaign_worker_queueing_
         assert worker.kills == 2
         assert all(n < AUDIENCE for n in fanned_at_kill), fanned_at_kill
         # Exactly one message per fan, with the id derived from (campaign, fan), in the log...
-        expected = {message_stream_id(campaign_message_id(campaign_id, fan)) for fan in fans}
+        expected = {
+            message_stream_id(d.tenant, campaign_message_id(campaign_id, fan)) for fan in fans
+        }
         queued = await d.container.pool.fetch(
             "SELECT stream_id, count(*) AS n FROM events WHERE event_type = 'MessageQueued'"
             " GROUP BY stream_id"
@@ -306,7 +308,7 @@ async def test_a_20k_fan_out_survives_two_kills_of_the_campaign_worker_queueing_
         )
         assert len(rows) == AUDIENCE
         assert max(r["n"] for r in rows) == 1
-        assert {message_stream_id(r["id"]) for r in rows} == expected
+        assert {message_stream_id(d.tenant, r["id"]) for r in rows} == expected
         assert {r["queue"] for r in await d.container.pool.fetch("SELECT queue FROM outbox")} == {
             "normal"
         }
@@ -342,7 +344,7 @@ async def test_a_20k_fan_out_survives_two_kills_of_the_campaign_worker_queueing_
         )
         assert len(on_queue) == AUDIENCE
         assert max(r["n"] for r in on_queue) == 1
-        assert {message_stream_id(r["id"]) for r in on_queue} == expected
+        assert {message_stream_id(d.tenant, r["id"]) for r in on_queue} == expected
         async with Simulator(SimulatorConfig()) as platform:
             sample = dataclasses.replace(
                 d.container,
@@ -361,7 +363,7 @@ async def test_a_20k_fan_out_survives_two_kills_of_the_campaign_worker_queueing_
         deliveries = Counter(x.idempotency_key for x in platform.deliveries())
         assert deliveries, "the sample sent nothing"
         assert max(deliveries.values()) == 1
-        assert {message_stream_id(k) for k in deliveries} <= expected
+        assert {message_stream_id(d.tenant, k) for k in deliveries} <= expected
         assert {x.recipient for x in platform.deliveries()} <= {str(fan) for fan in fans}
         assert await d.count("SELECT count(*) FROM events WHERE event_type = 'MessageSent'") == len(
             deliveries
@@ -477,7 +479,8 @@ async def test_pause_stops_sends_resume_finishes_without_duplicates_and_cancel_s
         assert metrics["sent"] == delivered
         assert metrics["cancelled"] == PAUSE_FANS - delivered
         last = {
-            k: (await d.container.events.load(message_stream_id(k)))[-1].event_type for k in keys2
+            k: (await d.container.events.load(message_stream_id(d.tenant, k)))[-1].event_type
+            for k in keys2
         }
         sent = {k for k in keys2 if platform.delivered_count(k)}
         assert {k for k, e in last.items() if e == "MessageSent"} == sent
@@ -657,7 +660,7 @@ async def test_a_reply_sent_while_a_large_campaign_drains_is_delivered_before_it
         dispatched = await d.container.pool.fetchval(
             "SELECT (extract(epoch FROM recorded_at - $2::timestamptz) * 1000)::int FROM events"
             " WHERE stream_id = $1 AND event_type = 'MessageDispatched'",
-            message_stream_id(reply_id),
+            message_stream_id(d.tenant, reply_id),
             asked,
         )
         until_queued = "an unrecorded part" if dispatched is None else f"{dispatched} ms"

@@ -45,7 +45,7 @@ from application.fans import CreateFan, create_fan
 from application.messages import QueueMessage, queue_message
 from application.ports import Checkpoint
 from application.queue import QueueName
-from domain.message import message_stream_id
+from domain.message import message_id_of
 from tests.support.settings import TEST_MASTER_KEY, settings_for
 from worker.relay import Relay
 
@@ -270,13 +270,14 @@ def settled(depths: dict[str, tuple[int, int, int]]) -> bool:
 
 
 async def message_histories(container: bootstrap.Container) -> dict[str, list[Any]]:
-    """Every message stream's events, read from the global log: stream id -> events."""
+    """Every message stream's events, read from the global log: message id -> events (each
+    message id is used by one tenant here)."""
     histories: dict[str, list[Any]] = {}
     after = Checkpoint()
     while batch := await container.events.read_all(after, 1000):
         for recorded in batch:
             if recorded.stream_type == "message":
-                histories.setdefault(recorded.stream_id, []).append(recorded)
+                histories.setdefault(message_id_of(recorded.stream_id), []).append(recorded)
         after = Checkpoint(batch[-1].transaction_id, batch[-1].position)
     return histories
 
@@ -425,7 +426,7 @@ async def test_killed_senders_and_a_failing_platform_never_send_twice_nor_lose_a
     delivered_not_sent: dict[str, str] = {}
     sent_and_dlq: dict[str, datetime] = {}
     for message_id in queued:
-        history = histories.get(message_stream_id(message_id), [])
+        history = histories.get(message_id, [])
         types = [r.event_type for r in history]
         assert types[:2] == ["MessageQueued", "MessageDispatched"], (message_id, types)
         assert types.count("MessageDispatched") == 1, (message_id, types)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,17 +24,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CLI = [sys.executable, "-c", "from adapters.cli import main; main()"]
+
+
 class DevProcess:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **extra_env: str) -> None:
         # As on a fresh machine: no database, no Redis, no master key configured.
-        unset = ("DATABASE_URL", "REDIS_URL", "CRM_MASTER_KEY")
-        env = {k: v for k, v in os.environ.items() if k not in unset}
+        unset = ("DATABASE_URL", "REDIS_URL", "CRM_MASTER_KEY", "ONLYFANS_API_URL")
+        env = {k: v for k, v in os.environ.items() if k not in unset} | extra_env
+        self.env = env
         self.output: list[str] = []
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-c",
-                "from adapters.cli import main; main()",
+                *CLI,
                 "dev",
                 "--port",
                 str(port),
@@ -110,6 +113,44 @@ def test_crm_dev_serves_the_api_stops_cleanly_and_keeps_its_data(tmp_path: Path)
         assert [fan["name"] for fan in listed.json()["fans"]] == ["Dev Fan"]
     finally:
         assert second.interrupt() == 0
+
+
+def test_the_banner_commands_reach_a_stack_in_another_folder_and_name_its_platform(
+    tmp_path: Path,
+) -> None:
+    """Started with --data-dir and ONLYFANS_API_URL: the commands it prints work as pasted
+    (`uv run crm` being this interpreter's CLI here), and the platform line is that URL."""
+    data_dir = tmp_path / "elsewhere" / "stack"
+    platform = f"http://127.0.0.1:{free_port()}/provider"
+    dev = DevProcess(data_dir, free_port(), ONLYFANS_API_URL=platform)
+    try:
+        dev.wait_for_key()
+        banner = "".join(dev.output)
+        platform_line = next(line for line in banner.splitlines() if "OnlyFans " in line)
+        assert platform in platform_line, banner
+        assert "the simulator" not in platform_line, banner
+        tail = banner.split("Other commands against this stack", 1)[1].splitlines()[1:]
+        commands = [shlex.split(line) for line in tail if line.strip()]
+        assert len(commands) == 2, banner
+        outputs = []
+        for words in commands:
+            assert words[:3] == ["uv", "run", "crm"], words
+            assert words[-2:] == ["--data-dir", str(data_dir)], words
+            # From elsewhere: the folder in the command, not the working directory, finds it.
+            ran = subprocess.run(
+                [*CLI, *words[3:]],
+                capture_output=True,
+                text=True,
+                env=dev.env,
+                cwd=tmp_path,
+                timeout=60,
+            )
+            assert ran.returncode == 0, (words, ran.stdout, ran.stderr)
+            outputs.append(ran.stdout)
+        assert "role creator" in outputs[0]
+        assert "analytics_cohorts" in outputs[1]
+    finally:
+        assert dev.interrupt() == 0, "".join(dev.output)
 
 
 def _alive(pid: int) -> bool:

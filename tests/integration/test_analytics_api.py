@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from adapters.postgres.rebuild import rebuild
 from application.ports import EventMetadata, StreamWrite
 from domain.fan import Fan
 from domain.message import Message
+from projections.analytics_cohorts import FanCohortsProjection
 from projections.runner import ProjectionRunner
 from tests.support.settings import settings_for
 
@@ -193,11 +194,14 @@ async def test_cohorts_count_fans_by_first_month_with_spend_and_churn_after_30_q
         assert response.status_code == 200
         body = response.json()
         assert body["churnAfterDays"] == 30
+        assert body["cohortBy"] == ["subscribedAt", "firstSeen"]
         recent_month = (NOW - timedelta(days=3)).strftime("%Y-%m")
         assert body["cohorts"] == [
             {
                 "month": "2025-01",
                 "fans": 1,
+                "fansBySubscribedAt": 0,
+                "fansByFirstSeen": 1,
                 "spendCents": 1300,
                 "purchases": 2,
                 "activeFans": 0,
@@ -207,6 +211,8 @@ async def test_cohorts_count_fans_by_first_month_with_spend_and_churn_after_30_q
             {
                 "month": recent_month,
                 "fans": 1,
+                "fansBySubscribedAt": 0,
+                "fansByFirstSeen": 1,
                 "spendCents": 500,
                 "purchases": 1,
                 "activeFans": 1,
@@ -214,6 +220,57 @@ async def test_cohorts_count_fans_by_first_month_with_spend_and_churn_after_30_q
                 "churnRate": 0.0,
             },
         ]
+
+
+async def test_fans_with_a_known_subscription_day_join_the_cohort_of_that_month(
+    fresh: bootstrap.Container, api: httpx.AsyncClient
+) -> None:
+    """Imported today with a 2024 subscription: the cohort is 2024's, not this month's. A day
+    learnt later (a re-import, a PATCH) moves the fan; a day cleared moves it back."""
+    async with asyncio.timeout(50):
+        shop = Shop(fresh)
+        imported = Fan.register(
+            fan_id=11, tenant="c", handle="ann", subscribed_at=date(2024, 3, 18)
+        )
+        await shop.append(write(imported, "fan", NOW))
+        learnt = Fan.register(fan_id=12, tenant="c", handle="bob")
+        await shop.append(write(learnt, "fan", JAN_10))
+        learnt.update(subscribed_at=date(2024, 11, 30))
+        await shop.append(write(learnt, "fan", NOW))
+        cleared = Fan.register(fan_id=13, tenant="c", handle="cy", subscribed_at=date(2024, 3, 1))
+        await shop.append(write(cleared, "fan", JAN_12))
+        cleared.update(subscribed_at=None)
+        await shop.append(write(cleared, "fan", NOW))
+        unknown = Fan.register(fan_id=14, tenant="c", handle="dee")
+        await shop.append(write(unknown, "fan", NOW))
+        headers = await auth_for(fresh, "c")
+
+        # Event by event (the live projector) and as one batch (a rebuild) agree.
+        await ProjectionRunner(
+            fresh.projection_store, FanCohortsProjection(), batch_size=1
+        ).catch_up()
+        live = (await api.get("/api/analytics/cohorts", headers=headers)).json()
+        await rebuilt(fresh)
+        body = (await api.get("/api/analytics/cohorts", headers=headers)).json()
+        assert body["cohorts"] == live["cohorts"]
+
+        assert body["cohortBy"] == ["subscribedAt", "firstSeen"]
+        placed = [
+            (c["month"], c["fans"], c["fansBySubscribedAt"], c["fansByFirstSeen"])
+            for c in body["cohorts"]
+        ]
+        assert placed == [
+            ("2024-03", 1, 1, 0),
+            ("2024-11", 1, 1, 0),
+            ("2025-01", 1, 0, 1),
+            (NOW.strftime("%Y-%m"), 1, 0, 1),
+        ]
+        in_2024 = await api.get(
+            "/api/analytics/cohorts",
+            params={"from": "2024-01-01", "to": "2024-12-31"},
+            headers=headers,
+        )
+        assert [c["month"] for c in in_2024.json()["cohorts"]] == ["2024-03", "2024-11"]
 
 
 async def test_campaign_revenue_per_day_credits_purchases_to_the_campaign_of_the_message(

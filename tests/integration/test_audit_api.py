@@ -291,7 +291,7 @@ async def test_only_auditors_and_admins_read_the_chain_head(
 
 
 async def test_any_aggregate_is_rendered_from_its_public_state(
-    http: httpx.AsyncClient, auth: Headers
+    http: httpx.AsyncClient, auth: Headers, tenant: str
 ) -> None:
     created = await http.post("/api/crm/fans", json={"name": "Cleo"}, headers=auth)
     fan_id = created.json()["fan"]["id"]
@@ -301,7 +301,8 @@ async def test_any_aggregate_is_rendered_from_its_public_state(
         headers=auth,
     )
     assert sent.status_code == 202, sent.text
-    message = await http.get(f"/api/audit/streams/message-{sent.json()['messageId']}", headers=auth)
+    stream = f"message-{tenant}:{sent.json()['messageId']}"
+    message = await http.get(f"/api/audit/streams/{stream}", headers=auth)
     assert message.status_code == 200, message.text
     state = message.json()["state"]
     assert state["content"] == "hello"

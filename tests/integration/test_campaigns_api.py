@@ -26,6 +26,7 @@ from application.campaign_fan_out import (
 )
 from application.context import CommandContext
 from application.messages import record_sent
+from domain.message import message_stream_id
 from projections.fans import FansProjection
 from projections.runner import ProjectionRunner
 from tests.support.campaigns import bulk_fans
@@ -457,7 +458,7 @@ async def test_a_fan_whose_conversation_the_conversations_view_lacks_gets_no_sec
     )
     assert started == 1
     [queued] = await container.events.load(
-        f"message-{campaign_message_id(response.json()['campaignId'], fan)}"
+        message_stream_id(tenant, campaign_message_id(response.json()["campaignId"], fan))
     )
     assert queued.event.conversation_id == conversation_id
 

@@ -84,8 +84,8 @@ NASTY_FILES = {
             3,
             0,
             errors=[
-                (2, "value: '12.3456' has more than two decimals"),
-                (3, "subscribedAt: 'someday' is not a date"),
+                (2, "value: has more than two decimals", "total spent", "12.3456"),
+                (3, "subscribedAt: is not a date", "joined", "someday"),
                 (5, "handle: must be 1-64 letters, digits, '_', '.' or '-', optionally after '@'"),
             ],
         ),

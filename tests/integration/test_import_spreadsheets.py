@@ -130,10 +130,10 @@ async def test_money_in_us_and_european_spellings(
         8,
         4,
         errors=[
-            (6, "value: '0.125' has more than two decimals"),
-            (7, "value: '5-' is not an amount of money"),
-            (8, "value: '(5' is not an amount of money"),
-            (9, f"value: '{'9' * 59}…' is not an amount of money"),
+            (6, "value: has more than two decimals", "total spent", "0.125"),
+            (7, "value: is not an amount of money", "total spent", "5-"),
+            (8, "value: is not an amount of money", "total spent", "(5"),
+            (9, "value: is too long to be an amount of money", "total spent", f"{'9' * 59}…"),
         ],
     )
     fans = await fans_of(http, auth, catch_up, 4)
@@ -152,7 +152,7 @@ async def test_a_money_header_with_its_currency_is_the_value(
     content = f"Username,{header},Joined date\nann,$12.50,2024-01-02\nbob,3,someday\n".encode()
 
     assert summary(await upload(http, auth, content)) == expected(
-        2, 1, errors=[(3, "subscribedAt: 'someday' is not a date")]
+        2, 1, errors=[(3, "subscribedAt: is not a date", "Joined date", "someday")]
     )
     fans = await fans_of(http, auth, catch_up, 1)
     assert {handle: fan["valueCents"] for handle, fan in fans.items()} == {"ann": 1250}

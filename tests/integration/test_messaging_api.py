@@ -25,6 +25,7 @@ from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
 from application import messages
 from application.context import CommandContext
+from domain.message import message_stream_id
 from projections.conversations import ConversationsProjection
 from projections.messages import MessagesProjection
 from projections.runner import ProjectionRunner
@@ -96,10 +97,10 @@ async def outbox_rows(container: Container, message_id: str) -> list[str]:
     return [row["body"] for row in rows]
 
 
-async def event_types_of(container: Container, message_id: str) -> list[str]:
+async def event_types_of(container: Container, message_id: str, tenant: str) -> list[str]:
     rows = await container.pool.fetch(
         "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY version",
-        f"message-{message_id}",
+        message_stream_id(tenant, message_id),
     )
     return [row["event_type"] for row in rows]
 
@@ -151,10 +152,10 @@ async def test_sending_a_message_answers_202_with_the_queued_message(
     assert isinstance(body["conversationId"], int)
     assert isinstance(body["position"], int)
     assert body["position"] > 0
-    assert await event_types_of(container, body["messageId"]) == ["MessageQueued"]
+    assert await event_types_of(container, body["messageId"], tenant) == ["MessageQueued"]
     owner = await container.pool.fetchval(
         "SELECT metadata->>'tenant' FROM events WHERE stream_id = $1",
-        f"message-{body['messageId']}",
+        message_stream_id(tenant, body["messageId"]),
     )
     assert owner == tenant
 
@@ -219,7 +220,7 @@ async def test_sending_the_same_message_id_again_answers_the_same_and_records_no
     first = await send(http, auth, recipientId=fan_id, messageId=message_id)
     events, outbox = await events_of_tenant(), await outbox_of_tenant()
 
-    again = await send(http, auth, recipientId=fan_id, messageId=message_id, content="Changed")
+    again = await send(http, auth, recipientId=fan_id, messageId=message_id)
 
     assert again["messageId"] == first["messageId"] == message_id
     assert (again["conversationId"], again["position"], again["queuedAt"]) == (
@@ -232,25 +233,62 @@ async def test_sending_the_same_message_id_again_answers_the_same_and_records_no
     assert len(await outbox_rows(container, message_id)) == 1
 
 
-async def test_a_message_id_another_tenant_used_is_a_409_and_records_nothing(
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"content": "Changed"}, "content"),
+        ({"priceCents": 500}, "price"),
+        ({"mediaUrls": [MEDIA]}, "media"),
+        ({"priority": 9}, "priority"),
+        ({"recipientId": None}, "recipient"),
+    ],
+    ids=["content", "price", "media", "priority", "recipient"],
+)
+async def test_a_message_id_sent_again_with_another_message_is_a_409_naming_the_difference(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    events_of_tenant: Count,
+    outbox_of_tenant: Count,
+    change: dict[str, Any],
+    named: str,
+) -> None:
+    fan_id = await new_fan(http, auth)
+    message_id = str(uuid.uuid4())
+    await send(http, auth, recipientId=fan_id, messageId=message_id)
+    if change.get("recipientId", 0) is None:
+        change = {"recipientId": await new_fan(http, auth, "Bea")}
+    events, outbox = await events_of_tenant(), await outbox_of_tenant()
+
+    response = await http.post(
+        SEND,
+        json={"recipientId": fan_id, "content": "Hello", "messageId": message_id} | change,
+        headers=auth,
+    )
+
+    detail = assert_problem(response, 409)["detail"]
+    assert message_id in detail
+    assert named in detail
+    assert await events_of_tenant() == events
+    assert await outbox_of_tenant() == outbox
+
+
+async def test_a_message_id_another_tenant_used_is_queued_as_this_tenants_own(
     http: httpx.AsyncClient,
     auth: Headers,
     other_auth: Headers,
-    events_of_tenant: Count,
+    container: Container,
+    tenant: str,
     outbox_of_tenant: Count,
 ) -> None:
     message_id = str(uuid.uuid4())
     await send(http, other_auth, recipientId=await new_fan(http, other_auth), messageId=message_id)
     fan_id = await new_fan(http, auth)
-    events = await events_of_tenant()
 
-    response = await http.post(
-        SEND, json={"recipientId": fan_id, "content": "Hi", "messageId": message_id}, headers=auth
-    )
+    mine = await send(http, auth, recipientId=fan_id, messageId=message_id, content="Mine")
 
-    assert_problem(response, 409)
-    assert await events_of_tenant() == events
-    assert await outbox_of_tenant() == 0
+    assert mine["messageId"] == message_id
+    assert await event_types_of(container, message_id, tenant) == ["MessageQueued"]
+    assert await outbox_of_tenant() == 1
 
 
 # --- Idempotency-Key ------------------------------------------------------------------------
@@ -635,7 +673,7 @@ async def test_a_batch_with_one_bad_message_queues_the_others_and_reports_each(
     assert len(await outbox_rows(container, third["messageId"])) == 1
 
 
-async def test_a_batch_message_whose_id_another_tenant_used_fails_alone(
+async def test_a_batch_message_whose_id_another_tenant_used_is_queued(
     http: httpx.AsyncClient, auth: Headers, other_auth: Headers, outbox_of_tenant: Count
 ) -> None:
     taken = str(uuid.uuid4())
@@ -644,8 +682,27 @@ async def test_a_batch_message_whose_id_another_tenant_used_fails_alone(
     body = {
         "messages": [
             {"recipientId": fan_id, "content": "Mine"},
-            {"recipientId": fan_id, "content": "Clash", "messageId": taken},
-            {"recipientId": fan_id, "content": "Also mine"},
+            {"recipientId": fan_id, "content": "Also mine", "messageId": taken},
+        ]
+    }
+
+    response = await http.post(BATCH, json=body, headers=auth)
+
+    assert response.status_code == 202, response.text
+    assert (response.json()["queued"], response.json()["failed"]) == (2, 0)
+    assert await outbox_of_tenant() == 2
+
+
+async def test_a_message_id_twice_in_one_batch_fails_the_second_and_queues_the_first(
+    http: httpx.AsyncClient, auth: Headers, outbox_of_tenant: Count
+) -> None:
+    twice = str(uuid.uuid4())
+    fan_id = await new_fan(http, auth)
+    body = {
+        "messages": [
+            {"recipientId": fan_id, "content": "Same", "messageId": twice},
+            {"recipientId": fan_id, "content": "Other"},
+            {"recipientId": fan_id, "content": "Same", "messageId": twice},
         ]
     }
 
@@ -654,8 +711,37 @@ async def test_a_batch_message_whose_id_another_tenant_used_fails_alone(
     assert response.status_code == 202, response.text
     result = response.json()
     assert (result["queued"], result["failed"]) == (2, 1)
-    assert [item["status"] for item in result["results"]] == ["queued", "failed", "queued"]
+    first, _, second = result["results"]
+    assert (first["messageId"], first["status"]) == (twice, "queued")
+    assert (second["messageId"], second["status"], second["field"]) == (
+        twice,
+        "failed",
+        "messageId",
+    )
+    assert "twice" in second["error"]
+    assert await outbox_of_tenant() == 2
+
+
+async def test_a_batch_message_whose_id_was_used_for_another_message_fails_alone(
+    http: httpx.AsyncClient, auth: Headers, outbox_of_tenant: Count
+) -> None:
+    taken = str(uuid.uuid4())
+    fan_id = await new_fan(http, auth)
+    await send(http, auth, recipientId=fan_id, messageId=taken)
+    body = {
+        "messages": [
+            {"recipientId": fan_id, "content": "Mine"},
+            {"recipientId": fan_id, "content": "Clash", "messageId": taken},
+        ]
+    }
+
+    response = await http.post(BATCH, json=body, headers=auth)
+
+    assert response.status_code == 202, response.text
+    result = response.json()
+    assert [item["status"] for item in result["results"]] == ["queued", "failed"]
     assert result["results"][1]["field"] == "messageId"
+    assert "another content" in result["results"][1]["error"]
     assert await outbox_of_tenant() == 2
 
 
@@ -1010,7 +1096,7 @@ async def test_retrying_a_failed_message_requeues_it_with_a_new_outbox_row(
     body = response.json()
     assert (body["messageId"], body["status"]) == (message_id, "queued")
     assert body["position"] > sent["position"]
-    assert await event_types_of(container, message_id) == [
+    assert await event_types_of(container, message_id, ctx.tenant) == [
         "MessageQueued",
         "MessageFailed",
         "MessageRequeued",
@@ -1087,7 +1173,7 @@ async def test_a_sent_message_is_marked_read_and_reads_back_as_read(
     assert body["position"] > sent["position"]
     assert again.status_code == 200, again.text
     assert again.json() == body
-    assert await event_types_of(container, message_id) == [
+    assert await event_types_of(container, message_id, ctx.tenant) == [
         "MessageQueued",
         "MessageDispatched",
         "MessageSent",
@@ -1125,7 +1211,10 @@ async def test_marking_another_tenants_message_read_is_404(
 
     assert_problem(theirs, 404)
     assert_problem(not_uuid, 404)
-    assert await event_types_of(container, sent["messageId"]) == ["MessageQueued", "MessageSent"]
+    assert await event_types_of(container, sent["messageId"], ctx.tenant) == [
+        "MessageQueued",
+        "MessageSent",
+    ]
 
 
 # --- authentication -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from adapters import metrics
 from adapters.embedded import EmbeddedStack
 from adapters.http import monitoring
+from adapters.postgres.api_keys import create_api_key
 from tests.integration.test_tracing import Provider, deliver_everything
 from tests.support.sending import Stack, aws_env, open_stack
 
@@ -69,23 +70,70 @@ async def test_all_components_up_answer_healthy_with_the_reference_body(
 
 
 @pytest.mark.timeout(60)
-async def test_redis_stopped_is_reported_as_the_rate_limiter_and_degrades_without_503(
+async def test_redis_stopped_pauses_sending_and_says_why_with_503(
     fresh_database_url: str, redis_url: tuple[str, EmbeddedStack]
 ) -> None:
     url, _ = redis_url
     async with open_stack(fresh_database_url, redis_url=url) as stack:
-        assert (await health(stack))[0] == 200
+        code, body = await health(stack)
+        assert (code, body["sending"]) == (200, {"status": "active"})
         _stop_redis(url)
         code, body = await health(stack)
-    assert code == 200
-    assert body["status"] == "degraded"
+        admin = await _admin_auth(stack)
+        as_admin = (await stack.http.get(HEALTH, headers=admin)).json()
+    assert code == 503
+    assert body["status"] == "unhealthy"
     assert body["failing"] == ["rateLimiter"]
+    assert body["sending"]["status"] == "paused"
+    assert "rate limiter" in body["sending"]["reason"]
     limiter = body["components"]["rateLimiter"]
     assert limiter["status"] == "unhealthy"
     assert limiter["enabled"] is True
-    assert limiter["error"]
+    assert limiter["reason"] == monitoring.REASONS["rateLimiter"]
     assert body["components"]["database"]["status"] == "healthy"
     assert body["components"]["sqs"]["status"] == "healthy"
+    # The socket path and the exception are for operators only.
+    socket_path = url.removeprefix("unix://")
+    assert "error" not in limiter
+    assert socket_path not in str(body)
+    assert as_admin["components"]["rateLimiter"]["error"]
+    assert as_admin["sending"] == body["sending"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_creator_key_never_reads_internal_error_text(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "connect to 10.1.2.3:5432 failed at /var/run/internal.sock"
+
+    async def failing(container: Any) -> monitoring.ProjectionsOut:
+        return monitoring.ProjectionsOut(
+            status="degraded",
+            reason=monitoring.REASONS["projections"],
+            error=secret,
+            projectors=[
+                monitoring.ProjectorOut(
+                    name="fans", position=1, lag_events=0, lag_seconds=0.0, last_error=secret
+                )
+            ],
+        )
+
+    monkeypatch.setattr(monitoring, "probe_projections", failing)
+    async with open_stack(
+        fresh_database_url, rate_limiter_enabled=True, redis_url="unix:///nonexistent/redis.sock"
+    ) as stack:
+        code, body = await health(stack)
+        as_admin = (await stack.http.get(HEALTH, headers=await _admin_auth(stack))).json()
+    assert code == 503
+    assert secret not in str(body)
+    assert "nonexistent" not in str(body)
+    assert body["components"]["projections"]["reason"] == monitoring.REASONS["projections"]
+    assert body["components"]["projections"]["projectors"][0]["lastError"] == (
+        monitoring.PROJECTOR_ERROR
+    )
+    assert "nonexistent" in as_admin["components"]["rateLimiter"]["error"]
+    assert as_admin["components"]["projections"]["error"] == secret
+    assert as_admin["components"]["projections"]["projectors"][0]["lastError"] == secret
 
 
 @pytest.mark.timeout(60)
@@ -123,7 +171,9 @@ async def test_sqs_stopped_is_reported_as_sqs_and_answers_503(
     assert body["status"] == "unhealthy"
     assert body["failing"] == ["sqs"]
     assert body["components"]["sqs"]["status"] == "unhealthy"
-    assert body["components"]["sqs"]["error"]
+    assert body["components"]["sqs"]["reason"] == monitoring.REASONS["sqs"]
+    assert "error" not in body["components"]["sqs"], "a creator key gets no internal text"
+    assert body["sending"]["status"] == "paused"
     assert body["components"]["database"]["status"] == "healthy"
 
 
@@ -140,22 +190,40 @@ async def test_a_database_refusing_connections_is_reported_and_answers_503(
     assert body["status"] == "unhealthy"
     assert "database" in body["failing"]
     assert body["components"]["database"]["status"] == "unhealthy"
-    assert body["components"]["database"]["error"]
+    assert body["components"]["database"]["reason"] == monitoring.REASONS["database"]
+
+
+@pytest.mark.timeout(60)
+async def test_public_metrics_carry_no_tenant_label(fresh_database_url: str) -> None:
+    metrics.configure_from_env({})
+    async with open_stack(fresh_database_url, rate_limiter_enabled=False) as stack:
+        fan_id = await stack.new_fan("Ann")
+        await stack.send(recipientId=fan_id, content="Hi Ann")
+        metrics.campaign_launched(stack.tenant, 3)
+        response = await stack.http.get("/metrics")
+    assert response.status_code == 200
+    assert "tenant=" not in response.text
+    assert stack.tenant not in response.text
+    assert _value(response.text, "onlyfans_message_queued_total", queue="normal") >= 1
 
 
 @pytest.mark.timeout(60)
 async def test_metrics_show_the_reference_eight_in_prometheus_text_after_a_send(
     fresh_database_url: str,
 ) -> None:
-    metrics.configure_from_env({})
-    async with open_stack(fresh_database_url, rate_limiter_enabled=False) as stack:
+    # Labelled by tenant only behind the token.
+    metrics.configure_from_env({"CRM_METRICS_TOKEN": "s3cret"})
+    bearer = {"Authorization": "Bearer s3cret"}
+    async with open_stack(
+        fresh_database_url, rate_limiter_enabled=False, metrics_token="s3cret"
+    ) as stack:
         fan_id, gone_id = await stack.new_fan("Ann"), await stack.new_fan("Gone")
         await stack.send(recipientId=fan_id, content="Hi Ann")
         await stack.send(recipientId=gone_id, content="Hi?")
         await deliver_everything(stack, Provider(unknown=frozenset({gone_id})))
         # Campaigns call this when they fan out (their code records it; here, directly).
         metrics.campaign_launched(stack.tenant, 3)
-        response = await stack.http.get("/metrics")
+        response = await stack.http.get("/metrics", headers=bearer)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -172,7 +240,17 @@ async def test_metrics_show_the_reference_eight_in_prometheus_text_after_a_send(
 
 
 @pytest.mark.timeout(60)
-async def test_metrics_want_the_token_when_one_is_configured(fresh_database_url: str) -> None:
+async def test_metrics_want_the_token_when_one_is_configured_compared_in_constant_time(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = monitoring.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(monitoring.hmac, "compare_digest", spy)
     async with open_stack(
         fresh_database_url, rate_limiter_enabled=False, metrics_token="s3cret"
     ) as stack:
@@ -182,17 +260,25 @@ async def test_metrics_want_the_token_when_one_is_configured(fresh_database_url:
     assert refused.status_code == wrong.status_code == 401
     assert refused.headers["content-type"] == "application/problem+json"
     assert allowed.status_code == 200
+    assert (b"Bearer nope", b"Bearer s3cret") in compared
+    assert (b"Bearer s3cret", b"Bearer s3cret") in compared
 
 
 def test_the_overall_status_follows_the_documented_rules() -> None:
     assert monitoring.overall("healthy", "healthy", "healthy", "healthy") == "healthy"
     assert monitoring.overall("unhealthy", "healthy", "healthy", "healthy") == "unhealthy"
     assert monitoring.overall("healthy", "unhealthy", "healthy", "healthy") == "unhealthy"
-    assert monitoring.overall("healthy", "healthy", "unhealthy", "healthy") == "degraded"
+    # Without the limiter's Redis the sender takes nothing: sending is down.
+    assert monitoring.overall("healthy", "healthy", "unhealthy", "healthy") == "unhealthy"
     assert monitoring.overall("healthy", "healthy", "healthy", "degraded") == "degraded"
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+async def _admin_auth(stack: Stack) -> dict[str, str]:
+    key, _ = await create_api_key(stack.container.pool, user_id="ops", role="admin")
+    return {"Authorization": f"Bearer {key}"}
 
 
 def _stop_redis(url: str) -> None:

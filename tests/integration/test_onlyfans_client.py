@@ -119,6 +119,22 @@ async def test_a_key_reused_for_another_message_is_refused(start_simulator: Star
     assert simulator.delivered_count("k-1") == 1
 
 
+async def test_one_key_from_two_accounts_is_two_messages_each_delivered_once(
+    start_simulator: StartSimulator,
+) -> None:
+    simulator = await start_simulator()
+    async with asyncio.timeout(10), client_for(simulator) as client:
+        first = await client.send_message(message("k-shared", account="acct-1", text="one"))
+        second = await client.send_message(message("k-shared", account="acct-2", text="two"))
+        again = await client.send_message(message("k-shared", account="acct-2", text="two"))
+    assert (first.outcome, second.outcome, again.outcome) == ("sent", "sent", "sent")
+    assert first.platform_message_id != second.platform_message_id
+    assert again.platform_message_id == second.platform_message_id
+    delivered = {(d.account, d.text) for d in simulator.deliveries()}
+    assert delivered == {("acct-1", "one"), ("acct-2", "two")}
+    assert simulator.delivered_count("k-shared") == 2
+
+
 @pytest.mark.parametrize("http_date", [False, True])
 async def test_429_is_rate_limited_with_retry_after_and_delivers_nothing(
     start_simulator: StartSimulator, http_date: bool

@@ -309,6 +309,60 @@ async def test_dead_letter_after_max_receive_count(make_queue: MakeQueue) -> Non
     assert (await queue.stats("normal")).dead_letters == 0
 
 
+async def test_a_deferred_receive_never_counts_towards_the_dead_letter_queue(
+    make_queue: MakeQueue,
+) -> None:
+    # Waiting for a rate-limit token, ten times over, on a queue that dead-letters after two
+    # receives: the message keeps the count of its real tries, and reaches no dead-letter queue.
+    queue = await make_queue(max_receive_count=2)
+    await queue.send_batch("normal", [message("m1", "waits", kind="bulk")])
+    for _ in range(10):
+        [got] = await take(queue, "normal", 1)
+        assert got.receive_count == 1
+        assert (got.body, got.attributes) == ("waits", {"kind": "bulk"})
+        await queue.defer("normal", got, 0)
+    assert (await queue.stats("normal")).dead_letters == 0
+
+    # Real tries still count: two of them, and the third receive dead-letters it.
+    [tried] = await take(queue, "normal", 1)
+    assert tried.receive_count == 1
+    await queue.change_visibility("normal", tried.receipt, 0)
+    [again] = await take(queue, "normal", 1)
+    assert again.receive_count == 2
+    await queue.defer("normal", again, 0)
+    [still] = await take(queue, "normal", 1)
+    assert still.receive_count == 2, "the deferred receive did not count"
+    await queue.change_visibility("normal", still.receipt, 0)
+
+    deadline = time.monotonic() + 10
+    while (await queue.stats("normal")).dead_letters == 0 and time.monotonic() < deadline:
+        assert await queue.receive("normal", wait_seconds=1) == []
+    stats = await queue.stats("normal")
+    assert (stats.visible, stats.in_flight, stats.dead_letters) == (0, 0, 1)
+    [dead] = await queue.dead_letters("normal")
+    assert (dead.body, dead.attributes) == ("waits", {"kind": "bulk"})
+
+
+async def test_a_deferred_message_comes_back_after_its_delay(make_queue: MakeQueue) -> None:
+    queue = await make_queue()
+    await queue.send_batch("high", [message("m1", "later", traceparent="00-abc-01")])
+    [got] = await take(queue, "high", 1)
+
+    await queue.defer("high", got, SHORT)
+
+    assert await queue.receive("high") == []
+    [back] = await take(queue, "high", 1)
+    assert (back.body, back.attributes, back.receive_count) == (
+        "later",
+        {"traceparent": "00-abc-01"},
+        1,
+    )
+    await queue.delete("high", [back.receipt])
+    assert await queue.stats("high") == QueueStats(visible=0, in_flight=0, dead_letters=0)
+    with pytest.raises(ValueError, match="deferred"):
+        await queue.defer("high", back, 901)
+
+
 async def test_stats_count_visible_and_in_flight(make_queue: MakeQueue) -> None:
     queue = await make_queue()
     await queue.send_batch("normal", [message(f"e{i}") for i in range(5)])

@@ -61,7 +61,9 @@ async def test_each_role_reaches_exactly_the_routes_its_permissions_allow(
         where = f"{role} {method} {path}"
         if needed in allowed:
             assert response.status_code != 403, where
-            assert response.status_code < 500, where
+            # The health check answers 503 when sending is down (here: no limiter's Redis).
+            if (method, path) != ("GET", "/api/monitoring/onlyfans"):
+                assert response.status_code < 500, where
         else:
             assert response.status_code == 403, where
             assert response.headers["content-type"].startswith("application/problem+json"), where

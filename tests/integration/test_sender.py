@@ -14,7 +14,7 @@ from adapters import bootstrap
 from application.context import CommandContext
 from application.fans import CreateFan, EraseFan, create_fan, erase_fan
 from application.messages import QueueMessage, queue_message
-from application.sending import PlatformMessage, SendResult
+from application.sending import LimiterUnavailable, PlatformMessage, SendResult
 from domain.message import message_stream_id
 from tests.support.settings import settings_for
 from worker.relay import Relay
@@ -38,9 +38,21 @@ class ScriptedGateway:
 @dataclass
 class ScriptedLimiter:
     waits: list[float] = field(default_factory=list)
+    away: str | None = None  # the limiter's Redis is away, for this reason
+    checks: int = 0
+    asked_twice: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def try_acquire(self, account: str) -> float:
+        if self.away:
+            raise LimiterUnavailable(self.away)
         return self.waits.pop(0) if self.waits else 0.0
+
+    async def check(self) -> None:
+        self.checks += 1
+        if self.checks >= 2:
+            self.asked_twice.set()
+        if self.away:
+            raise LimiterUnavailable(self.away)
 
 
 @pytest.fixture
@@ -83,7 +95,9 @@ async def queued_record(container: bootstrap.Container, **message: object) -> Re
 
 async def status_of(container: bootstrap.Container, record: Record) -> list[str]:
     message_id = msgspec.json.decode(record.body)["messageId"]
-    return [r.event_type for r in await container.events.load(message_stream_id(message_id))]
+    return [
+        r.event_type for r in await container.events.load(message_stream_id(CTX.tenant, message_id))
+    ]
 
 
 async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_key(
@@ -144,7 +158,7 @@ async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
     assert (await status_of(fresh, record))[-1] == "MessageFailed"
 
 
-async def test_no_token_within_the_wait_leaves_the_record_without_calling_the_platform(
+async def test_no_token_within_the_wait_defers_the_record_without_calling_the_platform(
     fresh: bootstrap.Container,
 ) -> None:
     gateway = ScriptedGateway()
@@ -152,7 +166,60 @@ async def test_no_token_within_the_wait_leaves_the_record_without_calling_the_pl
     outcome = (await sender_for(fresh, gateway, ScriptedLimiter([30.0])).handle([record]))[
         record.record_id
     ]
-    assert (outcome.done, outcome.redeliver_after, gateway.calls) == (False, 30.0, [])
+    assert (outcome.done, outcome.redeliver_after, outcome.deferred) == (False, 30.0, True)
+    assert gateway.calls == []
+
+
+async def test_waiting_for_a_token_never_brings_a_record_nearer_its_dead_letter_queue(
+    fresh: bootstrap.Container,
+) -> None:
+    # The 1,000-recipient campaign at 5/s: records waiting for a token reached
+    # receive 5 of 5. Here: many more waits than the queue's receives, and no receive counted.
+    gateway = ScriptedGateway()
+    sender = sender_for(fresh, gateway, ScriptedLimiter([30.0] * 10))
+    record = await queued_record(fresh)
+    for _ in range(10):
+        assert record.receive_count == 1
+        await settle(fresh.queue, [record], await sender.handle([record]))
+        await fresh.pool.execute("UPDATE queue_messages SET visible_at = now()")
+        [received] = await fresh.queue.receive("high", visibility_timeout=30)
+        record = record_from_receive("high", received)
+    assert (await fresh.queue.stats("high")).dead_letters == 0
+    assert gateway.calls == []
+    outcomes = await sender.handle([record])
+    assert outcomes[record.record_id].done
+    assert (await status_of(fresh, record))[-1] == "MessageSent"
+
+
+async def test_without_its_limiter_the_sender_defers_what_it_holds_and_pauses(
+    fresh: bootstrap.Container,
+) -> None:
+    gateway = ScriptedGateway()
+    limiter = ScriptedLimiter(away="ConnectionError: Redis is gone")
+    sender = sender_for(fresh, gateway, limiter)
+    record = await queued_record(fresh)
+
+    outcomes = await sender.handle([record])
+
+    outcome = outcomes[record.record_id]
+    assert (outcome.done, outcome.deferred) == (False, True)
+    assert gateway.calls == []
+    assert sender.limiter_away == "ConnectionError: Redis is gone"
+    assert (await status_of(fresh, record))[-1] == "MessageDispatched"
+    await settle(fresh.queue, [record], outcomes)
+    await fresh.pool.execute("UPDATE queue_messages SET visible_at = now()")
+    [again] = await fresh.queue.receive("high", visibility_timeout=30)
+    assert again.receive_count == 1, "the receive without a limiter did not count"
+
+    # Paused: it asks the limiter until it answers, then goes on.
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(sender.wait_for_limiter(stop))
+    await asyncio.wait_for(limiter.asked_twice.wait(), 10)
+    assert not waiting.done()
+    limiter.away = None
+    async with asyncio.timeout(10):
+        await waiting
+    assert sender.limiter_away is None
 
 
 async def test_a_short_wait_for_a_token_is_waited_out(fresh: bootstrap.Container) -> None:

@@ -118,7 +118,9 @@ async def test_one_send_through_the_api_is_one_trace_from_the_request_to_the_onl
         spans.clear()
         sent = await stack.send(recipientId=fan_id, content="Hi Ann", priority=9)
         await deliver_everything(stack, provider)
-        recorded = await stack.container.events.load(message_stream_id(sent["messageId"]))
+        recorded = await stack.container.events.load(
+            message_stream_id(stack.tenant, sent["messageId"])
+        )
 
     finished = spans.get_finished_spans()
     [http_span] = [s for s in by_kind(finished, SpanKind.SERVER) if "send" in s.name]

@@ -13,7 +13,7 @@ import pytest
 from adapters import bootstrap
 from adapters.bootstrap import core_projections
 from adapters.http.app import create_app
-from adapters.onlyfans.signing import SIGNATURE_HEADER, sign
+from adapters.onlyfans.signing import ACCOUNT_HEADER, SIGNATURE_HEADER, sign
 from application.context import CommandContext
 from application.fans import CreateFan, create_fan
 from application.messages import QueueMessage, queue_message, record_sent
@@ -67,13 +67,22 @@ def webhook(kind: str, data: dict[str, object], *, event_id: str | None = None) 
 
 
 async def post(
-    http: httpx.AsyncClient, body: bytes, *, secret: str = SECRET, at: float | None = None
+    http: httpx.AsyncClient,
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    at: float | None = None,
+    account: str = "creator-1",
 ) -> httpx.Response:
     header = sign(secret, body, int(at if at is not None else time.time()))
     return await http.post(
         "/api/onlyfans/webhooks",
         content=body,
-        headers={SIGNATURE_HEADER: header, "Content-Type": "application/json"},
+        headers={
+            ACCOUNT_HEADER: account,
+            SIGNATURE_HEADER: header,
+            "Content-Type": "application/json",
+        },
     )
 
 
@@ -88,7 +97,7 @@ async def test_a_signed_read_is_recorded_once_and_a_replay_is_refused(
     body = webhook("message.read", {"messageId": message_id})
     first = await post(http, body)
     assert first.status_code == 200, first.text
-    history = await fresh.events.load(message_stream_id(message_id))
+    history = await fresh.events.load(message_stream_id(CTX.tenant, message_id))
     assert history[-1].event_type == "MessageRead"
     assert history[-1].metadata.actor == "webhook"
     before = await event_count(fresh)
@@ -116,7 +125,7 @@ async def test_an_unauthentic_webhook_is_401_and_records_nothing(
         response = await http.post(
             "/api/onlyfans/webhooks",
             content=body.replace(b"message.read", b"message.purchased"),
-            headers={SIGNATURE_HEADER: header},
+            headers={ACCOUNT_HEADER: "creator-1", SIGNATURE_HEADER: header},
         )
     elif fault == "no header":
         response = await http.post("/api/onlyfans/webhooks", content=body)
@@ -201,3 +210,76 @@ async def test_a_fan_reply_becomes_an_inbound_message_in_the_conversation(
     assert (conversation["fan_id"], conversation["message_count"]) == (fan.fan.fan_id, 1)
     log = await fresh.pool.fetchval("SELECT string_agg(data::text, ' ') FROM events")
     assert "loved it" not in log, "inbound content is encrypted in the log"
+
+
+DEEP = (
+    b'{"id": "1", "type": "message.read", "account": "creator-1", "data": '
+    + (b'{"a":' * 1_000 + b"1" + b"}" * 1_000)
+    + b"}"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": "1"}', b"{not json", DEEP, b"[" * 1_000 + b"]" * 1_000],
+    ids=["no account in it", "not json", "deep data", "deep array"],
+)
+@pytest.mark.parametrize("fault", ["no signature", "wrong secret", "no account header"])
+async def test_an_unsigned_webhook_is_401_whatever_its_body(
+    fresh: bootstrap.Container, http: httpx.AsyncClient, body: bytes, fault: str
+) -> None:
+    before = await event_count(fresh)
+    if fault == "no signature":
+        headers = {ACCOUNT_HEADER: "creator-1", "Content-Type": "application/json"}
+        response = await http.post("/api/onlyfans/webhooks", content=body, headers=headers)
+    elif fault == "wrong secret":
+        response = await post(http, body, secret="whsec_wrong")
+    else:
+        header = sign(SECRET, body, int(time.time()))
+        response = await http.post(
+            "/api/onlyfans/webhooks", content=body, headers={SIGNATURE_HEADER: header}
+        )
+
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await event_count(fresh) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        b"[" * 1_000 + b"]" * 1_000,
+        webhook("message.read", {"messageId": "x"}, event_id="evt\x00nul"),
+        webhook("message.read", {"messageId": "x"}, event_id="e" * 12_000),
+        b'{"id": "", "type": "message.read", "account": "creator-1", "data": {}}',
+        webhook("message.received", {"fanId": 1, "text": "hi", "platformMessageId": "p\x00"}),
+    ],
+    ids=["deep data", "deep array", "nul in id", "12 KB id", "empty id", "nul in data"],
+)
+async def test_a_signed_webhook_with_a_malformed_body_is_400_and_records_nothing(
+    fresh: bootstrap.Container, http: httpx.AsyncClient, body: bytes
+) -> None:
+    before = await event_count(fresh)
+
+    response = await post(http, body)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await event_count(fresh) == before
+
+
+async def test_a_webhook_signed_for_one_account_cannot_speak_for_another(
+    fresh: bootstrap.Container, http: httpx.AsyncClient
+) -> None:
+    await fresh.pool.execute(
+        "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ('creator-2', 'whsec_two')"
+    )
+    _, message_id = await sent_message(fresh)
+    body = webhook("message.read", {"messageId": message_id})  # names creator-1
+    before = await event_count(fresh)
+
+    response = await post(http, body, secret="whsec_two", account="creator-2")
+
+    assert response.status_code == 401, response.text
+    assert await event_count(fresh) == before

@@ -31,7 +31,10 @@ def summary(response: httpx.Response) -> dict[str, Any]:
 def expected(
     total: int, inserted: int, updated: int = 0, skipped: int = 0, errors: Any = ()
 ) -> dict[str, Any]:
-    errors = [{"row": row, "error": error} for row, error in errors]
+    # (row, error), or (row, error, column, cell) for a cell the upload's answer shows.
+    errors = [
+        dict(zip(("row", "error", "column", "value"), error, strict=False)) for error in errors
+    ]
     return {
         "totalRows": total,
         "successfulInserts": inserted,

@@ -96,7 +96,7 @@ class Stack:
         return dict(response.json()["message"])
 
     async def event_types(self, message_id: str) -> list[str]:
-        recorded = await self.container.events.load(message_stream_id(message_id))
+        recorded = await self.container.events.load(message_stream_id(self.tenant, message_id))
         return [r.event_type for r in recorded]
 
     async def count_events(self, event_type: str) -> int:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from adapters.cli_projections import ProgressBar, chosen_projections
 from adapters.postgres.rebuild import Progress, rebuild_schema
+from projections.analytics_cohorts import cohort_month
 from projections.analytics_common import utc_day, utc_month
 from projections.fans import FansProjection
 from projections.messages import MessagesProjection
@@ -28,6 +29,14 @@ def test_the_cohort_month_is_the_first_day_of_the_utc_month_of_the_day(moment: d
     month = utc_month(moment)
     assert month.day == 1
     assert (month.year, month.month) == (utc_day(moment).year, utc_day(moment).month)
+
+
+def test_a_fan_joins_the_cohort_of_the_month_they_subscribed_in_when_it_is_known() -> None:
+    imported_today = datetime(2026, 12, 6, 9, tzinfo=UTC)
+    assert cohort_month(imported_today, date(2024, 3, 18)) == date(2024, 3, 1)
+    assert cohort_month(imported_today, None) == date(2026, 12, 1)
+    # A subscription day has no time zone: no UTC shift moves it to another month.
+    assert cohort_month(imported_today, date(2024, 3, 31)) == date(2024, 3, 1)
 
 
 def test_one_projection_rebuilds_in_a_schema_named_after_it_and_several_in_rebuild_all() -> None:

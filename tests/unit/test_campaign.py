@@ -199,3 +199,19 @@ def test_receipts_of_an_unsent_message_are_refused() -> None:
 def test_a_schedule_in_the_future_is_kept() -> None:
     at = datetime(2030, 1, 1, tzinfo=UTC)
     assert replayed(draft(scheduled_at=at)).scheduled_at == at
+
+
+@pytest.mark.parametrize("cents", [2**63, 99_999_999_999_999_999_999, -1])
+def test_a_segment_minimum_outside_bigint_is_refused(cents: int) -> None:
+    with pytest.raises(InvalidValue) as raised:
+        draft(recipient_ids=None, segment_min_value_cents=cents)
+    assert raised.value.field == "minValueCents"
+
+
+def test_a_draft_recorded_before_the_bigint_rule_cannot_launch() -> None:
+    old = draft(recipient_ids=None, segment_min_value_cents=5)
+    old.segment_min_value_cents = 2**63  # as an event recorded before the rule replays
+
+    with pytest.raises(InvalidValue):
+        old.check_launchable()
+    draft(recipient_ids=None, segment_min_value_cents=2**63 - 1).check_launchable()

@@ -18,7 +18,7 @@ from adapters.csv_import.decoding import NotText, StreamDecoder, sniff_encoding
 from adapters.csv_import.headers import MissingColumns, map_columns, normalise_header
 from adapters.csv_import.reader import CsvUpload, EmptyFile
 from adapters.csv_import.records import RowSplitter, RowTooLong, sniff_delimiter
-from adapters.csv_import.values import BadCell, build_row, parse_money
+from adapters.csv_import.values import BadCell, RowBuilder, build_row, parse_money
 from application.imports import FanRow, Row, RowError
 
 
@@ -339,7 +339,8 @@ def test_money_is_read_in_every_common_spelling(text: str, cents: int) -> None:
 def test_money_that_cannot_be_read_is_a_bad_cell(text: str, reason: str) -> None:
     with pytest.raises(BadCell) as raised:
         parse_money(text)
-    assert str(raised.value) == f"value: '{text}' {reason}"
+    assert str(raised.value) == f"value: {reason}"
+    assert raised.value.cell == text
 
 
 @given(st.integers(min_value=0, max_value=10**11))
@@ -357,22 +358,31 @@ def test_a_row_gives_only_its_non_blank_cells() -> None:
         row=7, handle="ann", tags=("vip", "Big spender", "x")
     )
     assert build_row(8, ["ann", "", "", "lots"], columns) == RowError(
-        8, "value: 'lots' is not an amount of money"
+        8, "value: is not an amount of money"
     )
 
 
-def test_an_error_quotes_at_most_60_characters_of_its_cell() -> None:
-    columns = map_columns(["handle", "total spent", "joined"])
+def test_an_error_names_the_field_and_keeps_at_most_60_characters_of_its_cell_aside() -> None:
+    builder = RowBuilder(map_columns(["handle", "Total Spent", "Joined"]))
     long = "much " * 40
-    assert build_row(2, ["ann", long, ""], columns) == RowError(
-        2, f"value: '{long.strip()[:59]}…' is not an amount of money"
+    assert builder.build(2, ["ann", long, ""]) == RowError(
+        2, "value: is too long to be an amount of money"
     )
-    assert build_row(3, ["ann", "", "x" * 61], columns) == RowError(
-        3, f"subscribedAt: '{'x' * 59}…' is not a date"
-    )
-    assert build_row(4, ["ann", "", "y" * 60], columns) == RowError(
-        4, f"subscribedAt: '{'y' * 60}' is not a date"
-    )
+    assert builder.build(3, ["ann", "", "x" * 61]) == RowError(3, "subscribedAt: is not a date")
+    assert builder.build(4, ["ann", "", "y" * 60]) == RowError(4, "subscribedAt: is not a date")
+    assert builder.rejected == {
+        2: ("Total Spent", f"{long.strip()[:59]}…"),
+        3: ("Joined", f"{'x' * 59}…"),
+        4: ("Joined", "y" * 60),
+    }
+
+
+def test_a_money_cell_of_5000_digits_is_a_row_error() -> None:
+    columns = map_columns(["handle", "total spent"])
+    for cell in ("9" * 5_000, "9" * 4_997 + ".99", "$" + "9" * 5_000):
+        assert build_row(2, ["ann", cell], columns) == RowError(
+            2, "value: is too long to be an amount of money"
+        )
 
 
 def test_bytes_that_do_not_decode_in_a_utf8_file_fail_only_their_row() -> None:
@@ -452,7 +462,7 @@ def test_slash_dates_of_a_file_are_all_read_one_way_and_never_swapped_silently()
     assert subscribed(us) == [
         date(2024, 3, 4),
         date(2023, 12, 31),
-        "subscribedAt: '18/03/2024' is not a date written month/day/year like this file's",
+        "subscribedAt: is not a date written month/day/year like this file's",
     ]
     # A ';' file comes from a spreadsheet that writes the day first.
     assert subscribed(b"handle;joined\na;03/04/2024\nb;18/03/2024\n") == [

@@ -4,6 +4,7 @@ No I/O."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from domain.message import (
     MIN_PRICE_CENTS,
     Message,
     attachment_type_of,
+    legacy_message_stream_id,
+    message_id_of,
     message_stream_id,
 )
 
@@ -87,13 +90,40 @@ def event_types(message: Message) -> list[type[Any]]:
 # --- queueing -------------------------------------------------------------------------------
 
 
+def test_a_message_stream_is_in_its_tenants_namespace_with_the_id_as_its_last_36_characters() -> (
+    None
+):
+    one, other = message_stream_id("1", MESSAGE_ID), message_stream_id("2", MESSAGE_ID)
+
+    assert one != other
+    assert message_stream_id("a:b", MESSAGE_ID) != message_stream_id("a", MESSAGE_ID)
+    assert {message_id_of(s) for s in (one, other, legacy_message_stream_id(MESSAGE_ID))} == {
+        MESSAGE_ID
+    }
+
+
+@given(
+    st.tuples(st.text(min_size=1, max_size=20), st.uuids()),
+    st.tuples(st.text(min_size=1, max_size=20), st.uuids()),
+)
+def test_two_tenants_message_streams_meet_only_for_the_same_tenant_and_id(
+    first: tuple[str, uuid.UUID], second: tuple[str, uuid.UUID]
+) -> None:
+    one = message_stream_id(first[0], str(first[1]))
+    other = message_stream_id(second[0], str(second[1]))
+
+    assert (one == other) == (first == second)
+    assert message_id_of(one) == str(first[1])
+    assert one != legacy_message_stream_id(str(second[1]))
+
+
 def test_queueing_records_one_queued_event_on_the_messages_stream() -> None:
     message = queued(price_cents=500, attachments=[IMAGE], priority=9, campaign_id=3)
 
     [event] = message.collect_events()
 
     assert isinstance(event, Message.Queued)
-    assert event.originator_id == message_stream_id(MESSAGE_ID) == f"message-{MESSAGE_ID}"
+    assert event.originator_id == message_stream_id("1", MESSAGE_ID) == f"message-1:{MESSAGE_ID}"
     assert event.originator_version == 1
     assert (event.message_id, event.tenant, event.conversation_id, event.fan_id) == (
         MESSAGE_ID,

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from application.context import CommandContext
-from application.errors import ConcurrencyError, NotFound
+from application.errors import ConcurrencyError, MessageIdReused, NotFound
 from application.fans import CreateFan, DeleteFan, UpdateFan, create_fan, delete_fan, update_fan
 from application.messages import (
     MAX_BATCH,
@@ -24,12 +24,14 @@ from application.messages import (
     record_sent,
     retry_message,
     start_conversation,
+    stream_write,
 )
 from application.ports import OutboxEntry, StreamWrite
 from domain.conversation import Conversation
 from domain.errors import IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
-from domain.message import Message, message_stream_id
+from domain.inbound import InboundMessage
+from domain.message import Message, message_id_of, message_stream_id
 from tests.support.fakes import CountingIds, InMemoryEventStore
 
 SECRET = "a secret only the fan may read"
@@ -67,7 +69,7 @@ async def test_the_first_message_to_a_fan_opens_the_conversation_and_queues_in_o
     accepted = await send(store, ids, alice, fan_id, message_id=str(uuid.uuid4()))
 
     conversation = f"conversation-{accepted.conversation_id}"
-    message = message_stream_id(accepted.message_id)
+    message = message_stream_id(alice.tenant, accepted.message_id)
     assert events_after(store, before) == [
         ("FanConversationOpened", fan_stream_id(fan_id), 2),
         ("ConversationStarted", conversation, 1),
@@ -104,7 +106,7 @@ async def test_a_second_message_to_the_fan_reuses_the_conversation(
     assert second.conversation_id == first.conversation_id
     assert second.message_id != first.message_id
     assert events_after(store, before) == [
-        ("MessageQueued", message_stream_id(second.message_id), 1)
+        ("MessageQueued", message_stream_id(alice.tenant, second.message_id), 1)
     ]
     assert sum(isinstance(r.event, Conversation.Started) for r in store.log) == 1
 
@@ -188,7 +190,7 @@ async def test_queueing_the_same_message_id_again_answers_the_first_and_records_
     first = await send(store, ids, alice, fan_id, message_id=message_id, priority=8)
     log, outbox = list(store.log), list(store.outbox)
 
-    again = await send(store, ids, alice, fan_id, message_id=message_id.upper(), content="Other")
+    again = await send(store, ids, alice, fan_id, message_id=message_id.upper(), priority=8)
 
     assert again.created is False
     assert (again.message_id, again.conversation_id, again.queue, again.position) == (
@@ -211,7 +213,7 @@ async def test_a_message_id_is_stored_in_its_canonical_lower_case_form(
     accepted = await send(store, ids, alice, fan_id, message_id=str(message_id).upper())
 
     assert accepted.message_id == str(message_id)
-    assert store.log[-1].stream_id == f"message-{message_id}"
+    assert store.log[-1].stream_id == f"message-{alice.tenant}:{message_id}"
 
 
 async def test_a_message_id_that_is_not_a_uuid_is_refused(
@@ -227,19 +229,84 @@ async def test_a_message_id_that_is_not_a_uuid_is_refused(
     assert len(store.log) == before
 
 
-async def test_a_message_id_another_tenant_used_is_a_conflict_and_records_nothing(
+async def test_a_message_id_another_tenant_used_is_this_tenants_own_message_too(
     store: InMemoryEventStore, ids: CountingIds, alice: CommandContext, bob: CommandContext
 ) -> None:
     message_id = str(uuid.uuid4())
-    await send(store, ids, bob, await fan_of(store, ids, bob), message_id=message_id)
+    bobs = await send(store, ids, bob, await fan_of(store, ids, bob), message_id=message_id)
     fan_id = await fan_of(store, ids, alice)
+
+    alices = await send(store, ids, alice, fan_id, message_id=message_id, content="Mine")
+
+    assert alices.created is True
+    assert alices.message_id == bobs.message_id == message_id
+    queued = {r.stream_id: r.event for r in store.log if isinstance(r.event, Message.Queued)}
+    assert queued[message_stream_id(alice.tenant, message_id)].content == "Mine"
+    assert queued[message_stream_id(bob.tenant, message_id)].content == "Hello"
+    assert [entry.body["tenant"] for entry in store.outbox] == [bob.tenant, alice.tenant]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"content": "Other"}, "content"),
+        ({"price_cents": 500}, "price"),
+        ({"media_urls": (MEDIA,)}, "media"),
+        ({"priority": 9}, "priority"),
+    ],
+    ids=["content", "price", "media", "priority"],
+)
+async def test_a_message_id_used_again_for_another_message_is_refused_naming_the_difference(
+    store: InMemoryEventStore,
+    ids: CountingIds,
+    alice: CommandContext,
+    change: dict[str, Any],
+    named: str,
+) -> None:
+    fan_id = await fan_of(store, ids, alice)
+    message_id = str(uuid.uuid4())
+    await send(store, ids, alice, fan_id, message_id=message_id)
     log, outbox = list(store.log), list(store.outbox)
 
-    with pytest.raises(ConcurrencyError):
-        await send(store, ids, alice, fan_id, message_id=message_id)
+    with pytest.raises(MessageIdReused) as refused:
+        await send(store, ids, alice, fan_id, message_id=message_id, **change)
 
+    assert str(refused.value).endswith(f"another {named}")
     assert store.log == log
     assert store.outbox == outbox
+
+
+async def test_a_message_id_used_again_for_another_recipient_is_refused(
+    store: InMemoryEventStore, ids: CountingIds, alice: CommandContext
+) -> None:
+    ann, bea = await fan_of(store, ids, alice, "Ann"), await fan_of(store, ids, alice, "Bea")
+    message_id = str(uuid.uuid4())
+    await send(store, ids, alice, ann, message_id=message_id)
+    log = list(store.log)
+
+    with pytest.raises(MessageIdReused, match="another recipient"):
+        await send(store, ids, alice, bea, message_id=message_id)
+
+    assert store.log == log
+
+
+async def test_a_message_id_of_a_message_received_from_a_fan_is_refused_for_sending(
+    store: InMemoryEventStore, ids: CountingIds, alice: CommandContext
+) -> None:
+    fan_id = await fan_of(store, ids, alice)
+    message_id = str(uuid.uuid4())
+    inbound = InboundMessage.receive(
+        message_id=message_id,
+        tenant=alice.tenant,
+        conversation_id=1,
+        fan_id=fan_id,
+        content="hey",
+        platform_message_id="of-1",
+    )
+    await store.append_all([stream_write(inbound, "message")], metadata=alice.metadata())
+
+    with pytest.raises(MessageIdReused, match="received message"):
+        await send(store, ids, alice, fan_id, message_id=message_id)
 
 
 async def test_a_message_to_an_unknown_fan_is_refused_on_the_recipient(
@@ -374,13 +441,36 @@ async def test_a_batch_queues_each_message_on_its_own_and_reports_each_result(
     accepted = [r for n, r in enumerate(results) if n != 4]
     assert all(r.accepted is not None and r.error is None for r in accepted)
     assert [r.message_id for r in accepted] == [
-        r.stream_id.removeprefix("message-")
-        for r in store.log
-        if isinstance(r.event, Message.Queued)
+        message_id_of(r.stream_id) for r in store.log if isinstance(r.event, Message.Queued)
     ]
     assert len({r.accepted.conversation_id for r in accepted if r.accepted}) == 1
     assert len(store.outbox) == MAX_BATCH - 1
-    assert await store.load(message_stream_id(bad_id)) == []
+    assert await store.load(message_stream_id(alice.tenant, bad_id)) == []
+
+
+async def test_a_message_id_given_twice_in_a_batch_is_refused_the_second_time(
+    store: InMemoryEventStore, ids: CountingIds, alice: CommandContext
+) -> None:
+    fan_id = await fan_of(store, ids, alice)
+    twice = str(uuid.uuid4())
+    cmds = [
+        QueueMessage(recipient_id=fan_id, content="Hi", message_id=twice),
+        QueueMessage(recipient_id=fan_id, content="Other"),
+        QueueMessage(recipient_id=fan_id, content="Hi", message_id=twice.upper()),
+    ]
+
+    first, other, second = await queue_messages(cmds, alice, store=store, ids=ids)
+
+    assert first.accepted is not None
+    assert other.accepted is not None
+    assert (second.accepted, second.field, second.message_id) == (
+        None,
+        "message_id",
+        twice.upper(),
+    )
+    assert second.error is not None
+    assert "twice" in second.error
+    assert len(store.outbox) == 2
 
 
 async def test_a_batch_of_ten_good_messages_queues_all_ten(
@@ -534,7 +624,8 @@ async def test_a_sent_message_is_marked_read_once(
     read = await mark_message_read(MessageCommand(message_id=message_id), alice, store=store)
     again = await mark_message_read(MessageCommand(message_id=message_id), alice, store=store)
 
-    assert [r.event_type for r in store.log if r.stream_id == message_stream_id(message_id)] == [
+    stream = message_stream_id(alice.tenant, message_id)
+    assert [r.event_type for r in store.log if r.stream_id == stream] == [
         "MessageQueued",
         "MessageDispatched",
         "MessageSent",

@@ -25,7 +25,7 @@ def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, obje
 
 def test_queue_metrics_carry_the_reference_names_and_labels() -> None:
     reader = InMemoryMetricReader()
-    metrics.install([reader])
+    metrics.install([reader], tenant_labels=True)
     metrics.message_queued("t1", "high")
     metrics.message_queued("t1", "high")
     metrics.message_failed("t1", "relay")
@@ -39,7 +39,7 @@ def test_queue_metrics_carry_the_reference_names_and_labels() -> None:
 
 def test_every_metric_of_the_reference_table_is_recorded_under_its_name() -> None:
     reader = InMemoryMetricReader()
-    metrics.install([reader])
+    metrics.install([reader], tenant_labels=True)
     metrics.message_queued("t1", "normal")
     metrics.message_processed("t1", "sent")
     metrics.message_failed("t1", "sender")
@@ -74,3 +74,23 @@ def test_otlp_export_is_opt_in_by_the_standard_variables() -> None:
 
 def test_sdk_disabled_installs_no_metrics() -> None:
     assert metrics.configure_from_env({"OTEL_SDK_DISABLED": "true"}) is None
+
+
+def test_series_carry_no_tenant_label_unless_asked_for() -> None:
+    reader = InMemoryMetricReader()
+    metrics.install([reader])
+    metrics.message_queued("t1", "high")
+    metrics.message_queued("t2", "high")
+    metrics.message_processed("t1", "sent")
+    metrics.campaign_launched("t1", 3)
+    points = _points(reader)
+    assert points["onlyfans.message.queued"] == [({"queue": "high"}, 2)]
+    assert points["onlyfans.message.processed"] == [({"outcome": "sent"}, 1)]
+    assert points["onlyfans.bulk.campaign"] == [({}, 1)]
+
+
+def test_tenant_labels_come_with_the_metrics_token_or_by_name() -> None:
+    assert not metrics.tenant_labels_wanted({})
+    assert metrics.tenant_labels_wanted({"CRM_METRICS_TOKEN": "s3cret"})
+    assert metrics.tenant_labels_wanted({"CRM_METRICS_TENANT_LABELS": "true"})
+    assert not metrics.tenant_labels_wanted({"CRM_METRICS_TENANT_LABELS": "false"})

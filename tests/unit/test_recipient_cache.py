@@ -68,7 +68,7 @@ async def test_a_send_to_a_recipient_read_before_does_not_read_the_fan_again(
     assert fan_stream_id(fan_id) not in loads.streams
     assert second.conversation_id == first.conversation_id
     assert [(r.event_type, r.stream_id) for r in store.log[before:]] == [
-        ("MessageQueued", message_stream_id(second.message_id))
+        ("MessageQueued", message_stream_id(alice.tenant, second.message_id))
     ]
     assert [entry.message_id for entry in store.outbox] == [first.message_id, second.message_id]
 
@@ -100,8 +100,8 @@ async def test_a_fan_edited_after_being_cached_gets_the_message_and_is_cached_ag
     loads = LoadsSeen(store)
     again = await send(store, ids, alice, fan_id, cache)
 
-    assert store.log[-2].stream_id == message_stream_id(accepted.message_id)
-    assert store.log[-1].stream_id == message_stream_id(again.message_id)
+    assert store.log[-2].stream_id == message_stream_id(alice.tenant, accepted.message_id)
+    assert store.log[-1].stream_id == message_stream_id(alice.tenant, again.message_id)
     assert fan_stream_id(fan_id) not in loads.streams
 
 
