@@ -226,7 +226,7 @@ async def _import_once(
             batch_size=container.settings.import_batch_size,
         )
     except ImportFailed as failed:
-        return _failed(failed, limit)
+        return _failed(failed, limit, upload.rejected)
     except TooLarge:
         return _too_large(limit)
     except MultipartError as error:

@@ -65,8 +65,11 @@ def holding(reservation: Reservation) -> Iterator[None]:
 # An append's CTE that marks the request's reservation committed, if the append's streams are
 # where it expected them (``moved`` empty) and the request still holds the key; the append
 # inserts its events only if this returns a row. Parameters: tenant, key, holder.
+# $1 of every append is its stream ids: kept so that erasing a fan forgets the responses of
+# commands that wrote its stream (migrations/026).
 RESERVED_CTE = """reserved AS (
-    UPDATE idempotency_keys SET committed = true
+    UPDATE idempotency_keys SET committed = true,
+        streams = ARRAY(SELECT DISTINCT s FROM unnest(coalesce(streams, '{{}}') || $1::text[]) s)
     WHERE tenant_id = ${0} AND key = ${1} AND holder = ${2}
       AND NOT EXISTS (SELECT 1 FROM moved)
     RETURNING 1

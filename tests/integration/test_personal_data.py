@@ -168,6 +168,33 @@ async def test_erasing_a_fan_leaves_no_personal_data_readable_anywhere(
     assert replayed.value_cents == 12_345
 
 
+async def test_erasing_a_fan_forgets_the_responses_kept_for_idempotency_keys(
+    fresh: bootstrap.Container, client: tuple[httpx.AsyncClient, str]
+) -> None:
+    """A fan created with an Idempotency-Key has its answer, name and email included, kept
+    for replays; erasure must not leave that copy behind."""
+    http, _ = client
+    key = {"Idempotency-Key": f"create-{uuid.uuid4()}"}
+    created = await http.post("/api/crm/fans", json=SECRETS, headers=key)
+    assert created.status_code == 201, created.text
+    other = await http.post(
+        "/api/crm/fans", json={"handle": "someone_else"}, headers={"Idempotency-Key": "other"}
+    )
+    assert other.status_code == 201, other.text
+    kept = "SELECT count(*) FROM idempotency_keys WHERE convert_from(body, 'UTF8') LIKE $1"
+    assert await fresh.pool.fetchval(kept, f"%{SECRETS['email']}%") == 1
+
+    erased = await http.delete(f"/api/crm/fans/{created.json()['fan']['id']}?erase=true")
+    assert erased.status_code == 200, erased.text
+
+    assert await fresh.pool.fetchval(kept, f"%{SECRETS['email']}%") == 0
+    assert await fresh.pool.fetchval(kept, "%someone_else%") == 1
+    # The key is free again: nothing of the erased fan can be replayed from it.
+    again = await http.post("/api/crm/fans", json={"handle": "new_fan"}, headers=key)
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers
+
+
 async def test_no_command_can_write_personal_data_for_an_erased_fan(
     fresh: bootstrap.Container, client: tuple[httpx.AsyncClient, str]
 ) -> None:
