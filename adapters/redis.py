@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as redis
 
 from adapters.config import Settings
-from application.sending import LimiterUnavailable
+from application.sending import LimiterUnavailable, TokenAnswer
 
 # KEYS[1]: the account's key (holds the TAT in µs). ARGV[1]: emission interval T in µs;
 # ARGV[2]: burst; ARGV[3]: "now" in µs, for the tests of the arithmetic only (else Redis TIME).
@@ -54,6 +55,7 @@ return {0, now}
 """
 
 _MICROS = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A limiter that takes longer than this to answer is treated as away: a sender never hangs on
 # a Redis that accepted the connection and went silent.
 LIMITER_TIMEOUT = 2.0
@@ -86,13 +88,13 @@ class GcraRateLimiter:
     def key(self, account: str) -> str:
         return f"{self._key_prefix}:{{{account}}}"
 
-    async def try_acquire(self, account: str) -> float:
+    async def try_acquire(self, account: str) -> TokenAnswer:
         try:
             async with asyncio.timeout(LIMITER_TIMEOUT):
-                wait_us, _ = await self.evaluate(account)
+                wait_us, server_now_us = await self.evaluate(account)
         except _UNAVAILABLE as error:
             raise LimiterUnavailable(_describe(error)) from error
-        return wait_us / _MICROS
+        return TokenAnswer(wait=wait_us / _MICROS, at=redis_time(server_now_us))
 
     async def check(self) -> None:
         try:
@@ -110,11 +112,16 @@ class GcraRateLimiter:
         return int(wait_us), int(server_now_us)
 
 
+def redis_time(micros: int) -> datetime:
+    """Redis's TIME in µs as an aware datetime, exactly (no float on the way)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 class DisabledRateLimiter:
     """``RATE_LIMITER_ENABLED=false``: every send may go (the platform's 429s still apply)."""
 
-    async def try_acquire(self, account: str) -> float:
-        return 0.0
+    async def try_acquire(self, account: str) -> TokenAnswer:
+        return TokenAnswer(wait=0.0)  # no clock of its own: nothing decided, nothing to show
 
     async def check(self) -> None:
         return None

@@ -7,6 +7,7 @@ a retry after an ambiguous failure (a timeout) can never deliver twice.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol
 
 import msgspec
@@ -44,10 +45,26 @@ class LimiterUnavailable(Exception):
     may send, so nothing is sent until it answers again."""
 
 
+class TokenAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The limiter's answer to one ask for a token.
+
+    ``at`` is when it decided, on the limiter's own clock (Redis's ``TIME``: the one clock all
+    sender processes share), or None for a limiter without one (disabled). The limit is a
+    promise about these moments, not about when a request reaches the platform (that adds the
+    network's and the scheduler's jitter), so a grant's ``at`` is what shows it was kept."""
+
+    wait: float  # 0: a token was taken for the caller; else seconds until one is free
+    at: datetime | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.wait <= 0
+
+
 class RateLimiter(Protocol):
-    async def try_acquire(self, account: str) -> float:
-        """Take one token for ``account`` if one is free and return 0; otherwise take nothing
-        and return how many seconds until one will be. Raises LimiterUnavailable."""
+    async def try_acquire(self, account: str) -> TokenAnswer:
+        """Take one token for ``account`` if one is free (``wait`` 0); otherwise take nothing
+        and answer how many seconds until one will be. Raises LimiterUnavailable."""
         ...
 
     async def check(self) -> None:

@@ -136,7 +136,7 @@ from application.errors import ConcurrencyError
 from application.fans import CreateFan, create_fan
 from application.messages import StartConversation, outbox_entry, start_conversation, stream_write
 from application.queue import MAX_BATCH, OutgoingMessage
-from application.sending import PlatformMessage, SendResult
+from application.sending import PlatformMessage, SendResult, TokenAnswer
 from domain.message import Message
 from worker.relay import run_relay
 from worker.sender import build_sender, run_sender
@@ -288,8 +288,8 @@ class ShardedGateway:
 
 
 class CountingLimiter:
-    """The RateLimiter port, delegating: calls, grants (with Redis's time of each, when the
-    limiter is GcraRateLimiter: ``try_acquire`` is ``evaluate`` in seconds), time spent."""
+    """The RateLimiter port, delegating: calls, grants (with the limiter's time of each:
+    Redis's, or time.time() for a limiter without a clock), time spent."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -297,18 +297,14 @@ class CountingLimiter:
         self.grant_times: list[float] = []  # seconds, Redis server time (or time.time())
         self.seconds: list[float] = []
 
-    async def try_acquire(self, account: str) -> float:
+    async def try_acquire(self, account: str) -> TokenAnswer:
         started = time.perf_counter()
-        if hasattr(self._inner, "evaluate"):
-            wait_us, server_us = await self._inner.evaluate(account)
-            wait, moment = wait_us / 1e6, server_us / 1e6
-        else:
-            wait, moment = await self._inner.try_acquire(account), time.time()
+        answer: TokenAnswer = await self._inner.try_acquire(account)
         self.seconds.append(time.perf_counter() - started)
         self.calls += 1
-        if wait <= 0:
-            self.grant_times.append(moment)
-        return wait
+        if answer.granted:
+            self.grant_times.append(time.time() if answer.at is None else answer.at.timestamp())
+        return answer
 
 
 class CountingStore:

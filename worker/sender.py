@@ -7,7 +7,8 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
 `crm worker sender`) alike. For each record:
 
 1. drop it if its message was already sent (a redelivery, a relay's re-send);
-2. take a rate-limit token for the creator account, waiting briefly if none is free;
+2. take a rate-limit token for the creator account, waiting briefly if none is free (the
+   limiter's time of the grant goes on the record's outcome line as ``token_at``);
 3. call the gateway with the message id as Idempotency-Key;
 4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
    redeliver after a growing visibility timeout, and on its last receive record it failed
@@ -48,7 +49,13 @@ from application.message_streams import load_message
 from application.messages import record_failed, record_sent_on
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
-from application.sending import LimiterUnavailable, OnlyFansGateway, PlatformMessage, RateLimiter
+from application.sending import (
+    LimiterUnavailable,
+    OnlyFansGateway,
+    PlatformMessage,
+    RateLimiter,
+    TokenAnswer,
+)
 from domain.fan import fan_stream_id
 from domain.message import Message
 
@@ -204,12 +211,17 @@ class Sender:
             return Outcome(True)
 
         try:
-            wait = await self._token(ctx.tenant)
+            token = await self._token(ctx.tenant)
         except LimiterUnavailable as error:
             self._limiter_is_away(str(error))
             return Outcome(False, LIMITER_AWAY_DEFER, deferred=True)
-        if wait > 0:
-            return Outcome(False, wait, deferred=True)
+        if not token.granted:
+            return Outcome(False, token.wait, deferred=True)
+        if token.at is not None:
+            # The limiter's time of the grant, on every outcome line from here on: the one
+            # record of when this send was allowed that every process's logs agree on (the
+            # platform's arrival times add the network's jitter to it).
+            about = {**about, "token_at": token.at.isoformat(timespec="microseconds")}
 
         platform_message = PlatformMessage(
             account=ctx.tenant,
@@ -275,16 +287,15 @@ class Sender:
             return True
         return False
 
-    async def _token(self, account: str) -> float:
-        """0 once a token is taken; else how long the record should wait on the queue."""
+    async def _token(self, account: str) -> TokenAnswer:
+        """The grant once a token is taken; else the refusal whose wait is too long to hold
+        the record for (it goes back on the queue for that long)."""
         deadline = time.monotonic() + MAX_TOKEN_WAIT
         while True:
-            wait = await self.limiter.try_acquire(account)
-            if wait <= 0:
-                return 0.0
-            if time.monotonic() + wait > deadline:
-                return wait
-            await asyncio.sleep(wait)
+            answer = await self.limiter.try_acquire(account)
+            if answer.granted or time.monotonic() + answer.wait > deadline:
+                return answer
+            await asyncio.sleep(answer.wait)
 
     def _limiter_is_away(self, reason: str) -> None:
         if self.limiter_away is None:

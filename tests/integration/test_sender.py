@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from adapters import bootstrap
 from application.context import CommandContext
 from application.fans import CreateFan, EraseFan, create_fan, erase_fan
 from application.messages import QueueMessage, queue_message
-from application.sending import LimiterUnavailable, PlatformMessage, SendResult
+from application.sending import LimiterUnavailable, PlatformMessage, SendResult, TokenAnswer
 from domain.message import message_stream_id
 from tests.support.settings import settings_for
 from worker.relay import Relay
 from worker.sender import Record, Sender, record_from_receive, settle
 
 CTX = CommandContext(tenant="creator-7", actor="test", correlation_id="c-7")
+GRANTED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)  # the scripted limiter's clock
 
 
 @dataclass
@@ -42,10 +45,10 @@ class ScriptedLimiter:
     checks: int = 0
     asked_twice: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def try_acquire(self, account: str) -> float:
+    async def try_acquire(self, account: str) -> TokenAnswer:
         if self.away:
             raise LimiterUnavailable(self.away)
-        return self.waits.pop(0) if self.waits else 0.0
+        return TokenAnswer(wait=self.waits.pop(0) if self.waits else 0.0, at=GRANTED_AT)
 
     async def check(self) -> None:
         self.checks += 1
@@ -231,6 +234,23 @@ async def test_a_short_wait_for_a_token_is_waited_out(fresh: bootstrap.Container
         ]
     assert outcome.done
     assert len(gateway.calls) == 1
+
+
+async def test_every_outcome_line_of_a_record_that_took_a_token_names_the_limiters_time_of_it(
+    fresh: bootstrap.Container,
+) -> None:
+    throttled = SendResult(outcome="rate_limited", retry_after=1.0)
+    refused = SendResult(outcome="permanent", reason="403 blocked")
+    gateway = ScriptedGateway([throttled, refused])
+    sender = sender_for(fresh, gateway, ScriptedLimiter())
+    records = [await queued_record(fresh) for _ in range(2)]
+    with capture_logs() as logged:
+        await sender.handle(records[:1])
+        await sender.handle(records)  # the 429'd one again, now sent; the other refused
+    outcome_lines = {"platform rate limited", "message sent", "message failed"}
+    lines = [line for line in logged if line["event"] in outcome_lines]
+    assert sorted(line["event"] for line in lines) == sorted(outcome_lines)
+    assert {line["token_at"] for line in lines} == {"2026-01-02T03:04:05.678901+00:00"}
 
 
 async def test_a_message_to_an_erased_fan_is_failed_not_sent(fresh: bootstrap.Container) -> None:

