@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
+import structlog
 
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
@@ -65,13 +67,30 @@ class Container:
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        await self.queue_status.close()
+        """Each step is bounded: a shutdown that waits forever on one stuck connection (a
+        dependency gone silent, a task that never gave its connection back) never ends."""
+        await _bounded("queue status", self.queue_status.close())
         for closer in reversed(self._closers):
-            await closer()
+            await _bounded(getattr(closer, "__qualname__", "closer"), closer())
         if self.redis is not None:
-            await self.redis.aclose()
-        await self.projection_store.close()
-        await self.pool.close()
+            await _bounded("redis", self.redis.aclose())
+        await _bounded("projection store", self.projection_store.close())
+        if not await _bounded("pool", self.pool.close()):
+            self.pool.terminate()
+
+
+CLOSE_SECONDS = 10.0
+log = structlog.get_logger(__name__)
+
+
+async def _bounded(what: str, closing: Awaitable[Any]) -> bool:
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await closing
+    except TimeoutError:
+        log.warning("shutdown step timed out", step=what, seconds=CLOSE_SECONDS)
+        return False
+    return True
 
 
 def core_projections() -> list[Projection]:

@@ -20,7 +20,7 @@ import msgspec
 
 from adapters.bootstrap import Container, core_projections
 from adapters.http.idempotency import message_id_for
-from adapters.onlyfans.signing import SIGNATURE_HEADER, sign
+from adapters.onlyfans.signing import ACCOUNT_HEADER, SIGNATURE_HEADER, sign
 from application.campaign_fan_out import campaign_message_id
 from application.context import CommandContext
 from application.messages import record_dispatched, record_failed, record_sent
@@ -60,6 +60,7 @@ async def webhook(
         WEBHOOKS,
         content=raw,
         headers={
+            ACCOUNT_HEADER: tenant,
             SIGNATURE_HEADER: sign(SECRET, raw, int(time.time())),
             "Content-Type": "application/json",
         },

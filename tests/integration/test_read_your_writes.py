@@ -229,7 +229,9 @@ async def crm_serve(database_url: str, workers: int) -> AsyncIterator[str]:
     env = {
         **os.environ,
         # Named, to tell its connections from the test's own (_serving_processes).
-        "DATABASE_URL": f"{database_url}?application_name={API_NAME}",
+        # The embedded server's URL already has a query (?host=<its socket folder>).
+        "DATABASE_URL": f"{database_url}{'&' if '?' in database_url else '?'}"
+        f"application_name={API_NAME}",
         "CRM_MASTER_KEY": TEST_MASTER_KEY,
         "CRM_READ_YOUR_WRITES_TIMEOUT": str(PATIENT_SECONDS),
         "CRM_POOL_MIN_SIZE": "1",
