@@ -52,12 +52,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # variables; those and the labels are read by adapters/metrics.py and adapters/tracing.py.
     metrics_token: str | None = None
     # Campaigns: the largest audience POST /api/messages/bulk queues before it answers (a
-    # larger one is the campaign worker's), fans per fan-out transaction, and how long the
-    # sender trusts a campaign's status (pause and cancel reach it within this, plus the
-    # projector's lag).
+    # larger one is the campaign worker's), fans per fan-out transaction, and how long a
+    # sender process trusts a campaign's status, asked of the event store: a pause or cancel
+    # stops its messages within this (plus the platform calls already under way).
     campaign_inline_recipients: int = 100
     campaign_chunk_size: int = 1000
-    campaign_status_ttl: float = 1.0
+    campaign_status_ttl: float = 0.25
     # How long an Idempotency-Key is kept (its response replayed, or its outcome unknown):
     # after it the key may be used again, and expired keys are deleted.
     idempotency_ttl_seconds: float = 86_400.0

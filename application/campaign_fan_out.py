@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
@@ -36,9 +37,10 @@ from application.messages import (
 )
 from application.ports import EventStore, IdAllocator, OutboxEntry, StreamWrite
 from application.streams import retry_on_conflict
-from domain.campaign import Campaign, render
+from domain.campaign import Campaign, campaign_stream_id, render
 from domain.conversation import Conversation
 from domain.errors import InvalidValue
+from domain.events import EVENT_NAMES
 from domain.fan import Fan, fan_stream_id
 from domain.message import HIGH_PRIORITY, Message
 
@@ -276,6 +278,24 @@ def _now() -> datetime:
 
 
 # -- the messages of a paused or cancelled campaign ----------------------------------------
+
+# The events that start and stop a launched campaign's sending, newest first decides.
+_STOPPED_BY: dict[str, Literal["paused", "cancelled"]] = {
+    EVENT_NAMES[Campaign.Paused]: "paused",
+    EVENT_NAMES[Campaign.Cancelled]: "cancelled",
+}
+_CONTROL_EVENTS = (*_STOPPED_BY, EVENT_NAMES[Campaign.Resumed])
+
+
+async def campaign_stopped(
+    store: EventStore, campaign_id: int
+) -> Literal["paused", "cancelled"] | None:
+    """Whether the campaign's messages must not go out now: "paused", "cancelled", or None.
+
+    Asked of the event store, not of the campaigns view: the pause's event is committed before
+    its 200 is sent, while the view shows it only once its projector gets there."""
+    latest = await store.latest_event_type(campaign_stream_id(campaign_id), _CONTROL_EVENTS)
+    return None if latest is None else _STOPPED_BY.get(latest)
 
 
 async def hold_message(

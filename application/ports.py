@@ -118,6 +118,11 @@ class EventStore(Protocol):
         """Events after ``after`` in commit order, never past an uncommitted transaction."""
         ...
 
+    async def latest_event_type(self, stream_id: str, among: Sequence[str]) -> str | None:
+        """The type name of the stream's newest committed event whose type is in ``among``;
+        None if it has none. Cheap (no event is decoded): asked often, by the sender."""
+        ...
+
 
 class IdAllocator(Protocol):
     async def next_id(self, kind: str) -> int: ...

@@ -8,7 +8,10 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
 
 1. drop it if its message was already sent (a redelivery, a relay's re-send);
 2. take a rate-limit token for the creator account, waiting briefly if none is free (the
-   limiter's time of the grant goes on the record's outcome line as ``token_at``);
+   limiter's time of the grant goes on the record's outcome line as ``token_at``); a
+   campaign message is looked at before and again after it: one whose campaign was paused
+   or cancelled (as the event store has it, at most ``campaign_status_ttl`` ago) is held or
+   cancelled instead of sent;
 3. call the gateway with the message id as Idempotency-Key;
 4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
    redeliver after a growing visibility timeout, and on its last receive record it failed
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import time
@@ -43,7 +47,7 @@ from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
 from adapters.redis import rate_limiter_from
-from application.campaign_fan_out import cancel_message, hold_message
+from application.campaign_fan_out import campaign_stopped, cancel_message, hold_message
 from application.context import CommandContext
 from application.message_streams import load_message
 from application.messages import record_failed, record_sent_on
@@ -90,23 +94,40 @@ CampaignStatus = Callable[[int], Awaitable[str | None]]
 
 
 class CachedCampaignStatus:
-    """A campaign's status, asked of the read model at most once per ``ttl`` seconds: the
-    sender asks for every campaign message, and a pause may take that long to be seen."""
+    """A campaign's status, asked at most once per ``ttl`` seconds by this process: the sender
+    asks for every campaign message, twice.
+
+    An answer is dated from the moment its question was sent (not answered), so none is used
+    more than ``ttl`` after a moment it may reflect: a pause committed before that moment is
+    seen by every look after it plus ``ttl``. Looks at a campaign whose answer is being asked
+    wait for that one question rather than each send their own."""
 
     def __init__(self, read: CampaignStatus, ttl: float) -> None:
         self._read = read
         self._ttl = ttl
         self._known: dict[int, tuple[float, str | None]] = {}
+        self._asking: dict[int, asyncio.Task[str | None]] = {}
 
     async def __call__(self, campaign_id: int) -> str | None:
         now = time.monotonic()
         known = self._known.get(campaign_id)
         if known is not None and now - known[0] < self._ttl:
             return known[1]
-        status = await self._read(campaign_id)
+        asking = self._asking.get(campaign_id)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask(campaign_id, now))
+            self._asking[campaign_id] = asking
+        # Shielded: one looker cancelled (its batch's timeout) leaves the question to the rest.
+        return await asyncio.shield(asking)
+
+    async def _ask(self, campaign_id: int, asked_at: float) -> str | None:
+        try:
+            status = await self._read(campaign_id)
+        finally:
+            self._asking.pop(campaign_id, None)
         if len(self._known) > 10_000:
             self._known.clear()
-        self._known[campaign_id] = (now, status)
+        self._known[campaign_id] = (asked_at, status)
         return status
 
 
@@ -136,6 +157,7 @@ class Sender:
         max_receive_count: int,
         base_visibility: float = 2.0,
         campaign_status: CampaignStatus | None = None,
+        campaign_status_ttl: float = 0.25,
     ) -> None:
         self.store = store
         self.personal = personal
@@ -144,7 +166,10 @@ class Sender:
         self.limiter = limiter
         self.max_receive_count = max_receive_count
         self.base_visibility = base_visibility
-        self.campaign_status = campaign_status
+        # Asked of the event store (see campaign_stopped), not of the campaigns view.
+        self.campaign_status = campaign_status or CachedCampaignStatus(
+            functools.partial(campaign_stopped, store), campaign_status_ttl
+        )
         # Why the limiter did not answer, while it does not; None while it does.
         self.limiter_away: str | None = None
 
@@ -198,8 +223,10 @@ class Sender:
                 reason = f"gave up after {self.max_receive_count} tries"
                 await self._fail(message_id, reason, ctx, about)
             return Outcome(False, self._backoff(record))
-        if body.get("campaignId") is not None and await self._campaign_stopped(
-            message_id, int(body["campaignId"]), ctx, about
+        campaign_id = None if body.get("campaignId") is None else int(body["campaignId"])
+        # A first look before the token, so that a stopped campaign's backlog spends none.
+        if campaign_id is not None and await self._campaign_stopped(
+            message_id, campaign_id, ctx, about
         ):
             return Outcome(True)
         try:
@@ -222,6 +249,12 @@ class Sender:
             # record of when this send was allowed that every process's logs agree on (the
             # platform's arrival times add the network's jitter to it).
             about = {**about, "token_at": token.at.isoformat(timespec="microseconds")}
+        # The last look, right before the platform: the wait for the token may have lasted
+        # seconds, and the campaign may have been paused or cancelled meanwhile.
+        if campaign_id is not None and await self._campaign_stopped(
+            message_id, campaign_id, ctx, about
+        ):
+            return Outcome(True)
 
         platform_message = PlatformMessage(
             account=ctx.tenant,
@@ -274,8 +307,6 @@ class Sender:
     ) -> bool:
         """A paused campaign's message is held (the campaign worker releases it on resume), a
         cancelled one's is cancelled: either way it leaves the queue unsent."""
-        if self.campaign_status is None:
-            return False
         status = await self.campaign_status(campaign_id)
         if status == "paused":
             await hold_message(message_id, "campaign paused", ctx, store=self.store)
@@ -487,9 +518,7 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
         gateway,
         rate_limiter_from(settings, container.redis),
         max_receive_count=settings.max_receive_count,
-        campaign_status=CachedCampaignStatus(
-            container.campaigns.campaign_status, settings.campaign_status_ttl
-        ),
+        campaign_status_ttl=settings.campaign_status_ttl,
     )
     return sender, gateway.aclose
 

@@ -286,11 +286,6 @@ class PostgresCampaignReadModel:
         )
         return [row["message_id"] for row in rows]
 
-    async def campaign_status(self, campaign_id: int) -> str | None:
-        return await self._pool.fetchval(
-            "SELECT status FROM campaigns WHERE campaign_id = $1", campaign_id
-        )
-
 
 def _recipient(fan: Fan) -> Recipient:
     return Recipient(

@@ -235,6 +235,17 @@ class PostgresEventStore:
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
         return await self._decoded(_READ_ALL, after.transaction_id, after.position, limit)
 
+    async def latest_event_type(self, stream_id: str, among: Sequence[str]) -> str | None:
+        # The stream's (stream_id, version) index read backwards: it stops at the first match,
+        # and only the type is read, never the event's data.
+        value = await self._pool.fetchval(
+            "SELECT event_type FROM events WHERE stream_id = $1 AND event_type = ANY($2::text[])"
+            " ORDER BY version DESC LIMIT 1",
+            stream_id,
+            list(among),
+        )
+        return None if value is None else str(value)
+
     async def _decoded(self, query: str, *args: Any) -> list[RecordedEvent]:
         rows = await self._pool.fetch(query, *args)
         sealed_in = PersonalDataCodec.sealed_in

@@ -215,6 +215,27 @@ async def test_appending_nothing_stores_nothing(container: bootstrap.Container) 
         assert await container.events.load(stream) == []
 
 
+async def test_latest_event_type_names_the_newest_of_the_types_asked_and_none_without_one(
+    container: bootstrap.Container,
+) -> None:
+    store = container.events
+    fan_id = new_fan_id()
+    stream = fan_stream_id(fan_id)
+    # FanCreated, FanUpdated x3, FanDeleted
+    await store.append(
+        stream,
+        "fan",
+        fan_events(fan_id, updates=3, delete=True),
+        expected_version=0,
+        metadata=meta(),
+    )
+    assert await store.latest_event_type(stream, ["FanCreated", "FanUpdated"]) == "FanUpdated"
+    assert await store.latest_event_type(stream, ["FanDeleted", "FanCreated"]) == "FanDeleted"
+    assert await store.latest_event_type(stream, ["FanCreated"]) == "FanCreated"
+    assert await store.latest_event_type(stream, ["CampaignPaused"]) is None
+    assert await store.latest_event_type(fan_stream_id(new_fan_id()), ["FanCreated"]) is None
+
+
 # --- optimistic concurrency ------------------------------------------------------------------
 
 

@@ -131,6 +131,12 @@ class InMemoryEventStore:
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
         return [r for r in self.log if r.position > after.position][:limit]
 
+    async def latest_event_type(self, stream_id: str, among: Sequence[str]) -> str | None:
+        found = [
+            r.event_type for r in self.log if r.stream_id == stream_id and r.event_type in among
+        ]
+        return found[-1] if found else None
+
 
 class CountingIds:
     def __init__(self) -> None:
