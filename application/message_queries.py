@@ -39,6 +39,17 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     failed_at: datetime | None
 
 
+class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /api/crm/messages: every field that is not None narrows the list. ``since`` is
+    inclusive and ``until`` exclusive, both on ``queued_at``."""
+
+    status: str | None = None
+    conversation_id: int | None = None
+    campaign_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class Page(msgspec.Struct, frozen=True):
     items: list[Any]
     next_cursor: str | None
@@ -56,3 +67,7 @@ class MessagingReadModel(Protocol):
     ) -> Page: ...
 
     async def get_message(self, tenant: str, message_id: str) -> MessageView | None: ...
+
+    async def search_messages(
+        self, tenant: str, where: MessageFilter, limit: int, cursor: str | None
+    ) -> Page: ...
