@@ -37,6 +37,7 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None
+    first_failed_at: datetime | None = None  # failed_at is the last failure
 
 
 class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,3 +10,9 @@ CREATE INDEX messages_tenant_campaign_queued
     WHERE campaign_id IS NOT NULL;
 -- The new status index begins with every column of 007's, which it makes redundant.
 DROP INDEX IF EXISTS messages_tenant_status;
+
+-- The dead-letter list (GET /api/onlyfans/dlq) shows a message's first failure beside its last
+-- (failed_at, which each failure overwrites). Messages that failed before this migration have
+-- only their last one known here; a rebuild replays the log and fills in the first.
+ALTER TABLE messages ADD COLUMN first_failed_at timestamptz;
+UPDATE messages SET first_failed_at = failed_at WHERE failed_at IS NOT NULL;
