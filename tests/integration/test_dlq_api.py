@@ -6,6 +6,7 @@ a second redrive of it changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters import cli, cli_dlq
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.api_keys import create_api_key
 from adapters.redis import DisabledRateLimiter
@@ -69,7 +71,9 @@ async def deliver(stack: Stack, platform: Platform) -> None:
     comes back visible at once (no backoff), to be dead-lettered by the next receive."""
     container = stack.container
     await Relay(container.outbox, container.queue, container.events).run_once()
-    gateway = OnlyFansClient("https://onlyfans.test", "key", transport=httpx.MockTransport(platform))
+    gateway = OnlyFansClient(
+        "https://onlyfans.test", "key", transport=httpx.MockTransport(platform)
+    )
     sender = Sender(
         container.events,
         container.personal,
@@ -246,9 +250,64 @@ async def test_a_redrive_naming_something_that_is_not_a_message_id_is_refused(
     fresh_database_url: str, request: pytest.FixtureRequest
 ) -> None:
     async with dlq_stack("postgres", request, fresh_database_url) as stack:
-        response = await stack.http.post(
-            REDRIVE, json={"messageIds": ["nope"]}, headers=stack.auth
-        )
+        response = await stack.http.post(REDRIVE, json={"messageIds": ["nope"]}, headers=stack.auth)
         unknown_field = await stack.http.post(REDRIVE, json={"ids": []}, headers=stack.auth)
     assert response.status_code in (400, 422), response.text
     assert unknown_field.status_code == 400, unknown_field.text
+
+
+async def test_crm_dlq_list_and_redrive_do_the_same_from_the_shell(
+    fresh_database_url: str, request: pytest.FixtureRequest
+) -> None:
+    platform = Platform()
+    async with dlq_stack("postgres", request, fresh_database_url) as stack:
+        first, second = await failed_messages(stack, platform, 2)
+        container = stack.container
+
+        table = io.StringIO()
+        assert await cli_dlq.list_command(container, out=table) == 2
+        assert await cli_dlq.list_command(container, tenant="nobody", out=io.StringIO()) == 0
+        one = io.StringIO()
+        assert (
+            await cli_dlq.redrive_command(container, actor="cli:test", message_ids=[first], out=one)
+            == 1
+        )
+        again = io.StringIO()
+        assert (
+            await cli_dlq.redrive_command(
+                container, actor="cli:test", message_ids=[first], out=again
+            )
+            == 0
+        )
+        rest = io.StringIO()
+        assert (
+            await cli_dlq.redrive_command(
+                container, actor="cli:test", tenant=stack.tenant, out=rest
+            )
+            == 1
+        )
+        platform.down = False
+        await deliver(stack, platform)
+        await deliver(stack, platform)
+        left = io.StringIO()
+        assert await cli_dlq.list_command(container, out=left) == 0
+
+    lines = table.getvalue().splitlines()
+    assert {line.split()[0] for line in lines[1:3]} == {first, second}
+    assert all(stack.tenant in line and "gave up" in line for line in lines[1:3])
+    assert lines[-1] == "2 dead-lettered"
+    assert f"{first} {stack.tenant} requeued" in one.getvalue()
+    assert again.getvalue().splitlines() == ["0 requeued, 0 cleared"]
+    assert f"{second} {stack.tenant} requeued" in rest.getvalue()
+    assert sorted(platform.delivered) == sorted([first, second])
+    assert left.getvalue().splitlines()[-1] == "0 dead-lettered"
+
+
+def test_crm_dlq_parses_its_arguments() -> None:
+    listing = cli._parser().parse_args(["dlq", "list", "--tenant", "user-1"])
+    redrive = cli._parser().parse_args(["dlq", "redrive", "a", "b"])
+    everything = cli._parser().parse_args(["dlq", "redrive"])
+
+    assert (listing.action, listing.tenant) == ("list", "user-1")
+    assert (redrive.message_ids, redrive.tenant) == (["a", "b"], None)
+    assert everything.message_ids == []
