@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -153,3 +154,29 @@ async def test_a_limit_outside_1_to_200_is_refused(
     http: httpx.AsyncClient, auth: Headers, limit: int
 ) -> None:
     assert (await http.get(LIST, params={"limit": limit}, headers=auth)).status_code == 400
+
+
+async def test_a_message_failed_twice_shows_its_first_failure_beside_its_last(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    container: Container,
+    ctx: CommandContext,
+    catch_up: CatchUp,
+) -> None:
+    message_id = (await send(http, auth, await new_fan(http, auth), 0))["messageId"]
+    store = container.events
+    await messages.record_failed(message_id, "first", ctx, store=store)
+    await messages.retry_message(messages.MessageCommand(message_id=message_id), ctx, store=store)
+    await messages.record_failed(message_id, "second", ctx, store=store)
+    await catch_up()
+
+    [listed_one] = (await http.get(LIST, params={"status": "failed"}, headers=auth)).json()[
+        "messages"
+    ]
+
+    assert listed_one["failureReason"] == "second"
+    first, last = (
+        datetime.fromisoformat(listed_one[name].replace("Z", "+00:00"))
+        for name in ("firstFailedAt", "failedAt")
+    )
+    assert first < last
