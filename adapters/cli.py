@@ -102,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_dir(campaigns_status)
     campaigns_status.set_defaults(func=lambda a: _run(_campaigns_status, a))
 
+    dlq = commands.add_parser("dlq", help="the dead-letter queues").add_subparsers(
+        dest="action", required=True
+    )
+    dlq_list = dlq.add_parser("list", help="the dead-lettered messages, why and when they failed")
+    dlq_list.add_argument("--tenant", help="only this user's (tenant's) messages")
+    _add_data_dir(dlq_list)
+    dlq_list.set_defaults(func=lambda a: _run(_dlq_list, a))
+    dlq_redrive = dlq.add_parser(
+        "redrive", help="put dead-lettered messages back on their way, each once"
+    )
+    dlq_redrive.add_argument("--tenant", help="only this user's (tenant's) messages")
+    dlq_redrive.add_argument("message_ids", nargs="*", help="only these (default: all)")
+    _add_data_dir(dlq_redrive)
+    dlq_redrive.set_defaults(func=lambda a: _run(_dlq_redrive, a))
+
     keys = commands.add_parser("keys", help="the master key of personal data").add_subparsers(
         dest="action", required=True
     )
@@ -336,6 +351,33 @@ async def _campaigns_status(args: argparse.Namespace) -> None:
 
     if await status_command(_database_url(args)):
         raise SystemExit(1)
+
+
+async def _dlq_list(args: argparse.Namespace) -> None:
+    from adapters import bootstrap
+    from adapters.cli_dlq import list_command
+
+    container = await bootstrap.build(_settings(args))
+    try:
+        await list_command(container, tenant=args.tenant)
+    finally:
+        await container.close()
+
+
+async def _dlq_redrive(args: argparse.Namespace) -> None:
+    from adapters import bootstrap
+    from adapters.cli_dlq import redrive_command
+
+    container = await bootstrap.build(_settings(args))
+    try:
+        await redrive_command(
+            container,
+            actor=cli_actor(),
+            tenant=args.tenant,
+            message_ids=args.message_ids or None,
+        )
+    finally:
+        await container.close()
 
 
 async def _projections_rebuild(args: argparse.Namespace) -> None:

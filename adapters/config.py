@@ -61,6 +61,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long an Idempotency-Key is kept (its response replayed, or its outcome unknown):
     # after it the key may be used again, and expired keys are deleted.
     idempotency_ttl_seconds: float = 86_400.0
+    # GET /api/monitoring/onlyfans answers "degraded" above these (the guide's thresholds:
+    # queueDepth > 1000, dlqCount > 10, dbLatencyMs > 100).
+    queue_depth_threshold: int = 1000
+    dlq_threshold: int = 10
+    db_latency_threshold_ms: float = 100.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -103,6 +108,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("campaign_chunk_size", "CRM_CAMPAIGN_CHUNK_SIZE", int),
             ("campaign_status_ttl", "CRM_CAMPAIGN_STATUS_TTL", float),
             ("idempotency_ttl_seconds", "IDEMPOTENCY_TTL_SECONDS", float),
+            ("queue_depth_threshold", "CRM_QUEUE_DEPTH_THRESHOLD", int),
+            ("dlq_threshold", "CRM_DLQ_THRESHOLD", int),
+            ("db_latency_threshold_ms", "CRM_DB_LATENCY_THRESHOLD_MS", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

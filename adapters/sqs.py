@@ -31,6 +31,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -49,6 +50,7 @@ from adapters.postgres.queue import (
 from application.queue import (
     MAX_BATCH,
     QUEUES,
+    DeadLetter,
     OutgoingMessage,
     QueueName,
     QueueStats,
@@ -71,6 +73,9 @@ _DLQ_RETENTION_SECONDS = 14 * 24 * 60 * 60
 # again, or its receipt expired). The Postgres adapter ignores those too: the message is
 # someone else's, or nobody's, now.
 _STALE_RECEIPT = {"ReceiptHandleIsInvalid", "MessageNotInflight"}
+# A peek receives the dead-letter queue, holding what it got for this long so that the next
+# receive of the same peek brings others, then makes them all visible again.
+_PEEK_HOLD = 30
 
 
 def _is_stale(code: str | None, message: str | None) -> bool:
@@ -451,6 +456,57 @@ class SqsQueue:
             receipt_prefix=_DLQ_RECEIPT,
         )
         return [message for message, _ in received]
+
+    async def peek_dead_letters(self, queue: QueueName, *, limit: int = 1000) -> list[DeadLetter]:
+        """SQS cannot list a queue: this receives the dead-letter queue until it is empty for
+        this peek (what it received stays hidden meanwhile), then makes every message it got
+        visible again. Long polls (a second), so that an empty answer means empty, not a
+        sample of SQS's servers that held none. A message another consumer holds is missed."""
+        url = self._url(queue, dead_letters=True)
+        found: dict[str, DeadLetter] = {}
+        handles: list[str] = []
+        try:
+            while len(found) < limit:
+                answer = await self._client.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=min(MAX_BATCH, limit - len(found)),
+                    WaitTimeSeconds=1,
+                    VisibilityTimeout=_PEEK_HOLD,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageAttributeNames=["All"],
+                )
+                messages = answer.get("Messages", [])
+                if not messages:
+                    break
+                for message in messages:
+                    handles.append(message["ReceiptHandle"])
+                    found.setdefault(message["MessageId"], _dead_letter(message))
+        finally:
+            await asyncio.gather(
+                *(self.change_visibility(queue, _DLQ_RECEIPT + h, 0) for h in handles),
+                return_exceptions=True,
+            )
+        return list(found.values())
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    attributes = {
+        name: value["StringValue"]
+        for name, value in message.get("MessageAttributes", {}).items()
+        if "StringValue" in value
+    }
+    prior = int(attributes.pop(PRIOR_RECEIVES, "0"))
+    system = message.get("Attributes", {})
+    sent = system.get("SentTimestamp")
+    return DeadLetter(
+        message_id=message["MessageId"],
+        receipt=_DLQ_RECEIPT + message["ReceiptHandle"],
+        body=message["Body"],
+        attributes=attributes,
+        # Less this peek's own receive.
+        receive_count=prior + max(int(system.get("ApproximateReceiveCount", 1)) - 1, 0),
+        sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
+    )
 
 
 def _send_entry(message: OutgoingMessage) -> dict[str, Any]:

@@ -37,6 +37,18 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None
+    first_failed_at: datetime | None = None  # failed_at is the last failure
+
+
+class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /api/crm/messages: every field that is not None narrows the list. ``since`` is
+    inclusive and ``until`` exclusive, both on ``queued_at``."""
+
+    status: str | None = None
+    conversation_id: int | None = None
+    campaign_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -56,3 +68,7 @@ class MessagingReadModel(Protocol):
     ) -> Page: ...
 
     async def get_message(self, tenant: str, message_id: str) -> MessageView | None: ...
+
+    async def search_messages(
+        self, tenant: str, where: MessageFilter, limit: int, cursor: str | None
+    ) -> Page: ...

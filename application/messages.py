@@ -23,7 +23,7 @@ from application.message_streams import legacy_message, load_message, recorded_m
 from application.ports import EventStore, IdAllocator, OutboxEntry, RecordedEvent, StreamWrite
 from application.streams import load, retry_on_conflict, save
 from domain.conversation import Conversation
-from domain.errors import InvalidValue
+from domain.errors import IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.message import (
     DEFAULT_PRIORITY,
@@ -277,11 +277,24 @@ async def retry_message(
     *,
     store: EventStore,
     high_priority_from: int = HIGH_PRIORITY,
+    at_attempt: int | None = None,
+    unsettled_reason: str | None = None,
 ) -> MessageChanged:
-    """A person puts a failed message back on its way: requeued, with a new outbox row."""
+    """A person puts a failed message back on its way: requeued, with a new outbox row.
+
+    A redrive of a dead letter (application/dead_letters.py) passes the attempt its copy
+    carried: a message retried since is not retried again for it (IllegalState). And a reason:
+    a message that shows no outcome (its sender died before recording one) is recorded failed
+    for it first, in the same append, at the version read, so nothing can slip in between."""
 
     async def attempt() -> MessageChanged:
         message, _ = await load_message(store, cmd.message_id, tenant=ctx.tenant)
+        if at_attempt is not None and message.attempts > at_attempt:
+            raise IllegalState(
+                f"message {message.message_id} was retried since attempt {at_attempt}"
+            )
+        if unsettled_reason is not None and message.status in ("queued", "dispatched"):
+            message.fail(unsettled_reason)
         message.retry()
         positions = await store.append_all(
             [stream_write(message, "message")],

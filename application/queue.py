@@ -14,6 +14,7 @@ one contract test suite.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal, Protocol
 
 import msgspec
@@ -50,6 +51,17 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     visible: int  # waiting to be received (ApproximateNumberOfMessages)
     in_flight: int  # received, not yet deleted (ApproximateNumberOfMessagesNotVisible)
     dead_letters: int  # in the queue's dead-letter queue
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message in a dead-letter queue, as ``peek_dead_letters`` shows it."""
+
+    message_id: str  # assigned by the queue
+    receipt: str  # deletes it: ``delete(queue, [receipt])`` of the queue it died on
+    body: str
+    attributes: dict[str, str]
+    receive_count: int  # the receives that counted, on its queue
+    sent_at: datetime | None  # when it was sent to its queue, where the queue says
 
 
 class MessageQueue(Protocol):
@@ -89,4 +101,11 @@ class MessageQueue(Protocol):
         self, queue: QueueName, *, max_messages: int = MAX_BATCH
     ) -> list[ReceivedMessage]:
         """Receive from the queue's dead-letter queue (for inspection and redrive)."""
+        ...
+
+    async def peek_dead_letters(self, queue: QueueName, *, limit: int = 1000) -> list[DeadLetter]:
+        """Up to ``limit`` messages of the queue's dead-letter queue, each once, left there as
+        visible as they were (a receive of the dead-letter queue, or another peek, still gets
+        them). Those another consumer holds at the moment may be missing (SQS: a message in
+        flight cannot be seen). For listing and redriving: a receipt deletes its message."""
         ...

@@ -43,6 +43,7 @@ _COLUMNS = [
     "sent_at",
     "read_at",
     "failed_at",
+    "first_failed_at",
     "updated_at",
     "revenue_cents",
     "purchased_at",
@@ -174,6 +175,7 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
             status="failed",
             failure_reason=event.reason,
             failed_at=event.timestamp,
+            first_failed_at=row["first_failed_at"] or event.timestamp,
             updated_at=event.timestamp,
         )
     elif kind is Message.Requeued:

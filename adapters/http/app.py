@@ -24,6 +24,7 @@ from adapters.http.campaigns import BulkMessagesController, CampaignsController
 from adapters.http.context import record_writes
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
+from adapters.http.dlq import DeadLetterController
 from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
@@ -103,6 +104,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             MessagesController,
             ConversationsController,
             CrmMessagesController,
+            DeadLetterController,
             AnalyticsController,
             BulkMessagesController,
             CampaignsController,

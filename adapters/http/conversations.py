@@ -4,7 +4,8 @@ MessagesRepository operations."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, get_args
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -26,7 +27,10 @@ from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
 from application.errors import NotFound
+from application.message_queries import MessageFilter
 from application.permissions import Permission
+from domain.errors import InvalidValue
+from domain.message import Status
 
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -118,6 +122,47 @@ class CrmMessagesController(Controller):
     path = "/api/crm/messages"
     tags = ["conversations"]
 
+    @get(**requires(Permission.READ))
+    async def list_messages(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        status: Annotated[
+            str | None, QueryParameter(description=f"One of {', '.join(get_args(Status))}")
+        ] = None,
+        conversation_id: Annotated[
+            int | None, QueryParameter(name="conversationId", ge=-(2**63), le=2**63 - 1)
+        ] = None,
+        campaign_id: Annotated[
+            int | None, QueryParameter(name="campaignId", ge=-(2**63), le=2**63 - 1)
+        ] = None,
+        since: Annotated[
+            datetime | None, QueryParameter(name="from", description="Queued at or after")
+        ] = None,
+        until: Annotated[
+            datetime | None, QueryParameter(name="to", description="Queued before")
+        ] = None,
+        limit: Limit = 50,
+        cursor: FromQuery[str | None] = None,
+        min_position: MinPosition = None,
+    ) -> MessageListOut:
+        """The account's messages, newest queued first: the failed ones with
+        ``status=failed``, a campaign's, a conversation's, those queued in a time range."""
+        if status is not None and status not in get_args(Status):
+            raise InvalidValue("status", f"must be one of {', '.join(get_args(Status))}")
+        where = MessageFilter(
+            status=status,
+            conversation_id=conversation_id,
+            campaign_id=campaign_id,
+            since=_aware("from", since),
+            until=_aware("to", until),
+        )
+        await read_your_writes(request, container, ["messages"], min_position)
+        page = await container.messaging.search_messages(request.user.user_id, where, limit, cursor)
+        return MessageListOut(
+            messages=[MessageOut.from_view(v) for v in page.items], next_cursor=page.next_cursor
+        )
+
     @get("/{message_id:str}", **requires(Permission.READ))
     async def get_message(
         self,
@@ -151,3 +196,15 @@ class CrmMessagesController(Controller):
             )
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
+
+
+def _aware(name: str, at: datetime | None) -> datetime | None:
+    """Times on the wire carry their zone (DESIGN: UTC, ISO 8601); one without is ambiguous."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise InvalidValue(name, "must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidValue(name, "is out of range") from None

@@ -111,7 +111,8 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
     dispatched_at: datetime | None
     sent_at: datetime | None
     read_at: datetime | None
-    failed_at: datetime | None
+    failed_at: datetime | None  # the last failure
+    first_failed_at: datetime | None = None
 
     @classmethod
     def from_view(cls, view: MessageView) -> MessageOut:

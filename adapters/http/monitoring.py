@@ -16,6 +16,11 @@ What decides the overall status:
   to run without it.
 - a projector lagging more than ``PROJECTION_LAG_SECONDS`` or stuck on an error: **degraded**
   (200). Writes go on; reads are stale.
+- the guide's three thresholds (its Troubleshooting section), each configurable: queue depth
+  over ``CRM_QUEUE_DEPTH_THRESHOLD`` (1000), dead letters over ``CRM_DLQ_THRESHOLD`` (10),
+  database latency over ``CRM_DB_LATENCY_THRESHOLD_MS`` (100 ms): **degraded** (200), with the
+  reason and the guide's advice on the component, and every crossed threshold in ``alerts``.
+  Sending goes on: these say it goes badly, not that it stopped.
 
 ``failing`` names the components that are not healthy; ``sending`` says whether messages are
 leaving, and if not, why.
@@ -65,6 +70,7 @@ class DatabaseOut(_Out):
     status: Status
     latency_ms: float | None = None
     reason: str | None = None
+    advice: str | None = None
     error: str | None = None
 
 
@@ -74,6 +80,7 @@ class QueueOut(_Out):
     queue_depth: int | None = None
     dlq_count: int | None = None
     reason: str | None = None
+    advice: str | None = None
     error: str | None = None
 
 
@@ -114,12 +121,25 @@ class SendingOut(_Out):
     reason: str | None = None
 
 
+class AlertOut(_Out):
+    """A threshold of the guide crossed: what was measured, the limit, why, what to do."""
+
+    metric: Literal["queueDepth", "dlqCount", "dbLatencyMs"]
+    value: float
+    threshold: float
+    reason: str
+    advice: str
+
+
 class HealthOut(_Out):
     status: Status
     timestamp: datetime
     components: ComponentsOut
     sending: SendingOut
+    # The database's round trip as measured by this check (also components.database.latencyMs).
+    db_latency_ms: float | None = None
     failing: list[str] = []
+    alerts: list[AlertOut] = []
 
 
 # What a key without Permission.OPERATE reads for a component that is down.
@@ -130,6 +150,22 @@ REASONS = {
     "projections": "some read models are behind or failing: reads may be stale",
 }
 PROJECTOR_ERROR = "failing; operators see the error"
+
+# The guide's Troubleshooting section: its symptom, cause and solution, per threshold.
+THRESHOLD_REASONS = {
+    "queueDepth": "the queue is deeper than its threshold: the sender is too slow or the"
+    " OnlyFans rate limit is reached",
+    "dlqCount": "more dead-lettered messages than the threshold: messages fail after all"
+    " their retries",
+    "dbLatencyMs": "the database answers slower than its threshold: it is overloaded or a"
+    " query is inefficient",
+}
+THRESHOLD_ADVICE = {
+    "queueDepth": "check the sender's (Lambda's) logs; raise its concurrency if needed",
+    "dlqCount": "inspect the dead-lettered messages (GET /api/onlyfans/dlq) and check the"
+    " OnlyFans API's status; redrive them once fixed (POST /api/onlyfans/dlq/redrive)",
+    "dbLatencyMs": "check slow queries; add indexes if needed",
+}
 
 
 @get("/api/monitoring/onlyfans", tags=["monitoring"], **requires(Permission.READ))
@@ -169,6 +205,18 @@ async def check(container: Container) -> HealthOut:
         probe_rate_limiter(container),
         probe_projections(container),
     )
+    settings = container.settings
+    alerts = [
+        _alert(metric, value, threshold)
+        for metric, value, threshold in (
+            ("queueDepth", queue.queue_depth, settings.queue_depth_threshold),
+            ("dlqCount", queue.dlq_count, settings.dlq_threshold),
+            ("dbLatencyMs", database.latency_ms, settings.db_latency_threshold_ms),
+        )
+        if value is not None and value > threshold
+    ]
+    database = _degraded(database, [a for a in alerts if a.metric == "dbLatencyMs"])
+    queue = _degraded(queue, [a for a in alerts if a.metric != "dbLatencyMs"])
     components = ComponentsOut(
         database=database, sqs=queue, rate_limiter=limiter, projections=projections
     )
@@ -187,7 +235,34 @@ async def check(container: Container) -> HealthOut:
         timestamp=datetime.now(UTC),
         components=components,
         sending=sending(components),
+        db_latency_ms=database.latency_ms,
         failing=failing,
+        alerts=alerts,
+    )
+
+
+def _alert(metric: Any, value: float, threshold: float) -> AlertOut:
+    return AlertOut(
+        metric=metric,
+        value=value,
+        threshold=threshold,
+        reason=THRESHOLD_REASONS[metric],
+        advice=THRESHOLD_ADVICE[metric],
+    )
+
+
+C = TypeVar("C", DatabaseOut, QueueOut)
+
+
+def _degraded(component: C, alerts: list[AlertOut]) -> C:
+    """A healthy component over one of its thresholds is degraded, saying why and what to do."""
+    if not alerts or component.status != "healthy":
+        return component
+    return msgspec.structs.replace(
+        component,
+        status="degraded",
+        reason="; ".join(a.reason for a in alerts),
+        advice="; ".join(a.advice for a in alerts),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
-from application.message_queries import ConversationView, MessageView, Page
+from application.message_queries import ConversationView, MessageFilter, MessageView, Page
 
 _CONVERSATION = """
 SELECT conversation_id, tenant_id AS tenant, fan_id, platform, created_at, last_message_at,
@@ -20,7 +20,7 @@ FROM conversations
 _MESSAGE = """
 SELECT message_id::text, tenant_id AS tenant, conversation_id, fan_id, direction, content,
        price_cents, attachments, priority, status, failure_reason, campaign_id, attempts,
-       queued_at, dispatched_at, sent_at, read_at, failed_at
+       queued_at, dispatched_at, sent_at, read_at, failed_at, first_failed_at
 FROM messages
 """
 
@@ -111,6 +111,45 @@ class PostgresMessagingReadModel:
             _MESSAGE + "WHERE message_id = $1 AND tenant_id = $2", key, tenant
         )
         return MessageView(**dict(row)) if row else None
+
+    async def search_messages(
+        self, tenant: str, where: MessageFilter, limit: int, cursor: str | None
+    ) -> Page:
+        """The tenant's messages, newest queued first, narrowed by ``where``. Each filter is a
+        prefix of an index of migrations/027 (or 007's by conversation), ordered the same way,
+        so a page reads ``limit`` rows whichever filter is given."""
+        for value in (where.conversation_id, where.campaign_id):
+            if value is not None and value not in _BIGINT:
+                return Page([], None)
+        # Only the filters given reach the statement: a condition "$n IS NULL OR ..." would let
+        # a generic plan (asyncpg prepares statements) pick one index for every combination.
+        args: list[Any] = [tenant]
+        conditions = ["tenant_id = $1"]
+        for condition, value in (
+            ("status = ${}", where.status),
+            ("conversation_id = ${}", where.conversation_id),
+            ("campaign_id = ${}", where.campaign_id),
+            ("queued_at >= ${}", where.since),
+            ("queued_at < ${}", where.until),
+        ):
+            if value is not None:
+                args.append(value)
+                conditions.append(condition.format(len(args)))
+        if cursor:
+            args.extend(_decode_cursor(cursor, uuid.UUID))
+            conditions.append(f"(queued_at, message_id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit + 1)
+        rows = await self._pool.fetch(
+            _MESSAGE + "WHERE " + " AND ".join(conditions) + " ORDER BY queued_at DESC,"
+            f" message_id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        items = [MessageView(**dict(row)) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(last.queued_at, last.message_id)
+        return Page(items, next_cursor)
 
 
 def _decode_cursor(cursor: str, id_type: Any) -> tuple[datetime, Any]:

@@ -54,6 +54,7 @@ from application.queue import (
     MAX_BATCH,
     MAX_DEFER,
     QUEUES,
+    DeadLetter,
     OutgoingMessage,
     QueueName,
     QueueStats,
@@ -217,6 +218,13 @@ SELECT count(*) FILTER (WHERE queue = $1 AND visible_at <= now()) AS visible,
        count(*) FILTER (WHERE queue = $1 AND visible_at > now()) AS in_flight,
        count(*) FILTER (WHERE queue = $2) AS dead_letters
 FROM queue_messages WHERE queue = $1 OR queue = $2
+"""
+
+
+# A look, not a receive: nothing changes, so a message held by a consumer shows too.
+_PEEK = """
+SELECT id, receive_count, deferrals, body, attributes::text AS attributes, sent_at
+FROM queue_messages WHERE queue = $1 ORDER BY id LIMIT $2
 """
 
 
@@ -426,6 +434,20 @@ class PostgresQueue:
             name, max_messages, policy.visibility_timeout, 2**31 - 1, name
         )
         return received
+
+    async def peek_dead_letters(self, queue: QueueName, *, limit: int = 1000) -> list[DeadLetter]:
+        rows = await self._pool.fetch(_PEEK, self._dead_name(queue), limit)
+        return [
+            DeadLetter(
+                message_id=str(row["id"]),
+                receipt=f"{row['id']}.{row['receive_count']}",
+                body=row["body"],
+                attributes=_decode_attributes(row["attributes"]) if row["attributes"] else {},
+                receive_count=row["receive_count"] - row["deferrals"],
+                sent_at=row["sent_at"],
+            )
+            for row in rows
+        ]
 
     async def close(self) -> None:
         """Wait for a VACUUM under way; stop the notifier this queue made (if it made one)."""

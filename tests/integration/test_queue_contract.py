@@ -309,6 +309,51 @@ async def test_dead_letter_after_max_receive_count(make_queue: MakeQueue) -> Non
     assert (await queue.stats("normal")).dead_letters == 0
 
 
+async def dead_lettered(queue: MessageQueue, name: QueueName, bodies: list[str]) -> None:
+    """Send these and receive each past a max_receive_count of 1: into the dead-letter queue."""
+    entries = [message(f"m{i}", body) for i, body in enumerate(bodies)]
+    for start in range(0, len(entries), 10):
+        await queue.send_batch(name, entries[start : start + 10])
+    for got in await take(queue, name, len(bodies)):
+        await queue.change_visibility(name, got.receipt, 0)
+    deadline = time.monotonic() + 10
+    while (await queue.stats(name)).dead_letters < len(bodies) and time.monotonic() < deadline:
+        assert await queue.receive(name, wait_seconds=1) == []
+
+
+async def test_peeking_lists_every_dead_letter_once_and_leaves_them_there(
+    make_queue: MakeQueue,
+) -> None:
+    queue = await make_queue(max_receive_count=1)
+    bodies = [f"poison {i}" for i in range(12)]  # more than one receive's worth
+    await dead_lettered(queue, "normal", bodies)
+
+    first = await queue.peek_dead_letters("normal")
+    again = await queue.peek_dead_letters("normal")
+
+    assert sorted(dead.body for dead in first) == sorted(bodies)
+    assert len({dead.message_id for dead in first}) == len(bodies)
+    assert {dead.message_id for dead in again} == {dead.message_id for dead in first}
+    assert {dead.receive_count for dead in first} == {1}
+    assert all(dead.sent_at is not None for dead in first)
+    assert await queue.peek_dead_letters("high") == []
+    assert len(await queue.peek_dead_letters("normal", limit=5)) == 5
+    assert (await queue.stats("normal")).dead_letters == len(bodies)
+    # Still there for a consumer of the dead-letter queue: a peek hides nothing.
+    assert len(await queue.dead_letters("normal")) > 0
+
+
+async def test_a_peeked_receipt_deletes_its_dead_letter(make_queue: MakeQueue) -> None:
+    queue = await make_queue(max_receive_count=1)
+    await dead_lettered(queue, "high", ["keep", "drop"])
+
+    [drop] = [dead for dead in await queue.peek_dead_letters("high") if dead.body == "drop"]
+    await queue.delete("high", [drop.receipt])
+
+    assert [dead.body for dead in await queue.peek_dead_letters("high")] == ["keep"]
+    assert (await queue.stats("high")).dead_letters == 1
+
+
 async def test_a_deferred_receive_never_counts_towards_the_dead_letter_queue(
     make_queue: MakeQueue,
 ) -> None:
