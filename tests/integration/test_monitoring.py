@@ -27,6 +27,10 @@ from tests.support.sending import Stack, aws_env, open_stack
 
 HEALTH = "/api/monitoring/onlyfans"
 
+# A loaded machine can take more than the guide's 100 ms to answer; these tests are not about
+# the latency threshold (test_monitoring_thresholds.py is), so it never decides them.
+CALM = {"db_latency_threshold_ms": 3_600_000.0}
+
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[tuple[str, EmbeddedStack]]:
@@ -48,7 +52,7 @@ async def health(stack: Stack) -> tuple[int, dict[str, Any]]:
 async def test_all_components_up_answer_healthy_with_the_reference_body(
     fresh_database_url: str, redis_url: tuple[str, EmbeddedStack]
 ) -> None:
-    async with open_stack(fresh_database_url, redis_url=redis_url[0]) as stack:
+    async with open_stack(fresh_database_url, **CALM, redis_url=redis_url[0]) as stack:
         code, body = await health(stack)
     assert code == 200
     assert body["status"] == "healthy"
@@ -74,7 +78,7 @@ async def test_redis_stopped_pauses_sending_and_says_why_with_503(
     fresh_database_url: str, redis_url: tuple[str, EmbeddedStack]
 ) -> None:
     url, _ = redis_url
-    async with open_stack(fresh_database_url, redis_url=url) as stack:
+    async with open_stack(fresh_database_url, **CALM, redis_url=url) as stack:
         code, body = await health(stack)
         assert (code, body["sending"]) == (200, {"status": "active"})
         _stop_redis(url)
@@ -120,7 +124,10 @@ async def test_a_creator_key_never_reads_internal_error_text(
 
     monkeypatch.setattr(monitoring, "probe_projections", failing)
     async with open_stack(
-        fresh_database_url, rate_limiter_enabled=True, redis_url="unix:///nonexistent/redis.sock"
+        fresh_database_url,
+        **CALM,
+        rate_limiter_enabled=True,
+        redis_url="unix:///nonexistent/redis.sock",
     ) as stack:
         code, body = await health(stack)
         as_admin = (await stack.http.get(HEALTH, headers=await _admin_auth(stack))).json()
@@ -138,7 +145,7 @@ async def test_a_creator_key_never_reads_internal_error_text(
 
 @pytest.mark.timeout(60)
 async def test_the_limiter_switched_off_is_healthy_without_redis(fresh_database_url: str) -> None:
-    async with open_stack(fresh_database_url, rate_limiter_enabled=False) as stack:
+    async with open_stack(fresh_database_url, **CALM, rate_limiter_enabled=False) as stack:
         code, body = await health(stack)
     assert code == 200
     assert body["components"]["rateLimiter"] == {"status": "healthy", "enabled": False}
@@ -182,7 +189,7 @@ async def test_a_database_refusing_connections_is_reported_and_answers_503(
     fresh_database_url: str, test_server: Any
 ) -> None:
     name = urlsplit(fresh_database_url).path.lstrip("/")
-    async with open_stack(fresh_database_url, rate_limiter_enabled=False) as stack:
+    async with open_stack(fresh_database_url, **CALM, rate_limiter_enabled=False) as stack:
         assert (await health(stack))[0] == 200  # and the API key is now cached
         async with _database_down(test_server.admin_url, name):
             code, body = await health(stack)
@@ -196,7 +203,7 @@ async def test_a_database_refusing_connections_is_reported_and_answers_503(
 @pytest.mark.timeout(60)
 async def test_public_metrics_carry_no_tenant_label(fresh_database_url: str) -> None:
     metrics.configure_from_env({})
-    async with open_stack(fresh_database_url, rate_limiter_enabled=False) as stack:
+    async with open_stack(fresh_database_url, **CALM, rate_limiter_enabled=False) as stack:
         fan_id = await stack.new_fan("Ann")
         await stack.send(recipientId=fan_id, content="Hi Ann")
         metrics.campaign_launched(stack.tenant, 3)
@@ -215,7 +222,7 @@ async def test_metrics_show_the_reference_eight_in_prometheus_text_after_a_send(
     metrics.configure_from_env({"CRM_METRICS_TOKEN": "s3cret"})
     bearer = {"Authorization": "Bearer s3cret"}
     async with open_stack(
-        fresh_database_url, rate_limiter_enabled=False, metrics_token="s3cret"
+        fresh_database_url, **CALM, rate_limiter_enabled=False, metrics_token="s3cret"
     ) as stack:
         fan_id, gone_id = await stack.new_fan("Ann"), await stack.new_fan("Gone")
         await stack.send(recipientId=fan_id, content="Hi Ann")
@@ -252,7 +259,7 @@ async def test_metrics_want_the_token_when_one_is_configured_compared_in_constan
 
     monkeypatch.setattr(monitoring.hmac, "compare_digest", spy)
     async with open_stack(
-        fresh_database_url, rate_limiter_enabled=False, metrics_token="s3cret"
+        fresh_database_url, **CALM, rate_limiter_enabled=False, metrics_token="s3cret"
     ) as stack:
         refused = await stack.http.get("/metrics")
         wrong = await stack.http.get("/metrics", headers={"Authorization": "Bearer nope"})
