@@ -18,6 +18,7 @@ from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.idempotency_keys import IdempotencyKeys
 from adapters.postgres.ids import SequenceIds
 from adapters.postgres.imports import PostgresImportStore
+from adapters.postgres.imports_index import LazyIndexHasher
 from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
 from adapters.postgres.key_writes import KeyWrites
 from adapters.postgres.listen import Notifier
@@ -122,7 +123,9 @@ async def build(settings: Settings) -> Container:
         raise
     notifier = Notifier(pool)
     personal = PersonalDataCodec(keys)
-    events = PostgresEventStore(pool, personal, notifier)
+    events = PostgresEventStore(
+        pool, personal, notifier, LazyIndexHasher(pool, [master, *previous])
+    )
     cache = (
         # Blocking: a burst of concurrent senders waits for a connection instead of failing
         # (redis-py's plain pool raises past its limit).
