@@ -29,7 +29,7 @@ from application.imports import (
 from application.ports import EventStore, StreamWrite
 from application.streams import load
 from domain.errors import Gone, InvalidValue
-from domain.fan import EDITABLE_FIELDS, Fan
+from domain.fan import EDITABLE_FIELDS, Fan, handle_key
 from domain.import_job import ImportJob
 
 CONFLICT_RETRIES = 5
@@ -45,8 +45,9 @@ def match_keys(row: FanRow) -> list[str]:
     keys = []
     if row.platform_id:
         keys.append(f"{platform}:id:{row.platform_id.strip()}")
-    if row.handle:
-        keys.append(f"{platform}:handle:{row.handle.strip().lstrip('@').lower()}")
+    handle = handle_key(platform, row.handle)
+    if handle:
+        keys.append(handle)
     return keys
 
 

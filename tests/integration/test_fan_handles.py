@@ -1,0 +1,179 @@
+"""A handle is one live fan's per tenant and platform, through the API and the import alike
+(issue 14): decided in the command's transaction, never on the fans read model.
+
+No projector runs in the background here: the fans read model lags until a test calls
+``catch_up``, so a test that does not call it shows that no decision waited for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.bootstrap import Container
+from tests.support.imports import FANS, CatchUp, Headers, expected, summary, upload
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def create(http: httpx.AsyncClient, auth: Headers, **body: Any) -> dict[str, Any]:
+    response = await http.post(FANS, json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    fan: dict[str, Any] = response.json()["fan"]
+    return fan
+
+
+def assert_taken(response: httpx.Response, holder: int) -> None:
+    """A 409 problem+json naming the fan that holds the handle."""
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["type"].endswith("/handle-taken")
+    assert body["fanId"] == holder
+    assert str(holder) in body["detail"]
+
+
+async def fans_of(http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp) -> list[Any]:
+    await catch_up()
+    response = await http.get(FANS, params={"limit": 200}, headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()["fans"]
+
+
+async def test_creating_a_fan_with_a_handle_another_fan_has_answers_409_naming_it(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    first = await create(http, auth, handle="@Ann")
+
+    again = await http.post(FANS, json={"handle": "ann"}, headers=auth)
+
+    assert_taken(again, first["id"])
+    assert [fan["id"] for fan in await fans_of(http, auth, catch_up)] == [first["id"]]
+
+
+async def test_two_concurrent_creates_of_one_handle_make_one_fan(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    async with asyncio.timeout(20):
+        responses = await asyncio.gather(
+            *(
+                http.post(FANS, json={"handle": "bob", "name": f"Bob {n}"}, headers=auth)
+                for n in range(2)
+            )
+        )
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201, 409], [response.text for response in responses]
+    [made] = [r.json()["fan"] for r in responses if r.status_code == 201]
+    [refused] = [r for r in responses if r.status_code == 409]
+    assert_taken(refused, made["id"])
+    assert [fan["id"] for fan in await fans_of(http, auth, catch_up)] == [made["id"]]
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+async def test_renaming_a_fan_to_a_handle_another_fan_has_answers_409(
+    http: httpx.AsyncClient, auth: Headers, method: str
+) -> None:
+    ann = await create(http, auth, handle="ann")
+    bob = await create(http, auth, handle="bob")
+
+    renamed = await http.request(
+        method, f"{FANS}/{bob['id']}", json={"handle": "ANN"}, headers=auth
+    )
+
+    assert_taken(renamed, ann["id"])
+    # Another change to bob, keeping his handle, is fine.
+    kept = await http.patch(f"{FANS}/{bob['id']}", json={"notes": "x"}, headers=auth)
+    assert kept.status_code == 200, kept.text
+
+
+async def test_a_rename_frees_the_old_handle_and_holds_the_new_one(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    ann = await create(http, auth, handle="ann")
+    renamed = await http.patch(f"{FANS}/{ann['id']}", json={"handle": "anna"}, headers=auth)
+    assert renamed.status_code == 200, renamed.text
+
+    await create(http, auth, handle="ann")
+    assert_taken(await http.post(FANS, json={"handle": "anna"}, headers=auth), ann["id"])
+
+
+@pytest.mark.parametrize("erase", [False, True])
+async def test_deleting_or_erasing_a_fan_frees_its_handle(
+    http: httpx.AsyncClient, auth: Headers, container: Container, erase: bool
+) -> None:
+    ann = await create(http, auth, handle="ann")
+
+    params = {"erase": "true"} if erase else {}
+    gone = await http.delete(f"{FANS}/{ann['id']}", params=params, headers=auth)
+    assert gone.status_code == 200, gone.text
+
+    await create(http, auth, handle="ann")
+    # The gone fan holds nothing in the index any more: no hash of its handle points at it.
+    left = await container.pool.fetchval(
+        "SELECT count(*) FROM import_fan_keys WHERE stream_id = $1", f"fan-{ann['id']}"
+    )
+    assert left == 0
+
+
+async def test_the_same_handle_on_another_platform_or_of_another_tenant_is_accepted(
+    http: httpx.AsyncClient, auth: Headers, other_auth: Headers
+) -> None:
+    await create(http, auth, handle="ann")
+
+    await create(http, auth, handle="ann", platform="fansly")
+    await create(http, other_auth, handle="ann")
+
+
+async def test_creating_a_fan_with_a_handle_an_import_gave_a_fan_answers_409(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    assert summary(await upload(http, auth, b"handle\n@ann\n")) == expected(1, 1)
+    [imported] = await fans_of(http, auth, catch_up)
+
+    assert_taken(await http.post(FANS, json={"handle": "Ann"}, headers=auth), imported["id"])
+
+
+async def test_an_import_row_with_the_handle_of_a_fan_made_through_the_api_updates_that_fan(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    ann = await create(http, auth, handle="ann")  # not projected yet: no catch_up
+
+    result = summary(await upload(http, auth, b"handle,notes\n@ANN,from the file\n"))
+
+    assert result == expected(1, 0, updated=1)
+    [fan] = await fans_of(http, auth, catch_up)
+    assert (fan["id"], fan["notes"]) == (ann["id"], "from the file")
+
+
+async def test_an_import_row_with_a_renamed_fans_new_handle_updates_that_fan(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    ann = await create(http, auth, handle="ann")
+    renamed = await http.patch(f"{FANS}/{ann['id']}", json={"handle": "anna"}, headers=auth)
+    assert renamed.status_code == 200, renamed.text
+
+    result = summary(await upload(http, auth, b"handle,notes\nanna,renamed\nann,new\n"))
+
+    assert result == expected(2, 1, updated=1)
+    fans = {fan["handle"]: fan["id"] for fan in await fans_of(http, auth, catch_up)}
+    assert fans["anna"] == ann["id"]
+    assert fans["ann"] != ann["id"]
+
+
+async def test_a_handle_an_import_renamed_a_fan_away_from_is_free_for_the_api(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    """The index still points the old handle at the fan (imports leave old entries): the log
+    says the fan no longer has it, so a create takes it over."""
+    summary(await upload(http, auth, b"platform id,handle\np-1,ann\n"))
+    assert summary(await upload(http, auth, b"platform id,handle\np-1,anna\n"))["updated"] == 1
+
+    made = await create(http, auth, handle="ann")
+
+    [renamed] = [f for f in await fans_of(http, auth, catch_up) if f["handle"] == "anna"]
+    assert made["id"] != renamed["id"]
+    assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), made["id"])
