@@ -21,7 +21,11 @@ from application.imports import FanRow, Row
 from domain.fan import fan_stream_id
 
 # Fans none of whose index entries has seen their current handle (or platform id): made
-# through the API, or renamed through it since an import (migrations/019).
+# through the API (before it claimed handles: migrations/029), or with a platform id the API
+# does not claim, or renamed through it since an import (migrations/019). The read model may
+# still show a fan deleted a moment ago, whose deletion freed its handle: the log decides.
+# Oldest fan first: where two hold one handle (made before handles were claimed), the first
+# indexed keeps it.
 _UNINDEXED_FANS = """
 SELECT f.fan_id, f.platform, f.platform_id, f.handle, f.identity_version FROM fans f
 WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
@@ -29,6 +33,11 @@ WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
       SELECT 1 FROM import_fan_keys k
       WHERE k.stream_id = 'fan-' || f.fan_id AND k.seen_version >= f.identity_version
   )
+  AND NOT EXISTS (
+      SELECT 1 FROM events e
+      WHERE e.stream_id = 'fan-' || f.fan_id AND e.event_type IN ('FanDeleted', 'FanErased')
+  )
+ORDER BY f.fan_id
 """
 
 # The read model may still show a fan erased a moment ago: never index an erased fan again.

@@ -111,7 +111,8 @@ async def test_deleting_or_erasing_a_fan_frees_its_handle(
     gone = await http.delete(f"{FANS}/{ann['id']}", params=params, headers=auth)
     assert gone.status_code == 200, gone.text
 
-    await create(http, auth, handle="ann")
+    again = await create(http, auth, handle="ann")
+    assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), again["id"])
     # The gone fan holds nothing in the index any more: no hash of its handle points at it.
     left = await container.pool.fetchval(
         "SELECT count(*) FROM import_fan_keys WHERE stream_id = $1", f"fan-{ann['id']}"
@@ -122,10 +123,16 @@ async def test_deleting_or_erasing_a_fan_frees_its_handle(
 async def test_the_same_handle_on_another_platform_or_of_another_tenant_is_accepted(
     http: httpx.AsyncClient, auth: Headers, other_auth: Headers
 ) -> None:
-    await create(http, auth, handle="ann")
+    mine = await create(http, auth, handle="ann")
 
-    await create(http, auth, handle="ann", platform="fansly")
-    await create(http, other_auth, handle="ann")
+    fansly = await create(http, auth, handle="ann", platform="fansly")
+    theirs = await create(http, other_auth, handle="ann")
+
+    # Each holds it where it is: once per platform and tenant.
+    assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), mine["id"])
+    again = {"handle": "ann", "platform": "fansly"}
+    assert_taken(await http.post(FANS, json=again, headers=auth), fansly["id"])
+    assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=other_auth), theirs["id"])
 
 
 async def test_creating_a_fan_with_a_handle_an_import_gave_a_fan_answers_409(
