@@ -105,6 +105,11 @@ class ImportUnitOfWork(Protocol):
         here or by ``append``."""
         ...
 
+    async def release(self, keys: dict[str, int]) -> None:
+        """Drop the entries of these keys that still name these fans (key -> fan id): the
+        batch renamed the fans, and a rename frees the old handle, as it does through the API."""
+        ...
+
     async def remember(self, applied: Sequence[Applied]) -> None:
         """Record on these fans' index entries the row just applied and the version it left."""
         ...

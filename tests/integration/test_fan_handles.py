@@ -171,11 +171,9 @@ async def test_an_import_row_with_a_renamed_fans_new_handle_updates_that_fan(
     assert fans["ann"] != ann["id"]
 
 
-async def test_a_handle_an_import_renamed_a_fan_away_from_is_free_for_the_api(
-    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+async def test_an_import_renaming_a_fan_frees_its_old_handle(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp, container: Container
 ) -> None:
-    """The index still points the old handle at the fan (imports leave old entries): the log
-    says the fan no longer has it, so a create takes it over."""
     summary(await upload(http, auth, b"platform id,handle\np-1,ann\n"))
     assert summary(await upload(http, auth, b"platform id,handle\np-1,anna\n"))["updated"] == 1
 
@@ -183,4 +181,42 @@ async def test_a_handle_an_import_renamed_a_fan_away_from_is_free_for_the_api(
 
     [renamed] = [f for f in await fans_of(http, auth, catch_up) if f["handle"] == "anna"]
     assert made["id"] != renamed["id"]
+    assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), made["id"])
+    assert_taken(await http.post(FANS, json={"handle": "anna"}, headers=auth), renamed["id"])
+
+
+async def test_an_import_row_giving_a_fan_another_fans_handle_is_refused(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    summary(await upload(http, auth, b"platform id,handle\np-1,ann\n"))
+    bob = await create(http, auth, handle="bob")
+
+    result = summary(await upload(http, auth, b"platform id,handle,notes\np-1,@Bob,x\n"))
+
+    error = f"handle: fan {bob['id']} already has this handle on this platform"
+    assert result == expected(1, 0, errors=[(2, error)])
+    handles = sorted(fan["handle"] for fan in await fans_of(http, auth, catch_up))
+    assert handles == ["ann", "bob"]
+
+
+async def test_a_holder_the_log_shows_renamed_away_loses_the_handle_to_a_create(
+    http: httpx.AsyncClient, auth: Headers, container: Container, tenant: str
+) -> None:
+    """An index entry left pointing at a fan that no longer has the handle (written before
+    handles were claimed, when a rename kept the old entry): the log decides."""
+    ann = await create(http, auth, handle="ann")
+    [entry] = await container.pool.fetch(
+        "SELECT key_hash FROM import_fan_keys WHERE stream_id = $1", f"fan-{ann['id']}"
+    )
+    renamed = await http.patch(f"{FANS}/{ann['id']}", json={"handle": "anna"}, headers=auth)
+    assert renamed.status_code == 200, renamed.text
+    await container.pool.execute(
+        "INSERT INTO import_fan_keys (tenant_id, key_hash, stream_id) VALUES ($1, $2, $3)",
+        tenant,
+        entry["key_hash"],
+        f"fan-{ann['id']}",
+    )
+
+    made = await create(http, auth, handle="ann")
+
     assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), made["id"])
