@@ -8,13 +8,25 @@ No projector runs in the background here: the fans read model lags until a test 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from adapters import bootstrap
 from adapters.bootstrap import Container
+from adapters.postgres.migrate import migrate, migration_files
+from application import fans
+from domain.fan import Fan, HandleTaken
+from tests.support import databases
+from tests.support.fakes import creator_context
 from tests.support.imports import FANS, CatchUp, Headers, expected, summary, upload
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -220,3 +232,83 @@ async def test_a_holder_the_log_shows_renamed_away_loses_the_handle_to_a_create(
     made = await create(http, auth, handle="ann")
 
     assert_taken(await http.post(FANS, json={"handle": "ann"}, headers=auth), made["id"])
+
+
+async def test_fans_made_before_handles_were_unique_are_kept_and_the_oldest_holds_each_handle(
+    test_server: databases.TestServer, tmp_path: Path
+) -> None:
+    """A deployment upgraded to 029 with two fans sharing a handle, made through the API (no
+    index entry), and a deleted one: the migration applies, the next start claims."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for number, path in migration_files():
+        if number < 29:
+            (before / path.name).symlink_to(path)
+    async with _empty_database(test_server) as url:
+        async with _database_at(url, before) as container:
+            ctx = creator_context()
+            first, second, deleted = await container.ids.next_ids("fan", 3)
+            for fan_id, handle, gone in (
+                (first, "ann", False),
+                (second, "@Ann", False),
+                (deleted, "cat", True),
+            ):
+                fan = Fan.register(fan_id=fan_id, tenant=ctx.tenant, handle=handle)
+                if gone:
+                    fan.delete()
+                events = fan.collect_events()
+                await container.events.append(
+                    fan.id, "fan", events, expected_version=0, metadata=ctx.metadata()
+                )
+                if not gone:  # as the fans projector left them
+                    await container.pool.execute(
+                        "INSERT INTO fans (fan_id, tenant_id, platform, handle, created_at,"
+                        " updated_at, version, identity_version)"
+                        " VALUES ($1, $2, 'onlyfans', $3, now(), now(), 1, 1)",
+                        fan_id,
+                        ctx.tenant,
+                        handle,
+                    )
+
+        assert "029_unique_handles.sql" in await migrate(url)
+        async with _database_at(url) as container:
+            with pytest.raises(HandleTaken) as taken:
+                await fans.create_fan(
+                    fans.CreateFan(handle="ANN"), ctx, store=container.events, ids=container.ids
+                )
+            assert taken.value.fan_id == first
+            # The second keeps its handle, and stays editable.
+            edited = await fans.update_fan(
+                fans.UpdateFan(fan_id=second, changes={"notes": "still here"}),
+                ctx,
+                store=container.events,
+            )
+            assert edited.fan.handle == "@Ann"
+            await fans.create_fan(
+                fans.CreateFan(handle="cat"), ctx, store=container.events, ids=container.ids
+            )
+            assert await container.pool.fetchval("SELECT count(*) FROM handle_claims_backfill") == 0
+
+
+@asynccontextmanager
+async def _empty_database(test_server: databases.TestServer) -> AsyncIterator[str]:
+    name = f"fancrm_handles_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(test_server.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield databases.with_database(test_server.admin_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def _database_at(url: str, migrations: Path | None = None) -> AsyncIterator[Container]:
+    """The app's container on ``url`` (migrated with ``migrations`` first, if given)."""
+    if migrations is not None:
+        await migrate(url, migrations)
+    container = await bootstrap.build(settings_for(url))
+    try:
+        yield container
+    finally:
+        await container.close()
