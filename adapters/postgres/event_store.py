@@ -150,6 +150,10 @@ class PostgresEventStore:
                         committed += pending
             except asyncpg.UniqueViolationError as error:
                 raise ConcurrencyError(str(error)) from None
+            except asyncpg.DeadlockDetectedError as error:
+                # Two writers claiming each other's keys (fans swapping handles): one is
+                # rolled back, and reads, decides and appends again.
+                raise ConcurrencyError(str(error)) from None
         for keys in committed:
             self._personal.committed(keys)
         self._notify("events")

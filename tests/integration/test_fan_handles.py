@@ -102,6 +102,23 @@ async def test_renaming_a_fan_to_a_handle_another_fan_has_answers_409(
     assert kept.status_code == 200, kept.text
 
 
+async def test_two_fans_swapping_handles_at_once_never_share_one(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    ann = await create(http, auth, handle="ann")
+    bob = await create(http, auth, handle="bob")
+
+    async with asyncio.timeout(20):
+        responses = await asyncio.gather(
+            http.patch(f"{FANS}/{ann['id']}", json={"handle": "bob"}, headers=auth),
+            http.patch(f"{FANS}/{bob['id']}", json={"handle": "ann"}, headers=auth),
+        )
+
+    assert {r.status_code for r in responses} <= {200, 409}, [r.text for r in responses]
+    handles = [fan["handle"] for fan in await fans_of(http, auth, catch_up)]
+    assert sorted(handles) == ["ann", "bob"]
+
+
 async def test_a_rename_frees_the_old_handle_and_holds_the_new_one(
     http: httpx.AsyncClient, auth: Headers
 ) -> None:
