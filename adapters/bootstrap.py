@@ -20,6 +20,7 @@ from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.idempotency_keys import IdempotencyKeys
 from adapters.postgres.ids import SequenceIds
 from adapters.postgres.imports import PostgresImportStore
+from adapters.postgres.imports_index import LazyIndexHasher
 from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
 from adapters.postgres.key_writes import KeyWrites
 from adapters.postgres.listen import Notifier
@@ -134,14 +135,19 @@ async def build(settings: Settings) -> Container:
         settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
     )
     keys = SubjectKeys(pool, master, previous)
+    notifier = Notifier(pool)
+    personal = PersonalDataCodec(keys)
+    imports = PostgresImportStore(pool, personal, [master, *previous], notifier)
     try:
         await keys.verify_master_key()
+        # Fans made before handles were unique claim theirs, once (migrations/029).
+        await imports.claim_handles_of_older_fans()
     except BaseException:
         await pool.close()
         raise
-    notifier = Notifier(pool)
-    personal = PersonalDataCodec(keys)
-    events = PostgresEventStore(pool, personal, notifier)
+    events = PostgresEventStore(
+        pool, personal, notifier, LazyIndexHasher(pool, [master, *previous])
+    )
     cache = (
         # Blocking: a burst of concurrent senders waits for a connection instead of failing
         # (redis-py's plain pool raises past its limit).
@@ -172,7 +178,7 @@ async def build(settings: Settings) -> Container:
         campaigns=PostgresCampaignReadModel(
             pool, projection_store, events, catch_up_timeout=settings.read_your_writes_timeout
         ),
-        imports=PostgresImportStore(pool, personal, [master, *previous], notifier),
+        imports=imports,
         import_jobs=PostgresImportJobsReadModel(pool),
         analytics=AnalyticsReadModel(pool),
         outbox=PostgresOutbox(pool),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from application.ports import ClaimHolder
+
 
 class ApplicationError(Exception):
     pass
@@ -34,3 +39,13 @@ class AlreadyProcessed(ApplicationError):
 class MessageIdReused(ConcurrencyError):
     """A message id this tenant already used, asked for again with another message (409):
     the first message stands, the second is refused rather than silently dropped."""
+
+
+class ClaimTaken(ApplicationError):
+    """A unique claim (``key``) is held by another stream of the tenant: nothing was appended.
+    The caller decides, in the log, whether the holder still holds it."""
+
+    def __init__(self, key: str, holder: ClaimHolder) -> None:
+        super().__init__(f"claimed by {holder.stream_id}")  # never the key: personal data
+        self.key = key
+        self.holder = holder

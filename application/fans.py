@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from application.context import CommandContext
-from application.errors import ConcurrencyError
-from application.ports import EventStore, IdAllocator
-from application.streams import load, retry_on_conflict, save
-from domain.fan import Fan, fan_stream_id
+from application.errors import ClaimTaken, ConcurrencyError, NotFound
+from application.ports import Claim, EventStore, IdAllocator, StreamWrite
+from application.streams import load, retry_on_conflict
+from domain.base import DomainEvent
+from domain.fan import Fan, HandleTaken, fan_stream_id, handle_key
+
+# How often a command takes over a handle whose holder, per the log, no longer holds it
+# before giving up: each takeover that loses means that holder claimed it again meanwhile.
+TAKEOVERS = 3
 
 STREAM_TYPE = "fan"
 
@@ -66,7 +71,7 @@ async def create_fan(
         notes=cmd.notes,
         subscribed_at=cmd.subscribed_at,
     )
-    position = await save(store, fan, STREAM_TYPE, ctx)
+    position = await _save(store, fan, ctx, held=None)
     assert position is not None
     return FanChanged(fan, position)
 
@@ -74,8 +79,9 @@ async def create_fan(
 async def update_fan(cmd: UpdateFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
     async def attempt() -> FanChanged:
         fan, position = await _load_expected(store, cmd.fan_id, ctx, cmd.expected_version)
+        held = fan.held_handle
         fan.update(**cmd.changes)
-        return FanChanged(fan, await save(store, fan, STREAM_TYPE, ctx) or position)
+        return FanChanged(fan, await _save(store, fan, ctx, held=held) or position)
 
     return await retry_on_conflict(attempt, retry=cmd.expected_version is None)
 
@@ -83,8 +89,9 @@ async def update_fan(cmd: UpdateFan, ctx: CommandContext, *, store: EventStore) 
 async def delete_fan(cmd: DeleteFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
     async def attempt() -> FanChanged:
         fan, _ = await _load_expected(store, cmd.fan_id, ctx, cmd.expected_version)
+        held = fan.held_handle
         fan.delete()
-        position = await save(store, fan, STREAM_TYPE, ctx)
+        position = await _save(store, fan, ctx, held=held)
         assert position is not None
         return FanChanged(fan, position)
 
@@ -96,8 +103,9 @@ async def erase_fan(cmd: EraseFan, ctx: CommandContext, *, store: EventStore) ->
 
     async def attempt() -> FanChanged:
         fan, _ = await load(store, fan_stream_id(cmd.fan_id), tenant=ctx.tenant)
+        held = handle_key(fan.platform, fan.handle)  # a deleted fan's too: erasure forgets all
         fan.erase()
-        position = await save(store, fan, STREAM_TYPE, ctx)
+        position = await _save(store, fan, ctx, held=held)
         assert position is not None
         return FanChanged(fan, position)
 
@@ -111,3 +119,48 @@ async def _load_expected(
     if expected_version is not None and fan.version != expected_version:
         raise ConcurrencyError(f"fan {fan_id} is at version {fan.version}, not {expected_version}")
     return fan, position
+
+
+async def _save(
+    store: EventStore, fan: Fan, ctx: CommandContext, *, held: str | None
+) -> int | None:
+    """Append the fan's pending events; with them, claim its handle if it changed (one live fan
+    per handle, platform and tenant) and release the handle it ``held`` before. The claim is
+    decided in the append's transaction, never on the fans read model, which may lag."""
+    pending = cast(list[DomainEvent], fan.collect_events())
+    if not pending:
+        return None
+    wanted = fan.held_handle
+    write = StreamWrite(
+        fan.id,
+        STREAM_TYPE,
+        pending,
+        expected_version=pending[0].originator_version - 1,
+        claims=(Claim(wanted),) if wanted is not None and wanted != held else (),
+        releases=(held,) if held is not None and held != wanted else (),
+    )
+    for _ in range(TAKEOVERS):
+        try:
+            positions = await store.append_all([write], metadata=ctx.metadata())
+        except ClaimTaken as taken:
+            holder = await _live_holder(store, taken.holder.stream_id, taken.key, ctx.tenant)
+            if holder is not None:
+                raise HandleTaken(holder) from None
+            # The index remembers a holder that renamed, or was deleted, before handles were
+            # claimed (or by an import): the log says the handle is free.
+            claim = Claim(taken.key, replaces=taken.holder)
+            write = msgspec.structs.replace(write, claims=(claim,))
+        else:
+            return positions[-1]
+    raise ConcurrencyError("the handle kept changing hands: try again")
+
+
+async def _live_holder(store: EventStore, stream_id: str, key: str, tenant: str) -> int | None:
+    """The id of the fan of ``stream_id`` if, as the log has it now, it holds ``key``."""
+    try:
+        fan, _ = await load(store, stream_id, tenant=tenant)
+    except NotFound:
+        return None
+    if not isinstance(fan, Fan) or fan.held_handle != key:
+        return None
+    return fan.fan_id

@@ -29,7 +29,7 @@ from application.imports import (
 from application.ports import EventStore, StreamWrite
 from application.streams import load
 from domain.errors import Gone, InvalidValue
-from domain.fan import EDITABLE_FIELDS, Fan
+from domain.fan import EDITABLE_FIELDS, Fan, handle_key
 from domain.import_job import ImportJob
 
 CONFLICT_RETRIES = 5
@@ -45,8 +45,9 @@ def match_keys(row: FanRow) -> list[str]:
     keys = []
     if row.platform_id:
         keys.append(f"{platform}:id:{row.platform_id.strip()}")
-    if row.handle:
-        keys.append(f"{platform}:handle:{row.handle.strip().lstrip('@').lower()}")
+    handle = handle_key(platform, row.handle)
+    if handle:
+        keys.append(handle)
     return keys
 
 
@@ -101,15 +102,25 @@ async def prepare(
     ids = await uow.new_fan_ids(new_count) if new_count else []
     loaded = {ref[1] for ref in assigned.values() if ref[0] == "fan"} - unchanged
     existing = await uow.load_fans(sorted(loaded))
-    decided = _decide(batch, refs, ids, existing, unchanged, ctx.tenant)
+    held = {number: fan.held_handle for number, fan in existing.items()}
+    taken = _taken_handles(batch, refs, keys, assigned)
+    decided = _decide(batch, refs, ids, existing, unchanged, ctx.tenant, taken)
     last_row_of = {ref: number for number, ref in decided.applied.items()}
-    # Only keys of rows applied may own entries: a row that broke a rule names no fan.
+    # Only keys of rows applied may own entries: a row that broke a rule names no fan, and
+    # a deleted fan holds no handle.
     claimable = {
         key: ref
         for number, ref in decided.applied.items()
         for key in keys[number]
-        if assigned[key] == ref
+        if assigned[key] == ref and not _deleted(ref, existing)
     }
+    renamed = {
+        before: number
+        for number, fan in existing.items()
+        if (before := held[number]) is not None and before != fan.held_handle
+    }
+    if renamed:
+        await uow.release(renamed)
 
     def applied(ref: Ref) -> Applied:
         """What the fan's index entries are to remember after this batch."""
@@ -133,7 +144,9 @@ async def prepare(
         key: applied(ref) for key, ref in claimable.items() if ref[0] == "fan" and key not in found
     }
     if extra:
-        await uow.claim(extra, exclusive=False)
+        # Exclusive: a handle someone claimed since ``find`` re-runs the batch, which then
+        # finds its holder and refuses the row (``_taken_handles``) rather than share it.
+        await uow.claim(extra, exclusive=True)
     remembered = [applied(ref) for ref in last_row_of if ref[0] == "fan"]
     if remembered:
         await uow.remember(remembered)
@@ -173,6 +186,22 @@ def _plan(
             assigned.setdefault(key, ref)  # type: ignore[arg-type]
         refs.append(ref)
     return refs, assigned, new_count
+
+
+def _taken_handles(
+    batch: Sequence[Row],
+    refs: list[Ref | None],
+    keys: dict[int, list[str]],
+    assigned: dict[str, Ref],
+) -> dict[int, Ref]:
+    """Rows whose handle is another fan's than the one their platform id names: applying
+    them would give one handle to two fans. Row number -> the fan holding the handle."""
+    taken = {}
+    for row, ref in zip(batch, refs, strict=True):
+        for key in keys.get(row.row, [])[1:]:  # match_keys: the platform id's, then the handle's
+            if assigned[key] != ref:
+                taken[row.row] = assigned[key]
+    return taken
 
 
 def _unchanged(
@@ -215,6 +244,7 @@ def _decide(
     existing: dict[int, Fan],
     unchanged: set[int],
     tenant: str,
+    taken: dict[int, Ref],
 ) -> _Decided:
     decided = _Decided(BatchResult(), {}, {}, {})
     result = decided.result
@@ -224,6 +254,8 @@ def _decide(
             errors.append((row.row, row.error))
         elif ref is None:
             errors.append((row.row, "handle: a row needs a handle or a platform id"))
+        elif row.row in taken:
+            errors.append((row.row, _taken_message(taken[row.row])))
         elif ref[0] == "fan" and ref[1] in unchanged:
             result.skipped += 1
         else:
@@ -313,6 +345,18 @@ def _write(aggregate: Any, stream_type: str = FAN_STREAM_TYPE) -> StreamWrite | 
     return StreamWrite(
         aggregate.id, stream_type, pending, expected_version=pending[0].originator_version - 1
     )
+
+
+def _deleted(ref: Ref, existing: dict[int, Fan]) -> bool:
+    fan = existing.get(ref[1]) if ref[0] == "fan" else None
+    return fan is not None and fan.deleted
+
+
+def _taken_message(holder: Ref) -> str:
+    kind, number = holder
+    if kind == "fan":
+        return f"handle: fan {number} already has this handle on this platform"
+    return "handle: another row of this file gives this handle to another fan"
 
 
 def _camel(name: str) -> str:

@@ -11,13 +11,19 @@ Two imports of the same file at once: a batch claims the index entries of the fa
 before it commits; the second import's claim waits for the first to commit, loses, and its
 batch is re-run, now finding those fans (see ``import_batch``). So no fan is ever created twice.
 
-Fans created or renamed through the API are indexed when an import starts, from the fans
-read model (a renamed fan keeps its old handle's entry too): one created or renamed a moment
-before (not yet projected) is not matched under that handle, and the import creates a second
-fan for it.
+Handles are one live fan's per tenant and platform (issue 14): fans created or renamed
+through the API claim theirs in the same index, in the transaction of their events
+(application/fans.py), so an import finds them at once; a rename or deletion frees the old
+handle. A row that would give its fan (named by its platform id) another fan's handle is
+refused. Platform ids of fans made through the API, and fans made before handles were
+claimed (migrations/029), are indexed when an import starts, from the fans read model: one
+given a platform id a moment before (not yet projected) is not matched under it.
 
 Erased fans are forgotten: a later import holding the same handle creates a new fan (the
-spreadsheet is the creator's own data). Deleted fans stay deleted: their rows are skipped.
+spreadsheet is the creator's own data). Deleted fans stay deleted: a row naming one by its
+platform id is skipped; a row naming it only by its handle, freed by the deletion, makes a
+new fan.
+
 A blank cell means "not in this file": re-import never clears a value.
 
 Re-importing an unchanged file is cheap: an index entry remembers a keyed digest of the row
@@ -103,6 +109,11 @@ class ImportUnitOfWork(Protocol):
         """Index these keys to these fans, in this transaction. A key another import holds is
         left to it; if ``exclusive``, that makes the batch fail with ConcurrencyError, raised
         here or by ``append``."""
+        ...
+
+    async def release(self, keys: dict[str, int]) -> None:
+        """Drop the entries of these keys that still name these fans (key -> fan id): the
+        batch renamed the fans, and a rename frees the old handle, as it does through the API."""
         ...
 
     async def remember(self, applied: Sequence[Applied]) -> None:

@@ -48,8 +48,29 @@ class Checkpoint(msgspec.Struct, frozen=True, order=True):
     position: int = 0
 
 
+class ClaimHolder(msgspec.Struct, frozen=True):
+    """The stream holding a unique claim, and a token that changes whenever it claims again."""
+
+    stream_id: str
+    token: str
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A value that one stream of a tenant holds alone (a fan's handle on a platform).
+
+    The store keeps a keyed hash of ``key``, never ``key`` itself (it is personal data).
+    ``replaces``: a holder the caller found, in the log, no longer holding the value: the
+    claim takes it over if that holder has not claimed again since (its token unchanged)."""
+
+    key: str
+    replaces: ClaimHolder | None = None
+
+
 class StreamWrite(msgspec.Struct, frozen=True):
-    """Events one aggregate decided, to append after ``expected_version`` of its stream."""
+    """Events one aggregate decided, to append after ``expected_version`` of its stream.
+
+    ``claims`` and ``releases`` (keys this stream gives up) commit with the events, or
+    nothing does: a claim another stream of the tenant holds raises ClaimTaken."""
 
     stream_id: str
     stream_type: str
@@ -58,6 +79,8 @@ class StreamWrite(msgspec.Struct, frozen=True):
     event_ids: Sequence[UUID] | None = None
     # Metadata of this stream's events, when it differs from the rest of the append.
     metadata: EventMetadata | None = None
+    claims: tuple[Claim, ...] = ()
+    releases: tuple[str, ...] = ()
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from eventsourcing.domain import BaseAggregate, event
 from eventsourcing.utils import get_topic
 
 from domain.base import AggregateCreated, DomainEvent
-from domain.errors import Gone, InvalidValue
+from domain.errors import Gone, IllegalState, InvalidValue
 
 PLATFORMS = frozenset({"onlyfans", "fansly", "patreon"})
 MAX_NAME = 200
@@ -35,6 +35,24 @@ EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes", "s
 
 def fan_stream_id(fan_id: int) -> str:
     return f"fan-{fan_id}"
+
+
+class HandleTaken(IllegalState):
+    """Another live fan of the tenant holds this handle on this platform (409 at the API)."""
+
+    def __init__(self, fan_id: int) -> None:
+        super().__init__(f"fan {fan_id} already has this handle on this platform")
+        self.fan_id = fan_id
+
+
+def handle_key(platform: str, handle: str | None) -> str | None:
+    """What makes a handle one fan's within a tenant: the platform and the handle compared
+    without case or a leading '@' ("@Ann" and "ann" are one person). The import matches rows by
+    the same key (application/import_batch.py), so the API and the import agree on who holds a
+    handle. None: no handle, nothing to hold."""
+    if not handle:
+        return None
+    return f"{platform}:handle:{handle.strip().lstrip('@').lower()}"
 
 
 def normalise_name(value: str | None) -> str | None:
@@ -360,6 +378,11 @@ class Fan(BaseAggregate[str]):
         self.deleted = True
         self.erased = True
         self.name = self.handle = self.email = self.notes = self.platform_id = None
+
+    @property
+    def held_handle(self) -> str | None:
+        """The handle key this fan holds alone in its tenant: none once deleted or erased."""
+        return None if self.deleted else handle_key(self.platform, self.handle)
 
     def _require_live(self) -> None:
         if self.deleted:

@@ -18,6 +18,7 @@ from application.errors import (
     Unauthorized,
 )
 from domain.errors import Gone, IllegalState, InvalidValue
+from domain.fan import HandleTaken
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,11 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():
             return problem(409, str(error), slug="version-conflict", **instance)
+        case HandleTaken():
+            # The holder is named by id only: the caller sent the handle, and may see the fan.
+            return problem(
+                409, str(error), slug="handle-taken", fanId=error.fan_id, field="handle", **instance
+            )
         case IllegalState():
             return problem(409, str(error), slug="illegal-state", **instance)
         case Unauthorized():

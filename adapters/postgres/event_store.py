@@ -31,6 +31,7 @@ from adapters.postgres.codec import decode_event, decode_event_json, is_current
 from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
+from adapters.postgres.unique_claims import Hashers, has_claims, write_claims
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
     Checkpoint,
@@ -61,11 +62,17 @@ LIMIT $3
 
 class PostgresEventStore:
     def __init__(
-        self, pool: asyncpg.Pool, personal: PersonalDataCodec, notifier: Notifier | None = None
+        self,
+        pool: asyncpg.Pool,
+        personal: PersonalDataCodec,
+        notifier: Notifier | None = None,
+        index_hashers: Hashers | None = None,
     ) -> None:
         self._pool = pool
         self._personal = personal
         self._notifier = notifier
+        # The keyed hash of unique claims (adapters/postgres/unique_claims.py).
+        self._index_hashers = index_hashers
 
     async def append(
         self,
@@ -108,10 +115,11 @@ class PostgresEventStore:
     ) -> list[int]:
         """Append to several streams and add outbox rows, all in one transaction; any stream
         not at its expected version rolls everything back with ConcurrencyError. With
-        ``once``, a second call with the same key appends nothing (AlreadyProcessed)."""
+        ``once``, a second call with the same key appends nothing (AlreadyProcessed). The
+        writes' unique claims commit with them (ClaimTaken if another stream holds one)."""
         positions: list[int] = []
         committed = []
-        if once is None and distinct_streams(writes):
+        if once is None and distinct_streams(writes) and not has_claims(writes):
             return await self._append_in_one_statement(writes, metadata, outbox)
         async with self._pool.acquire() as conn:
             try:
@@ -137,9 +145,14 @@ class PostgresEventStore:
                                 "not at the expected version: "
                                 + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in group)
                             )
+                        await write_claims(conn, self._index_hashers, group, metadata)
                         positions += appended
                         committed += pending
             except asyncpg.UniqueViolationError as error:
+                raise ConcurrencyError(str(error)) from None
+            except asyncpg.DeadlockDetectedError as error:
+                # Two writers claiming each other's keys (fans swapping handles): one is
+                # rolled back, and reads, decides and appends again.
                 raise ConcurrencyError(str(error)) from None
         for keys in committed:
             self._personal.committed(keys)

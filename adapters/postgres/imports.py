@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
+import structlog
 
 from adapters.crypto import MasterKey
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
@@ -20,8 +21,14 @@ from application.import_batch import match_keys
 from application.imports import FanRow, Row
 from domain.fan import fan_stream_id
 
+log = structlog.get_logger(__name__)
+
 # Fans none of whose index entries has seen their current handle (or platform id): made
-# through the API, or renamed through it since an import (migrations/019).
+# through the API (before it claimed handles: migrations/029), or with a platform id the API
+# does not claim, or renamed through it since an import (migrations/019). The read model may
+# still show a fan deleted a moment ago, whose deletion freed its handle: the log decides.
+# Oldest fan first: where two hold one handle (made before handles were claimed), the first
+# indexed keeps it.
 _UNINDEXED_FANS = """
 SELECT f.fan_id, f.platform, f.platform_id, f.handle, f.identity_version FROM fans f
 WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
@@ -29,6 +36,11 @@ WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
       SELECT 1 FROM import_fan_keys k
       WHERE k.stream_id = 'fan-' || f.fan_id AND k.seen_version >= f.identity_version
   )
+  AND NOT EXISTS (
+      SELECT 1 FROM events e
+      WHERE e.stream_id = 'fan-' || f.fan_id AND e.event_type IN ('FanDeleted', 'FanErased')
+  )
+ORDER BY f.fan_id
 """
 
 # The read model may still show a fan erased a moment ago: never index an erased fan again.
@@ -83,6 +95,19 @@ class PostgresImportStore:
                 [claims[h][0] for h in chunk],
                 [claims[h][1] for h in chunk],
             )
+
+    async def claim_handles_of_older_fans(self) -> None:
+        """Index, tenant by tenant, the fans made before handles were claimed
+        (migrations/029_unique_handles.sql says what becomes of duplicates), then cross the
+        tenant off. Idempotent: processes starting at once may both do a tenant."""
+        if await self._pool.fetchval("SELECT to_regclass('handle_claims_backfill') IS NULL"):
+            return  # not migrated yet: the next start does it
+        for (tenant,) in await self._pool.fetch("SELECT tenant_id FROM handle_claims_backfill"):
+            await self.index_existing_fans(tenant)
+            await self._pool.execute(
+                "DELETE FROM handle_claims_backfill WHERE tenant_id = $1", tenant
+            )
+            log.info("handles claimed for the fans made before", tenant=tenant)
 
     async def row_digests(self, tenant: str) -> Callable[[Row], bytes]:
         return functools.partial((await self._index_hasher()).row_digest, tenant.encode())

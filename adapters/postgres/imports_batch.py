@@ -82,6 +82,15 @@ WITH inserted AS (
     FROM unnest(string_to_array($23::text, chr(30)), string_to_array($24::text, chr(30)),
                 string_to_array($25::text, chr(30))) AS r(stream_id, row_digest, fan_version)
     WHERE k.tenant_id = $14 AND k.stream_id = r.stream_id
+      -- One statement may change a row once: the released ones are only deleted.
+      AND encode(k.key_hash, 'hex') <> ALL(string_to_array($26::text, chr(30)))
+), released AS (
+    -- Handles the batch renamed fans away from: freed, as an API rename frees them.
+    DELETE FROM import_fan_keys k
+    USING unnest(string_to_array($26::text, chr(30)), string_to_array($27::text, chr(30)))
+          AS r(key_hash, stream_id)
+    WHERE k.tenant_id = $14 AND k.key_hash = decode(r.key_hash, 'hex')
+      AND k.stream_id = r.stream_id
 )
 SELECT max(position) FROM inserted
 """
@@ -122,6 +131,7 @@ class PostgresImportBatch:
         self._claims: list[tuple[bytes, Applied]] = []
         self._claims_if_free: list[tuple[bytes, Applied]] = []
         self._remembered: list[Applied] = []
+        self._released: list[tuple[bytes, int]] = []
 
     def _hashes(self, keys: Sequence[str]) -> dict[bytes, str]:
         known = self._hashed
@@ -152,6 +162,10 @@ class PostgresImportBatch:
     async def remember(self, applied: Sequence[Applied]) -> None:
         """Staged: ``append`` updates the entries in its statement."""
         self._remembered += applied
+
+    async def release(self, keys: dict[str, int]) -> None:
+        """Staged: ``append`` deletes the entries in its statement."""
+        self._released += [(h, keys[key]) for h, key in self._hashes(list(keys)).items()]
 
     async def new_fan_ids(self, count: int) -> list[int]:
         rows = await self._conn.fetch(
@@ -212,6 +226,8 @@ class PostgresImportBatch:
             _SEPARATOR.join(fan_stream_id(entry.fan_id) for entry in remembered),
             _SEPARATOR.join(_hex(entry.row_digest) for entry in remembered),
             _SEPARATOR.join(_text(entry.version) for entry in remembered),
+            _SEPARATOR.join(key.hex() for key, _ in self._released),
+            _SEPARATOR.join(fan_stream_id(fan_id) for _, fan_id in self._released),
         ]
         return arguments
 

@@ -74,3 +74,18 @@ class IndexHasher:
 
 
 _BLOCK = 64  # SHA-256's block size, in bytes
+
+
+class LazyIndexHasher:
+    """The ``IndexHasher``, made on first call: the event store's unique claims hash their keys
+    with it (adapters/postgres/unique_claims.py), as the import hashes its index entries."""
+
+    def __init__(self, pool: asyncpg.Pool, masters: list[MasterKey]) -> None:
+        self._pool = pool
+        self._masters = masters
+        self._hasher: IndexHasher | None = None
+
+    async def __call__(self) -> IndexHasher:
+        if self._hasher is None:
+            self._hasher = IndexHasher(await load_index_key(self._pool, self._masters))
+        return self._hasher

@@ -24,11 +24,19 @@ from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import connect, create_pool
 from adapters.postgres.subject_keys import SubjectKeys
-from application.errors import ConcurrencyError
-from application.ports import Checkpoint, EventMetadata, RecordedEvent
+from application.errors import ClaimTaken, ConcurrencyError
+from application.ports import (
+    Checkpoint,
+    Claim,
+    EventMetadata,
+    EventStore,
+    RecordedEvent,
+    StreamWrite,
+)
 from domain.base import DomainEvent
 from domain.events import SCHEMA_VERSIONS
 from domain.fan import Fan, fan_stream_id
+from tests.support.fakes import InMemoryEventStore
 from tests.support.settings import TEST_MASTER_KEY, settings_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -636,3 +644,117 @@ async def test_a_reader_tailing_the_log_sees_each_committed_event_once_in_commit
         mine = [seen[i] for i in places]
         assert [r.version for r in mine] == list(range(1, len(mine) + 1))
         assert len({r.transaction_id for r in mine}) == 1
+
+
+# --- unique claims (one contract: the Postgres store and the in-memory fake) ----------------
+
+
+@pytest.fixture(params=["postgres", "memory"])
+def claims_store(request: pytest.FixtureRequest, container: bootstrap.Container) -> EventStore:
+    if request.param == "postgres":
+        return container.events
+    return InMemoryEventStore()
+
+
+def new_fan(tenant: str, handle: str = "ann") -> StreamWrite:
+    """A new fan's stream, claiming ``handle`` on OnlyFans."""
+    fan_id = new_fan_id()
+    fan = Fan.register(fan_id=fan_id, tenant=tenant, handle=handle)
+    key = f"onlyfans:handle:{handle}"
+    return StreamWrite(fan.id, "fan", list(fan.collect_events()), 0, claims=(Claim(key),))
+
+
+def renamed(write: StreamWrite, version: int, **changes: Any) -> StreamWrite:
+    """Another event on ``write``'s stream at ``version``, with these claims and releases."""
+    fan = write.events[0].mutate(None)
+    assert isinstance(fan, Fan)
+    for n in range(version):
+        fan.update(notes=f"v{n + 1}")
+    event = fan.collect_events()[-1]
+    return StreamWrite(write.stream_id, "fan", [event], version, **changes)
+
+
+async def test_a_key_another_stream_claimed_refuses_the_whole_append_naming_the_holder(
+    claims_store: EventStore,
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    first, second = new_fan(tenant), new_fan(tenant)
+    await claims_store.append_all([first], metadata=meta(tenant))
+
+    with pytest.raises(ClaimTaken) as taken:
+        await claims_store.append_all([second], metadata=meta(tenant))
+
+    assert taken.value.key == "onlyfans:handle:ann"
+    assert taken.value.holder.stream_id == first.stream_id
+    assert await claims_store.load(second.stream_id) == []
+
+
+async def test_a_holder_claims_its_key_again_and_a_released_key_is_free_for_another(
+    claims_store: EventStore,
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    first, second = new_fan(tenant), new_fan(tenant)
+    key = "onlyfans:handle:ann"
+    await claims_store.append_all([first], metadata=meta(tenant))
+    await claims_store.append_all([renamed(first, 1, claims=(Claim(key),))], metadata=meta(tenant))
+
+    await claims_store.append_all([renamed(first, 2, releases=(key,))], metadata=meta(tenant))
+    await claims_store.append_all([second], metadata=meta(tenant))
+
+    with pytest.raises(ClaimTaken):
+        await claims_store.append_all(
+            [renamed(first, 3, claims=(Claim(key),))], metadata=meta(tenant)
+        )
+    assert [r.version for r in await claims_store.load(first.stream_id)] == [1, 2, 3]
+
+
+async def test_claims_of_one_key_in_two_tenants_never_meet(claims_store: EventStore) -> None:
+    mine, theirs = f"user-{uuid.uuid4().hex[:12]}", f"user-{uuid.uuid4().hex[:12]}"
+
+    await claims_store.append_all([new_fan(mine)], metadata=meta(mine))
+    await claims_store.append_all([new_fan(theirs)], metadata=meta(theirs))
+
+
+async def test_a_takeover_wins_only_while_the_holder_has_not_claimed_again(
+    claims_store: EventStore,
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    holder, stale_taker, taker = new_fan(tenant), new_fan(tenant), new_fan(tenant)
+    key = "onlyfans:handle:ann"
+    await claims_store.append_all([holder], metadata=meta(tenant))
+    with pytest.raises(ClaimTaken) as seen:
+        await claims_store.append_all([stale_taker], metadata=meta(tenant))
+    await claims_store.append_all([renamed(holder, 1, claims=(Claim(key),))], metadata=meta(tenant))
+    with pytest.raises(ClaimTaken) as now:
+        await claims_store.append_all(
+            [msgspec.structs.replace(stale_taker, claims=(Claim(key, seen.value.holder),))],
+            metadata=meta(tenant),
+        )
+
+    await claims_store.append_all(
+        [msgspec.structs.replace(taker, claims=(Claim(key, now.value.holder),))],
+        metadata=meta(tenant),
+    )
+
+    with pytest.raises(ClaimTaken) as after:
+        await claims_store.append_all([new_fan(tenant)], metadata=meta(tenant))
+    assert after.value.holder.stream_id == taker.stream_id
+
+
+async def test_of_eight_concurrent_claims_of_one_key_exactly_one_wins(
+    claims_store: EventStore,
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    writes = [new_fan(tenant) for _ in range(8)]
+
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(
+            *(claims_store.append_all([w], metadata=meta(tenant)) for w in writes),
+            return_exceptions=True,
+        )
+
+    winners = [w for w, r in zip(writes, results, strict=True) if isinstance(r, list)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, ClaimTaken) for r in results if not isinstance(r, list)), results
+    for write in writes:
+        assert bool(await claims_store.load(write.stream_id)) == (write in winners)

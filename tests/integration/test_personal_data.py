@@ -83,8 +83,13 @@ async def raw_log_text(pool: asyncpg.Pool) -> str:
     return "\n".join(row["line"] for row in rows)
 
 
-async def create_secret_fan(http: httpx.AsyncClient) -> dict[str, object]:
-    response = await http.post("/api/crm/fans", json={**SECRETS, "valueCents": 12_345})
+async def create_secret_fan(
+    http: httpx.AsyncClient, handle: str = SECRETS["handle"]
+) -> dict[str, object]:
+    # A handle is one fan's per tenant and platform: several fans need several handles.
+    response = await http.post(
+        "/api/crm/fans", json={**SECRETS, "handle": handle, "valueCents": 12_345}
+    )
     assert response.status_code == 201, response.text
     fan = response.json()["fan"]
     updated = await http.patch(f"/api/crm/fans/{fan['id']}", json={"notes": "moved to 3 Elm St"})
@@ -276,7 +281,10 @@ async def test_rotating_the_master_key_keeps_every_fan_readable(
     fresh: bootstrap.Container, client: tuple[httpx.AsyncClient, str]
 ) -> None:
     http, _ = client
-    ids = [int((await create_secret_fan(http))["id"]) for _ in range(3)]  # type: ignore[call-overload]
+    ids = [
+        int((await create_secret_fan(http, f"{SECRETS['handle']}{n}"))["id"])  # type: ignore[call-overload]
+        for n in range(3)
+    ]
     log_before = await raw_log_text(fresh.pool)
     new_key = generate_master_key()
     env = {
@@ -287,7 +295,8 @@ async def test_rotating_the_master_key_keeps_every_fan_readable(
     # "--new-key=": a generated key may start with "-", which argparse would take for an option.
     rotated = await run_crm(env, "keys", "rotate", f"--new-key={new_key}")
     assert rotated.returncode == 0, rotated.stderr
-    assert "re-wrapped 3 data keys" in rotated.stdout
+    # The three fans' keys, and the key of the handles' keyed hashes (the first claim made it).
+    assert "re-wrapped 4 data keys" in rotated.stdout
     assert await raw_log_text(fresh.pool) == log_before, "rotation must not touch events"
 
     with pytest.raises(MasterKeyError):

@@ -81,9 +81,7 @@ def sender_for(
 
 
 async def queued_record(container: bootstrap.Container, **message: object) -> Record:
-    fan = await create_fan(
-        CreateFan(name="Fan", handle="@fan"), CTX, store=container.events, ids=container.ids
-    )
+    fan = await create_fan(CreateFan(name="Fan"), CTX, store=container.events, ids=container.ids)
     fields: dict[str, object] = {"content": "Hello there", "priority": 9} | message
     await queue_message(
         QueueMessage(recipient_id=fan.fan.fan_id, **fields),  # type: ignore[arg-type]

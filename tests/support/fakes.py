@@ -8,8 +8,15 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from application.context import CommandContext
-from application.errors import AlreadyProcessed, ConcurrencyError
-from application.ports import Checkpoint, EventMetadata, OutboxEntry, RecordedEvent, StreamWrite
+from application.errors import AlreadyProcessed, ClaimTaken, ConcurrencyError
+from application.ports import (
+    Checkpoint,
+    ClaimHolder,
+    EventMetadata,
+    OutboxEntry,
+    RecordedEvent,
+    StreamWrite,
+)
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES
 
@@ -23,6 +30,9 @@ class InMemoryEventStore:
         # Outbox entries committed with their events by append_all, in order.
         self.outbox: list[OutboxEntry] = []
         self.processed: set[str] = set()
+        # Unique claims: (tenant, key) -> its holder. The real store keeps keyed hashes.
+        self.claims: dict[tuple[str, str], ClaimHolder] = {}
+        self._tokens = itertools.count(1)
 
     async def load(
         self, stream_id: str, *, up_to_version: int | None = None, as_of: datetime | None = None
@@ -70,6 +80,7 @@ class InMemoryEventStore:
                     f"{write.stream_id} at {current}, expected {write.expected_version}"
                 )
             versions[write.stream_id] = current + len(write.events)
+        claims = self._claimed(writes, metadata)
         positions: list[int] = []
         for write in writes:
             positions += self._record(
@@ -80,10 +91,30 @@ class InMemoryEventStore:
                 metadata,
                 write.event_ids,
             )
+        self.claims = claims
         self.outbox.extend(outbox)
         if once is not None:
             self.processed.add(once)
         return positions
+
+    def _claimed(
+        self, writes: Sequence[StreamWrite], metadata: EventMetadata
+    ) -> dict[tuple[str, str], ClaimHolder]:
+        """The claims once ``writes`` are appended: releases first, then claims, as Postgres
+        does; ClaimTaken (and nothing changed) for a key another stream holds."""
+        claims = dict(self.claims)
+        for write in writes:
+            tenant = (write.metadata or metadata).tenant
+            for key in write.releases:
+                if claims.get((tenant, key), _NOBODY).stream_id == write.stream_id:
+                    del claims[tenant, key]
+            for claim in write.claims:
+                holder = claims.get((tenant, claim.key))
+                taken = holder is not None and holder.stream_id != write.stream_id
+                if taken and holder != claim.replaces:
+                    raise ClaimTaken(claim.key, holder)
+                claims[tenant, claim.key] = ClaimHolder(write.stream_id, str(next(self._tokens)))
+        return claims
 
     async def _run_hooks(self) -> None:
         while self.before_append:
@@ -136,6 +167,9 @@ class InMemoryEventStore:
             r.event_type for r in self.log if r.stream_id == stream_id and r.event_type in among
         ]
         return found[-1] if found else None
+
+
+_NOBODY = ClaimHolder("", "")
 
 
 class CountingIds:

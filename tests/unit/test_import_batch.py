@@ -66,6 +66,9 @@ class InMemoryImports:
         try:
             yield unit
             await self.events.append_all(unit.writes, metadata=CTX.metadata())
+            for key, fan_id in unit.released.items():
+                if self.index.get(key) == fan_id:
+                    del self.index[key]
             for key, entry in unit.claims.items():
                 self.index[key] = entry.fan_id
                 self.seen[key] = (entry.row_digest, entry.version)
@@ -86,6 +89,7 @@ class _Unit:
         self.store = store
         self.claims: dict[str, Applied] = {}
         self.remembered: list[Applied] = []
+        self.released: dict[str, int] = {}
         self.writes: list[StreamWrite] = []
 
     async def find(self, keys: Sequence[str]) -> dict[str, Indexed]:
@@ -115,6 +119,9 @@ class _Unit:
 
     async def remember(self, applied: Sequence[Applied]) -> None:
         self.remembered += applied
+
+    async def release(self, keys: dict[str, int]) -> None:
+        self.released.update(keys)
 
     async def new_fan_ids(self, count: int) -> list[int]:
         self.store.next_id += count
