@@ -206,6 +206,9 @@ async def _launch(
     )
     queued = first.queued if first else 0
     failed = len(launched.failures) + (first.skipped if first else 0)
+    # Every id asked for, refused ones included, so that queued + failed adds up to it once
+    # the audience is queued (the campaign itself counts only the fans it sends to).
+    requested = campaign.total_recipients + len(launched.failures)
     if cmd.scheduled_at is not None and cmd.scheduled_at > datetime.now(UTC):
         status = "scheduled"
     else:
@@ -220,7 +223,7 @@ async def _launch(
     return Response(
         BulkAcceptedOut(
             campaign_id=campaign.campaign_id,
-            total_recipients=campaign.total_recipients,
+            total_recipients=requested,
             queued=queued,
             failed=failed,
             estimated_completion_time=await _estimate(container, campaign.total_recipients, cmd),
