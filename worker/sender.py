@@ -36,7 +36,7 @@ import structlog
 
 from adapters import bootstrap, metrics, tracing
 from adapters.bootstrap import Container
-from adapters.config import Settings
+from adapters.config import DEFAULT_RETRY_DELAYS, Settings
 from adapters.observability import configure_logging
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -127,7 +127,7 @@ class Sender:
         limiter: RateLimiter,
         *,
         max_receive_count: int,
-        base_visibility: float = 2.0,
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         campaign_status: CampaignStatus | None = None,
     ) -> None:
         self.store = store
@@ -136,7 +136,9 @@ class Sender:
         self.gateway = gateway
         self.limiter = limiter
         self.max_receive_count = max_receive_count
-        self.base_visibility = base_visibility
+        if not retry_delays:
+            raise ValueError("at least one retry delay")
+        self.retry_delays = tuple(retry_delays)
         self.campaign_status = campaign_status
         # Why the limiter did not answer, while it does not; None while it does.
         self.limiter_away: str | None = None
@@ -236,7 +238,7 @@ class Sender:
         if result.outcome == "rate_limited":
             # The limiter should prevent this; the platform's word wins.
             log.warning("platform rate limited", **about, retry_after=result.retry_after)
-            return Outcome(False, result.retry_after or self.base_visibility)
+            return Outcome(False, result.retry_after or self.retry_delays[0])
         # Retryable: redeliver later; on the last receive the queue dead-letters it next.
         if last_receive:
             await self._fail(message_id, f"gave up: {result.reason}", ctx, about)
@@ -340,8 +342,11 @@ class Sender:
         return recorded
 
     def _backoff(self, record: Record) -> float:
-        """Visibility grows with each receive: 2 s, 4 s, 8 s, ... capped at 5 minutes."""
-        return min(self.base_visibility * 2 ** max(record.receive_count - 1, 0), 300.0)
+        """How long the record stays hidden after its n-th receive failed: the n-th retry
+        delay (the guide's 1 s, 2 s, 4 s); a queue allowing more receives than there are
+        delays repeats the last one."""
+        index = min(max(record.receive_count, 1), len(self.retry_delays)) - 1
+        return self.retry_delays[index]
 
 
 def received_from_record(record: Record) -> ReceivedMessage:
@@ -476,6 +481,7 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
         gateway,
         rate_limiter_from(settings, container.redis),
         max_receive_count=settings.max_receive_count,
+        retry_delays=settings.retry_delays,
         campaign_status=CachedCampaignStatus(
             container.campaigns.campaign_status, settings.campaign_status_ttl
         ),
