@@ -37,6 +37,11 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     sent_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None
+    # A PPV message the fan paid for: when, and how much.
+    purchased_at: datetime | None = None
+    revenue_cents: int = 0
+    # Its tries at the platform, oldest first: {at, outcome (sent, retrying, failed), reason}.
+    attempt_history: list[dict[str, Any]] = []
 
 
 class Page(msgspec.Struct, frozen=True):

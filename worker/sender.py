@@ -45,7 +45,7 @@ from adapters.redis import rate_limiter_from
 from application.campaign_fan_out import cancel_message, hold_message
 from application.context import CommandContext
 from application.message_streams import load_message
-from application.messages import record_failed, record_sent_on
+from application.messages import record_attempt_failed, record_failed, record_sent_on
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
 from application.sending import LimiterUnavailable, OnlyFansGateway, PlatformMessage, RateLimiter
@@ -233,15 +233,22 @@ class Sender:
             log.info("message sent", **about, platform_message_id=result.platform_message_id)
             return Outcome(True)
         if result.outcome == "permanent":
-            await self._fail(message_id, result.reason or "refused by the platform", ctx, about)
+            reason = result.reason or "refused by the platform"
+            await self._fail(message_id, reason, ctx, about, attempted=True)
             return Outcome(True)
         if result.outcome == "rate_limited":
-            # The limiter should prevent this; the platform's word wins.
+            # The limiter should prevent this; the platform's word wins. A try all the same.
             log.warning("platform rate limited", **about, retry_after=result.retry_after)
+            await record_attempt_failed(
+                message_id, "rate limited by the platform", ctx, store=self.store
+            )
             return Outcome(False, result.retry_after or self.retry_delays[0])
         # Retryable: redeliver later; on the last receive the queue dead-letters it next.
         if last_receive:
-            await self._fail(message_id, f"gave up: {result.reason}", ctx, about)
+            await self._fail(message_id, f"gave up: {result.reason}", ctx, about, attempted=True)
+        else:
+            reason = result.reason or "retryable error"
+            await record_attempt_failed(message_id, reason, ctx, store=self.store)
         log.warning(
             "send failed, will retry",
             **about,
@@ -311,9 +318,15 @@ class Sender:
             self.limiter_away = None
 
     async def _fail(
-        self, message_id: str, reason: str, ctx: CommandContext, about: dict[str, Any]
+        self,
+        message_id: str,
+        reason: str,
+        ctx: CommandContext,
+        about: dict[str, Any],
+        *,
+        attempted: bool = False,
     ) -> None:
-        await record_failed(message_id, reason, ctx, store=self.store)
+        await record_failed(message_id, reason, ctx, store=self.store, attempted=attempted)
         metrics.message_failed(ctx.tenant, "sender")
         metrics.message_processed(ctx.tenant, "failed")
         log.error("message failed", **about, error=reason)

@@ -14,9 +14,10 @@ import pytest
 from adapters import bootstrap
 from application.context import CommandContext
 from application.fans import CreateFan, EraseFan, create_fan, erase_fan
+from application.message_streams import load_message
 from application.messages import QueueMessage, queue_message
 from application.sending import LimiterUnavailable, PlatformMessage, SendResult
-from domain.message import message_stream_id
+from domain.message import Message, message_stream_id
 from tests.support.settings import settings_for
 from worker.relay import Relay
 from worker.sender import Record, Sender, record_from_receive, settle
@@ -101,6 +102,13 @@ async def status_of(container: bootstrap.Container, record: Record) -> list[str]
     ]
 
 
+async def message_of(container: bootstrap.Container, record: Record) -> Message:
+    message_id = msgspec.json.decode(record.body)["messageId"]
+    message, _ = await load_message(container.events, message_id, tenant=CTX.tenant)
+    assert isinstance(message, Message)
+    return message
+
+
 async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_key(
     fresh: bootstrap.Container,
 ) -> None:
@@ -144,7 +152,7 @@ async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
     record = await queued_record(fresh)
     first = (await sender.handle([record]))[record.record_id]
     assert (first.done, first.redeliver_after) == (False, 1.0)
-    assert (await status_of(fresh, record))[-1] == "MessageDispatched"
+    assert (await status_of(fresh, record))[-1] == "MessageAttemptFailed"  # to be tried again
 
     last = Record(
         record_id=record.record_id,
@@ -190,6 +198,7 @@ async def test_waiting_for_a_token_never_brings_a_record_nearer_its_dead_letter_
     outcomes = await sender.handle([record])
     assert outcomes[record.record_id].done
     assert (await status_of(fresh, record))[-1] == "MessageSent"
+    assert (await message_of(fresh, record)).attempts == 1, "waiting is never an attempt"
 
 
 async def test_without_its_limiter_the_sender_defers_what_it_holds_and_pauses(
@@ -321,7 +330,7 @@ async def test_the_sender_retries_after_1_2_and_4_seconds_then_the_message_is_fa
         assert record.receive_count == receive
         await settle(queue, [record], await sender.handle([record]))  # type: ignore[arg-type]
         assert (await status_of(fresh, record))[-1] == (
-            "MessageFailed" if receive == 4 else "MessageDispatched"
+            "MessageFailed" if receive == 4 else "MessageAttemptFailed"
         )
         await fresh.pool.execute("UPDATE queue_messages SET visible_at = now()")
         received = await fresh.queue.receive("high", visibility_timeout=30)
@@ -331,6 +340,14 @@ async def test_the_sender_retries_after_1_2_and_4_seconds_then_the_message_is_fa
             assert received == [], "dead-lettered after its fourth try"
     assert queue.asked[:3] == [1, 2, 4]
     assert len(gateway.calls) == 4
+    # Each try is recorded, and counted once: the message shows 4 attempts.
+    assert (await status_of(fresh, record))[2:] == [
+        "MessageAttemptFailed",
+        "MessageAttemptFailed",
+        "MessageAttemptFailed",
+        "MessageFailed",
+    ]
+    assert (await message_of(fresh, record)).attempts == 4
     assert (await fresh.queue.stats("high")).dead_letters == 1
 
 
