@@ -342,8 +342,15 @@ async def record_failed(
     attempted: bool = False,
 ) -> MessageChanged:
     """Given up on after the last attempt: shows as failed until a person retries it.
-    ``attempted``: it ends a try at the platform (counted in the message's attempts)."""
-    return await _change(store, message_id, ctx, lambda m: m.fail(reason, attempted=attempted))
+    ``attempted``: it ends a try at the platform (counted in the message's attempts, even
+    if the message was failed already: a relay gave up on a send that reached the queue)."""
+
+    def decide(message: Message) -> bool:
+        if message.fail(reason, attempted=attempted):
+            return True
+        return attempted and message.status == "failed" and message.attempt_failed(reason)
+
+    return await _change(store, message_id, ctx, decide)
 
 
 async def record_attempt_failed(

@@ -342,9 +342,10 @@ class Message(BaseAggregate[str]):
         self.attempts += attempted
 
     def attempt_failed(self, reason: str) -> bool:
-        """A try at the platform failed with an error worth another try; recorded only
-        while the message is on its way (a redelivery of one settled meanwhile is dropped)."""
-        if self.status not in ("queued", "dispatched"):
+        """A try at the platform failed with an error worth another try; recorded while the
+        message may still be tried: on its way, or failed yet still on the queue (a relay gave
+        up on a send that did reach it; a dead letter redriven)."""
+        if self.status not in ("queued", "dispatched", "failed"):
             return False
         self._attempt_failed(reason=_reason(reason))
         return True

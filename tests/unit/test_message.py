@@ -500,16 +500,22 @@ def test_giving_up_without_a_try_counts_no_attempt() -> None:
     assert (message.status, message.attempts) == ("failed", 0)
 
 
-@pytest.mark.parametrize(
-    "steps", [(sent,), (failed,), (sent, read)], ids=["sent", "failed", "read"]
-)
-def test_a_failed_try_is_recorded_only_while_the_message_is_on_its_way(
+@pytest.mark.parametrize("steps", [(sent,), (sent, read)], ids=["sent", "read"])
+def test_a_failed_try_is_recorded_only_while_the_message_may_still_be_tried(
     steps: tuple[Step, ...],
 ) -> None:
     message = given_message(*steps)
 
     assert message.attempt_failed("503") is False
     assert message.collect_events() == []
+
+
+def test_a_try_at_a_message_failed_yet_still_on_the_queue_counts() -> None:
+    # The relay gave up on a send that did reach the queue, or a dead letter was redriven.
+    message = given_message(dispatched, failed)
+
+    assert message.attempt_failed("503") is True
+    assert (message.status, message.attempts) == ("failed", 1)
 
 
 def test_outcomes_stored_before_they_said_whether_they_were_tries_decode_as_they_were() -> None:
