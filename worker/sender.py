@@ -9,9 +9,10 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
 1. drop it if its message was already sent (a redelivery, a relay's re-send);
 2. take a rate-limit token for the creator account, waiting briefly if none is free;
 3. call the gateway with the message id as Idempotency-Key;
-4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
-   redeliver after a growing visibility timeout, and on its last receive record it failed
-   and let the queue dead-letter it.
+4. record the outcome: sent; failed for a permanent error; for a retryable one, record the
+   failed try and leave the record to redeliver after the next retry delay (the guide's 1 s,
+   2 s, 4 s: ``SENDER_RETRY_DELAYS``), and on its last receive record it failed and let the
+   queue dead-letter it. Each of these is one of the message's ``attempts``.
 
 Only a real try at the platform counts towards that last receive. A record that found no
 token free within ``MAX_TOKEN_WAIT``, or no limiter at all (its Redis away), was not tried: it
