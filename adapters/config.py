@@ -7,6 +7,9 @@ from collections.abc import Mapping
 
 import msgspec
 
+# The guide's retries of a send: 1 s, 2 s, 4 s after the first three tries, then failed.
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
@@ -33,7 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sqs_queue_prefix: str = "fancrm"
     aws_region: str = "us-east-1"
     visibility_timeout: float = 30.0
-    max_receive_count: int = 5
+    # The sender's retries of a message the platform failed to take (the guide: 1 s, 2 s,
+    # 4 s, then failed): SENDER_RETRY_DELAYS="1,2,4". Each try is one receive, so unless
+    # SQS_MAX_RECEIVE_COUNT says otherwise a message is tried once more than it has delays.
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    max_receive_count: int = 4
     # Messages of this priority or more go to the high-priority queue.
     high_priority_from: int = 8
     # The OnlyFans API provider (or the simulator in dev).
@@ -119,7 +126,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             values["rate_limiter_enabled"] = enabled not in {"false", "0", "no", "off"}
         if env.get("RATE_LIMITS"):
             values["rate_limits"] = _parse_rate_limits(env["RATE_LIMITS"])
+        if env.get("SENDER_RETRY_DELAYS"):
+            values["retry_delays"] = parse_retry_delays(env["SENDER_RETRY_DELAYS"])
         values.update(overrides)
+        if "SQS_MAX_RECEIVE_COUNT" not in env and "max_receive_count" not in overrides:
+            delays = values.get("retry_delays", DEFAULT_RETRY_DELAYS)
+            assert isinstance(delays, tuple)
+            values["max_receive_count"] = len(delays) + 1
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.database_url:
             raise SystemExit("DATABASE_URL is not set (or run `crm dev` for the local stack)")
@@ -128,6 +141,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         # Settings get logged and printed; the master keys must never be.
         return f"Settings(database_url={self.database_url!r}, redis_url={self.redis_url!r})"
+
+
+# SQS's longest visibility timeout: a retry cannot be put off for longer.
+_MAX_RETRY_DELAY = 43_200.0
+
+
+def parse_retry_delays(text: str) -> tuple[float, ...]:
+    """SENDER_RETRY_DELAYS="1,2,4" -> (1.0, 2.0, 4.0): seconds before each retry, in order."""
+    wrong = f"SENDER_RETRY_DELAYS: expected seconds such as 1,2,4 (each at most 12 h), got {text!r}"
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(wrong) from None
+    if not delays or not all(0 <= d <= _MAX_RETRY_DELAY for d in delays):
+        raise SystemExit(wrong)
+    return delays
 
 
 def _parse_rate_limits(text: str) -> tuple[tuple[str, float, int], ...]:

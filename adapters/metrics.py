@@ -2,13 +2,13 @@
 
 | metric                       | kind      | recorded where                                        |
 |------------------------------|-----------|-------------------------------------------------------|
-| onlyfans.message.queued      | counter   | the send endpoints, per message accepted              |
+| onlyfans.message.queued      | counter   | per message first queued: sends, campaign chunks      |
 | onlyfans.message.processed   | counter   | the sender, per outcome recorded (sent or failed)     |
 | onlyfans.message.failed      | counter   | the relay (queue down) and the sender (refused, ...)  |
 | onlyfans.queue.depth         | gauge     | each look at the queue: status, monitoring, /metrics  |
 | onlyfans.dlq.count           | gauge     | the same looks, the dead-letter queues                |
 | onlyfans.processing.time     | histogram | the sender, ms per record                             |
-| onlyfans.bulk.campaign       | counter   | ``campaign_launched``, when a campaign fans out       |
+| onlyfans.bulk.campaign       | counter   | ``campaign_launched``: a launch (bulk, POST, PATCH)   |
 | onlyfans.bulk.recipients     | gauge     | ``campaign_launched``: the campaign's recipients      |
 | onlyfans.bulk.stalled        | counter   | the campaign worker, per round a campaign made no     |
 |                              |           | progress after all its attempts (no tenant label)     |
@@ -167,8 +167,11 @@ def _labels(tenant: str, **others: str) -> dict[str, str]:
     return {"tenant": tenant, **others} if _tenant_labels[0] else others
 
 
-def message_queued(tenant: str, queue: str) -> None:
-    _instruments()["queued"].add(1, _labels(tenant, queue=queue))
+def message_queued(tenant: str, queue: str, count: int = 1) -> None:
+    """``count`` messages recorded queued for the first time: a send, or a campaign's chunk
+    (inline or by the worker); never a replayed request or a message queued before."""
+    if count > 0:
+        _instruments()["queued"].add(count, _labels(tenant, queue=queue))
 
 
 def message_failed(tenant: str, stage: str) -> None:

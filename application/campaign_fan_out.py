@@ -60,6 +60,9 @@ class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
     finished: bool
     position: int
     campaign: Campaign  # as saved with the chunk: the next chunk may start from it
+    # Messages this call recorded for the first time (``queued`` also counts, on the slow
+    # path, messages an interrupted earlier try had recorded): what the queued metric adds.
+    created: int = 0
     # Fans skipped for a reason worth an operator's look: (fan id, reason).
     skipped_fans: tuple[tuple[int, str], ...] = ()
 
@@ -162,7 +165,9 @@ async def _queue_chunk(
             continue
         writes.append(stream_write(message, "message"))
         outbox.append(outbox_entry(message, ctx))
-    return await _record_chunk(campaign, chunk, len(outbox), skipped, writes, outbox, store, ctx)
+    return await _record_chunk(
+        campaign, chunk, len(outbox), skipped, writes, outbox, store, ctx, created=len(outbox)
+    )
 
 
 async def _queue_one_by_one(
@@ -174,7 +179,7 @@ async def _queue_one_by_one(
     """The slow path: each message through the one-to-one command (idempotent by its id),
     then the chunk recorded on its own."""
     ctx = _worker_context(campaign)
-    queued = skipped = 0
+    queued = skipped = created = 0
     skipped_fans: list[tuple[int, str]] = []
     for recipient in chunk.recipients:
         cmd = QueueMessage(
@@ -187,15 +192,16 @@ async def _queue_one_by_one(
             campaign_id=campaign.campaign_id,
         )
         try:
-            await queue_message(cmd, ctx, store=store, ids=ids)
+            accepted = await queue_message(cmd, ctx, store=store, ids=ids)
             queued += 1
+            created += accepted.created
         except InvalidValue:
             skipped += 1
         except MessageIdReused as error:
             skipped += 1
             skipped_fans.append((recipient.fan_id, str(error)))
     return await _record_chunk(
-        campaign, chunk, queued, skipped, [], [], store, ctx, tuple(skipped_fans)
+        campaign, chunk, queued, skipped, [], [], store, ctx, tuple(skipped_fans), created=created
     )
 
 
@@ -209,6 +215,8 @@ async def _record_chunk(
     store: EventStore,
     ctx: CommandContext,
     skipped_fans: tuple[tuple[int, str], ...] = (),
+    *,
+    created: int,
 ) -> ChunkResult:
     if chunk.cursor > campaign.cursor:
         campaign.record_chunk(
@@ -230,6 +238,7 @@ async def _record_chunk(
         position=positions[-1],
         campaign=campaign,
         skipped_fans=skipped_fans,
+        created=created,
     )
 
 

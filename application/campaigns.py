@@ -17,6 +17,7 @@ deleted, or no longer matching, before its chunk is skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Literal, Protocol
@@ -153,8 +154,10 @@ async def change_status(
     *,
     store: EventStore,
     audience: Audience,
+    on_launch: Callable[[Campaign], None] | None = None,
 ) -> tuple[Campaign, int]:
-    """The reference's updateCampaignStatus: launch a draft, pause, resume, cancel, complete."""
+    """The reference's updateCampaignStatus: launch a draft, pause, resume, cancel, complete.
+    ``on_launch`` hears of a draft this call launched, once its launch is saved."""
 
     if status not in ("active", "resume", "paused", "cancelled", "completed"):
         raise InvalidValue("status", "must be active, paused, cancelled or completed")
@@ -162,7 +165,8 @@ async def change_status(
     async def attempt() -> tuple[Campaign, int]:
         async with audience.turn(campaign_id):
             campaign, position = await load_campaign(store, campaign_id, tenant=ctx.tenant)
-            if status == "active" and campaign.status == "draft":
+            launching = status == "active" and campaign.status == "draft"
+            if launching:
                 await _launch(campaign, ctx, audience)
             elif status in ("active", "resume"):
                 campaign.resume()
@@ -172,7 +176,10 @@ async def change_status(
                 campaign.cancel()
             else:
                 campaign.complete()
-            return campaign, await save(store, campaign, "campaign", ctx) or position
+            saved = await save(store, campaign, "campaign", ctx) or position
+            if launching and on_launch is not None:
+                on_launch(campaign)
+            return campaign, saved
 
     return await retry_on_conflict(attempt, retry=True)
 

@@ -38,6 +38,11 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     read_at: datetime | None
     failed_at: datetime | None
     first_failed_at: datetime | None = None  # failed_at is the last failure
+    # A PPV message the fan paid for: when, and how much.
+    purchased_at: datetime | None = None
+    revenue_cents: int = 0
+    # Its tries at the platform, oldest first: {at, outcome (sent, retrying, failed), reason}.
+    attempt_history: list[dict[str, Any]] = []
 
 
 class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -347,10 +347,30 @@ async def record_all_dispatched(
 
 
 async def record_failed(
+    message_id: str,
+    reason: str,
+    ctx: CommandContext,
+    *,
+    store: EventStore,
+    attempted: bool = False,
+) -> MessageChanged:
+    """Given up on after the last attempt: shows as failed until a person retries it.
+    ``attempted``: it ends a try at the platform (counted in the message's attempts, even
+    if the message was failed already: a relay gave up on a send that reached the queue)."""
+
+    def decide(message: Message) -> bool:
+        if message.fail(reason, attempted=attempted):
+            return True
+        return attempted and message.status == "failed" and message.attempt_failed(reason)
+
+    return await _change(store, message_id, ctx, decide)
+
+
+async def record_attempt_failed(
     message_id: str, reason: str, ctx: CommandContext, *, store: EventStore
 ) -> MessageChanged:
-    """Given up on after the last attempt: shows as failed until a person retries it."""
-    return await _change(store, message_id, ctx, lambda m: m.fail(reason))
+    """A try at the platform failed and the message will be tried again."""
+    return await _change(store, message_id, ctx, lambda m: m.attempt_failed(reason))
 
 
 async def record_sent(
@@ -388,7 +408,7 @@ def outbox_entry(
             "conversationId": message.conversation_id,
             "priceCents": message.price_cents,
             "priority": message.priority,
-            "attempt": message.attempts,
+            "attempt": message.rounds,
             "campaignId": message.campaign_id,
             "correlationId": ctx.correlation_id,
         },

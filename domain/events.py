@@ -38,6 +38,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "MessageHeld": Message.Held,
     "MessageReleased": Message.Released,
     "MessageCancelled": Message.Cancelled,
+    "MessageAttemptFailed": Message.AttemptFailed,
     "CampaignCreated": Campaign.Created,
     "CampaignLaunched": Campaign.Launched,
     "CampaignChunkQueued": Campaign.ChunkQueued,

@@ -7,6 +7,11 @@
 ``queued``: accepted, waiting in the outbox. ``dispatched``: on the queue for the sender.
 ``sent``: the platform accepted it. ``failed``: given up on, with a reason, until a person
 retries it. Inbound messages (a fan writing to the creator) start as ``received``.
+
+``attempts`` counts tries at the platform, whatever came of them: a try the platform took
+(``Sent``), a try that failed and will be tried again (``AttemptFailed``) and a last try that
+failed (``Failed`` with ``attempted``). Waiting for a rate-limit token is never a try, nor is
+a person's retry: that only puts the message on its way again (``Requeued``).
 """
 
 from __future__ import annotations
@@ -134,6 +139,11 @@ def _has_host(url: str) -> bool:
         return False
 
 
+def _reason(text: str) -> str:
+    # Reasons come from other systems; keep them printable and storable (no NUL).
+    return text.replace("\x00", "")[:500] or "unknown"
+
+
 def normalise_priority(priority: object) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
         raise InvalidValue("priority", "must be an integer from 1 to 10")
@@ -174,8 +184,20 @@ class Message(BaseAggregate[str]):
 
     class Sent(Event):
         platform_message_id: str | None
+        # Only the sender records Sent, after a try at the platform (events stored before
+        # this field existed were all such tries).
+        attempted: bool = True
 
     class Failed(Event):
+        reason: str
+        # Whether a try at the platform failed (the sender's last try, or a refusal); not
+        # for a relay that could not reach the queue, an erased recipient or a dead letter
+        # found without an outcome. Stored before this field existed: unknown, so False.
+        attempted: bool = False
+
+    class AttemptFailed(Event):
+        """A try at the platform failed with an error worth another try, which will come."""
+
         reason: str
 
     class Requeued(Event):
@@ -254,7 +276,8 @@ class Message(BaseAggregate[str]):
         self.campaign_id = campaign_id
         self.status: Status = "queued"
         self.failure_reason: str | None = None
-        self.attempts = 1
+        self.attempts = 0  # tries at the platform
+        self.rounds = 1  # times put on its way: the first, then once per person's retry
         self.purchased_cents = 0
         self.delivered = False
         self.clicked = False
@@ -295,25 +318,41 @@ class Message(BaseAggregate[str]):
             return False
         if platform_message_id is not None:
             platform_message_id = platform_message_id.replace("\x00", "")[:200] or None
-        self._sent(platform_message_id=platform_message_id)
+        self._sent(platform_message_id=platform_message_id, attempted=True)
         return True
 
     @event(Sent)
-    def _sent(self, platform_message_id: str | None) -> None:
+    def _sent(self, platform_message_id: str | None, attempted: bool = True) -> None:
         self.status = "sent"
         self.failure_reason = None
+        self.attempts += attempted
 
-    def fail(self, reason: str) -> bool:
+    def fail(self, reason: str, *, attempted: bool = False) -> bool:
+        """Given up on. ``attempted``: this ends a try at the platform (a refusal, or the last
+        try's error), which counts as one."""
         if self.status in ("failed", "sent", "read"):
             return False
-        # Reasons come from other systems; keep them printable and storable (no NUL).
-        self._failed(reason=reason.replace("\x00", "")[:500] or "unknown")
+        self._failed(reason=_reason(reason), attempted=attempted)
         return True
 
     @event(Failed)
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, attempted: bool = False) -> None:
         self.status = "failed"
         self.failure_reason = reason
+        self.attempts += attempted
+
+    def attempt_failed(self, reason: str) -> bool:
+        """A try at the platform failed with an error worth another try; recorded while the
+        message may still be tried: on its way, or failed yet still on the queue (a relay gave
+        up on a send that did reach it; a dead letter redriven)."""
+        if self.status not in ("queued", "dispatched", "failed"):
+            return False
+        self._attempt_failed(reason=_reason(reason))
+        return True
+
+    @event(AttemptFailed)
+    def _attempt_failed(self, reason: str) -> None:
+        self.attempts += 1
 
     def retry(self) -> None:
         if self.status != "failed":
@@ -324,7 +363,7 @@ class Message(BaseAggregate[str]):
     def _requeued(self) -> None:
         self.status = "queued"
         self.failure_reason = None
-        self.attempts += 1
+        self.rounds += 1
 
     def mark_read(self) -> bool:
         if self.status == "read":

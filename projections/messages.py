@@ -49,6 +49,7 @@ _COLUMNS = [
     "purchased_at",
     "delivered_at",
     "clicked_at",
+    "attempt_history",
 ]
 _FOLDED = frozenset(
     {
@@ -56,6 +57,7 @@ _FOLDED = frozenset(
         InboundMessage.Received,
         *_STATUS_UPDATES,
         Message.Failed,
+        Message.AttemptFailed,
         Message.Requeued,
         Message.Purchased,
         Message.Released,
@@ -63,7 +65,7 @@ _FOLDED = frozenset(
         *_RECEIPTS,
     }
 )
-_NEW_ROW: Row = dict.fromkeys(_COLUMNS) | {"attempts": 1, "revenue_cents": 0}
+_NEW_ROW: Row = dict.fromkeys(_COLUMNS) | {"attempts": 0, "revenue_cents": 0, "attempt_history": []}
 
 
 # What the fold reads: the messages' own events, and a fan's erasure.
@@ -170,6 +172,10 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
         platform_message_id = getattr(event, "platform_message_id", None)
         if platform_message_id is not None:
             row["platform_message_id"] = platform_message_id
+        if kind is Message.Sent:
+            row["failed_at"] = None  # a later try got it through: it is no longer failed
+            if event.attempted:
+                _attempted(row, event.timestamp, "sent", None)
     elif kind is Message.Failed:
         row.update(
             status="failed",
@@ -178,9 +184,13 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
             first_failed_at=row["first_failed_at"] or event.timestamp,
             updated_at=event.timestamp,
         )
+        if event.attempted:
+            _attempted(row, event.timestamp, "failed", event.reason)
+    elif kind is Message.AttemptFailed:
+        row["updated_at"] = event.timestamp
+        _attempted(row, event.timestamp, "retrying", event.reason)
     elif kind is Message.Requeued:
         row.update(status="queued", failure_reason=None, updated_at=event.timestamp)
-        row["attempts"] += 1
     elif kind in _STOPPED:
         row.update(status=_STOPPED[kind], failure_reason=event.reason, updated_at=event.timestamp)
     elif kind is Message.Released:
@@ -193,6 +203,19 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
             purchased_at=event.timestamp,
             updated_at=event.timestamp,
         )
+
+
+# The history keeps the latest tries only: a message retried by hand over and over must not
+# grow its row without bound (``attempts`` still counts every one).
+_HISTORY_KEPT = 50
+
+
+def _attempted(row: Row, at: Any, outcome: str, reason: str | None) -> None:
+    """One try at the platform: ``sent``, ``retrying`` (an error; tried again later) or
+    ``failed`` (the last try, or a refusal)."""
+    row["attempts"] += 1
+    history = [*(row["attempt_history"] or []), {"at": at, "outcome": outcome, "reason": reason}]
+    row["attempt_history"] = history[-_HISTORY_KEPT:]
 
 
 def _erase_in_memory(rows: TableRows, fans: set[int]) -> None:

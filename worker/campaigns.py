@@ -121,6 +121,8 @@ class CampaignWorker:
             )
         if chunk.skipped_fans:
             metrics.campaign_fans_skipped(len(chunk.skipped_fans))
+        # Campaign messages always take the normal queue (domain.message.queue_for).
+        metrics.message_queued(work.tenant, "normal", chunk.created)
         log.info(
             "campaign chunk queued",
             campaign_id=work.campaign_id,

@@ -13,9 +13,10 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
    or cancelled (as the event store has it, at most ``campaign_status_ttl`` ago) is held or
    cancelled instead of sent;
 3. call the gateway with the message id as Idempotency-Key;
-4. record the outcome: sent; failed for a permanent error; for a retryable one, leave it to
-   redeliver after a growing visibility timeout, and on its last receive record it failed
-   and let the queue dead-letter it.
+4. record the outcome: sent; failed for a permanent error; for a retryable one, record the
+   failed try and leave the record to redeliver after the next retry delay (the guide's 1 s,
+   2 s, 4 s: ``SENDER_RETRY_DELAYS``), and on its last receive record it failed and let the
+   queue dead-letter it. Each of these is one of the message's ``attempts``.
 
 Only a real try at the platform counts towards that last receive. A record that found no
 token free within ``MAX_TOKEN_WAIT``, or no limiter at all (its Redis away), was not tried: it
@@ -41,7 +42,7 @@ import structlog
 
 from adapters import bootstrap, metrics, tracing
 from adapters.bootstrap import Container
-from adapters.config import Settings
+from adapters.config import DEFAULT_RETRY_DELAYS, Settings
 from adapters.observability import configure_logging
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -50,7 +51,7 @@ from adapters.redis import rate_limiter_from
 from application.campaign_fan_out import campaign_stopped, cancel_message, hold_message
 from application.context import CommandContext
 from application.message_streams import load_message
-from application.messages import record_failed, record_sent_on
+from application.messages import record_attempt_failed, record_failed, record_sent_on
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
 from application.sending import (
@@ -155,7 +156,7 @@ class Sender:
         limiter: RateLimiter,
         *,
         max_receive_count: int,
-        base_visibility: float = 2.0,
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         campaign_status: CampaignStatus | None = None,
         campaign_status_ttl: float = 0.25,
     ) -> None:
@@ -165,7 +166,9 @@ class Sender:
         self.gateway = gateway
         self.limiter = limiter
         self.max_receive_count = max_receive_count
-        self.base_visibility = base_visibility
+        if not retry_delays:
+            raise ValueError("at least one retry delay")
+        self.retry_delays = tuple(retry_delays)
         # Asked of the event store (see campaign_stopped), not of the campaigns view.
         self.campaign_status = campaign_status or CachedCampaignStatus(
             functools.partial(campaign_stopped, store), campaign_status_ttl
@@ -276,15 +279,22 @@ class Sender:
             log.info("message sent", **about, platform_message_id=result.platform_message_id)
             return Outcome(True)
         if result.outcome == "permanent":
-            await self._fail(message_id, result.reason or "refused by the platform", ctx, about)
+            reason = result.reason or "refused by the platform"
+            await self._fail(message_id, reason, ctx, about, attempted=True)
             return Outcome(True)
         if result.outcome == "rate_limited":
-            # The limiter should prevent this; the platform's word wins.
+            # The limiter should prevent this; the platform's word wins. A try all the same.
             log.warning("platform rate limited", **about, retry_after=result.retry_after)
-            return Outcome(False, result.retry_after or self.base_visibility)
+            await record_attempt_failed(
+                message_id, "rate limited by the platform", ctx, store=self.store
+            )
+            return Outcome(False, result.retry_after or self.retry_delays[0])
         # Retryable: redeliver later; on the last receive the queue dead-letters it next.
         if last_receive:
-            await self._fail(message_id, f"gave up: {result.reason}", ctx, about)
+            await self._fail(message_id, f"gave up: {result.reason}", ctx, about, attempted=True)
+        else:
+            reason = result.reason or "retryable error"
+            await record_attempt_failed(message_id, reason, ctx, store=self.store)
         log.warning(
             "send failed, will retry",
             **about,
@@ -351,9 +361,15 @@ class Sender:
             self.limiter_away = None
 
     async def _fail(
-        self, message_id: str, reason: str, ctx: CommandContext, about: dict[str, Any]
+        self,
+        message_id: str,
+        reason: str,
+        ctx: CommandContext,
+        about: dict[str, Any],
+        *,
+        attempted: bool = False,
     ) -> None:
-        await record_failed(message_id, reason, ctx, store=self.store)
+        await record_failed(message_id, reason, ctx, store=self.store, attempted=attempted)
         metrics.message_failed(ctx.tenant, "sender")
         metrics.message_processed(ctx.tenant, "failed")
         log.error("message failed", **about, error=reason)
@@ -382,8 +398,11 @@ class Sender:
         return recorded
 
     def _backoff(self, record: Record) -> float:
-        """Visibility grows with each receive: 2 s, 4 s, 8 s, ... capped at 5 minutes."""
-        return min(self.base_visibility * 2 ** max(record.receive_count - 1, 0), 300.0)
+        """How long the record stays hidden after its n-th receive failed: the n-th retry
+        delay (the guide's 1 s, 2 s, 4 s); a queue allowing more receives than there are
+        delays repeats the last one."""
+        index = min(max(record.receive_count, 1), len(self.retry_delays)) - 1
+        return self.retry_delays[index]
 
 
 def received_from_record(record: Record) -> ReceivedMessage:
@@ -518,6 +537,7 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
         gateway,
         rate_limiter_from(settings, container.redis),
         max_receive_count=settings.max_receive_count,
+        retry_delays=settings.retry_delays,
         campaign_status_ttl=settings.campaign_status_ttl,
     )
     return sender, gateway.aclose

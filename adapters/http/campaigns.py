@@ -205,7 +205,13 @@ async def _launch(
         else None
     )
     queued = first.queued if first else 0
+    if first:
+        # Campaign messages always take the normal queue (domain.message.queue_for).
+        metrics.message_queued(ctx.tenant, "normal", first.created)
     failed = len(launched.failures) + (first.skipped if first else 0)
+    # Every id asked for, refused ones included, so that queued + failed adds up to it once
+    # the audience is queued (the campaign itself counts only the fans it sends to).
+    requested = campaign.total_recipients + len(launched.failures)
     if cmd.scheduled_at is not None and cmd.scheduled_at > datetime.now(UTC):
         status = "scheduled"
     else:
@@ -220,7 +226,7 @@ async def _launch(
     return Response(
         BulkAcceptedOut(
             campaign_id=campaign.campaign_id,
-            total_recipients=campaign.total_recipients,
+            total_recipients=requested,
             queued=queued,
             failed=failed,
             estimated_completion_time=await _estimate(container, campaign.total_recipients, cmd),
@@ -276,12 +282,18 @@ async def _change(
     campaign_id: int,
     status: campaigns.StatusChange,
 ) -> CampaignChangedOut:
+    ctx = command_context(request)
+
+    def launched(draft: Campaign) -> None:  # a draft this request launched (PATCH active)
+        metrics.campaign_launched(ctx.tenant, draft.total_recipients)
+
     campaign, position = await campaigns.change_status(
         campaign_id,
         status,
-        command_context(request),
+        ctx,
         store=container.events,
         audience=container.campaigns,
+        on_launch=launched,
     )
     log.info("campaign status changed", campaign_id=campaign_id, status=campaign.status)
     return CampaignChangedOut(id=campaign.campaign_id, status=campaign.status, position=position)

@@ -136,7 +136,9 @@ class MessagesController(Controller):
     ) -> QueueStatusOut:
         """The whole queue for operators (Permission.OPERATE); for any other key, its own
         account's messages under the same names: waiting (queued or on the queue) as
-        ``queueDepth``, failed (waiting for a person's retry) as ``dlqCount``. Which of an
+        ``queueDepth``, failed (waiting for a person's retry) as ``dlqCount``. For operators
+        too ``dlqCount`` counts messages still failed (every account's): a dead letter retried
+        and delivered since stays in its queue, counted in ``queues`` only. Which of an
         account's waiting messages a sender holds at this instant is the queue's secret (SQS
         counts queues, not accounts): ``messagesInFlight`` is 0 there, and ``queues`` empty."""
         if not request.user.may(Permission.OPERATE):
@@ -153,7 +155,7 @@ class MessagesController(Controller):
         return QueueStatusOut(
             queue_depth=status.depth,
             messages_in_flight=status.in_flight,
-            dlq_count=status.dead_letters,
+            dlq_count=status.dlq_count,
             last_processed_at=status.last_processed_at,
             queues={
                 name: {"depth": s.visible, "inFlight": s.in_flight, "dlq": s.dead_letters}

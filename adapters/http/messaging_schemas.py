@@ -93,6 +93,15 @@ class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
         )
 
 
+class AttemptOut(msgspec.Struct, kw_only=True):
+    """One try at the platform: ``sent``, ``retrying`` (an error, tried again later) or
+    ``failed`` (a refusal, or the last try's error)."""
+
+    at: datetime
+    outcome: str
+    reason: str | None
+
+
 class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
     id: str
     user_id: str
@@ -112,6 +121,10 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
     sent_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None  # the last failure
+    purchased_at: datetime | None
+    revenue_cents: int
+    # Each try at the platform, oldest first (``attempts`` counts them).
+    attempt_history: list[AttemptOut]
     first_failed_at: datetime | None = None
 
     @classmethod
@@ -119,6 +132,10 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
         fields = msgspec.structs.asdict(view)
         fields["id"] = fields.pop("message_id")
         fields["user_id"] = fields.pop("tenant")
+        # Stored as JSON: the times come back as text.
+        fields["attempt_history"] = msgspec.convert(
+            view.attempt_history, list[AttemptOut], strict=False
+        )
         return cls(**fields)
 
 

@@ -179,7 +179,8 @@ async def test_unknown_and_other_tenant_recipients_are_reported_per_id(
 
     assert response.status_code == 202, response.text
     body = response.json()
-    assert (body["totalRecipients"], body["queued"], body["failed"]) == (2, 2, 4)
+    # Six distinct ids asked for: every one is either queued or failed.
+    assert (body["totalRecipients"], body["queued"], body["failed"]) == (6, 2, 4)
     assert sorted(f["recipientId"] for f in body["failures"]) == sorted(
         [theirs[0], deleted, unknown, beyond_bigint]
     )
@@ -581,3 +582,85 @@ async def test_two_bulk_sends_at_once_with_one_idempotency_key_launch_one_campai
     )
     assert launched == 1
     assert len(await outbox_rows(container, tenant)) == 3
+
+
+def counted(reader: Any, name: str, tenant: str) -> float:
+    """The sum of a counter's points for one tenant (series are labelled by tenant here)."""
+    data = reader.get_metrics_data()
+    total = 0.0
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    total += sum(
+                        p.value
+                        for p in metric.data.data_points
+                        if (p.attributes or {}).get("tenant") == tenant
+                    )
+    return total
+
+
+@pytest.fixture
+def metric_reader() -> Any:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from adapters import metrics
+
+    reader = InMemoryMetricReader()
+    metrics.install([reader], tenant_labels=True)
+    yield reader
+    metrics.configure_from_env({})
+
+
+async def test_campaign_messages_and_launches_are_counted_once_whoever_queues_them(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    tenant: str,
+    container: Container,
+    catch_up: CatchUp,
+    metric_reader: Any,
+) -> None:
+    fans = await new_fans(http, auth, 3)
+    await catch_up()
+    queued = "onlyfans.message.queued"
+    launched = "onlyfans.bulk.campaign"
+
+    # Inline: a small audience queued before the answer; its replay counts nothing more.
+    once = {"Idempotency-Key": "bulk-metrics-1", **auth}
+    body = {"recipientIds": fans, "content": "Hi {{name}}"}
+    first = await http.post(BULK, json=body, headers=once)
+    assert first.json()["queued"] == 3, first.text
+    replayed = await http.post(BULK, json=body, headers=once)
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    assert (counted(metric_reader, queued, tenant), counted(metric_reader, launched, tenant)) == (
+        3,
+        1,
+    )
+
+    # A draft launched by PATCH, fanned out by the worker (twice over: nothing is queued twice).
+    draft = await http.post(
+        CAMPAIGNS,
+        json={
+            "name": "Later",
+            "template": {"content": "Hello {{name}}"},
+            "targetAudience": {"recipientIds": fans},
+        },
+        headers=auth,
+    )
+    assert draft.status_code == 201, draft.text
+    patched = await http.patch(
+        f"{CAMPAIGNS}/{draft.json()['id']}", json={"status": "active"}, headers=auth
+    )
+    assert patched.status_code == 200, patched.text
+    again = await http.patch(
+        f"{CAMPAIGNS}/{draft.json()['id']}", json={"status": "active"}, headers=auth
+    )
+    assert again.status_code == 409  # already active: no second launch
+    await catch_up()
+    for worker in (CampaignWorker(container), CampaignWorker(container)):
+        while await worker.run_once():
+            await catch_up()
+    assert (counted(metric_reader, queued, tenant), counted(metric_reader, launched, tenant)) == (
+        6,
+        2,
+    )

@@ -23,6 +23,7 @@ from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
+from adapters.queue_status import QueueStatusReader
 from application import messages
 from application.context import CommandContext
 from domain.message import message_stream_id
@@ -880,7 +881,8 @@ async def test_a_conversations_messages_show_queued_messages_with_their_content(
     assert newest["status"] == "queued"
     assert newest["content"] == SECRET
     assert newest["attachments"] == [{"type": "video", "url": MEDIA}]
-    assert (newest["priceCents"], newest["priority"], newest["attempts"]) == (2_000, 8, 1)
+    # Queued, not yet tried at the platform.
+    assert (newest["priceCents"], newest["priority"], newest["attempts"]) == (2_000, 8, 0)
     assert instant(newest["queuedAt"]) == instant(sent["queuedAt"])
     for stamp in ("dispatchedAt", "sentAt", "readAt", "failedAt", "failureReason", "campaignId"):
         assert newest[stamp] is None
@@ -1107,7 +1109,8 @@ async def test_retrying_a_failed_message_requeues_it_with_a_new_outbox_row(
     assert '"attempt":2' in rows[1].replace(" ", "")
     await catch_up()
     again = (await http.get(f"{CRM_MESSAGES}/{message_id}", headers=auth)).json()["message"]
-    assert (again["status"], again["failureReason"], again["attempts"]) == ("queued", None, 2)
+    # A person's retry is no try at the platform; nor was giving up without one.
+    assert (again["status"], again["failureReason"], again["attempts"]) == ("queued", None, 0)
 
 
 async def test_retrying_another_tenants_or_an_unknown_message_is_404(
@@ -1416,3 +1419,107 @@ async def test_the_log_still_replays_after_a_fan_with_messages_was_erased(
     assert (message["content"], message["attachments"]) == (None, [])
     assert read.status_code == 200, read.text
     assert read.json()["status"] == "read"
+
+
+async def test_attempts_count_tries_at_the_platform_and_a_later_success_clears_the_failure(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    container: Container,
+    catch_up: CatchUp,
+    ctx: CommandContext,
+) -> None:
+    sender = CommandContext(tenant=ctx.tenant, actor="sender", correlation_id="c-tries")
+    message_id = (await send(http, auth, recipientId=await new_fan(http, auth)))["messageId"]
+    for reason in ("503", "timeout", "503"):
+        await messages.record_attempt_failed(message_id, reason, sender, store=container.events)
+    await messages.record_failed(
+        message_id, "gave up: 503", sender, store=container.events, attempted=True
+    )
+    await catch_up()
+    failed = (await http.get(f"{CRM_MESSAGES}/{message_id}", headers=auth)).json()["message"]
+    assert (failed["status"], failed["attempts"]) == ("failed", 4)
+    assert failed["failedAt"] is not None
+    assert [(a["outcome"], a["reason"]) for a in failed["attemptHistory"]] == [
+        ("retrying", "503"),
+        ("retrying", "timeout"),
+        ("retrying", "503"),
+        ("failed", "gave up: 503"),
+    ]
+    # The status as it is now (the endpoint's is cached for a few seconds).
+    status = QueueStatusReader(container.queue, container.pool, None, ttl_seconds=0)
+    assert (await status.tenant_status(ctx.tenant)).failed == 1
+
+    retried = await http.post(f"/api/onlyfans/messages/{message_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text
+    await messages.record_sent(message_id, "of-77", sender, store=container.events)
+    await catch_up()
+
+    sent = (await http.get(f"{CRM_MESSAGES}/{message_id}", headers=auth)).json()["message"]
+    assert (sent["status"], sent["attempts"], sent["failedAt"]) == ("sent", 5, None)
+    assert sent["sentAt"] is not None
+    last = sent["attemptHistory"][-1]
+    assert (last["outcome"], last["reason"]) == ("sent", None)
+    assert datetime.fromisoformat(last["at"]) == datetime.fromisoformat(sent["sentAt"])
+    assert (await status.tenant_status(ctx.tenant)).failed == 0
+
+
+async def test_the_operators_dlq_count_leaves_out_dead_letters_delivered_since(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    container: Container,
+    catch_up: CatchUp,
+    ctx: CommandContext,
+) -> None:
+    message_id = (await send(http, auth, recipientId=await new_fan(http, auth)))["messageId"]
+    await messages.record_failed(message_id, "dead-lettered", ctx, store=container.events)
+    await catch_up()
+    reader = QueueStatusReader(container.queue, container.pool, None, ttl_seconds=0)
+    before = await reader.status()
+    assert before.failed is not None
+    assert before.dlq_count == before.failed >= 1
+
+    # Retried by a person and delivered: no longer failed, whatever a dead-letter queue holds.
+    await http.post(f"/api/onlyfans/messages/{message_id}/retry", headers=auth)
+    await messages.record_sent(message_id, "of-78", ctx, store=container.events)
+    await catch_up()
+
+    after = await reader.status()
+    assert after.dlq_count == before.dlq_count - 1
+    admin, _ = await create_api_key(container.pool, user_id="ops", role="admin")
+    body = (await http.get(STATUS, headers={"Authorization": f"Bearer {admin}"})).json()
+    assert body["scope"] == "global"
+    assert isinstance(body["dlqCount"], int)
+
+
+async def test_a_purchased_message_shows_when_and_how_much_it_earned(
+    http: httpx.AsyncClient,
+    auth: Headers,
+    container: Container,
+    catch_up: CatchUp,
+    ctx: CommandContext,
+) -> None:
+    from application.webhooks import WebhookEvent, handle_webhook
+
+    fan = await new_fan(http, auth)
+    message_id = (await send(http, auth, recipientId=fan, priceCents=1_500))["messageId"]
+    await messages.record_sent(message_id, "of-79", ctx, store=container.events)
+    await catch_up()
+    unsold = (await http.get(f"{CRM_MESSAGES}/{message_id}", headers=auth)).json()["message"]
+    assert (unsold["revenueCents"], unsold["purchasedAt"]) == (0, None)
+
+    bought = WebhookEvent(
+        id=f"wh-{uuid.uuid4()}",
+        type="message.purchased",
+        account=ctx.tenant,
+        data={"messageId": message_id, "amountCents": 1_500},
+    )
+    await handle_webhook(bought, ctx, store=container.events, ids=container.ids)
+    await catch_up()
+
+    message = (await http.get(f"{CRM_MESSAGES}/{message_id}", headers=auth)).json()["message"]
+    assert message["status"] == "sent"  # the reference's statuses: a purchase is not one
+    assert message["revenueCents"] == 1_500
+    assert message["purchasedAt"] is not None
+    assert datetime.fromisoformat(message["purchasedAt"]) >= datetime.fromisoformat(
+        message["sentAt"]
+    )

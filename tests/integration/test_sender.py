@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -15,9 +16,10 @@ from structlog.testing import capture_logs
 from adapters import bootstrap
 from application.context import CommandContext
 from application.fans import CreateFan, EraseFan, create_fan, erase_fan
+from application.message_streams import load_message
 from application.messages import QueueMessage, queue_message
 from application.sending import LimiterUnavailable, PlatformMessage, SendResult, TokenAnswer
-from domain.message import message_stream_id
+from domain.message import Message, message_stream_id
 from tests.support.settings import settings_for
 from worker.relay import Relay
 from worker.sender import Record, Sender, record_from_receive, settle
@@ -101,6 +103,13 @@ async def status_of(container: bootstrap.Container, record: Record) -> list[str]
     ]
 
 
+async def message_of(container: bootstrap.Container, record: Record) -> Message:
+    message_id = msgspec.json.decode(record.body)["messageId"]
+    message, _ = await load_message(container.events, message_id, tenant=CTX.tenant)
+    assert isinstance(message, Message)
+    return message
+
+
 async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_key(
     fresh: bootstrap.Container,
 ) -> None:
@@ -143,8 +152,8 @@ async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
     sender = sender_for(fresh, gateway, ScriptedLimiter())
     record = await queued_record(fresh)
     first = (await sender.handle([record]))[record.record_id]
-    assert (first.done, first.redeliver_after) == (False, 2.0)
-    assert (await status_of(fresh, record))[-1] == "MessageDispatched"
+    assert (first.done, first.redeliver_after) == (False, 1.0)
+    assert (await status_of(fresh, record))[-1] == "MessageAttemptFailed"  # to be tried again
 
     last = Record(
         record_id=record.record_id,
@@ -155,7 +164,7 @@ async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
     )
     outcome = (await sender.handle([last]))[last.record_id]
     assert outcome.done is False, "left for the queue to dead-letter"
-    assert outcome.redeliver_after == 8.0
+    assert outcome.redeliver_after == 4.0
     assert (await status_of(fresh, record))[-1] == "MessageFailed"
 
 
@@ -190,6 +199,7 @@ async def test_waiting_for_a_token_never_brings_a_record_nearer_its_dead_letter_
     outcomes = await sender.handle([record])
     assert outcomes[record.record_id].done
     assert (await status_of(fresh, record))[-1] == "MessageSent"
+    assert (await message_of(fresh, record)).attempts == 1, "waiting is never an attempt"
 
 
 async def test_without_its_limiter_the_sender_defers_what_it_holds_and_pauses(
@@ -299,3 +309,72 @@ async def test_a_dead_letter_without_an_outcome_is_recorded_failed_and_can_be_re
     message_id = msgspec.json.decode(record.body)["messageId"]
     await retry_message(MessageCommand(message_id=message_id), CTX, store=fresh.events)
     assert (await status_of(fresh, record))[-1] == "MessageRequeued"
+
+
+@dataclass
+class VisibilityLog:
+    """The queue, with every visibility change the sender asks for written down: the retry
+    schedule is read from what was asked, never waited for."""
+
+    queue: Any
+    asked: list[float] = field(default_factory=list)
+
+    async def change_visibility(self, queue: str, receipt: str, timeout: float) -> None:
+        self.asked.append(timeout)
+        await self.queue.change_visibility(queue, receipt, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+
+async def test_the_sender_retries_after_1_2_and_4_seconds_then_the_message_is_failed(
+    fresh: bootstrap.Container,
+) -> None:
+    # The guide: try 1 at once, try 2 after 1 s, try 3 after 2 s, try 4 after 4 s, then failed.
+    assert (fresh.settings.retry_delays, fresh.settings.max_receive_count) == ((1.0, 2.0, 4.0), 4)
+    gateway = ScriptedGateway([SendResult(outcome="retryable", reason="503")] * 10)
+    sender = Sender(
+        fresh.events,
+        fresh.personal,
+        fresh.pool,
+        gateway,
+        ScriptedLimiter(),
+        max_receive_count=fresh.settings.max_receive_count,
+        retry_delays=fresh.settings.retry_delays,
+    )
+    queue = VisibilityLog(fresh.queue)
+    record = await queued_record(fresh)
+    for receive in range(1, 5):
+        assert record.receive_count == receive
+        await settle(queue, [record], await sender.handle([record]))  # type: ignore[arg-type]
+        assert (await status_of(fresh, record))[-1] == (
+            "MessageFailed" if receive == 4 else "MessageAttemptFailed"
+        )
+        await fresh.pool.execute("UPDATE queue_messages SET visible_at = now()")
+        received = await fresh.queue.receive("high", visibility_timeout=30)
+        if receive < 4:
+            record = record_from_receive("high", received[0])
+        else:
+            assert received == [], "dead-lettered after its fourth try"
+    assert queue.asked[:3] == [1, 2, 4]
+    assert len(gateway.calls) == 4
+    # Each try is recorded, and counted once: the message shows 4 attempts.
+    assert (await status_of(fresh, record))[2:] == [
+        "MessageAttemptFailed",
+        "MessageAttemptFailed",
+        "MessageAttemptFailed",
+        "MessageFailed",
+    ]
+    assert (await message_of(fresh, record)).attempts == 4
+    assert (await fresh.queue.stats("high")).dead_letters == 1
+
+
+def test_the_retry_schedule_is_configurable_and_sets_the_tries() -> None:
+    from adapters.config import Settings
+
+    settings = Settings.from_env({"DATABASE_URL": "x", "SENDER_RETRY_DELAYS": "1, 3"})
+    assert (settings.retry_delays, settings.max_receive_count) == ((1.0, 3.0), 3)
+    pinned = Settings.from_env({"DATABASE_URL": "x", "SQS_MAX_RECEIVE_COUNT": "6"})
+    assert (pinned.retry_delays, pinned.max_receive_count) == ((1.0, 2.0, 4.0), 6)
+    with pytest.raises(SystemExit):
+        Settings.from_env({"DATABASE_URL": "x", "SENDER_RETRY_DELAYS": "soon"})

@@ -75,6 +75,10 @@ def failed(message: Message) -> None:
     message.fail("platform said no")
 
 
+def tried_and_failed(message: Message) -> None:
+    message.fail("gave up: 503", attempted=True)
+
+
 def read(message: Message) -> None:
     message.mark_read()
 
@@ -140,7 +144,7 @@ def test_queueing_records_one_queued_event_on_the_messages_stream() -> None:
     assert tuple(map(tuple, event.attachments)) == (IMAGE,)
 
 
-def test_a_queued_message_is_outgoing_queued_free_normal_priority_on_its_first_attempt() -> None:
+def test_a_queued_message_is_outgoing_queued_free_normal_priority_and_not_yet_tried() -> None:
     message = queued()
 
     assert message.direction == "out"
@@ -150,7 +154,7 @@ def test_a_queued_message_is_outgoing_queued_free_normal_priority_on_its_first_a
     assert message.priority == DEFAULT_PRIORITY
     assert message.campaign_id is None
     assert message.failure_reason is None
-    assert message.attempts == 1
+    assert (message.attempts, message.rounds) == (0, 1)
 
 
 def test_a_missing_price_means_free() -> None:
@@ -446,22 +450,88 @@ def test_failing_a_sent_read_or_failed_message_records_nothing(
 # --- retry ----------------------------------------------------------------------------------
 
 
-def test_retrying_a_failed_message_requeues_it_as_a_new_attempt() -> None:
-    message = given_message(dispatched, failed)
+def test_retrying_a_failed_message_requeues_it_without_counting_a_try_at_the_platform() -> None:
+    message = given_message(dispatched, tried_and_failed)
 
     message.retry()
 
     [event] = message.collect_events()
     assert isinstance(event, Message.Requeued)
-    assert (message.status, message.failure_reason, message.attempts) == ("queued", None, 2)
+    assert (message.status, message.failure_reason) == ("queued", None)
+    assert (message.attempts, message.rounds) == (1, 2)
 
 
-def test_each_retry_counts_one_more_attempt_and_the_requeued_message_can_be_dispatched() -> None:
+def test_each_retry_puts_the_message_on_its_way_again_and_it_can_be_dispatched() -> None:
     message = given_message(failed, requeued, dispatched, failed, requeued)
 
-    assert message.attempts == 3
+    assert (message.attempts, message.rounds) == (0, 3)
     assert message.status == "queued"
     assert message.dispatch("normal") is True
+
+
+def test_each_try_at_the_platform_counts_one_attempt_whatever_came_of_it() -> None:
+    message = given_message(dispatched)
+    before = message.version
+
+    assert message.attempt_failed("503 unavailable") is True
+    assert message.attempt_failed("timeout") is True
+    assert message.fail("gave up: timeout", attempted=True) is True
+    message.retry()
+    message.dispatch("normal")
+    assert message.mark_sent("of-2") is True
+
+    events = message.collect_events()
+    assert [type(e) for e in events] == [
+        Message.AttemptFailed,
+        Message.AttemptFailed,
+        Message.Failed,
+        Message.Requeued,
+        Message.Dispatched,
+        Message.Sent,
+    ]
+    assert (message.attempts, message.rounds, message.status) == (4, 2, "sent")
+    assert [e.originator_version for e in events] == list(range(before + 1, before + 7))
+
+
+def test_giving_up_without_a_try_counts_no_attempt() -> None:
+    # The relay could not reach the queue, the recipient was erased, a dead letter was found.
+    message = given_message(dispatched, failed)
+
+    assert (message.status, message.attempts) == ("failed", 0)
+
+
+@pytest.mark.parametrize("steps", [(sent,), (sent, read)], ids=["sent", "read"])
+def test_a_failed_try_is_recorded_only_while_the_message_may_still_be_tried(
+    steps: tuple[Step, ...],
+) -> None:
+    message = given_message(*steps)
+
+    assert message.attempt_failed("503") is False
+    assert message.collect_events() == []
+
+
+def test_a_try_at_a_message_failed_yet_still_on_the_queue_counts() -> None:
+    # The relay gave up on a send that did reach the queue, or a dead letter was redriven.
+    message = given_message(dispatched, failed)
+
+    assert message.attempt_failed("503") is True
+    assert (message.status, message.attempts) == ("failed", 1)
+
+
+def test_outcomes_stored_before_they_said_whether_they_were_tries_decode_as_they_were() -> None:
+    from adapters.postgres.codec import decode_event
+
+    stream = f"message-1:{MESSAGE_ID}"
+    at = "2025-11-01T12:00:00+00:00"
+    old_sent = decode_event(
+        "MessageSent", stream, 3, {"platform_message_id": "x", "timestamp": at}, 1
+    )
+    old_failed = decode_event("MessageFailed", stream, 3, {"reason": "timeout", "timestamp": at}, 1)
+
+    assert isinstance(old_sent, Message.Sent)
+    assert old_sent.attempted is True
+    assert isinstance(old_failed, Message.Failed)
+    assert old_failed.attempted is False
 
 
 @pytest.mark.parametrize(
@@ -476,7 +546,7 @@ def test_only_a_failed_message_can_be_retried(steps: tuple[Step, ...], status: s
         message.retry()
 
     assert message.collect_events() == []
-    assert (message.status, message.attempts) == (status, 1)
+    assert (message.status, message.rounds) == (status, 1)
 
 
 # --- read -----------------------------------------------------------------------------------
@@ -518,7 +588,7 @@ def test_a_message_not_sent_cannot_be_marked_read(steps: tuple[Step, ...]) -> No
 def test_replaying_the_events_rebuilds_the_same_state() -> None:
     message = queued(price_cents=1_500, attachments=[IMAGE], priority=8, campaign_id=4)
     message.dispatch("high")
-    message.fail("timeout")
+    message.fail("timeout", attempted=True)
     message.retry()
     message.dispatch("high")
     message.mark_sent("of-9")
@@ -540,7 +610,7 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
     assert [item.originator_version for item in events] == list(range(1, 8))
     state = {k: v for k, v in vars(message).items() if k != "_pending_events"}
     assert {k: v for k, v in vars(rebuilt).items() if k != "_pending_events"} == state
-    assert (rebuilt.status, rebuilt.attempts, rebuilt.version) == ("read", 2, 7)
+    assert (rebuilt.status, rebuilt.attempts, rebuilt.rounds, rebuilt.version) == ("read", 2, 2, 7)
 
 
 def test_a_message_whose_fan_was_erased_still_replays_without_its_personal_data() -> None:

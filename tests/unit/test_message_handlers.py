@@ -555,7 +555,12 @@ async def test_retrying_a_failed_message_requeues_it_with_a_new_outbox_entry(
     assert isinstance(store.log[-1].event, Message.Requeued)
     assert store.log[-1].version == 3
     assert changed.position == store.log[-1].position
-    assert (changed.message.status, changed.message.attempts) == ("queued", 2)
+    # A person's retry puts it on its way again; it is no try at the platform.
+    assert (changed.message.status, changed.message.rounds, changed.message.attempts) == (
+        "queued",
+        2,
+        0,
+    )
     first, second = store.outbox
     assert first.message_id == second.message_id == accepted.message_id
     assert (first.body["attempt"], second.body["attempt"]) == (1, 2)
@@ -685,3 +690,18 @@ async def test_the_fakes_append_all_is_all_or_nothing_across_streams(
 
     assert len(store.log) == 1
     assert store.outbox == []
+
+
+async def test_a_last_try_at_a_message_the_relay_had_failed_still_counts_as_a_try(
+    store: InMemoryEventStore, ids: CountingIds, alice: CommandContext
+) -> None:
+    fan_id = await fan_of(store, ids, alice)
+    message_id = (await send(store, ids, alice, fan_id)).message_id
+    # The relay gave up, yet its send had reached the queue; the sender's last try fails too.
+    await record_failed(message_id, "queue unavailable", alice, store=store)
+
+    changed = await record_failed(message_id, "gave up: 503", alice, store=store, attempted=True)
+
+    assert isinstance(store.log[-1].event, Message.AttemptFailed)
+    assert (changed.message.status, changed.message.attempts) == ("failed", 1)
+    assert (await record_failed(message_id, "again", alice, store=store)).message.attempts == 1
