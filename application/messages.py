@@ -289,7 +289,9 @@ async def retry_message(
 
     async def attempt() -> MessageChanged:
         message, _ = await load_message(store, cmd.message_id, tenant=ctx.tenant)
-        if at_attempt is not None and message.attempts > at_attempt:
+        # The queue body's "attempt" is the message's round (times put on its way), not its
+        # tries at the platform.
+        if at_attempt is not None and message.rounds > at_attempt:
             raise IllegalState(
                 f"message {message.message_id} was retried since attempt {at_attempt}"
             )

@@ -81,7 +81,7 @@ async def deliver(stack: Stack, platform: Platform) -> None:
         gateway,
         DisabledRateLimiter(),
         max_receive_count=1,
-        base_visibility=0.0,
+        retry_delays=(0.0,),
     )
     try:
         for name in QUEUES:
