@@ -18,6 +18,7 @@ from litestar.params import (
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import (
     CreateFanBody,
@@ -57,7 +58,7 @@ class FansController(Controller):
     path = "/api/crm/fans"
     tags = ["fans"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(lagging=True))
     async def list_fans(
         self,
         request: Request[Principal, Any, Any],
@@ -86,7 +87,7 @@ class FansController(Controller):
             fans=[FanOut.from_view(view) for view in page.fans], next_cursor=page.next_cursor
         )
 
-    @get("/{fan_id:int}", **requires(Permission.READ))
+    @get("/{fan_id:int}", **requires(Permission.READ), **responses_for(found=True, lagging=True))
     async def get_fan(
         self,
         request: Request[Principal, Any, Any],
@@ -100,7 +101,7 @@ class FansController(Controller):
             raise NotFound(f"fan {fan_id}")
         return _with_etag(FanEnvelope(fan=FanOut.from_view(view)), view.version)
 
-    @post(**requires(Permission.WRITE))
+    @post(**requires(Permission.WRITE), **responses_for(body=True, idempotent=True))
     async def create_fan(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
@@ -133,6 +134,7 @@ class FansController(Controller):
         "/{fan_id:int}",
         http_method=[HttpMethod.PATCH, HttpMethod.PUT],
         **requires(Permission.WRITE),
+        **responses_for(body=True, found=True, conflict=True),
     )
     async def update_fan(
         self,
@@ -152,7 +154,12 @@ class FansController(Controller):
         )
         return _changed(result, status_code=200)
 
-    @delete("/{fan_id:int}", status_code=200, **requires(Permission.WRITE))
+    @delete(
+        "/{fan_id:int}",
+        status_code=200,
+        **requires(Permission.WRITE),
+        **responses_for(found=True, conflict=True),
+    )
     async def delete_fan(
         self,
         request: Request[Principal, Any, Any],

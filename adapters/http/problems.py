@@ -21,6 +21,13 @@ from domain.errors import Gone, IllegalState, InvalidValue
 
 log = structlog.get_logger(__name__)
 
+
+class Unavailable(HTTPException):
+    """Something the request needs does not answer (503)."""
+
+    status_code = 503
+
+
 PROBLEM_BASE = "https://fancrm.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
@@ -61,7 +68,7 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     instance = {"instance": request.url.path}
     match error:
         case InvalidValue():
-            return problem(422, str(error), field=_camel(error.field), **instance)
+            return problem(422, str(error), field=api_name(error.field), **instance)
         case NotFound() | Gone() | SubjectErased():
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():
@@ -94,7 +101,9 @@ def _validation_detail(error: ValidationException) -> str:
     return str(error.detail)
 
 
-def _camel(name: str) -> str:
+def api_name(name: str) -> str:
+    """A field as the API names it (camelCase: ``value_cents`` is ``valueCents``), in every
+    error text a client reads: the domain names fields as Python does."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 
