@@ -26,7 +26,7 @@ from adapters.http.messaging_schemas import (
 )
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
-from adapters.http.problems import api_name
+from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
@@ -240,13 +240,11 @@ def _batch_item(result: messages.BatchItemResult) -> BatchItemOut:
             status="queued",
             queued_at=result.accepted.queued_at,
         )
-    return BatchItemOut(
-        message_id=result.message_id,
-        status="failed",
-        error=result.error,
-        # camelCase, as the problem+json "field" of the same mistake in /send
-        field=api_name(result.field) if result.field else None,
+    # As the problem+json of the same mistake in /send: its field and text, by API names.
+    field, error = (
+        invalid_value(result.field, result.error or "") if result.field else (None, result.error)
     )
+    return BatchItemOut(message_id=result.message_id, status="failed", error=error, field=field)
 
 
 async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime | None:

@@ -68,7 +68,8 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     instance = {"instance": request.url.path}
     match error:
         case InvalidValue():
-            return problem(422, str(error), field=api_name(error.field), **instance)
+            field, detail = invalid_value(error.field, error.message)
+            return problem(422, detail, field=field, **instance)
         case NotFound() | Gone() | SubjectErased():
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():
@@ -99,6 +100,13 @@ def _validation_detail(error: ValidationException) -> str:
             key = first.get("key")
             return f"{first['message']}" + (f" (at {key})" if key else "")
     return str(error.detail)
+
+
+def invalid_value(field: str, message: str) -> tuple[str, str]:
+    """A broken rule as a client reads it, in a problem or a batch item: the field by its
+    API name, and the text naming it so (the domain names fields as Python does)."""
+    name = api_name(field)
+    return name, f"{name}: {message}"
 
 
 def api_name(name: str) -> str:

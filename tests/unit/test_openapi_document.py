@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.http.app import create_app
-from adapters.http.problems import api_name
+from adapters.http.problems import api_name, invalid_value
 from tests.support.settings import settings_for
 
 PROBLEM = "application/problem+json"
@@ -158,3 +158,10 @@ def test_domain_rules_are_schema_constraints(document: dict[str, Any]) -> None:
 )
 def test_error_texts_name_fields_as_the_api_does(field: str, name: str) -> None:
     assert api_name(field) == name
+
+
+def test_a_broken_rule_reads_with_the_api_name_in_its_field_and_text() -> None:
+    assert invalid_value("value_cents", "must not be negative") == (
+        "valueCents",
+        "valueCents: must not be negative",
+    )
