@@ -14,6 +14,7 @@ from litestar.params import FromPath, QueryParameter
 from adapters.bootstrap import Container
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
+from adapters.http.schemas import NO_NUL
 from adapters.postgres.api_keys import Principal, granted_tenants
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.codec import event_fields
@@ -33,7 +34,8 @@ Deps = NamedDependency[Container]
 
 
 def _query(name: str, description: str) -> Any:
-    return QueryParameter(name=name, description=description)
+    # NUL is refused in every query parameter (adapters/http/boundary.py).
+    return QueryParameter(name=name, description=description, schema_extra={"pattern": NO_NUL})
 
 
 class MetadataOut(msgspec.Struct, kw_only=True, rename="camel"):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType
 
 from adapters.http.messaging_schemas import MediaUrls, PriceCents, Priority
-from adapters.http.openapi import rule, schema
+from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import NO_NUL, Body, Int64, Tags
 from application.campaign_queries import CampaignMetrics, CampaignView
 from application.campaigns import CreateCampaign, Segment
@@ -26,7 +26,7 @@ Template = Annotated[
         " each with an optional fallback ({{name|babe}}); no other '{{'",
         max_length=5_000,
         all_of=[
-            schema(pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$"),
+            schema(pattern=rf"^[^\u0000]*{NOT_BLANK}[^\u0000]*$"),
             schema(pattern=_NO_OPEN_BRACES),
         ],
     ),
@@ -36,7 +36,7 @@ CampaignName = Annotated[
     rule(
         "Trimmed, 1-200 characters, no NUL",
         max_length=rules.MAX_NAME,
-        all_of=[schema(pattern=NO_NUL), schema(pattern=r"\S")],
+        all_of=[schema(pattern=NO_NUL), schema(pattern=NOT_BLANK)],
     ),
 ]
 RecipientIds = Annotated[
@@ -52,8 +52,31 @@ RecipientIds = Annotated[
 Moment = Annotated[datetime, rule("With a time zone")]
 
 
+# Explicit fan ids or a segment, one of them (null is the same as absent).
+AUDIENCE_RULES: dict[str, Any] = {
+    "any_of": [
+        {
+            "required": ["recipientIds"],
+            "properties": {"recipientIds": {"type": "array"}, "segment": {"type": "null"}},
+        },
+        {
+            "required": ["segment"],
+            "properties": {"segment": {"type": "object"}, "recipientIds": {"type": "null"}},
+        },
+    ]
+}
+
+
 class SegmentBody(Body):
     """Fans matching all that is given (tags: any of them); at least one must be given."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "any_of": [
+            {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
+            {"required": ["minValueCents"], "properties": {"minValueCents": {"type": "integer"}}},
+            {"required": ["activeSince"], "properties": {"activeSince": {"type": "string"}}},
+        ]
+    }
 
     tags: Tags = []
     min_value_cents: Annotated[Int64, rule("Cents", minimum=0, maximum=rules.MAX_CENTS)] | None = (
@@ -65,6 +88,8 @@ class SegmentBody(Body):
 class BulkMessageBody(Body):
     """The reference's POST /api/messages/bulk, plus a segment as an alternative audience:
     ``recipientIds`` or ``segment``, one of them."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = AUDIENCE_RULES
 
     content: Template
     recipient_ids: RecipientIds | None = None
@@ -102,6 +127,8 @@ class TemplateBody(Body):
 
 class AudienceBody(Body):
     """``recipientIds`` or ``segment``, one of them."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = AUDIENCE_RULES
 
     recipient_ids: RecipientIds | None = None
     segment: SegmentBody | None = None

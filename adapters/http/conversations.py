@@ -21,7 +21,7 @@ from adapters.http.messaging_schemas import (
     MessageListOut,
     MessageOut,
 )
-from adapters.http.openapi import responses_for
+from adapters.http.openapi import MessageIdPath, responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -139,7 +139,7 @@ class CrmMessagesController(Controller):
         self,
         request: Request[Principal, Any, Any],
         container: Deps,
-        message_id: FromPath[str],
+        message_id: MessageIdPath,
         min_position: MinPosition = None,
     ) -> dict[str, MessageOut]:
         await read_your_writes(request, container, ["messages"], min_position)
@@ -155,7 +155,7 @@ class CrmMessagesController(Controller):
         **responses_for(params=False, found=True, idempotent=True),
     )
     async def mark_read(
-        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: MessageIdPath
     ) -> Response[dict[str, Any]]:
         try:
             key = str(uuid.UUID(message_id))

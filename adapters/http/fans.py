@@ -21,6 +21,7 @@ from adapters.http.idempotency import replay_or_run
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import (
+    TAG_RULE,
     CreateFanBody,
     FanChangedOut,
     FanDeletedOut,
@@ -50,7 +51,11 @@ MinPosition = Annotated[
 ]
 IfMatch = Annotated[
     str | None,
-    HeaderParameter(name="If-Match", description="The fan's version; 409 if it moved on."),
+    HeaderParameter(
+        name="If-Match",
+        description="The fan's version; 409 if it moved on.",
+        schema_extra={"pattern": r'^(W/)?"?[0-9]{1,18}"?$'},
+    ),
 ]
 
 
@@ -65,7 +70,7 @@ class FansController(Controller):
         container: Deps,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
-        tag: FromQuery[str | None] = None,
+        tag: Annotated[str | None, QueryParameter(schema_extra=TAG_RULE)] = None,
         q: Annotated[
             str | None, QueryParameter(description="Text in name, handle or email")
         ] = None,

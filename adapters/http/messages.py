@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from adapters import metrics
 from adapters.bootstrap import Container
@@ -24,7 +24,7 @@ from adapters.http.messaging_schemas import (
     SendBatchBody,
     SendMessageBody,
 )
-from adapters.http.openapi import responses_for
+from adapters.http.openapi import MessageIdPath, responses_for
 from adapters.http.permissions import requires
 from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
@@ -181,7 +181,7 @@ class MessagesController(Controller):
         **responses_for(params=False, found=True, idempotent=True),
     )
     async def retry(
-        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: MessageIdPath
     ) -> Response[RetriedOut]:
         ctx = command_context(request)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar.openapi.spec import OpenAPIType
 
-from adapters.http.openapi import rule, schema
+from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import Body, Platform
 from application.message_queries import ConversationView, MessageView
 from application.messages import MAX_BATCH
@@ -35,7 +35,7 @@ Content = Annotated[
     rule(
         "Not blank, no NUL characters",
         max_length=rules.MAX_CONTENT,
-        pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+        pattern=rf"^[^\u0000]*{NOT_BLANK}[^\u0000]*$",
     ),
 ]
 PriceCents = Annotated[

@@ -36,6 +36,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
+from litestar.params import PathParameter
 from litestar.typing import FieldDefinition
 
 from adapters.http.problems import PROBLEM_JSON
@@ -89,14 +90,23 @@ _WHY = {
     503: "A read model has not reached the requested position yet: retry (Retry-After)",
 }
 
+# What Python's str.strip() removes and JSON Schema's (ECMA) \s does not match: a "non-blank"
+# pattern excludes both, or the schema would allow text the domain finds blank.
+NOT_BLANK = r"[^\s\u0000\u001c-\u001f\u0085]"
+
 IDEMPOTENCY_KEY = Parameter(
     name="Idempotency-Key",
     param_in=ParamType.HEADER,
     required=False,
     description="A retry with the same key and body answers the first response"
     " (Idempotent-Replayed: true); the same key with another body is a 422. Kept 24 h.",
-    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=255, pattern=r"\S"),
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=255, pattern=NOT_BLANK),
 )
+
+
+MessageIdPath = Annotated[
+    str, PathParameter(description="A message id (UUID)", schema_extra={"format": "uuid"})
+]
 
 
 def responses_for(
@@ -235,12 +245,18 @@ def schema(**fields: Any) -> dict[str, Any]:
 
 class ClosedStructs(StructSchemaPlugin):
     """Structs that refuse unknown fields (request bodies: adapters/http/schemas.Body) are
-    documented so, ``additionalProperties: false``: litestar's own plugin does not say it."""
+    documented so, ``additionalProperties: false``: litestar's own plugin does not say it.
+    A Struct's ``openapi_rules`` (a ClassVar: Schema field names to JSON Schema values) are
+    added to its schema."""
 
     def to_openapi_schema(
         self, field_definition: FieldDefinition, schema_creator: SchemaCreator
     ) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
-        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+        struct = field_definition.type_
+        if struct.__struct_config__.forbid_unknown_fields:
             schema.additional_properties = False
+        # A rule across fields (a name or a handle), which no field's annotation can state.
+        for name, value in getattr(struct, "openapi_rules", {}).items():
+            setattr(schema, name, value)
         return schema

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from litestar.exceptions import ValidationException
@@ -11,7 +11,7 @@ from litestar.openapi.spec import OpenAPIType
 from msgspec import UNSET, UnsetType
 
 from adapters.http.boundary import check_json_depth
-from adapters.http.openapi import rule, schema
+from adapters.http.openapi import NOT_BLANK, rule, schema
 from application.fan_queries import FanView
 from domain import fan as rules
 from domain.fan import Fan
@@ -59,7 +59,8 @@ Email = Annotated[
     rule(
         "An email address",
         max_length=254,
-        pattern=r"^[^@\s\u0000]+@[^@\s.\u0000]+(\.[^@\s.\u0000]+)+$",
+        # Printable ASCII only: a subset of what the domain takes, with no whitespace doubt.
+        pattern=r"^[!-?A-~]+@[!-\-/-?A-~]+(\.[!-\-/-?A-~]+)+$",
     ),
 ]
 ValueCents = Annotated[
@@ -74,6 +75,7 @@ Tag = Annotated[
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ \-]*$",
     ),
 ]
+TAG_RULE = {"max_length": rules.MAX_TAG_LENGTH, "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_ \-]*$"}
 Tags = Annotated[
     list[Tag],
     rule(
@@ -93,6 +95,16 @@ Platform = Annotated[str, rule("The fan's platform", enum=sorted(rules.PLATFORMS
 
 class CreateFanBody(Body):
     """A fan: a ``name`` or a ``handle`` (or both) is required."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "any_of": [
+            {
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": NOT_BLANK}},
+            },
+            {"required": ["handle"], "properties": {"handle": {"type": "string"}}},
+        ]
+    }
 
     name: Name | None = None
     platform: Platform = "onlyfans"
