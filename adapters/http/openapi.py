@@ -29,7 +29,9 @@ from litestar.enums import ParamType
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
+    OpenAPIHeader,
     OpenAPIMediaType,
+    OpenAPIResponse,
     OpenAPIType,
     Operation,
     Parameter,
@@ -157,7 +159,11 @@ def responses_for(
     return {
         "responses": responses,
         "operation_class": _operation(
-            {str(s) for s in responses}, extra_headers, request_body, public=public
+            {str(s) for s in responses},
+            extra_headers,
+            request_body,
+            public=public,
+            replayable=idempotent,
         ),
     }
 
@@ -168,6 +174,7 @@ def _operation(
     request_body: RequestBody | None,
     *,
     public: bool,
+    replayable: bool,
 ) -> type[Operation]:
     """An Operation with what the handler reads itself, not through its signature, and
     without the errors litestar documents on its own (a 400 as ``{status_code, detail,
@@ -188,8 +195,33 @@ def _operation(
                     for status, response in self.responses.items()
                     if status in declared or int(status) < 400
                 }
+                for status, response in self.responses.items():
+                    if isinstance(response, OpenAPIResponse):
+                        answered = _ANSWER_HEADERS.get(status, {})
+                        if replayable and int(status) < 400:
+                            answered = {**answered, **_REPLAYED}
+                        if answered:
+                            response.headers = {**(response.headers or {}), **answered}
 
     return Documented
+
+
+def _answer_header(description: str) -> OpenAPIHeader:
+    return OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.STRING), description=description, required=False
+    )
+
+
+# Headers some answers carry (optional: not every cause of the status sends them).
+_ANSWER_HEADERS = {
+    "401": {"WWW-Authenticate": _answer_header("Bearer: send an API key")},
+    "503": {"Retry-After": _answer_header("Seconds to wait before retrying a lagging read")},
+}
+_REPLAYED = {
+    "Idempotent-Replayed": _answer_header(
+        "true: the answer stored for this Idempotency-Key, the command not run again"
+    )
+}
 
 
 def header(name: str, description: str, *, required: bool = True, **schema: Any) -> Parameter:

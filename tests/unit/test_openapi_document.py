@@ -165,3 +165,13 @@ def test_a_broken_rule_reads_with_the_api_name_in_its_field_and_text() -> None:
         "valueCents",
         "valueCents: must not be negative",
     )
+
+
+def test_answers_document_the_headers_they_carry(document: dict[str, Any]) -> None:
+    ops = operations(document)
+    assert "WWW-Authenticate" in ops["GET /api/crm/fans"]["responses"]["401"]["headers"]
+    assert "Retry-After" in ops["GET /api/crm/fans"]["responses"]["503"]["headers"]
+    assert "Idempotent-Replayed" in ops["POST /api/crm/fans"]["responses"]["201"]["headers"]
+    assert "Idempotent-Replayed" not in ops["GET /api/crm/fans"]["responses"]["200"].get(
+        "headers", {}
+    )
