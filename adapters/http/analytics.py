@@ -13,6 +13,7 @@ from litestar.params import QueryParameter
 
 from adapters.bootstrap import Container
 from adapters.http.context import read_your_writes
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.postgres.analytics_read_model import (
     CHURN_AFTER,
@@ -55,7 +56,7 @@ class AnalyticsController(Controller):
     path = "/api/analytics"
     tags = ["analytics"]
 
-    @get("/fans/revenue", **requires(Permission.READ))
+    @get("/fans/revenue", **requires(Permission.READ), **responses_for(lagging=True))
     async def fan_revenue(
         self,
         request: Request[Principal, Any, Any],
@@ -78,7 +79,7 @@ class AnalyticsController(Controller):
         )
         return FanRevenueOut(days=page.items, next_cursor=page.next_cursor)
 
-    @get("/campaigns/revenue", **requires(Permission.READ))
+    @get("/campaigns/revenue", **requires(Permission.READ), **responses_for(lagging=True))
     async def campaign_revenue(
         self,
         request: Request[Principal, Any, Any],
@@ -101,7 +102,7 @@ class AnalyticsController(Controller):
         )
         return CampaignRevenueOut(days=page.items, next_cursor=page.next_cursor)
 
-    @get("/cohorts", **requires(Permission.READ))
+    @get("/cohorts", **requires(Permission.READ), **responses_for(lagging=True))
     async def cohorts(
         self,
         request: Request[Principal, Any, Any],

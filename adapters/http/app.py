@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
+import msgspec
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -29,9 +32,10 @@ from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
 from adapters.http.messages import MessagesController
-from adapters.http.monitoring import onlyfans_health, prometheus_metrics
+from adapters.http.monitoring import PROBE_TIMEOUT, onlyfans_health, prometheus_metrics
+from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
-from adapters.http.problems import EXCEPTION_HANDLERS
+from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.webhooks import receive_webhook
 from adapters.tracing import tracing_middleware
 from application.messages import RecipientCache
@@ -43,10 +47,25 @@ from application.messages import RecipientCache
 PUBLIC_PATHS = ["^/schema", "^/health$", "^/api/onlyfans/webhooks$", "^/metrics$"]
 
 
-@get("/health", include_in_schema=False, **public())
-async def health(container: NamedDependency[Container]) -> dict[str, str]:
-    await container.pool.fetchval("SELECT 1")
-    return {"status": "ok"}
+class HealthStatus(msgspec.Struct):
+    status: Literal["ok"]
+
+
+@get(
+    "/health",
+    tags=["monitoring"],
+    **public(),
+    **responses_for(
+        public=True, params=False, also=(503,), why={503: "The database does not answer"}
+    ),
+)
+async def health(container: NamedDependency[Container]) -> HealthStatus:
+    """Liveness: the API answers and its database too."""
+    try:
+        await asyncio.wait_for(container.pool.fetchval("SELECT 1"), PROBE_TIMEOUT)
+    except Exception as error:
+        raise Unavailable("the database does not answer") from error
+    return HealthStatus(status="ok")
 
 
 def settle_garbage_collector() -> None:
@@ -127,6 +146,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             record_writes,
         ],
         request_class=BoundedRequest,
+        plugins=[ClosedStructs()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
         state=state,

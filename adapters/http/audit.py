@@ -12,7 +12,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from adapters.bootstrap import Container
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
+from adapters.http.schemas import NO_NUL
 from adapters.postgres.api_keys import Principal, granted_tenants
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.codec import event_fields
@@ -32,7 +34,8 @@ Deps = NamedDependency[Container]
 
 
 def _query(name: str, description: str) -> Any:
-    return QueryParameter(name=name, description=description)
+    # NUL is refused in every query parameter (adapters/http/boundary.py).
+    return QueryParameter(name=name, description=description, schema_extra={"pattern": NO_NUL})
 
 
 class MetadataOut(msgspec.Struct, kw_only=True, rename="camel"):
@@ -106,7 +109,7 @@ class AuditController(Controller):
     path = "/api/audit"
     tags = ["audit"]
 
-    @get("/events", **requires(Permission.AUDIT))
+    @get("/events", **requires(Permission.AUDIT), **responses_for())
     async def list_events(
         self,
         request: Request[Principal, Any, Any],
@@ -141,7 +144,7 @@ class AuditController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @get("/streams/{stream_id:str}", **requires(Permission.AUDIT))
+    @get("/streams/{stream_id:str}", **requires(Permission.AUDIT), **responses_for(found=True))
     async def get_stream(
         self,
         request: Request[Principal, Any, Any],
@@ -149,7 +152,13 @@ class AuditController(Controller):
         stream_id: FromPath[str],
         version: Annotated[
             int | None,
-            QueryParameter(ge=0, le=2**31 - 1, description="The state as of this version"),
+            QueryParameter(
+                ge=0,
+                le=2**31 - 1,
+                description="The state as of this version",
+                # litestar leaves a bound of 0 out of the document (it is falsy)
+                schema_extra={"minimum": 0},
+            ),
         ] = None,
         as_of: Annotated[datetime | None, _query("asOf", "The state as of this time")] = None,
     ) -> StreamOut:
@@ -168,7 +177,7 @@ class AuditController(Controller):
             events=[AuditEventOut.of(event) for event in found.events],
         )
 
-    @get("/head", **requires(Permission.AUDIT_CHAIN))
+    @get("/head", **requires(Permission.AUDIT_CHAIN), **responses_for(params=False))
     async def head(self, request: Request[Principal, Any, Any], container: Deps) -> ChainHeadOut:
         head = await PostgresEventChain(container.pool).head()
         return ChainHeadOut(

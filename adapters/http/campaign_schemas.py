@@ -3,32 +3,102 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType
 
-from adapters.http.schemas import Body, Int64
+from adapters.http.messaging_schemas import MediaUrls, PriceCents, Priority
+from adapters.http.openapi import NOT_BLANK, rule, schema
+from adapters.http.schemas import NO_NUL, Body, Int64, Tags
 from application.campaign_queries import CampaignMetrics, CampaignView
 from application.campaigns import CreateCampaign, Segment
+from domain import campaign as rules
+
+# The domain's rules on a campaign (domain/campaign.py), as the OpenAPI schema states them.
+_NO_OPEN_BRACES = (
+    r"^(?:[^{\u0000]|\{[^{\u0000]|\{\{\s*(?:name|first_name|handle)\s*(?:\|[^{}\u0000]*)?\}\})*\{?$"
+)
+Template = Annotated[
+    str,
+    rule(
+        "Not blank, no NUL characters; placeholders {{name}}, {{first_name}}, {{handle}},"
+        " each with an optional fallback ({{name|babe}}); no other '{{'",
+        max_length=5_000,
+        all_of=[
+            schema(pattern=rf"^[^\u0000]*{NOT_BLANK}[^\u0000]*$"),
+            schema(pattern=_NO_OPEN_BRACES),
+        ],
+    ),
+]
+CampaignName = Annotated[
+    str,
+    rule(
+        "Trimmed, 1-200 characters, no NUL",
+        max_length=rules.MAX_NAME,
+        all_of=[schema(pattern=NO_NUL), schema(pattern=NOT_BLANK)],
+    ),
+]
+RecipientIds = Annotated[
+    list[int],
+    rule(
+        f"1 to {rules.MAX_EXPLICIT_RECIPIENTS:,} fan ids; those that are not this account's"
+        " fans are reported in failures (422 if none is)",
+        min_items=1,
+        max_items=rules.MAX_EXPLICIT_RECIPIENTS,
+        items=schema(type=OpenAPIType.INTEGER, minimum=1, maximum=2**63 - 1),
+    ),
+]
+Moment = Annotated[datetime, rule("With a time zone")]
+
+
+# Explicit fan ids or a segment, one of them (null is the same as absent).
+AUDIENCE_RULES: dict[str, Any] = {
+    "any_of": [
+        {
+            "required": ["recipientIds"],
+            "properties": {"recipientIds": {"type": "array"}, "segment": {"type": "null"}},
+        },
+        {
+            "required": ["segment"],
+            "properties": {"segment": {"type": "object"}, "recipientIds": {"type": "null"}},
+        },
+    ]
+}
 
 
 class SegmentBody(Body):
-    tags: list[str] = []
-    min_value_cents: Int64 | None = None
-    active_since: datetime | None = None
+    """Fans matching all that is given (tags: any of them); at least one must be given."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "any_of": [
+            {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
+            {"required": ["minValueCents"], "properties": {"minValueCents": {"type": "integer"}}},
+            {"required": ["activeSince"], "properties": {"activeSince": {"type": "string"}}},
+        ]
+    }
+
+    tags: Tags = []
+    min_value_cents: Annotated[Int64, rule("Cents", minimum=0, maximum=rules.MAX_CENTS)] | None = (
+        None
+    )
+    active_since: Moment | None = None
 
 
 class BulkMessageBody(Body):
-    """The reference's POST /api/messages/bulk, plus a segment as an alternative audience."""
+    """The reference's POST /api/messages/bulk, plus a segment as an alternative audience:
+    ``recipientIds`` or ``segment``, one of them."""
 
-    content: str
-    recipient_ids: list[int] | None = None
+    openapi_rules: ClassVar[dict[str, Any]] = AUDIENCE_RULES
+
+    content: Template
+    recipient_ids: RecipientIds | None = None
     segment: SegmentBody | None = None
-    media_urls: list[str] = []
-    campaign_name: str | None = None
-    price_cents: int = 0
-    priority: int = 5
-    scheduled_at: datetime | None = None
+    media_urls: MediaUrls = []
+    campaign_name: CampaignName | None = None
+    price_cents: PriceCents = 0
+    priority: Priority = 5
+    scheduled_at: Moment | None = None
 
     def command(self) -> CreateCampaign:
         return CreateCampaign(
@@ -50,13 +120,17 @@ class BulkMessageBody(Body):
 
 
 class TemplateBody(Body):
-    content: str
-    media_urls: list[str] = []
-    price_cents: int = 0
+    content: Template
+    media_urls: MediaUrls = []
+    price_cents: PriceCents = 0
 
 
 class AudienceBody(Body):
-    recipient_ids: list[int] | None = None
+    """``recipientIds`` or ``segment``, one of them."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = AUDIENCE_RULES
+
+    recipient_ids: RecipientIds | None = None
     segment: SegmentBody | None = None
 
 
@@ -64,13 +138,13 @@ class CreateCampaignBody(Body):
     """The reference's CampaignsRepository.createCampaign: a draft (or launched at once with
     ``status: "active"``)."""
 
-    name: str
+    name: CampaignName
     template: TemplateBody
     target_audience: AudienceBody
     type: Literal["bulk_message"] = "bulk_message"
     status: Literal["draft", "active"] = "draft"
-    priority: int = 5
-    scheduled_at: datetime | None = None
+    priority: Priority = 5
+    scheduled_at: Moment | None = None
 
     def bulk(self) -> BulkMessageBody:
         return BulkMessageBody(

@@ -26,6 +26,7 @@ from adapters.http.campaign_schemas import (
 )
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
@@ -42,6 +43,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 MinPosition = Annotated[int | None, QueryParameter(name="minPosition", ge=1, le=2**63 - 1)]
 log = structlog.get_logger(__name__)
 BULK_MAX_BODY = 4 * 1024 * 1024
+_LIFECYCLE = responses_for(params=False, found=True, idempotent=True)
 
 
 class BulkMessagesController(Controller):
@@ -50,7 +52,11 @@ class BulkMessagesController(Controller):
 
     # 100,000 explicit recipient ids take up to ~2 MB of JSON.
     @post(
-        "/bulk", status_code=202, request_max_body_size=BULK_MAX_BODY, **requires(Permission.WRITE)
+        "/bulk",
+        status_code=202,
+        request_max_body_size=BULK_MAX_BODY,
+        **requires(Permission.WRITE),
+        **responses_for(body=True, idempotent=True, lagging=True),
     )
     async def bulk(
         self,
@@ -75,7 +81,7 @@ class CampaignsController(Controller):
     path = "/api/crm/campaigns"
     tags = ["campaigns"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(lagging=True))
     async def list_campaigns(
         self,
         request: Request[Principal, Any, Any],
@@ -92,7 +98,16 @@ class CampaignsController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @post(request_max_body_size=BULK_MAX_BODY, **requires(Permission.WRITE))
+    @post(
+        request_max_body_size=BULK_MAX_BODY,
+        **requires(Permission.WRITE),
+        **responses_for(
+            body=True,
+            idempotent=True,
+            lagging=True,
+            success={201: CampaignChangedOut, 202: BulkAcceptedOut},
+        ),
+    )
     async def create(
         self,
         request: Request[Principal, Any, Any],
@@ -121,7 +136,11 @@ class CampaignsController(Controller):
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
-    @get("/{campaign_id:int}", **requires(Permission.READ))
+    @get(
+        "/{campaign_id:int}",
+        **requires(Permission.READ),
+        **responses_for(found=True, lagging=True),
+    )
     async def get_campaign(
         self,
         request: Request[Principal, Any, Any],
@@ -135,7 +154,11 @@ class CampaignsController(Controller):
             raise NotFound(f"campaign {campaign_id}")
         return {"campaign": CampaignOut.from_view(view)}
 
-    @get("/{campaign_id:int}/metrics", **requires(Permission.READ))
+    @get(
+        "/{campaign_id:int}/metrics",
+        **requires(Permission.READ),
+        **responses_for(found=True, lagging=True),
+    )
     async def get_metrics(
         self,
         request: Request[Principal, Any, Any],
@@ -149,7 +172,11 @@ class CampaignsController(Controller):
             raise NotFound(f"campaign {campaign_id}")
         return {"campaignId": campaign_id, "metrics": MetricsOut.from_metrics(view.metrics)}
 
-    @patch("/{campaign_id:int}", **requires(Permission.WRITE))
+    @patch(
+        "/{campaign_id:int}",
+        **requires(Permission.WRITE),
+        **responses_for(body=True, found=True, conflict=True),
+    )
     async def update_status(
         self,
         request: Request[Principal, Any, Any],
@@ -160,19 +187,19 @@ class CampaignsController(Controller):
         body = decode_strictly(await request.body(), StatusBody)
         return await _change(container, request, campaign_id, body.status)
 
-    @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE))
+    @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
     async def pause(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:
         return await _change_once(container, request, campaign_id, "paused")
 
-    @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE))
+    @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
     async def resume(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:
         return await _change_once(container, request, campaign_id, "resume")
 
-    @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE))
+    @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:

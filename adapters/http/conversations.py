@@ -22,6 +22,7 @@ from adapters.http.messaging_schemas import (
     MessageListOut,
     MessageOut,
 )
+from adapters.http.openapi import MessageIdPath, responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -41,7 +42,7 @@ class ConversationsController(Controller):
     path = "/api/crm/conversations"
     tags = ["conversations"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(lagging=True))
     async def list_conversations(
         self,
         request: Request[Principal, Any, Any],
@@ -57,7 +58,11 @@ class ConversationsController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @get("/{conversation_id:int}", **requires(Permission.READ))
+    @get(
+        "/{conversation_id:int}",
+        **requires(Permission.READ),
+        **responses_for(found=True, lagging=True),
+    )
     async def get_conversation(
         self,
         request: Request[Principal, Any, Any],
@@ -71,7 +76,11 @@ class ConversationsController(Controller):
             raise NotFound(f"conversation {conversation_id}")
         return {"conversation": ConversationOut.from_view(view)}
 
-    @get("/{conversation_id:int}/messages", **requires(Permission.READ))
+    @get(
+        "/{conversation_id:int}/messages",
+        **requires(Permission.READ),
+        **responses_for(found=True, lagging=True),
+    )
     async def list_messages(
         self,
         request: Request[Principal, Any, Any],
@@ -93,7 +102,10 @@ class ConversationsController(Controller):
             messages=[MessageOut.from_view(v) for v in page.items], next_cursor=page.next_cursor
         )
 
-    @post(**requires(Permission.WRITE))
+    @post(
+        **requires(Permission.WRITE),
+        **responses_for(body=True, idempotent=True, success={200: ConversationCreatedOut}),
+    )
     async def create_conversation(
         self,
         request: Request[Principal, Any, Any],
@@ -122,7 +134,7 @@ class CrmMessagesController(Controller):
     path = "/api/crm/messages"
     tags = ["conversations"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(lagging=True))
     async def list_messages(
         self,
         request: Request[Principal, Any, Any],
@@ -163,12 +175,16 @@ class CrmMessagesController(Controller):
             messages=[MessageOut.from_view(v) for v in page.items], next_cursor=page.next_cursor
         )
 
-    @get("/{message_id:str}", **requires(Permission.READ))
+    @get(
+        "/{message_id:str}",
+        **requires(Permission.READ),
+        **responses_for(found=True, lagging=True),
+    )
     async def get_message(
         self,
         request: Request[Principal, Any, Any],
         container: Deps,
-        message_id: FromPath[str],
+        message_id: MessageIdPath,
         min_position: MinPosition = None,
     ) -> dict[str, MessageOut]:
         await read_your_writes(request, container, ["messages"], min_position)
@@ -177,9 +193,14 @@ class CrmMessagesController(Controller):
             raise NotFound(f"message {message_id}")
         return {"message": MessageOut.from_view(view)}
 
-    @post("/{message_id:str}/read", status_code=200, **requires(Permission.WRITE))
+    @post(
+        "/{message_id:str}/read",
+        status_code=200,
+        **requires(Permission.WRITE),
+        **responses_for(params=False, found=True, idempotent=True),
+    )
     async def mark_read(
-        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: MessageIdPath
     ) -> Response[dict[str, Any]]:
         try:
             key = str(uuid.UUID(message_id))

@@ -18,6 +18,7 @@ from litestar.params import Body as BodyParam
 from adapters.bootstrap import Container
 from adapters.http.context import command_context
 from adapters.http.idempotency import replay_or_run
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import Body, decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -69,7 +70,7 @@ class DeadLetterController(Controller):
     path = "/api/onlyfans/dlq"
     tags = ["messages"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(params=False))
     async def list_dead_letters(
         self, request: Request[Principal, Any, Any], container: Deps
     ) -> DeadLettersOut:
@@ -80,7 +81,12 @@ class DeadLetterController(Controller):
         out = await describe(container.messaging, entries, with_tenant=operator)
         return DeadLettersOut(entries=out, count=len(out), scope="global" if operator else "tenant")
 
-    @post("/redrive", status_code=200, **requires(Permission.WRITE))
+    @post(
+        "/redrive",
+        status_code=200,
+        **requires(Permission.WRITE),
+        **responses_for(body=True, idempotent=True),
+    )
     async def redrive(
         self,
         request: Request[Principal, Any, Any],

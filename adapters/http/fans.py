@@ -18,8 +18,10 @@ from litestar.params import (
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import (
+    TAG_RULE,
     CreateFanBody,
     FanChangedOut,
     FanDeletedOut,
@@ -49,7 +51,11 @@ MinPosition = Annotated[
 ]
 IfMatch = Annotated[
     str | None,
-    HeaderParameter(name="If-Match", description="The fan's version; 409 if it moved on."),
+    HeaderParameter(
+        name="If-Match",
+        description="The fan's version; 409 if it moved on.",
+        schema_extra={"pattern": r'^(W/)?"?[0-9]{1,18}"?$'},
+    ),
 ]
 
 
@@ -57,14 +63,14 @@ class FansController(Controller):
     path = "/api/crm/fans"
     tags = ["fans"]
 
-    @get(**requires(Permission.READ))
+    @get(**requires(Permission.READ), **responses_for(lagging=True))
     async def list_fans(
         self,
         request: Request[Principal, Any, Any],
         container: Deps,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
-        tag: FromQuery[str | None] = None,
+        tag: Annotated[str | None, QueryParameter(schema_extra=TAG_RULE)] = None,
         q: Annotated[
             str | None, QueryParameter(description="Text in name, handle or email")
         ] = None,
@@ -86,7 +92,7 @@ class FansController(Controller):
             fans=[FanOut.from_view(view) for view in page.fans], next_cursor=page.next_cursor
         )
 
-    @get("/{fan_id:int}", **requires(Permission.READ))
+    @get("/{fan_id:int}", **requires(Permission.READ), **responses_for(found=True, lagging=True))
     async def get_fan(
         self,
         request: Request[Principal, Any, Any],
@@ -100,7 +106,7 @@ class FansController(Controller):
             raise NotFound(f"fan {fan_id}")
         return _with_etag(FanEnvelope(fan=FanOut.from_view(view)), view.version)
 
-    @post(**requires(Permission.WRITE))
+    @post(**requires(Permission.WRITE), **responses_for(body=True, idempotent=True))
     async def create_fan(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[CreateFanBody]
     ) -> Response[FanChangedOut]:
@@ -133,6 +139,7 @@ class FansController(Controller):
         "/{fan_id:int}",
         http_method=[HttpMethod.PATCH, HttpMethod.PUT],
         **requires(Permission.WRITE),
+        **responses_for(body=True, found=True, conflict=True),
     )
     async def update_fan(
         self,
@@ -152,7 +159,12 @@ class FansController(Controller):
         )
         return _changed(result, status_code=200)
 
-    @delete("/{fan_id:int}", status_code=200, **requires(Permission.WRITE))
+    @delete(
+        "/{fan_id:int}",
+        status_code=200,
+        **requires(Permission.WRITE),
+        **responses_for(found=True, conflict=True),
+    )
     async def delete_fan(
         self,
         request: Request[Principal, Any, Any],

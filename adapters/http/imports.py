@@ -30,6 +30,7 @@ from adapters.csv_import.reader import CsvUpload, EmptyFile, TooLarge
 from adapters.csv_import.records import RowTooLong
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import REPLAYED, idempotency_key, import_job_id_for
+from adapters.http.openapi import multipart_file, responses_for
 from adapters.http.permissions import requires
 from adapters.http.problems import problem
 from adapters.postgres.api_keys import Principal
@@ -133,7 +134,27 @@ class ImportsController(Controller):
 
     # No framework body limit: the upload is streamed and CRM_IMPORT_MAX_BYTES is enforced
     # here as it arrives (the app-wide limit is for JSON bodies).
-    @post("/csv", request_max_body_size=None, status_code=200, **requires(Permission.WRITE))
+    @post(
+        "/csv",
+        request_max_body_size=None,
+        status_code=200,
+        **requires(Permission.WRITE),
+        **responses_for(
+            body=True,
+            idempotent=True,
+            success={200: ImportOut},
+            why={
+                400: "Not CSV text, empty, or missing required columns (`missing`, `found`)",
+                409: "resumeJobId: the file does not match the job's committed rows; or an"
+                " Idempotency-Key's outcome is unknown",
+                413: "The upload is over CRM_IMPORT_MAX_BYTES (`jobId`, `summary`: what was"
+                " committed)",
+            },
+            request_body=multipart_file(
+                "file", "The spreadsheet, as CSV text (UTF-8, UTF-16 or Windows-1252)"
+            ),
+        ),
+    )
     async def import_csv(
         self,
         request: Request[Principal, Any, Any],
@@ -183,7 +204,7 @@ class ImportsController(Controller):
             return _failed(failed, limit, upload.rejected)
         return _imported(upload, job, position)
 
-    @get("/jobs", **requires(Permission.READ))
+    @get("/jobs", **requires(Permission.READ), **responses_for(lagging=True))
     async def list_jobs(
         self,
         request: Request[Principal, Any, Any],

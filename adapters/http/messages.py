@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from adapters import metrics
 from adapters.bootstrap import Container
@@ -24,7 +24,9 @@ from adapters.http.messaging_schemas import (
     SendBatchBody,
     SendMessageBody,
 )
+from adapters.http.openapi import MessageIdPath, responses_for
 from adapters.http.permissions import requires
+from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
@@ -40,7 +42,12 @@ class MessagesController(Controller):
     path = "/api/onlyfans/messages"
     tags = ["messages"]
 
-    @post("/send", status_code=202, **requires(Permission.WRITE))
+    @post(
+        "/send",
+        status_code=202,
+        **requires(Permission.WRITE),
+        **responses_for(body=True, idempotent=True),
+    )
     async def send(
         self,
         request: Request[Principal, Any, Any],
@@ -81,7 +88,12 @@ class MessagesController(Controller):
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
-    @post("/batch", status_code=202, **requires(Permission.WRITE))
+    @post(
+        "/batch",
+        status_code=202,
+        **requires(Permission.WRITE),
+        **responses_for(body=True, idempotent=True),
+    )
     async def send_batch(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[SendBatchBody]
     ) -> Response[BatchOut]:
@@ -130,7 +142,7 @@ class MessagesController(Controller):
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
-    @get("/status", **requires(Permission.READ))
+    @get("/status", **requires(Permission.READ), **responses_for(params=False))
     async def status(
         self, request: Request[Principal, Any, Any], container: Deps
     ) -> QueueStatusOut:
@@ -164,9 +176,14 @@ class MessagesController(Controller):
             scope="global",
         )
 
-    @post("/{message_id:str}/retry", status_code=202, **requires(Permission.WRITE))
+    @post(
+        "/{message_id:str}/retry",
+        status_code=202,
+        **requires(Permission.WRITE),
+        **responses_for(params=False, found=True, idempotent=True),
+    )
     async def retry(
-        self, request: Request[Principal, Any, Any], container: Deps, message_id: FromPath[str]
+        self, request: Request[Principal, Any, Any], container: Deps, message_id: MessageIdPath
     ) -> Response[RetriedOut]:
         ctx = command_context(request)
 
@@ -225,18 +242,11 @@ def _batch_item(result: messages.BatchItemResult) -> BatchItemOut:
             status="queued",
             queued_at=result.accepted.queued_at,
         )
-    return BatchItemOut(
-        message_id=result.message_id,
-        status="failed",
-        error=result.error,
-        # camelCase, as the problem+json "field" of the same mistake in /send
-        field=_wire_name(result.field) if result.field else None,
+    # As the problem+json of the same mistake in /send: its field and text, by API names.
+    field, error = (
+        invalid_value(result.field, result.error or "") if result.field else (None, result.error)
     )
-
-
-def _wire_name(field: str) -> str:
-    head, *rest = field.split("_")
-    return head + "".join(part.title() for part in rest)
+    return BatchItemOut(message_id=result.message_id, status="failed", error=error, field=field)
 
 
 async def _estimate(container: Container, queue: str, queued_at: datetime) -> datetime | None:

@@ -3,32 +3,90 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType
 
-from adapters.http.schemas import Body
+from adapters.http.openapi import NOT_BLANK, rule, schema
+from adapters.http.schemas import Body, Platform
 from application.message_queries import ConversationView, MessageView
+from application.messages import MAX_BATCH
+from domain import message as rules
+
+# The domain's rules on a message (domain/message.py), as the OpenAPI schema states them.
+# A URL's host: DNS labels (an IP literal, or a name with other characters, may pass the
+# domain's check too: the schema says less than it accepts, never more).
+_URL = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?([/?#][^\s\u0000-\u001f\u007f]*)?$"
+MediaUrl = Annotated[
+    str, rule("An https:// URL naming a host", max_length=rules.MAX_URL, pattern=_URL)
+]
+_MEDIA = f"At most {rules.MAX_ATTACHMENTS} with attachments and mediaUrls together"
+MediaUrls = Annotated[
+    list[MediaUrl],
+    rule(
+        _MEDIA,
+        max_items=rules.MAX_ATTACHMENTS,
+        items=schema(type=OpenAPIType.STRING, max_length=rules.MAX_URL, pattern=_URL),
+    ),
+]
+Content = Annotated[
+    str,
+    rule(
+        "Not blank, no NUL characters",
+        max_length=rules.MAX_CONTENT,
+        pattern=rf"^[^\u0000]*{NOT_BLANK}[^\u0000]*$",
+    ),
+]
+PriceCents = Annotated[
+    int,
+    rule(
+        f"0 (free) or a PPV price from {rules.MIN_PRICE_CENTS} to {rules.MAX_PRICE_CENTS} cents",
+        any_of=[
+            schema(const=0),
+            schema(minimum=rules.MIN_PRICE_CENTS, maximum=rules.MAX_PRICE_CENTS),
+        ],
+    ),
+]
+Priority = Annotated[
+    int, rule("1-10; 8 and above take the high-priority queue", minimum=1, maximum=10)
+]
+FanId = Annotated[int, rule("A fan of this account", minimum=1, maximum=2**63 - 1)]
+FanIdText = Annotated[str, rule("A fan of this account", pattern=r"^[0-9]{1,18}$")]
+MessageId = Annotated[
+    str, rule("A UUID, in this account's own namespace: the idempotency key", format="uuid")
+]
 
 
 class Attachment(msgspec.Struct, forbid_unknown_fields=True):
-    type: str
-    url: str
+    type: Annotated[str, rule("The media's kind", enum=sorted(rules.ATTACHMENT_TYPES))]
+    url: MediaUrl
 
 
 class SendMessageBody(Body):
     # The reference sends ids as strings ("123"); integers are accepted too.
-    recipient_id: int | str
-    content: str
-    media_urls: list[str] = []
-    attachments: list[Attachment] = []
-    price_cents: int = 0
-    priority: int = 5
-    message_id: str | None = None
+    recipient_id: Annotated[
+        int | str,
+        rule(
+            "A fan of this account: its id, as a number or in digits",
+            one_of=[
+                schema(type=OpenAPIType.INTEGER, minimum=1, maximum=2**63 - 1),
+                schema(type=OpenAPIType.STRING, pattern=r"^[0-9]{1,18}$"),
+            ],
+        ),
+    ]
+    content: Content
+    media_urls: MediaUrls = []
+    attachments: Annotated[list[Attachment], rule(_MEDIA, max_items=rules.MAX_ATTACHMENTS)] = []
+    price_cents: PriceCents = 0
+    priority: Priority = 5
+    message_id: MessageId | None = None
 
 
 class SendBatchBody(Body):
-    messages: list[SendMessageBody]
+    messages: Annotated[
+        list[SendMessageBody], rule(f"At most {MAX_BATCH} messages", max_items=MAX_BATCH)
+    ]
 
 
 class MessageAcceptedOut(msgspec.Struct, kw_only=True, rename="camel"):
@@ -140,8 +198,8 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class CreateConversationBody(Body):
-    fan_id: int
-    platform: str = "onlyfans"
+    fan_id: FanId
+    platform: Annotated[Platform, rule("The fan's own platform")] = "onlyfans"
 
 
 class ConversationCreatedOut(msgspec.Struct, kw_only=True, rename="camel"):

@@ -47,6 +47,7 @@ from litestar.di import NamedDependency
 
 from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
+from adapters.http.openapi import responses_for
 from adapters.http.permissions import public, requires
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.campaign_stalls import stalled_campaigns
@@ -168,7 +169,12 @@ THRESHOLD_ADVICE = {
 }
 
 
-@get("/api/monitoring/onlyfans", tags=["monitoring"], **requires(Permission.READ))
+@get(
+    "/api/monitoring/onlyfans",
+    tags=["monitoring"],
+    **requires(Permission.READ),
+    **responses_for(params=False, success={503: HealthOut}),
+)
 async def onlyfans_health(
     request: Request[Principal, Any, Any], container: NamedDependency[Container]
 ) -> Response[HealthOut]:

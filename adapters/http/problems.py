@@ -22,6 +22,13 @@ from domain.fan import HandleTaken
 
 log = structlog.get_logger(__name__)
 
+
+class Unavailable(HTTPException):
+    """Something the request needs does not answer (503)."""
+
+    status_code = 503
+
+
 PROBLEM_BASE = "https://fancrm.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
@@ -62,7 +69,8 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     instance = {"instance": request.url.path}
     match error:
         case InvalidValue():
-            return problem(422, str(error), field=_camel(error.field), **instance)
+            field, detail = invalid_value(error.field, error.message)
+            return problem(422, detail, field=field, **instance)
         case NotFound() | Gone() | SubjectErased():
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():
@@ -100,7 +108,16 @@ def _validation_detail(error: ValidationException) -> str:
     return str(error.detail)
 
 
-def _camel(name: str) -> str:
+def invalid_value(field: str, message: str) -> tuple[str, str]:
+    """A broken rule as a client reads it, in a problem or a batch item: the field by its
+    API name, and the text naming it so (the domain names fields as Python does)."""
+    name = api_name(field)
+    return name, f"{name}: {message}"
+
+
+def api_name(name: str) -> str:
+    """A field as the API names it (camelCase: ``value_cents`` is ``valueCents``), in every
+    error text a client reads: the domain names fields as Python does."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import OpenAPIType
 from msgspec import UNSET, UnsetType
 
 from adapters.http.boundary import check_json_depth
+from adapters.http.openapi import NOT_BLANK, rule, schema
 from application.fan_queries import FanView
+from domain import fan as rules
 from domain.fan import Fan
 
 
@@ -39,25 +42,90 @@ def decode_strictly(raw: bytes, body_type: type[B]) -> B:
         raise ValidationException(str(error)) from None
 
 
+# The domain's rules on a fan's fields (domain/fan.py), as the OpenAPI schema states them.
+# Text is trimmed first: blank is the same as null. A fan needs a name or a handle.
+NO_NUL = r"^[^\u0000]*$"
+Text = Annotated[str, rule("Text without NUL characters", pattern=NO_NUL)]
+Name = Annotated[str, rule("Trimmed; no NUL characters", max_length=rules.MAX_NAME, pattern=NO_NUL)]
+Handle = Annotated[
+    str,
+    rule(
+        "1-64 letters, digits, '_', '.' or '-', optionally after '@'",
+        pattern=r"^@?[A-Za-z0-9_.\-]{1,64}$",
+    ),
+]
+Email = Annotated[
+    str,
+    rule(
+        "An email address",
+        max_length=254,
+        # Printable ASCII only: a subset of what the domain takes, with no whitespace doubt.
+        pattern=r"^[!-?A-~]+@[!-\-/-?A-~]+(\.[!-\-/-?A-~]+)+$",
+    ),
+]
+ValueCents = Annotated[
+    int, rule("Lifetime value, in cents", minimum=0, maximum=rules.MAX_VALUE_CENTS)
+]
+Tag = Annotated[
+    str,
+    rule(
+        "Letters, digits, '_', ' ' or '-', starting with a letter, digit or '_'; kept"
+        " lower-cased with its spaces collapsed",
+        max_length=rules.MAX_TAG_LENGTH,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ \-]*$",
+    ),
+]
+TAG_RULE = {"max_length": rules.MAX_TAG_LENGTH, "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_ \-]*$"}
+Tags = Annotated[
+    list[Tag],
+    rule(
+        f"At most {rules.MAX_TAGS} tags, duplicates dropped",
+        max_items=rules.MAX_TAGS,
+        # litestar documents the items of list[Tag] without Tag's rule: stated here.
+        items=schema(
+            type=OpenAPIType.STRING,
+            max_length=rules.MAX_TAG_LENGTH,
+            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ \-]*$",
+        ),
+    ),
+]
+Notes = Annotated[str, rule("No NUL characters", max_length=rules.MAX_NOTES, pattern=NO_NUL)]
+Platform = Annotated[str, rule("The fan's platform", enum=sorted(rules.PLATFORMS))]
+
+
 class CreateFanBody(Body):
-    name: str | None = None
-    platform: str = "onlyfans"
-    platform_id: str | None = None
-    handle: str | None = None
-    email: str | None = None
-    value_cents: int = 0
-    tags: list[str] = []
-    notes: str | None = None
+    """A fan: a ``name`` or a ``handle`` (or both) is required."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "any_of": [
+            {
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": NOT_BLANK}},
+            },
+            {"required": ["handle"], "properties": {"handle": {"type": "string"}}},
+        ]
+    }
+
+    name: Name | None = None
+    platform: Platform = "onlyfans"
+    platform_id: Text | None = None
+    handle: Handle | None = None
+    email: Email | None = None
+    value_cents: ValueCents = 0
+    tags: Tags = []
+    notes: Notes | None = None
     subscribed_at: date | None = None
 
 
 class UpdateFanBody(Body):
-    name: str | UnsetType | None = UNSET
-    handle: str | UnsetType | None = UNSET
-    email: str | UnsetType | None = UNSET
-    value_cents: int | UnsetType = UNSET
-    tags: list[str] | UnsetType | None = UNSET
-    notes: str | UnsetType | None = UNSET
+    """The fields to change; null clears one. The fan keeps a name or a handle."""
+
+    name: Name | UnsetType | None = UNSET
+    handle: Handle | UnsetType | None = UNSET
+    email: Email | UnsetType | None = UNSET
+    value_cents: ValueCents | UnsetType = UNSET
+    tags: Tags | UnsetType | None = UNSET
+    notes: Notes | UnsetType | None = UNSET
     subscribed_at: date | UnsetType | None = UNSET
 
     def changes(self) -> dict[str, Any]:

@@ -11,15 +11,17 @@ and changes nothing.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import OpenAPIType, Schema
 
 from adapters.bootstrap import Container
 from adapters.http.boundary import check_json_depth, contains_nul
+from adapters.http.openapi import header, json_body, responses_for
 from adapters.http.permissions import public
 from adapters.onlyfans.signing import ACCOUNT_HEADER, SIGNATURE_HEADER, verify
 from application.context import CommandContext
@@ -44,7 +46,60 @@ class _WebhookBody(msgspec.Struct, kw_only=True, rename="camel"):
     data: dict[str, Any]
 
 
-@post(PATH, status_code=200, tags=["webhooks"], **public())
+_DOCUMENTED = responses_for(
+    public=True,
+    body=True,
+    conflict=True,
+    also=(401,),
+    why={
+        400: "A signed body that is not a webhook event",
+        401: "No, bad or stale signature, whatever the body; or the body names another account",
+        409: "This event id was already processed",
+        422: "The event's data breaks a rule (named in `field`)",
+    },
+    headers=[
+        header(
+            ACCOUNT_HEADER,
+            "The account whose webhook secret signed the body",
+            min_length=1,
+            max_length=MAX_ACCOUNT,
+        ),
+        header(
+            SIGNATURE_HEADER,
+            "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with the account's secret>;"
+            " the time within 5 minutes",
+            pattern=r"^t=[0-9]+,v1=[0-9a-f]{64}$",
+        ),
+    ],
+    request_body=json_body(
+        Schema(
+            type=OpenAPIType.OBJECT,
+            required=["id", "type", "account", "data"],
+            properties={
+                "id": Schema(
+                    type=OpenAPIType.STRING,
+                    min_length=1,
+                    max_length=MAX_EVENT_ID,
+                    pattern=r"^[\x21-\x7e]+$",
+                    description="The provider's event id: processed once",
+                ),
+                "type": Schema(type=OpenAPIType.STRING, enum=list(get_args(WebhookType))),
+                "account": Schema(
+                    type=OpenAPIType.STRING, description="The account of X-OnlyFans-Account"
+                ),
+                "data": Schema(
+                    type=OpenAPIType.OBJECT,
+                    description="The event's fields: messageId (sent messages' events),"
+                    " fanId and content (message.received), amountCents (message.purchased)",
+                ),
+            },
+        ),
+        "The event, signed: the signature is checked on these raw bytes before they are read",
+    ),
+)
+
+
+@post(PATH, status_code=200, tags=["webhooks"], **public(), **_DOCUMENTED)
 async def receive_webhook(
     request: Request[Any, Any, Any], container: NamedDependency[Container]
 ) -> Response[dict[str, Any]]:
