@@ -96,7 +96,8 @@ class DeadLetterController(Controller):
         """All of the account's dead letters, or those of ``messageIds``: each message back on
         its way once (a retry in its history), its dead letter removed."""
         raw = await request.body()
-        body = decode_strictly(raw, RedriveBody) if raw.strip() else RedriveBody()
+        # No body, or JSON null (the schema allows it: the body is optional), means all.
+        body = RedriveBody() if raw.strip() in (b"", b"null") else decode_strictly(raw, RedriveBody)
         if body.message_ids is not None and len(body.message_ids) > MAX_REDRIVE_IDS:
             raise InvalidValue("messageIds", f"at most {MAX_REDRIVE_IDS} per request")
         ctx = command_context(request)
