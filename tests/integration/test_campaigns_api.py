@@ -8,6 +8,7 @@ and tests drive the campaign worker (``CampaignWorker.run_once``) and the projec
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -44,8 +45,9 @@ Count = Callable[[], Awaitable[int]]
 
 async def new_fans(http: httpx.AsyncClient, auth: Headers, count: int, **fields: Any) -> list[int]:
     ids = []
+    batch = uuid.uuid4().hex[:8]  # a handle is unique per account: each call its own handles
     for i in range(count):
-        body = {"name": f"Fan {i}", "handle": f"fan_{i}", **fields}
+        body = {"name": f"Fan {i}", "handle": f"fan_{batch}_{i}", **fields}
         response = await http.post(FANS, json=body, headers=auth)
         assert response.status_code == 201, response.text
         ids.append(response.json()["fan"]["id"])
