@@ -31,7 +31,7 @@ from adapters.postgres.codec import decode_event, decode_event_json, is_current
 from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
-from adapters.postgres.unique_claims import Hashers, has_claims, write_claims
+from adapters.postgres.unique_claims import Hashers, has_claims, hasher_for, write_claims
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
     Checkpoint,
@@ -121,6 +121,7 @@ class PostgresEventStore:
         committed = []
         if once is None and distinct_streams(writes) and not has_claims(writes):
             return await self._append_in_one_statement(writes, metadata, outbox)
+        hasher = await hasher_for(self._index_hashers, writes)
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
@@ -145,7 +146,7 @@ class PostgresEventStore:
                                 "not at the expected version: "
                                 + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in group)
                             )
-                        await write_claims(conn, self._index_hashers, group, metadata)
+                        await write_claims(conn, hasher, group, metadata)
                         positions += appended
                         committed += pending
             except asyncpg.UniqueViolationError as error:

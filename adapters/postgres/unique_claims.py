@@ -51,17 +51,26 @@ def has_claims(writes: Sequence[StreamWrite]) -> bool:
     return any(write.claims or write.releases for write in writes)
 
 
+async def hasher_for(hashers: Hashers | None, writes: Sequence[StreamWrite]) -> IndexHasher | None:
+    """The hasher the writes' claims need, got BEFORE the append takes its connection: the
+    first call loads the index key through the pool, and a transaction waiting on the pool
+    for it deadlocks once every connection is such a transaction (concurrent creates)."""
+    if not has_claims(writes):
+        return None
+    if hashers is None:
+        raise RuntimeError("this event store was built without the index key: no claims")
+    return await hashers()
+
+
 async def write_claims(
-    conn: Any, hashers: Hashers | None, writes: Sequence[StreamWrite], metadata: EventMetadata
+    conn: Any, hasher: IndexHasher | None, writes: Sequence[StreamWrite], metadata: EventMetadata
 ) -> None:
     """Release, then claim, every write's keys in ``conn``'s transaction; raises ClaimTaken
     (the caller rolls back) for a key another stream holds. Claims go in key-hash order, one
     order for every writer: fewer deadlocks."""
     if not has_claims(writes):
         return
-    if hashers is None:
-        raise RuntimeError("this event store was built without the index key: no claims")
-    hasher = await hashers()
+    assert hasher is not None, "hasher_for(writes) gives one whenever they claim"
     claims = []
     for write in writes:
         tenant = (write.metadata or metadata).tenant

@@ -330,3 +330,28 @@ async def _database_at(url: str, migrations: Path | None = None) -> AsyncIterato
         yield container
     finally:
         await container.close()
+
+
+async def test_concurrent_creates_on_a_new_process_never_wait_on_the_pool_inside_a_transaction(
+    fresh_database_url: str,
+) -> None:
+    """The first claim of a process loads the index key through the pool. Loaded inside the
+    append's transaction, more concurrent creates than the pool has connections held every
+    connection while each waited for one more: the API process hung (bench/send.py's seeding
+    did). The key is loaded before the append takes its connection."""
+    container = await bootstrap.build(
+        settings_for(fresh_database_url, pool_min_size=1, pool_max_size=2)
+    )
+    try:
+        ctx = creator_context()
+        creates = [
+            fans.create_fan(
+                fans.CreateFan(handle=f"crowd_{n}"), ctx, store=container.events, ids=container.ids
+            )
+            for n in range(8)
+        ]
+        async with asyncio.timeout(30):
+            created = await asyncio.gather(*creates)
+        assert len({c.fan.fan_id for c in created}) == 8
+    finally:
+        await container.close()
