@@ -96,12 +96,7 @@ class PostgresMessagingReadModel:
                 tenant,
                 limit + 1,
             )
-        items = [MessageView(**dict(row)) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(last.queued_at, last.message_id)
-        return Page(items, next_cursor)
+        return _message_page(rows, limit)
 
     async def get_message(self, tenant: str, message_id: str) -> MessageView | None:
         try:
@@ -145,12 +140,18 @@ class PostgresMessagingReadModel:
             f" message_id DESC LIMIT ${len(args)}",
             *args,
         )
-        items = [MessageView(**dict(row)) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(last.queued_at, last.message_id)
-        return Page(items, next_cursor)
+        return _message_page(rows, limit)
+
+
+def _message_page(rows: list[Any], limit: int) -> Page:
+    """Rows fetched newest first, one past ``limit``: the page, and the cursor after it if
+    that extra row says there is more."""
+    items = [MessageView(**dict(row)) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(last.queued_at, last.message_id)
+    return Page(items, next_cursor)
 
 
 def _decode_cursor(cursor: str, id_type: Any) -> tuple[datetime, Any]:
