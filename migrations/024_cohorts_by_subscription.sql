@@ -20,16 +20,19 @@ DELETE FROM projection_checkpoints WHERE name = 'analytics_cohorts';
 
 -- An unfinished rebuild that includes the cohorts holds a copy of the table without the new
 -- column, and rows placed the old way: resumed, it would fail or swap them in. It starts over.
-DO $$
+-- (A function, so that the next migration that reshapes a read model says it in one line.)
+CREATE FUNCTION drop_unfinished_rebuilds_of(read_table text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     stale text;
 BEGIN
     FOR stale IN
         SELECT table_schema FROM information_schema.tables
-        WHERE table_name = 'analytics_fan_activity' AND table_schema LIKE 'rebuild\_%'
+        WHERE table_name = read_table AND table_schema LIKE 'rebuild\_%'
     LOOP
         EXECUTE format('DROP SCHEMA %I CASCADE', stale);
         DELETE FROM projection_checkpoints WHERE right(name, length(stale) + 1) = '@' || stale;
     END LOOP;
 END
 $$;
+
+SELECT drop_unfinished_rebuilds_of('analytics_fan_activity');

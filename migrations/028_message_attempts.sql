@@ -23,16 +23,4 @@ CREATE INDEX messages_failed ON messages (tenant_id) WHERE status = 'failed';
 
 -- An unfinished rebuild that includes the messages holds a copy of the table without the new
 -- column: resumed, it would fail or swap it in. It starts over.
-DO $$
-DECLARE
-    stale text;
-BEGIN
-    FOR stale IN
-        SELECT table_schema FROM information_schema.tables
-        WHERE table_name = 'messages' AND table_schema LIKE 'rebuild\_%'
-    LOOP
-        EXECUTE format('DROP SCHEMA %I CASCADE', stale);
-        DELETE FROM projection_checkpoints WHERE right(name, length(stale) + 1) = '@' || stale;
-    END LOOP;
-END
-$$;
+SELECT drop_unfinished_rebuilds_of('messages');
