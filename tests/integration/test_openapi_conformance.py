@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters.http.app import create_app
-from tests.support.openapi import app_schema, negatable
+from tests.support.openapi import app_schema, deterministic, negatable
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -110,14 +110,7 @@ class Run:
     failures: list[str] = dataclasses.field(default_factory=list)
 
     def examples(self, operation: Any, mode: GenerationMode) -> Callable[[], None]:
-        @settings(
-            max_examples=EXAMPLES,
-            derandomize=True,
-            database=None,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
+        @deterministic(EXAMPLES)
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: schemathesis.Case) -> None:
             self.generated += 1

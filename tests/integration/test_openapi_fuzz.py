@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 
 from adapters.http.app import create_app
-from tests.support.openapi import negatable
+from tests.support.openapi import deterministic, negatable
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -51,14 +51,7 @@ def test_no_operation_of_the_openapi_answers_a_server_error(
             if mode is GenerationMode.NEGATIVE and not negatable(operation):
                 continue
 
-            @settings(
-                max_examples=EXAMPLES,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
+            @deterministic(EXAMPLES)
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
                 nonlocal generated

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import schemathesis
+from hypothesis import HealthCheck, Phase, settings
 from litestar import Litestar
 
 
@@ -22,3 +23,16 @@ def negatable(operation: Any) -> bool:
     has none, and schemathesis cannot make a negative example of nothing."""
     raw = operation.definition.raw
     return bool(raw.get("parameters") or raw.get("requestBody") or raw.get("security"))
+
+
+def deterministic(max_examples: int) -> settings:
+    """The examples of a run, the same on every run: derandomized, no example database, no
+    deadline (the machine's load must not decide), the explicit examples then generated ones."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
