@@ -81,8 +81,8 @@ from adapters import bootstrap
 from adapters.config import Settings
 from adapters.crypto import MasterKey
 from adapters.observability import configure_logging
-from adapters.postgres.codec import event_type_of
 from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.event_store.mapper import event_type_of
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import create_pool

@@ -17,8 +17,8 @@ from adapters.http.permissions import requires
 from adapters.http.schemas import NO_NUL
 from adapters.postgres.api_keys import Principal, granted_tenants
 from adapters.postgres.audit_log import PostgresAuditLog
-from adapters.postgres.codec import event_fields
 from adapters.postgres.event_chain_store import PostgresEventChain
+from adapters.postgres.event_store.mapper import event_fields
 from application.audit import (
     MAX_PAGE,
     AuditFilter,

@@ -4,7 +4,8 @@ when to reserve, replay or free a key: adapters/http/idempotency.py).
 Whether a key's command committed is a fact Postgres records, not a guess made after an
 error: while a request holds a reservation (``holding``), every event append it makes marks
 the reservation ``committed`` in the same statement as the events (``RESERVED_CTE``, used by
-adapters/postgres/append_many.py), and appends nothing if the request no longer holds it. So
+adapters/postgres/event_store/recorder.py), and appends nothing if the request no longer
+holds it. So
 
 - ``committed`` false means no event of the request's command is in the log, and none can
   commit later: its append needs the reservation, whose row lock orders it against

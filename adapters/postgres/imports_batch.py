@@ -1,7 +1,7 @@
 """Inside one import batch's transaction: find fans through the write-side index, claim index
 entries, load fans, and append every stream's events at once.
 
-Why not ``PostgresEventStore.append_all`` (adapters/postgres/append_many.py), which also
+Why not ``PostgresEventStore.append_all`` (adapters/postgres/event_store/recorder.py), which also
 appends many streams in one statement: an import batch runs inside the transaction that also
 claims its index entries, and its hot path differs. It sends each column as one text joined
 by a separator instead of an array (the driver's per-element cost was the import's largest),
@@ -22,8 +22,13 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
 from adapters.postgres.event_store import to_recorded
+from adapters.postgres.event_store.mapper import (
+    encode_json,
+    event_fields,
+    event_type_of,
+    schema_version,
+)
 from adapters.postgres.imports_index import IndexHasher
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.context import CommandContext

@@ -1,4 +1,4 @@
-"""append_all of many streams in one statement (adapters/postgres/append_many.py): all or
+"""append_all of many streams in one statement (adapters/postgres/event_store/recorder.py): all or
 nothing, each stream checked at its expected version, keys shared within the append."""
 
 from __future__ import annotations

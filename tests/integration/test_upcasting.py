@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adapters import bootstrap
-from adapters.postgres.codec import UPCASTERS
+from adapters.postgres.event_store.mapper import UPCASTERS
 from application.ports import Checkpoint, EventMetadata, RecordedEvent
 from domain.fan import Fan, fan_stream_id
 from tests.support.settings import settings_for

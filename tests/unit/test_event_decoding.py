@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.crypto import seal
-from adapters.postgres.codec import (
+from adapters.postgres.event_store.mapper import (
     UnknownEventType,
     decode_event,
     decode_event_json,

@@ -519,7 +519,7 @@ def test_a_try_at_a_message_failed_yet_still_on_the_queue_counts() -> None:
 
 
 def test_outcomes_stored_before_they_said_whether_they_were_tries_decode_as_they_were() -> None:
-    from adapters.postgres.codec import decode_event
+    from adapters.postgres.event_store.mapper import decode_event
 
     stream = f"message-1:{MESSAGE_ID}"
     at = "2025-11-01T12:00:00+00:00"

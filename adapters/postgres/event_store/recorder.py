@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters import tracing
 from adapters.postgres import idempotency_keys
-from adapters.postgres.codec import encode_json, event_fields, event_type_of, schema_version
+from adapters.postgres.event_store.mapper import (
+    encode_json,
+    event_fields,
+    event_type_of,
+    schema_version,
+)
 from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec, subject_of
 from application.errors import ConcurrencyError
 from application.ports import EventMetadata, OutboxEntry, StreamWrite

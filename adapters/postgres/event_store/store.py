@@ -16,21 +16,18 @@ transaction delays readers — it never makes them skip.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import msgspec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.postgres.append_many import append_many, distinct_streams
-from adapters.postgres.codec import decode_event, decode_event_json, is_current
+from adapters.postgres.event_store.mapper import from_text
+from adapters.postgres.event_store.recorder import append_many, distinct_streams
 from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
-from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
+from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.unique_claims import Hashers, has_claims, hasher_for, write_claims
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
@@ -278,70 +275,3 @@ class PostgresEventStore:
             """
         )
         return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
-
-
-_decode_metadata = functools.lru_cache(maxsize=4096)(msgspec.json.Decoder(EventMetadata).decode)
-_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def from_text(
-    row: Any, sealed: SealedFields | None, keys: dict[str, AESGCM | None]
-) -> RecordedEvent:
-    """A row read with ``_COLUMNS`` (data as text), given ``PersonalDataCodec.sealed_in``
-    of it and the keys that opens."""
-    (
-        position,
-        transaction_id,
-        event_id,
-        stream_id,
-        stream_type,
-        version,
-        event_type,
-        data,
-        raw_metadata,
-        recorded_at,
-    ) = row
-    metadata = _decode_metadata(raw_metadata)
-    if not is_current(event_type, metadata.schema_version):
-        # An old shape: upcasters work on the fields as a dict, decrypted.
-        return to_recorded(dict(row.items(), data=_decode_data(data)), keys)
-    before, after, erased = PersonalDataCodec.reveal_json(event_type, sealed, event_id, keys)
-    return RecordedEvent(
-        position=position,
-        transaction_id=transaction_id,
-        event_id=event_id,
-        stream_id=stream_id,
-        stream_type=stream_type,
-        version=version,
-        event_type=event_type,
-        event=decode_event_json(event_type, stream_id, version, data, before, after),
-        metadata=metadata,
-        recorded_at=recorded_at,
-        erased=erased,
-    )
-
-
-def to_recorded(row: Any, keys: dict[str, AESGCM | None]) -> RecordedEvent:
-    """A row whose data is a dict (jsonb as the pool decodes it); metadata as text or dict."""
-    raw = row["metadata"]
-    metadata = (
-        _decode_metadata(raw) if isinstance(raw, str) else msgspec.convert(raw, EventMetadata)
-    )
-    data, erased = PersonalDataCodec.reveal(
-        row["event_type"], row["stream_id"], row["event_id"], row["data"], keys
-    )
-    return RecordedEvent(
-        position=row["position"],
-        transaction_id=row["transaction_id"],
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        stream_type=row["stream_type"],
-        version=row["version"],
-        event_type=row["event_type"],
-        event=decode_event(
-            row["event_type"], row["stream_id"], row["version"], data, metadata.schema_version
-        ),
-        metadata=metadata,
-        recorded_at=row["recorded_at"],
-        erased=erased,
-    )

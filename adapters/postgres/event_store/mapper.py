@@ -7,12 +7,16 @@ Older shapes are upcast on read by the functions in ``UPCASTERS``; the log is ne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import CanInitAggregate, get_topic
 
+from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
+from application.ports import EventMetadata, RecordedEvent
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES, EVENT_TYPES, SCHEMA_VERSIONS
 
@@ -135,3 +139,70 @@ def _aggregate_topic(cls: type) -> str:
         module = __import__(cls.__module__, fromlist=[owner_name])
         topic = _topics[cls] = get_topic(getattr(module, owner_name))
     return topic
+
+
+_decode_metadata = functools.lru_cache(maxsize=4096)(msgspec.json.Decoder(EventMetadata).decode)
+_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def from_text(
+    row: Any, sealed: SealedFields | None, keys: dict[str, AESGCM | None]
+) -> RecordedEvent:
+    """A row read with ``_COLUMNS`` (data as text), given ``PersonalDataCodec.sealed_in``
+    of it and the keys that opens."""
+    (
+        position,
+        transaction_id,
+        event_id,
+        stream_id,
+        stream_type,
+        version,
+        event_type,
+        data,
+        raw_metadata,
+        recorded_at,
+    ) = row
+    metadata = _decode_metadata(raw_metadata)
+    if not is_current(event_type, metadata.schema_version):
+        # An old shape: upcasters work on the fields as a dict, decrypted.
+        return to_recorded(dict(row.items(), data=_decode_data(data)), keys)
+    before, after, erased = PersonalDataCodec.reveal_json(event_type, sealed, event_id, keys)
+    return RecordedEvent(
+        position=position,
+        transaction_id=transaction_id,
+        event_id=event_id,
+        stream_id=stream_id,
+        stream_type=stream_type,
+        version=version,
+        event_type=event_type,
+        event=decode_event_json(event_type, stream_id, version, data, before, after),
+        metadata=metadata,
+        recorded_at=recorded_at,
+        erased=erased,
+    )
+
+
+def to_recorded(row: Any, keys: dict[str, AESGCM | None]) -> RecordedEvent:
+    """A row whose data is a dict (jsonb as the pool decodes it); metadata as text or dict."""
+    raw = row["metadata"]
+    metadata = (
+        _decode_metadata(raw) if isinstance(raw, str) else msgspec.convert(raw, EventMetadata)
+    )
+    data, erased = PersonalDataCodec.reveal(
+        row["event_type"], row["stream_id"], row["event_id"], row["data"], keys
+    )
+    return RecordedEvent(
+        position=row["position"],
+        transaction_id=row["transaction_id"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        version=row["version"],
+        event_type=row["event_type"],
+        event=decode_event(
+            row["event_type"], row["stream_id"], row["version"], data, metadata.schema_version
+        ),
+        metadata=metadata,
+        recorded_at=row["recorded_at"],
+        erased=erased,
+    )

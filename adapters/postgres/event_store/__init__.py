@@ -1,0 +1,11 @@
+"""The event store: the only code that reads or writes the ``events`` table.
+
+Split as the eventsourcing library splits its persistence: ``mapper`` (pure: event <-> row,
+stable type names, upcasting, personal fields revealed), ``recorder`` (the SQL), and ``store``
+(``PostgresEventStore``, the ``EventStore`` port, composing the two).
+"""
+
+from adapters.postgres.event_store.mapper import from_text, to_recorded
+from adapters.postgres.event_store.store import PostgresEventStore
+
+__all__ = ["PostgresEventStore", "from_text", "to_recorded"]
