@@ -154,7 +154,7 @@ def failed(span: Span, reason: str) -> None:
 
 def _ids_only_span(parent: Context | None) -> Span:
     """A span that only carries ids: what the SDK would make, less the recording that no
-    exporter reads (a SERVER span cost ~8% of the API's CPU per send). The trace, sampled flag
+    exporter reads (bench/MEASUREMENTS.md, "Spans that carry only ids"). The trace, sampled flag
     and trace state of the caller's ``traceparent`` go on, as the default sampler would have
     it; a new trace is sampled."""
     remote = trace.get_current_span(parent).get_span_context() if parent else None

@@ -110,7 +110,7 @@ class TableRows:
             # One statement for the batch: the rows travel as one JSON array and come back
             # typed as the table's own row type (resolved, like the table, on search_path).
             # json, not jsonb: Postgres parses it once, straight into the rows, where jsonb
-            # is first built as a tree (measured: 10 against 12 us per messages row).
+            # is first built as a tree (figures: bench/MEASUREMENTS.md, "Projection rows").
             await sql.execute(
                 f"INSERT INTO {self.table} ({columns})"
                 f" SELECT {columns} FROM json_populate_recordset(NULL::{self.table}, $1::json)"

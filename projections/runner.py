@@ -238,9 +238,8 @@ def replay_gc() -> Iterator[None]:
 
     A batch of 5,000 events holds some 50,000 container objects until it is written; with
     CPython's default thresholds (700, 10, 10) the collector runs every few dozen events and
-    walks them again each time. Measured here: a bare read of the log spends 13.9 us of CPU
-    per event by default and 9.6 with these thresholds, a replay into the core projections
-    23 and 18.7. Memory is unchanged: nothing in a batch is cyclic garbage.
+    walks them again each time, for nothing: nothing in a batch is cyclic garbage (figures:
+    bench/MEASUREMENTS.md, "Garbage collection during a replay").
     """
     before = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)

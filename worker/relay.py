@@ -40,15 +40,14 @@ _W3C = TraceContextTextMapPropagator()
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # after the 1st, 2nd and 3rd failed attempt; then give up
 # Rows per claim, and SendMessageBatch calls in flight: a claim's fixed costs (claim,
 # delete, commit, the dispatches' append) spread over more rows, and the queue's round trips
-# overlap. Measured with bench/campaign.py: 100,000 messages on the queue in 32 s instead of
-# 43-53 s (100 per claim, 4 in flight).
+# overlap (bench/MEASUREMENTS.md, "Relay claims").
 CLAIM_LIMIT = 300
 SENDS_IN_FLIGHT = 6
 _BUSY_WAIT = 0.05
 # The relay hands the event loop back every so many rows of its per-row work (spans, bodies,
-# events): a claim of 300 is ~15 ms of Python, and in one stretch it held up everything else
-# on the loop (the API and the sender under `crm dev`, the consumer in bench/queue.py) by as
-# much, 47 ms at the 99th percentile. Dispatches are recorded per slice for the same reason.
+# events): a whole claim in one stretch held up everything else on the loop (the API and the
+# sender under `crm dev`, the queue's consumer) for as long as it took (bench/MEASUREMENTS.md,
+# "Relay turns"). Dispatches are recorded per slice for the same reason.
 _ROWS_PER_TURN = 50
 _DISPATCHES_PER_APPEND = 100
 

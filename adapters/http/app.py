@@ -69,13 +69,12 @@ async def health(container: NamedDependency[Container]) -> HealthStatus:
 
 
 def settle_garbage_collector() -> None:
-    """Keep the cyclic garbage collector off the request path. Sending at ~1,500/s here, it
-    made 17 full passes in a 17 s run, each walking everything start-up built (the app, its
-    routes, OpenTelemetry, the pool) while every request in flight waited: up to 84 ms each,
-    1.7 s of collecting in all. Start-up's objects are frozen out of its reach, and the
-    youngest generation is collected every 10,000 allocations rather than 700, so that the
-    objects of requests in flight die young instead of being promoted towards full passes:
-    none during 10 s of load since, and 0.13 s spent on the young generations."""
+    """Keep the cyclic garbage collector off the request path. Under load its full passes
+    walk everything start-up built (the app, its routes, OpenTelemetry, the pool) while every
+    request in flight waits. Start-up's objects are frozen out of its reach, and the youngest
+    generation is collected every 10,000 allocations rather than 700, so that the objects of
+    requests in flight die young instead of being promoted towards full passes (figures:
+    bench/MEASUREMENTS.md, "Garbage collection in the API")."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)

@@ -46,8 +46,7 @@ class OnlyFansClient:
 
     The connections are spread over ``shards`` small ``httpx.AsyncClient``s, taken in turn:
     httpcore scans its whole pool on every request and release, so CPU per call grows with
-    the pool; four pools of 25 doubled the sender's throughput over one of 100 (bench/e2e.py:
-    360 against 173 msg/s)."""
+    the pool (figures: bench/MEASUREMENTS.md, "HTTP client shards")."""
 
     def __init__(
         self,

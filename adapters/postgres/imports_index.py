@@ -45,8 +45,8 @@ class IndexHasher:
     """Keyed hashes under the index key, for one process's imports.
 
     ``key_hash`` is HMAC-SHA256: the stored index entries depend on it, so it never changes.
-    It starts from the key's inner and outer pads hashed once, as HMAC defines them (0.65
-    against 1.6 us a hash for ``hmac.digest``, which redoes them every call). Row digests are
+    It starts from the key's inner and outer pads hashed once, as HMAC defines them, where
+    ``hmac.digest`` redoes them every call (bench/MEASUREMENTS.md). Row digests are
     keyed BLAKE2b (a MAC in its own right), 16 bytes: they only tell equal rows apart.
     """
 
