@@ -13,7 +13,7 @@ from adapters import bootstrap
 from adapters.postgres.personal_data import PII
 from application.errors import ConcurrencyError
 from application.ports import EventStore
-from tests.support.databases import TestServer
+from tests.support import databases
 from tests.support.event_store_contract import Backend, EventStoreContract, Outboxed
 from tests.support.settings import settings_for
 
@@ -57,7 +57,9 @@ class PostgresBackend(Backend):
 
 
 @pytest.fixture(scope="module")
-async def contract_container(test_server: TestServer) -> AsyncIterator[bootstrap.Container]:
+async def contract_container(
+    test_server: databases.TestServer,
+) -> AsyncIterator[bootstrap.Container]:
     """One database for the module: each test of the contract writes streams of its own."""
     container = await bootstrap.build(settings_for(await test_server.clone()))
     assert container.personal.keys is not None, "personal data is encrypted"
