@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
+
+import msgspec
 
 from application.context import CommandContext
 from application.errors import AlreadyProcessed, ClaimTaken, ConcurrencyError
@@ -18,13 +21,18 @@ from application.ports import (
     StreamWrite,
 )
 from domain.base import DomainEvent
-from domain.events import EVENT_NAMES
+from domain.events import ERASES_SUBJECT, EVENT_NAMES, PERSONAL_DATA, SCHEMA_VERSIONS
+from domain.fan import fan_stream_id
 
 
 class InMemoryEventStore:
+    """The ``EventStore`` port in memory, held to the Postgres store's behaviour by the contract
+    in tests/support/event_store_contract.py (tests/unit/test_event_store_contract.py)."""
+
     def __init__(self) -> None:
         self.log: list[RecordedEvent] = []
         self._positions = itertools.count(1)
+        self._transactions = itertools.count(1)
         # Lets a test slip another writer's events in between a handler's load and append.
         self.before_append: list[object] = []
         # Outbox entries committed with their events by append_all, in order.
@@ -33,12 +41,14 @@ class InMemoryEventStore:
         # Unique claims: (tenant, key) -> its holder. The real store keeps keyed hashes.
         self.claims: dict[tuple[str, str], ClaimHolder] = {}
         self._tokens = itertools.count(1)
+        # Subjects whose data key an erasing event destroyed: their personal fields read None.
+        self._erased: set[str] = set()
 
     async def load(
         self, stream_id: str, *, up_to_version: int | None = None, as_of: datetime | None = None
     ) -> list[RecordedEvent]:
         return [
-            r
+            self._as_read(r)
             for r in self.log
             if r.stream_id == stream_id
             and (up_to_version is None or r.version <= up_to_version)
@@ -55,9 +65,19 @@ class InMemoryEventStore:
         metadata: EventMetadata,
         event_ids: Sequence[UUID] | None = None,
     ) -> list[int]:
+        if not events:
+            return []
+        write = StreamWrite(stream_id, stream_type, list(events), expected_version, event_ids)
+        ids = _ids_of(write)
         await self._run_hooks()
-        self._check_version(stream_id, expected_version)
-        return self._record(stream_id, stream_type, events, expected_version, metadata, event_ids)
+        try:
+            return self._commit([write], metadata)
+        except ConcurrencyError:
+            # A retried append of events already stored is a no-op; anything else a conflict.
+            stored = {r.event_id: r.position for r in self.log if r.stream_id == stream_id}
+            if all(event_id in stored for event_id in ids):
+                return [stored[event_id] for event_id in ids]
+            raise
 
     async def append_all(
         self,
@@ -67,35 +87,53 @@ class InMemoryEventStore:
         outbox: Sequence[OutboxEntry] = (),
         once: str | None = None,
     ) -> list[int]:
-        """All streams and outbox entries, or nothing: every expected version is checked
-        before anything is recorded."""
         await self._run_hooks()
         if once is not None and once in self.processed:
             raise AlreadyProcessed(once)
-        versions: dict[str, int] = {}
-        for write in writes:
-            current = versions.get(write.stream_id, self._version(write.stream_id))
-            if current != write.expected_version:
-                raise ConcurrencyError(
-                    f"{write.stream_id} at {current}, expected {write.expected_version}"
-                )
-            versions[write.stream_id] = current + len(write.events)
-        claims = self._claimed(writes, metadata)
-        positions: list[int] = []
-        for write in writes:
-            positions += self._record(
-                write.stream_id,
-                write.stream_type,
-                write.events,
-                write.expected_version,
-                metadata,
-                write.event_ids,
-            )
-        self.claims = claims
-        self.outbox.extend(outbox)
+        positions = self._commit(writes, metadata, outbox)
         if once is not None:
             self.processed.add(once)
         return positions
+
+    def _commit(
+        self,
+        writes: Sequence[StreamWrite],
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> list[int]:
+        """One transaction: every write's events, claims and releases, and the outbox entries,
+        or nothing. Every check comes before anything is recorded."""
+        ids = [_ids_of(write) for write in writes]
+        self._check(writes, ids)
+        claims = self._claimed(writes, metadata)
+        transaction = next(self._transactions)
+        # Postgres records an event at its transaction's start: one time for the whole append.
+        recorded_at = datetime.now(UTC)
+        positions: list[int] = []
+        for write, event_ids in zip(writes, ids, strict=True):
+            positions += self._record(
+                write, event_ids, write.metadata or metadata, transaction, recorded_at
+            )
+        self.claims = claims
+        self.outbox.extend(outbox)
+        return positions
+
+    def _check(self, writes: Sequence[StreamWrite], ids: list[list[UUID]]) -> None:
+        """Each write at its stream's version (after the writes before it), and no event id
+        stored twice (the log's unique index)."""
+        versions: dict[str, int] = {}
+        taken = {r.event_id for r in self.log}
+        for write, event_ids in zip(writes, ids, strict=True):
+            current = versions.get(write.stream_id, self._version(write.stream_id))
+            if current != write.expected_version:
+                raise ConcurrencyError(
+                    f"{write.stream_id} is at version {current}, expected {write.expected_version}"
+                )
+            versions[write.stream_id] = current + len(write.events)
+            for event_id in event_ids:
+                if event_id in taken:
+                    raise ConcurrencyError(f"event {event_id} is already stored")
+                taken.add(event_id)
 
     def _claimed(
         self, writes: Sequence[StreamWrite], metadata: EventMetadata
@@ -124,49 +162,77 @@ class InMemoryEventStore:
     def _version(self, stream_id: str) -> int:
         return sum(1 for r in self.log if r.stream_id == stream_id)
 
-    def _check_version(self, stream_id: str, expected_version: int) -> None:
-        current = self._version(stream_id)
-        if current != expected_version:
-            raise ConcurrencyError(f"{stream_id} at {current}, expected {expected_version}")
-
     def _record(
         self,
-        stream_id: str,
-        stream_type: str,
-        events: Sequence[DomainEvent],
-        expected_version: int,
+        write: StreamWrite,
+        event_ids: list[UUID],
         metadata: EventMetadata,
-        event_ids: Sequence[UUID] | None,
+        transaction: int,
+        recorded_at: datetime,
     ) -> list[int]:
-        ids = list(event_ids or [uuid4() for _ in events])
         positions = []
-        for offset, (event, event_id) in enumerate(zip(events, ids, strict=True), start=1):
+        for version, (event, event_id) in enumerate(
+            zip(write.events, event_ids, strict=True), start=write.expected_version + 1
+        ):
             position = next(self._positions)
+            event_type = EVENT_NAMES[type(event)]
+            if event_type in ERASES_SUBJECT:
+                self._erased.add(write.stream_id)
             self.log.append(
                 RecordedEvent(
                     position=position,
-                    transaction_id=position,
+                    transaction_id=transaction,
                     event_id=event_id,
-                    stream_id=stream_id,
-                    stream_type=stream_type,
-                    version=expected_version + offset,
-                    event_type=EVENT_NAMES[type(event)],
+                    stream_id=write.stream_id,
+                    stream_type=write.stream_type,
+                    version=version,
+                    event_type=event_type,
                     event=event,
-                    metadata=metadata,
-                    recorded_at=datetime.now(UTC),
+                    # The store stamps the schema the event is stored in.
+                    metadata=msgspec.structs.replace(
+                        metadata, schema_version=SCHEMA_VERSIONS[event_type]
+                    ),
+                    recorded_at=recorded_at,
                 )
             )
             positions.append(position)
         return positions
 
+    def _as_read(self, recorded: RecordedEvent) -> RecordedEvent:
+        """The event as a reader gets it: personal fields None once their subject is erased."""
+        spec = PERSONAL_DATA.get(recorded.event_type)
+        if spec is None:
+            return recorded
+        event = recorded.event
+        subject = (
+            recorded.stream_id
+            if spec.subject_field is None
+            else fan_stream_id(getattr(event, spec.subject_field))
+        )
+        if subject not in self._erased or all(getattr(event, f) is None for f in spec.fields):
+            return recorded
+        blank = dataclasses.replace(event, **dict.fromkeys(spec.fields))  # type: ignore[type-var]
+        return msgspec.structs.replace(recorded, event=blank, erased=spec.fields)
+
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
-        return [r for r in self.log if r.position > after.position][:limit]
+        # The log is in commit order: transactions are numbered as they commit.
+        start = (after.transaction_id, after.position)
+        found = [r for r in self.log if (r.transaction_id, r.position) > start][:limit]
+        return [self._as_read(r) for r in found]
 
     async def latest_event_type(self, stream_id: str, among: Sequence[str]) -> str | None:
         found = [
             r.event_type for r in self.log if r.stream_id == stream_id and r.event_type in among
         ]
         return found[-1] if found else None
+
+
+def _ids_of(write: StreamWrite) -> list[UUID]:
+    if write.event_ids is None:
+        return [uuid4() for _ in write.events]
+    if len(write.event_ids) != len(write.events):
+        raise ValueError("one event id per event")
+    return list(write.event_ids)
 
 
 _NOBODY = ClaimHolder("", "")

@@ -1,5 +1,5 @@
 """The handle rule in the fan handlers, against the in-memory event store (held to the
-Postgres store's claims by the contract suite in tests/integration/test_event_store.py)."""
+Postgres store by the contract suite in tests/support/event_store_contract.py)."""
 
 from __future__ import annotations
 
