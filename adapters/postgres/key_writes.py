@@ -106,10 +106,9 @@ class KeyWrites:
         return Target(Checkpoint(row["transaction_id"], row["position"]), list(row["behind"]))
 
     async def behind(self, views: Sequence[str], target: Checkpoint) -> list[str]:
-        found = await self._questions.views_behind(
+        return await self._questions.views_behind(
             self._pool, views, target.transaction_id, target.position
         )
-        return list(found)
 
 
 class _Round:

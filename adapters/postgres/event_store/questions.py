@@ -194,6 +194,8 @@ async def key_write_target(
     return await db.fetchrow(_KEY_WRITE_TARGET, list(views), key_id, min_position)
 
 
-async def views_behind(db: Db, views: Sequence[str], transaction_id: int, position: int) -> Any:
+async def views_behind(
+    db: Db, views: Sequence[str], transaction_id: int, position: int
+) -> list[str]:
     """Which of ``views`` have a checkpoint short of (``transaction_id``, ``position``)."""
-    return await db.fetchval(_VIEWS_BEHIND, list(views), transaction_id, position)
+    return list(await db.fetchval(_VIEWS_BEHIND, list(views), transaction_id, position))
