@@ -12,10 +12,9 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.cursors import decode_cursor
+from adapters.postgres.event_store.questions import Db
 from application.audit import AuditEventsQuery
 from domain.errors import InvalidValue
-
-Db = asyncpg.Pool | asyncpg.Connection
 
 # -- audit pages -------------------------------------------------------------------------------
 
