@@ -25,6 +25,7 @@ import redis.asyncio as redis
 import structlog
 
 from adapters import metrics
+from adapters.postgres.event_store import questions
 from application.queue import QUEUES, MessageQueue, QueueStats
 
 CACHE_KEY = "fancrm:queue-status"
@@ -198,13 +199,7 @@ class QueueStatusReader:
     async def _read_global(self) -> QueueStatus:
         status = QueueStatus(
             queues={name: await self._queue.stats(name) for name in QUEUES},
-            last_processed_at=await self._pool.fetchval(
-                """
-                SELECT recorded_at FROM events
-                WHERE event_type IN ('MessageSent', 'MessageFailed')
-                ORDER BY transaction_id DESC, position DESC LIMIT 1
-                """
-            ),
+            last_processed_at=await questions.last_processed_at(self._pool),
             # migrations/028: a scan of the index of failed messages only.
             failed=await self._pool.fetchval(_FAILED),
         )

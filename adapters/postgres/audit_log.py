@@ -1,7 +1,8 @@
 """The global log for auditors: filtered, in commit order, keyset-paginated.
 
 Like every reader of the global log it orders by (transaction_id, position) and stops below
-``pg_snapshot_xmin`` (see event_store.py): a page boundary is then final — no event can commit
+``pg_snapshot_xmin`` (adapters/postgres/event_store/store.py says why; its audit_queries.py
+reads the page): a page boundary is then final — no event can commit
 later behind a cursor already handed out — so paging through gives each event exactly once.
 Events are decoded as the event store decodes them: personal fields decrypted, erased ones
 reported as erased.
@@ -9,30 +10,13 @@ reported as erased.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
-from adapters.postgres.cursors import decode_cursor, encode_cursor
+from adapters.postgres.cursors import encode_cursor
 from adapters.postgres.event_store import to_recorded
+from adapters.postgres.event_store.audit_queries import audit_page
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.audit import AuditEventsQuery, AuditPage
-from domain.errors import InvalidValue
-
-_COLUMNS = (
-    "position, transaction_id, event_id, stream_id, stream_type, version, event_type,"
-    " data, metadata, recorded_at"
-)
-
-# filter field -> SQL condition on its (single) parameter, written as {}.
-_CONDITIONS = {
-    "stream_id": "stream_id = {}",
-    "stream_type": "stream_type = {}",
-    "event_type": "event_type = {}",
-    "actor": "metadata ->> 'actor' = {}",
-    "since": "recorded_at >= {}",
-    "until": "recorded_at < {}",
-}
 
 
 class PostgresAuditLog:
@@ -41,8 +25,7 @@ class PostgresAuditLog:
         self._personal = personal
 
     async def events(self, query: AuditEventsQuery) -> AuditPage:
-        sql, args = _select(query)
-        rows = await self._pool.fetch(sql, *args)
+        rows = await audit_page(self._pool, query)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         keys = await self._personal.keys_for(self._pool, rows)
@@ -54,40 +37,3 @@ class PostgresAuditLog:
             if more and last
             else None,
         )
-
-
-def _select(query: AuditEventsQuery) -> tuple[str, list[Any]]:
-    """The statement for a page: only the conditions a query uses, so each shape gets a
-    plan that can use its index (tenant + commit order, stream type, stream)."""
-    conditions = ["transaction_id < pg_snapshot_xmin(pg_current_snapshot())"]
-    args: list[Any] = []
-
-    def bind(value: Any, cast: str = "") -> str:
-        args.append(value)
-        return f"${len(args)}{cast}"
-
-    if query.cursor is not None:
-        transaction_id, position = decode_cursor(query.cursor, tuple[int, int])
-        if not (0 <= transaction_id < 2**63 and 0 <= position < 2**63):
-            raise InvalidValue("cursor", "is not a cursor this API returned")
-        conditions.append(
-            f"(transaction_id, position) > ({bind(transaction_id, '::xid8')}, {bind(position)})"
-        )
-    tenants = query.scope.tenants
-    if tenants is not None and len(tenants) == 1:
-        # '=' rather than ANY: the index (tenant, transaction_id, position) then yields rows
-        # already in commit order, and a page reads only its own rows.
-        conditions.append(f"metadata ->> 'tenant' = {bind(next(iter(tenants)))}")
-    elif tenants is not None:
-        conditions.append(f"metadata ->> 'tenant' = ANY({bind(sorted(tenants))})")
-    for name, condition in _CONDITIONS.items():
-        value = getattr(query.filter, name)
-        if value is not None:
-            conditions.append(condition.format(bind(value)))
-    limit = bind(query.limit + 1)
-    where = " AND ".join(conditions)
-    return (
-        f"SELECT {_COLUMNS} FROM events WHERE {where}"
-        f" ORDER BY transaction_id, position LIMIT {limit}",
-        args,
-    )

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
-from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.event_store import PostgresEventStore, questions
 from adapters.postgres.projection_store import PostgresProjectionStore
 from application.campaign_queries import CampaignMetrics, CampaignPage, CampaignView
 from application.campaigns import AudienceChunk, Recipient, Segment
@@ -144,7 +144,7 @@ class PostgresCampaignReadModel:
             yield
 
     async def catch_up(self) -> None:
-        head = await self._pool.fetchval("SELECT max(position) FROM events")
+        head = await questions.head_position(self._pool)
         if head is None:
             return
         deadline = time.monotonic() + self._catch_up_timeout

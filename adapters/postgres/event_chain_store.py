@@ -25,20 +25,14 @@ from adapters.postgres.event_chain import (
     classify,
     row_from_record,
 )
+from adapters.postgres.event_store.audit_queries import (
+    position_in_log,
+    rows_sealed_up_to,
+    rows_to_seal,
+)
 
 # Any stable key: one sealer works at a time, a second one waits for the first's batch.
 _SEALER_LOCK = "event-sealer"
-_ROW_COLUMNS = (
-    "transaction_id, position, event_id, stream_id, stream_type, version, event_type,"
-    " data::text AS data, metadata::text AS metadata, recorded_at"
-)
-_TO_SEAL = f"""
-SELECT {_ROW_COLUMNS} FROM events
-WHERE (transaction_id, position) > ($1::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, position
-LIMIT $3
-"""
 _LAST_LINK = (
     "SELECT seq, transaction_id, position, event_id, hash FROM event_chain"
     " ORDER BY seq DESC LIMIT 1"
@@ -82,9 +76,7 @@ class PostgresEventChain:
                 if last
                 else (0, 0, 0, GENESIS)
             )
-            rows = [
-                row_from_record(r) for r in await conn.fetch(_TO_SEAL, tx, pos, self.batch_size)
-            ]
+            rows = [row_from_record(r) for r in await rows_to_seal(conn, tx, pos, self.batch_size)]
             if not rows:
                 return 0
             await conn.execute(
@@ -132,21 +124,17 @@ class PostgresEventChain:
                 )
             )
             links = _batches(
-                conn,
-                "SELECT seq, transaction_id, position, event_id, hash FROM event_chain"
-                " ORDER BY seq",
+                await conn.cursor(
+                    "SELECT seq, transaction_id, position, event_id, hash FROM event_chain"
+                    " ORDER BY seq"
+                ),
                 _link,
                 self.batch_size,
             )
             rows = _batches(
-                conn,
-                f"SELECT {_ROW_COLUMNS} FROM events"
-                " WHERE (transaction_id, position) <= ($1::xid8, $2)"
-                " ORDER BY transaction_id, position",
+                await rows_sealed_up_to(conn, head.transaction_id, head.position),
                 row_from_record,
                 self.batch_size,
-                head.transaction_id,
-                head.position,
             )
             walk = ChainWalk()
             while True:
@@ -161,9 +149,7 @@ class PostgresEventChain:
 
 async def _classify(conn: asyncpg.Connection, divergence: Divergence) -> Tampering:
     link, row = divergence.link, divergence.row
-    in_log = link is not None and bool(
-        await conn.fetchval("SELECT 1 FROM events WHERE position = $1", link.position)
-    )
+    in_log = link is not None and await position_in_log(conn, link.position)
     row_sealed = row is not None and bool(
         await conn.fetchval("SELECT 1 FROM event_chain WHERE position = $1", row.position)
     )
@@ -186,10 +172,9 @@ T = TypeVar("T")
 
 
 async def _batches(
-    conn: asyncpg.Connection, query: str, convert: Callable[[Any], T], size: int, *args: Any
+    cursor: asyncpg.cursor.Cursor, convert: Callable[[Any], T], size: int
 ) -> AsyncIterator[T]:
     """One item at a time from a server-side cursor, fetched ``size`` rows per round trip."""
-    cursor = await conn.cursor(query, *args)
     while records := await cursor.fetch(size):
         for record in records:
             yield convert(record)

@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 
 from adapters.crypto import MasterKey
+from adapters.postgres.event_store import questions
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
 from adapters.postgres.imports_index import IndexHasher, load_index_key
 from adapters.postgres.key_writes import note_written
@@ -22,26 +23,6 @@ from application.imports import FanRow, Row
 from domain.fan import fan_stream_id
 
 log = structlog.get_logger(__name__)
-
-# Fans none of whose index entries has seen their current handle (or platform id): made
-# through the API (before it claimed handles: migrations/029), or with a platform id the API
-# does not claim, or renamed through it since an import (migrations/019). The read model may
-# still show a fan deleted a moment ago, whose deletion freed its handle: the log decides.
-# Oldest fan first: where two hold one handle (made before handles were claimed), the first
-# indexed keeps it.
-_UNINDEXED_FANS = """
-SELECT f.fan_id, f.platform, f.platform_id, f.handle, f.identity_version FROM fans f
-WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
-  AND NOT EXISTS (
-      SELECT 1 FROM import_fan_keys k
-      WHERE k.stream_id = 'fan-' || f.fan_id AND k.seen_version >= f.identity_version
-  )
-  AND NOT EXISTS (
-      SELECT 1 FROM events e
-      WHERE e.stream_id = 'fan-' || f.fan_id AND e.event_type IN ('FanDeleted', 'FanErased')
-  )
-ORDER BY f.fan_id
-"""
 
 # The read model may still show a fan erased a moment ago: never index an erased fan again.
 # A key another fan holds stays that fan's.
@@ -77,7 +58,7 @@ class PostgresImportStore:
         shows and no import indexed: fans made or renamed through the API. See
         application/imports.py for what this cannot see."""
         hasher = await self._index_hasher()
-        rows = await self._pool.fetch(_UNINDEXED_FANS, tenant)
+        rows = await questions.unindexed_fans(self._pool, tenant)
         claims: dict[bytes, tuple[str, int]] = {}
         for fan_id, platform, platform_id, handle, identity_version in rows:
             fan = FanRow(row=0, platform=platform, platform_id=platform_id, handle=handle)

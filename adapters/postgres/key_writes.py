@@ -8,7 +8,7 @@ process shares, so a read by the same key on any process or machine finds it. A 
 waits until each view it reads has a checkpoint at or past that (transaction id, position).
 
 The comparison is in commit order, as the projectors read the log (adapters/postgres/
-event_store.py): a checkpoint at (t, p) means every event before (t, p) in that order has been
+event_store/store.py): a checkpoint at (t, p) means every event before (t, p) in that order has been
 applied, whatever its type. So any position qualifies, including one of events a view never
 handles (a message sent, then the fans listed): that view's checkpoint passes it as its
 projector reads on. Positions alone would not do: of two concurrent writes, the higher
@@ -58,46 +58,13 @@ class Target(msgspec.Struct, frozen=True):
     unknown: bool = False
 
 
-_RECORD = """
-INSERT INTO key_writes AS k (key_id, transaction_id, position)
-SELECT $1, e.transaction_id, e.position FROM events e WHERE e.position = ANY($2::bigint[])
-ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1
-ON CONFLICT (key_id) DO UPDATE
-SET transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position
-WHERE (EXCLUDED.transaction_id, EXCLUDED.position) > (k.transaction_id, k.position)
-"""
-
-# The views (of $1) whose checkpoints have not reached (transaction id, position) ($2, $3).
-_BEHIND = """
-SELECT coalesce(array_agg(v.name), '{}') FROM unnest($1::text[]) AS v(name)
-WHERE NOT EXISTS (
-    SELECT FROM projection_checkpoints c
-    WHERE c.name = v.name AND (c.transaction_id, c.position) >= ($2::xid8, $3::bigint)
-)
-"""
-
-# The newer of the key's last write and the event at minPosition ($3), and which views are
-# behind it: one round trip, and index lookups only, for every read.
-_TARGET = f"""
-WITH wanted AS (
-    SELECT transaction_id, position FROM events WHERE position = $3
-    UNION ALL
-    SELECT transaction_id, position FROM key_writes WHERE key_id = $2
-), target AS (
-    SELECT transaction_id, position FROM wanted
-    ORDER BY transaction_id DESC, position DESC LIMIT 1
-)
-SELECT $3::bigint IS NOT NULL
-       AND NOT EXISTS (SELECT FROM events WHERE position = $3) AS unknown,
-       t.transaction_id, t.position,
-       ({_BEHIND.replace("$2::xid8", "t.transaction_id").replace("$3::bigint", "t.position")})
-       AS behind
-FROM (SELECT) AS one LEFT JOIN target t ON true
-"""
-
-
 class KeyWrites:
     def __init__(self, pool: asyncpg.Pool) -> None:
+        # Imported here, not above: the event store imports ``note_written`` from this module,
+        # and loading the store's package while this module is half loaded would fail.
+        from adapters.postgres.event_store import questions
+
+        self._questions = questions
         self._pool = pool
         self._rounds: dict[str, _Round] = {}
         self._locks: dict[str, _KeyLock] = {}
@@ -123,7 +90,7 @@ class KeyWrites:
                     return
                 if self._rounds.get(key_id) is round_:
                     del self._rounds[key_id]  # later arrivals start the next round
-                await self._pool.execute(_RECORD, key_id, round_.positions)
+                await self._questions.record_key_write(self._pool, key_id, round_.positions)
                 round_.recorded = True
         finally:
             lock.users -= 1
@@ -131,7 +98,7 @@ class KeyWrites:
                 del self._locks[key_id]
 
     async def target(self, key_id: str, views: Sequence[str], min_position: int | None) -> Target:
-        row = await self._pool.fetchrow(_TARGET, list(views), key_id, min_position)
+        row = await self._questions.key_write_target(self._pool, key_id, views, min_position)
         if row["unknown"]:
             return Target(None, [], unknown=True)
         if row["position"] is None:
@@ -139,10 +106,9 @@ class KeyWrites:
         return Target(Checkpoint(row["transaction_id"], row["position"]), list(row["behind"]))
 
     async def behind(self, views: Sequence[str], target: Checkpoint) -> list[str]:
-        found = await self._pool.fetchval(
-            _BEHIND, list(views), target.transaction_id, target.position
+        return await self._questions.views_behind(
+            self._pool, views, target.transaction_id, target.position
         )
-        return list(found)
 
 
 class _Round:

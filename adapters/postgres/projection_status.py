@@ -7,6 +7,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from adapters.postgres.event_store import questions
 from projections.base import Projection
 from projections.runner import checkpoint_name
 
@@ -26,29 +27,15 @@ async def projector_status(
     statuses = []
     for projection in projections:
         name = checkpoint_name(projection, schema)
-        row = await pool.fetchrow(
-            """
-            WITH cp AS (
-                SELECT coalesce(max(transaction_id), '0') AS tx, coalesce(max(position), 0) AS pos,
-                       max(updated_at) AS updated_at, max(last_error) AS last_error
-                FROM projection_checkpoints WHERE name = $1
-            )
-            SELECT cp.pos, cp.updated_at, cp.last_error,
-                   count(e.position) AS lag_events,
-                   coalesce(extract(epoch FROM now() - min(e.recorded_at)), 0) AS lag_seconds
-            FROM cp LEFT JOIN events e ON (e.transaction_id, e.position) > (cp.tx, cp.pos)
-            GROUP BY cp.pos, cp.updated_at, cp.last_error
-            """,
-            name,
-        )
+        lag = await questions.projector_lag(pool, name)
         statuses.append(
             ProjectorStatus(
                 name=name,
-                position=row["pos"],
-                lag_events=row["lag_events"],
-                lag_seconds=float(row["lag_seconds"]),
-                updated_at=row["updated_at"],
-                last_error=row["last_error"],
+                position=lag.position,
+                lag_events=lag.lag_events,
+                lag_seconds=lag.lag_seconds,
+                updated_at=lag.updated_at,
+                last_error=lag.last_error,
             )
         )
     return statuses

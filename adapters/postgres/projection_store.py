@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.event_store import PostgresEventStore, questions
 from application.ports import Checkpoint, RecordedEvent, Sql
 
 
@@ -85,17 +85,7 @@ class PostgresProjectionStore:
         """Whether projector ``name`` has applied the event at ``position``; None when no
         committed event holds that position (beyond the head, or a rolled-back gap): waiting
         for it would only run out the clock."""
-        row = await self._pool.fetchrow(
-            """
-            SELECT coalesce((e.transaction_id, e.position) <= (c.transaction_id, c.position),
-                            false) AS applied
-            FROM events e LEFT JOIN projection_checkpoints c ON c.name = $1
-            WHERE e.position = $2
-            """,
-            name,
-            position,
-        )
-        return None if row is None else bool(row["applied"])
+        return await questions.projector_applied(self._pool, name, position)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from adapters.postgres.event_store import questions
 from application.ports import Checkpoint, ProjectionStore
 from projections.base import Projection
 from projections.runner import ProjectionGroupRunner, checkpoint_name, replay_gc
@@ -81,7 +82,7 @@ async def rebuild(
     runner = ProjectionGroupRunner(store, list(projections), schema=schema, batch_size=batch_size)
     started = time.perf_counter()
     applied = 0
-    remaining = await _remaining(pool, runner.names)
+    remaining = await questions.events_after_checkpoints(pool, runner.names)
     shown = started
     try:
         with replay_gc():
@@ -205,25 +206,6 @@ async def _swap(
         )
         await sql.execute(f"DROP SCHEMA {_q(schema)}")
     return Checkpoint(row["tx"], row["pos"])
-
-
-async def _remaining(pool: asyncpg.Pool, names: list[str]) -> int:
-    """Events after the least advanced of the rebuild's checkpoints."""
-    return int(
-        await pool.fetchval(
-            """
-            WITH cp AS (
-                SELECT coalesce(min(c.transaction_id), '0') AS tx, coalesce(min(c.position), 0)
-                       AS pos, count(c.name) AS found
-                FROM projection_checkpoints c WHERE c.name = ANY($1::text[])
-            )
-            SELECT count(*) FROM events, cp
-            WHERE cp.found < $2 OR (events.transaction_id, events.position) > (cp.tx, cp.pos)
-            """,
-            names,
-            len(names),
-        )
-    )
 
 
 async def abandon(pool: asyncpg.Pool, projections: Sequence[Projection]) -> bool:
