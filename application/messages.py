@@ -26,6 +26,7 @@ from application.streams import Handled, handle, load, retry_on_conflict
 from domain.conversation import Conversation
 from domain.errors import IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
+from domain.inbound import inbound_stream_id
 from domain.message import (
     DEFAULT_PRIORITY,
     HIGH_PRIORITY,
@@ -192,6 +193,10 @@ async def _append_message(
     at, so a fan deleted or erased meanwhile refuses the message instead of receiving it."""
     if not writes:
         writes = [StreamWrite(fan_stream_id(recipient.fan_id), "fan", [], recipient.version)]
+    if cmd.message_id is not None:
+        # An id chosen by the caller may be a received message's, whose stream is apart
+        # (domain.inbound): held at version 0, it refuses the id as one stream would.
+        writes.append(StreamWrite(inbound_stream_id(ctx.tenant, message_id), "message", [], 0))
     message = Message.queue(
         message_id=message_id,
         tenant=ctx.tenant,

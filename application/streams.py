@@ -119,7 +119,6 @@ async def handle(
     loaded: Loaded | None = None,
     hold: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
     retry: bool = True,
-    tries: int | None = None,
 ) -> Handled[R]:
     """Read the stream, let ``decide`` change the aggregate, append what it decided at the
     version read; again from a fresh read on a conflict (see ``retry_on_conflict``).
@@ -161,4 +160,4 @@ async def handle(
             aggregate, decision, position if appended is None else appended, appended is not None
         )
 
-    return await retry_on_conflict(attempt, retry=retry, tries=tries)
+    return await retry_on_conflict(attempt, retry=retry)

@@ -21,7 +21,7 @@ from application.streams import handle, load
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
-from domain.message import Message, canonical_message_id
+from domain.message import Message, canonical_message_id, message_stream_id
 
 WebhookType = Literal[
     "message.read",
@@ -121,7 +121,10 @@ async def _received(
             content=text,
             platform_message_id=platform_id,
         )
-        return [*writes, stream_write(inbound, "message")]
+        # Its id names one message of the tenant: an outgoing one holding it (in a stream
+        # apart, domain.inbound) refuses it, as one stream would.
+        outgoing = StreamWrite(message_stream_id(ctx.tenant, message_id), "message", [], 0)
+        return [*writes, outgoing, stream_write(inbound, "message")]
 
     async def append(_: Fan | None, writes: list[StreamWrite]) -> int | None:
         return await _append(store, [], ctx, once, writes)
@@ -153,7 +156,7 @@ async def _handle_message(
 
     handled = await handle(
         store,
-        message_id,
+        message_stream_id(ctx.tenant, message_id),
         decide,
         ctx,
         stream_type="message",
