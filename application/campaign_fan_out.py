@@ -27,10 +27,11 @@ import msgspec
 from application.campaigns import Audience, AudienceChunk, Recipient, load_campaign
 from application.context import CommandContext
 from application.errors import ConcurrencyError, MessageIdReused
-from application.message_streams import load_message
 from application.messages import (
     MessageChanged,
     QueueMessage,
+    append_with_outbox,
+    handle_message,
     outbox_entry,
     queue_message,
     stream_write,
@@ -117,28 +118,35 @@ async def fan_out_step(
     saving a reload of its stream, whose launch event may hold 100,000 ids; if it has moved
     on since (paused, another worker), the chunk's expected version fails and the next
     attempt reads the stream."""
-    reason = "no attempt made"
-    for attempt in range(attempts):
-        try:
-            async with audience.turn(campaign_id):
-                if loaded is not None and attempt == 0:
-                    campaign = loaded
-                else:
-                    campaign, _ = await load_campaign(store, campaign_id, tenant=None)
-                if not campaign.sending:
-                    return None
-                if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):
-                    return None
-                chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
-                if attempt < CHUNK_ATTEMPTS - 1:
-                    return await _queue_chunk(campaign, chunk, store, ids)
-                return await _queue_one_by_one(campaign, chunk, store, ids)
-        except ConcurrencyError as error:
-            # The campaign moved (paused, another worker) or a fan row was stale: read again.
-            reason = str(error) or type(error).__name__
-            if attempt + 1 < attempts:
-                await audience.catch_up()
-    return FanOutStalled(campaign_id=campaign_id, attempts=attempts, reason=reason)
+    tried = 0
+
+    async def attempt() -> ChunkResult | None:
+        nonlocal tried
+        tried += 1
+        async with audience.turn(campaign_id):
+            if loaded is not None and tried == 1:
+                campaign = loaded
+            else:
+                campaign, _ = await load_campaign(store, campaign_id, tenant=None)
+            if not campaign.sending:
+                return None
+            if campaign.scheduled_at is not None and campaign.scheduled_at > (now or _now()):
+                return None
+            chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
+            if tried < CHUNK_ATTEMPTS:
+                return await _queue_chunk(campaign, chunk, store, ids)
+            return await _queue_one_by_one(campaign, chunk, store, ids)
+
+    async def catch_up(_: ConcurrencyError) -> None:
+        # The campaign moved (paused, another worker) or a fan row was stale: the next try
+        # reads the campaign again, from a view that has caught up.
+        await audience.catch_up()
+
+    try:
+        return await retry_on_conflict(attempt, tries=attempts, before_retry=catch_up)
+    except ConcurrencyError as error:
+        reason = str(error) or type(error).__name__
+        return FanOutStalled(campaign_id=campaign_id, attempts=attempts, reason=reason)
 
 
 async def _queue_chunk(
@@ -329,28 +337,22 @@ async def release_message(
 ) -> MessageChanged | None:
     """Its campaign resumed: back on its way, with a new outbox row."""
 
-    async def attempt() -> MessageChanged | None:
-        message, _ = await load_message(store, message_id, tenant=ctx.tenant)
-        if not message.release():
-            return None
-        positions = await store.append_all(
-            [stream_write(message, "message")],
-            metadata=ctx.metadata(),
-            outbox=[outbox_entry(message, ctx, high_priority_from)],
-        )
-        return MessageChanged(message, positions[-1])
+    async def decide(message: Message) -> bool:
+        return message.release()
 
-    return await retry_on_conflict(attempt, retry=True)
+    async def append(message: Message, released: bool) -> int | None:
+        if not released:
+            return None
+        return await append_with_outbox(store, message, ctx, high_priority_from)
+
+    handled = await handle_message(store, message_id, decide, ctx, append=append)
+    return MessageChanged(handled.aggregate, handled.position) if handled.appended else None
 
 
 async def _decide(
     store: EventStore, message_id: str, ctx: CommandContext, decide: Callable[[Message], bool]
 ) -> bool:
-    async def attempt() -> bool:
-        message, _ = await load_message(store, message_id, tenant=ctx.tenant)
-        if not decide(message):
-            return False
-        await store.append_all([stream_write(message, "message")], metadata=ctx.metadata())
-        return True
+    async def decide_on(message: Message) -> bool:
+        return decide(message)
 
-    return await retry_on_conflict(attempt, retry=True)
+    return (await handle_message(store, message_id, decide_on, ctx)).appended

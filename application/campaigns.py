@@ -27,7 +27,7 @@ import msgspec
 from application.context import CommandContext
 from application.errors import NotFound
 from application.ports import EventStore, IdAllocator
-from application.streams import retry_on_conflict, save
+from application.streams import handle, save
 from domain.campaign import Campaign, campaign_stream_id
 from domain.errors import InvalidValue
 from domain.message import attachment_type_of
@@ -162,26 +162,33 @@ async def change_status(
     if status not in ("active", "resume", "paused", "cancelled", "completed"):
         raise InvalidValue("status", "must be active, paused, cancelled or completed")
 
-    async def attempt() -> tuple[Campaign, int]:
-        async with audience.turn(campaign_id):
-            campaign, position = await load_campaign(store, campaign_id, tenant=ctx.tenant)
-            launching = status == "active" and campaign.status == "draft"
-            if launching:
-                await _launch(campaign, ctx, audience)
-            elif status in ("active", "resume"):
-                campaign.resume()
-            elif status == "paused":
-                campaign.pause()
-            elif status == "cancelled":
-                campaign.cancel()
-            else:
-                campaign.complete()
-            saved = await save(store, campaign, "campaign", ctx) or position
-            if launching and on_launch is not None:
-                on_launch(campaign)
-            return campaign, saved
+    async def decide(campaign: Campaign) -> bool:
+        """Whether this launches the draft."""
+        if status == "active" and campaign.status == "draft":
+            await _launch(campaign, ctx, audience)
+            return True
+        if status in ("active", "resume"):
+            campaign.resume()
+        elif status == "paused":
+            campaign.pause()
+        elif status == "cancelled":
+            campaign.cancel()
+        else:
+            campaign.complete()
+        return False
 
-    return await retry_on_conflict(attempt, retry=True)
+    handled = await handle(
+        store,
+        campaign_stream_id(campaign_id),
+        decide,
+        ctx,
+        stream_type="campaign",
+        load_stream=lambda: load_campaign(store, campaign_id, tenant=ctx.tenant),
+        hold=lambda: audience.turn(campaign_id),
+    )
+    if handled.decision and on_launch is not None:
+        on_launch(handled.aggregate)
+    return handled.aggregate, handled.position
 
 
 async def load_campaign(

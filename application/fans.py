@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, cast
 
@@ -10,7 +11,7 @@ import msgspec
 from application.context import CommandContext
 from application.errors import ClaimTaken, ConcurrencyError, NotFound
 from application.ports import Claim, EventStore, IdAllocator, StreamWrite
-from application.streams import load, retry_on_conflict
+from application.streams import handle, load
 from domain.base import DomainEvent
 from domain.fan import Fan, HandleTaken, fan_stream_id, handle_key
 
@@ -77,39 +78,59 @@ async def create_fan(
 
 
 async def update_fan(cmd: UpdateFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
-    async def attempt() -> FanChanged:
-        fan, position = await _load_expected(store, cmd.fan_id, ctx, cmd.expected_version)
+    async def decide(fan: Fan) -> str | None:
         held = fan.held_handle
         fan.update(**cmd.changes)
-        return FanChanged(fan, await _save(store, fan, ctx, held=held) or position)
+        return held
 
-    return await retry_on_conflict(attempt, retry=cmd.expected_version is None)
+    return await _handle(store, cmd.fan_id, decide, ctx, cmd.expected_version)
 
 
 async def delete_fan(cmd: DeleteFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
-    async def attempt() -> FanChanged:
-        fan, _ = await _load_expected(store, cmd.fan_id, ctx, cmd.expected_version)
+    async def decide(fan: Fan) -> str | None:
         held = fan.held_handle
         fan.delete()
-        position = await _save(store, fan, ctx, held=held)
-        assert position is not None
-        return FanChanged(fan, position)
+        return held
 
-    return await retry_on_conflict(attempt, retry=cmd.expected_version is None)
+    return await _handle(store, cmd.fan_id, decide, ctx, cmd.expected_version)
 
 
 async def erase_fan(cmd: EraseFan, ctx: CommandContext, *, store: EventStore) -> FanChanged:
     """Right to erasure: the fan's personal data becomes unreadable everywhere, for good."""
 
-    async def attempt() -> FanChanged:
-        fan, _ = await load(store, fan_stream_id(cmd.fan_id), tenant=ctx.tenant)
+    async def decide(fan: Fan) -> str | None:
         held = handle_key(fan.platform, fan.handle)  # a deleted fan's too: erasure forgets all
         fan.erase()
-        position = await _save(store, fan, ctx, held=held)
-        assert position is not None
-        return FanChanged(fan, position)
+        return held
 
-    return await retry_on_conflict(attempt, retry=True)
+    return await _handle(store, cmd.fan_id, decide, ctx, None)
+
+
+async def _handle(
+    store: EventStore,
+    fan_id: int,
+    decide: Callable[[Fan], Awaitable[str | None]],
+    ctx: CommandContext,
+    expected_version: int | None,
+) -> FanChanged:
+    """Read the fan (at ``expected_version`` if the caller pinned one: a conflict is then
+    the caller's to see), decide, append with the handle it held before (``decide``'s
+    answer) released and its new one claimed."""
+
+    async def append(fan: Fan, held: str | None) -> int | None:
+        return await _save(store, fan, ctx, held=held)
+
+    handled = await handle(
+        store,
+        fan_stream_id(fan_id),
+        decide,
+        ctx,
+        stream_type=STREAM_TYPE,
+        load_stream=lambda: _load_expected(store, fan_id, ctx, expected_version),
+        append=append,
+        retry=expected_version is None,
+    )
+    return FanChanged(handled.aggregate, handled.position)
 
 
 async def _load_expected(

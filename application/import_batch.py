@@ -27,12 +27,11 @@ from application.imports import (
     RowError,
 )
 from application.ports import EventStore, StreamWrite
-from application.streams import load
+from application.streams import load, retry_on_conflict
 from domain.errors import Gone, InvalidValue
 from domain.fan import EDITABLE_FIELDS, Fan, handle_key
 from domain.import_job import ImportJob
 
-CONFLICT_RETRIES = 5
 FAN_STREAM_TYPE = "fan"
 
 # A row's fan: ("fan", existing fan id) or ("new", index of a fan this batch may create).
@@ -66,21 +65,20 @@ async def import_batch(
     events: EventStore,
     imports: ImportStore,
 ) -> ImportJob:
-    for attempt in range(CONFLICT_RETRIES):
-        try:
+    async def attempt() -> ImportJob:
+        if batch:
             async with imports.batch(ctx.tenant) as uow:
                 await uow.append(await prepare(uow, batch, job, ctx), ctx)
-                return job
-        except ConcurrencyError:
-            if attempt == CONFLICT_RETRIES - 1:
-                raise
-            # This copy of the job already took the batch; the log's copy did not. Rows it
-            # holds as committed (another process resuming the same job) are not redone.
-            job, _ = await load(events, job.id, tenant=ctx.tenant)
-            batch = [row for row in batch if row.row > job.last_row]
-            if not batch:
-                return job
-    raise AssertionError("unreachable")
+        return job
+
+    async def reload(_: ConcurrencyError) -> None:
+        # This copy of the job already took the batch; the log's copy did not. Rows it holds
+        # as committed (another process resuming the same job) are not redone.
+        nonlocal job, batch
+        job, _position = await load(events, job.id, tenant=ctx.tenant)
+        batch = [row for row in batch if row.row > job.last_row]
+
+    return await retry_on_conflict(attempt, before_retry=reload)
 
 
 async def prepare(

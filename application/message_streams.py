@@ -1,6 +1,7 @@
-"""Where a message's stream is: in its tenant's namespace (``message-<tenant>:<uuid>``), or,
-for messages recorded before ids were scoped by tenant, in the one namespace every tenant
-shared (``message-<uuid>``).
+"""Where a message's stream is: in its tenant's namespace (``message-<tenant>:<uuid>`` for
+outgoing messages and for inbound ones recorded before they had a prefix of their own,
+``inbound-<tenant>:<uuid>`` for inbound ones since), or, for messages recorded before ids were
+scoped by tenant, in the one namespace every tenant shared (``message-<uuid>``).
 
 The audit hash chain covers stream ids, so those old streams are never moved or copied: they
 are read where they are and their later events appended there (an aggregate appends to the
@@ -14,6 +15,7 @@ from typing import Any
 from application.errors import NotFound
 from application.ports import EventStore, RecordedEvent
 from domain.errors import InvalidValue
+from domain.inbound import inbound_stream_id
 from domain.message import canonical_message_id, legacy_message_stream_id, message_stream_id
 
 
@@ -23,6 +25,9 @@ async def recorded_message(
     """The history of ``tenant``'s message ``message_id`` (outgoing or inbound); empty if it
     has none. A legacy stream counts only if it is this tenant's."""
     recorded = await store.load(message_stream_id(tenant, message_id))
+    if recorded:
+        return recorded
+    recorded = await store.load(inbound_stream_id(tenant, message_id))
     if recorded:
         return recorded
     return await legacy_message(store, message_id, tenant=tenant)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -21,10 +22,11 @@ from application.context import CommandContext
 from application.errors import ConcurrencyError, MessageIdReused, NotFound
 from application.message_streams import legacy_message, load_message, recorded_message
 from application.ports import EventStore, IdAllocator, OutboxEntry, RecordedEvent, StreamWrite
-from application.streams import load, retry_on_conflict, save
+from application.streams import Handled, handle, load, retry_on_conflict
 from domain.conversation import Conversation
 from domain.errors import IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
+from domain.inbound import inbound_stream_id
 from domain.message import (
     DEFAULT_PRIORITY,
     HIGH_PRIORITY,
@@ -36,6 +38,7 @@ from domain.message import (
 )
 
 MAX_BATCH = 10
+R = TypeVar("R")
 
 
 class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +193,10 @@ async def _append_message(
     at, so a fan deleted or erased meanwhile refuses the message instead of receiving it."""
     if not writes:
         writes = [StreamWrite(fan_stream_id(recipient.fan_id), "fan", [], recipient.version)]
+    if cmd.message_id is not None:
+        # An id chosen by the caller may be a received message's, whose stream is apart
+        # (domain.inbound): held at version 0, it refuses the id as one stream would.
+        writes.append(StreamWrite(inbound_stream_id(ctx.tenant, message_id), "message", [], 0))
     message = Message.queue(
         message_id=message_id,
         tenant=ctx.tenant,
@@ -257,18 +264,30 @@ async def start_conversation(
 ) -> tuple[int, int | None]:
     """The fan's conversation id (opened if need be), and the position if one was opened."""
 
-    async def attempt() -> tuple[int, int | None]:
-        fan = await live_recipient(store, cmd.fan_id, ctx, field="fan_id")
+    async def decide(fan: Fan) -> list[StreamWrite]:
         if cmd.platform is not None and cmd.platform != fan.platform:
             raise InvalidValue("platform", f"fan {fan.fan_id} is on {fan.platform}")
-        writes = await conversation_writes(fan, ctx, ids)
-        assert fan.conversation_id is not None
-        if not writes:
-            return fan.conversation_id, None
-        positions = await store.append_all(writes, metadata=ctx.metadata())
-        return fan.conversation_id, positions[-1]
+        return await conversation_writes(fan, ctx, ids)
 
-    return await retry_on_conflict(attempt, retry=True)
+    async def append(fan: Fan, writes: list[StreamWrite]) -> int | None:
+        if not writes:
+            return None
+        return (await store.append_all(writes, metadata=ctx.metadata()))[-1]
+
+    async def read() -> tuple[Fan, int]:
+        return await live_recipient(store, cmd.fan_id, ctx, field="fan_id"), 0
+
+    handled = await handle(
+        store,
+        fan_stream_id(cmd.fan_id),
+        decide,
+        ctx,
+        stream_type="fan",
+        load_stream=read,
+        append=append,
+    )
+    assert handled.aggregate.conversation_id is not None
+    return handled.aggregate.conversation_id, handled.position if handled.appended else None
 
 
 async def retry_message(
@@ -287,8 +306,7 @@ async def retry_message(
     a message that shows no outcome (its sender died before recording one) is recorded failed
     for it first, in the same append, at the version read, so nothing can slip in between."""
 
-    async def attempt() -> MessageChanged:
-        message, _ = await load_message(store, cmd.message_id, tenant=ctx.tenant)
+    async def decide(message: Message) -> bool:
         # The queue body's "attempt" is the message's round (times put on its way), not its
         # tries at the platform.
         if at_attempt is not None and message.rounds > at_attempt:
@@ -298,14 +316,16 @@ async def retry_message(
         if unsettled_reason is not None and message.status in ("queued", "dispatched"):
             message.fail(unsettled_reason)
         message.retry()
-        positions = await store.append_all(
-            [stream_write(message, "message")],
-            metadata=ctx.metadata(),
-            outbox=[outbox_entry(message, ctx, high_priority_from)],
-        )
-        return MessageChanged(message, positions[-1])
+        return True
 
-    return await retry_on_conflict(attempt, retry=True)
+    handled = await handle_message(
+        store,
+        cmd.message_id,
+        decide,
+        ctx,
+        append=lambda message, _: append_with_outbox(store, message, ctx, high_priority_from),
+    )
+    return MessageChanged(handled.aggregate, handled.position)
 
 
 async def mark_message_read(
@@ -387,11 +407,13 @@ async def record_sent_on(
     """``record_sent`` for a message the caller has just loaded (the sender, which read it to
     drop duplicates): appended at that version, reloaded only if it moved on since (the relay
     recorded its dispatch in between)."""
-    try:
-        message.mark_sent(platform_message_id)
-        await save(store, message, "message", ctx)
-    except ConcurrencyError:
-        await record_sent(message.message_id, platform_message_id, ctx, store=store)
+    await _change(
+        store,
+        message.message_id,
+        ctx,
+        lambda m: m.mark_sent(platform_message_id),
+        loaded=(message, 0),
+    )
 
 
 def outbox_entry(
@@ -424,14 +446,55 @@ def outbox_entry(
 
 
 async def _change(
-    store: EventStore, message_id: str, ctx: CommandContext, decide: Any
+    store: EventStore,
+    message_id: str,
+    ctx: CommandContext,
+    change: Callable[[Message], object],
+    *,
+    loaded: tuple[Message, int] | None = None,
 ) -> MessageChanged:
-    async def attempt() -> MessageChanged:
-        message, position = await load_message(store, message_id, tenant=ctx.tenant)
-        decide(message)
-        return MessageChanged(message, await save(store, message, "message", ctx) or position)
+    async def decide(message: Message) -> object:
+        return change(message)
 
-    return await retry_on_conflict(attempt, retry=True)
+    handled = await handle_message(store, message_id, decide, ctx, loaded=loaded)
+    return MessageChanged(handled.aggregate, handled.position)
+
+
+async def handle_message(
+    store: EventStore,
+    message_id: str,
+    decide: Callable[[Message], Awaitable[R]],
+    ctx: CommandContext,
+    *,
+    append: Callable[[Message, R], Awaitable[int | None]] | None = None,
+    loaded: tuple[Message, int] | None = None,
+) -> Handled[R]:
+    """``handle`` for ``ctx.tenant``'s message, wherever its stream is (message_streams)."""
+    return await handle(
+        store,
+        message_stream_id(ctx.tenant, message_id),
+        decide,
+        ctx,
+        stream_type="message",
+        load_stream=lambda: load_message(store, message_id, tenant=ctx.tenant),
+        append=append,
+        loaded=loaded,
+    )
+
+
+async def append_with_outbox(
+    store: EventStore,
+    message: Message,
+    ctx: CommandContext,
+    high_priority_from: int = HIGH_PRIORITY,
+) -> int:
+    """Append the message's events with its outbox row: it goes on its way (again)."""
+    positions = await store.append_all(
+        [stream_write(message, "message")],
+        metadata=ctx.metadata(),
+        outbox=[outbox_entry(message, ctx, high_priority_from)],
+    )
+    return positions[-1]
 
 
 def _existing(recorded: list[RecordedEvent], cmd: QueueMessage, message_id: str) -> MessageAccepted:

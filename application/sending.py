@@ -12,7 +12,8 @@ from typing import Literal, Protocol
 
 import msgspec
 
-Outcome = Literal["sent", "rate_limited", "retryable", "permanent"]
+# How the platform answered a send, classified by the gateway (never raised).
+PlatformOutcome = Literal["sent", "rate_limited", "retryable", "permanent"]
 
 
 class PlatformMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,8 +25,8 @@ class PlatformMessage(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str  # our message id
 
 
-class SendResult(msgspec.Struct, frozen=True, kw_only=True):
-    outcome: Outcome
+class PlatformSendResult(msgspec.Struct, frozen=True, kw_only=True):
+    outcome: PlatformOutcome
     platform_message_id: str | None = None
     retry_after: float | None = None  # seconds, for rate_limited (and retryable if known)
     reason: str | None = None  # for the logs and for a failed message
@@ -35,7 +36,7 @@ class SendResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OnlyFansGateway(Protocol):
-    async def send_message(self, message: PlatformMessage) -> SendResult:
+    async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         """Never raises for an HTTP or network failure: classifies it instead."""
         ...
 

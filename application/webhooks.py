@@ -7,7 +7,7 @@ events it causes, so a redelivered webhook changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -17,11 +17,11 @@ from application.errors import NotFound
 from application.message_streams import legacy_message, load_message
 from application.messages import conversation_writes, live_recipient, stream_write
 from application.ports import EventStore, IdAllocator, StreamWrite
-from application.streams import load, retry_on_conflict
+from application.streams import handle, load
 from domain.errors import InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
-from domain.message import Message, canonical_message_id
+from domain.message import Message, canonical_message_id, message_stream_id
 
 WebhookType = Literal[
     "message.read",
@@ -69,27 +69,24 @@ async def _change(
     store: EventStore,
     once: str,
 ) -> int | None:
-    async def attempt() -> int | None:
-        message, position = await _message(store, message_id, ctx)
+    async def decide_on(message: Message) -> list[Any]:
         decide(message)
-        return await _append(store, [message], ctx, once) or position
+        return [message]
 
-    return await retry_on_conflict(attempt, retry=True)
+    return await _handle_message(store, message_id, decide_on, ctx, once)
 
 
 async def _purchased(
     message_id: str, amount: int, ctx: CommandContext, store: EventStore, once: str
 ) -> int | None:
-    async def attempt() -> int | None:
-        message, position = await _message(store, message_id, ctx)
-        aggregates: list[Any] = [message]
-        if message.purchase(amount):
-            fan, _ = await load(store, fan_stream_id(message.fan_id), tenant=ctx.tenant)
-            fan.record_purchase(amount, message_id)
-            aggregates.append(fan)
-        return await _append(store, aggregates, ctx, once) or position
+    async def decide(message: Message) -> list[Any]:
+        if not message.purchase(amount):
+            return [message]
+        fan, _ = await load(store, fan_stream_id(message.fan_id), tenant=ctx.tenant)
+        fan.record_purchase(amount, message_id)
+        return [message, fan]
 
-    return await retry_on_conflict(attempt, retry=True)
+    return await _handle_message(store, message_id, decide, ctx, once)
 
 
 async def _received(
@@ -106,11 +103,14 @@ async def _received(
     # webhook ids) is still one message.
     message_id = str(uuid.uuid5(_INBOUND_IDS, f"{ctx.tenant}:{platform_id}"))
 
-    async def attempt() -> int | None:
+    async def read() -> tuple[Fan | None, int]:
         if await legacy_message(store, message_id, tenant=ctx.tenant):
-            # Recorded before message ids were scoped by tenant: already received.
-            return await _append(store, [], ctx, once)
-        fan = await live_recipient(store, fan_id, ctx, field="fan_id")
+            return None, 0  # recorded before message ids were scoped by tenant: received
+        return await live_recipient(store, fan_id, ctx, field="fan_id"), 0
+
+    async def decide(fan: Fan | None) -> list[StreamWrite]:
+        if fan is None:
+            return []
         writes = await conversation_writes(fan, ctx, ids)
         assert fan.conversation_id is not None
         inbound = InboundMessage.receive(
@@ -121,9 +121,49 @@ async def _received(
             content=text,
             platform_message_id=platform_id,
         )
-        return await _append(store, [inbound], ctx, once, writes)
+        # Its id names one message of the tenant: an outgoing one holding it (in a stream
+        # apart, domain.inbound) refuses it, as one stream would.
+        outgoing = StreamWrite(message_stream_id(ctx.tenant, message_id), "message", [], 0)
+        return [*writes, outgoing, stream_write(inbound, "message")]
 
-    return await retry_on_conflict(attempt, retry=True)
+    async def append(_: Fan | None, writes: list[StreamWrite]) -> int | None:
+        return await _append(store, [], ctx, once, writes)
+
+    handled = await handle(
+        store,
+        fan_stream_id(fan_id),
+        decide,
+        ctx,
+        stream_type="fan",
+        load_stream=read,
+        append=append,
+    )
+    return handled.position if handled.appended else None
+
+
+async def _handle_message(
+    store: EventStore,
+    message_id: str,
+    decide: Callable[[Message], Awaitable[list[Any]]],
+    ctx: CommandContext,
+    once: str,
+) -> int | None:
+    """Read the outgoing message, decide, append what each aggregate ``decide`` names
+    decided, claiming ``once``."""
+
+    async def append(_: Message, aggregates: list[Any]) -> int | None:
+        return await _append(store, aggregates, ctx, once)
+
+    handled = await handle(
+        store,
+        message_stream_id(ctx.tenant, message_id),
+        decide,
+        ctx,
+        stream_type="message",
+        load_stream=lambda: _message(store, message_id, ctx),
+        append=append,
+    )
+    return handled.position
 
 
 async def _message(store: EventStore, message_id: str, ctx: CommandContext) -> tuple[Message, int]:

@@ -25,7 +25,7 @@ Measured, with the projectors, the campaign worker and the outbox relay running:
   those functions in this process (wall time: they share one loop), inside fan_out_chunk
   (``load_campaign``, the audience query, ``_record_chunk``'s ``append_all``), and in the
   request until its 202 (``absent_fans``, ``segment_size``, the launch event's save, the
-  inline chunk, ``_estimate``). The pool is ``--inproc-pool`` (40): at the default 10 one
+  inline chunk, ``_queued_ahead``). The pool is ``--inproc-pool`` (40): at the default 10 one
   run hung at its first launch (not reproduced since; see the note in ``run``).
 
 Runs, one after the other (the queue is emptied between them, the projectors caught up and
@@ -238,8 +238,10 @@ def instrument(stages: Stages) -> None:
     fan_out._record_chunk = stages.wrap(  # type: ignore[assignment]
         " append_all (_record_chunk)", fan_out._record_chunk, lambda r: r.queued
     )
-    # What the request does before its 202 (launch_new_campaign, the inline chunk, _estimate).
+    # What the request does before its 202 (launch_new_campaign, the inline chunk, the
+    # estimate's queue count).
     import adapters.http.campaigns as http_campaigns
+    import application.campaign_launch as campaign_launch
     import application.campaigns as campaigns
 
     for name in ("catch_up", "absent_fans", "segment_size"):
@@ -249,9 +251,9 @@ def instrument(stages: Stages) -> None:
             stages.wrap(f" audience.{name}", getattr(PostgresCampaignReadModel, name)),
         )
     campaigns.save = stages.wrap(" save (launch event)", campaigns.save)  # type: ignore[assignment]
-    http_campaigns._estimate = stages.wrap(" _estimate", http_campaigns._estimate)  # type: ignore[assignment]
-    http_campaigns.fan_out_chunk = stages.wrap(  # type: ignore[assignment]
-        " inline fan_out_chunk", http_campaigns.fan_out_chunk
+    http_campaigns._queued_ahead = stages.wrap(" _queued_ahead", http_campaigns._queued_ahead)  # type: ignore[assignment]
+    campaign_launch.fan_out_chunk = stages.wrap(  # type: ignore[assignment]
+        " inline fan_out_chunk", campaign_launch.fan_out_chunk
     )
     worker.relay.Relay.run_once = stages.wrap(  # type: ignore[method-assign]
         "relay run_once", worker.relay.Relay.run_once, lambda n: n

@@ -1,17 +1,30 @@
-"""An inbound message: a fan writing to the creator, as a platform webhook reports it."""
+"""An inbound message: a fan writing to the creator, as a platform webhook reports it.
+
+Its stream is ``inbound-<tenant>:<uuid>``, apart from outgoing messages (``message-``). Inbound
+messages recorded before they had a prefix of their own live at ``message-<tenant>:<uuid>``
+and stay there (the audit hash chain covers stream ids): application/message_streams.py reads
+both. A message id names one message of a tenant, inbound or outgoing, whichever prefix holds
+it; the commands that record one hold the other's stream at version 0 (see application/).
+"""
 
 from __future__ import annotations
 
 from eventsourcing.domain import BaseAggregate, event
 
 from domain.base import AggregateCreated, DomainEvent
-from domain.message import message_stream_id, normalise_content
+from domain.message import normalise_content
+
+
+def inbound_stream_id(tenant: str, message_id: str) -> str:
+    """Where a message received from a fan lives, in its tenant's namespace. The id is the
+    last 36 characters, as in every message stream (``domain.message.message_id_of``)."""
+    return f"inbound-{tenant}:{message_id}"
 
 
 class InboundMessage(BaseAggregate[str]):
     @staticmethod
     def create_id(tenant: str, message_id: str) -> str:
-        return message_stream_id(tenant, message_id)
+        return inbound_stream_id(tenant, message_id)
 
     class Event(DomainEvent):
         pass

@@ -1,10 +1,13 @@
 """The sender (the reference's Lambda huntaze-rate-limiter): queue records in, messages on
 OnlyFans out, at the pace the platform allows, never twice.
 
-One function, ``Sender.handle``, takes a batch of records and returns the ones to leave on the
-queue (SQS's partial batch response). It serves the AWS Lambda handler (``lambda_handler``,
-SQS event source with ReportBatchItemFailures) and the long-running poller (``run_sender``,
-`crm worker sender`) alike. For each record:
+One function, ``Sender.handle``, takes a batch of records and returns what becomes of each
+(its ``Disposition``: deleted, left to redeliver, or deferred: SQS's partial batch response).
+It serves the AWS Lambda handler (``lambda_handler``, SQS event source with
+ReportBatchItemFailures) and the long-running poller (``run_sender``, `crm worker sender`)
+alike. What it decides for each record is the application's (application/delivery.py, carried
+out by application/delivery_service.py); this module turns records into jobs, and what a
+delivery did into queue calls, logs and metrics. For each record:
 
 1. drop it if its message was already sent (a redelivery, a relay's re-send);
 2. take a rate-limit token for the creator account, waiting briefly if none is free (the
@@ -19,8 +22,9 @@ SQS event source with ReportBatchItemFailures) and the long-running poller (``ru
    queue dead-letter it. Each of these is one of the message's ``attempts``.
 
 Only a real try at the platform counts towards that last receive. A record that found no
-token free within ``MAX_TOKEN_WAIT``, or no limiter at all (its Redis away), was not tried: it
-goes back with ``MessageQueue.defer``, which takes its receive back. While the limiter is away
+token free within ``MAX_TOKEN_WAIT`` (application/delivery_service.py), or no limiter at all
+(its Redis away), was not tried: it goes back with ``MessageQueue.defer``, which takes its
+receive back. While the limiter is away
 the poller takes nothing from the queue (it cannot tell how fast an account may send, and a
 limit per process would multiply by the number of processes): it asks the limiter again, a
 little less often each time, and resumes when it answers.
@@ -48,34 +52,21 @@ from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
 from adapters.redis import rate_limiter_from
-from application.campaign_fan_out import campaign_stopped, cancel_message, hold_message
-from application.context import CommandContext
-from application.message_streams import load_message
-from application.messages import record_attempt_failed, record_failed, record_sent_on
+from application.campaign_fan_out import campaign_stopped
+from application.delivery import Delivered, Disposition, SendJob, backoff
+from application.delivery_service import CampaignStatus, DeliveryService
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
-from application.sending import (
-    LimiterUnavailable,
-    OnlyFansGateway,
-    PlatformMessage,
-    RateLimiter,
-    TokenAnswer,
-)
+from application.sending import LimiterUnavailable, OnlyFansGateway, RateLimiter
 from domain.fan import fan_stream_id
-from domain.message import Message
 
 log = structlog.get_logger(__name__)
 
-# A token that frees up within this wait is waited for, holding the record; a longer wait
-# hands the record back to the queue for that long.
-MAX_TOKEN_WAIT = 5.0
 # How often the poller looks at the dead-letter queues, and how long it then hides a dead
 # letter it has looked at.
 _DEAD_LETTER_SWEEP = 10.0
 _DEAD_LETTER_HOLD = 3600.0
-# With the limiter away: how long a record in hand goes back for, and the longest pause
-# between two questions to the limiter.
-LIMITER_AWAY_DEFER = 5.0
+# With the limiter away: the longest pause between two questions to the limiter.
 _LIMITER_PROBE_MAX = 5.0
 
 
@@ -89,9 +80,6 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     receipt: str
     # The message attributes: `traceparent` continues the trace of the message's command.
     attributes: dict[str, str] = {}
-
-
-CampaignStatus = Callable[[int], Awaitable[str | None]]
 
 
 class CachedCampaignStatus:
@@ -132,21 +120,10 @@ class CachedCampaignStatus:
         return status
 
 
-# Nothing more to send: sent or read already (a redelivery, a relay's re-send); held (its
-# campaign is paused, and the campaign worker will release it with a record of its own); or
-# cancelled, never to be sent.
-_SETTLED = frozenset({"sent", "read", "held", "cancelled"})
-
-
-class Outcome(msgspec.Struct, frozen=True):
-    done: bool  # True: delete it from the queue; False: leave it for redelivery
-    redeliver_after: float | None = None
-    # Not tried (no token, no limiter): back on the queue after redeliver_after, its receive
-    # taken back, so that waiting never counts towards the dead-letter queue.
-    deferred: bool = False
-
-
 class Sender:
+    """Queue records in, deliveries (application/delivery_service.py) called, dispositions,
+    logs and metrics out; and the poller's watch on the limiter."""
+
     def __init__(
         self,
         store: EventStore,
@@ -160,30 +137,58 @@ class Sender:
         campaign_status: CampaignStatus | None = None,
         campaign_status_ttl: float = 0.25,
     ) -> None:
-        self.store = store
         self.personal = personal
         self.conn_source = conn_source  # a pool: where data keys are read from
-        self.gateway = gateway
-        self.limiter = limiter
-        self.max_receive_count = max_receive_count
-        if not retry_delays:
-            raise ValueError("at least one retry delay")
-        self.retry_delays = tuple(retry_delays)
-        # Asked of the event store (see campaign_stopped), not of the campaigns view.
-        self.campaign_status = campaign_status or CachedCampaignStatus(
-            functools.partial(campaign_stopped, store), campaign_status_ttl
+        self.delivery = DeliveryService(
+            store,
+            gateway,
+            limiter,
+            # Asked of the event store (see campaign_stopped), not of the campaigns view.
+            campaign_status
+            or CachedCampaignStatus(
+                functools.partial(campaign_stopped, store), campaign_status_ttl
+            ),
+            self._open_personal,
+            max_receive_count=max_receive_count,
+            retry_delays=retry_delays,
         )
         # Why the limiter did not answer, while it does not; None while it does.
         self.limiter_away: str | None = None
 
-    async def handle(self, records: Sequence[Record]) -> dict[str, Outcome]:
-        """Process a batch concurrently; one outcome per record id."""
-        outcomes = await asyncio.gather(*(self._one(record) for record in records))
+    # The ports, replaceable after construction (tests and benchmarks wrap them).
+    @property
+    def store(self) -> EventStore:
+        return self.delivery.store
+
+    @store.setter
+    def store(self, store: EventStore) -> None:
+        self.delivery.store = store
+
+    @property
+    def gateway(self) -> OnlyFansGateway:
+        return self.delivery.gateway
+
+    @gateway.setter
+    def gateway(self, gateway: OnlyFansGateway) -> None:
+        self.delivery.gateway = gateway
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.delivery.limiter
+
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter) -> None:
+        self.delivery.limiter = limiter
+
+    async def handle(self, records: Sequence[Record]) -> dict[str, Disposition]:
+        """Process a batch concurrently; one disposition per record id."""
+        dispositions = await asyncio.gather(*(self._one(record) for record in records))
         return {
-            record.record_id: outcome for record, outcome in zip(records, outcomes, strict=True)
+            record.record_id: disposition
+            for record, disposition in zip(records, dispositions, strict=True)
         }
 
-    async def _one(self, record: Record) -> Outcome:
+    async def _one(self, record: Record) -> Disposition:
         started = time.perf_counter()
         with tracing.consuming(
             f"send {record.queue}",
@@ -191,152 +196,66 @@ class Sender:
             **{"messaging.message.id": record.record_id, "receive_count": record.receive_count},
         ) as span:
             try:
-                outcome = await self._process(record)
+                job = SendJob.from_body(msgspec.json.decode(record.body), record.receive_count)
+                delivered = await self.delivery.deliver(job)
             except Exception as error:
                 # A bug or an outage of our own (database): the record comes back later.
                 log.exception("sender record failed", record_id=record.record_id)
                 tracing.failed(span, f"{type(error).__name__}: {error}")
-                return Outcome(False, self._backoff(record))
+                return Disposition(False, self._backoff(record))
             finally:
                 metrics.processing_time((time.perf_counter() - started) * 1000)
-            span.set_attribute("done", outcome.done)
-            return outcome
+            self._report(job, delivered)
+            span.set_attribute("done", delivered.disposition.done)
+            return delivered.disposition
 
-    async def _process(self, record: Record) -> Outcome:
-        body = msgspec.json.decode(record.body)
-        message_id = str(body["messageId"])
-        ctx = CommandContext(
-            tenant=str(body["tenant"]),
-            actor="sender",
-            correlation_id=str(body.get("correlationId") or message_id),
-        )
-        about = {
-            "message_id": message_id,
-            "tenant": ctx.tenant,
-            "recipient_id": body.get("recipientId"),
-        }
-        message = await self._message(message_id, ctx.tenant)
-        if message.status in _SETTLED:
-            log.info("duplicate dropped", **about)
-            return Outcome(True)
-        if record.receive_count > self.max_receive_count:
-            # A deferred copy (SQS) delivered past its last counted receive, as only Lambda
-            # gets them (a receive dead-letters them): that receive had the last try.
-            if message.status != "failed":
-                reason = f"gave up after {self.max_receive_count} tries"
-                await self._fail(message_id, reason, ctx, about)
-            return Outcome(False, self._backoff(record))
-        campaign_id = None if body.get("campaignId") is None else int(body["campaignId"])
-        # A first look before the token, so that a stopped campaign's backlog spends none.
-        if campaign_id is not None and await self._campaign_stopped(
-            message_id, campaign_id, ctx, about
-        ):
-            return Outcome(True)
+    async def _open_personal(self, job: SendJob) -> dict[str, Any] | None:
         try:
-            personal = await self.personal.open_body(
-                self.conn_source, body, fan_stream_id(int(body["recipientId"]))
+            return await self.personal.open_body(
+                self.conn_source, job.body, fan_stream_id(job.recipient_id)
             )
         except SubjectErased:
-            await self._fail(message_id, "recipient was erased", ctx, about)
-            return Outcome(True)
+            return None
 
-        try:
-            token = await self._token(ctx.tenant)
-        except LimiterUnavailable as error:
-            self._limiter_is_away(str(error))
-            return Outcome(False, LIMITER_AWAY_DEFER, deferred=True)
-        if not token.granted:
-            return Outcome(False, token.wait, deferred=True)
-        if token.at is not None:
+    def _report(self, job: SendJob, delivered: Delivered) -> None:
+        """The delivery's log lines and metrics."""
+        about: dict[str, Any] = {
+            "message_id": job.message_id,
+            "tenant": job.tenant,
+            "recipient_id": job.body.get("recipientId"),
+        }
+        if delivered.token_at is not None:
             # The limiter's time of the grant, on every outcome line from here on: the one
             # record of when this send was allowed that every process's logs agree on (the
             # platform's arrival times add the network's jitter to it).
-            about = {**about, "token_at": token.at.isoformat(timespec="microseconds")}
-        # The last look, right before the platform: the wait for the token may have lasted
-        # seconds, and the campaign may have been paused or cancelled meanwhile.
-        if campaign_id is not None and await self._campaign_stopped(
-            message_id, campaign_id, ctx, about
-        ):
-            return Outcome(True)
-
-        platform_message = PlatformMessage(
-            account=ctx.tenant,
-            recipient=str(body["recipientId"]),
-            text=personal.get("content") or "",
-            price_cents=int(body.get("priceCents") or 0),
-            media_urls=tuple(m["url"] for m in personal.get("media") or ()),
-            idempotency_key=message_id,
-        )
-        result = await self.gateway.send_message(platform_message)
-        last_receive = record.receive_count >= self.max_receive_count
-        if last_receive and result.outcome == "retryable" and result.ambiguous:
-            # Before calling it failed: the message may have gone out. Asking again with the
-            # same key answers the first delivery's result, or sends it now, never twice.
-            result = await self.gateway.send_message(platform_message)
-        if result.outcome == "sent":
-            await record_sent_on(message, result.platform_message_id, ctx, store=self.store)
-            metrics.message_processed(ctx.tenant, "sent")
-            log.info("message sent", **about, platform_message_id=result.platform_message_id)
-            return Outcome(True)
-        if result.outcome == "permanent":
-            reason = result.reason or "refused by the platform"
-            await self._fail(message_id, reason, ctx, about, attempted=True)
-            return Outcome(True)
-        if result.outcome == "rate_limited":
-            # The limiter should prevent this; the platform's word wins. A try all the same.
-            log.warning("platform rate limited", **about, retry_after=result.retry_after)
-            await record_attempt_failed(
-                message_id, "rate limited by the platform", ctx, store=self.store
+            about["token_at"] = delivered.token_at.isoformat(timespec="microseconds")
+        result = delivered.result
+        match delivered.happened:
+            case "duplicate":
+                log.info("duplicate dropped", **about)
+            case "held":
+                log.info("message held", **about, campaign_id=job.campaign_id)
+            case "cancelled":
+                log.info("message cancelled", **about, campaign_id=job.campaign_id)
+            case "limiter_away":
+                self._limiter_is_away(delivered.limiter_error or "limiter away")
+            case "sent":
+                metrics.message_processed(job.tenant, "sent")
+                assert result is not None
+                log.info("message sent", **about, platform_message_id=result.platform_message_id)
+            case "rate_limited":
+                assert result is not None
+                log.warning("platform rate limited", **about, retry_after=result.retry_after)
+        if delivered.failure is not None:
+            _failed(job.tenant, delivered.failure, about)
+        if delivered.happened in ("retrying", "failed"):
+            assert result is not None
+            log.warning(
+                "send failed, will retry",
+                **about,
+                reason=result.reason,
+                receive_count=job.receive_count,
             )
-            return Outcome(False, result.retry_after or self.retry_delays[0])
-        # Retryable: redeliver later; on the last receive the queue dead-letters it next.
-        if last_receive:
-            await self._fail(message_id, f"gave up: {result.reason}", ctx, about, attempted=True)
-        else:
-            reason = result.reason or "retryable error"
-            await record_attempt_failed(message_id, reason, ctx, store=self.store)
-        log.warning(
-            "send failed, will retry",
-            **about,
-            reason=result.reason,
-            receive_count=record.receive_count,
-        )
-        return Outcome(False, self._backoff(record))
-
-    async def _settled(self, message_id: str, tenant: str, *, include_failed: bool) -> bool:
-        status = (await self._message(message_id, tenant)).status
-        return status in _SETTLED or (include_failed and status == "failed")
-
-    async def _message(self, message_id: str, tenant: str) -> Message:
-        message, _ = await load_message(self.store, message_id, tenant=tenant)
-        assert isinstance(message, Message)
-        return message
-
-    async def _campaign_stopped(
-        self, message_id: str, campaign_id: int, ctx: CommandContext, about: dict[str, Any]
-    ) -> bool:
-        """A paused campaign's message is held (the campaign worker releases it on resume), a
-        cancelled one's is cancelled: either way it leaves the queue unsent."""
-        status = await self.campaign_status(campaign_id)
-        if status == "paused":
-            await hold_message(message_id, "campaign paused", ctx, store=self.store)
-            log.info("message held", **about, campaign_id=campaign_id)
-            return True
-        if status == "cancelled":
-            await cancel_message(message_id, "campaign cancelled", ctx, store=self.store)
-            log.info("message cancelled", **about, campaign_id=campaign_id)
-            return True
-        return False
-
-    async def _token(self, account: str) -> TokenAnswer:
-        """The grant once a token is taken; else the refusal whose wait is too long to hold
-        the record for (it goes back on the queue for that long)."""
-        deadline = time.monotonic() + MAX_TOKEN_WAIT
-        while True:
-            answer = await self.limiter.try_acquire(account)
-            if answer.granted or time.monotonic() + answer.wait > deadline:
-                return answer
-            await asyncio.sleep(answer.wait)
 
     def _limiter_is_away(self, reason: str) -> None:
         if self.limiter_away is None:
@@ -360,20 +279,6 @@ class Sender:
                 log.info("rate limiter back: sending resumes")
             self.limiter_away = None
 
-    async def _fail(
-        self,
-        message_id: str,
-        reason: str,
-        ctx: CommandContext,
-        about: dict[str, Any],
-        *,
-        attempted: bool = False,
-    ) -> None:
-        await record_failed(message_id, reason, ctx, store=self.store, attempted=attempted)
-        metrics.message_failed(ctx.tenant, "sender")
-        metrics.message_processed(ctx.tenant, "failed")
-        log.error("message failed", **about, error=reason)
-
     async def settle_dead_letters(self, queue: MessageQueue) -> int:
         """Dead letters whose message shows no outcome (its last sender died before recording
         one) are recorded failed, so a person sees them and can retry; they stay in the DLQ
@@ -382,27 +287,26 @@ class Sender:
         for name in QUEUES:
             for dead in await queue.dead_letters(name):
                 body = msgspec.json.decode(dead.body)
-                message_id = str(body["messageId"])
-                tenant = str(body["tenant"])
-                if not await self._settled(message_id, tenant, include_failed=True):
-                    ctx = CommandContext(tenant=tenant, actor="sender", correlation_id=message_id)
+                message_id, tenant = str(body["messageId"]), str(body["tenant"])
+                if await self.delivery.settle_dead_letter(message_id, tenant, dead.receive_count):
                     about = {
                         "message_id": message_id,
-                        "tenant": ctx.tenant,
+                        "tenant": tenant,
                         "recipient_id": body.get("recipientId"),
                     }
-                    reason = f"dead-lettered after {dead.receive_count} receives"
-                    await self._fail(message_id, reason, ctx, about)
+                    _failed(tenant, f"dead-lettered after {dead.receive_count} receives", about)
                     recorded += 1
                 await queue.change_visibility(name, dead.receipt, _DEAD_LETTER_HOLD)
         return recorded
 
     def _backoff(self, record: Record) -> float:
-        """How long the record stays hidden after its n-th receive failed: the n-th retry
-        delay (the guide's 1 s, 2 s, 4 s); a queue allowing more receives than there are
-        delays repeats the last one."""
-        index = min(max(record.receive_count, 1), len(self.retry_delays)) - 1
-        return self.retry_delays[index]
+        return backoff(record.receive_count, self.delivery.retry_delays)
+
+
+def _failed(tenant: str, reason: str, about: dict[str, Any]) -> None:
+    metrics.message_failed(tenant, "sender")
+    metrics.message_processed(tenant, "failed")
+    log.error("message failed", **about, error=reason)
 
 
 def received_from_record(record: Record) -> ReceivedMessage:
@@ -449,24 +353,24 @@ def record_from_lambda(item: dict[str, Any]) -> Record:
 
 
 async def settle(
-    queue: MessageQueue, records: Sequence[Record], outcomes: dict[str, Outcome]
+    queue: MessageQueue, records: Sequence[Record], dispositions: dict[str, Disposition]
 ) -> None:
     """Delete what is done; push back what should wait, for as long as it should (what was
     not tried, without counting its receive)."""
     by_queue: dict[str, list[str]] = {}
     for record in records:
-        outcome = outcomes[record.record_id]
-        if outcome.done:
+        disposition = dispositions[record.record_id]
+        if disposition.done:
             by_queue.setdefault(record.queue, []).append(record.receipt)
-        elif outcome.deferred:
+        elif disposition.deferred:
             await queue.defer(
                 _queue(record.queue),
                 received_from_record(record),
-                _defer_delay(outcome.redeliver_after),
+                _defer_delay(disposition.redeliver_after),
             )
-        elif outcome.redeliver_after is not None:
+        elif disposition.redeliver_after is not None:
             await queue.change_visibility(
-                _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
+                _queue(record.queue), record.receipt, math.ceil(disposition.redeliver_after)
             )
     for name, receipts in by_queue.items():
         await queue.delete(_queue(name), receipts)
@@ -575,25 +479,25 @@ async def _handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
     sender: Sender = _lambda["sender"]
     container = _lambda["container"]
     records = [record_from_lambda(item) for item in event.get("Records", [])]
-    outcomes = await sender.handle(records)
+    dispositions = await sender.handle(records)
     failures = []
     for record in records:
-        outcome = outcomes[record.record_id]
-        if outcome.done:
+        disposition = dispositions[record.record_id]
+        if disposition.done:
             continue  # Lambda deletes what the response does not name
-        if outcome.deferred:
+        if disposition.deferred:
             try:
                 await container.queue.defer(
                     _queue(record.queue),
                     received_from_record(record),
-                    _defer_delay(outcome.redeliver_after),
+                    _defer_delay(disposition.redeliver_after),
                 )
                 continue  # a delayed copy is on the queue; this one may go
             except Exception:
                 log.exception("defer failed", record_id=record.record_id)
-        if outcome.redeliver_after is not None:
+        if disposition.redeliver_after is not None:
             await container.queue.change_visibility(
-                _queue(record.queue), record.receipt, math.ceil(outcome.redeliver_after)
+                _queue(record.queue), record.receipt, math.ceil(disposition.redeliver_after)
             )
         failures.append({"itemIdentifier": record.record_id})
     tracing.force_flush()

@@ -3,7 +3,6 @@ CampaignsRepository: create, update status, pause, resume, cancel, metrics)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -32,7 +31,7 @@ from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import campaigns
-from application.campaign_fan_out import ChunkResult, fan_out_chunk
+from application.campaign_launch import launch_bulk
 from application.context import CommandContext
 from application.errors import NotFound
 from application.permissions import Permission
@@ -210,8 +209,15 @@ async def _launch(
     container: Container, ctx: CommandContext, cmd: campaigns.CreateCampaign
 ) -> Response[Any]:
     try:
-        launched = await campaigns.launch_new_campaign(
-            cmd, ctx, store=container.events, ids=container.ids, audience=container.campaigns
+        launched = await launch_bulk(
+            cmd,
+            ctx,
+            store=container.events,
+            ids=container.ids,
+            audience=container.campaigns,
+            queued_ahead=lambda: _queued_ahead(container),
+            inline_recipients=container.settings.campaign_inline_recipients,
+            rate_per_second=container.settings.rate_limit_per_second,
         )
     except campaigns.NoRecipients as error:
         return problem(
@@ -222,85 +228,36 @@ async def _launch(
         )
     campaign = launched.campaign
     metrics.campaign_launched(ctx.tenant, campaign.total_recipients)
-    # A small audience is queued before answering, unless its chunk met a stale view (the
-    # worker waits for it, a request won't); a large one is all the worker's: queueing its
-    # first hundred here cost the 202 ~20 ms and saved the worker one poll.
-    inline = container.settings.campaign_inline_recipients
-    first = (
-        await _fan_out_inline(container, campaign, inline)
-        if campaign.total_recipients <= inline
-        else None
-    )
-    queued = first.queued if first else 0
-    if first:
+    if launched.created:
         # Campaign messages always take the normal queue (domain.message.queue_for).
-        metrics.message_queued(ctx.tenant, "normal", first.created)
-    failed = len(launched.failures) + (first.skipped if first else 0)
-    # Every id asked for, refused ones included, so that queued + failed adds up to it once
-    # the audience is queued (the campaign itself counts only the fans it sends to).
-    requested = campaign.total_recipients + len(launched.failures)
-    if cmd.scheduled_at is not None and cmd.scheduled_at > datetime.now(UTC):
-        status = "scheduled"
-    else:
-        status = "queued" if first and first.finished else "queueing"
+        metrics.message_queued(ctx.tenant, "normal", launched.created)
+    for what, why in launched.left_out:
+        log.warning(f"campaign {what} left out", campaign_id=campaign.campaign_id, error=why)
     log.info(
         "campaign launched",
         campaign_id=campaign.campaign_id,
         tenant=ctx.tenant,
         recipients=campaign.total_recipients,
-        queued_inline=queued,
+        queued_inline=launched.queued,
     )
     return Response(
         BulkAcceptedOut(
             campaign_id=campaign.campaign_id,
-            total_recipients=requested,
-            queued=queued,
-            failed=failed,
-            estimated_completion_time=await _estimate(container, campaign.total_recipients, cmd),
-            status=status,
+            total_recipients=launched.requested,
+            queued=launched.queued,
+            failed=launched.failed,
+            estimated_completion_time=launched.estimated_completion,
+            status=launched.status,
             failures=[RecipientFailureOut(f.recipient_id, f.error) for f in launched.failures],
-            position=first.position if first else launched.position,
+            position=launched.position,
         ),
         status_code=202,
     )
 
 
-async def _fan_out_inline(
-    container: Container, campaign: Campaign, inline: int
-) -> ChunkResult | None:
-    """The campaign is launched (committed): a failure to queue its first chunk here leaves
-    that chunk to the campaign worker rather than turn the launch into an error, which a
-    client would retry into a second campaign."""
-    try:
-        return await fan_out_chunk(
-            campaign.campaign_id,
-            store=container.events,
-            audience=container.campaigns,
-            ids=container.ids,
-            chunk_size=inline,
-            attempts=1,
-            loaded=campaign,
-        )
-    except Exception:
-        log.warning("inline fan-out left to the worker", campaign_id=campaign.campaign_id)
-        return None
-
-
-async def _estimate(
-    container: Container, recipients: int, cmd: campaigns.CreateCampaign
-) -> datetime | None:
-    """When the last message should be sent: the campaign waits behind everything already on
-    the queues (replies and earlier campaigns), then goes at the account's send rate. None when
-    the queues cannot be counted now: the campaign is launched, whatever the estimate."""
-    try:
-        status = await container.queue_status.status()
-    except Exception as error:
-        log.warning("campaign estimate left out", error=type(error).__name__)
-        return None
-    ahead = status.queues["high"].visible + status.queues["normal"].visible
-    start = max(cmd.scheduled_at or datetime.now(UTC), datetime.now(UTC))
-    seconds = (ahead + recipients) / container.settings.rate_limit_per_second
-    return start + timedelta(seconds=seconds)
+async def _queued_ahead(container: Container) -> int:
+    status = await container.queue_status.status()
+    return status.queues["high"].visible + status.queues["normal"].visible
 
 
 async def _change(

@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from adapters import tracing
-from application.sending import PlatformMessage, SendResult
+from application.sending import PlatformMessage, PlatformSendResult
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 names no (readable) Retry-After
 # 4xx answers that say "not now" rather than "never": a request timeout, a request with the same
@@ -82,7 +82,7 @@ class OnlyFansClient:
         for client in self._clients:
             await client.aclose()
 
-    async def send_message(self, message: PlatformMessage) -> SendResult:
+    async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         # Ids go into the path: quote everything so an id can never change the route.
         path = (
             f"/v1/accounts/{quote(message.account, safe='')}"
@@ -103,7 +103,7 @@ class OnlyFansClient:
                 tracing.failed(span, result.reason or result.outcome)
             return result
 
-    async def _post(self, path: str, content: bytes, idempotency_key: str) -> SendResult:
+    async def _post(self, path: str, content: bytes, idempotency_key: str) -> PlatformSendResult:
         try:
             response = await next(self._turn).post(
                 path,
@@ -115,39 +115,43 @@ class OnlyFansClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             # The request never left (refused, unreachable, no free connection): unambiguous,
             # and still worth another try.
-            return SendResult(outcome="retryable", reason=f"not sent: {_describe(error)}")
+            return PlatformSendResult(outcome="retryable", reason=f"not sent: {_describe(error)}")
         except httpx.TimeoutException as error:
             # Sent, no answer: the provider may have delivered it. Only a retry with the same
             # Idempotency-Key can tell, without delivering twice.
-            return SendResult(
+            return PlatformSendResult(
                 outcome="retryable",
                 reason=f"timeout, may have been delivered: {_describe(error)}",
                 ambiguous=True,
             )
         except httpx.HTTPError as error:
-            return SendResult(outcome="retryable", reason=f"network error: {_describe(error)}")
+            return PlatformSendResult(
+                outcome="retryable", reason=f"network error: {_describe(error)}"
+            )
         trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
         return classify(response)
 
 
-def classify(response: httpx.Response) -> SendResult:
+def classify(response: httpx.Response) -> PlatformSendResult:
     status = response.status_code
     if 200 <= status < 300:
-        return SendResult(outcome="sent", platform_message_id=_platform_id(response.content))
+        return PlatformSendResult(
+            outcome="sent", platform_message_id=_platform_id(response.content)
+        )
     if status == 429:
-        return SendResult(
+        return PlatformSendResult(
             outcome="rate_limited",
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             reason=_reason(response),
         )
     if status >= 500 or status in RETRYABLE_4XX:
         header = response.headers.get("Retry-After")
-        return SendResult(
+        return PlatformSendResult(
             outcome="retryable",
             retry_after=parse_retry_after(header) if header else None,
             reason=_reason(response),
         )
-    return SendResult(outcome="permanent", reason=_reason(response))
+    return PlatformSendResult(outcome="permanent", reason=_reason(response))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float:

@@ -27,6 +27,7 @@ import pytest
 
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.redis import DisabledRateLimiter, GcraRateLimiter
+from application import delivery_service
 from application.queue import ReceivedMessage
 from tests.support.moto import REGION
 from tests.support.sending import (
@@ -570,7 +571,7 @@ async def test_a_message_throttled_on_its_last_receive_is_failed_not_dead_letter
         # (the same as after MAX_TOKEN_WAIT, sooner).
         platform_limit = {}
         limiter = {"redis_url": redis_url, "rate_limit_per_second": 0.5, "rate_limit_burst": 1}
-        monkeypatch.setattr(sender_module, "MAX_TOKEN_WAIT", 0.0)
+        monkeypatch.setattr(delivery_service, "MAX_TOKEN_WAIT", 0.0)
     async with (
         asyncio.timeout(45),
         simulator(**platform_limit) as platform,

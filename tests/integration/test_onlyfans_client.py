@@ -22,7 +22,7 @@ from adapters.onlyfans.client import OnlyFansClient
 from adapters.onlyfans.server import BackgroundServer
 from adapters.onlyfans.signing import SIGNATURE_HEADER, verify
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
-from application.sending import PlatformMessage, SendResult
+from application.sending import PlatformMessage, PlatformSendResult
 
 API_KEY = "sim-key"
 StartSimulator = Callable[..., Awaitable[Simulator]]
@@ -63,7 +63,9 @@ async def test_a_message_is_sent_and_delivered_once_with_its_platform_id(
     async with asyncio.timeout(10), client_for(simulator) as client:
         result = await client.send_message(sent)
     [delivery] = simulator.deliveries()
-    assert result == SendResult(outcome="sent", platform_message_id=delivery.platform_message_id)
+    assert result == PlatformSendResult(
+        outcome="sent", platform_message_id=delivery.platform_message_id
+    )
     assert (delivery.account, delivery.recipient, delivery.text) == (
         "acct-1",
         "fan-1",
@@ -204,7 +206,9 @@ async def test_a_retry_after_a_delivered_then_timed_out_send_does_not_deliver_tw
         assert simulator.delivered_count(sent.idempotency_key) == 1, "delivered nonetheless"
         retry = await client.send_message(sent)
     [delivery] = simulator.deliveries()
-    assert retry == SendResult(outcome="sent", platform_message_id=delivery.platform_message_id)
+    assert retry == PlatformSendResult(
+        outcome="sent", platform_message_id=delivery.platform_message_id
+    )
     assert simulator.delivered_count(sent.idempotency_key) == 1
 
 
@@ -212,7 +216,9 @@ async def test_an_unknown_fan_is_permanent(start_simulator: StartSimulator) -> N
     simulator = await start_simulator(unknown_recipients=frozenset({"ghost"}))
     async with asyncio.timeout(10), client_for(simulator) as client:
         result = await client.send_message(message(recipient="ghost"))
-    assert result == SendResult(outcome="permanent", reason="404 Not Found: fan ghost not found")
+    assert result == PlatformSendResult(
+        outcome="permanent", reason="404 Not Found: fan ghost not found"
+    )
     assert simulator.deliveries() == []
 
 
@@ -220,7 +226,9 @@ async def test_a_random_permanent_error_is_a_404(start_simulator: StartSimulator
     simulator = await start_simulator(permanent_error_rate=1.0)
     async with asyncio.timeout(10), client_for(simulator) as client:
         result = await client.send_message(message(recipient="fan-9"))
-    assert result == SendResult(outcome="permanent", reason="404 Not Found: fan fan-9 not found")
+    assert result == PlatformSendResult(
+        outcome="permanent", reason="404 Not Found: fan fan-9 not found"
+    )
 
 
 async def test_a_fan_who_blocked_the_account_is_permanent(start_simulator: StartSimulator) -> None:
@@ -228,7 +236,7 @@ async def test_a_fan_who_blocked_the_account_is_permanent(start_simulator: Start
     async with asyncio.timeout(10), client_for(simulator) as client:
         blocked = await client.send_message(message(recipient="fan-2"))
         other = await client.send_message(message(recipient="fan-3"))
-    assert blocked == SendResult(
+    assert blocked == PlatformSendResult(
         outcome="permanent", reason="403 Forbidden: fan fan-2 has blocked this account"
     )
     assert other.outcome == "sent"

@@ -18,7 +18,7 @@ from application.context import CommandContext
 from application.fans import CreateFan, EraseFan, create_fan, erase_fan
 from application.message_streams import load_message
 from application.messages import QueueMessage, queue_message
-from application.sending import LimiterUnavailable, PlatformMessage, SendResult, TokenAnswer
+from application.sending import LimiterUnavailable, PlatformMessage, PlatformSendResult, TokenAnswer
 from domain.message import Message, message_stream_id
 from tests.support.settings import settings_for
 from worker.relay import Relay
@@ -30,14 +30,14 @@ GRANTED_AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)  # the scripted l
 
 @dataclass
 class ScriptedGateway:
-    results: list[SendResult] = field(default_factory=list)
+    results: list[PlatformSendResult] = field(default_factory=list)
     calls: list[PlatformMessage] = field(default_factory=list)
 
-    async def send_message(self, message: PlatformMessage) -> SendResult:
+    async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         self.calls.append(message)
         if self.results:
             return self.results.pop(0)
-        return SendResult(outcome="sent", platform_message_id=f"of-{len(self.calls)}")
+        return PlatformSendResult(outcome="sent", platform_message_id=f"of-{len(self.calls)}")
 
 
 @dataclass
@@ -138,7 +138,7 @@ async def test_a_record_is_sent_once_with_its_content_and_its_id_as_idempotency_
 async def test_a_permanent_refusal_fails_the_message_and_removes_the_record(
     fresh: bootstrap.Container,
 ) -> None:
-    gateway = ScriptedGateway([SendResult(outcome="permanent", reason="404 fan not found")])
+    gateway = ScriptedGateway([PlatformSendResult(outcome="permanent", reason="404 fan not found")])
     record = await queued_record(fresh)
     outcomes = await sender_for(fresh, gateway, ScriptedLimiter()).handle([record])
     assert outcomes[record.record_id].done
@@ -148,7 +148,7 @@ async def test_a_permanent_refusal_fails_the_message_and_removes_the_record(
 async def test_a_retryable_error_redelivers_later_and_the_last_receive_fails_it(
     fresh: bootstrap.Container,
 ) -> None:
-    gateway = ScriptedGateway([SendResult(outcome="retryable", reason="503")] * 2)
+    gateway = ScriptedGateway([PlatformSendResult(outcome="retryable", reason="503")] * 2)
     sender = sender_for(fresh, gateway, ScriptedLimiter())
     record = await queued_record(fresh)
     first = (await sender.handle([record]))[record.record_id]
@@ -247,8 +247,8 @@ async def test_a_short_wait_for_a_token_is_waited_out(fresh: bootstrap.Container
 async def test_every_outcome_line_of_a_record_that_took_a_token_names_the_limiters_time_of_it(
     fresh: bootstrap.Container,
 ) -> None:
-    throttled = SendResult(outcome="rate_limited", retry_after=1.0)
-    refused = SendResult(outcome="permanent", reason="403 blocked")
+    throttled = PlatformSendResult(outcome="rate_limited", retry_after=1.0)
+    refused = PlatformSendResult(outcome="permanent", reason="403 blocked")
     gateway = ScriptedGateway([throttled, refused])
     sender = sender_for(fresh, gateway, ScriptedLimiter())
     records = [await queued_record(fresh) for _ in range(2)]
@@ -277,7 +277,7 @@ async def test_a_message_to_an_erased_fan_is_failed_not_sent(fresh: bootstrap.Co
 async def test_an_ambiguous_timeout_on_the_last_receive_asks_again_before_failing(
     fresh: bootstrap.Container,
 ) -> None:
-    timeout = SendResult(outcome="retryable", reason="timeout", ambiguous=True)
+    timeout = PlatformSendResult(outcome="retryable", reason="timeout", ambiguous=True)
     gateway = ScriptedGateway([timeout])  # then "sent": the first try had gone out
     record = await queued_record(fresh)
     last = msgspec.structs.replace(record, receive_count=3)
@@ -332,7 +332,7 @@ async def test_the_sender_retries_after_1_2_and_4_seconds_then_the_message_is_fa
 ) -> None:
     # The guide: try 1 at once, try 2 after 1 s, try 3 after 2 s, try 4 after 4 s, then failed.
     assert (fresh.settings.retry_delays, fresh.settings.max_receive_count) == ((1.0, 2.0, 4.0), 4)
-    gateway = ScriptedGateway([SendResult(outcome="retryable", reason="503")] * 10)
+    gateway = ScriptedGateway([PlatformSendResult(outcome="retryable", reason="503")] * 10)
     sender = Sender(
         fresh.events,
         fresh.personal,
