@@ -135,7 +135,7 @@ async def launch_new_campaign(
 ) -> Launched:
     """Create and launch in one append (POST /api/messages/bulk): no draft is left behind."""
     # The campaign holds its explicit ids sorted and unique; only if some are not live fans
-    # is it made again without them (checking 100,000 ids twice cost ~10 ms). A request the
+    # is it made again without them (bench/MEASUREMENTS.md: checking them twice). A request the
     # domain refuses leaves a gap in the campaign ids, as any sequence may have.
     campaign = _new(cmd, ctx, await ids.next_id("campaign"), cmd.recipient_ids)
     recipient_ids, failures = await _live_recipients(campaign.recipient_ids, ctx, audience)
