@@ -263,9 +263,11 @@ def crm_serve(
     workers: int = 1,
     unset: Iterable[str] = (),
     application_name: str = "",
+    prelude: str = "",
 ) -> Iterator[Server]:
     """`crm serve` in a child process (this environment, less ``unset``, plus ``env_extra``,
-    LOG_LEVEL=WARNING), stopped (SIGTERM, then SIGKILL) on the way out."""
+    LOG_LEVEL=WARNING), stopped (SIGTERM, then SIGKILL) on the way out. ``prelude``: Python
+    statements the process runs first (a benchmark's instrumentation)."""
     env = {**os.environ, **env_extra, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "console"}
     for name in unset:
         if name not in env_extra:
@@ -273,7 +275,7 @@ def crm_serve(
     command = [
         sys.executable,
         "-c",
-        "from adapters.cli import main; main()",
+        f"{prelude}\nfrom adapters.cli import main; main()",
         "serve",
         "--host",
         "127.0.0.1",

@@ -39,7 +39,10 @@ on average, and CPU ms per request, of this load generator (``bench``), the API 
 (``api``) and Postgres (``pg``). After the runs: the plans and timings of the two queries the
 queue status runs on every request without Redis, on the log and queue the run left behind;
 and what the first API's Postgres connections were doing during its slices (sampled from
-pg_stat_activity by ``application_name``).
+pg_stat_activity by ``application_name``), and how long its requests waited for a connection
+from its pool: from asking the pool's own ``acquire()`` to holding a connection (p50, p95, p99
+and max over the waits that ended inside the scenario's slices; bench/_connection_wait.py,
+with ``--workers 1`` only).
 
 Goal (from the issue): p95 < 50 ms at 50 concurrent clients (the reference's target: < 200
 ms). The load generator, the API and Postgres share the machine's cores (2 on the reference
@@ -54,15 +57,19 @@ import contextlib
 import os
 import random
 import secrets
+import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import _common
+import _connection_wait
 import asyncpg
 from _common import (
     FANS,
@@ -74,6 +81,7 @@ from _common import (
     free_port,
     load_clients,
     new_fan,
+    percentile,
     pg_pids,
     raw_clients,
     scratch_databases,
@@ -101,6 +109,7 @@ _TEXTS = (
 @dataclass
 class Result(HttpResult):
     cpu: dict[str, float | None] = field(default_factory=dict)  # CPU seconds per group
+    slices: list[tuple[float, float]] = field(default_factory=list)  # wall-clock, timed
 
     @property
     def accepted(self) -> int:
@@ -120,9 +129,14 @@ async def scratch_database(redis: bool) -> AsyncIterator[tuple[str, str, str | N
 
 @contextlib.contextmanager
 def api_server(
-    url: str, master_key: str, redis_url: str | None, args: argparse.Namespace
+    url: str,
+    master_key: str,
+    redis_url: str | None,
+    args: argparse.Namespace,
+    waits_file: Path | None = None,
 ) -> Iterator[Server]:
-    """`crm serve` in a child process, stopped (SIGTERM, then SIGKILL) on the way out."""
+    """`crm serve` in a child process, stopped (SIGTERM, then SIGKILL) on the way out; with
+    ``waits_file``, its waits for a connection are timed (bench/_connection_wait.py)."""
     port = free_port()
     # asyncpg passes a DSN's unknown query parameters on as server settings: the API's
     # connections carry this name in pg_stat_activity.
@@ -138,7 +152,13 @@ def api_server(
         env["REDIS_URL"] = redis_url
     if args.pool_max is not None:
         env["CRM_POOL_MAX_SIZE"] = str(args.pool_max)
-    with crm_serve(env, port, args.workers, unset=["REDIS_URL"], application_name=name) as server:
+    prelude = ""
+    if waits_file is not None:
+        env[_connection_wait.FILE_VARIABLE] = str(waits_file)
+        prelude = _connection_wait.PRELUDE
+    with crm_serve(
+        env, port, args.workers, unset=["REDIS_URL"], application_name=name, prelude=prelude
+    ) as server:
         yield server
 
 
@@ -192,7 +212,9 @@ async def measure_slice(
     meter: GroupCpuMeter,
 ) -> None:
     before = meter.sample()
+    began = time.time()
     await drive(clients, fan_ids, seconds, result)
+    result.slices.append((began, time.time()))
     after = meter.sample()
     for group, value in after.items():
         used = GroupCpuMeter.delta(before[group], value)
@@ -348,15 +370,16 @@ async def run(args: argparse.Namespace) -> None:
         container = await bootstrap.build(settings)
         try:
             key, _ = await create_api_key(container.pool, user_id="bench", role="creator")
-            with contextlib.ExitStack() as servers:
-                plain = servers.enter_context(api_server(url, master_key, None, args))
+            with contextlib.ExitStack() as servers, tempfile.TemporaryDirectory() as scratch:
+                waits = Path(scratch, "connection-waits.json") if args.workers == 1 else None
+                plain = servers.enter_context(api_server(url, master_key, None, args, waits))
                 cached = (
                     servers.enter_context(api_server(url, master_key, redis_url, args))
                     if redis_url
                     else None
                 )
                 ready_s = max([await wait_ready(s) for s in (plain, cached) if s is not None])
-                await _run_servers(args, container, key, plain, cached, where, ready_s, url)
+                await _run_servers(args, container, key, plain, cached, where, ready_s, url, waits)
         finally:
             await container.close()
 
@@ -370,6 +393,7 @@ async def _run_servers(
     where: str,
     ready_s: float,
     url: str,
+    waits: Path | None,
 ) -> None:
     pool = container.pool
     async with contextlib.AsyncExitStack() as stack:
@@ -450,7 +474,36 @@ async def _run_servers(
         print()
         for line in sampler.lines():
             print(line)
+        print()
+        plain_results = [result for result, group in scenarios if group is clients]
+        for line in await connection_waits(plain, waits, plain_results):
+            print(line)
         _summary([result for result, _ in scenarios], args)
+
+
+async def connection_waits(server: Server, path: Path | None, results: list[Result]) -> list[str]:
+    """The first API's waits for a pool connection during each of ``results``' slices."""
+    if path is None:
+        return ["wait for a connection: measured with --workers 1 only"]
+    os.kill(server.proc.pid, signal.SIGUSR1)
+    deadline = time.perf_counter() + 10
+    while not path.exists():
+        if time.perf_counter() > deadline or server.proc.poll() is not None:
+            return [f"wait for a connection: the API wrote none:\n{server.tail()}"]
+        await asyncio.sleep(0.05)
+    waits = _connection_wait.read_waits(path)
+    lines = ["wait for a connection in the first API's pool (from asking acquire() to holding one)"]
+    for r in results:
+        inside = [s for ended, s in waits if any(a <= ended < b for a, b in r.slices)]
+        if not inside:
+            lines.append(f"  {r.name.strip():<24} no waits recorded")
+            continue
+        figures = "  ".join(
+            f"{label} {percentile(inside, q) * 1000:6.2f} ms"
+            for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+        )
+        lines.append(f"  {r.name.strip():<24} {len(inside):>8,} waits  {figures}")
+    return lines
 
 
 _CLIENT_NAMES = {"raw": "a RawClient connection", "httpx": "an httpx.AsyncClient"}
