@@ -11,12 +11,11 @@ import secrets
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from adapters.cli_audit import add_audit_commands
 from adapters.cli_import import add_import_parser, cli_actor, import_fans
+from adapters.cli_support import add_data_dir, command_settings, database_url, run_async
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
 from adapters.embedded import DEFAULT_DATA_DIR
@@ -56,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
-    _add_data_dir(migrate)
-    migrate.set_defaults(func=lambda a: _run(_migrate, a))
+    add_data_dir(migrate)
+    migrate.set_defaults(func=lambda a: run_async(_migrate, a))
 
     apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -71,15 +70,15 @@ def _parser() -> argparse.ArgumentParser:
         " ('*' for all)",
     )
     create.add_argument("--label")
-    _add_data_dir(create)
-    create.set_defaults(func=lambda a: _run(_apikey_create, a))
+    add_data_dir(create)
+    create.set_defaults(func=lambda a: run_async(_apikey_create, a))
 
     projections = commands.add_parser("projections", help="projectors").add_subparsers(
         dest="action", required=True
     )
     status = projections.add_parser("status", help="position, lag and errors of each projector")
-    _add_data_dir(status)
-    status.set_defaults(func=lambda a: _run(_projections_status, a))
+    add_data_dir(status)
+    status.set_defaults(func=lambda a: run_async(_projections_status, a))
     rebuild = projections.add_parser(
         "rebuild",
         help="replay the log into fresh tables and swap them in, while the live ones serve",
@@ -90,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--restart", action="store_true", help="drop an unfinished rebuild instead of resuming it"
     )
-    _add_data_dir(rebuild)
-    rebuild.set_defaults(func=lambda a: _run(_projections_rebuild, a))
+    add_data_dir(rebuild)
+    rebuild.set_defaults(func=lambda a: run_async(_projections_rebuild, a))
 
     campaigns_cmd = commands.add_parser("campaigns", help="bulk campaigns").add_subparsers(
         dest="action", required=True
@@ -99,23 +98,23 @@ def _parser() -> argparse.ArgumentParser:
     campaigns_status = campaigns_cmd.add_parser(
         "status", help="fan-out progress of open campaigns, and those stalled (exit 1 if any)"
     )
-    _add_data_dir(campaigns_status)
-    campaigns_status.set_defaults(func=lambda a: _run(_campaigns_status, a))
+    add_data_dir(campaigns_status)
+    campaigns_status.set_defaults(func=lambda a: run_async(_campaigns_status, a))
 
     dlq = commands.add_parser("dlq", help="the dead-letter queues").add_subparsers(
         dest="action", required=True
     )
     dlq_list = dlq.add_parser("list", help="the dead-lettered messages, why and when they failed")
     dlq_list.add_argument("--tenant", help="only this user's (tenant's) messages")
-    _add_data_dir(dlq_list)
-    dlq_list.set_defaults(func=lambda a: _run(_dlq_list, a))
+    add_data_dir(dlq_list)
+    dlq_list.set_defaults(func=lambda a: run_async(_dlq_list, a))
     dlq_redrive = dlq.add_parser(
         "redrive", help="put dead-lettered messages back on their way, each once"
     )
     dlq_redrive.add_argument("--tenant", help="only this user's (tenant's) messages")
     dlq_redrive.add_argument("message_ids", nargs="*", help="only these (default: all)")
-    _add_data_dir(dlq_redrive)
-    dlq_redrive.set_defaults(func=lambda a: _run(_dlq_redrive, a))
+    add_data_dir(dlq_redrive)
+    dlq_redrive.set_defaults(func=lambda a: run_async(_dlq_redrive, a))
 
     keys = commands.add_parser("keys", help="the master key of personal data").add_subparsers(
         dest="action", required=True
@@ -130,27 +129,27 @@ def _parser() -> argparse.ArgumentParser:
         "--new-key",
         help="the new master key, written --new-key=KEY (a key may start with -); default: new",
     )
-    _add_data_dir(rotate)
-    rotate.set_defaults(func=lambda a: _run(_keys_rotate, a))
+    add_data_dir(rotate)
+    rotate.set_defaults(func=lambda a: run_async(_keys_rotate, a))
 
     fans = commands.add_parser("fans", help="fans").add_subparsers(dest="action", required=True)
     erase = fans.add_parser("erase", help="erase a fan's personal data for good (GDPR)")
     erase.add_argument("--user", required=True, help="the user (tenant) the fan belongs to")
     erase.add_argument("--fan", required=True, type=int, help="the fan id")
-    _add_data_dir(erase)
-    erase.set_defaults(func=lambda a: _run(_fans_erase, a))
+    add_data_dir(erase)
+    erase.set_defaults(func=lambda a: run_async(_fans_erase, a))
 
     import_fans = add_import_parser(commands)
-    _add_data_dir(import_fans)
-    import_fans.set_defaults(func=lambda a: _run(_import_fans, a))
+    add_data_dir(import_fans)
+    import_fans.set_defaults(func=lambda a: run_async(_import_fans, a))
 
     webhooks = commands.add_parser("webhooks", help="webhook secrets").add_subparsers(
         dest="action", required=True
     )
     secret = webhooks.add_parser("secret", help="make (or replace) a user's webhook secret")
     secret.add_argument("--user", required=True)
-    _add_data_dir(secret)
-    secret.set_defaults(func=lambda a: _run(_webhook_secret, a))
+    add_data_dir(secret)
+    secret.set_defaults(func=lambda a: run_async(_webhook_secret, a))
 
     queues = commands.add_parser("queues", help="the SQS queues").add_subparsers(
         dest="action", required=True
@@ -158,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     create_queues = queues.add_parser(
         "create", help="create the high and normal queues and their DLQs (idempotent)"
     )
-    create_queues.set_defaults(func=lambda a: _run(_queues_create, a))
+    create_queues.set_defaults(func=lambda a: run_async(_queues_create, a))
 
     simulate = commands.add_parser("simulate", help="simulated outside services").add_subparsers(
         dest="target", required=True
@@ -184,54 +183,22 @@ def _parser() -> argparse.ArgumentParser:
         dest="kind", required=True
     )
     projector = worker.add_parser("projections", help="follow the log into the read tables")
-    _add_data_dir(projector)
-    projector.set_defaults(func=lambda a: _run(_worker, a, "projections"))
+    add_data_dir(projector)
+    projector.set_defaults(func=lambda a: run_async(_worker, a, "projections"))
     relay = worker.add_parser("relay", help="move committed outbox rows onto the queue")
-    _add_data_dir(relay)
-    relay.set_defaults(func=lambda a: _run(_worker, a, "relay"))
+    add_data_dir(relay)
+    relay.set_defaults(func=lambda a: run_async(_worker, a, "relay"))
     sender = worker.add_parser("sender", help="send queued messages to OnlyFans (the poller)")
-    _add_data_dir(sender)
-    sender.set_defaults(func=lambda a: _run(_worker, a, "sender"))
+    add_data_dir(sender)
+    sender.set_defaults(func=lambda a: run_async(_worker, a, "sender"))
     campaigns = worker.add_parser("campaigns", help="fan out bulk campaigns (process manager)")
-    _add_data_dir(campaigns)
-    campaigns.set_defaults(func=lambda a: _run(_worker, a, "campaigns"))
-    # `crm audit verify` and `crm worker sealer`
-    add_audit_commands(commands, worker, _add_data_dir, _run)
+    add_data_dir(campaigns)
+    campaigns.set_defaults(func=lambda a: run_async(_worker, a, "campaigns"))
+    sealer = worker.add_parser("sealer", help="extend the hash chain over the log as it grows")
+    add_data_dir(sealer)
+    sealer.set_defaults(func=lambda a: run_async(_worker, a, "sealer"))
+    add_audit_commands(commands)
     return parser
-
-
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(DEFAULT_DATA_DIR),
-        help="the `crm dev` folder to use when DATABASE_URL is not set",
-    )
-
-
-def _run(command: Callable[..., Coroutine[Any, Any, None]], args: Any, *more: Any) -> None:
-    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), json=False)
-    asyncio.run(command(args, *more))
-
-
-def _database_url(args: argparse.Namespace) -> str:
-    """DATABASE_URL, or else the embedded Postgres of a `crm dev` data folder."""
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    if (args.data_dir / "pg").is_dir():
-        from adapters.embedded import EmbeddedStack
-
-        return EmbeddedStack(args.data_dir).start_postgres()
-    raise SystemExit(f"DATABASE_URL is not set and {args.data_dir} holds no `crm dev` database")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings; the `crm dev` folder fills in what the environment lacks."""
-    dev_key = args.data_dir / "master-key"
-    master_key = os.environ.get("CRM_MASTER_KEY") or (
-        dev_key.read_text().strip() if dev_key.exists() else None
-    )
-    return Settings.from_env(database_url=_database_url(args), master_key=master_key)
 
 
 async def _keys_rotate(args: argparse.Namespace) -> None:
@@ -239,7 +206,7 @@ async def _keys_rotate(args: argparse.Namespace) -> None:
     from adapters.postgres.pool import create_pool
     from adapters.postgres.subject_keys import SubjectKeys
 
-    settings = _settings(args)
+    settings = command_settings(args)
     current, previous = master_keys(settings)
     new_key = args.new_key or generate_master_key()
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
@@ -259,7 +226,7 @@ async def _keys_rotate(args: argparse.Namespace) -> None:
 
 
 async def _import_fans(args: argparse.Namespace) -> None:
-    await import_fans(args, _settings(args))
+    await import_fans(args, command_settings(args))
 
 
 async def _fans_erase(args: argparse.Namespace) -> None:
@@ -267,7 +234,7 @@ async def _fans_erase(args: argparse.Namespace) -> None:
     from application.context import CommandContext
     from application.fans import EraseFan, erase_fan
 
-    container = await bootstrap.build(_settings(args))
+    container = await bootstrap.build(command_settings(args))
     try:
         ctx = CommandContext(tenant=args.user, actor=cli_actor(), correlation_id=uuid.uuid4().hex)
         result = await erase_fan(EraseFan(fan_id=args.fan), ctx, store=container.events)
@@ -280,7 +247,7 @@ async def _webhook_secret(args: argparse.Namespace) -> None:
     from adapters.postgres.pool import create_pool
 
     value = "whsec_" + secrets.token_urlsafe(32)
-    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    pool = await create_pool(database_url(args), min_size=1, max_size=1)
     try:
         await pool.execute(
             "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)"
@@ -313,7 +280,7 @@ async def _queues_create(args: argparse.Namespace) -> None:
 async def _migrate(args: argparse.Namespace) -> None:
     from adapters.postgres.migrate import migrate
 
-    applied = await migrate(_database_url(args))
+    applied = await migrate(database_url(args))
     print("\n".join(f"applied {name}" for name in applied) or "database is up to date")
 
 
@@ -327,7 +294,7 @@ async def _apikey_create(args: argparse.Namespace) -> None:
 
     if args.tenants and args.role != "auditor":
         raise SystemExit("crm: --tenants is for auditor keys (a creator reads its own tenant)")
-    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    pool = await create_pool(database_url(args), min_size=1, max_size=1)
     try:
         key, principal = await create_api_key(
             pool, user_id=args.user, role=args.role, label=args.label
@@ -343,13 +310,13 @@ async def _apikey_create(args: argparse.Namespace) -> None:
 async def _projections_status(args: argparse.Namespace) -> None:
     from adapters.cli_projections import status_command
 
-    await status_command(_database_url(args))
+    await status_command(database_url(args))
 
 
 async def _campaigns_status(args: argparse.Namespace) -> None:
     from adapters.cli_campaigns import status_command
 
-    if await status_command(_database_url(args)):
+    if await status_command(database_url(args)):
         raise SystemExit(1)
 
 
@@ -357,7 +324,7 @@ async def _dlq_list(args: argparse.Namespace) -> None:
     from adapters import bootstrap
     from adapters.cli_dlq import list_command
 
-    container = await bootstrap.build(_settings(args))
+    container = await bootstrap.build(command_settings(args))
     try:
         await list_command(container, tenant=args.tenant)
     finally:
@@ -368,7 +335,7 @@ async def _dlq_redrive(args: argparse.Namespace) -> None:
     from adapters import bootstrap
     from adapters.cli_dlq import redrive_command
 
-    container = await bootstrap.build(_settings(args))
+    container = await bootstrap.build(command_settings(args))
     try:
         await redrive_command(
             container,
@@ -386,7 +353,7 @@ async def _projections_rebuild(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise SystemExit("crm: --batch-size must be at least 1")
     await rebuild_command(
-        _settings(args), args.names, args.all, args.batch_size, restart=args.restart
+        command_settings(args), args.names, args.all, args.batch_size, restart=args.restart
     )
 
 
@@ -399,7 +366,7 @@ async def _worker(args: argparse.Namespace, kind: str) -> None:
     from worker.sender import run_sender_worker
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    container = await bootstrap.build(_settings(args))
+    container = await bootstrap.build(command_settings(args))
     stop = _stop_on_signals()
     run = {
         "projections": run_projectors,

@@ -1,21 +1,17 @@
-"""`crm audit verify` and `crm worker sealer`: the tamper evidence of the event log."""
+"""`crm audit verify`: the tamper evidence of the event log (`crm worker sealer` extends it)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from adapters.cli_support import add_data_dir, database_url, run_async
 
 if TYPE_CHECKING:  # the `crm` command imports this module: keep its start-up light
     from adapters.postgres.event_chain_store import VerifyReport
 
 
-def add_audit_commands(
-    commands: Any,
-    worker: Any,
-    add_data_dir: Callable[[argparse.ArgumentParser], None],
-    run: Callable[..., None],
-) -> None:
+def add_audit_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="the event log's hash chain").add_subparsers(
         dest="action", required=True
     )
@@ -30,20 +26,15 @@ def add_audit_commands(
         help="also check the link at POSITION against a head published earlier",
     )
     add_data_dir(verify)
-    verify.set_defaults(func=lambda a: run(_verify, a))
-
-    sealer = worker.add_parser("sealer", help="extend the hash chain over the log as it grows")
-    add_data_dir(sealer)
-    sealer.set_defaults(func=lambda a: run(_sealer, a))
+    verify.set_defaults(func=lambda a: run_async(_verify, a))
 
 
 async def _verify(args: argparse.Namespace) -> None:
-    from adapters.cli import _database_url
     from adapters.postgres.event_chain_store import PostgresEventChain
     from adapters.postgres.pool import create_pool
 
     expected = _parse_expect(args.expect) if args.expect else None
-    pool = await create_pool(_database_url(args), min_size=1, max_size=1)
+    pool = await create_pool(database_url(args), min_size=1, max_size=1)
     try:
         chain = PostgresEventChain(pool)
         report = await chain.verify()
@@ -80,10 +71,3 @@ def _parse_expect(text: str) -> tuple[int, str]:
     if not position.isascii() or not position.isdigit() or len(hash_hex) != 64:
         raise SystemExit("crm: --expect takes POSITION:HASH (a 64-digit hex SHA-256)")
     return int(position), hash_hex.lower()
-
-
-async def _sealer(args: argparse.Namespace) -> None:
-    # Through the `crm` command's worker runner: only it may reach into worker/.
-    from adapters.cli import _worker
-
-    await _worker(args, "sealer")
