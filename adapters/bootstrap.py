@@ -14,6 +14,7 @@ import structlog
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
 from adapters.postgres.analytics_read_model import AnalyticsReadModel
+from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
@@ -32,6 +33,9 @@ from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.subject_keys import SubjectKeys
 from adapters.queue_status import QueueStatusReader
+from application.audit import AuditLog
+from application.fan_queries import FanReadModel
+from application.message_queries import MessagingReadModel
 from application.queue import MessageQueue
 from projections.analytics_campaign_revenue import CampaignRevenueProjection
 from projections.analytics_cohorts import FanCohortsProjection
@@ -54,9 +58,10 @@ class Container:
     ids: SequenceIds
     projection_store: PostgresProjectionStore
     key_writes: KeyWrites
-    fans: PostgresFanReadModel
-    messaging: PostgresMessagingReadModel
+    fans: FanReadModel
+    messaging: MessagingReadModel
     campaigns: PostgresCampaignReadModel
+    audit: AuditLog
     imports: PostgresImportStore
     import_jobs: PostgresImportJobsReadModel
     analytics: AnalyticsReadModel
@@ -181,6 +186,7 @@ async def build(settings: Settings) -> Container:
         imports=imports,
         import_jobs=PostgresImportJobsReadModel(pool),
         analytics=AnalyticsReadModel(pool),
+        audit=PostgresAuditLog(pool, personal),
         outbox=PostgresOutbox(pool),
         queue=queue,
         queue_status=QueueStatusReader(queue, pool, cache),

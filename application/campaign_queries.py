@@ -1,9 +1,9 @@
-"""Queries on the campaigns read models, and the port that answers them."""
+"""Queries on the campaigns read models: what they answer and in what shape."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -58,11 +58,3 @@ class CampaignView(msgspec.Struct, frozen=True, kw_only=True):
 class CampaignPage(msgspec.Struct, frozen=True):
     campaigns: list[CampaignView]
     next_cursor: str | None
-
-
-class CampaignReadModel(Protocol):
-    async def list_campaigns(
-        self, tenant: str, limit: int, cursor: str | None, status: str | None
-    ) -> CampaignPage: ...
-
-    async def get_campaign(self, tenant: str, campaign_id: int) -> CampaignView | None: ...

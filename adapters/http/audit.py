@@ -16,7 +16,6 @@ from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import NO_NUL
 from adapters.postgres.api_keys import Principal, granted_tenants
-from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.event_chain_store import PostgresEventChain
 from adapters.postgres.event_store.mapper import event_fields
 from application.audit import (
@@ -138,7 +137,7 @@ class AuditController(Controller):
             limit=limit,
             cursor=cursor,
         )
-        page = await PostgresAuditLog(container.pool, container.personal).events(query)
+        page = await container.audit.events(query)
         return AuditEventsOut(
             events=[AuditEventOut.of(event) for event in page.events],
             next_cursor=page.next_cursor,

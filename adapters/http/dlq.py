@@ -22,8 +22,8 @@ from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import Body, decode_strictly
 from adapters.postgres.api_keys import Principal
-from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from application import dead_letters
+from application.message_queries import MessagingReadModel
 from application.permissions import Permission
 from domain.errors import InvalidValue
 
@@ -118,7 +118,7 @@ class DeadLetterController(Controller):
 
 
 async def describe(
-    messaging: PostgresMessagingReadModel,
+    messaging: MessagingReadModel,
     entries: list[dead_letters.DeadLetterEntry],
     *,
     with_tenant: bool,
