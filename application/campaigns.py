@@ -272,5 +272,5 @@ class NoRecipients(InvalidValue):
     """Not one of the explicit recipient ids is a fan of this account: nothing to launch."""
 
     def __init__(self, failures: list[RecipientFailure]) -> None:
-        super().__init__("recipientIds", "none of the recipients is a fan of this account")
+        super().__init__("recipient_ids", "none of the recipients is a fan of this account")
         self.failures = failures

@@ -154,4 +154,4 @@ def _canonical(message_id: str) -> str:
     try:
         return canonical_message_id(message_id)
     except InvalidValue:
-        raise InvalidValue("messageIds", f"{message_id[:80]!r} is not a message id") from None
+        raise InvalidValue("message_ids", f"{message_id[:80]!r} is not a message id") from None

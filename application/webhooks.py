@@ -6,6 +6,7 @@ events it causes, so a redelivered webhook changes nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -201,5 +202,5 @@ def _stream_type(aggregate: Any) -> str:
 def _text(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
-        raise InvalidValue(key, "is required")
+        raise InvalidValue(re.sub("([A-Z])", r"_\1", key).lower(), "is required")
     return value

@@ -149,16 +149,19 @@ class Campaign(BaseAggregate[str]):
             raise InvalidValue("type", f"must be one of {', '.join(sorted(KINDS))}")
         name = (name or "").strip() if isinstance(name, str) else ""
         if not name or len(name) > MAX_NAME or "\x00" in name:
-            raise InvalidValue("campaignName", f"must be 1-{MAX_NAME} characters")
+            raise InvalidValue("campaign_name", f"must be 1-{MAX_NAME} characters")
         ids = _recipient_ids(recipient_ids)
         tags = normalise_tags(segment_tags)
         _check_min_value(segment_min_value_cents)
         has_segment = bool(tags) or segment_min_value_cents is not None or segment_active_since
         if ids is None and not has_segment:
-            raise InvalidValue("recipientIds", "the audience is empty: give fan ids or a segment")
+            raise InvalidValue("recipient_ids", "the audience is empty: give fan ids or a segment")
         if ids is not None and has_segment:
-            raise InvalidValue("recipientIds", "give fan ids or a segment, not both")
-        for moment, field in ((segment_active_since, "activeSince"), (scheduled_at, "scheduledAt")):
+            raise InvalidValue("recipient_ids", "give fan ids or a segment, not both")
+        for moment, field in (
+            (segment_active_since, "active_since"),
+            (scheduled_at, "scheduled_at"),
+        ):
             if moment is not None and moment.tzinfo is None:
                 raise InvalidValue(field, "must carry a timezone")
         return cls(
@@ -226,7 +229,7 @@ class Campaign(BaseAggregate[str]):
     def launch(self, *, total_recipients: int, audience_max_fan_id: int) -> None:
         self._require("launch", "draft")
         if total_recipients <= 0:
-            raise InvalidValue("recipientIds", "the audience is empty: no fan matches")
+            raise InvalidValue("recipient_ids", "the audience is empty: no fan matches")
         self._launched(total_recipients=total_recipients, audience_max_fan_id=audience_max_fan_id)
 
     @event(Launched)
@@ -321,7 +324,7 @@ def _check_min_value(cents: int | None) -> None:
         isinstance(cents, bool) or not isinstance(cents, int) or not 0 <= cents <= MAX_CENTS
     ):
         raise InvalidValue(
-            "minValueCents", f"must be an integer number of cents from 0 to {MAX_CENTS}"
+            "min_value_cents", f"must be an integer number of cents from 0 to {MAX_CENTS}"
         )
 
 
@@ -329,16 +332,18 @@ def _recipient_ids(values: Iterable[int] | None) -> tuple[int, ...] | None:
     if values is None:
         return None
     if isinstance(values, str | bytes):
-        raise InvalidValue("recipientIds", "must be a list of fan ids")
+        raise InvalidValue("recipient_ids", "must be a list of fan ids")
     values = list(values)
     if len(values) > MAX_EXPLICIT_RECIPIENTS:
-        raise InvalidValue("recipientIds", f"at most {MAX_EXPLICIT_RECIPIENTS} explicit recipients")
+        raise InvalidValue(
+            "recipient_ids", f"at most {MAX_EXPLICIT_RECIPIENTS} explicit recipients"
+        )
     # Up to 100,000 ids: checked in as few Python steps as may be (bool is an int: refused).
     if not all(type(value) is int for value in values):
-        raise InvalidValue("recipientIds", "each id must be a positive integer")
+        raise InvalidValue("recipient_ids", "each id must be a positive integer")
     ids = sorted(set(values))
     if not ids:
-        raise InvalidValue("recipientIds", "the audience is empty")
+        raise InvalidValue("recipient_ids", "the audience is empty")
     if ids[0] <= 0:
-        raise InvalidValue("recipientIds", "each id must be a positive integer")
+        raise InvalidValue("recipient_ids", "each id must be a positive integer")
     return tuple(ids)

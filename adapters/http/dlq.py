@@ -99,7 +99,7 @@ class DeadLetterController(Controller):
         # No body, or JSON null (the schema allows it: the body is optional), means all.
         body = RedriveBody() if raw.strip() in (b"", b"null") else decode_strictly(raw, RedriveBody)
         if body.message_ids is not None and len(body.message_ids) > MAX_REDRIVE_IDS:
-            raise InvalidValue("messageIds", f"at most {MAX_REDRIVE_IDS} per request")
+            raise InvalidValue("message_ids", f"at most {MAX_REDRIVE_IDS} per request")
         ctx = command_context(request)
 
         async def run() -> Response[Any]:

@@ -110,14 +110,16 @@ def _validation_detail(error: ValidationException) -> str:
 
 def invalid_value(field: str, message: str) -> tuple[str, str]:
     """A broken rule as a client reads it, in a problem or a batch item: the field by its
-    API name, and the text naming it so (the domain names fields as Python does)."""
+    API name, and the text naming it so."""
     name = api_name(field)
     return name, f"{name}: {message}"
 
 
 def api_name(name: str) -> str:
     """A field as the API names it (camelCase: ``value_cents`` is ``valueCents``), in every
-    error text a client reads: the domain names fields as Python does."""
+    error text a client reads. The domain and the application name fields in their own words,
+    snake_case (``price_cents``, ``recipient_ids``); this is the one place the API's names are
+    applied (tests/unit/test_error_field_names.py checks the rule)."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 

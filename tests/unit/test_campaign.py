@@ -40,22 +40,22 @@ def test_explicit_recipients_are_kept_sorted_and_unique() -> None:
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"recipient_ids": []}, "recipientIds"),
-        ({"recipient_ids": None}, "recipientIds"),
-        ({"recipient_ids": [1], "segment_tags": ["vip"]}, "recipientIds"),
-        ({"recipient_ids": [0]}, "recipientIds"),
-        ({"recipient_ids": [True]}, "recipientIds"),
-        ({"recipient_ids": range(1, MAX_EXPLICIT_RECIPIENTS + 2)}, "recipientIds"),
+        ({"recipient_ids": []}, "recipient_ids"),
+        ({"recipient_ids": None}, "recipient_ids"),
+        ({"recipient_ids": [1], "segment_tags": ["vip"]}, "recipient_ids"),
+        ({"recipient_ids": [0]}, "recipient_ids"),
+        ({"recipient_ids": [True]}, "recipient_ids"),
+        ({"recipient_ids": range(1, MAX_EXPLICIT_RECIPIENTS + 2)}, "recipient_ids"),
         ({"content": "Hi {{nickname}}"}, "content"),
         ({"content": "Hi {{name}"}, "content"),
         ({"content": ""}, "content"),
         ({"price_cents": 299}, "price_cents"),
         ({"price_cents": 20_001}, "price_cents"),
         ({"priority": 0}, "priority"),
-        ({"name": ""}, "campaignName"),
+        ({"name": ""}, "campaign_name"),
         ({"kind": "drip"}, "type"),
-        ({"recipient_ids": None, "segment_min_value_cents": -1}, "minValueCents"),
-        ({"scheduled_at": datetime(2030, 1, 1)}, "scheduledAt"),
+        ({"recipient_ids": None, "segment_min_value_cents": -1}, "min_value_cents"),
+        ({"scheduled_at": datetime(2030, 1, 1)}, "scheduled_at"),
     ],
 )
 def test_a_bad_campaign_is_refused_naming_the_field(fields: dict[str, Any], field: str) -> None:
@@ -205,7 +205,7 @@ def test_a_schedule_in_the_future_is_kept() -> None:
 def test_a_segment_minimum_outside_bigint_is_refused(cents: int) -> None:
     with pytest.raises(InvalidValue) as raised:
         draft(recipient_ids=None, segment_min_value_cents=cents)
-    assert raised.value.field == "minValueCents"
+    assert raised.value.field == "min_value_cents"
 
 
 def test_a_draft_recorded_before_the_bigint_rule_cannot_launch() -> None:
