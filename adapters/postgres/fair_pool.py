@@ -5,7 +5,7 @@ may find the connection taken by a task that was already scheduled to run, and t
 again at the back. Our release takes no round trip (adapters/postgres/pool.py resets
 nothing), so the connection is back before the woken waiter runs, and under load the tasks
 ahead of it in the loop's queue take it first: that was most of the API's latency tail
-(bench/send.py prints the wait for a connection).
+(bench/MEASUREMENTS.md; bench/send.py prints the wait for a connection).
 
 A FIFO semaphore of ``max_size`` turns is taken before asking asyncpg for a connection and
 given back when the connection is released (asyncio.Semaphore serves its waiters in order and
