@@ -94,14 +94,19 @@ class EventRows:
     def stamped_metadata(self) -> tuple[list[EventMetadata], list[int]]:
         """Each distinct (metadata, schema version) once, the version written into it, and
         which of them each event has (from 1): the metadata stored with each event."""
-        stamped: list[EventMetadata] = []
+        replace = msgspec.structs.replace
+        if len(self.metadata) == 1:  # one command's events (an import batch: thousands)
+            versions = sorted(set(self.schemas))
+            number_of = {schema: n for n, schema in enumerate(versions, 1)}
+            stamped = [replace(self.metadata[0], schema_version=s) for s in versions]
+            return stamped, [number_of[schema] for schema in self.schemas]
+        stamped = []
         numbers: dict[tuple[int, int], int] = {}
         index = []
         for meta, schema in zip(self.meta, self.schemas, strict=True):
             number = numbers.get((meta, schema))
             if number is None:
                 number = numbers[(meta, schema)] = len(stamped) + 1
-                replace = msgspec.structs.replace
                 stamped.append(replace(self.metadata[meta - 1], schema_version=schema))
             index.append(number)
         return stamped, index

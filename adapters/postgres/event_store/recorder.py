@@ -108,7 +108,7 @@ def event_arguments(rows: EventRows) -> dict[str, Any]:
         "stream_types": joined(rows.stream_types),
         "versions": SEPARATOR.join(map(str, rows.versions)),
         "event_types": joined(rows.event_types),
-        "data": SEPARATOR.join(rows.data),
+        "data": joined(rows.data),
         "meta": SEPARATOR.join(map(str, meta)),
         "metadata": metadata,
     }
