@@ -110,7 +110,8 @@ def append_statement(
     *,
     checked: bool,
     outbox: bool = False,
-    destroys_keys: bool = True,
+    new_keys: bool = True,
+    destroys_keys: bool = False,
     guards: tuple[Fragment, ...] = (),
     then: tuple[Fragment, ...] = (),
     select: str = POSITIONS,
@@ -119,14 +120,17 @@ def append_statement(
 
     ``checked``: every stream must be at its expected version (else nothing is inserted);
     without it the unique (stream_id, version) index is the check, and a stream that moved on
-    fails the statement. ``guards``: fragments that must each return a row for anything to
-    be inserted (they may read ``moved``). ``then``: fragments after the insert (they may
-    read ``inserted``)."""
+    fails the statement. ``new_keys``, ``destroys_keys``: whether the append stores or
+    destroys data keys. ``guards``: fragments that must each return a row for anything to be
+    inserted (they may read ``moved``). ``then``: fragments after the insert (they may read
+    ``inserted``)."""
     conditions = ["NOT EXISTS (SELECT 1 FROM moved)"] if checked else []
     conditions += [f"EXISTS (SELECT 1 FROM {guard.name})" for guard in guards]
     allowed = Fragment("allowed", "SELECT 1 WHERE " + (" AND ".join(conditions) or "true"))
     fragments = [MOVED] if checked else []
-    fragments += [*guards, allowed, INSERTED, NEW_KEYS]
+    fragments += [*guards, allowed, INSERTED]
+    if new_keys:
+        fragments.append(NEW_KEYS)
     if destroys_keys:
         fragments.append(DESTROYED_KEYS)
     if outbox:

@@ -133,9 +133,21 @@ async def append(
 ) -> list[int]:
     """Insert ``rows`` if every (stream, version) of ``expected`` holds, with the key changes,
     the outbox rows, and the completed ``reservation`` (then only while the request holds
-    it), all in one statement. The events' positions; none if anything was not as expected."""
+    it), all in one statement. The events' positions; none if a stream was not where
+    expected. A stream expected new (version 0) that exists fails the statement instead
+    (UniqueViolationError)."""
     guards = (_RESERVED,) if reservation is not None else ()
-    statement = append_statement(checked=True, outbox=outbox is not None, guards=guards)
+    statement = append_statement(
+        # Streams expected new need no version read: their first version's unique index
+        # entry is the check. A stream expected further on might also be behind, which only
+        # the read sees (inserting after a gap would succeed); the reservation's guard reads
+        # it too.
+        checked=reservation is not None or any(version for _, version in expected),
+        outbox=outbox is not None,
+        new_keys=bool(keys.new),
+        destroys_keys=bool(keys.destroyed),
+        guards=guards,
+    )
     values = event_arguments(rows) | key_arguments(keys)
     values["checked_streams"] = joined([stream for stream, _ in expected])
     values["expected_versions"] = SEPARATOR.join(str(version) for _, version in expected)
