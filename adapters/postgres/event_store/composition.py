@@ -36,10 +36,10 @@ class Statement:
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
         """``values`` (by parameter name) in the order the statement numbers them."""
-        missing = [name for name in self.parameters if name not in values]
-        if missing:
-            raise KeyError(f"no value for the parameters {missing}")
-        return [values[name] for name in self.parameters]
+        try:
+            return [values[name] for name in self.parameters]
+        except KeyError as missing:
+            raise KeyError(f"no value for the parameter {missing}") from None
 
 
 @functools.cache

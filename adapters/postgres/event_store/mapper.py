@@ -96,9 +96,11 @@ class EventRows:
         which of them each event has (from 1): the metadata stored with each event."""
         replace = msgspec.structs.replace
         if len(self.metadata) == 1:  # one command's events (an import batch: thousands)
-            versions = sorted(set(self.schemas))
-            number_of = {schema: n for n, schema in enumerate(versions, 1)}
-            stamped = [replace(self.metadata[0], schema_version=s) for s in versions]
+            versions = set(self.schemas)
+            if len(versions) == 1:
+                return [replace(self.metadata[0], schema_version=self.schemas[0])], self.meta
+            number_of = {schema: n for n, schema in enumerate(sorted(versions), 1)}
+            stamped = [replace(self.metadata[0], schema_version=s) for s in number_of]
             return stamped, [number_of[schema] for schema in self.schemas]
         stamped = []
         numbers: dict[tuple[int, int], int] = {}
@@ -117,6 +119,21 @@ def event_rows(
 ) -> EventRows:
     """The rows of ``writes`` (their fields sealed already), each write's events after its
     expected version, with the write's own metadata or else ``metadata``."""
+    if len(writes) == 1:  # most commands: no lists to extend
+        write, items = writes[0], typed[0]
+        count = len(items)
+        first = write.expected_version + 1
+        return EventRows(
+            [event_id for _, event_id, _ in items],
+            [write.stream_id] * count,
+            [write.stream_type] * count,
+            list(range(first, first + count)),
+            [event_type for event_type, _, _ in items],
+            [encode_json(fields) for _, _, fields in items],
+            [SCHEMA_VERSIONS[event_type] for event_type, _, _ in items],
+            [1] * count,
+            [write.metadata or metadata],
+        )
     rows = EventRows()
     numbers: dict[int, int] = {}
     for write, items in zip(writes, typed, strict=True):

@@ -80,7 +80,7 @@ _CLAIM_ONCE = "INSERT INTO processed_once (key) VALUES ($1) ON CONFLICT DO NOTHI
 
 
 # The request's Idempotency-Key reservation, completed by its append (idempotency_keys.py).
-_RESERVED = Fragment("reserved", idempotency_keys.RESERVED_CTE)
+_RESERVED_GUARDS = (Fragment("reserved", idempotency_keys.RESERVED_CTE),)
 
 
 class KeyChanges(NamedTuple):
@@ -100,26 +100,29 @@ class OutboxRows(NamedTuple):
 
 
 def event_arguments(rows: EventRows) -> dict[str, Any]:
-    """The insert's parameters for ``rows``."""
+    """The insert's parameters for ``rows``. Only the stream ids are checked for the
+    separator: type names are the code's own, data is JSON (which escapes it), subjects are
+    stream ids."""
     metadata, meta = rows.stamped_metadata()
+    join = SEPARATOR.join
     return {
         "event_ids": rows.ids,
         "event_streams": joined(rows.streams),
-        "stream_types": joined(rows.stream_types),
-        "versions": SEPARATOR.join(map(str, rows.versions)),
-        "event_types": joined(rows.event_types),
-        "data": joined(rows.data),
-        "meta": SEPARATOR.join(map(str, meta)),
+        "stream_types": join(rows.stream_types),
+        "versions": join(map(str, rows.versions)),
+        "event_types": join(rows.event_types),
+        "data": join(rows.data),
+        "meta": join(map(str, meta)),
         "metadata": metadata,
     }
 
 
 def key_arguments(keys: KeyChanges) -> dict[str, Any]:
     return {
-        "new_subjects": joined([subject for subject, _ in keys.new]),
-        "wrapped_keys": SEPARATOR.join(wrapped.hex() for _, wrapped in keys.new),
+        "new_subjects": SEPARATOR.join([subject for subject, _ in keys.new]),
+        "wrapped_keys": SEPARATOR.join([wrapped.hex() for _, wrapped in keys.new]),
         "master_key_id": keys.master_key_id,
-        "destroyed_subjects": joined(keys.destroyed),
+        "destroyed_subjects": SEPARATOR.join(keys.destroyed),
     }
 
 
@@ -136,21 +139,16 @@ async def append(
     it), all in one statement. The events' positions; none if a stream was not where
     expected. A stream expected new (version 0) that exists fails the statement instead
     (UniqueViolationError)."""
-    guards = (_RESERVED,) if reservation is not None else ()
-    statement = append_statement(
-        # Streams expected new need no version read: their first version's unique index
-        # entry is the check. A stream expected further on might also be behind, which only
-        # the read sees (inserting after a gap would succeed); the reservation's guard reads
-        # it too.
-        checked=reservation is not None or any(version for _, version in expected),
-        outbox=outbox is not None,
-        new_keys=bool(keys.new),
-        destroys_keys=bool(keys.destroyed),
-        guards=guards,
-    )
-    values = event_arguments(rows) | key_arguments(keys)
-    values["checked_streams"] = joined([stream for stream, _ in expected])
-    values["expected_versions"] = SEPARATOR.join(str(version) for _, version in expected)
+    values = event_arguments(rows)
+    # Streams expected new need no version read: their first version's unique index entry
+    # is the check. A stream expected further on might also be behind, which only the read
+    # sees (inserting after a gap would succeed); the reservation's guard reads it too.
+    checked = reservation is not None or any(version for _, version in expected)
+    if checked:
+        values["checked_streams"] = SEPARATOR.join([stream for stream, _ in expected])
+        values["expected_versions"] = SEPARATOR.join([str(version) for _, version in expected])
+    if keys.new or keys.destroyed:
+        values.update(key_arguments(keys))
     if outbox is not None:
         values.update(
             outbox_queues=outbox.queues,
@@ -161,8 +159,15 @@ async def append(
         )
     if reservation is not None:
         values.update(idempotency_keys.reserved_arguments(reservation))
-    rows_back = await conn.fetch(statement.sql, *statement.arguments(values))
-    return [row[0] for row in rows_back]
+    statement = append_statement(
+        checked=checked,
+        outbox=outbox is not None,
+        new_keys=bool(keys.new),
+        destroys_keys=bool(keys.destroyed),
+        guards=_RESERVED_GUARDS if reservation is not None else (),
+    )
+    found = await conn.fetch(statement.sql, *statement.arguments(values))
+    return [row[0] for row in found]
 
 
 async def append_unchecked(
