@@ -91,17 +91,17 @@ class PostgresEventStore:
                 positions, committed = await self._append_on(conn, [write], metadata)
             except asyncpg.UniqueViolationError:
                 positions, committed = [], []
-            if len(positions) != len(events):
-                # The caller's retry of events already stored is a no-op, as much its own
-                # write as the first; anything else is a conflict.
-                positions = await self._already_appended(conn, stream_id, ids, expected_version)
+            if len(positions) == len(events):
+                for keys in committed:
+                    self._personal.committed(keys)
+                self._notify("events")
                 note_written(positions[-1])
                 return positions
-        for keys in committed:
-            self._personal.committed(keys)
-        self._notify("events")
-        note_written(positions[-1])
-        return positions
+            # The caller's retry of events already stored is a no-op, as much its own write
+            # as the first; anything else is a conflict.
+            positions = await self._already_appended(conn, stream_id, ids, expected_version)
+            note_written(positions[-1])
+            return positions
 
     async def append_all(
         self,
