@@ -63,18 +63,31 @@ def holding(reservation: Reservation) -> Iterator[None]:
         _current.reset(token)
 
 
-# An append's CTE that marks the request's reservation committed, if the append's streams are
-# where it expected them (``moved`` empty) and the request still holds the key; the append
-# inserts its events only if this returns a row. Parameters: tenant, key, holder.
-# $1 of every append is its stream ids: kept so that erasing a fan forgets the responses of
-# commands that wrote its stream (migrations/026).
-RESERVED_CTE = """reserved AS (
-    UPDATE idempotency_keys SET committed = true,
-        streams = ARRAY(SELECT DISTINCT s FROM unnest(coalesce(streams, '{{}}') || $1::text[]) s)
-    WHERE tenant_id = ${0} AND key = ${1} AND holder = ${2}
-      AND NOT EXISTS (SELECT 1 FROM moved)
-    RETURNING 1
-)"""
+# The body of an append's CTE (composed by adapters/postgres/event_store/recorder.py) that
+# marks the request's reservation committed, if the append's streams are where it expected
+# them (``moved`` empty) and the request still holds the key; the append inserts its events
+# only if this returns a row. Parameters by name: ``reserved_arguments``, and the append's
+# stream ids (``checked_streams``, chr(30)-joined), kept so that erasing a fan forgets the
+# responses of commands that wrote its stream (migrations/026).
+RESERVED_CTE = """
+UPDATE idempotency_keys SET committed = true,
+    streams = ARRAY(
+        SELECT DISTINCT s
+        FROM unnest(coalesce(streams, '{}') || string_to_array(:checked_streams::text, chr(30))) s
+    )
+WHERE tenant_id = :reservation_tenant AND key = :reservation_key
+  AND holder = :reservation_holder
+  AND NOT EXISTS (SELECT 1 FROM moved)
+RETURNING 1
+"""
+
+
+def reserved_arguments(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_tenant": reservation.tenant,
+        "reservation_key": reservation.key,
+        "reservation_holder": reservation.holder,
+    }
 
 
 async def still_held(conn: Any, reservation: Reservation) -> bool:

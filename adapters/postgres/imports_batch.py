@@ -1,14 +1,12 @@
 """Inside one import batch's transaction: find fans through the write-side index, claim index
 entries, load fans, and append every stream's events at once.
 
-Why not ``PostgresEventStore.append_all`` (adapters/postgres/event_store/recorder.py), which also
-appends many streams in one statement: an import batch runs inside the transaction that also
-claims its index entries, and its hot path differs. It sends each column as one text joined
-by a separator instead of an array (the driver's per-element cost was the import's largest),
-and it skips the per-stream version read: the expected-version check is the unique
-(stream_id, version) index, so a stream that moved on since it was loaded makes the insert
-fail, the transaction roll back, and the batch re-run. Personal fields are encrypted by the
-same PersonalDataCodec.
+The append is the event store's (adapters/postgres/event_store/recorder.py), in its unchecked
+shape: it skips the per-stream version read, because the expected-version check is the unique
+(stream_id, version) index: a stream that moved on since it was loaded makes the insert fail,
+the transaction roll back, and the batch re-run. The index entries the batch claims, updates
+and frees are fragments of the same statement. Personal fields are sealed by the same
+PersonalDataCodec.
 """
 
 from __future__ import annotations
@@ -20,15 +18,18 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
-from adapters.postgres.event_store import to_recorded
+from adapters.postgres.event_store import recorder
+from adapters.postgres.event_store.append_sql import SEPARATOR
+from adapters.postgres.event_store.composition import Fragment
 from adapters.postgres.event_store.mapper import (
+    EventRows,
     encode_json,
     event_fields,
     event_type_of,
     schema_version,
 )
+from adapters.postgres.event_store.store import load_streams_on
 from adapters.postgres.imports_index import IndexHasher
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.context import CommandContext
@@ -38,68 +39,56 @@ from application.ports import StreamWrite
 from domain.fan import Fan, fan_stream_id
 
 
-def _claims(first: int) -> str:
-    """An INSERT of index entries from the four texts from parameter ``first`` on (key
-    hashes, streams, row digests, versions; $14 is the tenant). seen_version: the key is the
-    fan's own at that version (migrations/019). One order for every importer: fewer
-    deadlocks."""
-    texts = ", ".join(f"string_to_array(${n}::text, chr(30))" for n in range(first, first + 4))
-    return f"""INSERT INTO import_fan_keys
+def _claims(prefix: str) -> str:
+    """An INSERT of index entries from four chr(30)-joined texts (key hashes, streams, row
+    digests, versions) named after ``prefix``. seen_version: the key is the fan's own at that
+    version (migrations/019). One order for every importer: fewer deadlocks."""
+    texts = ", ".join(
+        f"string_to_array(:{prefix}_{column}::text, chr(30))"
+        for column in ("hashes", "streams", "digests", "versions")
+    )
+    return f"""
+    INSERT INTO import_fan_keys
         (tenant_id, key_hash, stream_id, row_digest, fan_version, seen_version)
-    SELECT $14, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
+    SELECT :tenant, decode(c.key_hash, 'hex'), c.stream_id, decode(nullif(c.row_digest, ''), 'hex'),
            nullif(c.fan_version, '')::int, nullif(c.fan_version, '')::int
     FROM unnest({texts}) AS c(key_hash, stream_id, row_digest, fan_version)
-    ORDER BY c.key_hash"""
+    ORDER BY c.key_hash
+    """
 
 
-# The text columns come as one text each, their values joined by the ASCII record separator
-# (chr(30)): none of them can hold it (JSON escapes control characters; stream ids and type
-# names are identifiers; binary values go as hex). An array parameter costs the driver per
-# element; a string does not.
-_APPEND_MANY = f"""
-WITH inserted AS (
-    INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-    SELECT e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.data::jsonb,
-           CASE WHEN e.schema_version = $12 THEN $13::jsonb
-                ELSE $7::jsonb || jsonb_build_object('schema_version', e.schema_version) END
-    FROM unnest($1::uuid[], string_to_array($2::text, chr(30)),
-                string_to_array($3::text, chr(30)), string_to_array($4::text, chr(30))::int[],
-                string_to_array($5::text, chr(30)), string_to_array($6::text, chr(30)),
-                string_to_array($8::text, chr(30))::int[])
-         WITH ORDINALITY AS e(event_id, stream_id, stream_type, version, event_type, data,
-                              schema_version, n)
-    ORDER BY e.n
-    RETURNING position
-), new_keys AS (
-    INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)
-    SELECT k.subject_id, decode(k.wrapped_key, 'hex'), $11
-    FROM unnest(string_to_array($9::text, chr(30)), string_to_array($10::text, chr(30)))
-         AS k(subject_id, wrapped_key)
-), claimed AS (
-    -- A key another import holds fails the statement (unique violation): the batch re-runs.
-    {_claims(15)}
-), claimed_if_free AS (
-    {_claims(19)}
-    ON CONFLICT DO NOTHING
-), remembered AS (
-    UPDATE import_fan_keys k SET row_digest = decode(nullif(r.row_digest, ''), 'hex'),
-                                 fan_version = nullif(r.fan_version, '')::int
-    FROM unnest(string_to_array($23::text, chr(30)), string_to_array($24::text, chr(30)),
-                string_to_array($25::text, chr(30))) AS r(stream_id, row_digest, fan_version)
-    WHERE k.tenant_id = $14 AND k.stream_id = r.stream_id
-      -- One statement may change a row once: the released ones are only deleted.
-      AND encode(k.key_hash, 'hex') <> ALL(string_to_array($26::text, chr(30)))
-), released AS (
-    -- Handles the batch renamed fans away from: freed, as an API rename frees them.
-    DELETE FROM import_fan_keys k
-    USING unnest(string_to_array($26::text, chr(30)), string_to_array($27::text, chr(30)))
-          AS r(key_hash, stream_id)
-    WHERE k.tenant_id = $14 AND k.key_hash = decode(r.key_hash, 'hex')
-      AND k.stream_id = r.stream_id
+# The index writes of a batch, run by the statement that appends its events. Texts are
+# chr(30)-joined, as the events' columns are (adapters/postgres/event_store/append_sql.py).
+_INDEX_WRITES = (
+    # A key another import holds fails the statement (unique violation): the batch re-runs.
+    Fragment("claimed", _claims("claims")),
+    Fragment("claimed_if_free", _claims("free_claims") + "ON CONFLICT DO NOTHING"),
+    Fragment(
+        "remembered",
+        """
+        UPDATE import_fan_keys k SET row_digest = decode(nullif(r.row_digest, ''), 'hex'),
+                                     fan_version = nullif(r.fan_version, '')::int
+        FROM unnest(string_to_array(:remembered_streams::text, chr(30)),
+                    string_to_array(:remembered_digests::text, chr(30)),
+                    string_to_array(:remembered_versions::text, chr(30)))
+             AS r(stream_id, row_digest, fan_version)
+        WHERE k.tenant_id = :tenant AND k.stream_id = r.stream_id
+          -- One statement may change a row once: the released ones are only deleted.
+          AND encode(k.key_hash, 'hex') <> ALL(string_to_array(:released_hashes::text, chr(30)))
+        """,
+    ),
+    Fragment(
+        "released",
+        """
+        -- Handles the batch renamed fans away from: freed, as an API rename frees them.
+        DELETE FROM import_fan_keys k
+        USING unnest(string_to_array(:released_hashes::text, chr(30)),
+                     string_to_array(:released_streams::text, chr(30))) AS r(key_hash, stream_id)
+        WHERE k.tenant_id = :tenant AND k.key_hash = decode(r.key_hash, 'hex')
+          AND k.stream_id = r.stream_id
+        """,
+    ),
 )
-SELECT max(position) FROM inserted
-"""
-_SEPARATOR = chr(30)
 
 # A batch that meets these lost a race (a fan's stream moved on, an index key was taken):
 # it is rolled back and re-run.
@@ -110,11 +99,9 @@ CONFLICTS = (
 )
 
 # An entry is unchanged if its fan's stream is still at the version the entry remembers.
-_FIND = """
+_FIND = f"""
 SELECT k.key_hash, k.stream_id, k.row_digest,
-       k.fan_version IS NOT NULL AND k.fan_version = (
-           SELECT max(e.version) FROM events e WHERE e.stream_id = k.stream_id
-       )
+       {recorder.is_at_version("k.stream_id", "k.fan_version")}
 FROM import_fan_keys k WHERE k.tenant_id = $1 AND k.key_hash = ANY($2::bytea[])
 """
 
@@ -181,22 +168,20 @@ class PostgresImportBatch:
     async def load_fans(self, fan_ids: Sequence[int]) -> dict[int, Fan]:
         if not fan_ids:
             return {}
-        rows = await self._conn.fetch(
-            "SELECT position, transaction_id, event_id, stream_id, stream_type, version,"
-            " event_type, data, metadata, recorded_at FROM events"
-            " WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version",
-            [fan_stream_id(fan_id) for fan_id in fan_ids],
+        streams, keys = await load_streams_on(
+            self._conn, self._personal, [fan_stream_id(fan_id) for fan_id in fan_ids]
         )
-        keys = await self._personal.keys_for(self._conn, rows)
         self.loaded_subjects += keys
-        fans: dict[str, Any] = {}
-        for row in rows:
-            recorded = to_recorded(row, keys)
-            if recorded.version == 1 and recorded.metadata.tenant != self._tenant:
-                fans[recorded.stream_id] = None  # never another tenant's fan
-            elif fans.get(recorded.stream_id, 0) is not None:
-                fans[recorded.stream_id] = recorded.event.mutate(fans.get(recorded.stream_id))
-        return {_fan_id(stream): fan for stream, fan in fans.items() if isinstance(fan, Fan)}
+        fans: dict[int, Fan] = {}
+        for stream_id, events in streams.items():
+            if events[0].version != 1 or events[0].metadata.tenant != self._tenant:
+                continue  # never another tenant's fan
+            fan = None
+            for recorded in events:
+                fan = recorded.event.mutate(fan)
+            if isinstance(fan, Fan):
+                fans[_fan_id(stream_id)] = fan
+        return fans
 
     async def stage(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> None:
         """Encrypt and encode ``writes`` now; ``append`` of the same writes then only sends."""
@@ -205,49 +190,52 @@ class PostgresImportBatch:
     async def append(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> int:
         staged, self._staged = self._staged, None
         if staged is not None and staged[0] is writes:
-            arguments = staged[1]
+            values = staged[1]
         else:
-            arguments = await self._arguments(writes, ctx)
+            values = await self._arguments(writes, ctx)
         try:
-            position = await self._conn.fetchval(_APPEND_MANY, *arguments, *self._index_writes())
+            position = await recorder.append_unchecked(
+                self._conn, values | self._index_writes(), then=_INDEX_WRITES
+            )
         except CONFLICTS as error:
             raise ConcurrencyError(f"import batch conflicted: {error}") from None
         self.appended = True
-        self.position = int(position)
+        self.position = position
         return self.position
 
-    def _index_writes(self) -> list[str]:
-        """The statement's arguments that claim index entries and update remembered ones."""
-        arguments = [self._tenant]
-        for claims in (self._claims, self._claims_if_free):
-            arguments += [
-                _SEPARATOR.join(key.hex() for key, _ in claims),
-                _SEPARATOR.join(fan_stream_id(entry.fan_id) for _, entry in claims),
-                _SEPARATOR.join(_hex(entry.row_digest) for _, entry in claims),
-                _SEPARATOR.join(_text(entry.version) for _, entry in claims),
-            ]
+    def _index_writes(self) -> dict[str, str]:
+        """The parameters of ``_INDEX_WRITES``: claim index entries, update remembered ones,
+        free released ones."""
+        values = {"tenant": self._tenant}
+        for prefix, claims in (("claims", self._claims), ("free_claims", self._claims_if_free)):
+            values |= {
+                f"{prefix}_hashes": SEPARATOR.join(key.hex() for key, _ in claims),
+                f"{prefix}_streams": SEPARATOR.join(fan_stream_id(e.fan_id) for _, e in claims),
+                f"{prefix}_digests": SEPARATOR.join(_hex(e.row_digest) for _, e in claims),
+                f"{prefix}_versions": SEPARATOR.join(_text(e.version) for _, e in claims),
+            }
         remembered = self._remembered
-        arguments += [
-            _SEPARATOR.join(fan_stream_id(entry.fan_id) for entry in remembered),
-            _SEPARATOR.join(_hex(entry.row_digest) for entry in remembered),
-            _SEPARATOR.join(_text(entry.version) for entry in remembered),
-            _SEPARATOR.join(key.hex() for key, _ in self._released),
-            _SEPARATOR.join(fan_stream_id(fan_id) for _, fan_id in self._released),
-        ]
-        return arguments
+        return values | {
+            "remembered_streams": SEPARATOR.join(fan_stream_id(e.fan_id) for e in remembered),
+            "remembered_digests": SEPARATOR.join(_hex(e.row_digest) for e in remembered),
+            "remembered_versions": SEPARATOR.join(_text(e.version) for e in remembered),
+            "released_hashes": SEPARATOR.join(key.hex() for key, _ in self._released),
+            "released_streams": SEPARATOR.join(fan_stream_id(f) for _, f in self._released),
+        }
 
-    async def _arguments(self, writes: Sequence[StreamWrite], ctx: CommandContext) -> list[Any]:
-        """The append statement's arguments: every event, its personal fields sealed."""
-        metadata = ctx.metadata()
-        ids: list[UUID] = []
-        streams: list[str] = []
-        stream_types: list[str] = []
-        versions: list[int] = []
-        types: list[str] = []
-        data: list[str] = []
-        schemas: list[int] = []
-        new_subjects: list[str] = []
-        wrapped: list[str] = []  # hex
+    async def _arguments(
+        self, writes: Sequence[StreamWrite], ctx: CommandContext
+    ) -> dict[str, Any]:
+        """The append's parameters: every event, its personal fields sealed."""
+        rows = EventRows(metadata=[ctx.metadata()])
+        ids = rows.ids
+        streams = rows.streams
+        stream_types = rows.stream_types
+        versions = rows.versions
+        types = rows.event_types
+        data = rows.data
+        schemas = rows.schemas
+        new_keys: list[tuple[str, bytes]] = []
         personal = self._personal
         seals_alone = personal.seals_alone
         # New fans (most of an import): one event each, sealed all at once after the loop
@@ -279,9 +267,7 @@ class PostgresImportBatch:
             field_list = [event_fields(event) for event in events]
             items = list(zip(event_types, event_ids, field_list, strict=True))
             keys = await personal.protect(self._conn, stream_id, expected, items)
-            for subject, (_, wrapped_key) in keys.new_keys.items():
-                new_subjects.append(subject)
-                wrapped.append(wrapped_key.hex())
+            new_keys += [(subject, wrapped) for subject, (_, wrapped) in keys.new_keys.items()]
             ids += event_ids
             streams += [stream_id] * count
             stream_types += [write.stream_type] * count
@@ -290,28 +276,12 @@ class PostgresImportBatch:
             data += map(encode_json, field_list)
             schemas += map(schema_version, event_types)
         if alone:
-            for subject, wrapped_key in personal.seal_new_streams(alone):
-                new_subjects.append(subject)
-                wrapped.append(wrapped_key.hex())
+            new_keys += personal.seal_new_streams(alone)
             for index, (*_, fields) in zip(alone_at, alone, strict=True):
                 data[index] = encode_json(fields)
-        return [
-            ids,
-            _joined(streams),
-            _joined(stream_types),
-            _SEPARATOR.join(map(str, versions)),
-            _joined(types),
-            _joined(data),
-            metadata,
-            _SEPARATOR.join(map(str, schemas)),
-            _joined(new_subjects),
-            _SEPARATOR.join(wrapped),
-            self._personal.master_key_id,
-            # Most events of a batch share a schema version: their metadata is one value
-            # instead of one jsonb concatenation per row.
-            schemas[0] if schemas else 1,
-            msgspec.structs.replace(metadata, schema_version=schemas[0] if schemas else 1),
-        ]
+        rows.meta = [1] * len(ids)
+        keys = recorder.KeyChanges(new_keys, [], personal.master_key_id)
+        return recorder.event_arguments(rows) | recorder.key_arguments(keys)
 
 
 def time_ordered_ids(count: int) -> list[UUID]:
@@ -330,13 +300,6 @@ def time_ordered_ids(count: int) -> list[UUID]:
 
 
 _RAND_B = (1 << 62) - 1
-
-
-def _joined(values: list[str]) -> str:
-    text = _SEPARATOR.join(values)
-    if text.count(_SEPARATOR) != max(len(values) - 1, 0):
-        raise ValueError("a stream id or event type holds the ASCII record separator")
-    return text
 
 
 def _hex(value: bytes | None) -> str:

@@ -126,3 +126,30 @@ async def test_each_write_keeps_its_own_metadata(container: bootstrap.Container)
     [a] = await container.events.load(fan_stream_id(first))
     [b] = await container.events.load(fan_stream_id(second))
     assert (a.metadata.actor, b.metadata.actor) == ("default", "other")
+
+
+async def test_an_append_refused_for_a_moved_stream_writes_no_outbox_row_either(
+    container: bootstrap.Container,
+) -> None:
+    fan_id = new_fan_id()
+    tenant = f"user-{uuid.uuid4().hex[:8]}"
+    await container.events.append_all([new_fan_write(fan_id)], metadata=meta(tenant))
+    message = Message.queue(
+        message_id=str(uuid.uuid4()), tenant=tenant, conversation_id=1, fan_id=fan_id, content="hi"
+    )
+    ctx = CommandContext(tenant=tenant, actor="test", correlation_id="c")
+    stale = StreamWrite(fan_stream_id(fan_id), "fan", fan_events(fan_id), 0)
+
+    with pytest.raises(ConcurrencyError):
+        await container.events.append_all(
+            [stream_write(message, "message"), stale],
+            metadata=ctx.metadata(),
+            outbox=[outbox_entry(message, ctx)],
+        )
+
+    assert await stream_length(container, message.id) == 0
+    assert await stream_length(container, fan_stream_id(fan_id)) == 1
+    outboxed = await container.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE message_id = $1", message.message_id
+    )
+    assert outboxed == 0

@@ -8,15 +8,17 @@ Older shapes are upcast on read by the functions in ``UPCASTERS``; the log is ne
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID, uuid4
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import CanInitAggregate, get_topic
 
 from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
-from application.ports import EventMetadata, RecordedEvent
+from application.ports import EventMetadata, RecordedEvent, StreamWrite
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES, EVENT_TYPES, SCHEMA_VERSIONS
 
@@ -52,6 +54,105 @@ def encode_json(fields: dict[str, Any]) -> str:
 
 def schema_version(event_type: str) -> int:
     return SCHEMA_VERSIONS[event_type]
+
+
+# An event on its way in: (stable type name, event id, its own fields as builtins). The fields
+# are sealed in place (adapters/postgres/personal_data.py) before they are encoded.
+TypedEvent = tuple[str, UUID, dict[str, Any]]
+
+
+def typed_events(writes: Sequence[StreamWrite]) -> list[list[TypedEvent]]:
+    """Every write's events as ``TypedEvent``, a new id for each event the write names none."""
+    return [
+        [
+            (
+                event_type_of(e),
+                w.event_ids[i] if w.event_ids is not None else uuid4(),
+                event_fields(e),
+            )
+            for i, e in enumerate(w.events)
+        ]
+        for w in writes
+    ]
+
+
+@dataclass(slots=True)
+class EventRows:
+    """The rows of one append, column by column in insert order. ``meta`` numbers each
+    event's metadata in ``metadata`` (from 1): the events of one command share one."""
+
+    ids: list[UUID] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)
+    stream_types: list[str] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+    schemas: list[int] = field(default_factory=list)
+    meta: list[int] = field(default_factory=list)
+    metadata: list[EventMetadata] = field(default_factory=list)
+
+    def stamped_metadata(self) -> tuple[list[EventMetadata], list[int]]:
+        """Each distinct (metadata, schema version) once, the version written into it, and
+        which of them each event has (from 1): the metadata stored with each event."""
+        replace = msgspec.structs.replace
+        if len(self.metadata) == 1:  # one command's events (an import batch: thousands)
+            versions = set(self.schemas)
+            if len(versions) == 1:
+                return [replace(self.metadata[0], schema_version=self.schemas[0])], self.meta
+            number_of = {schema: n for n, schema in enumerate(sorted(versions), 1)}
+            stamped = [replace(self.metadata[0], schema_version=s) for s in number_of]
+            return stamped, [number_of[schema] for schema in self.schemas]
+        stamped = []
+        numbers: dict[tuple[int, int], int] = {}
+        index = []
+        for meta, schema in zip(self.meta, self.schemas, strict=True):
+            number = numbers.get((meta, schema))
+            if number is None:
+                number = numbers[(meta, schema)] = len(stamped) + 1
+                stamped.append(replace(self.metadata[meta - 1], schema_version=schema))
+            index.append(number)
+        return stamped, index
+
+
+def event_rows(
+    writes: Sequence[StreamWrite], typed: list[list[TypedEvent]], metadata: EventMetadata
+) -> EventRows:
+    """The rows of ``writes`` (their fields sealed already), each write's events after its
+    expected version, with the write's own metadata or else ``metadata``."""
+    if len(writes) == 1:  # most commands: no lists to extend
+        write, items = writes[0], typed[0]
+        count = len(items)
+        first = write.expected_version + 1
+        return EventRows(
+            [event_id for _, event_id, _ in items],
+            [write.stream_id] * count,
+            [write.stream_type] * count,
+            list(range(first, first + count)),
+            [event_type for event_type, _, _ in items],
+            [encode_json(fields) for _, _, fields in items],
+            [SCHEMA_VERSIONS[event_type] for event_type, _, _ in items],
+            [1] * count,
+            [write.metadata or metadata],
+        )
+    rows = EventRows()
+    numbers: dict[int, int] = {}
+    for write, items in zip(writes, typed, strict=True):
+        meta = write.metadata or metadata
+        number = numbers.get(id(meta))
+        if number is None:
+            rows.metadata.append(meta)
+            number = numbers[id(meta)] = len(rows.metadata)
+        count = len(items)
+        rows.ids += [event_id for _, event_id, _ in items]
+        rows.streams += [write.stream_id] * count
+        rows.stream_types += [write.stream_type] * count
+        first = write.expected_version + 1
+        rows.versions += range(first, first + count)
+        rows.event_types += [event_type for event_type, _, _ in items]
+        rows.data += [encode_json(fields) for _, _, fields in items]
+        rows.schemas += [schema_version(event_type) for event_type, _, _ in items]
+        rows.meta += [number] * count
+    return rows
 
 
 def decode_event(

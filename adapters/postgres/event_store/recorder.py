@@ -1,226 +1,233 @@
-"""Appending events, of one stream or many, in one statement (``PostgresEventStore``).
+"""Every SQL statement on the ``events`` table: appends (append_sql.py composes them), stream
+loads, the global log in commit order, and the narrow questions the store and the import ask.
+Each function takes the connection (or pool) to run on: a caller's transaction is simply its
+connection.
 
-Appending stream by stream costs two or three round trips per stream (the subject's key, the
-insert): a campaign chunk of 500 messages made 1,000 to 2,000 of them. Here the keys of every
-subject are looked up in one query, each stream's personal fields are sealed in memory, and
-one statement checks every stream's expected version and inserts all the events, the new data
-keys and the destroyed ones. The checks are all-or-nothing: a single stream that moved on
-inserts nothing, and the caller raises ConcurrencyError; the unique (stream_id, version) index
-still catches a writer that commits in between.
+Appending stream by stream cost two or three round trips per stream: a campaign chunk of 500
+messages made 1,000 to 2,000 of them. Here one statement checks every stream's expected
+version and inserts all the events, the new data keys, the destroyed ones and the outbox rows.
+The checks are all-or-nothing: a single stream that moved on inserts nothing (the caller
+raises ConcurrencyError); the unique (stream_id, version) index still catches a writer that
+commits in between.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-from uuid import UUID, uuid4
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+from uuid import UUID
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from adapters import tracing
 from adapters.postgres import idempotency_keys
-from adapters.postgres.event_store.mapper import (
-    encode_json,
-    event_fields,
-    event_type_of,
-    schema_version,
+from adapters.postgres.event_store.append_sql import (
+    LAST_POSITION,
+    SEPARATOR,
+    append_statement,
+    joined,
 )
-from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec, subject_of
-from application.errors import ConcurrencyError
-from application.ports import EventMetadata, OutboxEntry, StreamWrite
-from domain.events import PERSONAL_DATA
+from adapters.postgres.event_store.composition import Fragment
+from adapters.postgres.event_store.mapper import EventRows
 
-_APPEND_MANY = """
-WITH moved AS (
-    SELECT 1 FROM unnest($1::text[], $2::int[]) AS x(stream_id, expected)
-    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = x.stream_id)
-          <> x.expected
-    LIMIT 1
-), inserted AS (
-    INSERT INTO events (event_id, stream_id, stream_type, version, event_type, data, metadata)
-    SELECT e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.data::jsonb,
-           ($10::jsonb[])[e.meta] || jsonb_build_object('schema_version', e.schema_version)
-    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[],
-                $9::int[], $11::int[])
-         WITH ORDINALITY AS e(event_id, stream_id, stream_type, version, event_type, data,
-                              schema_version, meta, n)
-    WHERE NOT EXISTS (SELECT 1 FROM moved)
-    ORDER BY e.n
-    RETURNING position
-), new_keys AS (
-    INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)
-    SELECT k.subject_id, k.wrapped_key, $14
-    FROM unnest($12::text[], $13::bytea[]) AS k(subject_id, wrapped_key)
-    WHERE EXISTS (SELECT 1 FROM inserted)
-), destroyed_keys AS (
-    INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id, destroyed_at)
-    SELECT s.subject_id, NULL, NULL, now() FROM unnest($15::text[]) AS s(subject_id)
-    WHERE EXISTS (SELECT 1 FROM inserted)
-    ON CONFLICT (subject_id) DO UPDATE
-    SET wrapped_key = NULL, master_key_id = NULL, destroyed_at = now()
+# Metadata comes back as text and is decoded straight into EventMetadata (a cache serves the
+# many events of one command, which share it): decoding jsonb into a dict and converting that
+# cost five times as much, on every event of a replay. Data comes back as text too, decoded
+# straight into its event class (mapper.from_text reads these columns by place).
+_COLUMNS = (
+    "position, transaction_id, event_id, stream_id, stream_type, version, event_type,"
+    " data::text AS data, metadata::text AS metadata, recorded_at"
 )
-SELECT position FROM inserted ORDER BY position
+
+_LOAD = f"""
+SELECT {_COLUMNS} FROM events
+WHERE stream_id = $1
+  AND ($2::int IS NULL OR version <= $2)
+  AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+ORDER BY version
 """
 
-# The same, with the outbox rows of the command in a last CTE: one statement is its own
-# transaction, so events and outbox rows still commit together, in one round trip where
-# BEGIN, the append, the outbox insert and COMMIT took four (a send spent most of its
-# connection time idle in transaction, waiting for the next of them).
-_APPEND_MANY_WITH_OUTBOX = _APPEND_MANY.replace(
-    "\nSELECT position FROM inserted",
-    """, outboxed AS (
-    INSERT INTO outbox (queue, message_id, body, attributes, stream_version)
-    SELECT o.queue, o.message_id, o.body, o.attributes, o.stream_version
-    FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[], $20::int[])
-         WITH ORDINALITY AS o(queue, message_id, body, attributes, stream_version, n)
-    WHERE NOT EXISTS (SELECT 1 FROM moved)  -- every stream where it was expected
-    ORDER BY o.n
-)
-SELECT position FROM inserted""",
+_LOAD_STREAMS = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version"
 )
 
-_NOT_MOVED = "WHERE NOT EXISTS (SELECT 1 FROM moved)"
+# Why (transaction id, position) and the snapshot's xmin: see store.py.
+_READ_ALL = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT $3
+"""
+
+_HEAD = """
+SELECT transaction_id, position FROM events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id DESC, position DESC LIMIT 1
+"""
+
+# The stream's (stream_id, version) index read backwards: it stops at the first match, and
+# only the type is read, never the event's data.
+_LATEST_EVENT_TYPE = """
+SELECT event_type FROM events WHERE stream_id = $1 AND event_type = ANY($2::text[])
+ORDER BY version DESC LIMIT 1
+"""
+
+_POSITIONS_OF = (
+    "SELECT event_id, position FROM events WHERE event_id = ANY($1::uuid[]) AND stream_id = $2"
+)
+
+_STREAM_VERSION = "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1"
+
+_CLAIM_ONCE = "INSERT INTO processed_once (key) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true"
 
 
-def _completing_reservation(sql: str, first_param: int) -> str:
-    """``sql`` for a request holding an Idempotency-Key: the same statement also marks the
-    reservation committed, and inserts nothing (no events, no outbox rows) unless the request
-    still holds it (adapters/postgres/idempotency_keys.py says why)."""
-    reserved = idempotency_keys.RESERVED_CTE.format(first_param, first_param + 1, first_param + 2)
-    sql = sql.replace(_NOT_MOVED, _NOT_MOVED + " AND EXISTS (SELECT 1 FROM reserved)")
-    return sql.replace("\n), inserted AS (", f"\n), {reserved}, inserted AS (", 1)
+# The request's Idempotency-Key reservation, completed by its append (idempotency_keys.py).
+_RESERVED_GUARDS = (Fragment("reserved", idempotency_keys.RESERVED_CTE),)
 
 
-# Parameters: the append's 15, the outbox's 5, then the reservation's 3.
-_APPEND_MANY_RESERVED = _completing_reservation(_APPEND_MANY, 16)
-_APPEND_MANY_WITH_OUTBOX_RESERVED = _completing_reservation(_APPEND_MANY_WITH_OUTBOX, 21)
+class KeyChanges(NamedTuple):
+    """The subjects' data keys an append stores (subject, wrapped key) and destroys."""
+
+    new: list[tuple[str, bytes]]
+    destroyed: list[str]
+    master_key_id: str | None
 
 
-def distinct_streams(writes: Sequence[StreamWrite]) -> bool:
-    """Whether ``append_many`` may take the writes at once: two writes to one stream must go
-    in order, each checked after the other."""
-    return len({write.stream_id for write in writes}) == len(writes)
+class OutboxRows(NamedTuple):
+    queues: list[str]
+    message_ids: list[str]
+    bodies: list[str]  # sealed already
+    attributes: list[dict[str, str]]
+    stream_versions: list[int | None]
 
 
-async def append_many(
-    conn: Any,
-    personal: PersonalDataCodec,
-    writes: Sequence[StreamWrite],
-    metadata: EventMetadata,
-    outbox: Sequence[OutboxEntry] = (),
-) -> tuple[list[int], list[PendingKeys]]:
-    """Insert every write's events, and the ``outbox`` rows with them in the same statement;
-    returns their positions (none if a stream moved on: then no outbox row either) and the key
-    changes to report once committed."""
-    typed = [
-        [(event_type_of(e), _event_id(w, i), event_fields(e)) for i, e in enumerate(w.events)]
-        for w in writes
-    ]
-    known, looked_up = await _prefetch_keys(conn, personal, writes, typed)
-    metas: dict[int, int] = {}
-    meta_values: list[EventMetadata] = []
-    columns: dict[str, list[Any]] = {
-        k: [] for k in ("ids", "streams", "types", "versions", "events", "data", "schemas", "meta")
+def event_arguments(rows: EventRows) -> dict[str, Any]:
+    """The insert's parameters for ``rows``. Only the stream ids are checked for the
+    separator: type names are the code's own, data is JSON (which escapes it), subjects are
+    stream ids."""
+    metadata, meta = rows.stamped_metadata()
+    join = SEPARATOR.join
+    return {
+        "event_ids": rows.ids,
+        "event_streams": joined(rows.streams),
+        "stream_types": join(rows.stream_types),
+        "versions": join(map(str, rows.versions)),
+        "event_types": join(rows.event_types),
+        "data": join(rows.data),
+        "meta": join(map(str, meta)),
+        "metadata": metadata,
     }
-    pending_all: list[PendingKeys] = []
-    new_subjects: list[str] = []
-    wrapped: list[bytes] = []
-    erased: set[str] = set()
-    for write, items in zip(writes, typed, strict=True):
-        pending = await personal.protect(
-            conn, write.stream_id, write.expected_version, items, known, looked_up
-        )
-        for subject, (aead, wrapped_key) in pending.new_keys.items():
-            known[subject] = aead
-            new_subjects.append(subject)
-            wrapped.append(wrapped_key)
-        erased |= pending.erased_subjects
-        pending_all.append(pending)
-        meta = write.metadata or metadata
-        index = metas.setdefault(id(meta), len(meta_values) + 1)
-        if index == len(meta_values) + 1:
-            meta_values.append(meta)
-        count = len(items)
-        columns["ids"] += [event_id for _, event_id, _ in items]
-        columns["streams"] += [write.stream_id] * count
-        columns["types"] += [write.stream_type] * count
-        columns["versions"] += range(write.expected_version + 1, write.expected_version + count + 1)
-        columns["events"] += [event_type for event_type, _, _ in items]
-        columns["data"] += [encode_json(fields) for _, _, fields in items]
-        columns["schemas"] += [schema_version(event_type) for event_type, _, _ in items]
-        columns["meta"] += [index] * count
-    extra: list[Any] = []
-    if outbox:
-        extra = [
-            [entry.queue for entry in outbox],
-            [entry.message_id for entry in outbox],
-            [await personal.seal_body(conn, e.body, e.subject, e.personal, known) for e in outbox],
-            # The command's trace context (W3C traceparent) rides with each message, so the
-            # relay and the sender continue the request's trace (adapters/tracing.py).
-            [tracing.with_trace_context(entry.attributes) for entry in outbox],
-            [entry.stream_version for entry in outbox],
-        ]
-    # Nothing to insert commits nothing: such an append leaves the reservation as it is.
-    reservation = idempotency_keys.current() if columns["ids"] else None
-    if reservation is None:
-        sql = _APPEND_MANY_WITH_OUTBOX if outbox else _APPEND_MANY
-    else:
-        sql = _APPEND_MANY_WITH_OUTBOX_RESERVED if outbox else _APPEND_MANY_RESERVED
-        extra += list(reservation)
-    rows = await conn.fetch(
-        sql,
-        [write.stream_id for write in writes],
-        [write.expected_version for write in writes],
-        columns["ids"],
-        columns["streams"],
-        columns["types"],
-        columns["versions"],
-        columns["events"],
-        columns["data"],
-        columns["schemas"],
-        meta_values,
-        columns["meta"],
-        new_subjects,
-        wrapped,
-        personal.master_key_id,
-        sorted(erased),
-        *extra,
-    )
-    if not rows and reservation is not None:
-        await _check_still_held(conn, reservation)
-    return [row["position"] for row in rows], pending_all
 
 
-async def _check_still_held(conn: Any, reservation: idempotency_keys.Reservation) -> None:
-    """Nothing appended: say so if it is because the request lost its key (a retry took it
-    over after waiting for it), rather than let the caller report a stale version."""
-    if not await idempotency_keys.still_held(conn, reservation):
-        raise ConcurrencyError(
-            "this request's Idempotency-Key was taken over by a retry of it: nothing recorded"
-        )
+def key_arguments(keys: KeyChanges) -> dict[str, Any]:
+    return {
+        "new_subjects": SEPARATOR.join([subject for subject, _ in keys.new]),
+        "wrapped_keys": SEPARATOR.join([wrapped.hex() for _, wrapped in keys.new]),
+        "master_key_id": keys.master_key_id,
+        "destroyed_subjects": SEPARATOR.join(keys.destroyed),
+    }
 
 
-async def _prefetch_keys(
+async def append(
     conn: Any,
-    personal: PersonalDataCodec,
-    writes: Sequence[StreamWrite],
-    typed: list[list[tuple[str, UUID, dict[str, Any]]]],
-) -> tuple[dict[str, AESGCM | None], set[str]]:
-    """Every stored key the writes need, in one query: the keys found (None: erased), and
-    every subject looked up (those without a key get a new one)."""
-    subjects: set[str] = set()
-    if personal.keys is None:
-        return {}, subjects
-    for write, items in zip(writes, typed, strict=True):
-        for event_type, _, fields in items:
-            spec = PERSONAL_DATA.get(event_type)
-            if spec is not None:
-                subject = subject_of(spec, event_type, write.stream_id, fields)
-                if not (subject == write.stream_id and write.expected_version == 0):
-                    subjects.add(subject)
-    found = await personal.keys.load(conn, subjects) if subjects else {}
-    return found, subjects
+    expected: Sequence[tuple[str, int]],
+    rows: EventRows,
+    keys: KeyChanges,
+    outbox: OutboxRows | None = None,
+    reservation: idempotency_keys.Reservation | None = None,
+) -> list[int]:
+    """Insert ``rows`` if every (stream, version) of ``expected`` holds, with the key changes,
+    the outbox rows, and the completed ``reservation`` (then only while the request holds
+    it), all in one statement. The events' positions; none if a stream was not where
+    expected. A stream expected new (version 0) that exists fails the statement instead
+    (UniqueViolationError)."""
+    values = event_arguments(rows)
+    # Streams expected new need no version read: their first version's unique index entry
+    # is the check. A stream expected further on might also be behind, which only the read
+    # sees (inserting after a gap would succeed); the reservation's guard reads it too.
+    checked = reservation is not None or any(version for _, version in expected)
+    if checked:
+        values["checked_streams"] = SEPARATOR.join([stream for stream, _ in expected])
+        values["expected_versions"] = SEPARATOR.join([str(version) for _, version in expected])
+    if keys.new or keys.destroyed:
+        values.update(key_arguments(keys))
+    if outbox is not None:
+        values.update(
+            outbox_queues=outbox.queues,
+            outbox_message_ids=outbox.message_ids,
+            outbox_bodies=outbox.bodies,
+            outbox_attributes=outbox.attributes,
+            outbox_stream_versions=outbox.stream_versions,
+        )
+    if reservation is not None:
+        values.update(idempotency_keys.reserved_arguments(reservation))
+    statement = append_statement(
+        checked=checked,
+        outbox=outbox is not None,
+        new_keys=bool(keys.new),
+        destroys_keys=bool(keys.destroyed),
+        guards=_RESERVED_GUARDS if reservation is not None else (),
+    )
+    found = await conn.fetch(statement.sql, *statement.arguments(values))
+    return [row[0] for row in found]
 
 
-def _event_id(write: StreamWrite, index: int) -> UUID:
-    return write.event_ids[index] if write.event_ids is not None else uuid4()
+async def append_unchecked(
+    conn: Any, values: Mapping[str, Any], then: tuple[Fragment, ...] = ()
+) -> int:
+    """Insert the events of ``values`` (``event_arguments`` and ``key_arguments``) and run
+    ``then`` (fragments with their own parameters in ``values``) in one statement, without
+    reading any stream's version: a stream that moved on since it was read fails the statement
+    on the unique (stream_id, version) index. The last position inserted."""
+    statement = append_statement(
+        checked=False, destroys_keys=False, then=then, select=LAST_POSITION
+    )
+    return int(await conn.fetchval(statement.sql, *statement.arguments(values)))
+
+
+async def load(db: Any, stream_id: str, up_to_version: int | None, as_of: Any) -> list[Any]:
+    """The stream's rows in version order, up to a version and a time if given."""
+    return list(await db.fetch(_LOAD, stream_id, up_to_version, as_of))
+
+
+async def load_streams(db: Any, stream_ids: Sequence[str]) -> list[Any]:
+    """The rows of every stream, by stream then version."""
+    return list(await db.fetch(_LOAD_STREAMS, list(stream_ids)))
+
+
+async def read_all(db: Any, transaction_id: int, position: int, limit: int) -> list[Any]:
+    """Up to ``limit`` rows after (transaction id, position), in commit order."""
+    return list(await db.fetch(_READ_ALL, transaction_id, position, limit))
+
+
+async def head(db: Any) -> tuple[int, int] | None:
+    """(transaction id, position) of the newest row a reader of the log can reach now."""
+    row = await db.fetchrow(_HEAD)
+    return (row[0], row[1]) if row else None
+
+
+async def latest_event_type(db: Any, stream_id: str, among: Sequence[str]) -> str | None:
+    value = await db.fetchval(_LATEST_EVENT_TYPE, stream_id, list(among))
+    return None if value is None else str(value)
+
+
+async def positions_of(db: Any, stream_id: str, event_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The positions of those of the events that the stream holds."""
+    rows = await db.fetch(_POSITIONS_OF, list(event_ids), stream_id)
+    return {row[0]: row[1] for row in rows}
+
+
+async def stream_version(db: Any, stream_id: str) -> int:
+    return int(await db.fetchval(_STREAM_VERSION, stream_id))
+
+
+async def claim_once(conn: Any, key: str) -> bool:
+    """Record ``key`` as processed in the caller's transaction; False if it already was."""
+    return bool(await conn.fetchval(_CLAIM_ONCE, key))
+
+
+def is_at_version(stream_id: str, version: str) -> str:
+    """A SQL condition: the stream named by the expression ``stream_id`` is at the version
+    the expression ``version`` gives (false for a NULL version)."""
+    return (
+        f"({version} IS NOT NULL AND {version} = "
+        f"(SELECT max(e.version) FROM events e WHERE e.stream_id = {stream_id}))"
+    )

@@ -22,12 +22,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.postgres.event_store.mapper import from_text
-from adapters.postgres.event_store.recorder import append_many, distinct_streams
+from adapters.postgres import idempotency_keys
+from adapters.postgres.event_store import recorder
+from adapters.postgres.event_store.mapper import event_rows, from_text, typed_events
+from adapters.postgres.event_store.sealing import seal_writes
 from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
-from adapters.postgres.personal_data import PersonalDataCodec
+from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec
 from adapters.postgres.unique_claims import Hashers, has_claims, hasher_for, write_claims
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
@@ -39,22 +42,18 @@ from application.ports import (
 )
 from domain.base import DomainEvent
 
-# Metadata comes back as text and is decoded straight into EventMetadata (a cache serves the
-# many events of one command, which share it): decoding jsonb into a dict and converting that
-# cost five times as much, on every event of a replay. Data comes back as text too, decoded
-# straight into its event class with its personal fields revealed as JSON (``from_text``).
-_COLUMNS = (
-    "position, transaction_id, event_id, stream_id, stream_type, version, event_type,"
-    " data::text AS data, metadata::text AS metadata, recorded_at"
-)
 
-_READ_ALL = f"""
-SELECT {_COLUMNS} FROM events
-WHERE (transaction_id, position) > ($1::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, position
-LIMIT $3
-"""
+def _distinct_streams(writes: Sequence[StreamWrite]) -> bool:
+    """Whether one statement may take the writes at once: two writes to one stream must go
+    in order, each checked after the other."""
+    return len({write.stream_id for write in writes}) == len(writes)
+
+
+def _conflict(writes: Sequence[StreamWrite]) -> ConcurrencyError:
+    return ConcurrencyError(
+        "not at the expected version: "
+        + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in writes)
+    )
 
 
 class PostgresEventStore:
@@ -89,7 +88,7 @@ class PostgresEventStore:
         write = StreamWrite(stream_id, stream_type, list(events), expected_version, ids)
         async with self._pool.acquire() as conn:
             try:
-                positions, committed = await append_many(conn, self._personal, [write], metadata)
+                positions, committed = await self._append_on(conn, [write], metadata)
             except asyncpg.UniqueViolationError:
                 positions, committed = [], []
             if len(positions) == len(events):
@@ -98,8 +97,10 @@ class PostgresEventStore:
                 self._notify("events")
                 note_written(positions[-1])
                 return positions
+            # The caller's retry of events already stored is a no-op, as much its own write
+            # as the first; anything else is a conflict.
             positions = await self._already_appended(conn, stream_id, ids, expected_version)
-            note_written(positions[-1])  # the caller's retry: the write is as much its own
+            note_written(positions[-1])
             return positions
 
     async def append_all(
@@ -114,35 +115,53 @@ class PostgresEventStore:
         not at its expected version rolls everything back with ConcurrencyError. With
         ``once``, a second call with the same key appends nothing (AlreadyProcessed). The
         writes' unique claims commit with them (ClaimTaken if another stream holds one)."""
+        if once is None and _distinct_streams(writes) and not has_claims(writes):
+            # The common case needs no transaction block: one statement writes the events
+            # and the outbox rows, and commits or fails as a whole (one round trip instead of
+            # BEGIN, append, outbox insert, COMMIT).
+            async with self._pool.acquire() as conn:
+                try:
+                    positions, committed = await self._append_on(conn, writes, metadata, outbox)
+                except asyncpg.UniqueViolationError as error:
+                    raise ConcurrencyError(str(error)) from None
+            if len(positions) != sum(len(write.events) for write in writes):
+                raise _conflict(writes)
+        else:
+            positions, committed = await self._append_in_transaction(writes, metadata, outbox, once)
+        for keys in committed:
+            self._personal.committed(keys)
+        self._notify("events")
+        if outbox:
+            self._notify("outbox")
+        if positions:
+            note_written(max(positions))
+        return positions
+
+    async def _append_in_transaction(
+        self,
+        writes: Sequence[StreamWrite],
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry],
+        once: str | None,
+    ) -> tuple[list[int], list[PendingKeys]]:
         positions: list[int] = []
-        committed = []
-        if once is None and distinct_streams(writes) and not has_claims(writes):
-            return await self._append_in_one_statement(writes, metadata, outbox)
+        committed: list[PendingKeys] = []
         hasher = await hasher_for(self._index_hashers, writes)
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    if once is not None:
-                        claimed = await conn.fetchval(
-                            "INSERT INTO processed_once (key) VALUES ($1)"
-                            " ON CONFLICT DO NOTHING RETURNING true",
-                            once,
-                        )
-                        if not claimed:
-                            raise AlreadyProcessed(once)
+                    if once is not None and not await recorder.claim_once(conn, once):
+                        raise AlreadyProcessed(once)
                     # Two writes to one stream go in order, each checked after the other;
                     # the outbox rows go with the last group.
-                    groups = [writes] if distinct_streams(writes) else [[w] for w in writes]
+                    groups = [writes] if _distinct_streams(writes) else [[w] for w in writes]
                     for n, group in enumerate(groups, 1):
                         last = n == len(groups)
-                        appended, pending = await append_many(
-                            conn, self._personal, group, metadata, outbox if last else ()
+                        appended, pending = await self._append_on(
+                            conn, group, metadata, outbox if last else ()
                         )
                         if len(appended) != sum(len(write.events) for write in group):
-                            raise ConcurrencyError(
-                                "not at the expected version: "
-                                + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in group)
-                            )
+                            raise _conflict(group)
                         await write_claims(conn, hasher, group, metadata)
                         positions += appended
                         committed += pending
@@ -152,41 +171,36 @@ class PostgresEventStore:
                 # Two writers claiming each other's keys (fans swapping handles): one is
                 # rolled back, and reads, decides and appends again.
                 raise ConcurrencyError(str(error)) from None
-        for keys in committed:
-            self._personal.committed(keys)
-        self._notify("events")
-        if outbox:
-            self._notify("outbox")
-        if positions:
-            note_written(max(positions))
-        return positions
+        return positions, committed
 
-    async def _append_in_one_statement(
-        self, writes: Sequence[StreamWrite], metadata: EventMetadata, outbox: Sequence[OutboxEntry]
-    ) -> list[int]:
-        """``append_all``'s common case without a transaction block: append_many writes the
-        events and the outbox rows in one statement, which commits or fails as a whole (one
-        round trip instead of BEGIN, append, outbox insert, COMMIT)."""
-        async with self._pool.acquire() as conn:
-            try:
-                positions, committed = await append_many(
-                    conn, self._personal, writes, metadata, outbox
-                )
-            except asyncpg.UniqueViolationError as error:
-                raise ConcurrencyError(str(error)) from None
-        if len(positions) != sum(len(write.events) for write in writes):
+    async def _append_on(
+        self,
+        conn: Any,
+        writes: Sequence[StreamWrite],
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> tuple[list[int], list[PendingKeys]]:
+        """Every write's events (personal fields sealed) and the ``outbox`` rows, in one
+        statement on ``conn``: their positions (none if a stream moved on: then no outbox row
+        either) and the key changes to report once committed."""
+        typed = typed_events(writes)
+        keys, pending, outbox_rows = await seal_writes(conn, self._personal, writes, typed, outbox)
+        rows = event_rows(writes, typed, metadata)
+        # Nothing to insert commits nothing: such an append leaves the reservation as it is.
+        reservation = idempotency_keys.current() if rows.ids else None
+        expected = [(write.stream_id, write.expected_version) for write in writes]
+        positions = await recorder.append(conn, expected, rows, keys, outbox_rows, reservation)
+        # Nothing appended: say so if it is because the request lost its key (a retry took
+        # it over after waiting for it), rather than report a stale version.
+        if (
+            not positions
+            and reservation is not None
+            and not await idempotency_keys.still_held(conn, reservation)
+        ):
             raise ConcurrencyError(
-                "not at the expected version: "
-                + ", ".join(f"{w.stream_id}@{w.expected_version}" for w in writes)
+                "this request's Idempotency-Key was taken over by a retry of it: nothing recorded"
             )
-        for keys in committed:
-            self._personal.committed(keys)
-        self._notify("events")
-        if outbox:
-            self._notify("outbox")
-        if positions:
-            note_written(max(positions))
-        return positions
+        return positions, pending
 
     def _notify(self, channel: str) -> None:
         if self._notifier is not None:
@@ -196,18 +210,10 @@ class PostgresEventStore:
         self, conn: asyncpg.Connection, stream_id: str, ids: list[UUID], expected: int
     ) -> list[int]:
         """A retried append of events already stored is a no-op; anything else is a conflict."""
-        rows = await conn.fetch(
-            "SELECT event_id, position FROM events"
-            " WHERE event_id = ANY($1::uuid[]) AND stream_id = $2",
-            ids,
-            stream_id,
-        )
-        found = {row["event_id"]: row["position"] for row in rows}
+        found = await recorder.positions_of(conn, stream_id, ids)
         if len(found) == len(ids):
             return [found[event_id] for event_id in ids]
-        actual = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
+        actual = await recorder.stream_version(conn, stream_id)
         raise ConcurrencyError(f"{stream_id} is at version {actual}, expected {expected}")
 
     async def load(
@@ -217,61 +223,48 @@ class PostgresEventStore:
         up_to_version: int | None = None,
         as_of: datetime | None = None,
     ) -> list[RecordedEvent]:
-        return await self._decoded(
-            f"""
-            SELECT {_COLUMNS} FROM events
-            WHERE stream_id = $1
-              AND ($2::int IS NULL OR version <= $2)
-              AND ($3::timestamptz IS NULL OR recorded_at <= $3)
-            ORDER BY version
-            """,
-            stream_id,
-            up_to_version,
-            as_of,
-        )
+        rows = await recorder.load(self._pool, stream_id, up_to_version, as_of)
+        return (await decode_rows(self._pool, self._personal, rows))[0]
 
     async def load_streams(self, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
         """Several streams in one query: those with no event are absent from the answer."""
-        found: dict[str, list[RecordedEvent]] = {}
         if not stream_ids:
-            return found
-        for recorded in await self._decoded(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::text[])"
-            " ORDER BY stream_id, version",
-            list(stream_ids),
-        ):
-            found.setdefault(recorded.stream_id, []).append(recorded)
-        return found
+            return {}
+        return (await load_streams_on(self._pool, self._personal, stream_ids))[0]
 
     async def read_all(self, after: Checkpoint, limit: int) -> list[RecordedEvent]:
-        return await self._decoded(_READ_ALL, after.transaction_id, after.position, limit)
+        rows = await recorder.read_all(self._pool, after.transaction_id, after.position, limit)
+        return (await decode_rows(self._pool, self._personal, rows))[0]
 
     async def latest_event_type(self, stream_id: str, among: Sequence[str]) -> str | None:
-        # The stream's (stream_id, version) index read backwards: it stops at the first match,
-        # and only the type is read, never the event's data.
-        value = await self._pool.fetchval(
-            "SELECT event_type FROM events WHERE stream_id = $1 AND event_type = ANY($2::text[])"
-            " ORDER BY version DESC LIMIT 1",
-            stream_id,
-            list(among),
-        )
-        return None if value is None else str(value)
-
-    async def _decoded(self, query: str, *args: Any) -> list[RecordedEvent]:
-        rows = await self._pool.fetch(query, *args)
-        sealed_in = PersonalDataCodec.sealed_in
-        # Columns by place (see _COLUMNS): 3 stream_id, 6 event_type, 7 data.
-        sealed = [sealed_in(row[6], row[3], row[7]) for row in rows]
-        keys = await self._personal.keys_for_sealed(self._pool, rows, sealed)
-        return [from_text(row, found, keys) for row, found in zip(rows, sealed, strict=True)]
+        return await recorder.latest_event_type(self._pool, stream_id, among)
 
     async def head(self) -> Checkpoint:
         """The newest place a reader of the global log can reach now."""
-        row = await self._pool.fetchrow(
-            """
-            SELECT transaction_id, position FROM events
-            WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY transaction_id DESC, position DESC LIMIT 1
-            """
-        )
-        return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
+        found = await recorder.head(self._pool)
+        return Checkpoint(*found) if found else Checkpoint()
+
+
+async def load_streams_on(
+    db: Any, personal: PersonalDataCodec, stream_ids: Sequence[str]
+) -> tuple[dict[str, list[RecordedEvent]], dict[str, AESGCM | None]]:
+    """Several streams read on ``db`` (a caller's transaction, say), by stream id, and the
+    subjects' keys that opened them."""
+    found: dict[str, list[RecordedEvent]] = {}
+    rows = await recorder.load_streams(db, stream_ids)
+    events, keys = await decode_rows(db, personal, rows)
+    for recorded in events:
+        found.setdefault(recorded.stream_id, []).append(recorded)
+    return found, keys
+
+
+async def decode_rows(
+    db: Any, personal: PersonalDataCodec, rows: list[Any]
+) -> tuple[list[RecordedEvent], dict[str, AESGCM | None]]:
+    """Rows the recorder read, decoded, and the keys that opened their personal fields."""
+    sealed_in = PersonalDataCodec.sealed_in
+    # Columns by place (recorder._COLUMNS): 3 stream_id, 6 event_type, 7 data.
+    sealed = [sealed_in(row[6], row[3], row[7]) for row in rows]
+    keys = await personal.keys_for_sealed(db, rows, sealed)
+    events = [from_text(row, found, keys) for row, found in zip(rows, sealed, strict=True)]
+    return events, keys
