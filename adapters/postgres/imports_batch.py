@@ -1,8 +1,8 @@
 """Inside one import batch's transaction: find fans through the write-side index, claim index
 entries, load fans, and append every stream's events at once.
 
-The append is the event store's (adapters/postgres/event_store/recorder.py), in its unchecked
-shape: it skips the per-stream version read, because the expected-version check is the unique
+The append is the event store's unchecked one (adapters/postgres/event_store/in_transaction.py):
+it skips the per-stream version read, because the expected-version check is the unique
 (stream_id, version) index: a stream that moved on since it was loaded makes the insert fail,
 the transaction roll back, and the batch re-run. The index entries the batch claims, updates
 and frees are fragments of the same statement. Personal fields are sealed by the same
@@ -19,9 +19,8 @@ from uuid import UUID
 
 import asyncpg
 
-from adapters.postgres.event_store import recorder
-from adapters.postgres.event_store.append_sql import SEPARATOR
-from adapters.postgres.event_store.composition import Fragment
+from adapters.postgres.event_store import in_transaction
+from adapters.postgres.event_store.in_transaction import SEPARATOR, Fragment
 from adapters.postgres.event_store.mapper import (
     EventRows,
     encode_json,
@@ -29,7 +28,6 @@ from adapters.postgres.event_store.mapper import (
     event_type_of,
     schema_version,
 )
-from adapters.postgres.event_store.store import load_streams_on
 from adapters.postgres.imports_index import IndexHasher
 from adapters.postgres.personal_data import PersonalDataCodec
 from application.context import CommandContext
@@ -101,7 +99,7 @@ CONFLICTS = (
 # An entry is unchanged if its fan's stream is still at the version the entry remembers.
 _FIND = f"""
 SELECT k.key_hash, k.stream_id, k.row_digest,
-       {recorder.is_at_version("k.stream_id", "k.fan_version")}
+       {in_transaction.is_at_version("k.stream_id", "k.fan_version")}
 FROM import_fan_keys k WHERE k.tenant_id = $1 AND k.key_hash = ANY($2::bytea[])
 """
 
@@ -168,7 +166,7 @@ class PostgresImportBatch:
     async def load_fans(self, fan_ids: Sequence[int]) -> dict[int, Fan]:
         if not fan_ids:
             return {}
-        streams, keys = await load_streams_on(
+        streams, keys = await in_transaction.load_streams_on(
             self._conn, self._personal, [fan_stream_id(fan_id) for fan_id in fan_ids]
         )
         self.loaded_subjects += keys
@@ -194,7 +192,7 @@ class PostgresImportBatch:
         else:
             values = await self._arguments(writes, ctx)
         try:
-            position = await recorder.append_unchecked(
+            position = await in_transaction.append_unchecked(
                 self._conn, values | self._index_writes(), then=_INDEX_WRITES
             )
         except CONFLICTS as error:
@@ -280,8 +278,8 @@ class PostgresImportBatch:
             for index, (*_, fields) in zip(alone_at, alone, strict=True):
                 data[index] = encode_json(fields)
         rows.meta = [1] * len(ids)
-        keys = recorder.KeyChanges(new_keys, [], personal.master_key_id)
-        return recorder.event_arguments(rows) | recorder.key_arguments(keys)
+        keys = in_transaction.KeyChanges(new_keys, [], personal.master_key_id)
+        return in_transaction.event_arguments(rows) | in_transaction.key_arguments(keys)
 
 
 def time_ordered_ids(count: int) -> list[UUID]:

@@ -12,11 +12,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("domain", "application", "projections", "adapters", "worker")
 EVENT_STORE = Path("adapters/postgres/event_store")
 
-# Until the import path appends through the event store's recorder (issue 15, "The import
-# path uses the recorder", the other half of this change), it holds its own INSERT and reads.
-# Remove it from here when that lands.
-NOT_YET_THROUGH_THE_EVENT_STORE = frozenset({Path("adapters/postgres/imports_batch.py")})
-
 # A table named ``events`` (maybe schema-qualified or quoted), not ``events_foo`` nor
 # ``key_events``, after a keyword that reads or writes it: FROM (DELETE FROM, a comma join
 # after it), JOIN, INTO, UPDATE, TRUNCATE [TABLE], USING.
@@ -67,25 +62,16 @@ def sql_on_events(source: str) -> list[int]:
 
 
 def test_only_the_event_store_package_holds_sql_on_events() -> None:
-    found, moved = [], []
+    found = []
     for layer in LAYERS:
         for path in sorted((ROOT / layer).rglob("*.py")):
             relative = path.relative_to(ROOT)
             if relative.is_relative_to(EVENT_STORE):
                 continue
-            lines = sql_on_events(path.read_text())
-            if relative in NOT_YET_THROUGH_THE_EVENT_STORE:
-                if not lines:
-                    moved.append(str(relative))
-                continue
-            found += [f"{relative}:{line}" for line in lines]
+            found += [f"{relative}:{line}" for line in sql_on_events(path.read_text())]
     assert not found, (
         "SQL on the events table outside adapters/postgres/event_store/ (ask the store a named"
         " question there instead): " + ", ".join(found)
-    )
-    # An exception whose SQL has moved leaves the list, so that none can come back there.
-    assert not moved, "no SQL on events left: remove from NOT_YET_THROUGH_THE_EVENT_STORE: " + (
-        ", ".join(moved)
     )
 
 
