@@ -58,6 +58,8 @@ class PersonalDataCodec:
         items: list[tuple[str, UUID, dict[str, Any]]],
         known: dict[str, AESGCM | None] | None = None,
         looked_up: Set[str] = frozenset(),
+        *,
+        new_stream_keyless: bool = True,
     ) -> PendingKeys:
         """Replace personal fields of (event type, event id, fields) items in place.
 
@@ -82,10 +84,10 @@ class PersonalDataCodec:
         subjects = {subject for *_, subject in personal}
         known = known or {}
         aeads: dict[str, AESGCM | None] = {s: known[s] for s in subjects if s in known}
-        # A stream's first event needs no lookup: its subject can have no key yet.
-        wanted = (
-            subjects - aeads.keys() - looked_up - ({stream_id} if expected_version == 0 else set())
-        )
+        # A stream's first event needs no lookup: its subject has no key yet, unless another
+        # stream's event made it first (``new_stream_keyless`` False: the store's second try).
+        skipped = {stream_id} if expected_version == 0 and new_stream_keyless else set()
+        wanted = subjects - aeads.keys() - looked_up - skipped
         if wanted:
             aeads.update(await self.keys.load(conn, wanted))
         for subject in subjects - aeads.keys():

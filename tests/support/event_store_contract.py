@@ -291,6 +291,27 @@ class EventStoreContract:
         assert [r.event for r in await store.load(fan_stream_id(fan_id))] == events
         assert [r.event for r in await store.load(message.id)] == sent
 
+    @pytest.mark.parametrize("once", [False, True], ids=["one statement", "in a transaction"])
+    async def test_append_all_starts_a_fan_whose_messages_were_stored_first(
+        self, store: EventStore, once: bool
+    ) -> None:
+        tenant = new_tenant()
+        fan_id = new_fan_id()
+        message = queued(tenant, fan_id)
+        await store.append_all(
+            [StreamWrite(message.id, "message", list(message.collect_events()), 0)],
+            metadata=meta(tenant),
+        )
+        events = fan_events(fan_id, tenant=tenant)
+
+        await store.append_all(
+            [StreamWrite(fan_stream_id(fan_id), "fan", events, 0)],
+            metadata=meta(tenant),
+            once=f"{tenant}:start-{fan_id}" if once else None,
+        )
+
+        assert [r.event for r in await store.load(fan_stream_id(fan_id))] == events
+
     async def test_an_erased_fans_personal_fields_read_back_none_and_say_so(
         self, store: EventStore
     ) -> None:

@@ -24,17 +24,26 @@ async def seal_writes(
     writes: Sequence[StreamWrite],
     typed: list[list[TypedEvent]],
     outbox: Sequence[OutboxEntry] = (),
+    *,
+    new_streams_keyless: bool = True,
 ) -> tuple[KeyChanges, list[PendingKeys], OutboxRows | None]:
     """Seal ``typed`` (the writes' events) in place: the key changes to store with them, the
     same per write to report once committed (``PersonalDataCodec.committed``), and the outbox
-    rows with their bodies sealed (None without entries)."""
-    known, looked_up = await _prefetch_keys(conn, personal, writes, typed)
+    rows with their bodies sealed (None without entries). ``new_streams_keyless``: a new
+    stream's own subject is taken to have no key yet, and is not looked up."""
+    known, looked_up = await _prefetch_keys(conn, personal, writes, typed, new_streams_keyless)
     pending_all: list[PendingKeys] = []
     new: list[tuple[str, bytes]] = []
     erased: set[str] = set()
     for write, items in zip(writes, typed, strict=True):
         pending = await personal.protect(
-            conn, write.stream_id, write.expected_version, items, known, looked_up
+            conn,
+            write.stream_id,
+            write.expected_version,
+            items,
+            known,
+            looked_up,
+            new_stream_keyless=new_streams_keyless,
         )
         for subject, (aead, wrapped_key) in pending.new_keys.items():
             known[subject] = aead
@@ -60,6 +69,7 @@ async def _prefetch_keys(
     personal: PersonalDataCodec,
     writes: Sequence[StreamWrite],
     typed: list[list[TypedEvent]],
+    new_streams_keyless: bool,
 ) -> tuple[dict[str, AESGCM | None], set[str]]:
     """Every stored key the writes need, in one query: the keys found (None: erased), and
     every subject looked up (those without a key get a new one)."""
@@ -71,7 +81,8 @@ async def _prefetch_keys(
             spec = PERSONAL_DATA.get(event_type)
             if spec is not None:
                 subject = subject_of(spec, event_type, write.stream_id, fields)
-                if not (subject == write.stream_id and write.expected_version == 0):
+                new = subject == write.stream_id and write.expected_version == 0
+                if not (new and new_streams_keyless):
                     subjects.add(subject)
     found = await personal.keys.load(conn, subjects) if subjects else {}
     return found, subjects

@@ -43,6 +43,17 @@ from application.ports import (
 from domain.base import DomainEvent
 
 
+class _KeyMadeElsewhere(Exception):
+    """A new stream's subject had a data key already: its append is tried again with every
+    key looked up."""
+
+
+def _key_made_elsewhere(error: asyncpg.UniqueViolationError) -> bool:
+    # Appends take a new stream's own subject to have no key yet (sealing.py): true unless
+    # another stream's event (a message to a fan not yet created) made the key first.
+    return getattr(error, "constraint_name", None) == "subject_keys_pkey"
+
+
 def _distinct_streams(writes: Sequence[StreamWrite]) -> bool:
     """Whether one statement may take the writes at once: two writes to one stream must go
     in order, each checked after the other."""
@@ -88,7 +99,7 @@ class PostgresEventStore:
         write = StreamWrite(stream_id, stream_type, list(events), expected_version, ids)
         async with self._pool.acquire() as conn:
             try:
-                positions, committed = await self._append_on(conn, [write], metadata)
+                positions, committed = await self._append_on_keys_checked(conn, [write], metadata)
             except asyncpg.UniqueViolationError:
                 positions, committed = [], []
             if len(positions) == len(events):
@@ -121,13 +132,22 @@ class PostgresEventStore:
             # BEGIN, append, outbox insert, COMMIT).
             async with self._pool.acquire() as conn:
                 try:
-                    positions, committed = await self._append_on(conn, writes, metadata, outbox)
+                    positions, committed = await self._append_on_keys_checked(
+                        conn, writes, metadata, outbox
+                    )
                 except asyncpg.UniqueViolationError as error:
                     raise ConcurrencyError(str(error)) from None
             if len(positions) != sum(len(write.events) for write in writes):
                 raise _conflict(writes)
         else:
-            positions, committed = await self._append_in_transaction(writes, metadata, outbox, once)
+            try:
+                positions, committed = await self._append_in_transaction(
+                    writes, metadata, outbox, once
+                )
+            except _KeyMadeElsewhere:
+                positions, committed = await self._append_in_transaction(
+                    writes, metadata, outbox, once, new_streams_keyless=False
+                )
         for keys in committed:
             self._personal.committed(keys)
         self._notify("events")
@@ -143,6 +163,8 @@ class PostgresEventStore:
         metadata: EventMetadata,
         outbox: Sequence[OutboxEntry],
         once: str | None,
+        *,
+        new_streams_keyless: bool = True,
     ) -> tuple[list[int], list[PendingKeys]]:
         positions: list[int] = []
         committed: list[PendingKeys] = []
@@ -158,7 +180,11 @@ class PostgresEventStore:
                     for n, group in enumerate(groups, 1):
                         last = n == len(groups)
                         appended, pending = await self._append_on(
-                            conn, group, metadata, outbox if last else ()
+                            conn,
+                            group,
+                            metadata,
+                            outbox if last else (),
+                            new_streams_keyless=new_streams_keyless,
                         )
                         if len(appended) != sum(len(write.events) for write in group):
                             raise _conflict(group)
@@ -166,6 +192,8 @@ class PostgresEventStore:
                         positions += appended
                         committed += pending
             except asyncpg.UniqueViolationError as error:
+                if new_streams_keyless and _key_made_elsewhere(error):
+                    raise _KeyMadeElsewhere from None
                 raise ConcurrencyError(str(error)) from None
             except asyncpg.DeadlockDetectedError as error:
                 # Two writers claiming each other's keys (fans swapping handles): one is
@@ -173,18 +201,38 @@ class PostgresEventStore:
                 raise ConcurrencyError(str(error)) from None
         return positions, committed
 
-    async def _append_on(
+    async def _append_on_keys_checked(
         self,
         conn: Any,
         writes: Sequence[StreamWrite],
         metadata: EventMetadata,
         outbox: Sequence[OutboxEntry] = (),
     ) -> tuple[list[int], list[PendingKeys]]:
+        """``_append_on``; again, with every key looked up, if a new stream's subject turned
+        out to have a key already (another stream's event made it first)."""
+        try:
+            return await self._append_on(conn, writes, metadata, outbox)
+        except asyncpg.UniqueViolationError as error:
+            if not _key_made_elsewhere(error):
+                raise
+        return await self._append_on(conn, writes, metadata, outbox, new_streams_keyless=False)
+
+    async def _append_on(
+        self,
+        conn: Any,
+        writes: Sequence[StreamWrite],
+        metadata: EventMetadata,
+        outbox: Sequence[OutboxEntry] = (),
+        *,
+        new_streams_keyless: bool = True,
+    ) -> tuple[list[int], list[PendingKeys]]:
         """Every write's events (personal fields sealed) and the ``outbox`` rows, in one
         statement on ``conn``: their positions (none if a stream moved on: then no outbox row
         either) and the key changes to report once committed."""
         typed = typed_events(writes)
-        keys, pending, outbox_rows = await seal_writes(conn, self._personal, writes, typed, outbox)
+        keys, pending, outbox_rows = await seal_writes(
+            conn, self._personal, writes, typed, outbox, new_streams_keyless=new_streams_keyless
+        )
         rows = event_rows(writes, typed, metadata)
         # Nothing to insert commits nothing: such an append leaves the reservation as it is.
         reservation = idempotency_keys.current() if rows.ids else None
