@@ -182,23 +182,21 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
         dest="kind", required=True
     )
-    projector = worker.add_parser("projections", help="follow the log into the read tables")
-    add_data_dir(projector)
-    projector.set_defaults(func=lambda a: run_async(_worker, a, "projections"))
-    relay = worker.add_parser("relay", help="move committed outbox rows onto the queue")
-    add_data_dir(relay)
-    relay.set_defaults(func=lambda a: run_async(_worker, a, "relay"))
-    sender = worker.add_parser("sender", help="send queued messages to OnlyFans (the poller)")
-    add_data_dir(sender)
-    sender.set_defaults(func=lambda a: run_async(_worker, a, "sender"))
-    campaigns = worker.add_parser("campaigns", help="fan out bulk campaigns (process manager)")
-    add_data_dir(campaigns)
-    campaigns.set_defaults(func=lambda a: run_async(_worker, a, "campaigns"))
-    sealer = worker.add_parser("sealer", help="extend the hash chain over the log as it grows")
-    add_data_dir(sealer)
-    sealer.set_defaults(func=lambda a: run_async(_worker, a, "sealer"))
+    for kind, description in _WORKERS.items():
+        parser_of_kind = worker.add_parser(kind, help=description)
+        add_data_dir(parser_of_kind)
+        parser_of_kind.set_defaults(func=lambda a, kind=kind: run_async(_worker, a, kind))
     add_audit_commands(commands)
     return parser
+
+
+_WORKERS = {
+    "projections": "follow the log into the read tables",
+    "relay": "move committed outbox rows onto the queue",
+    "sender": "send queued messages to OnlyFans (the poller)",
+    "campaigns": "fan out bulk campaigns (process manager)",
+    "sealer": "extend the hash chain over the log as it grows",
+}
 
 
 async def _keys_rotate(args: argparse.Namespace) -> None:

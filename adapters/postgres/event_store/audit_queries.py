@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.cursors import decode_cursor
+from adapters.postgres.event_store import recorder
 from adapters.postgres.event_store.questions import Db
 from application.audit import AuditEventsQuery
 from domain.errors import InvalidValue
@@ -82,28 +83,15 @@ def _audit_select(query: AuditEventsQuery) -> tuple[str, list[Any]]:
 
 # -- the event chain ---------------------------------------------------------------------------
 
-# The columns ``event_chain.row_from_record`` reads: data and metadata as stored text, which
-# is what the chain hashes.
-_CHAIN_COLUMNS = (
-    "transaction_id, position, event_id, stream_id, stream_type, version, event_type,"
-    " data::text AS data, metadata::text AS metadata, recorded_at"
-)
-_TO_SEAL = f"""
-SELECT {_CHAIN_COLUMNS} FROM events
-WHERE (transaction_id, position) > ($1::xid8, $2)
-  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, position
-LIMIT $3
-"""
-
 
 async def rows_to_seal(
     conn: asyncpg.Connection, transaction_id: int, position: int, limit: int
 ) -> list[asyncpg.Record]:
     """The next ``limit`` committed rows after (``transaction_id``, ``position``), in the
     order the chain seals them."""
-    rows: list[asyncpg.Record] = await conn.fetch(_TO_SEAL, transaction_id, position, limit)
-    return rows
+    # The log as every reader reads it: the chain reads the rows by name, data and metadata
+    # as the stored text it hashes.
+    return await recorder.read_all(conn, transaction_id, position, limit)
 
 
 async def rows_sealed_up_to(
@@ -112,7 +100,7 @@ async def rows_sealed_up_to(
     """A server-side cursor (so: inside a transaction) over every row up to and including
     (``transaction_id``, ``position``), in the order the chain sealed them."""
     return await conn.cursor(
-        f"SELECT {_CHAIN_COLUMNS} FROM events"
+        f"SELECT {recorder.COLUMNS} FROM events"
         " WHERE (transaction_id, position) <= ($1::xid8, $2)"
         " ORDER BY transaction_id, position",
         transaction_id,

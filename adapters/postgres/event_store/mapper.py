@@ -249,7 +249,7 @@ _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
 def from_text(
     row: Any, sealed: SealedFields | None, keys: dict[str, AESGCM | None]
 ) -> RecordedEvent:
-    """A row read with ``_COLUMNS`` (data as text), given ``PersonalDataCodec.sealed_in``
+    """A row read with ``recorder.COLUMNS`` (data as text), given ``PersonalDataCodec.sealed_in``
     of it and the keys that opens."""
     (
         position,

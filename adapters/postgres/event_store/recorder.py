@@ -31,13 +31,13 @@ from adapters.postgres.event_store.mapper import EventRows
 # many events of one command, which share it): decoding jsonb into a dict and converting that
 # cost five times as much, on every event of a replay. Data comes back as text too, decoded
 # straight into its event class (mapper.from_text reads these columns by place).
-_COLUMNS = (
+COLUMNS = (
     "position, transaction_id, event_id, stream_id, stream_type, version, event_type,"
     " data::text AS data, metadata::text AS metadata, recorded_at"
 )
 
 _LOAD = f"""
-SELECT {_COLUMNS} FROM events
+SELECT {COLUMNS} FROM events
 WHERE stream_id = $1
   AND ($2::int IS NULL OR version <= $2)
   AND ($3::timestamptz IS NULL OR recorded_at <= $3)
@@ -45,12 +45,12 @@ ORDER BY version
 """
 
 _LOAD_STREAMS = (
-    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version"
+    f"SELECT {COLUMNS} FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version"
 )
 
 # Why (transaction id, position) and the snapshot's xmin: see store.py.
 _READ_ALL = f"""
-SELECT {_COLUMNS} FROM events
+SELECT {COLUMNS} FROM events
 WHERE (transaction_id, position) > ($1::xid8, $2)
   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY transaction_id, position

@@ -311,7 +311,7 @@ async def decode_rows(
 ) -> tuple[list[RecordedEvent], dict[str, AESGCM | None]]:
     """Rows the recorder read, decoded, and the keys that opened their personal fields."""
     sealed_in = PersonalDataCodec.sealed_in
-    # Columns by place (recorder._COLUMNS): 3 stream_id, 6 event_type, 7 data.
+    # Columns by place (recorder.COLUMNS): 3 stream_id, 6 event_type, 7 data.
     sealed = [sealed_in(row[6], row[3], row[7]) for row in rows]
     keys = await personal.keys_for_sealed(db, rows, sealed)
     events = [from_text(row, found, keys) for row, found in zip(rows, sealed, strict=True)]
