@@ -16,6 +16,8 @@ from domain.fan import Fan
 from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
 from domain.message import Message
+from domain.script import Script
+from domain.sensitive_words import SensitiveWords
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanCreated": Fan.Created,
@@ -53,6 +55,12 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "ImportJobCompleted": ImportJob.Completed,
     "ImportJobFailed": ImportJob.Failed,
     "ImportJobResumed": ImportJob.Resumed,
+    # Saved replies (domain/script.py) and an account's sensitive words: no personal data.
+    "ScriptCreated": Script.Created,
+    "ScriptUpdated": Script.Updated,
+    "ScriptDeleted": Script.Deleted,
+    "SensitiveWordsCreated": SensitiveWords.Created,
+    "SensitiveWordsReplaced": SensitiveWords.Replaced,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

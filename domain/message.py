@@ -178,6 +178,9 @@ class Message(BaseAggregate[str]):
         attachments: tuple[tuple[str, str], ...] | None
         priority: int
         campaign_id: int | None
+        # The saved reply (domain/script.py) it was written from; absent from messages
+        # queued before scripts existed, which decode as None.
+        script_id: int | None = None
 
     class Dispatched(Event):
         queue: str
@@ -237,6 +240,7 @@ class Message(BaseAggregate[str]):
         attachments: Iterable[tuple[str, str]] | None = None,
         priority: int = DEFAULT_PRIORITY,
         campaign_id: int | None = None,
+        script_id: int | None = None,
     ) -> Message:
         """An outgoing message, accepted for sending."""
         return cls(
@@ -249,6 +253,7 @@ class Message(BaseAggregate[str]):
             attachments=normalise_attachments(attachments),
             priority=normalise_priority(priority),
             campaign_id=campaign_id,
+            script_id=script_id,
         )
 
     @event(Queued)
@@ -263,6 +268,7 @@ class Message(BaseAggregate[str]):
         attachments: tuple[tuple[str, str], ...] | None,
         priority: int,
         campaign_id: int | None,
+        script_id: int | None = None,
     ) -> None:
         self.message_id = message_id
         self.tenant = tenant
@@ -274,6 +280,7 @@ class Message(BaseAggregate[str]):
         self.attachments = tuple(tuple(a) for a in attachments or ())
         self.priority = priority
         self.campaign_id = campaign_id
+        self.script_id = script_id
         self.status: Status = "queued"
         self.failure_reason: str | None = None
         self.attempts = 0  # tries at the platform
