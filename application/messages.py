@@ -22,9 +22,11 @@ from application.context import CommandContext
 from application.errors import ConcurrencyError, MessageIdReused, NotFound
 from application.message_streams import legacy_message, load_message, recorded_message
 from application.ports import EventStore, IdAllocator, OutboxEntry, RecordedEvent, StreamWrite
+from application.scripts import live_script
+from application.sensitive_words import SensitiveWordsCache
 from application.streams import Handled, handle, load, retry_on_conflict
 from domain.conversation import Conversation
-from domain.errors import IllegalState, InvalidValue
+from domain.errors import Gone, IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
 from domain.inbound import inbound_stream_id
 from domain.message import (
@@ -42,14 +44,18 @@ R = TypeVar("R")
 
 
 class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """With ``script_id``, what is not given (content None, price None, no media) comes
+    from that script, its content rendered for the recipient."""
+
     recipient_id: int
-    content: str
+    content: str | None = None
     media_urls: tuple[str, ...] = ()
     attachments: tuple[tuple[str, str], ...] = ()
-    price_cents: int = 0
+    price_cents: int | None = 0
     priority: int = DEFAULT_PRIORITY
     message_id: str | None = None
     campaign_id: int | None = None
+    script_id: int | None = None
     high_priority_from: int = HIGH_PRIORITY
 
 
@@ -128,8 +134,15 @@ async def queue_message(
     store: EventStore,
     ids: IdAllocator,
     recipients: RecipientCache | None = None,
+    words: SensitiveWordsCache | None = None,
 ) -> MessageAccepted:
+    """``words``: refuse content holding one of the account's sensitive words (the campaign
+    fan-out passes none: a campaign's content was checked when it was written)."""
     message_id = _message_id(cmd.message_id)
+    if cmd.script_id is not None:
+        cmd = await from_script(cmd, ctx, store)
+    if cmd.content is None:
+        raise InvalidValue("content", "is required unless a script gives it")
 
     async def attempt() -> MessageAccepted:
         if cmd.message_id is not None:
@@ -142,8 +155,10 @@ async def queue_message(
         # id queued before shows as a conflict (or, if the fan has gone since, a refusal), and
         # is then answered as the first call was, if it asked for the same message.
         try:
-            return await _queue_new(cmd, message_id, ctx, store, ids, recipients)
-        except (ConcurrencyError, InvalidValue):
+            return await _queue_new(cmd, message_id, ctx, store, ids, recipients, words)
+        except (ConcurrencyError, InvalidValue) as error:
+            if words is not None and isinstance(error, ConcurrencyError):
+                words.forget(ctx.tenant)  # the list may be what moved on
             recorded = await recorded_message(store, message_id, tenant=ctx.tenant)
             if recorded:
                 return _existing(recorded, cmd, message_id)
@@ -159,11 +174,18 @@ async def _queue_new(
     store: EventStore,
     ids: IdAllocator,
     recipients: RecipientCache | None,
+    words: SensitiveWordsCache | None,
 ) -> MessageAccepted:
+    holds = []
+    if words is not None:
+        # Before any stream is touched: a refused message records nothing.
+        listed = await words.of(store, ctx.tenant)
+        listed.refuse(cmd.content or "")
+        holds.append(listed.hold())
     known = recipients.get(ctx.tenant, cmd.recipient_id) if recipients is not None else None
     if recipients is not None and known is not None:
         try:
-            return await _append_message(cmd, message_id, ctx, store, known, [])
+            return await _append_message(cmd, message_id, ctx, store, known, [*holds])
         except ConcurrencyError:
             # The fan moved on since it was read (or the message id exists: the fresh path
             # below meets that conflict again, and the caller answers it).
@@ -174,7 +196,7 @@ async def _queue_new(
     # After conversation_writes the fan's version counts the event opening the conversation,
     # appended with the message.
     recipient = KnownRecipient(fan.fan_id, fan.conversation_id, fan.version)
-    accepted = await _append_message(cmd, message_id, ctx, store, recipient, writes)
+    accepted = await _append_message(cmd, message_id, ctx, store, recipient, [*writes, *holds])
     if recipients is not None:
         recipients.remember(ctx.tenant, recipient)
     return accepted
@@ -189,10 +211,12 @@ async def _append_message(
     writes: list[StreamWrite],
 ) -> MessageAccepted:
     """Queue the message to ``recipient``, appended with ``writes`` (the fan's own, when the
-    message opens its conversation); else the fan's stream is held at the version it was read
-    at, so a fan deleted or erased meanwhile refuses the message instead of receiving it."""
-    if not writes:
-        writes = [StreamWrite(fan_stream_id(recipient.fan_id), "fan", [], recipient.version)]
+    message opens its conversation, and any streams held); else the fan's stream is held at
+    the version it was read at, so a fan deleted or erased meanwhile refuses the message
+    instead of receiving it."""
+    fan = fan_stream_id(recipient.fan_id)
+    if not any(write.stream_id == fan for write in writes):
+        writes = [StreamWrite(fan, "fan", [], recipient.version), *writes]
     if cmd.message_id is not None:
         # An id chosen by the caller may be a received message's, whose stream is apart
         # (domain.inbound): held at version 0, it refuses the id as one stream would.
@@ -202,11 +226,12 @@ async def _append_message(
         tenant=ctx.tenant,
         conversation_id=recipient.conversation_id,
         fan_id=recipient.fan_id,
-        content=cmd.content,
+        content=cmd.content or "",
         price_cents=cmd.price_cents,
         attachments=[*cmd.attachments, *((attachment_type_of(u), u) for u in cmd.media_urls)],
         priority=cmd.priority,
         campaign_id=cmd.campaign_id,
+        script_id=cmd.script_id,
     )
     queued_at = message.created_on
     writes.append(stream_write(message, "message"))
@@ -231,6 +256,7 @@ async def queue_messages(
     store: EventStore,
     ids: IdAllocator,
     recipients: RecipientCache | None = None,
+    words: SensitiveWordsCache | None = None,
 ) -> list[BatchItemResult]:
     """Each message is accepted or refused on its own: one bad message fails only itself. An
     id given twice in one batch is refused the second time, whatever it asks for: the caller
@@ -246,7 +272,9 @@ async def queue_messages(
                 if chosen in seen:
                     raise InvalidValue("message_id", f"{chosen} appears twice in this batch")
                 seen.add(chosen)
-            accepted = await queue_message(cmd, ctx, store=store, ids=ids, recipients=recipients)
+            accepted = await queue_message(
+                cmd, ctx, store=store, ids=ids, recipients=recipients, words=words
+            )
             results.append(BatchItemResult(message_id=accepted.message_id, accepted=accepted))
         except InvalidValue as error:
             results.append(
@@ -256,7 +284,34 @@ async def queue_messages(
             results.append(
                 BatchItemResult(message_id=cmd.message_id, error=str(error), field="message_id")
             )
+        except (NotFound, Gone):  # its script: unknown, deleted or another account's
+            results.append(
+                BatchItemResult(
+                    message_id=cmd.message_id,
+                    error=f"script {cmd.script_id} is not a script of this account",
+                    field="script_id",
+                )
+            )
     return results
+
+
+async def from_script(cmd: QueueMessage, ctx: CommandContext, store: EventStore) -> QueueMessage:
+    """``cmd`` with what it leaves out taken from its script, the content rendered for its
+    recipient (the fan as the log has it now). NotFound for a script that is not the
+    account's; the rendered content is then the message's body, for a repeat of its id too."""
+    assert cmd.script_id is not None
+    script = await live_script(store, cmd.script_id, ctx)
+    content = cmd.content
+    if content is None:
+        fan = await live_recipient(store, cmd.recipient_id, ctx)
+        content = script.render_for(name=fan.name, handle=fan.handle)
+    media_given = bool(cmd.media_urls or cmd.attachments)
+    return msgspec.structs.replace(
+        cmd,
+        content=content,
+        price_cents=script.price_cents if cmd.price_cents is None else cmd.price_cents,
+        attachments=cmd.attachments if media_given else script.attachments,
+    )
 
 
 async def start_conversation(
@@ -537,6 +592,8 @@ def _differences(queued: Message.Queued, cmd: QueueMessage) -> list[str]:
         differs.append("priority")
     if queued.campaign_id != cmd.campaign_id:
         differs.append("campaign")
+    if queued.script_id != cmd.script_id:
+        differs.append("script")
     return differs
 
 
