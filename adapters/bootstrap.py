@@ -31,12 +31,14 @@ from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
+from adapters.postgres.script_read_model import PostgresScriptReadModel
 from adapters.postgres.subject_keys import SubjectKeys
 from adapters.queue_status import QueueStatusReader
 from application.audit import AuditLog
 from application.fan_queries import FanReadModel
 from application.message_queries import MessagingReadModel
 from application.queue import MessageQueue
+from application.sensitive_words import SensitiveWordsCache
 from projections.analytics_campaign_revenue import CampaignRevenueProjection
 from projections.analytics_cohorts import FanCohortsProjection
 from projections.analytics_fan_revenue import FanRevenueProjection
@@ -46,6 +48,7 @@ from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
+from projections.scripts import ScriptsProjection, SensitiveWordsProjection
 
 
 @dataclass
@@ -70,7 +73,10 @@ class Container:
     queue_status: QueueStatusReader
     redis: redis.Redis | None
     idempotency: IdempotencyKeys
+    scripts: PostgresScriptReadModel
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Each account's sensitive words as last read from the log, checked by every send.
+    words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
 
     async def close(self) -> None:
         """Each step is bounded: a shutdown that waits forever on one stuck connection (a
@@ -107,6 +113,8 @@ def core_projections() -> list[Projection]:
         CampaignsProjection(),
         CampaignMetricsProjection(),
         ImportJobsProjection(),
+        ScriptsProjection(),
+        SensitiveWordsProjection(),
     ]
 
 
@@ -192,6 +200,7 @@ async def build(settings: Settings) -> Container:
         queue_status=QueueStatusReader(queue, pool, cache),
         redis=cache,
         idempotency=IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds),
+        scripts=PostgresScriptReadModel(pool),
         _closers=closers,
     )
 

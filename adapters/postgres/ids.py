@@ -8,6 +8,7 @@ _SEQUENCES = {
     "fan": "fan_id_seq",
     "conversation": "conversation_id_seq",
     "campaign": "campaign_id_seq",
+    "script": "script_id_seq",
 }
 
 
