@@ -36,6 +36,7 @@ from adapters.http.monitoring import PROBE_TIMEOUT, onlyfans_health, prometheus_
 from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
+from adapters.http.scripts import ScriptsController, SensitiveWordsController
 from adapters.http.webhooks import receive_webhook
 from adapters.tracing import tracing_middleware
 from application.messages import RecipientCache
@@ -128,6 +129,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             CampaignsController,
             AuditController,
             ImportsController,
+            ScriptsController,
+            SensitiveWordsController,
             receive_webhook,
             health,
             onlyfans_health,

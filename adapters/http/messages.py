@@ -8,7 +8,9 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import JSONBody
+from msgspec import UNSET
 
 from adapters import metrics
 from adapters.bootstrap import Container
@@ -46,7 +48,12 @@ class MessagesController(Controller):
         "/send",
         status_code=202,
         **requires(Permission.WRITE),
-        **responses_for(body=True, idempotent=True),
+        **responses_for(
+            body=True,
+            idempotent=True,
+            found=True,
+            why={404: "The scriptId names no script of this account"},
+        ),
     )
     async def send(
         self,
@@ -55,6 +62,7 @@ class MessagesController(Controller):
         data: JSONBody[SendMessageBody],
     ) -> Response[MessageAcceptedOut]:
         body = decode_strictly(await request.body(), SendMessageBody)
+        _require_content(body)
         ctx = command_context(request)
 
         async def run() -> Response[Any]:
@@ -70,6 +78,7 @@ class MessagesController(Controller):
                 store=container.events,
                 ids=container.ids,
                 recipients=request.app.state.recipients,
+                words=container.words,
             )
             _queued(accepted, ctx.tenant, cmd.recipient_id)
             return Response(
@@ -99,6 +108,8 @@ class MessagesController(Controller):
     ) -> Response[BatchOut]:
         """Up to 10 messages; each is queued or refused on its own (the reference's sendBatch)."""
         body = decode_strictly(await request.body(), SendBatchBody)
+        for index, item in enumerate(body.messages):
+            _require_content(item, f" - at `$.messages[{index}]`")
         ctx = command_context(request)
         if len(body.messages) > messages.MAX_BATCH:
             raise InvalidValue("messages", f"at most {messages.MAX_BATCH} messages per batch")
@@ -125,6 +136,7 @@ class MessagesController(Controller):
                 store=container.events,
                 ids=container.ids,
                 recipients=request.app.state.recipients,
+                words=container.words,
             )
             for cmd, outcome in zip(cmds, outcomes, strict=True):
                 if outcome.accepted is not None:
@@ -223,16 +235,27 @@ def _command(
         if not recipient.isascii() or not recipient.isdigit() or len(recipient) > 18:
             raise InvalidValue("recipient_id", "must be a fan id")
         recipient = int(recipient)
+    script_id = None if body.script_id is UNSET else body.script_id
+    # Without a script an absent price is free; with one, the script's.
+    price = body.price_cents if body.price_cents is not UNSET else None if script_id else 0
     return messages.QueueMessage(
         recipient_id=recipient,
-        content=body.content,
+        content=None if body.content is UNSET else body.content,
         media_urls=tuple(body.media_urls),
         attachments=tuple((a.type, a.url) for a in body.attachments),
-        price_cents=body.price_cents,
+        price_cents=price,
         priority=body.priority,
         message_id=body.message_id or default_id,
+        script_id=script_id,
         high_priority_from=settings.high_priority_from,
     )
+
+
+def _require_content(body: SendMessageBody, at: str = "") -> None:
+    """Content may be left out only for a script's; refused as the decoder refused a body
+    without it before scripts existed."""
+    if body.content is UNSET and body.script_id is UNSET:
+        raise ValidationException(f"Object missing required field `content`{at}")
 
 
 def _batch_item(result: messages.BatchItemResult) -> BatchItemOut:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType
+from msgspec import UNSET, UnsetType
 
 from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import Body, Platform
@@ -53,6 +54,15 @@ Priority = Annotated[
 ]
 FanId = Annotated[int, rule("A fan of this account", minimum=1, maximum=2**63 - 1)]
 FanIdText = Annotated[str, rule("A fan of this account", pattern=r"^[0-9]{1,18}$")]
+ScriptId = Annotated[
+    int,
+    rule(
+        "A saved reply of this account (/api/crm/scripts): content, price and media that"
+        " the message leaves out come from it, its content rendered for the recipient",
+        minimum=1,
+        maximum=2**63 - 1,
+    ),
+]
 MessageId = Annotated[
     str, rule("A UUID, in this account's own namespace: the idempotency key", format="uuid")
 ]
@@ -75,12 +85,15 @@ class SendMessageBody(Body):
             ],
         ),
     ]
-    content: Content
+    # Required unless scriptId is given; then content, price and media that are absent
+    # come from the script, its content rendered for the recipient.
+    content: Content | UnsetType = UNSET
     media_urls: MediaUrls = []
     attachments: Annotated[list[Attachment], rule(_MEDIA, max_items=rules.MAX_ATTACHMENTS)] = []
-    price_cents: PriceCents = 0
+    price_cents: PriceCents | UnsetType = UNSET
     priority: Priority = 5
     message_id: MessageId | None = None
+    script_id: ScriptId | UnsetType = UNSET
 
 
 class SendBatchBody(Body):
