@@ -140,7 +140,19 @@ async def queue_message(
     fan-out passes none: a campaign's content was checked when it was written)."""
     message_id = _message_id(cmd.message_id)
     if cmd.script_id is not None:
-        cmd = await from_script(cmd, ctx, store)
+        try:
+            cmd = await from_script(cmd, ctx, store)
+        except (InvalidValue, NotFound, Gone):
+            recorded = (
+                await recorded_message(store, message_id, tenant=ctx.tenant)
+                if cmd.message_id is not None
+                else None
+            )
+            if not recorded:
+                raise
+            # The script or the fan has gone since this id was queued from it: nothing is
+            # left to render, and the message as queued stands for what its script gave.
+            return _existing(recorded, _as_queued_from_script(cmd, recorded[0].event), message_id)
     if cmd.content is None:
         raise InvalidValue("content", "is required unless a script gives it")
 
@@ -293,6 +305,19 @@ async def queue_messages(
                 )
             )
     return results
+
+
+def _as_queued_from_script(cmd: QueueMessage, queued: object) -> QueueMessage:
+    """``cmd`` with what it left to its script taken from the message ``queued``."""
+    if not isinstance(queued, Message.Queued):
+        return cmd  # a received message's id: _existing refuses it
+    media_given = bool(cmd.media_urls or cmd.attachments)
+    return msgspec.structs.replace(
+        cmd,
+        content=queued.content if cmd.content is None else cmd.content,
+        price_cents=queued.price_cents if cmd.price_cents is None else cmd.price_cents,
+        attachments=cmd.attachments if media_given else tuple(queued.attachments or ()),
+    )
 
 
 async def from_script(cmd: QueueMessage, ctx: CommandContext, store: EventStore) -> QueueMessage:

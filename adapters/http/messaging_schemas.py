@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType
@@ -74,6 +74,15 @@ class Attachment(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SendMessageBody(Body):
+    """A message: its ``content``, or a ``scriptId`` whose content is rendered for it."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "any_of": [
+            {"required": ["content"], "properties": {"content": {"type": "string"}}},
+            {"required": ["scriptId"], "properties": {"scriptId": {"type": "integer"}}},
+        ]
+    }
+
     # The reference sends ids as strings ("123"); integers are accepted too.
     recipient_id: Annotated[
         int | str,

@@ -218,3 +218,31 @@ async def test_a_message_id_sent_again_from_the_script_answers_the_same_and_from
 
     assert (again.created, again.queued_at) == (False, first.queued_at)
     assert types_after(store, before) == ["ScriptUpdated"]
+
+
+async def test_a_message_id_sent_again_after_its_script_was_deleted_answers_the_first_answer(
+    store: InMemoryEventStore, ids: CountingIds, alice: CommandContext
+) -> None:
+    # Given a message queued from a script, which is then deleted
+    fan_id = await a_fan(store, ids, alice, "Ann")
+    script = await a_script(store, ids, alice, price_cents=1_500)
+    cmd = QueueMessage(
+        recipient_id=fan_id,
+        script_id=script.script_id,
+        price_cents=None,
+        message_id=str(uuid.uuid4()),
+    )
+    first = await queue_message(cmd, alice, store=store, ids=ids)
+    await delete_script(script.script_id, alice, store=store)
+    before = len(store.log)
+
+    # When the same send is repeated
+    again = await queue_message(cmd, alice, store=store, ids=ids)
+
+    # Then it answers as the first time, and records nothing
+    assert (again.message_id, again.created, again.queued_at) == (
+        first.message_id,
+        False,
+        first.queued_at,
+    )
+    assert len(store.log) == before
