@@ -56,6 +56,7 @@ async def test_a_send_from_another_accounts_script_is_404_and_records_nothing(
     auth: Headers,
     other_auth: Headers,
     events_of_tenant: Any,
+    catch_up: Any,
 ) -> None:
     fan_id = await new_fan(http, auth)
     theirs = (await new_script(http, other_auth))["script"]["id"]
@@ -67,6 +68,7 @@ async def test_a_send_from_another_accounts_script_is_404_and_records_nothing(
         )
         # Told apart from an unknown script by nothing.
         assert assert_problem(response, 404)["detail"] == "no such resource for this account"
+    await catch_up()
     assert_problem(await http.get(f"{SCRIPTS}/{theirs}", headers=auth), 404)
     assert_problem(await http.patch(f"{SCRIPTS}/{theirs}", json={"name": "x"}, headers=auth), 404)
     assert_problem(await http.delete(f"{SCRIPTS}/{theirs}", headers=auth), 404)
