@@ -30,6 +30,7 @@ from domain.workspace import Workspace, workspace_stream_id
 
 STREAM_TYPE = "workspace"
 INVITE_TTL = timedelta(days=7)
+MAX_PERMISSIONS = 20  # names given for a role, repeats included (the body's documented limit)
 _TOKEN_PREFIX = "inv_"  # noqa: S105 (a prefix, not a secret)
 
 
@@ -119,9 +120,11 @@ async def define_role(
     *,
     store: EventStore,
 ) -> tuple[str, ...]:
-    parsed = parse_permissions(permissions)
+    parsed = parse_permissions(permissions) if len(permissions) <= MAX_PERMISSIONS else None
     if parsed is None:
-        raise InvalidValue("permissions", "names a permission a member cannot hold")
+        raise InvalidValue(
+            "permissions", f"must be at most {MAX_PERMISSIONS} permissions a member may hold"
+        )
     names = tuple(sorted(p.value for p in parsed))
 
     async def decide(workspace: Workspace) -> None:
@@ -275,4 +278,6 @@ def _decode_token(token: str) -> tuple[str, str]:
         workspace_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
     except (binascii.Error, UnicodeError, ValueError):
         raise NotFound("invite") from None
+    if not workspace_id or "\x00" in workspace_id:
+        raise NotFound("invite")  # no tenant is named so (and Postgres text holds no NUL)
     return workspace_id, parts[1]

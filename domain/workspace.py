@@ -24,6 +24,7 @@ from domain.base import AggregateCreated, DomainEvent
 from domain.errors import DomainError, Gone, IllegalState, InvalidValue
 
 MAX_NAME = 100
+MAX_ACCOUNTS = 100
 
 
 def workspace_stream_id(workspace_id: str) -> str:
@@ -147,11 +148,13 @@ class Workspace(BaseAggregate[str]):
     ) -> None:
         """``permissions``: the role's, resolved by the caller from the built-in roles or
         this workspace's (``roles``)."""
-        if name is not None and len(name) > MAX_NAME:
-            raise InvalidValue("name", f"must be at most {MAX_NAME} characters")
+        if name is not None and not 0 < len(name) <= MAX_NAME:
+            raise InvalidValue("name", f"must be 1 to {MAX_NAME} characters")
         if accounts is not None:
-            if not accounts:
-                raise InvalidValue("accounts", 'must name at least one account, or be "all"')
+            if not 0 < len(accounts) <= MAX_ACCOUNTS:
+                raise InvalidValue(
+                    "accounts", f'must name 1 to {MAX_ACCOUNTS} accounts, or be "all"'
+                )
             outside = [a for a in accounts if a not in self.accounts]
             if outside:
                 raise InvalidValue("accounts", f"not an account of this workspace: {outside[0]}")

@@ -32,7 +32,6 @@ Text = Annotated[
 AccountId = Annotated[
     str, rule("An account of the workspace", min_length=1, max_length=200, pattern=NO_NUL)
 ]
-MemberIdPath = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
 
 
 class InviteBody(Body):
@@ -111,7 +110,11 @@ class WorkspaceController(Controller):
     path = "/api/workspace"
     tags = ["workspace"]
 
-    @post("/members", **requires(Permission.MANAGE_MEMBERS), **responses_for(body=True))
+    @post(
+        "/members",
+        **requires(Permission.MANAGE_MEMBERS),
+        **responses_for(body=True, conflict=True),
+    )
     async def invite(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[InviteBody]
     ) -> Response[InvitedOut]:
@@ -181,7 +184,7 @@ class WorkspaceController(Controller):
         self,
         request: Request[Principal, Any, Any],
         container: Deps,
-        member_id: FromPath[MemberIdPath],
+        member_id: FromPath[str],
     ) -> MemberRemovedOut:
         """Remove a member (or cancel its invite): its keys stop working at once."""
         position = await workspaces.remove_member(

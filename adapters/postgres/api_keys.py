@@ -105,11 +105,10 @@ async def find_principal(
             permissions=parse_permissions(row["permissions"]) or frozenset(),
             accounts=tuple(row["accounts"]) if row["accounts"] is not None else None,
         )
-    if row["status"] is not None:
-        return None  # invited only, or removed
-    if store is None:
+    if row["status"] == "removed" or store is None:
         return None
-    # The view has not caught up with this member: the log decides.
+    # The view has not caught up with this member (not there yet, or only invited while its
+    # key, made as it joined, exists): the log decides.
     access = await member_access(store, row["workspace_id"], row["member_id"])
     if access is None:
         return None
