@@ -27,6 +27,7 @@ from application.errors import Forbidden, NotFound
 from application.permissions import Permission
 
 PUBLIC = "public"
+_MAX_ACCOUNT_ID = 200
 _OPT = "permission"
 
 
@@ -64,6 +65,8 @@ async def act_on(principal: Principal, account: str | None, container: Container
     own tenant (a first-release key) or the member's only account (its workspace's founding
     one for a member of every account). An account outside the caller's scope is not found
     (404), as another tenant's data always is."""
+    if account is not None and (len(account) > _MAX_ACCOUNT_ID or "\x00" in account):
+        raise NotFound("account")  # no account is named so (and Postgres text holds no NUL)
     if principal.member_id is None:
         if account is None or account == principal.user_id:
             return principal
