@@ -104,10 +104,10 @@ async def _run(store: EventStore, workspace_id: str, decide: Any, ctx: CommandCo
 
 
 async def add_account(
-    workspace_id: str, account_id: str, ctx: CommandContext, *, store: EventStore
+    workspace_id: str, account_id: str, name: str, ctx: CommandContext, *, store: EventStore
 ) -> int:
     async def decide(workspace: Workspace) -> None:
-        workspace.add_account(account_id)
+        workspace.add_account(account_id, name)
 
     return int((await _run(store, workspace_id, decide, ctx)).position)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 from datetime import datetime
 
+import msgspec
 from eventsourcing.domain import BaseAggregate, event
 
 from domain.base import AggregateCreated, DomainEvent
@@ -35,27 +36,18 @@ class InviteUsed(DomainError):
     """The invite was accepted already, has expired, or its member was removed (410)."""
 
 
-class Member:
-    """One member as the workspace knows it (not an event: state, rebuilt on replay)."""
+class Member(msgspec.Struct, kw_only=True):
+    """One member as the workspace knows it (state rebuilt on replay, not an event); a Struct,
+    so that the audit's rendering of the aggregate shows it field by field."""
 
-    def __init__(
-        self,
-        member_id: str,
-        name: str | None,
-        role: str,
-        permissions: tuple[str, ...],
-        accounts: tuple[str, ...] | None,
-        token_hash: str,
-        expires_at: datetime,
-    ) -> None:
-        self.member_id = member_id
-        self.name = name
-        self.role = role
-        self.permissions = permissions
-        self.accounts = accounts  # None: every account of the workspace
-        self.token_hash = token_hash
-        self.expires_at = expires_at
-        self.status = "invited"
+    member_id: str
+    name: str | None
+    role: str
+    permissions: tuple[str, ...]
+    accounts: tuple[str, ...] | None  # None: every account of the workspace
+    token_hash: str
+    expires_at: datetime
+    status: str = "invited"
 
 
 class Workspace(BaseAggregate[str]):
@@ -71,6 +63,7 @@ class Workspace(BaseAggregate[str]):
 
     class AccountAdded(Event):
         account_id: str
+        name: str
 
     class RoleDefined(Event):
         name: str
@@ -106,13 +99,16 @@ class Workspace(BaseAggregate[str]):
 
     # --- accounts -----------------------------------------------------------------------
 
-    def add_account(self, account_id: str) -> None:
+    def add_account(self, account_id: str, name: str) -> None:
+        name = name.strip()
+        if not name or len(name) > MAX_NAME:
+            raise InvalidValue("name", f"must be 1 to {MAX_NAME} characters")
         if account_id in self.accounts:
             raise IllegalState(f"account {account_id} is already in the workspace")
-        self._account_added(account_id=account_id)
+        self._account_added(account_id=account_id, name=name)
 
     @event(AccountAdded)
-    def _account_added(self, account_id: str) -> None:
+    def _account_added(self, account_id: str, name: str) -> None:
         self.accounts.append(account_id)
 
     # --- roles --------------------------------------------------------------------------
@@ -183,7 +179,13 @@ class Workspace(BaseAggregate[str]):
         expires_at: datetime,
     ) -> None:
         self.members[member_id] = Member(
-            member_id, name, role, permissions, accounts, token_hash, expires_at
+            member_id=member_id,
+            name=name,
+            role=role,
+            permissions=permissions,
+            accounts=accounts,
+            token_hash=token_hash,
+            expires_at=expires_at,
         )
 
     def accept(self, member_id: str, *, token_hash: str, now: datetime) -> None:

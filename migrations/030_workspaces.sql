@@ -39,5 +39,6 @@ CREATE INDEX workspace_members_by_workspace ON workspace_members (workspace_id, 
 
 CREATE TABLE workspace_accounts (
     account_id    text        PRIMARY KEY,
-    workspace_id  text        NOT NULL
+    workspace_id  text        NOT NULL,
+    name          text        -- NULL: the founding account (a tenant of the first release)
 );

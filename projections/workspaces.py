@@ -10,7 +10,7 @@ from domain.events import EVENT_TYPES
 from domain.workspace import Workspace
 
 _ACCOUNT = """
-INSERT INTO workspace_accounts (account_id, workspace_id) VALUES ($1, $2)
+INSERT INTO workspace_accounts (account_id, workspace_id, name) VALUES ($1, $2, $3)
 ON CONFLICT (account_id) DO NOTHING
 """
 
@@ -45,9 +45,9 @@ class WorkspacesProjection:
         event = recorded.event
         workspace_id = recorded.metadata.tenant
         if isinstance(event, Workspace.Founded):
-            await sql.execute(_ACCOUNT, event.workspace_id, event.workspace_id)
+            await sql.execute(_ACCOUNT, event.workspace_id, event.workspace_id, None)
         elif isinstance(event, Workspace.AccountAdded):
-            await sql.execute(_ACCOUNT, event.account_id, workspace_id)
+            await sql.execute(_ACCOUNT, event.account_id, workspace_id, event.name)
         elif isinstance(event, Workspace.MemberInvited):
             await sql.execute(
                 _INVITED,

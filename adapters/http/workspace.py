@@ -100,9 +100,14 @@ class RoleOut(msgspec.Struct, kw_only=True, rename="camel"):
     permissions: list[str]
 
 
+class AccountBody(Body):
+    name: Text
+
+
 class AccountOut(msgspec.Struct, kw_only=True, rename="camel"):
     account_id: str
     workspace_id: str
+    name: str
     position: int
 
 
@@ -218,21 +223,26 @@ class WorkspaceController(Controller):
     @post(
         "/accounts",
         **requires(Permission.MANAGE_MEMBERS),
-        **responses_for(params=False, conflict=True),
+        **responses_for(body=True, conflict=True),
     )
     async def add_account(
-        self, request: Request[Principal, Any, Any], container: Deps
+        self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[AccountBody]
     ) -> Response[AccountOut]:
-        """A new creator account in the workspace; its id is made here, never chosen."""
+        """A new creator account in the workspace, by its display name; its id is made here,
+        never chosen (an id chosen by a caller could be another tenant's)."""
+        data = decode_strictly(await request.body(), AccountBody)
         workspace_id = request.user.workspace_id
         account_id = f"acct-{secrets.token_hex(8)}"
         position = await workspaces.add_account(
-            workspace_id, account_id, command_context(request), store=container.events
+            workspace_id, account_id, data.name, command_context(request), store=container.events
         )
-        return Response(
-            AccountOut(account_id=account_id, workspace_id=workspace_id, position=position),
-            status_code=201,
+        body = AccountOut(
+            account_id=account_id,
+            workspace_id=workspace_id,
+            name=data.name.strip(),
+            position=position,
         )
+        return Response(body, status_code=201)
 
 
 @post(

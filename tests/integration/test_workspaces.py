@@ -39,7 +39,7 @@ async def _member(
 
 
 async def _account(http: httpx.AsyncClient, owner: dict[str, str]) -> str:
-    answer = await http.post("/api/workspace/accounts", headers=owner)
+    answer = await http.post("/api/workspace/accounts", json={"name": "Bea"}, headers=owner)
     assert answer.status_code == 201, answer.text
     return str(answer.json()["accountId"])
 
@@ -57,7 +57,10 @@ def _is_problem(answer: httpx.Response, status: int) -> bool:
 
 
 async def test_a_chatter_of_account_a_neither_reads_nor_writes_account_b_of_its_workspace(
-    http: httpx.AsyncClient, auth: dict[str, str], tenant: str
+    http: httpx.AsyncClient,
+    auth: dict[str, str],
+    tenant: str,
+    catch_up: Callable[[], Awaitable[int]],
 ) -> None:
     account_b = await _account(http, auth)
     in_b = {**auth, "X-Account-Id": account_b}
@@ -65,6 +68,7 @@ async def test_a_chatter_of_account_a_neither_reads_nor_writes_account_b_of_its_
     fan_b = await _fan(http, in_b, "bea")
     _, chatter = await _member(http, auth, "chatter", [tenant])
     chatter_in_b = {**chatter, "X-Account-Id": account_b}
+    await catch_up()  # the fans view, which the chatter's reads do not wait for
 
     assert (await http.get(f"{FANS}/{fan_a}", headers=chatter)).status_code == 200
     # Its only account is A: B's fan is not there, and naming B is naming a stranger.

@@ -124,7 +124,7 @@ async def test_removing_a_member_revokes_its_keys_and_cancels_an_unused_invite(
 async def test_a_member_gives_no_permission_nor_account_it_lacks(
     store: InMemoryEventStore, alice: CommandContext
 ) -> None:
-    await workspaces.add_account(alice.tenant, "acct-b", alice, store=store)
+    await workspaces.add_account(alice.tenant, "acct-b", "Bea", alice, store=store)
     manager = workspaces.Grantor(MEMBER_ROLES["manager"], (alice.tenant,))
     with pytest.raises(Forbidden):
         await _invite(store, alice, role="owner", accounts=(alice.tenant,), grantor=manager)
