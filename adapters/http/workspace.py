@@ -11,21 +11,23 @@ import msgspec
 import structlog
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIType
 from litestar.params import FromPath, JSONBody
 
 from adapters import tracing
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
-from adapters.http.openapi import responses_for, rule
+from adapters.http.openapi import responses_for, rule, schema
 from adapters.http.permissions import public, requires
 from adapters.http.schemas import NO_NUL, Body, decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import workspaces
 from application.context import CommandContext
-from application.permissions import Permission
-from domain.workspace import MAX_NAME
+from application.permissions import MEMBER_GRANTABLE, Permission
+from domain.workspace import MAX_ACCOUNTS, MAX_NAME
 
 Deps = NamedDependency[Container]
+_GRANTABLE = sorted(p.value for p in MEMBER_GRANTABLE)
 Text = Annotated[
     str, rule("1-100 characters, no NUL", min_length=1, max_length=MAX_NAME, pattern=NO_NUL)
 ]
@@ -36,7 +38,9 @@ AccountId = Annotated[
 
 class InviteBody(Body):
     role: Text
-    accounts: Annotated[list[AccountId], rule("At most 100", max_items=100)] | Literal["all"]
+    accounts: (
+        Annotated[list[AccountId], rule("At most 100", max_items=MAX_ACCOUNTS)] | Literal["all"]
+    )
     name: Text | None = None
 
 
@@ -90,8 +94,13 @@ class MemberRemovedOut(msgspec.Struct, kw_only=True, rename="camel"):
 class RoleBody(Body):
     name: Text
     permissions: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=50)]],
-        rule("Permission names (see the Endpoints section of README.md)", max_items=20),
+        list[str],
+        rule(
+            f"At most {workspaces.MAX_PERMISSIONS} of the permissions a member may hold",
+            max_items=workspaces.MAX_PERMISSIONS,
+            # litestar documents the items of list[str] without a rule: stated here.
+            items=schema(type=OpenAPIType.STRING, enum=_GRANTABLE),
+        ),
     ]
 
 
