@@ -60,6 +60,8 @@ class InviteMember(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
     grantor: Grantor
     now: datetime
+    # Made here unless the caller's Idempotency-Key decides it (a retry then meets it: 409).
+    member_id: str | None = None
 
 
 class Invited(msgspec.Struct, frozen=True):
@@ -135,7 +137,7 @@ async def define_role(
 
 
 async def invite_member(cmd: InviteMember, ctx: CommandContext, *, store: EventStore) -> Invited:
-    member_id = secrets.token_hex(16)
+    member_id = cmd.member_id or secrets.token_hex(16)
     token = _encode_token(cmd.workspace_id, member_id)
     expires_at = cmd.now + INVITE_TTL
 

@@ -3,7 +3,9 @@ invite, which needs no key (the invite's one-time token is the credential)."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,7 +19,8 @@ from litestar.params import FromPath, JSONBody
 from adapters import tracing
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
-from adapters.http.openapi import responses_for, rule, schema
+from adapters.http.idempotency import idempotency_key, message_id_for, replay_or_run
+from adapters.http.openapi import IDEMPOTENCY_KEY, responses_for, rule, schema
 from adapters.http.permissions import public, requires
 from adapters.http.schemas import NO_NUL, Body, decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -28,6 +31,18 @@ from domain.workspace import MAX_ACCOUNTS, MAX_NAME
 
 Deps = NamedDependency[Container]
 _GRANTABLE = sorted(p.value for p in MEMBER_GRANTABLE)
+# The two answers that carry a secret shown once are never stored, so never replayed: their
+# Idempotency-Key makes a retry harmless instead.
+_ONCE = dataclasses.replace(
+    IDEMPOTENCY_KEY,
+    description="Decides the invited member's id: a retry with the same key invites nobody"
+    " twice (409; the first answer's token is shown once and never stored, so never replayed).",
+)
+_ACCEPTED_ONCE = dataclasses.replace(
+    IDEMPOTENCY_KEY,
+    description="Accepted and not needed: an invite is accepted once (a retry answers 410; the"
+    " API key is shown once and never stored, so never replayed).",
+)
 Text = Annotated[
     str, rule("1-100 characters, no NUL", min_length=1, max_length=MAX_NAME, pattern=NO_NUL)
 ]
@@ -127,7 +142,7 @@ class WorkspaceController(Controller):
     @post(
         "/members",
         **requires(Permission.MANAGE_MEMBERS),
-        **responses_for(body=True, conflict=True),
+        **responses_for(body=True, conflict=True, headers=[_ONCE]),
     )
     async def invite(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[InviteBody]
@@ -137,6 +152,9 @@ class WorkspaceController(Controller):
         data = decode_strictly(await request.body(), InviteBody)
         principal = request.user
         accounts = None if data.accounts == "all" else tuple(data.accounts)
+        # The token is shown once and kept hashed: no stored response can replay it. The key
+        # decides the member's id instead, so a retry makes no second invite (409).
+        key = idempotency_key(request)
         invited = await workspaces.invite_member(
             workspaces.InviteMember(
                 workspace_id=principal.workspace_id,
@@ -145,6 +163,11 @@ class WorkspaceController(Controller):
                 name=data.name,
                 grantor=workspaces.Grantor(principal.held(), principal.accounts),
                 now=datetime.now(UTC),
+                member_id=(
+                    uuid.UUID(message_id_for(principal.workspace_id, f"invite\x00{key}")).hex
+                    if key
+                    else None
+                ),
             ),
             command_context(request),
             store=container.events,
@@ -213,26 +236,32 @@ class WorkspaceController(Controller):
     @post(
         "/roles",
         **requires(Permission.MANAGE_MEMBERS),
-        **responses_for(body=True, conflict=True),
+        **responses_for(body=True, idempotent=True),
     )
     async def define_role(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[RoleBody]
     ) -> Response[RoleOut]:
         """A custom role: a name and the permissions it grants (never changed afterwards)."""
         data = decode_strictly(await request.body(), RoleBody)
-        names = await workspaces.define_role(
-            request.user.workspace_id,
-            data.name,
-            list(data.permissions),
-            command_context(request),
-            store=container.events,
-        )
-        return Response(RoleOut(name=data.name.strip(), permissions=list(names)), status_code=201)
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            names = await workspaces.define_role(
+                request.user.workspace_id,
+                data.name,
+                list(data.permissions),
+                ctx,
+                store=container.events,
+            )
+            body = RoleOut(name=data.name.strip(), permissions=list(names))
+            return Response(body, status_code=201)
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @post(
         "/accounts",
         **requires(Permission.MANAGE_MEMBERS),
-        **responses_for(body=True, conflict=True),
+        **responses_for(body=True, idempotent=True),
     )
     async def add_account(
         self, request: Request[Principal, Any, Any], container: Deps, data: JSONBody[AccountBody]
@@ -241,17 +270,22 @@ class WorkspaceController(Controller):
         never chosen (an id chosen by a caller could be another tenant's)."""
         data = decode_strictly(await request.body(), AccountBody)
         workspace_id = request.user.workspace_id
-        account_id = f"acct-{secrets.token_hex(8)}"
-        position = await workspaces.add_account(
-            workspace_id, account_id, data.name, command_context(request), store=container.events
-        )
-        body = AccountOut(
-            account_id=account_id,
-            workspace_id=workspace_id,
-            name=data.name.strip(),
-            position=position,
-        )
-        return Response(body, status_code=201)
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            account_id = f"acct-{secrets.token_hex(8)}"
+            position = await workspaces.add_account(
+                workspace_id, account_id, data.name, ctx, store=container.events
+            )
+            body = AccountOut(
+                account_id=account_id,
+                workspace_id=workspace_id,
+                name=data.name.strip(),
+                position=position,
+            )
+            return Response(body, status_code=201)
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 @post(
@@ -265,6 +299,7 @@ class WorkspaceController(Controller):
         conflict=True,
         also=(410,),
         why={410: "The invite was accepted already or has expired"},
+        headers=[_ACCEPTED_ONCE],
     ),
 )
 async def accept_invite(

@@ -213,3 +213,24 @@ async def test_first_release_keys_may_not_manage_members_unless_creators(
     auditor = {"Authorization": f"Bearer {key}"}
     answer = await http.post(MEMBERS, json={"role": "chatter", "accounts": "all"}, headers=auditor)
     assert _is_problem(answer, 403)
+
+
+async def test_an_invite_retried_with_its_idempotency_key_invites_nobody_twice(
+    http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    headers = {**auth, "Idempotency-Key": "invite-once"}
+    body = {"role": "chatter", "accounts": "all"}
+    first = await http.post(MEMBERS, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await http.post(MEMBERS, json=body, headers=headers)
+    assert _is_problem(again, 409)
+    assert first.json()["inviteToken"] not in again.text
+    role = {"name": "closer", "permissions": ["crm:read"]}
+    made = await http.post(
+        "/api/workspace/roles", json=role, headers=headers | {"Idempotency-Key": "r"}
+    )
+    replayed = await http.post(
+        "/api/workspace/roles", json=role, headers=headers | {"Idempotency-Key": "r"}
+    )
+    assert (made.status_code, replayed.status_code) == (201, 201)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
