@@ -82,7 +82,8 @@ async def test_a_chatter_of_account_a_neither_reads_nor_writes_account_b_of_its_
     sent_from_a = await http.post(
         SEND, json={"recipientId": fan_b, "content": "hi"}, headers=chatter
     )
-    assert _is_problem(sent_from_a, 404)
+    # Within A, B's fan is no recipient (as another tenant's fan never is).
+    assert _is_problem(sent_from_a, 422)
     # A chatter sends, but edits no fan.
     assert _is_problem(
         await http.post(FANS, json={"handle": "cy", "platform": "onlyfans"}, headers=chatter), 403
