@@ -14,6 +14,7 @@ import structlog
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
 from adapters.postgres.analytics_read_model import AnalyticsReadModel
+from adapters.postgres.api_keys import PostgresMemberKeys
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
@@ -32,6 +33,7 @@ from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.subject_keys import SubjectKeys
+from adapters.postgres.workspace_read_model import PostgresWorkspaceReadModel
 from adapters.queue_status import QueueStatusReader
 from application.audit import AuditLog
 from application.fan_queries import FanReadModel
@@ -46,6 +48,7 @@ from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
+from projections.workspaces import WorkspacesProjection
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Container:
     ids: SequenceIds
     projection_store: PostgresProjectionStore
     key_writes: KeyWrites
+    workspaces: PostgresWorkspaceReadModel
+    member_keys: PostgresMemberKeys
     fans: FanReadModel
     messaging: MessagingReadModel
     campaigns: PostgresCampaignReadModel
@@ -107,6 +112,7 @@ def core_projections() -> list[Projection]:
         CampaignsProjection(),
         CampaignMetricsProjection(),
         ImportJobsProjection(),
+        WorkspacesProjection(),
     ]
 
 
@@ -178,6 +184,8 @@ async def build(settings: Settings) -> Container:
         ids=SequenceIds(pool),
         projection_store=projection_store,
         key_writes=KeyWrites(pool),
+        workspaces=PostgresWorkspaceReadModel(pool),
+        member_keys=PostgresMemberKeys(pool),
         fans=PostgresFanReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
         campaigns=PostgresCampaignReadModel(

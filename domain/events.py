@@ -16,6 +16,7 @@ from domain.fan import Fan
 from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
 from domain.message import Message
+from domain.workspace import Workspace
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanCreated": Fan.Created,
@@ -53,6 +54,13 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "ImportJobCompleted": ImportJob.Completed,
     "ImportJobFailed": ImportJob.Failed,
     "ImportJobResumed": ImportJob.Resumed,
+    # Workspaces (domain/workspace.py); an invite's token is kept as its SHA-256 only.
+    "WorkspaceFounded": Workspace.Founded,
+    "WorkspaceAccountAdded": Workspace.AccountAdded,
+    "WorkspaceRoleDefined": Workspace.RoleDefined,
+    "WorkspaceMemberInvited": Workspace.MemberInvited,
+    "WorkspaceMemberJoined": Workspace.MemberJoined,
+    "WorkspaceMemberRemoved": Workspace.MemberRemoved,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

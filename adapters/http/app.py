@@ -37,6 +37,7 @@ from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.webhooks import receive_webhook
+from adapters.http.workspace import WorkspaceController, accept_invite
 from adapters.tracing import tracing_middleware
 from application.messages import RecipientCache
 
@@ -44,7 +45,13 @@ from application.messages import RecipientCache
 # scraper (public, or CRM_METRICS_TOKEN: adapters/http/monitoring.py). These are regular
 # expressions searched anywhere in the path: anchored, or /api/campaigns/1/metrics (or an
 # audit stream named "schema-1") would match.
-PUBLIC_PATHS = ["^/schema", "^/health$", "^/api/onlyfans/webhooks$", "^/metrics$"]
+PUBLIC_PATHS = [
+    "^/schema",
+    "^/health$",
+    "^/api/onlyfans/webhooks$",
+    "^/metrics$",
+    "^/api/workspace/invites/accept$",
+]
 
 
 class HealthStatus(msgspec.Struct):
@@ -90,7 +97,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     @asynccontextmanager
     async def build_and_close(app: Litestar) -> AsyncIterator[None]:
         app.state.container = await bootstrap.build(settings)  # type: ignore[arg-type]
-        app.state.key_cache = KeyCache(app.state.container.pool)
+        app.state.key_cache = KeyCache(app.state.container.pool, app.state.container.events)
         app.state.recipients = RecipientCache()
         settle_garbage_collector()
         try:
@@ -104,7 +111,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         State(
             {
                 "container": container,
-                "key_cache": KeyCache(container.pool),
+                "key_cache": KeyCache(container.pool, container.events),
                 "recipients": RecipientCache(),
             }
         )
@@ -129,6 +136,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             AuditController,
             ImportsController,
             receive_webhook,
+            WorkspaceController,
+            accept_invite,
             health,
             onlyfans_health,
             prometheus_metrics,

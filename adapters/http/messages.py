@@ -25,7 +25,7 @@ from adapters.http.messaging_schemas import (
     SendMessageBody,
 )
 from adapters.http.openapi import MessageIdPath, responses_for
-from adapters.http.permissions import requires
+from adapters.http.permissions import require, requires
 from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -45,7 +45,7 @@ class MessagesController(Controller):
     @post(
         "/send",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(body=True, idempotent=True),
     )
     async def send(
@@ -55,6 +55,8 @@ class MessagesController(Controller):
         data: JSONBody[SendMessageBody],
     ) -> Response[MessageAcceptedOut]:
         body = decode_strictly(await request.body(), SendMessageBody)
+        if body.price_cents > 0:
+            require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
 
         async def run() -> Response[Any]:
@@ -91,7 +93,7 @@ class MessagesController(Controller):
     @post(
         "/batch",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(body=True, idempotent=True),
     )
     async def send_batch(
@@ -99,6 +101,8 @@ class MessagesController(Controller):
     ) -> Response[BatchOut]:
         """Up to 10 messages; each is queued or refused on its own (the reference's sendBatch)."""
         body = decode_strictly(await request.body(), SendBatchBody)
+        if any(item.price_cents > 0 for item in body.messages):
+            require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         if len(body.messages) > messages.MAX_BATCH:
             raise InvalidValue("messages", f"at most {messages.MAX_BATCH} messages per batch")
@@ -179,7 +183,7 @@ class MessagesController(Controller):
     @post(
         "/{message_id:str}/retry",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(params=False, found=True, idempotent=True),
     )
     async def retry(
