@@ -14,6 +14,7 @@ import structlog
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
 from adapters.postgres.analytics_read_model import AnalyticsReadModel
+from adapters.postgres.api_keys import PostgresMemberKeys
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
@@ -33,6 +34,7 @@ from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.script_read_model import PostgresScriptReadModel
 from adapters.postgres.subject_keys import SubjectKeys
+from adapters.postgres.workspace_read_model import PostgresWorkspaceReadModel
 from adapters.queue_status import QueueStatusReader
 from application.audit import AuditLog
 from application.fan_queries import FanReadModel
@@ -49,6 +51,7 @@ from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
+from projections.workspaces import WorkspacesProjection
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Container:
     ids: SequenceIds
     projection_store: PostgresProjectionStore
     key_writes: KeyWrites
+    workspaces: PostgresWorkspaceReadModel
+    member_keys: PostgresMemberKeys
     fans: FanReadModel
     messaging: MessagingReadModel
     campaigns: PostgresCampaignReadModel
@@ -115,6 +120,7 @@ def core_projections() -> list[Projection]:
         ImportJobsProjection(),
         ScriptsProjection(),
         SensitiveWordsProjection(),
+        WorkspacesProjection(),
     ]
 
 
@@ -186,6 +192,8 @@ async def build(settings: Settings) -> Container:
         ids=SequenceIds(pool),
         projection_store=projection_store,
         key_writes=KeyWrites(pool),
+        workspaces=PostgresWorkspaceReadModel(pool),
+        member_keys=PostgresMemberKeys(pool),
         fans=PostgresFanReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
         campaigns=PostgresCampaignReadModel(

@@ -18,6 +18,7 @@ from domain.inbound import InboundMessage
 from domain.message import Message
 from domain.script import Script
 from domain.sensitive_words import SensitiveWords
+from domain.workspace import Workspace
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanCreated": Fan.Created,
@@ -61,6 +62,13 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "ScriptDeleted": Script.Deleted,
     "SensitiveWordsCreated": SensitiveWords.Created,
     "SensitiveWordsReplaced": SensitiveWords.Replaced,
+    # Workspaces (domain/workspace.py); an invite's token is kept as its SHA-256 only.
+    "WorkspaceFounded": Workspace.Founded,
+    "WorkspaceAccountAdded": Workspace.AccountAdded,
+    "WorkspaceRoleDefined": Workspace.RoleDefined,
+    "WorkspaceMemberInvited": Workspace.MemberInvited,
+    "WorkspaceMemberJoined": Workspace.MemberJoined,
+    "WorkspaceMemberRemoved": Workspace.MemberRemoved,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

@@ -38,6 +38,7 @@ from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
 from adapters.http.webhooks import receive_webhook
+from adapters.http.workspace import WorkspaceController, accept_invite
 from adapters.tracing import tracing_middleware
 from application.messages import RecipientCache
 
@@ -45,7 +46,13 @@ from application.messages import RecipientCache
 # scraper (public, or CRM_METRICS_TOKEN: adapters/http/monitoring.py). These are regular
 # expressions searched anywhere in the path: anchored, or /api/campaigns/1/metrics (or an
 # audit stream named "schema-1") would match.
-PUBLIC_PATHS = ["^/schema", "^/health$", "^/api/onlyfans/webhooks$", "^/metrics$"]
+PUBLIC_PATHS = [
+    "^/schema",
+    "^/health$",
+    "^/api/onlyfans/webhooks$",
+    "^/metrics$",
+    "^/api/workspace/invites/accept$",
+]
 
 
 class HealthStatus(msgspec.Struct):
@@ -91,7 +98,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     @asynccontextmanager
     async def build_and_close(app: Litestar) -> AsyncIterator[None]:
         app.state.container = await bootstrap.build(settings)  # type: ignore[arg-type]
-        app.state.key_cache = KeyCache(app.state.container.pool)
+        app.state.key_cache = KeyCache(app.state.container.pool, app.state.container.events)
         app.state.recipients = RecipientCache()
         settle_garbage_collector()
         try:
@@ -105,7 +112,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         State(
             {
                 "container": container,
-                "key_cache": KeyCache(container.pool),
+                "key_cache": KeyCache(container.pool, container.events),
                 "recipients": RecipientCache(),
             }
         )
@@ -132,6 +139,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             ScriptsController,
             SensitiveWordsController,
             receive_webhook,
+            WorkspaceController,
+            accept_invite,
             health,
             onlyfans_health,
             prometheus_metrics,

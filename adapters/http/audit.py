@@ -26,7 +26,7 @@ from application.audit import (
     scope_for,
     stream_as_of,
 )
-from application.permissions import Permission, permissions_of
+from application.permissions import Permission
 from application.ports import EventMetadata, RecordedEvent
 
 Deps = NamedDependency[Container]
@@ -191,7 +191,7 @@ class AuditController(Controller):
 async def _scope(request: Request[Principal, Any, Any], container: Container) -> AuditScope:
     principal = request.user
     grants = await granted_tenants(container.pool, principal.key_id)
-    return scope_for(permissions_of(principal.role), principal.user_id, grants)
+    return scope_for(principal.held(), principal.user_id, grants)
 
 
 def render_state(aggregate: Any) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from adapters.http.campaign_schemas import (
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
 from adapters.http.openapi import responses_for
-from adapters.http.permissions import requires
+from adapters.http.permissions import require, requires
 from adapters.http.problems import problem
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
@@ -54,7 +54,7 @@ class BulkMessagesController(Controller):
         "/bulk",
         status_code=202,
         request_max_body_size=BULK_MAX_BODY,
-        **requires(Permission.WRITE),
+        **requires(Permission.LAUNCH_CAMPAIGNS),
         **responses_for(body=True, idempotent=True, lagging=True),
     )
     async def bulk(
@@ -67,6 +67,8 @@ class BulkMessagesController(Controller):
         """Create a campaign and start it; the fan-out continues in the campaign worker.
         ``minPosition``: the audience includes the fans written up to that position."""
         body = decode_strictly(await request.body(), BulkMessageBody)
+        if body.price_cents > 0:
+            require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body), min_position)
 
@@ -99,7 +101,7 @@ class CampaignsController(Controller):
 
     @post(
         request_max_body_size=BULK_MAX_BODY,
-        **requires(Permission.WRITE),
+        **requires(Permission.LAUNCH_CAMPAIGNS),
         **responses_for(
             body=True,
             idempotent=True,
@@ -116,6 +118,8 @@ class CampaignsController(Controller):
     ) -> Response[Any]:
         """A draft; with ``status: "active"`` it is launched at once (202, as the bulk send)."""
         body = decode_strictly(await request.body(), CreateCampaignBody)
+        if body.bulk().price_cents > 0:
+            require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body.bulk()), min_position)
 
@@ -173,7 +177,7 @@ class CampaignsController(Controller):
 
     @patch(
         "/{campaign_id:int}",
-        **requires(Permission.WRITE),
+        **requires(Permission.LAUNCH_CAMPAIGNS),
         **responses_for(body=True, found=True, conflict=True),
     )
     async def update_status(
@@ -186,19 +190,34 @@ class CampaignsController(Controller):
         body = decode_strictly(await request.body(), StatusBody)
         return await _change(container, request, campaign_id, body.status)
 
-    @post("/{campaign_id:int}/pause", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
+    @post(
+        "/{campaign_id:int}/pause",
+        status_code=200,
+        **requires(Permission.LAUNCH_CAMPAIGNS),
+        **_LIFECYCLE,
+    )
     async def pause(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:
         return await _change_once(container, request, campaign_id, "paused")
 
-    @post("/{campaign_id:int}/resume", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
+    @post(
+        "/{campaign_id:int}/resume",
+        status_code=200,
+        **requires(Permission.LAUNCH_CAMPAIGNS),
+        **_LIFECYCLE,
+    )
     async def resume(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:
         return await _change_once(container, request, campaign_id, "resume")
 
-    @post("/{campaign_id:int}/cancel", status_code=200, **requires(Permission.WRITE), **_LIFECYCLE)
+    @post(
+        "/{campaign_id:int}/cancel",
+        status_code=200,
+        **requires(Permission.LAUNCH_CAMPAIGNS),
+        **_LIFECYCLE,
+    )
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, campaign_id: FromPath[int]
     ) -> Response[CampaignChangedOut]:

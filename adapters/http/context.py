@@ -30,7 +30,13 @@ def command_context(request: Request[Principal, Any, Any]) -> CommandContext:
     ids = structlog.contextvars.get_contextvars()
     return CommandContext(
         tenant=principal.user_id,
-        actor=f"apikey:{principal.key_id}",
+        # A member is the actor (its stable id, whichever of its keys it used); a key of the
+        # first release, shared by whoever holds it, is named as before.
+        actor=(
+            f"member:{principal.member_id}"
+            if principal.member_id is not None
+            else f"apikey:{principal.key_id}"
+        ),
         correlation_id=ids.get("correlation_id", ""),
         causation_id=ids.get("request_id"),
         trace_id=tracing.current_trace_id(),  # the request's trace, into the events' metadata

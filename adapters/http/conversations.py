@@ -103,7 +103,7 @@ class ConversationsController(Controller):
         )
 
     @post(
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(body=True, idempotent=True, success={200: ConversationCreatedOut}),
     )
     async def create_conversation(
@@ -196,7 +196,7 @@ class CrmMessagesController(Controller):
     @post(
         "/{message_id:str}/read",
         status_code=200,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(params=False, found=True, idempotent=True),
     )
     async def mark_read(

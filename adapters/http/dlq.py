@@ -84,7 +84,7 @@ class DeadLetterController(Controller):
     @post(
         "/redrive",
         status_code=200,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(body=True, idempotent=True),
     )
     async def redrive(

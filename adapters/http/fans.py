@@ -19,7 +19,7 @@ from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
 from adapters.http.openapi import responses_for
-from adapters.http.permissions import requires
+from adapters.http.permissions import require, requires
 from adapters.http.schemas import (
     TAG_RULE,
     CreateFanBody,
@@ -180,6 +180,7 @@ class FansController(Controller):
     ) -> FanDeletedOut:
         ctx = command_context(request)
         if erase:
+            require(request.user, Permission.ERASE)
             result = await fans.erase_fan(fans.EraseFan(fan_id=fan_id), ctx, store=container.events)
         else:
             result = await fans.delete_fan(

@@ -138,7 +138,7 @@ class ImportsController(Controller):
         "/csv",
         request_max_body_size=None,
         status_code=200,
-        **requires(Permission.WRITE),
+        **requires(Permission.IMPORT),
         **responses_for(
             body=True,
             idempotent=True,

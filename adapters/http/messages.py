@@ -27,11 +27,11 @@ from adapters.http.messaging_schemas import (
     SendMessageBody,
 )
 from adapters.http.openapi import MessageIdPath, responses_for
-from adapters.http.permissions import requires
+from adapters.http.permissions import require, requires
 from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
-from application import messages
+from application import messages, scripts
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import canonical_message_id
@@ -47,7 +47,7 @@ class MessagesController(Controller):
     @post(
         "/send",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(
             body=True,
             idempotent=True,
@@ -63,6 +63,7 @@ class MessagesController(Controller):
     ) -> Response[MessageAcceptedOut]:
         body = decode_strictly(await request.body(), SendMessageBody)
         _require_content(body)
+        await _require_ppv(request, container, [body])
         ctx = command_context(request)
 
         async def run() -> Response[Any]:
@@ -100,7 +101,7 @@ class MessagesController(Controller):
     @post(
         "/batch",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(body=True, idempotent=True),
     )
     async def send_batch(
@@ -110,6 +111,7 @@ class MessagesController(Controller):
         body = decode_strictly(await request.body(), SendBatchBody)
         for index, item in enumerate(body.messages):
             _require_content(item, f" - at `$.messages[{index}]`")
+        await _require_ppv(request, container, body.messages)
         ctx = command_context(request)
         if len(body.messages) > messages.MAX_BATCH:
             raise InvalidValue("messages", f"at most {messages.MAX_BATCH} messages per batch")
@@ -191,7 +193,7 @@ class MessagesController(Controller):
     @post(
         "/{message_id:str}/retry",
         status_code=202,
-        **requires(Permission.WRITE),
+        **requires(Permission.SEND),
         **responses_for(params=False, found=True, idempotent=True),
     )
     async def retry(
@@ -249,6 +251,22 @@ def _command(
         script_id=script_id,
         high_priority_from=settings.high_priority_from,
     )
+
+
+async def _require_ppv(
+    request: Request[Principal, Any, Any], container: Container, bodies: list[SendMessageBody]
+) -> None:
+    """A PPV (a price above 0) needs Permission.SEND_PPV: the price the request gives, or,
+    where it gives none, its script's (looked up only for a key that lacks the permission)."""
+    if request.user.may(Permission.SEND_PPV):
+        return
+    for body in bodies:
+        price = body.price_cents
+        if price is UNSET and body.script_id is not UNSET:
+            ctx = command_context(request)
+            price = (await scripts.live_script(container.events, body.script_id, ctx)).price_cents
+        if price is not UNSET and price > 0:
+            require(request.user, Permission.SEND_PPV)
 
 
 def _require_content(body: SendMessageBody, at: str = "") -> None:

@@ -19,6 +19,7 @@ from application.errors import (
 )
 from domain.errors import Gone, IllegalState, InvalidValue
 from domain.fan import HandleTaken
+from domain.workspace import InviteUsed
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +72,8 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
         case InvalidValue():
             field, detail = invalid_value(error.field, error.message)
             return problem(422, detail, field=field, **instance)
+        case InviteUsed():
+            return problem(410, str(error), slug="invite-used", **instance)
         case NotFound() | Gone() | SubjectErased():
             return problem(404, "no such resource for this account", **instance)
         case ConcurrencyError():

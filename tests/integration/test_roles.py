@@ -13,7 +13,7 @@ from litestar.routes import HTTPRoute
 from adapters import bootstrap
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
-from application.permissions import ROLES, Permission, permissions_of
+from application.permissions import MEMBER_ROLES, ROLES, Permission, permissions_of
 
 
 def _operations() -> list[tuple[str, str, str]]:
@@ -62,6 +62,40 @@ async def test_each_role_reaches_exactly_the_routes_its_permissions_allow(
         if needed in allowed:
             assert response.status_code != 403, where
             # The health check answers 503 when sending is down (here: no limiter's Redis).
+            if (method, path) != ("GET", "/api/monitoring/onlyfans"):
+                assert response.status_code < 500, where
+        else:
+            assert response.status_code == 403, where
+            assert response.headers["content-type"].startswith("application/problem+json"), where
+
+
+@pytest.mark.parametrize("role", MEMBER_ROLES)
+async def test_each_member_role_reaches_exactly_the_routes_its_permissions_allow(
+    role: str, container: bootstrap.Container, http: httpx.AsyncClient
+) -> None:
+    owner_key, _ = await create_api_key(
+        container.pool, user_id=f"user-{uuid.uuid4().hex[:12]}", role="creator"
+    )
+    invite = await http.post(
+        "/api/workspace/members",
+        json={"role": role, "accounts": "all"},
+        headers={"Authorization": f"Bearer {owner_key}"},
+    )
+    assert invite.status_code == 201, invite.text
+    accepted = await http.post(
+        "/api/workspace/invites/accept", json={"token": invite.json()["inviteToken"]}
+    )
+    assert accepted.status_code == 201, accepted.text
+    headers = {
+        "Authorization": f"Bearer {accepted.json()['apiKey']}",
+        "Content-Type": "application/json",
+    }
+    allowed = {p.value for p in MEMBER_ROLES[role]}
+    for method, path, needed in OPERATIONS:
+        response = await http.request(method, _concrete(path), headers=headers, content=b"{}")
+        where = f"member {role} {method} {path}"
+        if needed in allowed:
+            assert response.status_code not in (401, 403), where
             if (method, path) != ("GET", "/api/monitoring/onlyfans"):
                 assert response.status_code < 500, where
         else:
