@@ -224,3 +224,33 @@ async def test_scripts_are_created_listed_a_page_at_a_time_changed_and_deleted(
         SEND, json={"recipientId": fan_id, "scriptId": created[1]["id"]}, headers=auth
     )
     assert_problem(gone, 404)
+
+
+async def test_a_member_without_send_ppv_sends_a_free_script_but_not_a_priced_one(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    from tests.integration.test_workspaces import _fan, _member
+
+    role = await http.post(
+        "/api/workspace/roles",
+        json={"name": "texter", "permissions": ["crm:read", "messages:send"]},
+        headers=auth,
+    )
+    assert role.status_code == 201, role.text
+    fan = await _fan(http, auth, "dee")
+    priced = (await new_script(http, auth, priceCents=1_500))["script"]["id"]
+    free = (await new_script(http, auth))["script"]["id"]
+    _, texter = await _member(http, auth, "texter")
+
+    # The price its script gives is a PPV as much as one the request gives.
+    refused = await http.post(SEND, json={"recipientId": fan, "scriptId": priced}, headers=texter)
+    assert_problem(refused, 403)
+    batch = await http.post(
+        "/api/onlyfans/messages/batch",
+        json={"messages": [{"recipientId": fan, "scriptId": priced}]},
+        headers=texter,
+    )
+    assert_problem(batch, 403)
+    for body in ({"scriptId": free}, {"scriptId": priced, "priceCents": 0}):
+        sent = await http.post(SEND, json={"recipientId": fan, **body}, headers=texter)
+        assert sent.status_code == 202, sent.text
