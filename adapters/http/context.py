@@ -17,7 +17,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from adapters import tracing
 from adapters.bootstrap import Container
 from adapters.postgres.api_keys import Principal
-from adapters.postgres.key_writes import collecting
+from adapters.postgres.written_positions import collecting
 from application.context import CommandContext
 from application.errors import ProjectionLagging
 

@@ -14,9 +14,9 @@ from adapters.crypto import MasterKey
 from adapters.postgres.event_store import questions
 from adapters.postgres.imports_batch import CONFLICTS, PostgresImportBatch
 from adapters.postgres.imports_index import IndexHasher, load_index_key
-from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PersonalDataCodec
+from adapters.postgres.written_positions import note_written
 from application.errors import ConcurrencyError
 from application.import_batch import match_keys
 from application.imports import FanRow, Row

@@ -1,8 +1,8 @@
 """Read-your-writes by API key: what a request wrote, recorded before it answers, and how far
 the views a later read needs must have come.
 
-A request collects the positions of the events it committed (``collecting``; the event store
-and the import note them with ``note_written``). Before its response starts, the newest of
+A request collects the positions of the events it committed (adapters/postgres/
+written_positions.py). Before its response starts, the newest of
 them in commit order is recorded against the caller's key in ``key_writes``, a table every API
 process shares, so a read by the same key on any process or machine finds it. A read then
 waits until each view it reads has a checkpoint at or past that (transaction id, position).
@@ -18,36 +18,13 @@ position may commit first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 
+from adapters.postgres.event_store import questions
 from application.ports import Checkpoint
-
-# A list, not a value set per append: appends may run in tasks the request spawns, whose
-# contexts are copies; they all share the one list.
-_written: ContextVar[list[int] | None] = ContextVar("written_positions", default=None)
-
-
-def note_written(position: int) -> None:
-    """A transaction that wrote ``position`` (its last event) has committed."""
-    written = _written.get()
-    if written is not None:
-        written.append(position)
-
-
-@contextmanager
-def collecting() -> Iterator[list[int]]:
-    """Collect what is committed within (a request): the positions ``note_written`` saw."""
-    written: list[int] = []
-    token = _written.set(written)
-    try:
-        yield written
-    finally:
-        _written.reset(token)
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -60,11 +37,6 @@ class Target(msgspec.Struct, frozen=True):
 
 class KeyWrites:
     def __init__(self, pool: asyncpg.Pool) -> None:
-        # Imported here, not above: the event store imports ``note_written`` from this module,
-        # and loading the store's package while this module is half loaded would fail.
-        from adapters.postgres.event_store import questions
-
-        self._questions = questions
         self._pool = pool
         self._rounds: dict[str, _Round] = {}
         self._locks: dict[str, _KeyLock] = {}
@@ -90,7 +62,7 @@ class KeyWrites:
                     return
                 if self._rounds.get(key_id) is round_:
                     del self._rounds[key_id]  # later arrivals start the next round
-                await self._questions.record_key_write(self._pool, key_id, round_.positions)
+                await questions.record_key_write(self._pool, key_id, round_.positions)
                 round_.recorded = True
         finally:
             lock.users -= 1
@@ -98,7 +70,7 @@ class KeyWrites:
                 del self._locks[key_id]
 
     async def target(self, key_id: str, views: Sequence[str], min_position: int | None) -> Target:
-        row = await self._questions.key_write_target(self._pool, key_id, views, min_position)
+        row = await questions.key_write_target(self._pool, key_id, views, min_position)
         if row["unknown"]:
             return Target(None, [], unknown=True)
         if row["position"] is None:
@@ -106,7 +78,7 @@ class KeyWrites:
         return Target(Checkpoint(row["transaction_id"], row["position"]), list(row["behind"]))
 
     async def behind(self, views: Sequence[str], target: Checkpoint) -> list[str]:
-        return await self._questions.views_behind(
+        return await questions.views_behind(
             self._pool, views, target.transaction_id, target.position
         )
 

@@ -28,10 +28,10 @@ from adapters.postgres import idempotency_keys
 from adapters.postgres.event_store import recorder
 from adapters.postgres.event_store.mapper import event_rows, from_text, typed_events
 from adapters.postgres.event_store.sealing import seal_writes
-from adapters.postgres.key_writes import note_written
 from adapters.postgres.listen import Notifier
 from adapters.postgres.personal_data import PendingKeys, PersonalDataCodec
 from adapters.postgres.unique_claims import Hashers, has_claims, hasher_for, write_claims
+from adapters.postgres.written_positions import note_written
 from application.errors import AlreadyProcessed, ConcurrencyError
 from application.ports import (
     Checkpoint,
