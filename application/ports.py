@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 
@@ -81,6 +81,15 @@ class StreamWrite(msgspec.Struct, frozen=True):
     metadata: EventMetadata | None = None
     claims: tuple[Claim, ...] = ()
     releases: tuple[str, ...] = ()
+
+
+def event_ids_for(events: Sequence[DomainEvent], given: Sequence[UUID] | None) -> list[UUID]:
+    """The ids an append gives ``events``: ``given``, one per event, or new ones."""
+    if given is None:
+        return [uuid4() for _ in events]
+    if len(given) != len(events):
+        raise ValueError("one event id per event")
+    return list(given)
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):

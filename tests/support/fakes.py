@@ -19,6 +19,7 @@ from application.ports import (
     OutboxEntry,
     RecordedEvent,
     StreamWrite,
+    event_ids_for,
 )
 from domain.base import DomainEvent
 from domain.events import ERASES_SUBJECT, EVENT_NAMES, PERSONAL_DATA, SCHEMA_VERSIONS
@@ -228,11 +229,7 @@ class InMemoryEventStore:
 
 
 def _ids_of(write: StreamWrite) -> list[UUID]:
-    if write.event_ids is None:
-        return [uuid4() for _ in write.events]
-    if len(write.event_ids) != len(write.events):
-        raise ValueError("one event id per event")
-    return list(write.event_ids)
+    return event_ids_for(write.events, write.event_ids)
 
 
 _NOBODY = ClaimHolder("", "")

@@ -11,14 +11,14 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import CanInitAggregate, get_topic
 
 from adapters.postgres.personal_data import PersonalDataCodec, SealedFields
-from application.ports import EventMetadata, RecordedEvent, StreamWrite
+from application.ports import EventMetadata, RecordedEvent, StreamWrite, event_ids_for
 from domain.base import DomainEvent
 from domain.events import EVENT_NAMES, EVENT_TYPES, SCHEMA_VERSIONS
 
@@ -62,15 +62,11 @@ TypedEvent = tuple[str, UUID, dict[str, Any]]
 
 
 def typed_events(writes: Sequence[StreamWrite]) -> list[list[TypedEvent]]:
-    """Every write's events as ``TypedEvent``, a new id for each event the write names none."""
+    """Every write's events as ``TypedEvent``, with the ids ``event_ids_for`` gives them."""
     return [
         [
-            (
-                event_type_of(e),
-                w.event_ids[i] if w.event_ids is not None else uuid4(),
-                event_fields(e),
-            )
-            for i, e in enumerate(w.events)
+            (event_type_of(e), event_id, event_fields(e))
+            for e, event_id in zip(w.events, event_ids_for(w.events, w.event_ids), strict=True)
         ]
         for w in writes
     ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -39,6 +39,7 @@ from application.ports import (
     OutboxEntry,
     RecordedEvent,
     StreamWrite,
+    event_ids_for,
 )
 from domain.base import DomainEvent
 
@@ -93,9 +94,7 @@ class PostgresEventStore:
     ) -> list[int]:
         if not events:
             return []
-        ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
-        if len(ids) != len(events):
-            raise ValueError("one event id per event")
+        ids = event_ids_for(events, event_ids)
         write = StreamWrite(stream_id, stream_type, list(events), expected_version, ids)
         async with self._pool.acquire() as conn:
             try:
