@@ -26,6 +26,7 @@ from adapters.postgres.imports_index import LazyIndexHasher
 from adapters.postgres.imports_read_model import PostgresImportJobsReadModel
 from adapters.postgres.key_writes import KeyWrites
 from adapters.postgres.listen import Notifier
+from adapters.postgres.member_analytics_read_model import MemberAnalyticsReadModel
 from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -44,6 +45,7 @@ from application.sensitive_words import SensitiveWordsCache
 from projections.analytics_campaign_revenue import CampaignRevenueProjection
 from projections.analytics_cohorts import FanCohortsProjection
 from projections.analytics_fan_revenue import FanRevenueProjection
+from projections.analytics_members import MemberAnalyticsProjection
 from projections.base import Projection
 from projections.campaigns import CampaignMetricsProjection, CampaignsProjection
 from projections.conversations import ConversationsProjection
@@ -73,6 +75,7 @@ class Container:
     imports: PostgresImportStore
     import_jobs: PostgresImportJobsReadModel
     analytics: AnalyticsReadModel
+    member_analytics: MemberAnalyticsReadModel
     outbox: PostgresOutbox
     queue: MessageQueue
     queue_status: QueueStatusReader
@@ -126,7 +129,12 @@ def core_projections() -> list[Projection]:
 
 def analytics_projections() -> list[Projection]:
     """Views for analysts, built only from events the log already holds."""
-    return [FanRevenueProjection(), FanCohortsProjection(), CampaignRevenueProjection()]
+    return [
+        FanRevenueProjection(),
+        FanCohortsProjection(),
+        CampaignRevenueProjection(),
+        MemberAnalyticsProjection(),
+    ]
 
 
 def all_projections() -> list[Projection]:
@@ -202,6 +210,7 @@ async def build(settings: Settings) -> Container:
         imports=imports,
         import_jobs=PostgresImportJobsReadModel(pool),
         analytics=AnalyticsReadModel(pool),
+        member_analytics=MemberAnalyticsReadModel(pool),
         audit=PostgresAuditLog(pool, personal),
         outbox=PostgresOutbox(pool),
         queue=queue,

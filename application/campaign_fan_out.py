@@ -261,6 +261,7 @@ def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> 
         attachments=campaign.attachments,
         priority=campaign.priority,
         campaign_id=campaign.campaign_id,
+        sent_by=campaign.launched_by,
     )
 
 
@@ -287,7 +288,7 @@ def _open_conversation(
 def _worker_context(campaign: Campaign) -> CommandContext:
     return CommandContext(
         tenant=campaign.tenant, actor="campaign-worker", correlation_id=campaign.id
-    )
+    ).acting_for(campaign.launched_by)
 
 
 def _now() -> datetime:

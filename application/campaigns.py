@@ -266,7 +266,7 @@ async def _launch(
             active_since=campaign.segment_active_since,
         )
         total = await audience.segment_size(ctx.tenant, segment)
-    campaign.launch(total_recipients=total, audience_max_fan_id=highest)
+    campaign.launch(total_recipients=total, audience_max_fan_id=highest, launched_by=ctx.member_id)
 
 
 class NoRecipients(InvalidValue):

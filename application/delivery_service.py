@@ -200,4 +200,7 @@ class DeliveryService:
 
 
 def _context(job: SendJob) -> CommandContext:
-    return CommandContext(tenant=job.tenant, actor="sender", correlation_id=job.correlation_id)
+    sent_by = job.body.get("sentBy")
+    return CommandContext(
+        tenant=job.tenant, actor="sender", correlation_id=job.correlation_id
+    ).acting_for(None if sent_by is None else str(sent_by))

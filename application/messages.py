@@ -24,7 +24,7 @@ from application.message_streams import legacy_message, load_message, recorded_m
 from application.ports import EventStore, IdAllocator, OutboxEntry, RecordedEvent, StreamWrite
 from application.scripts import live_script
 from application.sensitive_words import SensitiveWordsCache
-from application.streams import Handled, handle, load, retry_on_conflict
+from application.streams import Handled, handle, load, retry_on_conflict, save
 from domain.conversation import Conversation
 from domain.errors import Gone, IllegalState, InvalidValue
 from domain.fan import Fan, fan_stream_id
@@ -244,6 +244,7 @@ async def _append_message(
         priority=cmd.priority,
         campaign_id=cmd.campaign_id,
         script_id=cmd.script_id,
+        sent_by=ctx.member_id,
     )
     queued_at = message.created_on
     writes.append(stream_write(message, "message"))
@@ -515,7 +516,9 @@ def outbox_entry(
             "attempt": message.rounds,
             "campaignId": message.campaign_id,
             "correlationId": ctx.correlation_id,
-        },
+        }
+        # Whose message it is: the relay and the sender record its events in that name.
+        | ({"sentBy": message.sent_by} if message.sent_by is not None else {}),
         personal={
             "content": message.content,
             "media": [{"type": kind, "url": url} for kind, url in message.attachments],
@@ -549,7 +552,12 @@ async def handle_message(
     append: Callable[[Message, R], Awaitable[int | None]] | None = None,
     loaded: tuple[Message, int] | None = None,
 ) -> Handled[R]:
-    """``handle`` for ``ctx.tenant``'s message, wherever its stream is (message_streams)."""
+    """``handle`` for ``ctx.tenant``'s message, wherever its stream is (message_streams); a
+    process records what it decided in the name of the member who sent it."""
+
+    async def save_message(message: Message, _: object) -> int | None:
+        return await save(store, message, "message", ctx.acting_for(message.sent_by))
+
     return await handle(
         store,
         message_stream_id(ctx.tenant, message_id),
@@ -557,7 +565,7 @@ async def handle_message(
         ctx,
         stream_type="message",
         load_stream=lambda: load_message(store, message_id, tenant=ctx.tenant),
-        append=append,
+        append=append or save_message,
         loaded=loaded,
     )
 

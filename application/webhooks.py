@@ -152,8 +152,9 @@ async def _handle_message(
     """Read the outgoing message, decide, append what each aggregate ``decide`` names
     decided, claiming ``once``."""
 
-    async def append(_: Message, aggregates: list[Any]) -> int | None:
-        return await _append(store, aggregates, ctx, once)
+    async def append(message: Message, aggregates: list[Any]) -> int | None:
+        # In the name of the member who sent the message: a purchase is that member's.
+        return await _append(store, aggregates, ctx.acting_for(message.sent_by), once)
 
     handled = await handle(
         store,

@@ -102,6 +102,9 @@ class Campaign(BaseAggregate[str]):
         # never in the audience, whatever segment they match.
         total_recipients: int
         audience_max_fan_id: int
+        # The member who launched it: its messages are sent in that member's name. None: a
+        # key of the first release (and every campaign launched before members existed).
+        launched_by: str | None = None
 
     class ChunkQueued(Event):
         cursor: int  # the last fan id handled, in fan id order
@@ -213,6 +216,7 @@ class Campaign(BaseAggregate[str]):
         self.status: Status = "draft"
         self.total_recipients = 0
         self.audience_max_fan_id = 0
+        self.launched_by: str | None = None
         self.cursor = 0
         self.queued = 0
         self.skipped = 0
@@ -226,15 +230,24 @@ class Campaign(BaseAggregate[str]):
         self._require("launch", "draft")
         _check_min_value(self.segment_min_value_cents)
 
-    def launch(self, *, total_recipients: int, audience_max_fan_id: int) -> None:
+    def launch(
+        self, *, total_recipients: int, audience_max_fan_id: int, launched_by: str | None = None
+    ) -> None:
         self._require("launch", "draft")
         if total_recipients <= 0:
             raise InvalidValue("recipient_ids", "the audience is empty: no fan matches")
-        self._launched(total_recipients=total_recipients, audience_max_fan_id=audience_max_fan_id)
+        self._launched(
+            total_recipients=total_recipients,
+            audience_max_fan_id=audience_max_fan_id,
+            launched_by=launched_by,
+        )
 
     @event(Launched)
-    def _launched(self, total_recipients: int, audience_max_fan_id: int) -> None:
+    def _launched(
+        self, total_recipients: int, audience_max_fan_id: int, launched_by: str | None = None
+    ) -> None:
         self.status = "active"
+        self.launched_by = launched_by
         self.total_recipients = total_recipients
         self.audience_max_fan_id = audience_max_fan_id
 

@@ -181,6 +181,9 @@ class Message(BaseAggregate[str]):
         # The saved reply (domain/script.py) it was written from; absent from messages
         # queued before scripts existed, which decode as None.
         script_id: int | None = None
+        # The workspace member who sent it (or launched its campaign): what it earns, and the
+        # replies it draws, are the member's. None: a key of the first release, or a process.
+        sent_by: str | None = None
 
     class Dispatched(Event):
         queue: str
@@ -241,6 +244,7 @@ class Message(BaseAggregate[str]):
         priority: int = DEFAULT_PRIORITY,
         campaign_id: int | None = None,
         script_id: int | None = None,
+        sent_by: str | None = None,
     ) -> Message:
         """An outgoing message, accepted for sending."""
         return cls(
@@ -254,6 +258,7 @@ class Message(BaseAggregate[str]):
             priority=normalise_priority(priority),
             campaign_id=campaign_id,
             script_id=script_id,
+            sent_by=sent_by,
         )
 
     @event(Queued)
@@ -269,6 +274,7 @@ class Message(BaseAggregate[str]):
         priority: int,
         campaign_id: int | None,
         script_id: int | None = None,
+        sent_by: str | None = None,
     ) -> None:
         self.message_id = message_id
         self.tenant = tenant
@@ -281,6 +287,7 @@ class Message(BaseAggregate[str]):
         self.priority = priority
         self.campaign_id = campaign_id
         self.script_id = script_id
+        self.sent_by = sent_by
         self.status: Status = "queued"
         self.failure_reason: str | None = None
         self.attempts = 0  # tries at the platform

@@ -243,11 +243,15 @@ async def _keep_listening(listener: ChannelListener, stop: asyncio.Event) -> Non
 
 
 def _owner(row: OutboxRow) -> CommandContext:
-    """The message's own tenant and correlation id, so its events read as one story."""
+    """The message's own tenant and correlation id, so its events read as one story; and the
+    member who sent it, in whose name they are recorded."""
     body = msgspec.json.decode(row.body)
     tenant = str(body.get("tenant", ""))
     correlation = str(body.get("correlationId") or "relay")
-    return CommandContext(tenant=tenant, actor="relay", correlation_id=correlation)
+    sent_by = body.get("sentBy")
+    return CommandContext(tenant=tenant, actor="relay", correlation_id=correlation).acting_for(
+        None if sent_by is None else str(sent_by)
+    )
 
 
 def _about(row: OutboxRow) -> dict[str, Any]:

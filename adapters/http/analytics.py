@@ -3,7 +3,7 @@ revenue per day — views replayed from the log (see projections/analytics_*.py)
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -23,6 +23,8 @@ from adapters.postgres.analytics_read_model import (
     FanRevenueDay,
 )
 from adapters.postgres.api_keys import Principal
+from adapters.postgres.member_analytics_read_model import AccountFigures, MemberFigures
+from application.errors import Forbidden
 from application.permissions import Permission
 from domain.errors import InvalidValue
 
@@ -50,6 +52,17 @@ class CohortsOut(msgspec.Struct, kw_only=True, rename="camel"):
     # placed by each.
     cohort_by: list[str]
     cohorts: list[Cohort]
+
+
+class MembersOut(msgspec.Struct, kw_only=True, rename="camel"):
+    since: date = msgspec.field(name="from")
+    until: date = msgspec.field(name="to")
+    accounts: list[AccountFigures]
+    members: list[MemberFigures]
+
+
+MEMBER_DAYS = 30  # the span asked when none is given
+MAX_MEMBER_DAYS = 366
 
 
 class AnalyticsController(Controller):
@@ -126,6 +139,56 @@ class AnalyticsController(Controller):
             cohort_by=list(COHORT_BY),
             cohorts=cohorts,
         )
+
+    @get("/members", **requires(Permission.READ), **responses_for(lagging=True))
+    async def members(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        since: Since = None,
+        until: Until = None,
+        account_id: Annotated[
+            str | None,
+            QueryParameter(name="accountId", max_length=200, description="One account only"),
+        ] = None,
+        member_id: Annotated[
+            str | None,
+            QueryParameter(name="memberId", max_length=200, description="One member only"),
+        ] = None,
+    ) -> MembersOut:
+        """Per member and per creator account, day by day (UTC) over the accounts the caller
+        may act on: messages and PPV sent, PPV bought and the revenue they earned, fans'
+        replies they drew, conversations handled, answers and the median time fans waited for
+        one. `from`/`to` default to the last 30 days; at most 366. A member who does not
+        manage members sees its own figures only. What nobody sent (keys of the first
+        release) shows as `memberId: null`."""
+        principal = request.user
+        until = until or datetime.now(UTC).date()
+        since = since or until - timedelta(days=MEMBER_DAYS - 1)
+        _check_range(since, until)
+        if (until - since).days >= MAX_MEMBER_DAYS:
+            raise InvalidValue("from", f"the span must be at most {MAX_MEMBER_DAYS} days")
+        await read_your_writes(request, container, ["analytics_members"])
+        view = container.member_analytics
+        accounts = list(principal.accounts or [])
+        if principal.accounts is None:
+            accounts = await view.workspace_accounts(principal.workspace_id or principal.user_id)
+        if account_id is not None:
+            if account_id not in accounts:
+                raise InvalidValue("account_id", "not an account this key may act on")
+            accounts = [account_id]
+        if principal.member_id is not None and not principal.may(Permission.MANAGE_MEMBERS):
+            if member_id not in (None, principal.member_id):
+                raise Forbidden("a member who does not manage members sees its own figures only")
+            member_id = principal.member_id
+        members, by_account = await view.figures(
+            principal.workspace_id or principal.user_id,
+            accounts,
+            since,
+            until,
+            member_id=member_id,
+        )
+        return MembersOut(since=since, until=until, accounts=by_account, members=members)
 
 
 def _check_range(since: date | None, until: date | None) -> None:

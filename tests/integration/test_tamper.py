@@ -295,3 +295,33 @@ async def test_swapping_two_events_data_is_detected_at_the_first_of_them(
     found = (await chain.verify()).tampering
     assert found is not None
     assert (found.kind, found.position) == (CHANGED, first)
+
+
+async def test_crm_audit_verify_proves_no_one_rewrote_which_member_did_what(
+    stack: bootstrap.Container, fresh_database_url: str
+) -> None:
+    """A member's work credited to another member in SQL (to move a chatter's revenue, say)
+    fails verification at the first event rewritten."""
+    for member in ("ann", "bob"):
+        await fans.create_fan(
+            fans.CreateFan(name=f"{member}'s fan"),
+            CommandContext(tenant=TENANT, actor=f"member:{member}", correlation_id=member),
+            store=stack.events,
+            ids=stack.ids,
+        )
+    chain = PostgresEventChain(stack.pool)
+    await chain.catch_up()
+    status, out = await _crm(fresh_database_url, "audit", "verify")
+    assert status == 0, out
+    anns = await stack.pool.fetch(
+        "SELECT position FROM events WHERE metadata->>'actor' = 'member:ann' ORDER BY position"
+    )
+    assert anns
+    await _tamper(
+        stack,
+        'UPDATE events SET metadata = metadata || \'{"actor": "member:bob"}\''
+        " WHERE metadata->>'actor' = 'member:ann'",
+    )
+    status, out = await _crm(fresh_database_url, "audit", "verify")
+    assert status == 1, out
+    assert f"TAMPERED: changed at position {anns[0]['position']}" in out

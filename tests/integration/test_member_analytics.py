@@ -1,0 +1,295 @@
+"""/api/analytics/members: per member and per account, what members sent and earned, the
+replies they drew and how long fans waited for an answer; built from the log by the
+analytics_members projection, the same whether it applies events one by one or in batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters import bootstrap
+from adapters.http.app import create_app
+from adapters.postgres.api_keys import create_api_key
+from application.ports import EventMetadata, StreamWrite
+from domain.inbound import InboundMessage
+from domain.message import Message
+from projections.analytics_members import MemberAnalyticsProjection, answer_bucket, bucket_seconds
+from projections.runner import ProjectionRunner
+from tests.support.settings import settings_for
+
+pytestmark = pytest.mark.timeout(60)
+
+DAY = date(2025, 3, 4)
+T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
+MEMBERS = "/api/workspace/members"
+FIGURES = "/api/analytics/members"
+
+
+def _at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+class Log:
+    """Writes a tenant's messages into the log as members would have, at chosen times."""
+
+    def __init__(self, container: bootstrap.Container, tenant: str) -> None:
+        self.container = container
+        self.tenant = tenant
+
+    async def _append(self, aggregate: Any, when: datetime, actor: str) -> None:
+        events = [dataclasses.replace(e, timestamp=when) for e in aggregate.collect_events()]
+        metadata = EventMetadata(
+            tenant=self.tenant, actor=actor, correlation_id="c", causation_id="c"
+        )
+        write = StreamWrite(
+            aggregate.id, "message", events, events[0].originator_version - 1, metadata=metadata
+        )
+        await self.container.events.append_all([write], metadata=metadata)
+
+    async def sent(
+        self,
+        member: str | None,
+        conversation: int,
+        when: datetime,
+        *,
+        price: int = 0,
+        campaign: int | None = None,
+    ) -> Message:
+        message = Message.queue(
+            message_id=str(uuid.uuid4()),
+            tenant=self.tenant,
+            conversation_id=conversation,
+            fan_id=conversation,
+            content="hi",
+            price_cents=price,
+            campaign_id=campaign,
+            sent_by=member,
+        )
+        await self._append(message, when, f"member:{member}" if member else "apikey:k")
+        return message
+
+    async def bought(self, message: Message, when: datetime) -> None:
+        message.dispatch("normal")
+        message.mark_sent("p-1")
+        await self._append(message, when, "sender")
+        message.purchase(message.price_cents)
+        # As the webhook records it: in the name of the member who sent the message.
+        await self._append(message, when, f"member:{message.sent_by}")
+
+    async def fan_wrote(self, conversation: int, when: datetime) -> None:
+        inbound = InboundMessage.receive(
+            message_id=str(uuid.uuid4()),
+            tenant=self.tenant,
+            conversation_id=conversation,
+            fan_id=conversation,
+            content="hey",
+            platform_message_id=uuid.uuid4().hex,
+        )
+        await self._append(inbound, when, "webhook")
+
+
+@pytest.fixture
+async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
+    container = await bootstrap.build(settings_for(fresh_database_url))
+    try:
+        yield container
+    finally:
+        await container.close()
+
+
+@pytest.fixture
+async def api(fresh: bootstrap.Container) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(container=fresh))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def _owner(container: bootstrap.Container, tenant: str) -> dict[str, str]:
+    key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def _member(
+    api: httpx.AsyncClient, owner: dict[str, str], role: str, accounts: Any = "all"
+) -> tuple[str, dict[str, str]]:
+    invite = await api.post(MEMBERS, json={"role": role, "accounts": accounts}, headers=owner)
+    assert invite.status_code == 201, invite.text
+    accepted = await api.post(
+        "/api/workspace/invites/accept", json={"token": invite.json()["inviteToken"]}
+    )
+    assert accepted.status_code == 201, accepted.text
+    body = accepted.json()
+    return body["memberId"], {"Authorization": f"Bearer {body['apiKey']}"}
+
+
+async def _history(log: Log, ann: str, bob: str) -> None:
+    """One morning of two members in two conversations."""
+    await log.sent(ann, 1, _at(0))
+    await log.fan_wrote(1, _at(5))  # a reply to Ann: the fan waits from 10:05
+    await log.fan_wrote(1, _at(6))  # Ann's again; still waiting from 10:05
+    await log.sent(bob, 1, _at(15))  # Bob answers both: 600 s
+    ppv = await log.sent(ann, 2, _at(20), price=900)
+    await log.bought(ppv, _at(25))
+    await log.sent(ann, 2, _at(60), campaign=7)  # a campaign's: draws replies, answers none
+    await log.fan_wrote(2, _at(90))  # a reply to Ann's campaign message, waiting from 11:30
+    await log.sent(ann, 2, _at(100), campaign=7)  # not an answer
+    await log.sent(bob, 2, _at(130))  # Bob answers: 40 min
+    await log.sent(None, 3, _at(140))  # a key of the first release: nobody's
+    await log.fan_wrote(3, _at(150))  # unanswered
+
+
+async def _catch_up(container: bootstrap.Container) -> None:
+    for projection in bootstrap.all_projections():
+        await ProjectionRunner(container.projection_store, projection).catch_up()
+
+
+async def test_members_are_credited_with_what_they_sent_earned_drew_and_answered(
+    fresh: bootstrap.Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"agency-{uuid.uuid4().hex[:8]}"
+    owner = await _owner(fresh, tenant)
+    ann, _ = await _member(api, owner, "chatter")
+    bob, _ = await _member(api, owner, "manager")
+    await _history(Log(fresh, tenant), ann, bob)
+    await _catch_up(fresh)
+
+    answer = await api.get(
+        FIGURES, params={"from": "2025-03-01", "to": "2025-03-31"}, headers=owner
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["from"], body["to"]) == ("2025-03-01", "2025-03-31")
+    members = {m["memberId"]: m for m in body["members"]}
+    assert set(members) == {ann, bob, None}
+    assert (members[ann]["role"], members[bob]["role"]) == ("chatter", "manager")
+    assert _counts(members[ann]["totals"]) == {
+        "messagesSent": 4,
+        "ppvSent": 1,
+        "ppvBought": 1,
+        "revenueCents": 900,
+        "replies": 3,
+        "conversationsHandled": 2,
+        "answers": 0,
+    }
+    assert members[ann]["totals"]["medianAnswerSeconds"] is None
+    assert _counts(members[bob]["totals"]) == {
+        "messagesSent": 2,
+        "ppvSent": 0,
+        "ppvBought": 0,
+        "revenueCents": 0,
+        "replies": 0,
+        "conversationsHandled": 2,
+        "answers": 2,
+    }
+    # Two answers, 600 s and 2400 s: the median is the first's bucket (the lower middle).
+    assert members[bob]["totals"]["medianAnswerSeconds"] == round(
+        bucket_seconds(answer_bucket(600)), 1
+    )
+    assert abs(members[bob]["totals"]["medianAnswerSeconds"] - 600) <= 600 * 0.045
+    assert [d["date"] for d in members[bob]["days"]] == [DAY.isoformat()]
+    assert _counts(members[None]["totals"])["messagesSent"] == 1
+    assert _counts(members[None]["totals"])["replies"] == 1
+    (account,) = body["accounts"]
+    assert account["accountId"] == tenant
+    totals = account["totals"]
+    assert totals["messagesSent"] == 7
+    assert totals["revenueCents"] == 900
+    assert totals["replies"] == 4
+    assert totals["answers"] == 2
+
+
+async def test_a_replay_in_one_batch_equals_the_projection_applied_event_by_event(
+    fresh: bootstrap.Container,
+) -> None:
+    tenant = f"agency-{uuid.uuid4().hex[:8]}"
+    await _history(Log(fresh, tenant), "ann", "bob")
+    projection = MemberAnalyticsProjection()
+    pool = fresh.pool
+    tables: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for batch_size in (1, 1000):
+        schema = f"members_{batch_size}_{uuid.uuid4().hex[:6]}"
+        await pool.execute(f'CREATE SCHEMA "{schema}"')
+        for table in projection.tables:
+            await pool.execute(
+                f'CREATE TABLE "{schema}"."{table}" (LIKE public."{table}" INCLUDING ALL)'
+            )
+        await ProjectionRunner(
+            fresh.projection_store, projection, schema=schema, batch_size=batch_size
+        ).catch_up()
+        tables[batch_size] = {
+            table: [
+                dict(r)
+                for r in await pool.fetch(f'SELECT * FROM "{schema}".{table} ORDER BY 1, 2, 3')
+            ]
+            for table in projection.tables
+        }
+    assert tables[1]["analytics_member_daily"], "nothing was projected"
+    for table in projection.tables:
+        one, many = tables[1][table], tables[1000][table]
+        key = sorted if table != "analytics_member_daily" else list
+        assert key(map(repr, one)) == key(map(repr, many)), table
+
+
+async def test_a_chatter_sees_its_own_figures_and_only_its_accounts(
+    fresh: bootstrap.Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"agency-{uuid.uuid4().hex[:8]}"
+    owner = await _owner(fresh, tenant)
+    other = await api.post("/api/workspace/accounts", json={"name": "B"}, headers=owner)
+    assert other.status_code == 201, other.text
+    account_b = other.json()["accountId"]
+    ann, ann_key = await _member(api, owner, "chatter", [tenant])
+    bob, _ = await _member(api, owner, "chatter")
+    await _history(Log(fresh, tenant), ann, bob)
+    await Log(fresh, account_b).sent(bob, 9, _at(0), price=500)
+    await _catch_up(fresh)
+    span = {"from": "2025-03-01", "to": "2025-03-31"}
+
+    own = (await api.get(FIGURES, params=span, headers=ann_key)).json()
+    assert [m["memberId"] for m in own["members"]] == [ann]
+    assert [a["accountId"] for a in own["accounts"]] == [tenant]
+    assert own["accounts"][0]["totals"]["messagesSent"] == 4  # Ann's share of the account
+    refused = await api.get(FIGURES, params={**span, "memberId": bob}, headers=ann_key)
+    assert refused.status_code == 403
+    assert refused.json()["status"] == 403
+    outside = await api.get(FIGURES, params={**span, "accountId": account_b}, headers=ann_key)
+    assert outside.status_code == 422
+    assert "accountId" in outside.text
+
+    everyone = (await api.get(FIGURES, params=span, headers=owner)).json()
+    assert sorted(a["accountId"] for a in everyone["accounts"]) == sorted([tenant, account_b])
+    only_b = (await api.get(FIGURES, params={**span, "accountId": account_b}, headers=owner)).json()
+    assert [(m["memberId"], m["totals"]["ppvSent"]) for m in only_b["members"]] == [(bob, 1)]
+
+
+async def test_bad_spans_are_refused_with_a_problem(
+    fresh: bootstrap.Container, api: httpx.AsyncClient
+) -> None:
+    owner = await _owner(fresh, f"agency-{uuid.uuid4().hex[:8]}")
+    for params, status in (
+        ({"from": "2025-03-02", "to": "2025-03-01"}, 422),
+        ({"from": "2024-01-01", "to": "2025-03-01"}, 422),
+        ({"from": "March"}, 400),
+    ):
+        answer = await api.get(FIGURES, params=params, headers=owner)
+        assert answer.status_code == status, (params, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    # No span given: the last 30 days, ending today (UTC).
+    default = (await api.get(FIGURES, headers=owner)).json()
+    today = datetime.now(UTC).date()
+    assert (default["from"], default["to"]) == (
+        (today - timedelta(days=29)).isoformat(),
+        today.isoformat(),
+    )
+    assert default["members"] == []
+    assert default["accounts"] == []
+
+
+def _counts(totals: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in totals.items() if k != "medianAnswerSeconds"}
