@@ -286,6 +286,11 @@ async def _change(
     status: campaigns.StatusChange,
 ) -> CampaignChangedOut:
     ctx = command_context(request)
+    if status == "active" and not request.user.may(Permission.SEND_PPV):
+        # Launching a priced draft sends PPVs, as a priced bulk send does.
+        draft, _ = await campaigns.load_campaign(container.events, campaign_id, tenant=ctx.tenant)
+        if draft.status == "draft" and draft.price_cents > 0:
+            require(request.user, Permission.SEND_PPV)
 
     def launched(draft: Campaign) -> None:  # a draft this request launched (PATCH active)
         metrics.campaign_launched(ctx.tenant, draft.total_recipients)

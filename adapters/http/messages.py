@@ -32,6 +32,8 @@ from adapters.http.problems import invalid_value
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages, scripts
+from application.errors import NotFound
+from application.message_streams import load_message
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import canonical_message_id
@@ -200,6 +202,7 @@ class MessagesController(Controller):
         self, request: Request[Principal, Any, Any], container: Deps, message_id: MessageIdPath
     ) -> Response[RetriedOut]:
         ctx = command_context(request)
+        await _require_ppv_to_retry(request, container, canonical_message_id(message_id))
 
         async def run() -> Response[Any]:
             key = canonical_message_id(message_id)
@@ -267,6 +270,20 @@ async def _require_ppv(
             price = (await scripts.live_script(container.events, body.script_id, ctx)).price_cents
         if price is not UNSET and price > 0:
             require(request.user, Permission.SEND_PPV)
+
+
+async def _require_ppv_to_retry(
+    request: Request[Principal, Any, Any], container: Container, message_id: str
+) -> None:
+    """Retrying a PPV sends a price again: Permission.SEND_PPV, as sending it first did."""
+    if request.user.may(Permission.SEND_PPV):
+        return
+    try:
+        message, _ = await load_message(container.events, message_id, tenant=request.user.user_id)
+    except NotFound:
+        return  # the retry answers 404 itself
+    if getattr(message, "price_cents", 0) > 0:
+        require(request.user, Permission.SEND_PPV)
 
 
 def _require_content(body: SendMessageBody, at: str = "") -> None:

@@ -235,3 +235,49 @@ async def test_an_invite_retried_with_its_idempotency_key_invites_nobody_twice(
     )
     assert (made.status_code, replayed.status_code) == (201, 201)
     assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_without_send_ppv_a_member_neither_launches_a_priced_draft_nor_retries_a_ppv(
+    http: httpx.AsyncClient, auth: dict[str, str], catch_up: Callable[[], Awaitable[int]]
+) -> None:
+    role = await http.post(
+        "/api/workspace/roles",
+        json={
+            "name": "mass-texter",
+            "permissions": ["crm:read", "messages:send", "campaigns:launch"],
+        },
+        headers=auth,
+    )
+    assert role.status_code == 201, role.text
+    _, texter = await _member(http, auth, "mass-texter")
+    fan = await _fan(http, auth, "eve")
+    await catch_up()
+    drafts = []
+    for price in (900, 0):
+        draft = await http.post(
+            "/api/crm/campaigns",
+            json={
+                "name": f"draft {price}",
+                "template": {"content": "pics", "priceCents": price},
+                "targetAudience": {"recipientIds": [fan]},
+            },
+            headers=auth,
+        )
+        assert draft.status_code == 201, draft.text
+        drafts.append(draft.json()["id"])
+    priced, free = drafts
+    launch = {"status": "active"}
+    assert _is_problem(
+        await http.patch(f"/api/crm/campaigns/{priced}", json=launch, headers=texter), 403
+    )
+    launched = await http.patch(f"/api/crm/campaigns/{free}", json=launch, headers=texter)
+    assert launched.status_code == 200, launched.text
+
+    ppv = await http.post(
+        SEND, json={"recipientId": fan, "content": "pics", "priceCents": 500}, headers=auth
+    )
+    assert ppv.status_code == 202, ppv.text
+    retry = f"/api/onlyfans/messages/{ppv.json()['messageId']}/retry"
+    assert _is_problem(await http.post(retry, headers=texter), 403)
+    # The owner may: refused for what the message is (queued, not failed), not for who asks.
+    assert _is_problem(await http.post(retry, headers=auth), 409)
