@@ -24,6 +24,9 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str
     causation_id: str | None = None
     trace_id: str | None = None
+    # The workspace of the account acted on (its founding account's id), where it is known:
+    # what the workspace shares (its scripts) is found there. Not recorded in events.
+    workspace_id: str | None = None
 
     @property
     def member_id(self) -> str | None:

@@ -26,6 +26,7 @@ class ScriptView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     version: int
     metrics: ScriptMetrics
+    shared: bool = False
 
 
 class ScriptPage(msgspec.Struct, frozen=True):

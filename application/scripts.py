@@ -9,7 +9,7 @@ from application.context import CommandContext
 from application.errors import NotFound
 from application.ports import EventStore, IdAllocator
 from application.streams import handle, load, save
-from domain.errors import Gone
+from domain.errors import Gone, InvalidValue
 from domain.message import attachment_type_of
 from domain.script import Script, script_stream_id
 
@@ -21,6 +21,8 @@ class WriteScript(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     price_cents: int = 0
     media_urls: tuple[str, ...] = ()
+    # Usable from every account of the workspace: written on its founding account.
+    shared: bool = False
 
 
 class ChangeScript(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +43,10 @@ class ScriptChanged(msgspec.Struct, frozen=True):
 async def create_script(
     cmd: WriteScript, ctx: CommandContext, *, store: EventStore, ids: IdAllocator
 ) -> ScriptChanged:
+    if cmd.shared:
+        if ctx.workspace_id is None:
+            raise InvalidValue("scope", "this key belongs to no workspace")
+        ctx = msgspec.structs.replace(ctx, tenant=ctx.workspace_id)
     script = Script.write(
         script_id=await ids.next_id("script"),
         tenant=ctx.tenant,
@@ -48,6 +54,7 @@ async def create_script(
         content=cmd.content,
         price_cents=cmd.price_cents,
         attachments=_attachments(cmd.media_urls),
+        shared=cmd.shared,
     )
     position = await save(store, script, STREAM_TYPE, ctx)
     assert position is not None
@@ -80,17 +87,26 @@ async def delete_script(script_id: int, ctx: CommandContext, *, store: EventStor
 
 
 async def live_script(store: EventStore, script_id: int, ctx: CommandContext) -> Script:
-    """The tenant's script, as the log has it now: NotFound if it is unknown, deleted or
-    another account's (which is never told apart from unknown)."""
-    try:
-        script, _ = await load(store, script_stream_id(script_id), tenant=ctx.tenant)
-    except NotFound:
-        raise NotFound(f"script {script_id}") from None
-    if not isinstance(script, Script):
+    """The tenant's script, or one its workspace shares, as the log has it now: NotFound if
+    it is unknown, deleted or another account's (never told apart from unknown)."""
+    script = await _script_of(store, script_id, ctx.tenant)
+    workspace = ctx.workspace_id
+    if script is None and workspace is not None and workspace != ctx.tenant:
+        shared = await _script_of(store, script_id, workspace)
+        script = shared if shared is not None and shared.shared else None
+    if script is None:
         raise NotFound(f"script {script_id}")
     if script.deleted:
         raise Gone(f"script {script_id} was deleted")
     return script
+
+
+async def _script_of(store: EventStore, script_id: int, tenant: str) -> Script | None:
+    try:
+        script, _ = await load(store, script_stream_id(script_id), tenant=tenant)
+    except NotFound:
+        return None
+    return script if isinstance(script, Script) else None
 
 
 def _attachments(media_urls: tuple[str, ...]) -> list[tuple[str, str]]:

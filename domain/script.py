@@ -5,7 +5,8 @@
 Its content is a template with the bulk campaigns' placeholders (``{{name}}``,
 ``{{first_name}}``, ``{{handle}}``, each with an optional fallback: domain/campaign.py's
 ``check_template`` and ``render``, the one renderer), rendered for each recipient when sent.
-A script belongs to one account (its tenant); a workspace scope would be another owner field.
+A script belongs to one account (its tenant), or, ``shared``, to every account of the
+workspace its tenant founded (written on that founding account).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Script(BaseAggregate[str]):
         content: str
         price_cents: int
         attachments: Attachments
+        # Usable from every account of the workspace its tenant founded; absent from scripts
+        # written before workspaces shared them, which decode as False.
+        shared: bool = False
 
     class Updated(Event):
         # The whole script as changed: a reader needs no earlier event to know it.
@@ -71,6 +75,7 @@ class Script(BaseAggregate[str]):
         content: str,
         price_cents: int | None = 0,
         attachments: Iterable[tuple[str, str]] | None = None,
+        shared: bool = False,
     ) -> Script:
         return cls(
             script_id=script_id,
@@ -79,6 +84,7 @@ class Script(BaseAggregate[str]):
             content=check_template(content),
             price_cents=normalise_price(price_cents),
             attachments=normalise_attachments(attachments),
+            shared=shared,
         )
 
     @event(Created)
@@ -90,9 +96,11 @@ class Script(BaseAggregate[str]):
         content: str,
         price_cents: int,
         attachments: Attachments,
+        shared: bool = False,
     ) -> None:
         self.script_id = script_id
         self.tenant = tenant
+        self.shared = shared
         self.deleted = False
         self._set(name, content, price_cents, attachments)
 

@@ -13,7 +13,7 @@ from projections.base import TableRows
 
 _SCRIPT_COLUMNS = (
     *("script_id", "tenant_id", "name", "content", "price_cents", "attachments"),
-    *("created_at", "updated_at", "version", "sent", "purchased", "revenue_cents"),
+    *("created_at", "updated_at", "version", "sent", "purchased", "revenue_cents", "shared"),
 )
 _MESSAGE_COLUMNS = ("message_id", "tenant_id", "script_id", "sent", "purchased")
 _MESSAGE_KEY = ("message_id", "tenant_id")
@@ -76,6 +76,7 @@ def _fold_script(scripts: TableRows, recorded: RecordedEvent) -> None:
                 script_id,
                 {
                     "tenant_id": event.tenant,
+                    "shared": event.shared,
                     **_contents(event),
                     "created_at": event.timestamp,
                     "updated_at": event.timestamp,

@@ -40,6 +40,7 @@ def command_context(request: Request[Principal, Any, Any]) -> CommandContext:
         correlation_id=ids.get("correlation_id", ""),
         causation_id=ids.get("request_id"),
         trace_id=tracing.current_trace_id(),  # the request's trace, into the events' metadata
+        workspace_id=principal.workspace_id or principal.user_id,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -41,6 +41,9 @@ class CreateScriptBody(Body):
     content: Template
     price_cents: PriceCents = 0
     media_urls: MediaUrls = []
+    # "workspace": usable from every account of the workspace (written on the account that
+    # founded it, which the caller must be able to act on).
+    scope: Literal["account", "workspace"] = "account"
 
 
 class UpdateScriptBody(Body):
@@ -75,6 +78,7 @@ class ScriptOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True
     price_cents: int
     media_urls: list[str]
     version: int
+    scope: Literal["account", "workspace"]
     created_at: datetime | None = None
     updated_at: datetime | None = None
     # From the messages sent with it (their sends and purchases), on reads only.
@@ -89,6 +93,7 @@ class ScriptOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True
             price_cents=view.price_cents,
             media_urls=view.media_urls,
             version=view.version,
+            scope="workspace" if view.shared else "account",
             created_at=view.created_at,
             updated_at=view.updated_at,
             metrics=ScriptMetricsOut(
@@ -107,6 +112,7 @@ class ScriptOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True
             price_cents=script.price_cents,
             media_urls=[url for _, url in script.attachments],
             version=script.version,
+            scope="workspace" if script.shared else "account",
         )
 
 

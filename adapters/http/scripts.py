@@ -28,7 +28,7 @@ from adapters.http.script_schemas import (
 )
 from adapters.postgres.api_keys import Principal
 from application import scripts
-from application.errors import NotFound
+from application.errors import Forbidden, NotFound
 from application.permissions import Permission
 from application.sensitive_words import set_sensitive_words
 
@@ -62,7 +62,9 @@ class ScriptsController(Controller):
     ) -> ScriptListOut:
         """The account's scripts, newest first, with what the messages sent from each did."""
         await read_your_writes(request, container, _VIEWS, min_position)
-        page = await container.scripts.list_scripts(request.user.user_id, limit, cursor)
+        page = await container.scripts.list_scripts(
+            request.user.user_id, limit, cursor, request.user.workspace_id
+        )
         return ScriptListOut(
             scripts=[ScriptOut.from_view(view) for view in page.scripts],
             next_cursor=page.next_cursor,
@@ -83,7 +85,9 @@ class ScriptsController(Controller):
         """The script, and ``metrics``: of the messages sent from it, how many the platform
         accepted (sent), how many PPVs among them were bought, and for how much."""
         await read_your_writes(request, container, _VIEWS, min_position)
-        view = await container.scripts.get_script(request.user.user_id, script_id)
+        view = await container.scripts.get_script(
+            request.user.user_id, script_id, request.user.workspace_id
+        )
         if view is None:
             raise NotFound(f"script {script_id}")
         return ScriptEnvelope(script=ScriptOut.from_view(view))
@@ -101,6 +105,8 @@ class ScriptsController(Controller):
     ) -> Response[ScriptChangedOut]:
         body = decode_strictly(await request.body(), CreateScriptBody)
         ctx = command_context(request)
+        if body.scope == "workspace" and not request.user.may_act_on(ctx.workspace_id or ""):
+            raise Forbidden("a workspace's script is written on its founding account")
 
         async def run() -> Response[Any]:
             changed = await scripts.create_script(
@@ -109,6 +115,7 @@ class ScriptsController(Controller):
                     content=body.content,
                     price_cents=body.price_cents,
                     media_urls=tuple(body.media_urls),
+                    shared=body.scope == "workspace",
                 ),
                 ctx,
                 store=container.events,

@@ -39,6 +39,9 @@ class Principal(msgspec.Struct, frozen=True):
     def may(self, permission: Permission) -> bool:
         return permission in self.held()
 
+    def may_act_on(self, account_id: str) -> bool:
+        return self.accounts is None or account_id in self.accounts
+
     def held(self) -> frozenset[Permission]:
         # A member's role name may be a first-release key kind's too ("auditor"): a member is
         # never judged by its role's name.

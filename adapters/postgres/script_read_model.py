@@ -13,21 +13,28 @@ _BIGINT = range(-(2**63), 2**63)
 
 _SCRIPT = """
 SELECT script_id, name, content, price_cents, attachments, created_at, updated_at, version,
-       sent, purchased, revenue_cents
+       sent, purchased, revenue_cents, shared
 FROM scripts
 """
+
+
+# The account's own scripts, and the ones its workspace (its founding account) shares.
+_OWNED = "WHERE (tenant_id = $1 OR (tenant_id = $2 AND shared))"
 
 
 class PostgresScriptReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def list_scripts(self, tenant: str, limit: int, cursor: str | None) -> ScriptPage:
-        """Newest first."""
+    async def list_scripts(
+        self, tenant: str, limit: int, cursor: str | None, workspace_id: str | None = None
+    ) -> ScriptPage:
+        """Newest first: the account's, and those its workspace shares."""
         before = decode_cursor(cursor, tuple[int])[0] if cursor else 2**63 - 1
         rows = await self._pool.fetch(
-            _SCRIPT + "WHERE tenant_id = $1 AND script_id < $2 ORDER BY script_id DESC LIMIT $3",
+            _SCRIPT + _OWNED + " AND script_id < $3 ORDER BY script_id DESC LIMIT $4",
             tenant,
+            workspace_id or tenant,
             before,
             limit + 1,
         )
@@ -35,11 +42,13 @@ class PostgresScriptReadModel:
         next_cursor = encode_cursor(items[-1].script_id) if len(rows) > limit else None
         return ScriptPage(items, next_cursor)
 
-    async def get_script(self, tenant: str, script_id: int) -> ScriptView | None:
+    async def get_script(
+        self, tenant: str, script_id: int, workspace_id: str | None = None
+    ) -> ScriptView | None:
         if script_id not in _BIGINT:
             return None
         row = await self._pool.fetchrow(
-            _SCRIPT + "WHERE script_id = $1 AND tenant_id = $2", script_id, tenant
+            _SCRIPT + _OWNED + " AND script_id = $3", tenant, workspace_id or tenant, script_id
         )
         return _view(row) if row else None
 
@@ -63,4 +72,5 @@ def _view(row: Any) -> ScriptView:
         metrics=ScriptMetrics(
             sent=row["sent"], purchased=row["purchased"], revenue_cents=row["revenue_cents"]
         ),
+        shared=row["shared"],
     )

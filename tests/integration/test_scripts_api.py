@@ -254,3 +254,59 @@ async def test_a_member_without_send_ppv_sends_a_free_script_but_not_a_priced_on
     for body in ({"scriptId": free}, {"scriptId": priced, "priceCents": 0}):
         sent = await http.post(SEND, json={"recipientId": fan, **body}, headers=texter)
         assert sent.status_code == 202, sent.text
+
+
+async def test_a_workspace_script_is_used_from_each_of_its_accounts_and_no_one_elses(
+    http: httpx.AsyncClient, auth: Headers, other_auth: Headers, catch_up: Any
+) -> None:
+    added = await http.post("/api/workspace/accounts", json={"name": "B"}, headers=auth)
+    assert added.status_code == 201, added.text
+    in_b = {**auth, "X-Account-Id": added.json()["accountId"]}
+    shared = (await new_script(http, auth, name="Shared", scope="workspace"))["script"]
+    private = (await new_script(http, auth, name="Mine"))["script"]
+    assert (shared["scope"], private["scope"]) == ("workspace", "account")
+    fan_in_b = await new_fan(http, in_b, name="Bea Stone")
+    await catch_up()
+
+    listed = (await http.get(SCRIPTS, headers=in_b)).json()["scripts"]
+    assert [s["id"] for s in listed] == [shared["id"]]
+    assert (await http.get(f"{SCRIPTS}/{shared['id']}", headers=in_b)).status_code == 200
+    sent = await http.post(
+        SEND, json={"recipientId": fan_in_b, "scriptId": shared["id"]}, headers=in_b
+    )
+    assert sent.status_code == 202, sent.text
+    await catch_up()
+    message = (await http.get(f"{CRM_MESSAGES}/{sent.json()['messageId']}", headers=in_b)).json()
+    assert message["message"]["content"] == "Morning Bea, this one is for you"
+    # The founding account's own script stays its own; another workspace sees neither.
+    refused = await http.post(
+        SEND, json={"recipientId": fan_in_b, "scriptId": private["id"]}, headers=in_b
+    )
+    assert_problem(refused, 404)
+    assert_problem(await http.get(f"{SCRIPTS}/{shared['id']}", headers=other_auth), 404)
+    stranger_fan = await new_fan(http, other_auth)
+    stranger = await http.post(
+        SEND, json={"recipientId": stranger_fan, "scriptId": shared["id"]}, headers=other_auth
+    )
+    assert_problem(stranger, 404)
+
+
+async def test_a_member_outside_the_founding_account_writes_no_workspace_script(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    added = await http.post("/api/workspace/accounts", json={"name": "B"}, headers=auth)
+    account_b = added.json()["accountId"]
+    invite = await http.post(
+        "/api/workspace/members", json={"role": "manager", "accounts": [account_b]}, headers=auth
+    )
+    accepted = await http.post(
+        "/api/workspace/invites/accept", json={"token": invite.json()["inviteToken"]}
+    )
+    manager = {
+        "Authorization": f"Bearer {accepted.json()['apiKey']}",
+        "X-Account-Id": account_b,
+    }
+    body = {"name": "Shared", "content": "hi", "scope": "workspace"}
+    assert_problem(await http.post(SCRIPTS, json=body, headers=manager), 403)
+    own = await http.post(SCRIPTS, json={**body, "scope": "account"}, headers=manager)
+    assert own.status_code == 201, own.text
