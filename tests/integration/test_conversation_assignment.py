@@ -40,9 +40,7 @@ async def _assign(
     )
 
 
-async def _listed(
-    http: httpx.AsyncClient, headers: dict[str, str], **params: Any
-) -> list[int]:
+async def _listed(http: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> list[int]:
     answer = await http.get(CONVERSATIONS, params=params, headers=headers)
     assert answer.status_code == 200, answer.text
     return [c["id"] for c in answer.json()["conversations"]]
@@ -89,9 +87,7 @@ async def test_a_manager_assigns_reassigns_and_unassigns_and_the_list_filters_by
     await catch_up()
     assert await _listed(http, manager, assignedTo=bob) == []
     # Keyset pagination holds under the filter: a page of one, then the next.
-    page = await http.get(
-        CONVERSATIONS, params={"assignedTo": "none", "limit": 1}, headers=manager
-    )
+    page = await http.get(CONVERSATIONS, params={"assignedTo": "none", "limit": 1}, headers=manager)
     assert [c["id"] for c in page.json()["conversations"]] == [second]
     cursor = page.json()["nextCursor"]
     assert cursor
@@ -151,9 +147,7 @@ async def test_an_assignee_must_be_an_active_member_who_may_act_on_the_account(
         assert is_problem(answer, 422, field="memberId"), (refused, answer.text)
     assert await events_of_tenant() == before
     assert is_problem(await _assign(http, auth, conversation, ""), 422, field="memberId")
-    no_field = await http.put(
-        f"{CONVERSATIONS}/{conversation}/assignee", json={}, headers=auth
-    )
+    no_field = await http.put(f"{CONVERSATIONS}/{conversation}/assignee", json={}, headers=auth)
     assert is_problem(no_field, 400)
 
 
