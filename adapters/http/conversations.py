@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, get_args
 
 import msgspec
+import structlog
 from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -30,7 +31,7 @@ from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
-from application.conversations import AssignConversation, assign_conversation
+from application.conversations import AssignConversation, Assignment, assign_conversation
 from application.errors import NotFound
 from application.message_queries import (
     UNASSIGNED,
@@ -42,6 +43,7 @@ from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import Status
 
+log = structlog.get_logger(__name__)
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 MinPosition = Annotated[int | None, QueryParameter(name="minPosition", ge=1, le=2**63 - 1)]
@@ -178,22 +180,7 @@ class ConversationsController(Controller):
             command_context(request),
             store=container.events,
         )
-        conversation = assigned.conversation
-        # The view's counts as they are now: after the commit, nothing may fail this answer
-        # (not a view that lags), so the assignee is the command's, the rest the view's.
-        view = await container.messaging.get_conversation(tenant, conversation_id)
-        if view is None:  # the view has not seen it start yet: no message counted either
-            view = ConversationView(
-                conversation_id=conversation_id,
-                tenant=tenant,
-                fan_id=conversation.fan_id,
-                platform=conversation.platform,
-                created_at=conversation.created_on,
-                last_message_at=None,
-                message_count=0,
-            )
-        view = msgspec.structs.replace(view, assigned_to=conversation.assigned_to)
-        return AssignedOut(conversation=ConversationOut.from_view(view), position=assigned.position)
+        return await _assigned_answer(container, tenant, assigned)
 
 
 class CrmMessagesController(Controller):
@@ -283,6 +270,29 @@ class CrmMessagesController(Controller):
             )
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
+
+
+async def _assigned_answer(container: Container, tenant: str, assigned: Assignment) -> AssignedOut:
+    """The view's counts as they are now, the assignee the command's: after the commit,
+    nothing may fail this answer (neither a view that lags nor one that fails to answer)."""
+    conversation = assigned.conversation
+    try:
+        view = await container.messaging.get_conversation(tenant, conversation.conversation_id)
+    except Exception:
+        log.warning("conversation view unreadable after a command", exc_info=True)
+        view = None
+    if view is None:  # not readable, or not started in the view yet: no message counted
+        view = ConversationView(
+            conversation_id=conversation.conversation_id,
+            tenant=tenant,
+            fan_id=conversation.fan_id,
+            platform=conversation.platform,
+            created_at=conversation.created_on,
+            last_message_at=None,
+            message_count=0,
+        )
+    view = msgspec.structs.replace(view, assigned_to=conversation.assigned_to)
+    return AssignedOut(conversation=ConversationOut.from_view(view), position=assigned.position)
 
 
 def _assignee(principal: Principal, asked: str | None) -> str | UnassignedType | None:
