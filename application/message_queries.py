@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -16,6 +17,16 @@ class ConversationView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     last_message_at: datetime | None
     message_count: int
+    assigned_to: str | None = None  # a member of the workspace
+
+
+class UnassignedType(Enum):
+    """Conversations assigned to no member (a filter value no member id can be)."""
+
+    UNASSIGNED = "unassigned"
+
+
+UNASSIGNED: Literal[UnassignedType.UNASSIGNED] = UnassignedType.UNASSIGNED
 
 
 class MessageView(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,7 +73,15 @@ class Page(msgspec.Struct, frozen=True):
 
 
 class MessagingReadModel(Protocol):
-    async def list_conversations(self, tenant: str, limit: int, cursor: str | None) -> Page: ...
+    async def list_conversations(
+        self,
+        tenant: str,
+        limit: int,
+        cursor: str | None,
+        assigned_to: str | UnassignedType | None = None,
+    ) -> Page:
+        """``assigned_to``: one member's conversations, or UNASSIGNED; None: every one."""
+        ...
 
     async def get_conversation(
         self, tenant: str, conversation_id: int

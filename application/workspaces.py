@@ -94,7 +94,10 @@ async def _load_or_found(store: EventStore, workspace_id: str) -> Loaded:
         return Workspace.found(workspace_id), 0
 
 
-async def _run(store: EventStore, workspace_id: str, decide: Any, ctx: CommandContext) -> Any:
+async def on_workspace(
+    store: EventStore, workspace_id: str, decide: Any, ctx: CommandContext
+) -> Any:
+    """Read the workspace (founding it if never written), ``decide``, append: in its tenant."""
     return await handle(
         store,
         workspace_stream_id(workspace_id),
@@ -111,7 +114,7 @@ async def add_account(
     async def decide(workspace: Workspace) -> None:
         workspace.add_account(account_id, name)
 
-    return int((await _run(store, workspace_id, decide, ctx)).position)
+    return int((await on_workspace(store, workspace_id, decide, ctx)).position)
 
 
 async def define_role(
@@ -132,7 +135,7 @@ async def define_role(
     async def decide(workspace: Workspace) -> None:
         workspace.define_role(name, names, builtin=frozenset(MEMBER_ROLES))
 
-    await _run(store, workspace_id, decide, ctx)
+    await on_workspace(store, workspace_id, decide, ctx)
     return names
 
 
@@ -155,7 +158,7 @@ async def invite_member(cmd: InviteMember, ctx: CommandContext, *, store: EventS
         )
         return workspace.members[member_id].permissions
 
-    handled = await _run(store, cmd.workspace_id, decide, ctx)
+    handled = await on_workspace(store, cmd.workspace_id, decide, ctx)
     return Invited(member_id, token, expires_at, handled.decision, handled.position)
 
 

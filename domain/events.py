@@ -27,6 +27,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "FanErased": Fan.Erased,
     "FanConversationOpened": Fan.ConversationOpened,
     "ConversationStarted": Conversation.Started,
+    "ConversationAssigned": Conversation.Assigned,
     "MessageQueued": Message.Queued,
     "MessageDispatched": Message.Dispatched,
     "MessageSent": Message.Sent,
@@ -69,6 +70,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "WorkspaceMemberInvited": Workspace.MemberInvited,
     "WorkspaceMemberJoined": Workspace.MemberJoined,
     "WorkspaceMemberRemoved": Workspace.MemberRemoved,
+    "WorkspaceShiftScheduled": Workspace.ShiftScheduled,
+    "WorkspaceShiftCancelled": Workspace.ShiftCancelled,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

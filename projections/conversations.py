@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from application.ports import RecordedEvent, Sql
-from domain.conversation import Conversation
+from domain.conversation import Conversation, conversation_id_of
 from domain.inbound import InboundMessage
 from domain.message import Message
 from projections.base import TableRows
@@ -20,11 +21,14 @@ _COLUMNS = (
     "last_message_at",
     "activity_at",
     "message_count",
+    "assigned_to",
 )
 
 
-# A conversation starts, and counts the messages queued in it or received into it.
-_HANDLED = frozenset({Conversation.Started, Message.Queued, InboundMessage.Received})
+# A conversation starts, is assigned, and counts the messages queued in it or received into it.
+_HANDLED = frozenset(
+    {Conversation.Started, Conversation.Assigned, Message.Queued, InboundMessage.Received}
+)
 
 
 class ConversationsProjection:
@@ -40,10 +44,13 @@ class ConversationsProjection:
         if not events:
             return
         rows = TableRows("conversations", "conversation_id", "bigint", _COLUMNS)
-        await rows.load(sql, {event.conversation_id for event in events})
+        await rows.load(sql, {_conversation_id(event) for event in events})
         for event in events:
-            row = rows.get(event.conversation_id)
-            if type(event) is Conversation.Started:
+            row = rows.get(_conversation_id(event))
+            if type(event) is Conversation.Assigned:
+                if row is not None:
+                    row["assigned_to"] = event.member_id
+            elif type(event) is Conversation.Started:
                 if row is None:
                     rows.put(
                         event.conversation_id,
@@ -55,6 +62,7 @@ class ConversationsProjection:
                             "last_message_at": None,
                             "activity_at": event.timestamp,
                             "message_count": 0,
+                            "assigned_to": None,
                         },
                     )
             elif row is not None:
@@ -62,6 +70,13 @@ class ConversationsProjection:
                 row["activity_at"] = _greatest(row["activity_at"], event.timestamp)
                 row["message_count"] += 1
         await rows.flush(sql)
+
+
+def _conversation_id(event: Any) -> int:
+    # An assignment names its conversation by its stream only.
+    if type(event) is Conversation.Assigned:
+        return conversation_id_of(event.originator_id)
+    return int(event.conversation_id)
 
 
 def _greatest(current: datetime | None, new: datetime) -> datetime:

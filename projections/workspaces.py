@@ -1,5 +1,6 @@
-"""The workspaces view: members (for the list and the key lookup) and accounts of each
-workspace. Membership is a handful of events in a log of millions: the rest is skipped at once."""
+"""The workspaces view: members (for the list and the key lookup), accounts and live shifts
+of each workspace. Workspaces are a handful of events in a log of millions: the rest is
+skipped at once."""
 
 from __future__ import annotations
 
@@ -30,12 +31,21 @@ _REMOVED = """
 UPDATE workspace_members SET status = 'removed', removed_at = $2 WHERE member_id = $1
 """
 
+_SHIFT = """
+INSERT INTO workspace_shifts (workspace_id, shift_id, member_id, starts_at, ends_at, accounts,
+                              scheduled_by, scheduled_at)
+VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (workspace_id, shift_id) DO NOTHING
+"""
+
+_SHIFT_CANCELLED = "DELETE FROM workspace_shifts WHERE workspace_id = $1 AND shift_id = $2::uuid"
+
 _HANDLED = frozenset(cls for cls in EVENT_TYPES.values() if issubclass(cls, Workspace.Event))
 
 
 class WorkspacesProjection:
     name = "workspaces"
-    tables = ("workspace_members", "workspace_accounts")
+    tables = ("workspace_members", "workspace_accounts", "workspace_shifts")
 
     async def apply_batch(self, sql: Sql, batch: Sequence[RecordedEvent]) -> None:
         for recorded in [r for r in batch if type(r.event) in _HANDLED]:
@@ -65,3 +75,17 @@ class WorkspacesProjection:
             await sql.execute(_JOINED, event.member_id, event.timestamp)
         elif isinstance(event, Workspace.MemberRemoved):
             await sql.execute(_REMOVED, event.member_id, event.timestamp)
+        elif isinstance(event, Workspace.ShiftScheduled):
+            await sql.execute(
+                _SHIFT,
+                workspace_id,
+                event.shift_id,
+                event.member_id,
+                event.starts_at,
+                event.ends_at,
+                list(event.accounts) if event.accounts is not None else None,
+                recorded.metadata.actor,
+                event.timestamp,
+            )
+        elif isinstance(event, Workspace.ShiftCancelled):
+            await sql.execute(_SHIFT_CANCELLED, workspace_id, event.shift_id)

@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, get_args
 
-from litestar import Controller, Request, Response, get, post
+import msgspec
+import structlog
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -15,6 +17,8 @@ from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
 from adapters.http.idempotency import replay_or_run
 from adapters.http.messaging_schemas import (
+    AssignedOut,
+    AssigneeBody,
     ConversationCreatedOut,
     ConversationListOut,
     ConversationOut,
@@ -27,12 +31,19 @@ from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
 from adapters.postgres.api_keys import Principal
 from application import messages
+from application.conversations import AssignConversation, Assignment, assign_conversation
 from application.errors import NotFound
-from application.message_queries import MessageFilter
+from application.message_queries import (
+    UNASSIGNED,
+    ConversationView,
+    MessageFilter,
+    UnassignedType,
+)
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.message import Status
 
+log = structlog.get_logger(__name__)
 Deps = NamedDependency[Container]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 MinPosition = Annotated[int | None, QueryParameter(name="minPosition", ge=1, le=2**63 - 1)]
@@ -49,10 +60,24 @@ class ConversationsController(Controller):
         container: Deps,
         limit: Limit = 50,
         cursor: FromQuery[str | None] = None,
+        assigned_to: Annotated[
+            str | None,
+            QueryParameter(
+                name="assignedTo",
+                description="A member's id, `me` (the calling member) or `none` (unassigned)",
+                min_length=1,
+                max_length=200,
+            ),
+        ] = None,
         min_position: MinPosition = None,
     ) -> ConversationListOut:
+        """The account's conversations, newest activity first; one member's, or the
+        unassigned ones, with ``assignedTo``."""
+        assignee = _assignee(request.user, assigned_to)
         await read_your_writes(request, container, ["conversations"], min_position)
-        page = await container.messaging.list_conversations(request.user.user_id, limit, cursor)
+        page = await container.messaging.list_conversations(
+            request.user.user_id, limit, cursor, assignee
+        )
         return ConversationListOut(
             conversations=[ConversationOut.from_view(v) for v in page.items],
             next_cursor=page.next_cursor,
@@ -128,6 +153,34 @@ class ConversationsController(Controller):
             )
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
+
+    @put(
+        "/{conversation_id:int}/assignee",
+        status_code=200,
+        **requires(Permission.MANAGE_MEMBERS),
+        **responses_for(body=True, found=True, conflict=True),
+    )
+    async def assign(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        conversation_id: FromPath[int],
+        data: JSONBody[AssigneeBody],
+    ) -> AssignedOut:
+        """Assign the conversation to an active member of the workspace who may act on its
+        account, or to nobody (``memberId``: null). The same again changes nothing."""
+        body = decode_strictly(await request.body(), AssigneeBody)
+        tenant = request.user.user_id
+        assigned = await assign_conversation(
+            AssignConversation(
+                conversation_id=conversation_id,
+                workspace_id=request.user.workspace_id,
+                member_id=body.member_id,
+            ),
+            command_context(request),
+            store=container.events,
+        )
+        return await _assigned_answer(container, tenant, assigned)
 
 
 class CrmMessagesController(Controller):
@@ -217,6 +270,40 @@ class CrmMessagesController(Controller):
             )
 
         return await replay_or_run(container.idempotency, request, ctx.tenant, run)
+
+
+async def _assigned_answer(container: Container, tenant: str, assigned: Assignment) -> AssignedOut:
+    """The view's counts as they are now, the assignee the command's: after the commit,
+    nothing may fail this answer (neither a view that lags nor one that fails to answer)."""
+    conversation = assigned.conversation
+    try:
+        view = await container.messaging.get_conversation(tenant, conversation.conversation_id)
+    except Exception:
+        log.warning("conversation view unreadable after a command", exc_info=True)
+        view = None
+    if view is None:  # not readable, or not started in the view yet: no message counted
+        view = ConversationView(
+            conversation_id=conversation.conversation_id,
+            tenant=tenant,
+            fan_id=conversation.fan_id,
+            platform=conversation.platform,
+            created_at=conversation.created_on,
+            last_message_at=None,
+            message_count=0,
+        )
+    view = msgspec.structs.replace(view, assigned_to=conversation.assigned_to)
+    return AssignedOut(conversation=ConversationOut.from_view(view), position=assigned.position)
+
+
+def _assignee(principal: Principal, asked: str | None) -> str | UnassignedType | None:
+    """``assignedTo`` as the read model takes it: a member id, UNASSIGNED, or None (all)."""
+    if asked == "none":
+        return UNASSIGNED
+    if asked == "me":
+        if principal.member_id is None:
+            raise InvalidValue("assigned_to", "me: this key is no member's (name a member's id)")
+        return principal.member_id
+    return asked
 
 
 def _aware(name: str, at: datetime | None) -> datetime | None:

@@ -10,7 +10,7 @@ from litestar.openapi.spec import OpenAPIType
 from msgspec import UNSET, UnsetType
 
 from adapters.http.openapi import NOT_BLANK, rule, schema
-from adapters.http.schemas import Body, Platform
+from adapters.http.schemas import NO_NUL, Body, Platform
 from application.message_queries import ConversationView, MessageView
 from application.messages import MAX_BATCH
 from domain import message as rules
@@ -159,6 +159,8 @@ class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
     created_at: datetime
     last_message_at: datetime | None
     message_count: int
+    # The member of the workspace it is assigned to; null: nobody.
+    assigned_to: str | None
 
     @classmethod
     def from_view(cls, view: ConversationView) -> ConversationOut:
@@ -170,7 +172,26 @@ class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
             created_at=view.created_at,
             last_message_at=view.last_message_at,
             message_count=view.message_count,
+            assigned_to=view.assigned_to,
         )
+
+
+class AssigneeBody(Body):
+    # null: unassign.
+    member_id: (
+        Annotated[
+            str,
+            rule("A member of the workspace", min_length=1, max_length=200, pattern=NO_NUL),
+        ]
+        | None
+    )
+
+
+class AssignedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """The conversation as GET answers it, and the position of its last event."""
+
+    conversation: ConversationOut
+    position: int
 
 
 class AttemptOut(msgspec.Struct, kw_only=True):

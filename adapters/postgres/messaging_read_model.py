@@ -9,11 +9,18 @@ from typing import Any
 import asyncpg
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
-from application.message_queries import ConversationView, MessageFilter, MessageView, Page
+from application.message_queries import (
+    UNASSIGNED,
+    ConversationView,
+    MessageFilter,
+    MessageView,
+    Page,
+    UnassignedType,
+)
 
 _CONVERSATION = """
 SELECT conversation_id, tenant_id AS tenant, fan_id, platform, created_at, last_message_at,
-       message_count, activity_at
+       message_count, assigned_to, activity_at
 FROM conversations
 """
 
@@ -34,25 +41,33 @@ class PostgresMessagingReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def list_conversations(self, tenant: str, limit: int, cursor: str | None) -> Page:
-        """Newest activity first."""
+    async def list_conversations(
+        self,
+        tenant: str,
+        limit: int,
+        cursor: str | None,
+        assigned_to: str | UnassignedType | None = None,
+    ) -> Page:
+        """Newest activity first; with ``assigned_to``, one member's (or, ``UNASSIGNED``, no
+        member's), along an index whose prefix that filter is (migration 038)."""
+        args: list[Any] = [tenant]
+        conditions = ["tenant_id = $1"]
+        if assigned_to is UNASSIGNED:
+            conditions.append("assigned_to IS NULL")
+        elif assigned_to is not None:
+            args.append(assigned_to)
+            conditions.append(f"assigned_to = ${len(args)}")
         if cursor:
-            at, last_id = _decode_cursor(cursor, int)
-            rows = await self._pool.fetch(
-                _CONVERSATION + "WHERE tenant_id = $1 AND (activity_at, conversation_id) < ($2, $3)"
-                " ORDER BY activity_at DESC, conversation_id DESC LIMIT $4",
-                tenant,
-                at,
-                last_id,
-                limit + 1,
-            )
-        else:
-            rows = await self._pool.fetch(
-                _CONVERSATION + "WHERE tenant_id = $1"
-                " ORDER BY activity_at DESC, conversation_id DESC LIMIT $2",
-                tenant,
-                limit + 1,
-            )
+            args.extend(_decode_cursor(cursor, int))
+            conditions.append(f"(activity_at, conversation_id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit + 1)
+        rows = await self._pool.fetch(
+            _CONVERSATION
+            + "WHERE "
+            + " AND ".join(conditions)
+            + f" ORDER BY activity_at DESC, conversation_id DESC LIMIT ${len(args)}",
+            *args,
+        )
         items = [_conversation(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:

@@ -836,7 +836,9 @@ async def test_a_conversation_reads_back_with_its_latest_activity(
         "createdAt",
         "lastMessageAt",
         "messageCount",
+        "assignedTo",  # issue 16: the member it is assigned to, null here
     }
+    assert conversation["assignedTo"] is None
     assert (conversation["id"], conversation["userId"], conversation["fanId"]) == (
         first["conversationId"],
         tenant,
