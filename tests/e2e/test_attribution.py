@@ -14,6 +14,7 @@ import pytest
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from domain.message import message_stream_id
 from tests.e2e.test_campaigns import deployment, until
+from tests.support.audit import audit_events_when
 from tests.support.campaigns import catch_up_all, free_port, workers
 from tests.support.sending import new_tenant
 
@@ -88,13 +89,12 @@ async def test_a_chatters_ppv_its_purchase_and_the_reply_it_drew_are_the_chatter
         await catch_up_all(d.container)
 
         # The audit: the chatter is the actor of every event of its message.
-        audit = await d.http.get(
-            "/api/audit/events",
+        events = await audit_events_when(
+            d.http,
+            owner,
+            lambda events: "MessagePurchased" in {e["eventType"] for e in events},
             params={"streamId": message_stream_id(tenant, message_id)},
-            headers=owner,
         )
-        assert audit.status_code == 200, audit.text
-        events = audit.json()["events"]
         types = [e["eventType"] for e in events]
         assert {"MessageQueued", "MessageDispatched", "MessageSent", "MessagePurchased"} <= set(
             types

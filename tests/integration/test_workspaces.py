@@ -11,6 +11,7 @@ import httpx
 
 from adapters import bootstrap
 from adapters.http.app import create_app
+from tests.support.audit import audit_events_when
 
 MEMBERS = "/api/workspace/members"
 ACCEPT = "/api/workspace/invites/accept"
@@ -184,11 +185,12 @@ async def test_a_members_send_records_the_member_as_actor_and_the_list_shows_no_
     member_id, chatter = await _member(http, auth, "chatter", [tenant])
     sent = await http.post(SEND, json={"recipientId": fan, "content": "hi"}, headers=chatter)
     assert sent.status_code == 202, sent.text
-    page = await http.get(
-        "/api/audit/events", params={"actor": f"member:{member_id}"}, headers=auth
+    events = await audit_events_when(
+        http,
+        auth,
+        lambda events: "MessageQueued" in {event["eventType"] for event in events},
+        params={"actor": f"member:{member_id}"},
     )
-    assert page.status_code == 200, page.text
-    events = page.json()["events"]
     assert "MessageQueued" in {event["eventType"] for event in events}
     assert {event["metadata"]["tenant"] for event in events} == {tenant}
 
