@@ -63,11 +63,14 @@ def emf_documents(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 def check_emf(document: dict[str, Any]) -> None:
     meta = document["_aws"]
-    assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 0
+    assert isinstance(meta["Timestamp"], int)
+    assert meta["Timestamp"] > 0
     directives = meta["CloudWatchMetrics"]
-    assert isinstance(directives, list) and directives
+    assert isinstance(directives, list)
+    assert directives
     for directive in directives:
-        assert isinstance(directive["Namespace"], str) and 0 < len(directive["Namespace"]) <= 1024
+        assert isinstance(directive["Namespace"], str)
+        assert 0 < len(directive["Namespace"]) <= 1024
         for dimension_set in directive["Dimensions"]:
             assert len(dimension_set) <= 30
             for name in dimension_set:
