@@ -110,7 +110,10 @@ def _uv(*args: str) -> str:
     uv = shutil.which("uv")
     if uv is None:
         raise SystemExit("crm: packaging needs uv (https://docs.astral.sh/uv/)")
-    done = subprocess.run([uv, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    # uv found on PATH, with arguments of our own making.
+    done = subprocess.run(  # noqa: S603
+        [uv, *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"crm: uv {args[0]} failed:\n{done.stderr}")
     return done.stdout

