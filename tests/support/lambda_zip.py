@@ -9,8 +9,8 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import sys
-import sysconfig
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -58,11 +58,19 @@ print("@@usage " + json.dumps({
 """
 
 
-def stdlib_paths() -> list[str]:
-    """The running interpreter's standard library folders, and nothing of site-packages."""
-    paths = sysconfig.get_paths()
-    stdlib = paths["stdlib"]
-    found = [stdlib, paths["platstdlib"], os.path.join(stdlib, "lib-dynload")]
+_STDLIB_OF = (
+    "import json, os, sysconfig; p = sysconfig.get_paths(); s = p['stdlib'];"
+    " print(json.dumps([s, p['platstdlib'], os.path.join(s, 'lib-dynload')]))"
+)
+
+
+def stdlib_paths(python: str) -> list[str]:
+    """That interpreter's standard library folders, and nothing of site-packages."""
+    found = json.loads(
+        subprocess.run(
+            [python, "-I", "-S", "-c", _STDLIB_OF], capture_output=True, text=True, check=True
+        ).stdout
+    )
     return list(dict.fromkeys(p for p in found if os.path.isdir(p)))
 
 
@@ -129,17 +137,22 @@ class Invocations:
 
 
 async def invoke_isolated(
-    task: Path, events: list[dict[str, Any]], env: dict[str, str], work: Path
+    task: Path,
+    events: list[dict[str, Any]],
+    env: dict[str, str],
+    work: Path,
+    python: str = sys.executable,
 ) -> Invocations:
-    """Run the unpacked zip in a fresh ``python -I -S`` and hand it ``events`` in turn."""
+    """Run the unpacked zip in a fresh ``python -I -S -B`` (``python``: an interpreter of the
+    version the zip was built for) and hand it ``events`` in turn."""
     events_path = work / f"events-{time.monotonic_ns()}.json"
     events_path.write_text(json.dumps(events))
-    invoker = INVOKER.replace("STDLIB", repr(stdlib_paths()))
+    invoker = INVOKER.replace("STDLIB", repr(stdlib_paths(python)))
     base = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         # -B: no __pycache__ written, as on Lambda, whose /var/task is read-only.
-        sys.executable, "-I", "-S", "-B", "-c", invoker, str(task), str(events_path),
+        python, "-I", "-S", "-B", "-c", invoker, str(task), str(events_path),
         env={**base, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
