@@ -51,4 +51,7 @@ def _to_logging_call(_: object, __: str, event: structlog.types.EventDict) -> di
     return {
         "msg": message,
         "extra": {f"{k}_" if k in _RESERVED else k: v for k, v in event.items()},
+        # The line's "location" is the caller of log.info(...): past structlog's method, its
+        # proxy and Powertools' own method.
+        "stacklevel": 4,
     }
