@@ -15,6 +15,7 @@ from pathlib import Path
 
 from adapters.cli_audit import add_audit_commands
 from adapters.cli_import import add_import_parser, cli_actor, import_fans
+from adapters.cli_package import add_package_parser
 from adapters.cli_support import add_data_dir, command_settings, database_url, run_async
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
@@ -187,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         add_data_dir(parser_of_kind)
         parser_of_kind.set_defaults(func=lambda a, kind=kind: run_async(_worker, a, kind))
     add_audit_commands(commands)
+    add_package_parser(commands)
     return parser
 
 

@@ -1,14 +1,35 @@
-"""Configuration, only from environment variables (read when asked, never at import)."""
+"""Configuration, only from environment variables (read when asked, never at import).
+
+Two vocabularies name some of the same things: fancrm's own (REDIS_URL, SQS_QUEUE_PREFIX) and
+the reference guide's deployment (REDIS_ENDPOINT, SQS_RATE_LIMITER_QUEUE_URL, ...). Both are
+read. Where both are set for one thing, the one that is a full URL wins, because it says more:
+
+- REDIS_URL wins over REDIS_ENDPOINT (+ REDIS_TLS): a URL carries the scheme (TLS or not),
+  a password and a database number; an endpoint only a host and a port.
+- The SQS_RATE_LIMITER_*_URL variables win over SQS_QUEUE_PREFIX: they name four existing
+  queues exactly (made by the deployment, never created or changed by fancrm); a prefix names
+  queues fancrm creates at start-up. They also select the SQS queue unless CRM_QUEUE says
+  otherwise. They come as all four or none (fancrm has two queues, each with its DLQ).
+- AWS_REGION wins over AWS_DEFAULT_REGION (botocore's own order); us-east-1 without either.
+
+The rest have one name each: RATE_LIMITER_ENABLED (the reference's and ours), and
+CLOUDWATCH_NAMESPACE (default Huntaze/OnlyFans) with METRICS_EMF (adapters/metrics_emf.py).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 
 # The guide's retries of a send: 1 s, 2 s, 4 s after the first three tries, then failed.
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
+DEFAULT_AWS_REGION = "us-east-1"
+DEFAULT_CLOUDWATCH_NAMESPACE = "Huntaze/OnlyFans"
+_FALSE = frozenset({"false", "0", "no", "off"})
+_TRUE = frozenset({"true", "1", "yes", "on"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,7 +55,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue_backend: str = "postgres"
     sqs_endpoint_url: str | None = None
     sqs_queue_prefix: str = "fancrm"
-    aws_region: str = "us-east-1"
+    # Exact queue URLs (the reference's SQS_RATE_LIMITER_*), keyed as adapters/sqs.py names
+    # them: high, normal, high-dlq, normal-dlq. Empty: the queues are found by prefix.
+    sqs_queue_urls: dict[str, str] = {}
+    aws_region: str = DEFAULT_AWS_REGION
     visibility_timeout: float = 30.0
     # The sender's retries of a message the platform failed to take (the guide: 1 s, 2 s,
     # 4 s, then failed): SENDER_RETRY_DELAYS="1,2,4". Each try is one receive, so unless
@@ -58,6 +82,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # =true) are series labelled by tenant. Exporting by OTLP is set by the standard OTEL_*
     # variables; those and the labels are read by adapters/metrics.py and adapters/tracing.py.
     metrics_token: str | None = None
+    # CloudWatch: the reference's metrics as Embedded Metric Format lines on stdout, under this
+    # namespace. The Lambda always writes them; a long-running process when metrics_emf.
+    cloudwatch_namespace: str = DEFAULT_CLOUDWATCH_NAMESPACE
+    metrics_emf: bool = False
     # Campaigns: the largest audience POST /api/messages/bulk queues before it answers (a
     # larger one is the campaign worker's), fans per fan-out transaction, and how long a
     # sender process trusts a campaign's status, asked of the event store: a pause or cancel
@@ -79,7 +107,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         env = os.environ if env is None else env
         values: dict[str, object] = {
             "database_url": env.get("DATABASE_URL", ""),
-            "redis_url": env.get("REDIS_URL") or None,
+            "redis_url": redis_url_from(env),
+            "aws_region": aws_region_from(env),
+            "sqs_queue_urls": sqs_queue_urls_from(env),
+            "cloudwatch_namespace": cloudwatch_namespace_from(env),
+            "metrics_emf": emf_wanted(env),
             "log_level": env.get("LOG_LEVEL", "INFO"),
             "log_json": env.get("LOG_FORMAT", "json") == "json",
             "master_key": env.get("CRM_MASTER_KEY") or None,
@@ -94,7 +126,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("sqs_queue_prefix", "SQS_QUEUE_PREFIX"),
             ("onlyfans_api_url", "ONLYFANS_API_URL"),
             ("onlyfans_api_key", "ONLYFANS_API_KEY"),
-            ("aws_region", "AWS_REGION"),
         ):
             if env.get(key):
                 values[name] = env[key]
@@ -121,9 +152,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if key in env:
                 values[name] = kind(env[key])
+        if values["sqs_queue_urls"] and not env.get("CRM_QUEUE"):
+            values["queue_backend"] = "sqs"
         if "RATE_LIMITER_ENABLED" in env:
+            # Anything but an explicit "off" keeps the limiter on: a typo must not lift it.
             enabled = env["RATE_LIMITER_ENABLED"].strip().lower()
-            values["rate_limiter_enabled"] = enabled not in {"false", "0", "no", "off"}
+            values["rate_limiter_enabled"] = enabled not in _FALSE
         if env.get("RATE_LIMITS"):
             values["rate_limits"] = _parse_rate_limits(env["RATE_LIMITS"])
         if env.get("SENDER_RETRY_DELAYS"):
@@ -141,6 +175,73 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         # Settings get logged and printed; the master keys must never be.
         return f"Settings(database_url={self.database_url!r}, redis_url={self.redis_url!r})"
+
+
+def redis_url_from(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL, else the reference's REDIS_ENDPOINT ("host:port", as ElastiCache shows it)
+    made a URL: rediss:// (TLS) when REDIS_TLS=true, or when REDIS_TLS is unset and the host
+    is an ElastiCache Serverless endpoint (those accept TLS only); redis:// otherwise."""
+    if env.get("REDIS_URL"):
+        return env["REDIS_URL"]
+    endpoint = env.get("REDIS_ENDPOINT", "").strip()
+    if not endpoint:
+        return None
+    if "://" in endpoint:
+        return endpoint  # a URL given under the endpoint's name: taken as it is
+    parts = urlsplit(f"//{endpoint}")
+    try:
+        host, port = parts.hostname, parts.port or 6379
+    except ValueError:
+        host = None
+    if not host or parts.path or parts.username:
+        raise SystemExit(f"REDIS_ENDPOINT: expected host:port, got {endpoint!r}")
+    tls = env.get("REDIS_TLS", "").strip().lower()
+    if tls and tls not in _TRUE | _FALSE:
+        raise SystemExit(f"REDIS_TLS: expected true or false, got {env['REDIS_TLS']!r}")
+    use_tls = tls in _TRUE if tls else ".serverless." in host
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'rediss' if use_tls else 'redis'}://{shown}:{port}/0"
+
+
+def aws_region_from(env: Mapping[str, str]) -> str:
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+
+
+# The reference's queue variables, and the key adapters/sqs.py knows each queue by. Its one
+# queue is fancrm's normal (bulk) queue; the high-priority pair is fancrm's addition.
+SQS_URL_VARIABLES = {
+    "normal": "SQS_RATE_LIMITER_QUEUE_URL",
+    "normal-dlq": "SQS_RATE_LIMITER_DLQ_URL",
+    "high": "SQS_RATE_LIMITER_HIGH_QUEUE_URL",
+    "high-dlq": "SQS_RATE_LIMITER_HIGH_DLQ_URL",
+}
+
+
+def sqs_queue_urls_from(env: Mapping[str, str]) -> dict[str, str]:
+    urls = {key: env[name].strip() for key, name in SQS_URL_VARIABLES.items() if env.get(name)}
+    if urls and len(urls) < len(SQS_URL_VARIABLES):
+        missing = [name for key, name in SQS_URL_VARIABLES.items() if key not in urls]
+        raise SystemExit(
+            f"{', '.join(missing)} not set: the SQS_RATE_LIMITER_* queue URLs come as all four "
+            "(high-priority and normal queues, each with its dead-letter queue) or none"
+        )
+    for key, url in urls.items():
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise SystemExit(f"{SQS_URL_VARIABLES[key]}: expected a queue URL, got {url!r}")
+    return urls
+
+
+def cloudwatch_namespace_from(env: Mapping[str, str]) -> str:
+    return env.get("CLOUDWATCH_NAMESPACE", "").strip() or DEFAULT_CLOUDWATCH_NAMESPACE
+
+
+def emf_wanted(env: Mapping[str, str]) -> bool:
+    """EMF lines from a long-running process: METRICS_EMF=true, or CLOUDWATCH_NAMESPACE set
+    (unless METRICS_EMF=false)."""
+    asked = env.get("METRICS_EMF", "").strip().lower()
+    if asked:
+        return asked in _TRUE
+    return bool(env.get("CLOUDWATCH_NAMESPACE", "").strip())
 
 
 # SQS's longest visibility timeout: a retry cannot be put off for longer.

@@ -25,6 +25,11 @@ Instruments come from the MeterProvider installed at start-up (``configure_from_
 Prometheus text at /metrics, OTLP when the OTEL_* variables ask for it), or from the global one
 (a no-op) when nothing was installed; tests install an in-memory reader. Nothing is created at
 import time.
+
+For CloudWatch, each recording also goes to an EMF sink when one is installed
+(adapters/metrics_emf.py): the Lambda installs one always, a long-running process when
+CLOUDWATCH_NAMESPACE or METRICS_EMF=true asks for it (flushed every METRICS_EMF_INTERVAL
+seconds, 60 by default).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
+from adapters.config import cloudwatch_namespace_from, emf_wanted
+from adapters.metrics_emf import EmfSink, start_flushing
+
 _METER = "fancrm"
 
 
@@ -47,6 +55,19 @@ _installed: list[MeterProvider] = []
 # one, so that installing again (tests) never shows a metric twice.
 _prometheus: list[Any] = []
 _tenant_labels: list[bool] = [False]
+_emf: list[EmfSink] = []
+
+
+def install_emf(namespace: str) -> EmfSink:
+    """From now on, recordings also go to an EMF sink under ``namespace`` (the caller flushes
+    it, or ``configure_from_env`` starts its flushing thread)."""
+    sink = EmfSink(namespace)
+    _emf[:] = [sink]
+    return sink
+
+
+def uninstall_emf() -> None:
+    _emf.clear()
 
 
 def install(
@@ -68,8 +89,12 @@ def install(
 def configure_from_env(env: Mapping[str, str] | None = None) -> MeterProvider | None:
     """The process's metrics: a Prometheus reader for /metrics always, and an OTLP exporter
     (OTEL_EXPORTER_OTLP_ENDPOINT, ..._HEADERS, OTEL_METRIC_EXPORT_INTERVAL, read by the
-    exporter itself) when ``otlp_wanted`` says so. OTEL_SDK_DISABLED=true installs nothing."""
+    exporter itself) when ``otlp_wanted`` says so. OTEL_SDK_DISABLED=true installs no reader.
+    And the EMF sink with its flushing thread when ``emf_wanted``."""
     env = os.environ if env is None else env
+    if emf_wanted(env):
+        interval = float(env.get("METRICS_EMF_INTERVAL", "60"))
+        start_flushing(install_emf(cloudwatch_namespace_from(env)), interval)
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -163,6 +188,16 @@ def _instruments() -> dict[str, Any]:
     }
 
 
+def _count(name: str, value: float, **dimensions: str) -> None:
+    for sink in _emf:
+        sink.count(name, value, dimensions)
+
+
+def _sample(name: str, unit: str, value: float, **dimensions: str) -> None:
+    for sink in _emf:
+        sink.sample(name, unit, value, dimensions)
+
+
 def _labels(tenant: str, **others: str) -> dict[str, str]:
     return {"tenant": tenant, **others} if _tenant_labels[0] else others
 
@@ -172,23 +207,29 @@ def message_queued(tenant: str, queue: str, count: int = 1) -> None:
     (inline or by the worker); never a replayed request or a message queued before."""
     if count > 0:
         _instruments()["queued"].add(count, _labels(tenant, queue=queue))
+        _count("onlyfans.message.queued", count, queue=queue)
 
 
 def message_failed(tenant: str, stage: str) -> None:
     _instruments()["failed"].add(1, _labels(tenant, stage=stage))
+    _count("onlyfans.message.failed", 1, stage=stage)
 
 
 def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
     _instruments()["depth"].set(visible, {"queue": queue})
     _instruments()["dlq"].set(dead_letters, {"queue": queue})
+    _sample("onlyfans.queue.depth", "Count", visible, queue=queue)
+    _sample("onlyfans.dlq.count", "Count", dead_letters, queue=queue)
 
 
 def message_processed(tenant: str, outcome: str) -> None:
     _instruments()["processed"].add(1, _labels(tenant, outcome=outcome))
+    _count("onlyfans.message.processed", 1, outcome=outcome)
 
 
 def processing_time(milliseconds: float) -> None:
     _instruments()["processing_time"].record(milliseconds)
+    _sample("onlyfans.processing.time", "Milliseconds", milliseconds)
 
 
 def campaign_launched(tenant: str, recipients: int) -> None:
@@ -196,17 +237,22 @@ def campaign_launched(tenant: str, recipients: int) -> None:
     by the campaign code, when its recipients are known)."""
     _instruments()["campaigns"].add(1, _labels(tenant))
     _instruments()["recipients"].set(recipients, _labels(tenant))
+    _count("onlyfans.bulk.campaign", 1)
+    _sample("onlyfans.bulk.recipients", "Count", recipients)
 
 
 def campaign_stalled() -> None:
     """A campaign with work made no progress in a worker round. No tenant label: an operator's
     alarm, and the campaign is named in the log line and `crm campaigns status`."""
     _instruments()["stalled"].add(1)
+    _count("onlyfans.bulk.stalled", 1)
 
 
 def campaigns_stalled_now(count: int) -> None:
     _instruments()["stalled_now"].set(count)
+    _sample("onlyfans.bulk.stalled_campaigns", "Count", count)
 
 
 def campaign_fans_skipped(count: int) -> None:
     _instruments()["skipped"].add(count)
+    _count("onlyfans.bulk.skipped", count)

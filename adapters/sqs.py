@@ -174,15 +174,17 @@ async def queue_urls(client: SqsClient, *, prefix: str) -> dict[str, str]:
 
 
 async def open_sqs_queue(settings: Settings) -> tuple[SqsQueue, Callable[[], Awaitable[None]]]:
-    """The services' queue: a client from the settings (credentials from the environment), the
-    queues created or brought to the settings' redrive and visibility values, and the closer
-    of the client."""
+    """The services' queue: a client from the settings (credentials from the environment), and
+    the closer of the client. The queues are the deployment's when their URLs are configured
+    (used as they are: their redrive policy must dead-letter after SQS_MAX_RECEIVE_COUNT
+    receives); else they are created by prefix, or brought to the settings' redrive and
+    visibility values."""
     stack = AsyncExitStack()
     try:
         client = await stack.enter_async_context(
             sqs_client(endpoint_url=settings.sqs_endpoint_url, region_name=settings.aws_region)
         )
-        urls = await create_queues(
+        urls = settings.sqs_queue_urls or await create_queues(
             client,
             prefix=settings.sqs_queue_prefix,
             max_receive_count=settings.max_receive_count,

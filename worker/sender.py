@@ -4,7 +4,8 @@ OnlyFans out, at the pace the platform allows, never twice.
 One function, ``Sender.handle``, takes a batch of records and returns what becomes of each
 (its ``Disposition``: deleted, left to redeliver, or deferred: SQS's partial batch response).
 It serves the AWS Lambda handler (``lambda_handler``, SQS event source with
-ReportBatchItemFailures) and the long-running poller (``run_sender``, `crm worker sender`)
+ReportBatchItemFailures, worker/sender_lambda.py) and the long-running poller (``run_sender``,
+`crm worker sender`)
 alike. What it decides for each record is the application's (application/delivery.py, carried
 out by application/delivery_service.py); this module turns records into jobs, and what a
 delivery did into queue calls, logs and metrics. For each record:
@@ -36,7 +37,6 @@ import asyncio
 import contextlib
 import functools
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -44,10 +44,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from adapters import bootstrap, metrics, tracing
+from adapters import metrics, tracing
 from adapters.bootstrap import Container
-from adapters.config import DEFAULT_RETRY_DELAYS, Settings
-from adapters.observability import configure_logging
+from adapters.config import DEFAULT_RETRY_DELAYS
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
@@ -330,28 +329,6 @@ def record_from_receive(queue: str, received: ReceivedMessage) -> Record:
     )
 
 
-def record_from_lambda(item: dict[str, Any]) -> Record:
-    """A record of an SQS event as Lambda delivers it. A deferred copy's receives before it
-    (adapters/sqs.py) add to its own count, as the SQS adapter's receive adds them."""
-    from adapters.sqs import PRIOR_RECEIVES
-
-    arn = str(item.get("eventSourceARN", ""))
-    attributes = {
-        name: str(value["stringValue"])
-        for name, value in item.get("messageAttributes", {}).items()
-        if "stringValue" in value
-    }
-    prior = int(attributes.pop(PRIOR_RECEIVES, "0"))
-    return Record(
-        record_id=str(item["messageId"]),
-        queue="high" if arn.endswith("-high") else "normal",
-        body=str(item["body"]),
-        receive_count=prior + int(item.get("attributes", {}).get("ApproximateReceiveCount", "1")),
-        receipt=str(item["receiptHandle"]),
-        attributes=attributes,
-    )
-
-
 async def settle(
     queue: MessageQueue, records: Sequence[Record], dispositions: dict[str, Disposition]
 ) -> None:
@@ -457,48 +434,9 @@ async def run_sender_worker(container: Container, stop: asyncio.Event) -> None:
         await close()
 
 
-# The Lambda runtime keeps the process (and this loop, pool and clients) between invocations;
-# asyncio.run would make a new loop each time, which the pool cannot outlive.
-_lambda: dict[str, Any] = {}
-
-
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """AWS Lambda entry (SQS event source with ReportBatchItemFailures)."""
-    loop = _lambda.get("loop")
-    if loop is None:
-        loop = _lambda["loop"] = asyncio.new_event_loop()
-    return loop.run_until_complete(_handle_lambda_event(event))
+    """AWS Lambda entry (SQS event source with ReportBatchItemFailures): worker/sender_lambda.py.
+    Imported when first called, so that the poller never loads Powertools."""
+    from worker.sender_lambda import lambda_handler as handle
 
-
-async def _handle_lambda_event(event: dict[str, Any]) -> dict[str, Any]:
-    if "sender" not in _lambda:
-        configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-        container = await bootstrap.build(Settings.from_env(queue_backend="sqs"))
-        _lambda["container"] = container
-        _lambda["sender"], _ = await build_sender(container)
-    sender: Sender = _lambda["sender"]
-    container = _lambda["container"]
-    records = [record_from_lambda(item) for item in event.get("Records", [])]
-    dispositions = await sender.handle(records)
-    failures = []
-    for record in records:
-        disposition = dispositions[record.record_id]
-        if disposition.done:
-            continue  # Lambda deletes what the response does not name
-        if disposition.deferred:
-            try:
-                await container.queue.defer(
-                    _queue(record.queue),
-                    received_from_record(record),
-                    _defer_delay(disposition.redeliver_after),
-                )
-                continue  # a delayed copy is on the queue; this one may go
-            except Exception:
-                log.exception("defer failed", record_id=record.record_id)
-        if disposition.redeliver_after is not None:
-            await container.queue.change_visibility(
-                _queue(record.queue), record.receipt, math.ceil(disposition.redeliver_after)
-            )
-        failures.append({"itemIdentifier": record.record_id})
-    tracing.force_flush()
-    return {"batchItemFailures": failures}
+    return handle(event, context)

@@ -24,11 +24,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from aws_lambda_powertools import Logger
 
+from adapters import metrics
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.redis import DisabledRateLimiter, GcraRateLimiter
 from application import delivery_service
 from application.queue import ReceivedMessage
+from tests.support.lambda_context import LambdaContext
 from tests.support.moto import REGION
 from tests.support.sending import (
     ARN_PREFIX,
@@ -44,6 +47,7 @@ from tests.support.sending import (
     window_excess,
 )
 from worker import sender as sender_module
+from worker import sender_lambda
 from worker.relay import Relay
 from worker.sender import Sender, build_sender, run_sender
 
@@ -386,19 +390,18 @@ class LambdaRuntime:
 
     async def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, sender_module.lambda_handler, event, None)
+        return await loop.run_in_executor(
+            self._thread, sender_module.lambda_handler, event, LambdaContext()
+        )
 
     async def end(self) -> None:
         """The environment is recycled: close what the handler built, forget it."""
 
         def close() -> None:
-            kept = sender_module._lambda
+            kept = sender_lambda._kept
             loop = kept.get("loop")
             if loop is not None:
-                if "sender" in kept:
-                    loop.run_until_complete(kept["sender"].gateway.aclose())
-                if "container" in kept:
-                    loop.run_until_complete(kept["container"].close())
+                loop.run_until_complete(sender_lambda.close_kept())
                 loop.close()
             kept.clear()
 
@@ -443,8 +446,11 @@ async def test_the_lambda_handler_reports_partial_batch_failures(
         monkeypatch.setenv(name, value)
     # The handler configures logging for a process of its own; here it would take over the
     # test process's root logger.
-    monkeypatch.setattr(sender_module, "configure_logging", lambda *args, **kwargs: None)
-    monkeypatch.setattr(sender_module, "_lambda", {})
+    monkeypatch.setattr(
+        sender_lambda, "configure_lambda_logging", lambda *args, **kwargs: Logger(service="t")
+    )
+    monkeypatch.setattr(sender_lambda, "_kept", {})
+    monkeypatch.setattr(metrics, "_emf", [])
     monkeypatch.delenv("REDIS_URL", raising=False)
     for name, value in {
         "DATABASE_URL": fresh_database_url,

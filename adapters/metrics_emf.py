@@ -1,0 +1,81 @@
+"""The reference's metrics for CloudWatch, as Embedded Metric Format (EMF) lines on stdout.
+
+CloudWatch Logs turns a JSON line carrying ``_aws.CloudWatchMetrics`` into metrics under its
+namespace: no agent, no PutMetricData call, nothing to wait for. Lambda sends its stdout to
+CloudWatch Logs; so do ECS tasks with the awslogs driver. Powertools' Metrics writes the lines
+(it checks names, units and dimensions, and starts a new line past 100 values of a metric).
+
+adapters/metrics.py hands each recording here as well as to OpenTelemetry. What arrives is
+gathered until ``flush``: counters summed (one value per flush, whatever the traffic),
+gauges and timings kept as their samples (CloudWatch computes their statistics). The Lambda
+flushes at the end of each invocation; a long-running process every ``interval`` seconds from
+a thread (``start_flushing``) and once more at exit.
+
+Dimensions are the recording's labels but never the tenant: every distinct set of dimension
+values is a metric CloudWatch bills for, and a creator account's id is not for a dashboard.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections import defaultdict
+
+Dimensions = tuple[tuple[str, str], ...]
+# (metric name, unit): Powertools' unit names.
+_Key = tuple[str, str]
+
+
+class EmfSink:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._lock = threading.Lock()
+        self._counts: dict[Dimensions, dict[_Key, float]] = defaultdict(dict)
+        self._samples: dict[Dimensions, dict[_Key, list[float]]] = defaultdict(dict)
+
+    def count(self, name: str, value: float, dimensions: dict[str, str]) -> None:
+        with self._lock:
+            counts = self._counts[_dims(dimensions)]
+            counts[(name, "Count")] = counts.get((name, "Count"), 0.0) + value
+
+    def sample(self, name: str, unit: str, value: float, dimensions: dict[str, str]) -> None:
+        with self._lock:
+            self._samples[_dims(dimensions)].setdefault((name, unit), []).append(value)
+
+    def flush(self) -> None:
+        """Print what was gathered since the last flush (nothing if nothing was)."""
+        from aws_lambda_powertools.metrics import EphemeralMetrics
+
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(dict)
+            samples, self._samples = self._samples, defaultdict(dict)
+        for dimensions in sorted(counts.keys() | samples.keys()):
+            # One Powertools object per set of dimensions: a line has one set for all its metrics.
+            line = EphemeralMetrics(namespace=self.namespace)
+            for name, value in dimensions:
+                line.add_dimension(name=name, value=value)
+            for (metric, unit), total in counts.get(dimensions, {}).items():
+                line.add_metric(name=metric, unit=unit, value=total)
+            for (metric, unit), values in samples.get(dimensions, {}).items():
+                for value in values:
+                    line.add_metric(name=metric, unit=unit, value=value)
+            line.flush_metrics()
+
+
+def _dims(dimensions: dict[str, str]) -> Dimensions:
+    return tuple(sorted((k, v) for k, v in dimensions.items() if k != "tenant"))
+
+
+def start_flushing(sink: EmfSink, interval: float) -> threading.Event:
+    """A long-running process's flushes: every ``interval`` seconds, and at exit. Set the
+    returned event to stop (it flushes once more)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            sink.flush()
+        sink.flush()
+
+    threading.Thread(target=run, name="emf-flush", daemon=True).start()
+    atexit.register(sink.flush)
+    return stop
