@@ -10,8 +10,9 @@ Where the defaults come from:
 - ``--sender-cpu-ms 2.5``: bench/sender_cost.py on this 2-core host (2.1 to 2.5 ms per
   message over four runs of 3,000 messages with the limiter in Redis, 2.5 ms without it),
   rounded up. It will be measured again from the Lambda zip.
-- ``--sender-memory-mb 116``: the same runs' peak resident memory (114 to 116 MB); ``--lambda-memory-mb 512``
-  is the template's SenderMemoryMB, over four times it (Lambda gives CPU in proportion).
+- ``--sender-memory-mb 116``: the same runs' peak resident memory (114 to 116 MB);
+  ``--lambda-memory-mb 512`` is the template's SenderMemoryMB, over four times it (Lambda
+  gives CPU in proportion to memory).
 - ``--api-cpu-ms 1.3``: bench/MEASUREMENTS.md, bench/send.py's API CPU per send.
 - ``--workers-cpu-ms 2.0``: relay, projectors and sealer per message: an estimate (not
   measured here), three events and an outbox row per message.
