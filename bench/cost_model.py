@@ -137,7 +137,7 @@ def monthly_costs(per_day: int, m: PerMessage) -> list[tuple[str, str, float]]:
         ("RDS PostgreSQL + gp3 after a month", f"{database}, {storage_gb:.0f} GB", rds),
         ("Fargate, API + 4 workers", f"{api_tasks} API", fargate),
         ("ALB (1 LCU)", "", HOURS * (p["alb_hour"] + p["alb_lcu_hour"])),
-        ("CloudWatch metrics, alarms, dashboard, logs", f"{logs_gb:.0f} GB logs", cloudwatch),
+        ("CloudWatch metrics, alarms, dashboard, logs", f"{logs_gb:.1f} GB logs", cloudwatch),
         ("Secrets Manager (4 secrets)", "", SECRETS * p["secrets_manager_secret_month"]),
         ("NAT gateway, if the VPC has none", "", nat),
     ]
