@@ -14,6 +14,8 @@
 |                              |           | progress after all its attempts (no tenant label)     |
 | onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
 | onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
+| onlyfans.db.latency          | gauge     | each database probe (/health, monitoring), ms: the    |
+|                              |           | guide's dbLatencyMs, for an alarm (deploy/template)   |
 
 Series are labelled by tenant (the creator account) only where the metrics are not public:
 with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
@@ -180,6 +182,9 @@ def _instruments() -> dict[str, Any]:
             unit="{campaign}",
             description="Active campaigns the campaign worker reports stalled",
         ),
+        "db_latency": meter.create_gauge(
+            "onlyfans.db.latency", unit="ms", description="Database round trip of a health probe"
+        ),
         "skipped": meter.create_counter(
             "onlyfans.bulk.skipped",
             unit="{fan}",
@@ -220,6 +225,12 @@ def queue_depth(queue: str, visible: int, dead_letters: int) -> None:
     _instruments()["dlq"].set(dead_letters, {"queue": queue})
     _sample("onlyfans.queue.depth", "Count", visible, queue=queue)
     _sample("onlyfans.dlq.count", "Count", dead_letters, queue=queue)
+
+
+def database_latency(milliseconds: float) -> None:
+    """A probe's ``SELECT 1`` round trip (the monitoring's dbLatencyMs). /health records it
+    too: the load balancer's and the container's health checks then sample it steadily."""
+    _instruments()["db_latency"].set(milliseconds)
 
 
 def message_processed(tenant: str, outcome: str) -> None:

@@ -326,7 +326,9 @@ async def probe_database(container: Container) -> DatabaseOut:
         await _bounded(container.pool.fetchval("SELECT 1"))
     except Exception as error:
         return DatabaseOut(status="unhealthy", reason=REASONS["database"], error=_describe(error))
-    return DatabaseOut(status="healthy", latency_ms=_ms_since(started))
+    latency = _ms_since(started)
+    metrics.database_latency(latency)
+    return DatabaseOut(status="healthy", latency_ms=latency)
 
 
 async def probe_campaign_stalls(container: Container) -> None:

@@ -324,3 +324,26 @@ def _value(text: str, name: str, **labels: str) -> float:
                 found.append(float(value))
     assert len(found) == 1, (name, labels, found)
     return found[0]
+
+
+@pytest.mark.timeout(60)
+async def test_the_liveness_check_records_the_database_round_trip_for_the_latency_alarm(
+    fresh_database_url: str,
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.install([reader])
+    async with open_stack(fresh_database_url, **CALM, rate_limiter_enabled=False) as stack:
+        assert (await stack.http.get("/health")).status_code == 200
+    data = reader.get_metrics_data()
+    assert data is not None
+    [latency] = [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "onlyfans.db.latency"
+        for point in metric.data.data_points
+    ]
+    assert latency > 0

@@ -94,3 +94,13 @@ def test_tenant_labels_come_with_the_metrics_token_or_by_name() -> None:
     assert metrics.tenant_labels_wanted({"CRM_METRICS_TOKEN": "s3cret"})
     assert metrics.tenant_labels_wanted({"CRM_METRICS_TENANT_LABELS": "true"})
     assert not metrics.tenant_labels_wanted({"CRM_METRICS_TENANT_LABELS": "false"})
+
+
+def test_the_database_latency_is_a_gauge_in_milliseconds_without_labels() -> None:
+    # deploy/template.yaml's dbLatencyMs alarm reads this metric by name, with no dimension
+    # but the collector's OTelLib: a label here would split it into series the alarm misses.
+    reader = InMemoryMetricReader()
+    metrics.install([reader], tenant_labels=True)
+    metrics.database_latency(12.0)
+    metrics.database_latency(150.5)
+    assert _points(reader)["onlyfans.db.latency"] == [({}, 150.5)]
