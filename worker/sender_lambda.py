@@ -10,6 +10,10 @@ batch, to the Sender (worker/sender.py), which decides what becomes of each. The
 - any other is hidden for its backoff (ChangeMessageVisibility) and reported in
   ``batchItemFailures``, so SQS delivers it again and counts the receive.
 
+An EventBridge schedule's event (no records) sweeps the dead-letter queues instead, as the
+long-running poller does every few seconds: a dead letter whose message shows no outcome (its
+last sender died before recording one) is recorded failed, so that a person can retry it.
+
 Why not Powertools' BatchProcessor: it calls a handler per record and judges each by whether
 it raised, while the Sender decides a whole batch at once and has a third outcome (deferred:
 re-queued, neither failed nor done); and its async processor runs the records on an event
@@ -83,6 +87,10 @@ async def _handle(event: dict[str, Any]) -> dict[str, Any]:
         _kept["sender"], _kept["close_gateway"] = await build_sender(container)
     sender: Sender = _kept["sender"]
     queue: MessageQueue = _kept["container"].queue
+    if is_schedule(event):
+        # The poller sweeps the dead-letter queues every few seconds; on Lambda a schedule
+        # (deploy/template.yaml) invokes the same function to do it.
+        return {"deadLettersRecordedFailed": await sender.settle_dead_letters(queue)}
     high = _queue_name(_kept["settings"].sqs_queue_urls.get("high"))
     records = [record_from_sqs(item, high) for item in SQSEvent(event).records]
     dispositions = await sender.handle(records)
@@ -115,6 +123,11 @@ async def settle_batch(
             )
         failures.append(record.record_id)
     return failures
+
+
+def is_schedule(event: dict[str, Any]) -> bool:
+    """An EventBridge schedule's invocation, not an SQS batch."""
+    return event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event"
 
 
 def record_from_sqs(item: SQSRecord, high_queue: str | None = None) -> Record:

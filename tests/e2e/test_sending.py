@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiobotocore.session
 import msgspec
 import pytest
 from aws_lambda_powertools import Logger
@@ -551,6 +552,66 @@ async def test_the_lambda_handler_reports_partial_batch_failures(
                 assert (sent.text, sent.price_cents) == ("New set", 900)
                 assert (await stack.event_types(flaky["messageId"]))[-1] == "MessageSent"
                 assert await queues_empty(stack)
+    finally:
+        await runtime.end()
+        runtime.shutdown()
+
+
+@pytest.mark.timeout(60)
+async def test_a_scheduled_invocation_records_a_dead_letter_without_an_outcome_failed(
+    sqs_endpoint_url: str, monkeypatch: pytest.MonkeyPatch, fresh_database_url: str
+) -> None:
+    """Lambda has no poller to sweep the dead-letter queues: an EventBridge schedule invokes
+    the function, which records failed a dead letter whose last sender died before recording
+    an outcome, so a person can retry it."""
+    prefix = f"e2e{uuid.uuid4().hex[:12]}"
+    for name, value in {
+        **aws_env(),
+        "DATABASE_URL": fresh_database_url,
+        "SQS_ENDPOINT_URL": sqs_endpoint_url,
+        "SQS_QUEUE_PREFIX": prefix,
+        "RATE_LIMITER_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "ONLYFANS_API_URL": "http://127.0.0.1:9",  # never called: nothing is sent
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setattr(
+        sender_lambda, "configure_lambda_logging", lambda *args, **kwargs: Logger(service="t")
+    )
+    monkeypatch.setattr(sender_lambda, "_kept", {})
+    monkeypatch.setattr(metrics, "_emf", [])
+    runtime = LambdaRuntime()
+    try:
+        async with (
+            asyncio.timeout(50),
+            open_stack(
+                fresh_database_url,
+                queue_backend="sqs",
+                sqs_endpoint_url=sqs_endpoint_url,
+                sqs_queue_prefix=prefix,
+            ) as stack,
+        ):
+            fan = await stack.new_fan("A")
+            lost = await stack.send(recipientId=fan, content="Hello")
+            await relay_all(stack)
+            [received] = await stack.container.queue.receive("normal")
+            # Its last receive's sender died: the queue dead-lettered it, no outcome recorded.
+            session = aiobotocore.session.get_session()
+            async with session.create_client(
+                "sqs", endpoint_url=sqs_endpoint_url, region_name=REGION
+            ) as sqs:
+                dlq = await sqs.get_queue_url(QueueName=f"{prefix}-normal-dlq")
+                await sqs.send_message(QueueUrl=dlq["QueueUrl"], MessageBody=received.body)
+            await stack.container.queue.delete("normal", [received.receipt])
+            assert (await stack.event_types(lost["messageId"]))[-1] == "MessageDispatched"
+
+            schedule = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+            assert await runtime.invoke(schedule) == {"deadLettersRecordedFailed": 1}
+            assert (await stack.event_types(lost["messageId"]))[-1] == "MessageFailed"
+            assert (await stack.message_view(lost["messageId"]))["status"] == "failed"
+            # Swept again (its dead letter is held out of the way meanwhile): nothing twice.
+            assert await runtime.invoke(schedule) == {"deadLettersRecordedFailed": 0}
     finally:
         await runtime.end()
         runtime.shutdown()
