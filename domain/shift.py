@@ -8,8 +8,8 @@ stream because they are many (a year of a 50-member agency is ~18,000) and every
 command and key lookup replays that stream; whether the member may work, and on which
 accounts, is still the workspace's to say (``Workspace.shift_scope``).
 
-A shift's id names its member (``<memberId>.<32 hex>``, see ``shift_id``), so that the stream
-holding it is found from the id alone, in the log, with no read model that may lag.
+A shift's id names its member (``<memberId>.<32 hex>``, see ``make_shift_id``), so that the
+stream holding it is found from the id alone, in the log, with no read model that may lag.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def is_member_id(member_id: str) -> bool:
     return _MEMBER_ID.fullmatch(member_id) is not None
 
 
-def shift_id(member_id: str, suffix: str) -> str:
+def make_shift_id(member_id: str, suffix: str) -> str:
     """The id of a shift of ``member_id``; ``suffix`` (32 hex digits) tells it from its others."""
     made = f"{member_id}.{suffix}"
     if _SHIFT_ID.fullmatch(made) is None:
@@ -157,7 +157,7 @@ class MemberShifts(BaseAggregate[str]):
     ) -> Shift:
         """``accounts``: as the workspace allowed them (``Workspace.shift_scope``)."""
         starts, ends = window(starts_at, ends_at)
-        made = shift_id(self.member_id, suffix)
+        made = make_shift_id(self.member_id, suffix)
         if made in self.shifts:
             raise IllegalState(f"shift {made} exists already")
         for other in self.shifts.values():

@@ -22,10 +22,10 @@ from domain.shift import (
     MemberShifts,
     Shift,
     is_member_id,
+    make_shift_id,
     member_of_shift,
     member_shifts_stream_id,
     shift_accounts,
-    shift_id,
     window,
 )
 from tests.support.fakes import InMemoryEventStore
@@ -209,7 +209,7 @@ async def test_shifts_are_scheduled_within_the_schedulers_scope_and_cancelled_on
 
 def test_a_shift_id_is_its_members_id_a_dot_and_32_hex_digits() -> None:
     member, own = "0123456789abcdef" * 2, "fedcba9876543210" * 2
-    made = shift_id(member, own)
+    made = make_shift_id(member, own)
     assert made == f"{member}.{own}"
     assert member_of_shift(made) == member
     assert is_member_id(member)
@@ -232,9 +232,9 @@ def test_a_shift_id_is_its_members_id_a_dot_and_32_hex_digits() -> None:
     for bad_member in ("m", member.upper(), f"{member}:", "a:b"):
         assert not is_member_id(bad_member)
         with pytest.raises(ValueError, match="not a shift id"):
-            shift_id(bad_member, own)
+            make_shift_id(bad_member, own)
     with pytest.raises(ValueError, match="not a shift id"):
-        shift_id(member, "x" * 32)
+        make_shift_id(member, "x" * 32)
     # The stream is the workspace's and the member's: another workspace names another one.
     assert member_shifts_stream_id("w", member) != member_shifts_stream_id("v", member)
     with pytest.raises(InvalidValue) as refused:
