@@ -34,7 +34,8 @@ AccountId = Annotated[
 _SCHEDULED_ONCE = dataclasses.replace(
     IDEMPOTENCY_KEY,
     description=IDEMPOTENCY_KEY.description
-    + " It also decides the shift's id: a shift is never scheduled twice.",
+    + " It also decides the shift's id (`<memberId>.<32 hex>`, the hex part): a shift is"
+    " never scheduled twice.",
 )
 
 
