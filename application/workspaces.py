@@ -81,7 +81,7 @@ class MemberAccess(msgspec.Struct, frozen=True):
     workspace_accounts: tuple[str, ...]
 
 
-def _in_workspace(ctx: CommandContext, workspace_id: str) -> CommandContext:
+def in_workspace(ctx: CommandContext, workspace_id: str) -> CommandContext:
     # The workspace's events belong to its founding account, whichever account a member acts on.
     return msgspec.structs.replace(ctx, tenant=workspace_id)
 
@@ -102,7 +102,7 @@ async def on_workspace(
         store,
         workspace_stream_id(workspace_id),
         decide,
-        _in_workspace(ctx, workspace_id),
+        in_workspace(ctx, workspace_id),
         stream_type=STREAM_TYPE,
         load_stream=lambda: _load_or_found(store, workspace_id),
     )
@@ -167,7 +167,7 @@ async def accept_invite(
 ) -> tuple[str, str, str]:
     """(workspace id, member id, the member's new API key)."""
     workspace_id, member_id = _decode_token(token)
-    ctx = msgspec.structs.replace(_in_workspace(ctx, workspace_id), actor=f"member:{member_id}")
+    ctx = msgspec.structs.replace(in_workspace(ctx, workspace_id), actor=f"member:{member_id}")
     made: list[str] = []
 
     async def decide(workspace: Workspace) -> None:
@@ -197,7 +197,7 @@ async def accept_invite(
 async def remove_member(
     workspace_id: str, member_id: str, ctx: CommandContext, *, store: EventStore, keys: MemberKeys
 ) -> int:
-    ctx = _in_workspace(ctx, workspace_id)
+    ctx = in_workspace(ctx, workspace_id)
 
     async def decide(workspace: Workspace) -> None:
         workspace.remove(member_id)

@@ -18,6 +18,7 @@ from domain.inbound import InboundMessage
 from domain.message import Message
 from domain.script import Script
 from domain.sensitive_words import SensitiveWords
+from domain.shift import MemberShifts
 from domain.workspace import Workspace
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -70,8 +71,10 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "WorkspaceMemberInvited": Workspace.MemberInvited,
     "WorkspaceMemberJoined": Workspace.MemberJoined,
     "WorkspaceMemberRemoved": Workspace.MemberRemoved,
-    "WorkspaceShiftScheduled": Workspace.ShiftScheduled,
-    "WorkspaceShiftCancelled": Workspace.ShiftCancelled,
+    # One member's shifts (domain/shift.py), a stream per member: no personal data.
+    "MemberShiftsOpened": MemberShifts.Opened,
+    "ShiftScheduled": MemberShifts.Scheduled,
+    "ShiftCancelled": MemberShifts.Cancelled,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

@@ -9,8 +9,9 @@ A member's life: invited (a one-time token whose hash the log keeps, valid until
 -> active (the invite accepted: the member's own API key made) -> removed. Removal also
 cancels an invite not yet accepted. An invite is accepted once.
 
-Shifts say who works when (domain/shift.py): for a member invited or active, on accounts
-within the member's own scope; one member's shifts never overlap. A cancelled shift is gone.
+Shifts say who works when: for a member invited or active, on accounts within the member's
+own scope (``shift_scope``); each member's shifts are a stream of their own (domain/shift.py),
+so that this one stays a few events long however many shifts are worked.
 
 Roles are sets of permission names; a member's permissions are copied from its role when it
 is invited, so a member keeps what it was given. A role, once defined, never changes.
@@ -27,7 +28,7 @@ from eventsourcing.domain import BaseAggregate, event
 
 from domain.base import AggregateCreated, DomainEvent
 from domain.errors import DomainError, Gone, IllegalState, InvalidValue
-from domain.shift import Shift, shift_accounts, window
+from domain.shift import shift_accounts
 
 MAX_NAME = 100
 MAX_ACCOUNTS = 100
@@ -89,16 +90,6 @@ class Workspace(BaseAggregate[str]):
     class MemberRemoved(Event):
         member_id: str
 
-    class ShiftScheduled(Event):
-        shift_id: str
-        member_id: str
-        starts_at: datetime
-        ends_at: datetime
-        accounts: tuple[str, ...] | None
-
-    class ShiftCancelled(Event):
-        shift_id: str
-
     @classmethod
     def found(cls, workspace_id: str) -> Workspace:
         return cls(workspace_id=workspace_id)
@@ -111,7 +102,6 @@ class Workspace(BaseAggregate[str]):
         self.accounts: list[str] = [workspace_id]
         self.roles: dict[str, tuple[str, ...]] = {}
         self.members: dict[str, Member] = {}
-        self.shifts: dict[str, Shift] = {}
 
     # --- accounts -----------------------------------------------------------------------
 
@@ -229,64 +219,25 @@ class Workspace(BaseAggregate[str]):
 
     # --- shifts -------------------------------------------------------------------------
 
-    def schedule_shift(
+    def shift_scope(
         self,
-        *,
-        shift_id: str,
         member_id: str,
-        starts_at: datetime,
-        ends_at: datetime,
         accounts: tuple[str, ...] | Literal["all"] | None,
+        *,
         now: datetime,
-    ) -> Shift:
-        """``accounts``: named ones, every account ("all"), or None for the member's own."""
+    ) -> tuple[str, ...] | None:
+        """The accounts a shift of ``member_id`` may cover (None: all), for a member active or
+        invited (and not expired): ``accounts`` names some of the workspace's within the
+        member's own, says "all", or is None for the member's own. The shift itself lives on
+        the member's stream (domain/shift.py), which refuses overlaps."""
         member = self.members.get(member_id)
         if member is None or not (
             member.status == "active" or (member.status == "invited" and now < member.expires_at)
         ):
             raise InvalidValue("member_id", "is not an active or invited member of the workspace")
-        starts, ends = window(starts_at, ends_at)
         if accounts is not None and accounts != "all":
             accounts = self._own_accounts(accounts)
-        scope = shift_accounts(accounts, member.accounts)
-        if shift_id in self.shifts:
-            raise IllegalState(f"shift {shift_id} exists already")
-        for other in self.shifts.values():
-            if other.member_id == member_id and other.overlaps(starts, ends):
-                raise IllegalState(
-                    f"member {member_id} has shift {other.shift_id} from"
-                    f" {other.starts_at.isoformat()} to {other.ends_at.isoformat()}"
-                )
-        self._shift_scheduled(
-            shift_id=shift_id, member_id=member_id, starts_at=starts, ends_at=ends, accounts=scope
-        )
-        return self.shifts[shift_id]
-
-    @event(ShiftScheduled)
-    def _shift_scheduled(
-        self,
-        shift_id: str,
-        member_id: str,
-        starts_at: datetime,
-        ends_at: datetime,
-        accounts: tuple[str, ...] | None,
-    ) -> None:
-        self.shifts[shift_id] = Shift(
-            shift_id=shift_id,
-            member_id=member_id,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            accounts=accounts,
-        )
-
-    def cancel_shift(self, shift_id: str) -> None:
-        if shift_id not in self.shifts:
-            raise Gone(f"shift {shift_id}")
-        self._shift_cancelled(shift_id=shift_id)
-
-    @event(ShiftCancelled)
-    def _shift_cancelled(self, shift_id: str) -> None:
-        del self.shifts[shift_id]
+        return shift_accounts(accounts, member.accounts)
 
     def _own_accounts(self, accounts: tuple[str, ...]) -> tuple[str, ...]:
         """``accounts`` without repeats, or InvalidValue naming one not of this workspace."""

@@ -1,6 +1,6 @@
 """The workspaces view: members (for the list and the key lookup), accounts and live shifts
-of each workspace. Workspaces are a handful of events in a log of millions: the rest is
-skipped at once."""
+of each workspace (shifts from their members' own streams, domain/shift.py). Workspaces and
+shifts are a few events in a log of millions: the rest is skipped at once."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from application.ports import RecordedEvent, Sql
 from domain.events import EVENT_TYPES
+from domain.shift import MemberShifts
 from domain.workspace import Workspace
 
 _ACCOUNT = """
@@ -34,13 +35,17 @@ UPDATE workspace_members SET status = 'removed', removed_at = $2 WHERE member_id
 _SHIFT = """
 INSERT INTO workspace_shifts (workspace_id, shift_id, member_id, starts_at, ends_at, accounts,
                               scheduled_by, scheduled_at)
-VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (workspace_id, shift_id) DO NOTHING
 """
 
-_SHIFT_CANCELLED = "DELETE FROM workspace_shifts WHERE workspace_id = $1 AND shift_id = $2::uuid"
+_SHIFT_CANCELLED = "DELETE FROM workspace_shifts WHERE workspace_id = $1 AND shift_id = $2"
 
-_HANDLED = frozenset(cls for cls in EVENT_TYPES.values() if issubclass(cls, Workspace.Event))
+_HANDLED = frozenset(
+    cls
+    for cls in EVENT_TYPES.values()
+    if issubclass(cls, (Workspace.Event, MemberShifts.Scheduled, MemberShifts.Cancelled))
+)
 
 
 class WorkspacesProjection:
@@ -75,7 +80,7 @@ class WorkspacesProjection:
             await sql.execute(_JOINED, event.member_id, event.timestamp)
         elif isinstance(event, Workspace.MemberRemoved):
             await sql.execute(_REMOVED, event.member_id, event.timestamp)
-        elif isinstance(event, Workspace.ShiftScheduled):
+        elif isinstance(event, MemberShifts.Scheduled):
             await sql.execute(
                 _SHIFT,
                 workspace_id,
@@ -87,5 +92,5 @@ class WorkspacesProjection:
                 recorded.metadata.actor,
                 event.timestamp,
             )
-        elif isinstance(event, Workspace.ShiftCancelled):
+        elif isinstance(event, MemberShifts.Cancelled):
             await sql.execute(_SHIFT_CANCELLED, workspace_id, event.shift_id)

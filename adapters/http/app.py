@@ -36,6 +36,7 @@ from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
+from adapters.http.shift_messages import ShiftMessagesController
 from adapters.http.shifts import ShiftsController
 from adapters.http.webhooks import receive_webhook
 from adapters.http.workspace import WorkspaceController, accept_invite
@@ -140,6 +141,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             receive_webhook,
             WorkspaceController,
             ShiftsController,
+            ShiftMessagesController,
             accept_invite,
             health,
             onlyfans_health,

@@ -21,7 +21,6 @@ from adapters.http.schemas import NO_NUL, Body, decode_strictly
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.workspace_read_model import ShiftFilter, ShiftView
 from application import shifts
-from application.errors import NotFound
 from application.permissions import Permission
 from domain.errors import InvalidValue
 from domain.shift import MAX_ACCOUNTS
@@ -35,7 +34,8 @@ AccountId = Annotated[
 _SCHEDULED_ONCE = dataclasses.replace(
     IDEMPOTENCY_KEY,
     description=IDEMPOTENCY_KEY.description
-    + " It also decides the shift's id: a shift is never scheduled twice.",
+    + " It also decides the shift's id (`<memberId>.<32 hex>`, the hex part): a shift is"
+    " never scheduled twice.",
 )
 
 
@@ -109,10 +109,10 @@ class ShiftsController(Controller):
         principal = request.user
         ctx = command_context(request)
         key = idempotency_key(request)
-        # The key decides the id too: even a retry after its stored answer expired schedules
-        # nothing twice (409).
-        shift_id = (
-            str(uuid.UUID(message_id_for(principal.workspace_id, f"shift\x00{key}")))
+        # The key decides the id's own part too: even a retry after its stored answer expired
+        # schedules nothing twice (409).
+        suffix = (
+            uuid.UUID(message_id_for(principal.workspace_id, f"shift\x00{key}")).hex
             if key
             else None
         )
@@ -129,7 +129,7 @@ class ShiftsController(Controller):
                     else body.accounts,
                     scheduler_accounts=principal.accounts,
                     now=datetime.now(UTC),
-                    shift_id=shift_id,
+                    suffix=suffix,
                 ),
                 ctx,
                 store=container.events,
@@ -191,19 +191,16 @@ class ShiftsController(Controller):
     async def cancel(
         self, request: Request[Principal, Any, Any], container: Deps, shift_id: FromPath[str]
     ) -> ShiftCancelledOut:
-        """Cancel a shift: it is gone from the list."""
-        try:
-            key = str(uuid.UUID(shift_id))
-        except ValueError:
-            raise NotFound(f"shift {shift_id}") from None
+        """Cancel a shift: it is gone from the list. Decided on the member's stream, which
+        the shift's id names (``<memberId>.<32 hex>``): never on the list, which may lag."""
         position = await shifts.cancel_shift(
             request.user.workspace_id,
-            key,
+            shift_id,
             request.user.accounts,
             command_context(request),
             store=container.events,
         )
-        return ShiftCancelledOut(shift_id=key, cancelled=True, position=position)
+        return ShiftCancelledOut(shift_id=shift_id, cancelled=True, position=position)
 
 
 def _utc(name: str, at: datetime | None) -> datetime | None:

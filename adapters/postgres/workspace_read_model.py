@@ -3,7 +3,6 @@ and shifts (a window's, keyset-paginated; one by its id)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,7 +77,7 @@ class ShiftFilter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _SHIFT = """
-SELECT shift_id::text, member_id, starts_at, ends_at, accounts, scheduled_by, scheduled_at
+SELECT shift_id, member_id, starts_at, ends_at, accounts, scheduled_by, scheduled_at
 FROM workspace_shifts
 """
 
@@ -86,12 +85,8 @@ FROM workspace_shifts
 async def shift_of(pool: asyncpg.Pool, workspace_id: str, shift_id: str) -> ShiftView | None:
     """One live shift of the workspace (None: no such shift there, or cancelled): who works it,
     on which accounts (None: all), from when to when."""
-    try:
-        key = uuid.UUID(shift_id)
-    except ValueError:
-        return None
     row = await pool.fetchrow(
-        _SHIFT + "WHERE workspace_id = $1 AND shift_id = $2", workspace_id, key
+        _SHIFT + "WHERE workspace_id = $1 AND shift_id = $2", workspace_id, shift_id
     )
     return ShiftView(**dict(row)) if row else None
 
@@ -117,7 +112,7 @@ async def shifts_of(
         args.append(list(where.scope))
         conditions.append(f"(accounts IS NULL OR accounts && ${len(args)}::text[])")
     if cursor:
-        args.extend(decode_cursor(cursor, tuple[datetime, uuid.UUID]))
+        args.extend(decode_cursor(cursor, tuple[datetime, str]))
         conditions.append(f"(starts_at, shift_id) > (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
     rows = await pool.fetch(

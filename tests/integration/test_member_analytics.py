@@ -4,7 +4,6 @@ analytics_members projection, the same whether it applies events one by one or i
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,11 +15,10 @@ import pytest
 from adapters import bootstrap
 from adapters.http.app import create_app
 from adapters.postgres.api_keys import create_api_key
-from application.ports import EventMetadata, StreamWrite
-from domain.inbound import InboundMessage
-from domain.message import Message
 from projections.analytics_members import MemberAnalyticsProjection, answer_bucket, bucket_seconds
 from projections.runner import ProjectionRunner
+from tests.support.catching_up import catch_up_to_head
+from tests.support.message_log import Log
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,65 +31,6 @@ FIGURES = "/api/analytics/members"
 
 def _at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-class Log:
-    """Writes a tenant's messages into the log as members would have, at chosen times."""
-
-    def __init__(self, container: bootstrap.Container, tenant: str) -> None:
-        self.container = container
-        self.tenant = tenant
-
-    async def _append(self, aggregate: Any, when: datetime, actor: str) -> None:
-        events = [dataclasses.replace(e, timestamp=when) for e in aggregate.collect_events()]
-        metadata = EventMetadata(
-            tenant=self.tenant, actor=actor, correlation_id="c", causation_id="c"
-        )
-        write = StreamWrite(
-            aggregate.id, "message", events, events[0].originator_version - 1, metadata=metadata
-        )
-        await self.container.events.append_all([write], metadata=metadata)
-
-    async def sent(
-        self,
-        member: str | None,
-        conversation: int,
-        when: datetime,
-        *,
-        price: int = 0,
-        campaign: int | None = None,
-    ) -> Message:
-        message = Message.queue(
-            message_id=str(uuid.uuid4()),
-            tenant=self.tenant,
-            conversation_id=conversation,
-            fan_id=conversation,
-            content="hi",
-            price_cents=price,
-            campaign_id=campaign,
-            sent_by=member,
-        )
-        await self._append(message, when, f"member:{member}" if member else "apikey:k")
-        return message
-
-    async def bought(self, message: Message, when: datetime) -> None:
-        message.dispatch("normal")
-        message.mark_sent("p-1")
-        await self._append(message, when, "sender")
-        message.purchase(message.price_cents)
-        # As the webhook records it: in the name of the member who sent the message.
-        await self._append(message, when, f"member:{message.sent_by}")
-
-    async def fan_wrote(self, conversation: int, when: datetime) -> None:
-        inbound = InboundMessage.receive(
-            message_id=str(uuid.uuid4()),
-            tenant=self.tenant,
-            conversation_id=conversation,
-            fan_id=conversation,
-            content="hey",
-            platform_message_id=uuid.uuid4().hex,
-        )
-        await self._append(inbound, when, "webhook")
 
 
 @pytest.fixture
@@ -145,8 +84,7 @@ async def _history(log: Log, ann: str, bob: str) -> None:
 
 
 async def _catch_up(container: bootstrap.Container) -> None:
-    for projection in bootstrap.all_projections():
-        await ProjectionRunner(container.projection_store, projection).catch_up()
+    await catch_up_to_head(container, bootstrap.all_projections())
 
 
 async def test_members_are_credited_with_what_they_sent_earned_drew_and_answered(

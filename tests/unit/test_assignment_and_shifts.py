@@ -1,5 +1,6 @@
 """Assignment and shifts against the in-memory event store and as pure rules: an assignment
-decides on the workspace as the log has it at the append, a shift's window and scope."""
+and a shift decide on the workspace as the log has it at the append; a shift's window, scope
+and id."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from application.permissions import permissions_of
 from application.ports import StreamWrite
 from domain.conversation import Conversation
 from domain.errors import Gone, IllegalState, InvalidValue
-from domain.shift import Shift, shift_accounts, window
+from domain.shift import (
+    MemberShifts,
+    Shift,
+    is_member_id,
+    make_shift_id,
+    member_of_shift,
+    member_shifts_stream_id,
+    shift_accounts,
+    window,
+)
 from tests.support.fakes import InMemoryEventStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -182,10 +192,10 @@ async def test_shifts_are_scheduled_within_the_schedulers_scope_and_cancelled_on
     with pytest.raises(Forbidden):
         await schedule(0, (alice.tenant,))  # the member works every account: beyond it
     assert len(store.log) == count
-    made = await schedule(0, None, shift_id="11111111-1111-1111-1111-111111111111")
-    assert made.shift.shift_id == "11111111-1111-1111-1111-111111111111"
+    made = await schedule(0, None, suffix="1" * 32)
+    assert made.shift.shift_id == f"{member_id}.{'1' * 32}"
     with pytest.raises(IllegalState):
-        await schedule(0, None)
+        await schedule(0, None)  # an overlap
     # On every account: a manager of one sees it, and may not cancel it.
     with pytest.raises(Forbidden):
         await shifts.cancel_shift(
@@ -195,3 +205,64 @@ async def test_shifts_are_scheduled_within_the_schedulers_scope_and_cancelled_on
     with pytest.raises(Gone):
         await shifts.cancel_shift(alice.tenant, made.shift.shift_id, None, alice, store=store)
     await schedule(0, None)  # its hours are free again
+
+
+def test_a_shift_id_is_its_members_id_a_dot_and_32_hex_digits() -> None:
+    member, own = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    made = make_shift_id(member, own)
+    assert made == f"{member}.{own}"
+    assert member_of_shift(made) == member
+    assert is_member_id(member)
+    for bad in (
+        "",
+        member,
+        f"{member}.",
+        f".{own}",
+        f"{member}.{own}.{own}",
+        f"{member}.{own}0",
+        f"{member[1:]}.{own}",
+        made.upper(),
+        f"{member}.{own[:-1]}g",
+        f"{member}-{own}",
+        f"{made}\n",
+        f" {made}",
+        "11111111-1111-1111-1111-111111111111",  # the UUIDs shifts had before
+    ):
+        assert member_of_shift(bad) is None, bad
+    for bad_member in ("m", member.upper(), f"{member}:", "a:b"):
+        assert not is_member_id(bad_member)
+        with pytest.raises(ValueError, match="not a shift id"):
+            make_shift_id(bad_member, own)
+    with pytest.raises(ValueError, match="not a shift id"):
+        make_shift_id(member, "x" * 32)
+    # The stream is the workspace's and the member's: another workspace names another one.
+    assert member_shifts_stream_id("w", member) != member_shifts_stream_id("v", member)
+    with pytest.raises(InvalidValue) as refused:
+        MemberShifts.open("w", "no-such-member")
+    assert refused.value.field == "member_id"
+
+
+async def test_a_removal_committed_after_the_read_refuses_the_shift(
+    alice: CommandContext,
+) -> None:
+    """The shift's append holds the workspace at the version read: the removal that lands in
+    between makes it a conflict, and the retry reads the member as removed."""
+    store = _RemovingFirst()
+    member_id = await _joined(store, alice)
+    store.remove = (alice, member_id)
+    with pytest.raises(InvalidValue) as refused:
+        await shifts.schedule_shift(
+            shifts.ScheduleShift(
+                workspace_id=alice.tenant,
+                member_id=member_id,
+                starts_at=NOW,
+                ends_at=NOW + timedelta(hours=8),
+                accounts=None,
+                scheduler_accounts=None,
+                now=NOW,
+            ),
+            alice,
+            store=store,
+        )
+    assert refused.value.field == "member_id"
+    assert not [r for r in store.log if isinstance(r.event, MemberShifts.Event)]
