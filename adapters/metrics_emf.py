@@ -30,6 +30,10 @@ class EmfSink:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self._lock = threading.Lock()
+        # One flush at a time. The exit's flush would otherwise run while the timed one is
+        # still printing: their lines interleave into invalid JSON, or the interpreter stops
+        # the timer's daemon thread before it printed what it had taken.
+        self._flushing = threading.Lock()
         self._counts: dict[Dimensions, dict[_Key, float]] = defaultdict(dict)
         self._samples: dict[Dimensions, dict[_Key, list[float]]] = defaultdict(dict)
 
@@ -44,11 +48,19 @@ class EmfSink:
 
     def flush(self) -> None:
         """Print what was gathered since the last flush (nothing if nothing was)."""
+        with self._flushing:
+            with self._lock:
+                counts, self._counts = self._counts, defaultdict(dict)
+                samples, self._samples = self._samples, defaultdict(dict)
+            self._print(counts, samples)
+
+    def _print(
+        self,
+        counts: dict[Dimensions, dict[_Key, float]],
+        samples: dict[Dimensions, dict[_Key, list[float]]],
+    ) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics
 
-        with self._lock:
-            counts, self._counts = self._counts, defaultdict(dict)
-            samples, self._samples = self._samples, defaultdict(dict)
         for dimensions in sorted(counts.keys() | samples.keys()):
             # One Powertools object per set of dimensions: a line has one set for all its metrics.
             line = EphemeralMetrics(namespace=self.namespace)
