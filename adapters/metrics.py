@@ -231,6 +231,7 @@ def database_latency(milliseconds: float) -> None:
     """A probe's ``SELECT 1`` round trip (the monitoring's dbLatencyMs). /health records it
     too: the load balancer's and the container's health checks then sample it steadily."""
     _instruments()["db_latency"].set(milliseconds)
+    _sample("onlyfans.db.latency", "Milliseconds", milliseconds)
 
 
 def message_processed(tenant: str, outcome: str) -> None:

@@ -11,8 +11,12 @@ gauges and timings kept as their samples (CloudWatch computes their statistics).
 flushes at the end of each invocation; a long-running process every ``interval`` seconds from
 a thread (``start_flushing``) and once more at exit.
 
-Dimensions are the recording's labels but never the tenant: every distinct set of dimension
-values is a metric CloudWatch bills for, and a creator account's id is not for a dashboard.
+Each line carries two dimension sets. The first is empty: the metric over everything, the
+same from every process (the Lambda and each ECS task alike), which is what deploy/template.yaml's
+dashboard and db-latency alarm query, so a dashboard line never depends on which process
+recorded it. The second, when the recording has labels, is those labels but never the tenant:
+every distinct set of dimension values is a metric CloudWatch bills for, and a creator
+account's id is not for a dashboard.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ class EmfSink:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self._lock = threading.Lock()
+        # One flush at a time. The exit's flush would otherwise run while the timed one is
+        # still printing: their lines interleave into invalid JSON, or the interpreter stops
+        # the timer's daemon thread before it printed what it had taken.
+        self._flushing = threading.Lock()
         self._counts: dict[Dimensions, dict[_Key, float]] = defaultdict(dict)
         self._samples: dict[Dimensions, dict[_Key, list[float]]] = defaultdict(dict)
 
@@ -44,16 +52,27 @@ class EmfSink:
 
     def flush(self) -> None:
         """Print what was gathered since the last flush (nothing if nothing was)."""
+        with self._flushing:
+            with self._lock:
+                counts, self._counts = self._counts, defaultdict(dict)
+                samples, self._samples = self._samples, defaultdict(dict)
+            self._print(counts, samples)
+
+    def _print(
+        self,
+        counts: dict[Dimensions, dict[_Key, float]],
+        samples: dict[Dimensions, dict[_Key, list[float]]],
+    ) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics
 
-        with self._lock:
-            counts, self._counts = self._counts, defaultdict(dict)
-            samples, self._samples = self._samples, defaultdict(dict)
         for dimensions in sorted(counts.keys() | samples.keys()):
-            # One Powertools object per set of dimensions: a line has one set for all its metrics.
-            line = EphemeralMetrics(namespace=self.namespace)
-            for name, value in dimensions:
-                line.add_dimension(name=name, value=value)
+            # One Powertools object per set of labels: a line has its dimensions for all its
+            # metrics. Its primary dimension set stays empty (the aggregate); service="" keeps
+            # POWERTOOLS_SERVICE_NAME, if a deployment sets it, from adding a `service`
+            # dimension to that set, which would move every metric off the dashboard.
+            line = EphemeralMetrics(namespace=self.namespace, service="")
+            if dimensions:
+                line.add_dimensions(**dict(dimensions))
             for (metric, unit), total in counts.get(dimensions, {}).items():
                 line.add_metric(name=metric, unit=unit, value=total)
             for (metric, unit), values in samples.get(dimensions, {}).items():

@@ -65,9 +65,10 @@ WORKER_TASK = (0.25, 0.5)
 WORKERS = 4
 # Lambda gives a function one full vCPU at 1,769 MB, and CPU in proportion below that.
 MB_PER_VCPU = 1769.0
-# Custom metrics the collector writes: the reference's eight and fancrm's others, each with
-# its OTelLib dimension and one series per label value (queue, outcome, stage).
-CUSTOM_METRICS = 30
+# Custom metrics the EMF lines make (adapters/metrics_emf.py): each of the twelve once without
+# dimensions, and the five labelled ones also once per label value (queue: high, normal;
+# outcome: sent, failed; stage: relay, sender): 12 + 5 x 2.
+CUSTOM_METRICS = 22
 ALARM_METRICS = 5  # two sums of two SQS metrics, and the database latency
 SECRETS = 4  # master key, OnlyFans API key, database password, DATABASE_URL
 # SQS requests a message makes: the relay's SendMessageBatch (10 a call), then a receive and

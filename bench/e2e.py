@@ -136,7 +136,7 @@ from application.errors import ConcurrencyError
 from application.fans import CreateFan, create_fan
 from application.messages import StartConversation, outbox_entry, start_conversation, stream_write
 from application.queue import MAX_BATCH, OutgoingMessage
-from application.sending import PlatformMessage, SendResult, TokenAnswer
+from application.sending import PlatformMessage, PlatformSendResult, TokenAnswer
 from domain.message import Message
 from worker.relay import run_relay
 from worker.sender import build_sender, run_sender
@@ -231,7 +231,6 @@ class TimedGateway:
     def __init__(self, inner: Any, marks: Marks) -> None:
         self._inner = inner
         self._marks = marks
-        self.max_batch: int = inner.max_batch  # the relay batches as the real queue takes
         self.in_flight = 0
         self.peak = 0
         self._area = 0.0
@@ -254,7 +253,7 @@ class TimedGateway:
         self._tick(0)
         return self._area / max(self._last - self._since, 1e-9)
 
-    async def send_message(self, message: PlatformMessage) -> SendResult:
+    async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         self._marks.call_start.setdefault(message.idempotency_key, time.time())
         self._tick(+1)
         try:
@@ -278,7 +277,7 @@ class ShardedGateway:
         ]
         self._next = 0
 
-    async def send_message(self, message: PlatformMessage) -> SendResult:
+    async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         self._next = (self._next + 1) % len(self._clients)
         return await self._clients[self._next].send_message(message)
 

@@ -19,7 +19,6 @@ from tests.support.cloudformation import TEMPLATE, load_template
 # Resource "*" only where the action takes no resource (or a condition scopes it).
 ACTIONS_WITHOUT_RESOURCES = {
     "ecr:GetAuthorizationToken",
-    "cloudwatch:PutMetricData",
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
     "ec2:DeleteNetworkInterface",
@@ -109,9 +108,6 @@ def test_every_wildcard_resource_is_an_action_that_takes_none() -> None:
         for statement in statements(resource):
             if "*" in statement["Resource"]:
                 assert set(statement["Action"]) <= ACTIONS_WITHOUT_RESOURCES, logical_id
-            if "cloudwatch:PutMetricData" in statement["Action"]:
-                condition = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
-                assert condition == {"Ref": "CloudWatchNamespace"}
 
 
 def test_each_role_reaches_only_the_queues_its_process_uses() -> None:

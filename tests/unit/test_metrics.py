@@ -97,8 +97,8 @@ def test_tenant_labels_come_with_the_metrics_token_or_by_name() -> None:
 
 
 def test_the_database_latency_is_a_gauge_in_milliseconds_without_labels() -> None:
-    # deploy/template.yaml's dbLatencyMs alarm reads this metric by name, with no dimension
-    # but the collector's OTelLib: a label here would split it into series the alarm misses.
+    # One series, like the EMF lines' aggregate that deploy/template.yaml's dbLatencyMs alarm
+    # reads (tests/deploy/test_metrics_reach_the_dashboard.py checks that one).
     reader = InMemoryMetricReader()
     metrics.install([reader], tenant_labels=True)
     metrics.database_latency(12.0)
