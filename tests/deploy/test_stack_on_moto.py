@@ -197,6 +197,18 @@ def test_the_sender_lambda_takes_both_queues_in_batches_of_ten_reporting_item_fa
         assert mapping["ScalingConfig"] == {"MaximumConcurrency": 20}
 
 
+def test_a_schedule_invokes_the_sender_to_sweep_its_dead_letter_queues(stack: Stack) -> None:
+    events = stack.client("events")
+    function = stack.client("lambda").get_function(FunctionName="huntaze-rate-limiter")
+    arn = function["Configuration"]["FunctionArn"]
+    rules = [
+        rule
+        for rule in events.list_rules()["Rules"]
+        if any(t["Arn"] == arn for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"])
+    ]
+    assert [rule["ScheduleExpression"] for rule in rules] == ["rate(5 minutes)"]
+
+
 def test_the_alarms_watch_the_references_three_symptoms_at_its_thresholds(stack: Stack) -> None:
     alarms = {
         a["AlarmName"]: a for a in stack.client("cloudwatch").describe_alarms()["MetricAlarms"]
