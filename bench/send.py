@@ -29,6 +29,11 @@ Two more scenarios (on by default):
   embedded redis-server), which caches the queue status for 3 s; interleaved with the first
   in ``--rounds`` slices of ``--duration / --rounds`` seconds each (so host noise hits both
   alike): what the status queries cost each request;
+* ``--member`` (off by default; issue 16): the same sends by ``--concurrency`` more clients
+  with a member's key (a chatter of every account of the workspace, invited and accepted
+  through the API, the workspaces view caught up by this process), interleaved with the
+  creator key's in the same slices: a member's key is never cached, so each of its requests
+  looks the key and the member's standing up in Postgres;
 * ``--backlog N`` (100,000; 0 to skip): N messages inserted straight into ``queue_messages``
   (queue ``normal``) after the others, then the first API measured again for ``--duration``:
   the status counts every queued message on each request.
@@ -71,6 +76,7 @@ from urllib.parse import urlsplit, urlunsplit
 import _common
 import _connection_wait
 import asyncpg
+import httpx
 from _common import (
     FANS,
     GroupCpuMeter,
@@ -384,6 +390,24 @@ async def run(args: argparse.Namespace) -> None:
             await container.close()
 
 
+async def _member_key(container: bootstrap.Container, base_url: str, owner_key: str) -> str:
+    """A chatter of every account, as a client invites one; the workspaces view caught up
+    (no projection worker runs here), so its key is looked up as in steady state."""
+    from projections.runner import ProjectionRunner
+    from projections.workspaces import WorkspacesProjection
+
+    owner = {"Authorization": f"Bearer {owner_key}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        invite = {"role": "chatter", "accounts": "all", "name": "Chatter"}
+        invited = await client.post("/api/workspace/members", json=invite, headers=owner)
+        token = {"token": invited.json()["inviteToken"]}
+        accepted = await client.post("/api/workspace/invites/accept", json=token)
+        if accepted.status_code != 201:
+            raise SystemExit(f"accepting the invite answered {accepted.status_code}")
+    await ProjectionRunner(container.projection_store, WorkspacesProjection()).catch_up()
+    return str(accepted.json()["apiKey"])
+
+
 async def _run_servers(
     args: argparse.Namespace,
     container: bootstrap.Container,
@@ -431,6 +455,12 @@ async def _run_servers(
         ]
         if redis_clients is not None:
             scenarios.append((Result("  same, REDIS_URL set", args.concurrency), redis_clients))
+        if args.member:
+            member = await _member_key(container, plain.base_url, key)
+            member_clients = await stack.enter_async_context(
+                _clients(args.client, plain.base_url, member, args.concurrency)
+            )
+            scenarios.append((Result("  same, a member's key", args.concurrency), member_clients))
         for _, group in scenarios:
             await drive(group, fan_ids, args.warmup, None)
         api_pids = [s.proc.pid for s in (plain, cached) if s is not None]
@@ -597,6 +627,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also run the API with REDIS_URL, an embedded redis-server (default: yes)",
+    )
+    parser.add_argument(
+        "--member",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also send with a workspace member's key, interleaved (default: no)",
     )
     parser.add_argument(
         "--backlog",
