@@ -85,8 +85,11 @@ def permissions_of(role: str) -> frozenset[Permission]:
     return ROLE_PERMISSIONS.get(role, frozenset())
 
 
+_GRANTABLE_BY_VALUE = {p.value: p for p in MEMBER_GRANTABLE}
+
+
 def parse_permissions(names: list[str] | tuple[str, ...]) -> frozenset[Permission] | None:
     """The permissions named, or None if one is not a member's to hold."""
-    by_value = {p.value: p for p in MEMBER_GRANTABLE}
+    by_value = _GRANTABLE_BY_VALUE
     found = {by_value.get(name) for name in names}
     return None if None in found else frozenset(p for p in found if p is not None)

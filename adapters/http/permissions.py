@@ -44,7 +44,7 @@ def public() -> dict[str, Any]:
     return {"opt": {_OPT: PUBLIC}, "security": []}
 
 
-def permission_guard(
+async def permission_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     needed = handler.opt[_OPT]
