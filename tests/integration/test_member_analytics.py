@@ -18,6 +18,7 @@ from adapters.postgres.api_keys import create_api_key
 from projections.analytics_members import MemberAnalyticsProjection, answer_bucket, bucket_seconds
 from projections.runner import ProjectionRunner
 from tests.support.catching_up import catch_up_to_head
+from tests.support.members import member as _member
 from tests.support.message_log import Log
 from tests.support.settings import settings_for
 
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 
 DAY = date(2025, 3, 4)
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
-MEMBERS = "/api/workspace/members"
 FIGURES = "/api/analytics/members"
 
 
@@ -52,19 +52,6 @@ async def api(fresh: bootstrap.Container) -> AsyncIterator[httpx.AsyncClient]:
 async def _owner(container: bootstrap.Container, tenant: str) -> dict[str, str]:
     key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
     return {"Authorization": f"Bearer {key}"}
-
-
-async def _member(
-    api: httpx.AsyncClient, owner: dict[str, str], role: str, accounts: Any = "all"
-) -> tuple[str, dict[str, str]]:
-    invite = await api.post(MEMBERS, json={"role": role, "accounts": accounts}, headers=owner)
-    assert invite.status_code == 201, invite.text
-    accepted = await api.post(
-        "/api/workspace/invites/accept", json={"token": invite.json()["inviteToken"]}
-    )
-    assert accepted.status_code == 201, accepted.text
-    body = accepted.json()
-    return body["memberId"], {"Authorization": f"Bearer {body['apiKey']}"}
 
 
 async def _history(log: Log, ann: str, bob: str) -> None:

@@ -5,56 +5,26 @@ removed member's key stops at once in every API process, an invite works once, a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 
 from adapters import bootstrap
 from adapters.http.app import create_app
 from tests.support.audit import audit_events_when
+from tests.support.members import ACCEPT, MEMBERS
+from tests.support.members import account as _account
+from tests.support.members import invite as _invite
+from tests.support.members import is_problem as _is_problem
+from tests.support.members import member as _member
 
-MEMBERS = "/api/workspace/members"
-ACCEPT = "/api/workspace/invites/accept"
 FANS = "/api/crm/fans"
 SEND = "/api/onlyfans/messages/send"
-
-
-async def _invite(
-    http: httpx.AsyncClient, owner: dict[str, str], role: str, accounts: Any = "all"
-) -> dict[str, Any]:
-    answer = await http.post(MEMBERS, json={"role": role, "accounts": accounts}, headers=owner)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-async def _member(
-    http: httpx.AsyncClient, owner: dict[str, str], role: str, accounts: Any = "all"
-) -> tuple[str, dict[str, str]]:
-    """(member id, its headers): invited by ``owner`` and accepted."""
-    invite = await _invite(http, owner, role, accounts)
-    accepted = await http.post(ACCEPT, json={"token": invite["inviteToken"]})
-    assert accepted.status_code == 201, accepted.text
-    body = accepted.json()
-    assert body["memberId"] == invite["memberId"]
-    return body["memberId"], {"Authorization": f"Bearer {body['apiKey']}"}
-
-
-async def _account(http: httpx.AsyncClient, owner: dict[str, str]) -> str:
-    answer = await http.post("/api/workspace/accounts", json={"name": "Bea"}, headers=owner)
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["accountId"])
 
 
 async def _fan(http: httpx.AsyncClient, headers: dict[str, str], handle: str) -> int:
     answer = await http.post(FANS, json={"handle": handle, "platform": "onlyfans"}, headers=headers)
     assert answer.status_code == 201, answer.text
     return int(answer.json()["fan"]["id"])
-
-
-def _is_problem(answer: httpx.Response, status: int) -> bool:
-    return answer.status_code == status and answer.headers["content-type"].startswith(
-        "application/problem+json"
-    )
 
 
 async def test_a_chatter_of_account_a_neither_reads_nor_writes_account_b_of_its_workspace(
