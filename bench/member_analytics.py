@@ -31,7 +31,8 @@ wires production (personal fields sealed under a made-up ``CRM_MASTER_KEY``):
    event of this process and of Postgres (when local). Then ``ANALYZE`` of its tables (what
    autovacuum does within a minute of such a load).
 4. The plans (``EXPLAIN (ANALYZE, BUFFERS)``) of the read model's two queries (``_DAILY``,
-   ``_BUCKETS``) for the default span and every account, and where the time of one
+   ``_SPAN_BUCKETS``: the span's bucket sums per member and per
+   account) for the default span and every account, and where the time of one
    ``figures()`` call goes, measured in this process.
 5. The route over HTTP, against ``crm serve`` in a separate process (one uvicorn worker, as
    bench/api.py runs it): ``--requests`` requests (after 20 not counted) of the default span
@@ -74,7 +75,7 @@ from adapters.crypto import generate_master_key
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.member_analytics_read_model import _BUCKETS, _DAILY
+from adapters.postgres.member_analytics_read_model import _DAILY, _SPAN_BUCKETS
 from application.ports import EventMetadata, EventStore, StreamWrite
 from domain.inbound import InboundMessage
 from domain.message import Message
@@ -354,7 +355,7 @@ async def replay(settings: Settings, batch_size: int) -> tuple[int, float, float
 
 async def explain(pool: asyncpg.Pool, agency: Agency, since: Any, until: Any) -> None:
     args = (agency.accounts, since, until, None)
-    for name, query in (("_DAILY", _DAILY), ("_BUCKETS", _BUCKETS)):
+    for name, query in (("_DAILY", _DAILY), ("_SPAN_BUCKETS", _SPAN_BUCKETS)):
         rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *args)
         print(f"\nplan of {name} (every account, {since} to {until}, every member):")
         for row in rows:
@@ -365,10 +366,10 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
     """Where one ``figures()`` call for the whole workspace spends its time, in this process."""
     args = (agency.accounts, since, until, None)
     view = container.member_analytics
-    times: dict[str, list[float]] = {"_DAILY": [], "_BUCKETS": [], "figures()": [], "json": []}
+    times: dict[str, list[float]] = {"_DAILY": [], "_SPAN_BUCKETS": [], "figures()": [], "json": []}
     rows: dict[str, int] = {}
     for _ in range(10):
-        for name, query in (("_DAILY", _DAILY), ("_BUCKETS", _BUCKETS)):
+        for name, query in (("_DAILY", _DAILY), ("_SPAN_BUCKETS", _SPAN_BUCKETS)):
             t0 = time.perf_counter()
             rows[name] = len(await container.pool.fetch(query, *args))
             times[name].append(time.perf_counter() - t0)
@@ -383,7 +384,7 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
         fetched = f", {rows[name]:,} rows" if name in rows else ""
         print(f"  {name:<10} {percentile(values, 0.5) * 1000:8.1f}{fetched}")
     print(
-        "  (figures() runs _DAILY, _BUCKETS and the names' query, then sums the rows in"
+        "  (figures() runs _DAILY, _SPAN_BUCKETS and the names' query, then sums the rows in"
         " Python; json: encoding its answer)"
     )
 
