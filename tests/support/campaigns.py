@@ -104,7 +104,8 @@ async def served_api(container: bootstrap.Container, port: int) -> AsyncIterator
             create_app(container=container),
             log_config=None,
             access_log=False,
-            lifespan="off",
+            # On: the app's shutdown stops what it started (the live stream's tail).
+            lifespan="on",
             timeout_graceful_shutdown=1,
         )
     )

@@ -1,0 +1,243 @@
+"""One tail of the log per API process, shared by every live client it holds.
+
+The tail reads the global log through the event store (commit order, below the snapshot's
+xmin: adapters/postgres/event_store/store.py), wakes on the ``events`` notification and polls
+as a fallback, builds each batch's updates once, and offers them to the subscriptions of the
+batch's accounts. Its cost grows with the log, not with the clients: a client costs a queue.
+
+Beside the log it sends, per account with clients, ``queue.status`` every few seconds, and
+``campaign.progress`` at most once a second per campaign that moved (its figures read from
+the campaigns read model, which follows the log closely; a campaign is read again once after
+it stops moving, so the last figures shown are the settled ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from adapters.live.builder import FactsCache, Tagged, UpdateBuilder
+from adapters.live.subscription import QUEUE_SIZE, Filters, Subscription
+from adapters.live.updates import Update
+from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
+from adapters.postgres.listen import ChannelListener
+from adapters.queue_status import QueueStatusReader
+from application.message_queries import MessagingReadModel
+from application.ports import Checkpoint, EventStore, RecordedEvent
+
+log = structlog.get_logger(__name__)
+
+BATCH = 500
+POLL_SECONDS = 1.0
+QUEUE_STATUS_SECONDS = 5.0
+PROGRESS_SECONDS = 1.0
+
+
+class LiveHub:
+    def __init__(
+        self,
+        store: EventStore,
+        database_url: str,
+        messaging: MessagingReadModel,
+        campaigns: PostgresCampaignReadModel,
+        queue_status: QueueStatusReader,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+        queue_status_seconds: float = QUEUE_STATUS_SECONDS,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.queue_size = queue_size
+        self.store = store
+        self.messaging = messaging
+        self._campaigns = campaigns
+        self._queue_status = queue_status
+        self._listener = ChannelListener(database_url, "events")
+        self._poll_seconds = poll_seconds
+        self._queue_status_seconds = queue_status_seconds
+        self.facts = FactsCache(store)
+        self._builder = UpdateBuilder(self.facts, messaging)
+        self.checkpoint = Checkpoint()
+        self._by_tenant: dict[str, set[Subscription]] = {}
+        # (tenant, campaign id) -> rounds of progress still to send (one more after it settles).
+        self._moved: dict[tuple[str, int], int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Lock | None = None
+        self.batches_read = 0  # reads of the log that found events: the tail's cost
+
+    async def subscribe(self, tenant: str, filters: Filters) -> Subscription:
+        """A new subscription, queued everything the tail dispatches from now on; its
+        ``joined_at`` is the last place the tail dispatched, which a replay reaches up to."""
+        await self._start()
+        subscription = Subscription(
+            tenant, filters, self.checkpoint, asyncio.Queue(self.queue_size)
+        )
+        self._by_tenant.setdefault(tenant, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        held = self._by_tenant.get(subscription.tenant)
+        if held is not None:
+            held.discard(subscription)
+            if not held:
+                del self._by_tenant[subscription.tenant]
+
+    def replay_builder(self) -> UpdateBuilder:
+        """A builder of its own for a client's replay (its unread counts are its own), sharing
+        the hub's message facts."""
+        return UpdateBuilder(self.facts, self.messaging)
+
+    @property
+    def clients(self) -> int:
+        return sum(len(held) for held in self._by_tenant.values())
+
+    async def _start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._tasks:
+                return
+            # Live from the head: what came before is for replays (``?after=``).
+            self.checkpoint = await self.store.head()
+            self._tasks = [
+                asyncio.create_task(self._tail(), name="live tail"),
+                asyncio.create_task(self._every_few_seconds(), name="live queue status"),
+                asyncio.create_task(self._progress(), name="live campaign progress"),
+            ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self._listener.close()
+
+    async def _tail(self) -> None:
+        backoff = self._poll_seconds
+        while True:
+            try:
+                await self._listener.ensure()
+                self._listener.notified.clear()
+                if await self.read_next():
+                    backoff = self._poll_seconds
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._listener.notified.wait(), self._poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an outage or a bug: keep tailing; clients wait meanwhile
+                log.exception("live tail failed; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def read_next(self) -> int:
+        """Read, build and dispatch the next batch of the log; how many events it held."""
+        batch = await self.store.read_all(self.checkpoint, BATCH)
+        if not batch:
+            return 0
+        self.batches_read += 1
+        tagged = await self._builder.build(batch)
+        # From here to the end, no await: a subscription joining now sees this checkpoint
+        # and this batch in its queue together, or neither.
+        self.checkpoint = _last(batch)
+        self.dispatch(tagged)
+        return len(batch)
+
+    def dispatch(self, tagged: Sequence[Tagged]) -> None:
+        for item in tagged:
+            if item.campaign_id is not None:
+                self._moved[(item.tenant, item.campaign_id)] = 2
+            held = self._by_tenant.get(item.tenant)
+            if held and item.update:
+                for subscription in held:
+                    subscription.offer(item.key, item.update)
+
+    def _offer_outside_log(self, tenant: str, update: Update) -> None:
+        for subscription in self._by_tenant.get(tenant, ()):
+            subscription.offer(None, update)
+
+    async def _every_few_seconds(self) -> None:
+        while True:
+            await asyncio.sleep(self._queue_status_seconds)
+            for tenant in list(self._by_tenant):
+                try:
+                    status = await self._queue_status.tenant_status(tenant)
+                except Exception:
+                    log.warning("queue status unavailable for the live stream", exc_info=True)
+                    break
+                self._offer_outside_log(
+                    tenant,
+                    {
+                        "type": "queue.status",
+                        "position": None,
+                        "queueDepth": status.waiting,
+                        "dlqCount": status.failed,
+                        "lastProcessedAt": status.last_processed_at.isoformat()
+                        if status.last_processed_at
+                        else None,
+                    },
+                )
+
+    async def _progress(self) -> None:
+        while True:
+            started = time.monotonic()
+            for key in list(self._moved):
+                tenant, campaign_id = key
+                rounds = self._moved.pop(key)
+                if rounds > 1:
+                    self._moved.setdefault(key, rounds - 1)
+                if tenant not in self._by_tenant:
+                    continue
+                try:
+                    update = await self._campaign_progress(tenant, campaign_id)
+                except Exception:
+                    log.warning("campaign progress unavailable", exc_info=True)
+                    continue
+                if update is not None:
+                    self._offer_outside_log(tenant, update)
+            await asyncio.sleep(max(0.0, PROGRESS_SECONDS - (time.monotonic() - started)))
+
+    async def _campaign_progress(self, tenant: str, campaign_id: int) -> Update | None:
+        view = await self._campaigns.get_campaign(tenant, campaign_id)
+        if view is None:
+            return None
+        metrics = view.metrics
+        return {
+            "type": "campaign.progress",
+            # Not an event's: progress is a summary, sent outside the log's order and never
+            # replayed. A client resumes from the updates that carry a position.
+            "position": None,
+            "campaignId": campaign_id,
+            "status": view.status,
+            "totalRecipients": view.total_recipients,
+            "remaining": view.remaining,
+            "queued": metrics.queued,
+            "sent": metrics.sent,
+            "delivered": metrics.delivered,
+            "failed": metrics.failed,
+            "opened": metrics.opened,
+            "clicked": metrics.clicked,
+            "revenueCents": metrics.revenue_cents,
+        }
+
+
+def _last(batch: Sequence[RecordedEvent]) -> Checkpoint:
+    return Checkpoint(batch[-1].transaction_id, batch[-1].position)
+
+
+def live_hub(container: Any) -> LiveHub:
+    """The process's hub, built from the composition root's container; it starts tailing
+    when its first client subscribes."""
+    return LiveHub(
+        container.events,
+        container.settings.database_url,
+        container.messaging,
+        container.campaigns,
+        container.queue_status,
+    )

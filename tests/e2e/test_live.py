@@ -1,0 +1,213 @@
+"""The live stream with real clients over real HTTP: a WebSocket client (``websockets``) and
+an SSE client (httpx-sse) against the API served by uvicorn (issue 18)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from adapters.postgres.api_keys import create_api_key
+from application.permissions import ROLES, Permission, permissions_of
+from tests.e2e.test_campaigns import deployment
+from tests.support.campaigns import free_port, served_api
+from tests.support.live import (
+    live_socket,
+    new_ticket,
+    next_update,
+    sse_stream,
+    take,
+    updates_from,
+    ws_url,
+)
+
+pytestmark = pytest.mark.timeout(90)
+MISSED = 100
+
+
+async def test_a_socket_that_missed_100_updates_gets_exactly_those_after_an_api_restart(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(80), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        async with live_socket(base, d.http, d.auth, types="fan.updated") as socket:
+            first = await d.new_fan("First")
+            seen = await next_update(socket)
+        assert (seen["type"], seen["fanId"], seen["name"]) == ("fan.updated", first, "First")
+
+        missed = [await d.new_fan(f"Fan {n}") for n in range(MISSED)]
+
+        # Another API process (a new app, so a new hub tailing from the head), as after a
+        # restart or on another machine; the ticket comes from the first one.
+        async with (
+            served_api(d.container, free_port()) as other,
+            live_socket(
+                other, d.http, d.auth, after=seen["position"], types="fan.updated"
+            ) as socket,
+        ):
+            replayed = await updates_from(socket, MISSED)
+            assert [u["fanId"] for u in replayed] == missed
+            positions = [u["position"] for u in replayed]
+            assert positions == sorted(positions)
+            assert seen["position"] < positions[0]
+            # Then live, with nothing twice: the next update is the next fan.
+            last = await d.new_fan("Last")
+            following = await next_update(socket)
+            assert following["fanId"] == last
+
+
+async def test_an_sse_client_resumes_with_last_event_id_without_gap_or_duplicate(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(80), deployment(fresh_database_url, port=free_port()) as d:
+        async with sse_stream(d.http, d.auth, types="fan.updated") as events:
+            first = await d.new_fan("First")
+            ((event_id, seen),) = await take(events, 1)
+        assert seen["fanId"] == first
+        assert event_id == str(seen["position"])
+
+        missed = [await d.new_fan(f"Fan {n}") for n in range(MISSED)]
+        resumed = {**d.auth, "Last-Event-ID": event_id}
+        async with sse_stream(d.http, resumed, types="fan.updated") as events:
+            replayed = await take(events, MISSED)
+            assert [u["fanId"] for _, u in replayed] == missed
+            assert [i for i, _ in replayed] == [str(u["position"]) for _, u in replayed]
+            last = await d.new_fan("Last")
+            ((_, following),) = await take(events, 1)
+            assert following["fanId"] == last
+
+
+async def test_a_client_sees_its_own_account_only(fresh_database_url: str) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        other_key, _ = await create_api_key(d.container.pool, user_id="user-other", role="creator")
+        other = {"Authorization": f"Bearer {other_key}"}
+        marker = await d.new_fan("Marker")
+        async with (
+            live_socket(base, d.http, d.auth) as mine,
+            live_socket(base, d.http, other) as theirs,
+        ):
+            their_fan = await d.http.post("/api/crm/fans", json={"name": "B"}, headers=other)
+            their_fan_id = their_fan.json()["fan"]["id"]
+            my_fan = await d.new_fan("A")
+            # Each sees its own fan first: the other's, written before, never reached it.
+            assert (await next_update(mine))["fanId"] == my_fan
+            assert (await next_update(theirs))["fanId"] == their_fan_id
+            my_next = await d.new_fan("A2")
+            assert (await next_update(mine))["fanId"] == my_next
+        # A replay from before both holds this account's updates only.
+        start = await d.container.pool.fetchval(
+            "SELECT min(position) FROM events WHERE stream_id = $1", f"fan-{marker}"
+        )
+        async with live_socket(base, d.http, d.auth, types="fan.updated", after=start) as socket:
+            replayed = await updates_from(socket, 2)
+            assert [u["fanId"] for u in replayed] == [my_fan, my_next]
+
+
+async def test_an_erased_fan_is_erased_on_the_open_stream_and_in_every_replay(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        marker = await d.new_fan("Marker")
+        before = await d.container.pool.fetchval(
+            "SELECT max(position) FROM events WHERE stream_id = $1", f"fan-{marker}"
+        )
+        async with live_socket(base, d.http, d.auth) as socket:
+            fan_id = await d.new_fan("Ann")
+            created = await next_update(socket, lambda u: u["type"] == "fan.updated")
+            assert created["name"] == "Ann"
+            sent = await d.http.post(
+                "/api/onlyfans/messages/send",
+                json={"recipientId": fan_id, "content": "Hello Ann"},
+                headers=d.auth,
+            )
+            assert sent.status_code == 202, sent.text
+            queued = await next_update(socket, lambda u: u["type"] == "message.updated")
+            assert (queued["status"], queued["content"]) == ("queued", "Hello Ann")
+            erased = await d.http.delete(f"/api/crm/fans/{fan_id}?erase=true", headers=d.auth)
+            assert erased.status_code == 200, erased.text
+            told = await next_update(socket, lambda u: u["type"] == "fan.erased")
+            assert told["fanId"] == fan_id
+
+        # Replayed after the erasure, nothing personal is left in what the stream carries.
+        async with live_socket(base, d.http, d.auth, after=before) as socket:
+            fan = await next_update(socket, lambda u: u["type"] == "fan.updated")
+            message = await next_update(socket, lambda u: u["type"] == "message.updated")
+            again = await next_update(socket, lambda u: u["type"] == "fan.erased")
+        assert (fan["fanId"], fan["name"], fan["handle"]) == (fan_id, None, None)
+        assert (message["messageId"], message["content"]) == (queued["messageId"], None)
+        assert again["fanId"] == fan_id
+
+
+async def test_bad_tickets_filters_and_positions_are_refused(fresh_database_url: str) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        # No ticket, an unknown one, a used one: the handshake is refused.
+        ticket = await new_ticket(d.http, d.auth)
+        async with live_socket_with(ws_url(base, ticket=ticket)):
+            pass
+        for url in (ws_url(base), ws_url(base, ticket="nope"), ws_url(base, ticket=ticket)):
+            with pytest.raises(InvalidStatus) as refused:
+                async with live_socket_with(url):
+                    pass
+            assert refused.value.response.status_code == 403
+
+        # A bad filter closes the socket with 4400 and says why.
+        ticket = await new_ticket(d.http, d.auth)
+        with pytest.raises((InvalidStatus, ConnectionClosed)):
+            async with live_socket_with(ws_url(base, ticket=ticket, types="fan.nothing")) as s:
+                await s.recv()
+
+        # SSE: problem+json for each.
+        for headers, params, status in (
+            ({}, {}, 401),
+            ({"Authorization": "Bearer nope"}, {}, 401),
+            ({}, {"ticket": "nope"}, 401),
+            (d.auth, {"after": "-1"}, 400),
+            (d.auth, {"after": "1e9"}, 400),
+            (d.auth, {"types": "message.sent"}, 400),
+            (d.auth, {"conversationId": "x"}, 400),
+        ):
+            response = await d.http.get("/api/live/events", headers=headers, params=params)
+            assert response.status_code == status, (headers, params, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+        # A position no event holds: a resync, then the stream ends.
+        async with sse_stream(d.http, d.auth, after=10**12) as events:
+            ((_, update),) = await take(events, 1)
+        assert update["type"] == "resync"
+
+        # The key never goes in a URL: a ticket does, and it is spent after one use.
+        ticket = await new_ticket(d.http, d.auth)
+        async with sse_stream(d.http, {}, ticket=ticket, types="fan.updated") as events:
+            fan_id = await d.new_fan("Via ticket")
+            ((_, update),) = await take(events, 1)
+        assert update["fanId"] == fan_id
+        again = await d.http.get("/api/live/events", params={"ticket": ticket})
+        assert again.status_code == 401
+
+
+def live_socket_with(url: str) -> connect:
+    return connect(url)
+
+
+async def test_every_role_may_open_the_stream_and_unknown_keys_may_not(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        for role in ROLES:
+            key, _ = await create_api_key(d.container.pool, user_id=d.tenant, role=role)
+            headers = {"Authorization": f"Bearer {key}"}
+            ticket = await d.http.post("/api/live/tickets", headers=headers)
+            if Permission.READ not in permissions_of(role):
+                assert ticket.status_code == 403, role
+                refused = await d.http.get("/api/live/events", headers=headers)
+                assert refused.status_code == 403, role
+                continue
+            assert ticket.status_code == 201, role
+            async with sse_stream(d.http, headers, after=10**12) as events:
+                ((_, update),) = await take(events, 1)
+            assert update["type"] == "resync", role
