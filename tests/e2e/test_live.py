@@ -4,15 +4,17 @@ an SSE client (httpx-sse) against the API served by uvicorn (issue 18)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key
 from application.permissions import ROLES, Permission, permissions_of
 from tests.e2e.test_campaigns import deployment
-from tests.support.campaigns import free_port, served_api
+from tests.support.campaigns import catch_up_all, free_port, served_api, workers
 from tests.support.live import (
     live_socket,
     new_ticket,
@@ -22,6 +24,7 @@ from tests.support.live import (
     updates_from,
     ws_url,
 )
+from tests.support.sending import new_tenant
 
 pytestmark = pytest.mark.timeout(90)
 MISSED = 100
@@ -211,3 +214,60 @@ async def test_every_role_may_open_the_stream_and_unknown_keys_may_not(
             async with sse_stream(d.http, headers, after=10**12) as events:
                 ((_, update),) = await take(events, 1)
             assert update["type"] == "resync", role
+
+
+@pytest.mark.timeout(60)
+async def test_a_send_goes_queued_sent_read_live_and_the_fans_reply_arrives(
+    fresh_database_url: str,
+) -> None:
+    tenant, port, secret = new_tenant(), free_port(), "whsec_" + uuid.uuid4().hex
+    config = SimulatorConfig(
+        webhook_url=f"http://127.0.0.1:{port}",
+        webhook_secrets={tenant: secret},
+        read_probability=1.0,
+        reply_probability=1.0,
+        webhook_delay=0.05,
+        webhook_delay_jitter=0.0,
+    )
+    async with (
+        asyncio.timeout(50),
+        Simulator(config) as platform,
+        deployment(
+            fresh_database_url,
+            tenant=tenant,
+            port=port,
+            onlyfans_api_url=platform.url,
+            rate_limiter_enabled=False,
+        ) as d,
+    ):
+        await d.container.pool.execute(
+            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant, secret
+        )
+        base = str(d.http.base_url).rstrip("/")
+        fan_id = await d.new_fan("Ann")
+        await catch_up_all(d.container)
+        async with workers(d.container), live_socket(base, d.http, d.auth) as socket:
+            sent = await d.http.post(
+                "/api/onlyfans/messages/send",
+                json={"recipientId": fan_id, "content": "Hello Ann", "priceCents": 500},
+                headers=d.auth,
+            )
+            assert sent.status_code == 202, sent.text
+            message_id = sent.json()["messageId"]
+
+            statuses = []
+            while "read" not in statuses:
+                update = await next_update(
+                    socket,
+                    lambda u: u["type"] == "message.updated" and u["messageId"] == message_id,
+                )
+                statuses.append(update["status"])
+                assert (update["fanId"], update["priceCents"]) == (fan_id, 500)
+            assert statuses == ["queued", "dispatched", "sent", "read"]
+
+            reply = await next_update(socket, lambda u: u["type"] == "message.received")
+            assert (reply["fanId"], reply["conversationId"]) == (fan_id, update["conversationId"])
+            assert reply["content"]
+            conversation = await next_update(socket, lambda u: u["type"] == "conversation.updated")
+            assert conversation["conversationId"] == reply["conversationId"]
+            assert conversation["unreadCount"] == 1
