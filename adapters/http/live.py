@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Request, WebSocket, get, post, websocket
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException, WebSocketDisconnect, WebSocketException
 from litestar.handlers import BaseRouteHandler
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -44,7 +45,7 @@ class TicketOut(msgspec.Struct, rename="camel"):
 
 
 async def live_principal(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Who the stream is for: a ticket's principal (redeemed: it works once), or for SSE the
     bearer key's, acting on the account X-Account-Id names."""
@@ -53,17 +54,18 @@ async def live_principal(
         principal = await redeem_ticket(connection.app.state.container.pool, ticket)
         if principal is None:
             raise Unauthorized("unknown, used or expired ticket: ask POST /api/live/tickets")
-    elif connection.scope["type"] == "websocket":
+    elif connection.scope["type"] == ScopeType.WEBSOCKET:
         raise Unauthorized("a WebSocket authenticates with ?ticket= (POST /api/live/tickets)")
     else:
-        scheme, _, key = _authorization(connection.scope["headers"]).partition(" ")
+        headers = list(connection.scope["headers"])
+        scheme, _, key = _authorization(headers).partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("send ?ticket= or an API key as 'Authorization: Bearer <key>'")
         cache: KeyCache = connection.app.state.key_cache
         found = await cache.principal(key.strip())
         if found is None:
             raise Unauthorized("unknown or revoked API key")
-        account = _header(connection.scope["headers"], b"x-account-id")
+        account = _header(headers, b"x-account-id")
         principal = await act_on(found, account or None, connection.app.state.container)
     connection.scope["user"] = principal
 
@@ -78,9 +80,9 @@ async def socket_guard(
         await live_principal(connection, handler)
         permission_guard(connection, handler)
     except Unauthorized as error:
-        raise WebSocketException(str(error), code=4401) from None
+        raise WebSocketException(detail=str(error), code=4401) from None
     except Forbidden as error:
-        raise WebSocketException(str(error), code=4403) from None
+        raise WebSocketException(detail=str(error), code=4403) from None
 
 
 def _live_requires(*guards: Any) -> dict[str, Any]:
@@ -182,18 +184,19 @@ async def live_socket(socket: WebSocket[Principal, Any, Any], container: Deps) -
 
 
 async def _send_all(
-    socket: WebSocket[Any, Any, Any], updates: AsyncIterator[dict[str, Any]]
+    socket: WebSocket[Any, Any, Any], updates: AsyncGenerator[dict[str, Any], None]
 ) -> None:
-    async for update in updates:
-        await socket.send_data(msgspec.json.encode(update).decode())
-        if update["type"] == "closing":
-            await socket.close(
-                code=TOO_SLOW, reason=f"too slow; resume after {update['resumeAfter']}"
-            )
-            return
-        if update["type"] == "resync":
-            await socket.close(code=1000, reason="resync")
-            return
+    # Closed on leaving, whichever way: that ends the client's subscription at once.
+    async with contextlib.aclosing(updates):
+        async for update in updates:
+            await socket.send_data(msgspec.json.encode(update).decode())
+            if update["type"] == "closing":
+                reason = f"too slow; resume after {update['resumeAfter']}"
+                await socket.close(code=TOO_SLOW, reason=reason)
+                return
+            if update["type"] == "resync":
+                await socket.close(code=1000, reason="resync")
+                return
 
 
 async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 
 from adapters.live import updates
 from adapters.live.updates import MessageFacts, Update
+from adapters.postgres.event_store import PostgresEventStore
 from application.message_queries import MessagingReadModel
-from application.ports import Checkpoint, EventStore, RecordedEvent
+from application.ports import Checkpoint, RecordedEvent
 from domain.fan import Fan
 from domain.inbound import InboundMessage
 from domain.message import Message
@@ -43,7 +44,7 @@ class Tagged(NamedTuple):
 class FactsCache:
     """Message stream id -> MessageFacts, least recently used evicted."""
 
-    def __init__(self, store: EventStore, kept: int = _FACTS_KEPT) -> None:
+    def __init__(self, store: PostgresEventStore, kept: int = _FACTS_KEPT) -> None:
         self._store = store
         self._kept = kept
         self._facts: OrderedDict[str, MessageFacts] = OrderedDict()

@@ -25,10 +25,11 @@ from adapters.live.builder import FactsCache, Tagged, UpdateBuilder
 from adapters.live.subscription import QUEUE_SIZE, Filters, Subscription
 from adapters.live.updates import Update
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
+from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.listen import ChannelListener
 from adapters.queue_status import QueueStatusReader
 from application.message_queries import MessagingReadModel
-from application.ports import Checkpoint, EventStore, RecordedEvent
+from application.ports import Checkpoint, RecordedEvent
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ PROGRESS_SECONDS = 1.0
 class LiveHub:
     def __init__(
         self,
-        store: EventStore,
+        store: PostgresEventStore,
         database_url: str,
         messaging: MessagingReadModel,
         campaigns: PostgresCampaignReadModel,

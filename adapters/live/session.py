@@ -11,7 +11,7 @@ replay and the queue overlap nothing is sent twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import asyncpg
 
@@ -62,15 +62,16 @@ async def stream(
     after: int | None,
     *,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
-) -> AsyncIterator[Update]:
+) -> AsyncGenerator[Update, None]:
     """Every update for the client, heartbeats when idle; ends after a ``resync`` or a
     ``closing`` update (a client too slow for its queue)."""
-    start = None
+    start: Checkpoint | None = None
     if after is not None:
-        start = await resume_point(pool, after)
-        if isinstance(start, str):
-            yield resync(start)
+        found = await resume_point(pool, after)
+        if isinstance(found, str):
+            yield resync(found)
             return
+        start = found
     subscription = await hub.subscribe(tenant, filters)
     try:
         if start is not None:
@@ -91,7 +92,7 @@ async def stream(
 
 async def _replay(
     hub: LiveHub, subscription: Subscription, start: Checkpoint
-) -> AsyncIterator[Update]:
+) -> AsyncGenerator[Update, None]:
     subscription.sent = (start, AFTER_ALL)
     builder = hub.replay_builder()
     at = start

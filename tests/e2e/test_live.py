@@ -4,6 +4,7 @@ an SSE client (httpx-sse) against the API served by uvicorn (issue 18)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -14,7 +15,7 @@ from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key
 from application.permissions import ROLES, Permission, permissions_of
 from tests.e2e.test_campaigns import deployment
-from tests.support.campaigns import catch_up_all, free_port, served_api, workers
+from tests.support.campaigns import catch_up_all, free_port, launch, served_api, workers
 from tests.support.live import (
     live_socket,
     new_ticket,
@@ -24,6 +25,7 @@ from tests.support.live import (
     updates_from,
     ws_url,
 )
+from tests.support.members import account, member
 from tests.support.sending import new_tenant
 
 pytestmark = pytest.mark.timeout(90)
@@ -271,3 +273,67 @@ async def test_a_send_goes_queued_sent_read_live_and_the_fans_reply_arrives(
             conversation = await next_update(socket, lambda u: u["type"] == "conversation.updated")
             assert conversation["conversationId"] == reply["conversationId"]
             assert conversation["unreadCount"] == 1
+
+
+async def test_a_member_limited_to_one_account_streams_that_account_only(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        second = await account(d.http, d.auth)
+        _, chatter = await member(d.http, d.auth, "chatter", [second])
+        # The ticket is for an account the member may act on, or none.
+        refused = await d.http.post(
+            "/api/live/tickets", headers={**chatter, "X-Account-Id": d.tenant}
+        )
+        assert refused.status_code == 404
+        async with live_socket(base, d.http, chatter, types="fan.updated") as socket:
+            await d.new_fan("In the founding account")
+            created = await d.http.post(
+                "/api/crm/fans",
+                json={"name": "In the second account"},
+                headers={**d.auth, "X-Account-Id": second},
+            )
+            assert created.status_code == 201, created.text
+            update = await next_update(socket)
+        assert update["fanId"] == created.json()["fan"]["id"]
+        assert update["name"] == "In the second account"
+
+
+@pytest.mark.timeout(60)
+async def test_a_running_campaign_reports_its_progress_until_every_message_is_sent(
+    fresh_database_url: str,
+) -> None:
+    async with (
+        asyncio.timeout(50),
+        Simulator(SimulatorConfig()) as platform,
+        deployment(
+            fresh_database_url,
+            port=free_port(),
+            onlyfans_api_url=platform.url,
+            rate_limiter_enabled=False,
+        ) as d,
+    ):
+        base = str(d.http.base_url).rstrip("/")
+        fans = [await d.new_fan(name) for name in ("Ann", "Bea", "Cy")]
+        await catch_up_all(d.container)
+        async with (
+            workers(d.container),
+            live_socket(base, d.http, d.auth) as socket,
+        ):
+            accepted = await launch(d.http, d.auth, recipientIds=fans, content="A new set!")
+            campaign_id = accepted["campaignId"]
+            # Its messages carry the campaign's id...
+            queued = await next_update(
+                socket, lambda u: u["type"] == "message.updated" and u["status"] == "queued"
+            )
+            assert queued["campaignId"] == campaign_id
+            # ...and its progress comes as a summary, until the last figures.
+            progress: dict[str, object] = {}
+            while progress.get("sent") != len(fans):
+                progress = json.loads(await socket.recv())
+                if progress["type"] != "campaign.progress":
+                    continue
+                assert progress["campaignId"] == campaign_id
+                assert progress["position"] is None
+            assert progress["totalRecipients"] == len(fans)

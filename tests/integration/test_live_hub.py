@@ -68,9 +68,7 @@ async def test_a_slow_client_is_closed_with_its_resume_position_and_resumes_from
         assert hub.clients == 1
 
         # Reconnecting from the position it was given loses nothing.
-        resumed = session.stream(
-            hub, container.pool, tenant, fans_only(), closing["resumeAfter"]
-        )
+        resumed = session.stream(hub, container.pool, tenant, fans_only(), closing["resumeAfter"])
         replayed = [await anext(resumed) for _ in range(12)]
         assert [u["fanId"] for u in replayed] == more
         await resumed.aclose()

@@ -73,7 +73,8 @@ def test_a_fan_erased_is_told_and_an_erased_fans_update_carries_no_personal_fiel
     update = fan_update(recorded("fan-12", updated))
     assert update is not None
     assert (update["name"], update["handle"]) == (None, None)
-    assert "email" not in update and "notes" not in update
+    assert "email" not in update
+    assert "notes" not in update
 
 
 @pytest.mark.parametrize(
