@@ -37,6 +37,8 @@ BATCH = 500
 POLL_SECONDS = 1.0
 QUEUE_STATUS_SECONDS = 5.0
 PROGRESS_SECONDS = 1.0
+# Below the idle timeouts of common proxies and load balancers (60 s on AWS's).
+HEARTBEAT_SECONDS = 15.0
 
 
 class LiveHub:
@@ -51,8 +53,11 @@ class LiveHub:
         poll_seconds: float = POLL_SECONDS,
         queue_status_seconds: float = QUEUE_STATUS_SECONDS,
         queue_size: int = QUEUE_SIZE,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.queue_size = queue_size
+        # How long a client's stream may stay silent before it is sent a heartbeat.
+        self.heartbeat_seconds = heartbeat_seconds
         self.store = store
         self.messaging = messaging
         self._campaigns = campaigns

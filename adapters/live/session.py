@@ -24,7 +24,6 @@ from application.ports import Checkpoint
 # A client that missed more than this many events (every account's) reloads its lists rather
 # than replays them: replaying reads the whole log in between, the other accounts' included.
 REPLAY_WINDOW = 10_000
-HEARTBEAT_SECONDS = 15.0
 
 HEARTBEAT: Update = {"type": "heartbeat"}
 
@@ -60,8 +59,6 @@ async def stream(
     tenant: str,
     filters: Filters,
     after: int | None,
-    *,
-    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> AsyncGenerator[Update, None]:
     """Every update for the client, heartbeats when idle; ends after a ``resync`` or a
     ``closing`` update (a client too slow for its queue)."""
@@ -79,7 +76,9 @@ async def stream(
                 yield update
         while not subscription.overflowed.is_set():
             try:
-                key, update = await asyncio.wait_for(subscription.queue.get(), heartbeat_seconds)
+                key, update = await asyncio.wait_for(
+                    subscription.queue.get(), hub.heartbeat_seconds
+                )
             except TimeoutError:
                 yield HEARTBEAT
                 continue

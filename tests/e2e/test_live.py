@@ -7,16 +7,20 @@ import asyncio
 import json
 import uuid
 
+import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from adapters.http.app import create_app
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key
 from application.permissions import ROLES, Permission, permissions_of
 from tests.e2e.test_campaigns import deployment
 from tests.support.campaigns import catch_up_all, free_port, launch, served_api, workers
 from tests.support.live import (
+    eventually,
     live_socket,
     new_ticket,
     next_update,
@@ -337,3 +341,29 @@ async def test_a_running_campaign_reports_its_progress_until_every_message_is_se
                 assert progress["campaignId"] == campaign_id
                 assert progress["position"] is None
             assert progress["totalRecipients"] == len(fans)
+
+
+async def test_quiet_streams_get_heartbeats_and_clients_that_leave_stop_costing(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url) as d:
+        app = create_app(container=d.container)
+        hub = app.state.live_hub
+        hub.heartbeat_seconds = 0.2
+        async with (
+            served_api(d.container, free_port(), app) as base,
+            httpx.AsyncClient(base_url=base) as http,
+        ):
+            ticket = await new_ticket(http, d.auth)
+            async with connect(ws_url(base, ticket=ticket)) as socket:
+                while json.loads(await socket.recv())["type"] != "heartbeat":
+                    pass
+                async with aconnect_sse(
+                    http, "GET", "/api/live/events", headers=d.auth, timeout=None
+                ) as source:
+                    lines = source.response.aiter_lines()
+                    while await anext(lines) != ": heartbeat":
+                        pass
+                    assert hub.clients == 2
+                await eventually(lambda: hub.clients == 1)
+            await eventually(lambda: hub.clients == 0)
