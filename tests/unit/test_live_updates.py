@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import pytest
 
 from adapters.live.subscription import BadFilter, Filters
 from adapters.live.updates import MessageFacts, fan_update, message_update
+from adapters.observability import redact_tickets
 from application.ports import EventMetadata, RecordedEvent
 from domain.fan import Fan
 from domain.message import Message, message_stream_id
@@ -94,3 +96,18 @@ def test_filters_keep_what_was_asked_and_the_accounts_queue_status() -> None:
     assert not chosen.admit({"type": "message.updated", "conversationId": 4})
     assert not chosen.admit({"type": "fan.updated", "fanId": 1})
     assert chosen.admit({"type": "queue.status"})
+
+
+def test_a_ticket_in_a_logged_url_is_redacted() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", "/api/live?ticket=abc-DEF_1&types=fan.updated"),
+        None,
+    )
+    assert redact_tickets(record)
+    assert "abc-DEF_1" not in record.getMessage()
+    assert "/api/live?ticket=<redacted>&types=fan.updated" in record.getMessage()
