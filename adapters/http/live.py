@@ -135,7 +135,8 @@ async def live_events(request: Request[Principal, Any, Any], container: Deps) ->
     ``campaignId``, ``types`` (comma-separated)."""
     filters, after = _parse(request.query_params, request.headers.get("last-event-id"))
     hub: LiveHub = request.app.state.live_hub
-    updates = session.stream(hub, container.pool, request.user.user_id, filters, after)
+    user = request.user
+    updates = session.stream(hub, container.pool, user.user_id, filters, after, user.member_id)
     return ServerSentEvent(_as_events(updates))
 
 
@@ -152,6 +153,7 @@ async def _as_events(updates: AsyncIterator[dict[str, Any]]) -> AsyncIterator[An
 # Close codes: 4000 + the HTTP status the same mistake answers elsewhere.
 BAD_REQUEST = 4400
 TOO_SLOW = 4008
+REVOKED = 4403
 
 
 @websocket("/api/live", **_live_requires(socket_guard))
@@ -159,7 +161,7 @@ async def live_socket(socket: WebSocket[Principal, Any, Any], container: Deps) -
     """The live stream over a WebSocket (``?ticket=``); the same updates, filters and
     ``?after=`` as /api/live/events. Bad input closes the socket with code 4400 and the
     reason; a client too slow for its queue gets a ``closing`` update with ``resumeAfter``,
-    then code 4008."""
+    then code 4008; a member removed from its workspace, ``revoked`` then 4403."""
     try:
         filters, after = _parse(socket.query_params)
     except ValidationException as error:
@@ -167,7 +169,8 @@ async def live_socket(socket: WebSocket[Principal, Any, Any], container: Deps) -
         return
     await socket.accept()
     hub: LiveHub = socket.app.state.live_hub
-    updates = session.stream(hub, container.pool, socket.user.user_id, filters, after)
+    user = socket.user
+    updates = session.stream(hub, container.pool, user.user_id, filters, after, user.member_id)
     sending = asyncio.create_task(_send_all(socket, updates))
     # The client says nothing; reading tells when it has gone, so its subscription ends then
     # rather than at the next heartbeat.
@@ -193,6 +196,9 @@ async def _send_all(
             if update["type"] == "closing":
                 reason = f"too slow; resume after {update['resumeAfter']}"
                 await socket.close(code=TOO_SLOW, reason=reason)
+                return
+            if update["type"] == "revoked":
+                await socket.close(code=REVOKED, reason="member removed")
                 return
             if update["type"] == "resync":
                 await socket.close(code=1000, reason="resync")

@@ -30,6 +30,7 @@ from adapters.postgres.listen import ChannelListener
 from adapters.queue_status import QueueStatusReader
 from application.message_queries import MessagingReadModel
 from application.ports import Checkpoint, RecordedEvent
+from domain.workspace import Workspace
 
 log = structlog.get_logger(__name__)
 
@@ -75,12 +76,14 @@ class LiveHub:
         self._starting: asyncio.Lock | None = None
         self.batches_read = 0  # reads of the log that found events: the tail's cost
 
-    async def subscribe(self, tenant: str, filters: Filters) -> Subscription:
+    async def subscribe(
+        self, tenant: str, filters: Filters, member_id: str | None = None
+    ) -> Subscription:
         """A new subscription, queued everything the tail dispatches from now on; its
         ``joined_at`` is the last place the tail dispatched, which a replay reaches up to."""
         await self._start()
         subscription = Subscription(
-            tenant, filters, self.checkpoint, asyncio.Queue(self.queue_size)
+            tenant, filters, self.checkpoint, asyncio.Queue(self.queue_size), member_id
         )
         self._by_tenant.setdefault(tenant, set()).add(subscription)
         return subscription
@@ -153,7 +156,23 @@ class LiveHub:
         # and this batch in its queue together, or neither.
         self.checkpoint = _last(batch)
         self.dispatch(tagged)
+        self._revoke_removed_members(batch)
         return len(batch)
+
+    def _revoke_removed_members(self, batch: Sequence[RecordedEvent]) -> None:
+        """A member removed from its workspace loses its streams, on every account, as its
+        keys stop working: from the log, so in every process, with no query."""
+        removed = {
+            recorded.event.member_id
+            for recorded in batch
+            if isinstance(recorded.event, Workspace.MemberRemoved)
+        }
+        if not removed:
+            return
+        for held in self._by_tenant.values():
+            for subscription in held:
+                if subscription.member_id in removed:
+                    subscription.end("revoked")
 
     def dispatch(self, tagged: Sequence[Tagged]) -> None:
         for item in tagged:

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator
 import asyncpg
 
 from adapters.live.hub import BATCH, LiveHub
-from adapters.live.subscription import AFTER_ALL, Filters, Subscription
+from adapters.live.subscription import AFTER_ALL, WAKE, Filters, Subscription
 from adapters.live.updates import Update
 from adapters.postgres.event_store import questions
 from application.ports import Checkpoint
@@ -26,6 +26,13 @@ from application.ports import Checkpoint
 REPLAY_WINDOW = 10_000
 
 HEARTBEAT: Update = {"type": "heartbeat"}
+
+
+REVOKED: Update = {
+    "type": "revoked",
+    "position": None,
+    "reason": "the member was removed from the workspace",
+}
 
 
 def resync(reason: str) -> Update:
@@ -59,9 +66,11 @@ async def stream(
     tenant: str,
     filters: Filters,
     after: int | None,
+    member_id: str | None = None,
 ) -> AsyncGenerator[Update, None]:
-    """Every update for the client, heartbeats when idle; ends after a ``resync`` or a
-    ``closing`` update (a client too slow for its queue)."""
+    """Every update for the client, heartbeats when idle; ends after a ``resync``, a
+    ``closing`` (a client too slow for its queue) or a ``revoked`` update (``member_id``
+    removed from its workspace)."""
     start: Checkpoint | None = None
     if after is not None:
         found = await resume_point(pool, after)
@@ -69,12 +78,12 @@ async def stream(
             yield resync(found)
             return
         start = found
-    subscription = await hub.subscribe(tenant, filters)
+    subscription = await hub.subscribe(tenant, filters, member_id)
     try:
         if start is not None:
             async for update in _replay(hub, subscription, start):
                 yield update
-        while not subscription.overflowed.is_set():
+        while not subscription.ended.is_set():
             try:
                 key, update = await asyncio.wait_for(
                     subscription.queue.get(), hub.heartbeat_seconds
@@ -82,9 +91,9 @@ async def stream(
             except TimeoutError:
                 yield HEARTBEAT
                 continue
-            if subscription.take(key, update):
+            if update is not WAKE and subscription.take(key, update):
                 yield update
-        yield slow_client(subscription)
+        yield slow_client(subscription) if subscription.why == "slow" else REVOKED
     finally:
         hub.unsubscribe(subscription)
 
@@ -95,7 +104,7 @@ async def _replay(
     subscription.sent = (start, AFTER_ALL)
     builder = hub.replay_builder()
     at = start
-    while at < subscription.joined_at and not subscription.overflowed.is_set():
+    while at < subscription.joined_at and not subscription.ended.is_set():
         batch = await hub.store.read_all(at, BATCH)
         if not batch:
             return

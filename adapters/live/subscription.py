@@ -2,13 +2,14 @@
 
 The hub offers every update of the client's account; what passes the filters waits in the
 queue. A queue that fills up means the client reads slower than the account writes: it is not
-allowed to hold the hub back, so it is marked ``overflowed`` and its connection closed with the
-position to resume from (the last update it was handed).
+allowed to hold the hub back, so it is ended and its connection closed with the position to
+resume from (the last update it was handed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from adapters.live.updates import UPDATE_TYPES, Update
@@ -69,6 +70,8 @@ def _id(value: str | None, name: str) -> int | None:
 Key = tuple[Checkpoint, int]
 # An item: the update and its place (None: not from the log, as queue.status).
 Item = tuple[Key | None, Update]
+# Put in the queue of a stream that ended, to wake its reader; never sent.
+WAKE: Update = {"type": "wake"}
 # After every update of the event at a checkpoint.
 AFTER_ALL = 1 << 30
 
@@ -80,19 +83,33 @@ class Subscription:
     # Where the hub stood when the subscription joined: everything after it is queued.
     joined_at: Checkpoint
     queue: asyncio.Queue[Item] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The workspace member whose ticket or key opened it (None: a first-release key): a
+    # member removed meanwhile loses the stream.
+    member_id: str | None = None
+    # Set when the stream must end: ``why`` is "slow" (the queue overflowed) or "revoked".
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    why: str = ""
     # The last update handed to the client, in commit order: nothing at or before it is
     # handed again (a replay and the queue may both hold it).
     sent: Key = (Checkpoint(), AFTER_ALL)
     sent_position: int | None = None
 
     def offer(self, key: Key | None, update: Update) -> None:
-        if self.overflowed.is_set() or not self.filters.admit(update):
+        if self.ended.is_set() or not self.filters.admit(update):
             return
         try:
             self.queue.put_nowait((key, update))
         except asyncio.QueueFull:
-            self.overflowed.set()
+            self.end("slow")
+
+    def end(self, why: str) -> None:
+        if self.ended.is_set():
+            return
+        self.why = why
+        self.ended.set()
+        # Wakes a client waiting on an empty queue (a full one has items to wake it).
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait((None, WAKE))
 
     def take(self, key: Key | None, update: Update) -> bool:
         """Whether to hand ``update`` to the client (False: it has had it already); notes it

@@ -367,3 +367,20 @@ async def test_quiet_streams_get_heartbeats_and_clients_that_leave_stop_costing(
                     assert hub.clients == 2
                 await eventually(lambda: hub.clients == 1)
             await eventually(lambda: hub.clients == 0)
+
+
+async def test_a_member_removed_while_streaming_loses_the_stream(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        member_id, chatter = await member(d.http, d.auth, "chatter")
+        async with live_socket(base, d.http, chatter) as socket:
+            removed = await d.http.delete(f"/api/workspace/members/{member_id}", headers=d.auth)
+            assert removed.status_code == 200, removed.text
+            update = await next_update(socket, lambda u: u["type"] == "revoked")
+            with pytest.raises(ConnectionClosed) as closed:
+                await socket.recv()
+        assert update["reason"]
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
