@@ -101,8 +101,10 @@ async def test_a_client_sees_its_own_account_only(fresh_database_url: str) -> No
             their_fan = await d.http.post("/api/crm/fans", json={"name": "B"}, headers=other)
             their_fan_id = their_fan.json()["fan"]["id"]
             my_fan = await d.new_fan("A")
-            # Each sees its own fan first: the other's, written before, never reached it.
-            assert (await next_update(mine))["fanId"] == my_fan
+            # Each sees its own fan first: the other's, written before, never reached it. (A
+            # stream goes live from the newest event no open transaction may precede, on a
+            # shared server a little before the newest: the marker may come first.)
+            assert (await next_update(mine, lambda u: u["fanId"] != marker))["fanId"] == my_fan
             assert (await next_update(theirs))["fanId"] == their_fan_id
             my_next = await d.new_fan("A2")
             assert (await next_update(mine))["fanId"] == my_next
@@ -126,7 +128,9 @@ async def test_an_erased_fan_is_erased_on_the_open_stream_and_in_every_replay(
         )
         async with live_socket(base, d.http, d.auth) as socket:
             fan_id = await d.new_fan("Ann")
-            created = await next_update(socket, lambda u: u["type"] == "fan.updated")
+            created = await next_update(
+                socket, lambda u: u["type"] == "fan.updated" and u["fanId"] == fan_id
+            )
             assert created["name"] == "Ann"
             sent = await d.http.post(
                 "/api/onlyfans/messages/send",
@@ -269,7 +273,12 @@ async def test_a_send_goes_queued_sent_read_live_and_the_fans_reply_arrives(
                 )
                 statuses.append(update["status"])
                 assert (update["fanId"], update["priceCents"]) == (fan_id, 500)
-            assert statuses == ["queued", "dispatched", "sent", "read"]
+            # The relay records "dispatched" only while the message is still queued: a sender
+            # quicker than the relay's append leaves it out.
+            assert statuses in (
+                ["queued", "dispatched", "sent", "read"],
+                ["queued", "sent", "read"],
+            )
 
             reply = await next_update(socket, lambda u: u["type"] == "message.received")
             assert (reply["fanId"], reply["conversationId"]) == (fan_id, update["conversationId"])
