@@ -2,9 +2,8 @@
 /api/live/tickets, which trades an API key for a single-use ticket a browser can put in the
 URL (it cannot set Authorization on a WebSocket). Shapes: adapters/live/updates.py, README.
 
-Both streams are left out of the API key middleware (app.py, PUBLIC_PATHS) and authenticated
-by ``live_principal``, a guard that takes a ticket (``?ticket=``) or, for SSE only, the usual
-bearer key; the permission guard then checks Permission.READ as on every route.
+Both streams authenticate themselves (adapters/http/live_auth.py): a ticket, or for SSE the
+usual bearer key; then Permission.READ, as on every route.
 """
 
 from __future__ import annotations
@@ -16,23 +15,19 @@ from typing import Any
 
 import msgspec
 from litestar import Request, WebSocket, get, post, websocket
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.enums import ScopeType
-from litestar.exceptions import ValidationException, WebSocketDisconnect, WebSocketException
-from litestar.handlers import BaseRouteHandler
+from litestar.exceptions import ValidationException, WebSocketDisconnect
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from adapters.bootstrap import Container
-from adapters.http.auth import KeyCache, _authorization, _header
+from adapters.http.live_auth import live_principal, live_requires, socket_guard
 from adapters.http.openapi import responses_for
-from adapters.http.permissions import act_on, permission_guard, requires
+from adapters.http.permissions import permission_guard, requires
 from adapters.live import session
 from adapters.live.hub import LiveHub
 from adapters.live.subscription import BadFilter, Filters
 from adapters.postgres.api_keys import Principal
-from adapters.postgres.live_tickets import TICKET_SECONDS, issue_ticket, redeem_ticket
-from application.errors import Forbidden, Unauthorized
+from adapters.postgres.live_tickets import TICKET_SECONDS, issue_ticket
 from application.permissions import Permission
 
 Deps = NamedDependency[Container]
@@ -42,53 +37,6 @@ _MAX_POSITION = 2**63 - 1
 class TicketOut(msgspec.Struct, rename="camel"):
     ticket: str
     expires_in_seconds: int
-
-
-async def live_principal(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """Who the stream is for: a ticket's principal (redeemed: it works once), or for SSE the
-    bearer key's, acting on the account X-Account-Id names."""
-    ticket = connection.query_params.get("ticket")
-    if ticket is not None:
-        principal = await redeem_ticket(connection.app.state.container.pool, ticket)
-        if principal is None:
-            raise Unauthorized("unknown, used or expired ticket: ask POST /api/live/tickets")
-    elif connection.scope["type"] == ScopeType.WEBSOCKET:
-        raise Unauthorized("a WebSocket authenticates with ?ticket= (POST /api/live/tickets)")
-    else:
-        headers = list(connection.scope["headers"])
-        scheme, _, key = _authorization(headers).partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("send ?ticket= or an API key as 'Authorization: Bearer <key>'")
-        cache: KeyCache = connection.app.state.key_cache
-        found = await cache.principal(key.strip())
-        if found is None:
-            raise Unauthorized("unknown or revoked API key")
-        account = _header(headers, b"x-account-id")
-        principal = await act_on(found, account or None, connection.app.state.container)
-    connection.scope["user"] = principal
-
-
-async def socket_guard(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """The same checks for the WebSocket, refused with a close code (4000 + the status the
-    same refusal answers over HTTP). Before the handshake is accepted a server answers it
-    with a 403 (uvicorn does), so that is what a client sees."""
-    try:
-        await live_principal(connection, handler)
-        permission_guard(connection, handler)
-    except Unauthorized as error:
-        raise WebSocketException(detail=str(error), code=4401) from None
-    except Forbidden as error:
-        raise WebSocketException(detail=str(error), code=4403) from None
-
-
-def _live_requires(*guards: Any) -> dict[str, Any]:
-    declared = requires(Permission.READ)
-    # "stream": a response that never ends, which tests walking every route skip.
-    return {**declared, "guards": list(guards), "opt": {**declared["opt"], "stream": True}}
 
 
 def _parse(query: Any, last_event_id: str | None = None) -> tuple[Filters, int | None]:
@@ -126,7 +74,7 @@ async def create_ticket(request: Request[Principal, Any, Any], container: Deps) 
 @get(
     "/api/live/events",
     include_in_schema=False,
-    **_live_requires(live_principal, permission_guard),
+    **live_requires(live_principal, permission_guard),
 )
 async def live_events(request: Request[Principal, Any, Any], container: Deps) -> ServerSentEvent:
     """The live stream as Server-Sent Events: each update is one event, its JSON the data and
@@ -156,7 +104,7 @@ TOO_SLOW = 4008
 REVOKED = 4403
 
 
-@websocket("/api/live", **_live_requires(socket_guard))
+@websocket("/api/live", **live_requires(socket_guard))
 async def live_socket(socket: WebSocket[Principal, Any, Any], container: Deps) -> None:
     """The live stream over a WebSocket (``?ticket=``); the same updates, filters and
     ``?after=`` as /api/live/events. Bad input closes the socket with code 4400 and the

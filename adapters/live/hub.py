@@ -5,17 +5,13 @@ xmin: adapters/postgres/event_store/store.py), wakes on the ``events`` notificat
 as a fallback, builds each batch's updates once, and offers them to the subscriptions of the
 batch's accounts. Its cost grows with the log, not with the clients: a client costs a queue.
 
-Beside the log it sends, per account with clients, ``queue.status`` every few seconds, and
-``campaign.progress`` at most once a second per campaign that moved (its figures read from
-the campaigns read model, which follows the log closely; a campaign is read again once after
-it stops moving, so the last figures shown are the settled ones).
+Beside the log it sends summaries (adapters/live/summaries.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +19,7 @@ import structlog
 
 from adapters.live.builder import FactsCache, Tagged, UpdateBuilder
 from adapters.live.subscription import QUEUE_SIZE, Filters, Subscription
+from adapters.live.summaries import QUEUE_STATUS_SECONDS, Summaries
 from adapters.live.updates import Update
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
 from adapters.postgres.event_store import PostgresEventStore
@@ -36,8 +33,6 @@ log = structlog.get_logger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
-QUEUE_STATUS_SECONDS = 5.0
-PROGRESS_SECONDS = 1.0
 # Below the idle timeouts of common proxies and load balancers (60 s on AWS's).
 HEARTBEAT_SECONDS = 15.0
 
@@ -61,17 +56,19 @@ class LiveHub:
         self.heartbeat_seconds = heartbeat_seconds
         self.store = store
         self.messaging = messaging
-        self._campaigns = campaigns
-        self._queue_status = queue_status
         self._listener = ChannelListener(database_url, "events")
         self._poll_seconds = poll_seconds
-        self._queue_status_seconds = queue_status_seconds
         self.facts = FactsCache(store)
         self._builder = UpdateBuilder(self.facts, messaging)
         self.checkpoint = Checkpoint()
         self._by_tenant: dict[str, set[Subscription]] = {}
-        # (tenant, campaign id) -> rounds of progress still to send (one more after it settles).
-        self._moved: dict[tuple[str, int], int] = {}
+        self._summaries = Summaries(
+            self._offer_outside_log,
+            self._by_tenant.keys,
+            queue_status,
+            campaigns,
+            queue_status_seconds,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Lock | None = None
         self.batches_read = 0  # reads of the log that found events: the tail's cost
@@ -114,8 +111,12 @@ class LiveHub:
             self.checkpoint = await self.store.head()
             self._tasks = [
                 asyncio.create_task(self._tail(), name="live tail"),
-                asyncio.create_task(self._every_few_seconds(), name="live queue status"),
-                asyncio.create_task(self._progress(), name="live campaign progress"),
+                asyncio.create_task(
+                    self._summaries.queue_status_forever(), name="live queue status"
+                ),
+                asyncio.create_task(
+                    self._summaries.progress_forever(), name="live campaign progress"
+                ),
             ]
 
     async def close(self) -> None:
@@ -177,7 +178,7 @@ class LiveHub:
     def dispatch(self, tagged: Sequence[Tagged]) -> None:
         for item in tagged:
             if item.campaign_id is not None:
-                self._moved[(item.tenant, item.campaign_id)] = 2
+                self._summaries.moved(item.tenant, item.campaign_id)
             held = self._by_tenant.get(item.tenant)
             if held and item.update:
                 for subscription in held:
@@ -186,70 +187,6 @@ class LiveHub:
     def _offer_outside_log(self, tenant: str, update: Update) -> None:
         for subscription in self._by_tenant.get(tenant, ()):
             subscription.offer(None, update)
-
-    async def _every_few_seconds(self) -> None:
-        while True:
-            await asyncio.sleep(self._queue_status_seconds)
-            for tenant in list(self._by_tenant):
-                try:
-                    status = await self._queue_status.tenant_status(tenant)
-                except Exception:
-                    log.warning("queue status unavailable for the live stream", exc_info=True)
-                    break
-                self._offer_outside_log(
-                    tenant,
-                    {
-                        "type": "queue.status",
-                        "position": None,
-                        "queueDepth": status.waiting,
-                        "dlqCount": status.failed,
-                        "lastProcessedAt": status.last_processed_at.isoformat()
-                        if status.last_processed_at
-                        else None,
-                    },
-                )
-
-    async def _progress(self) -> None:
-        while True:
-            started = time.monotonic()
-            for key in list(self._moved):
-                tenant, campaign_id = key
-                rounds = self._moved.pop(key)
-                if rounds > 1:
-                    self._moved.setdefault(key, rounds - 1)
-                if tenant not in self._by_tenant:
-                    continue
-                try:
-                    update = await self._campaign_progress(tenant, campaign_id)
-                except Exception:
-                    log.warning("campaign progress unavailable", exc_info=True)
-                    continue
-                if update is not None:
-                    self._offer_outside_log(tenant, update)
-            await asyncio.sleep(max(0.0, PROGRESS_SECONDS - (time.monotonic() - started)))
-
-    async def _campaign_progress(self, tenant: str, campaign_id: int) -> Update | None:
-        view = await self._campaigns.get_campaign(tenant, campaign_id)
-        if view is None:
-            return None
-        metrics = view.metrics
-        return {
-            "type": "campaign.progress",
-            # Not an event's: progress is a summary, sent outside the log's order and never
-            # replayed. A client resumes from the updates that carry a position.
-            "position": None,
-            "campaignId": campaign_id,
-            "status": view.status,
-            "totalRecipients": view.total_recipients,
-            "remaining": view.remaining,
-            "queued": metrics.queued,
-            "sent": metrics.sent,
-            "delivered": metrics.delivered,
-            "failed": metrics.failed,
-            "opened": metrics.opened,
-            "clicked": metrics.clicked,
-            "revenueCents": metrics.revenue_cents,
-        }
 
 
 def _last(batch: Sequence[RecordedEvent]) -> Checkpoint:
