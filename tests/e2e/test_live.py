@@ -15,7 +15,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from adapters.http.app import create_app
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
-from adapters.postgres.api_keys import create_api_key
+from adapters.postgres.api_keys import Principal, create_api_key
+from adapters.postgres.live_tickets import issue_ticket
 from application.permissions import ROLES, Permission, permissions_of
 from tests.e2e.test_campaigns import deployment
 from tests.support.campaigns import catch_up_all, free_port, launch, served_api, workers
@@ -393,3 +394,29 @@ async def test_a_member_removed_while_streaming_loses_the_stream(
         assert update["reason"]
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4403
+
+
+async def test_a_ticket_without_the_read_permission_opens_no_stream(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        # Such a ticket cannot be had over HTTP (the ticket route needs crm:read too): one is
+        # issued directly, to show the stream's own check.
+        sender_only = Principal(
+            key_id="k",
+            user_id=d.tenant,
+            role="sender",
+            workspace_id=d.tenant,
+            member_id="member-x",
+            permissions=frozenset({Permission.SEND}),
+        )
+        ticket = await issue_ticket(d.container.pool, sender_only)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url(base, ticket=ticket)):
+                pass
+        assert refused.value.response.status_code == 403
+        ticket = await issue_ticket(d.container.pool, sender_only)
+        answer = await d.http.get("/api/live/events", params={"ticket": ticket})
+        assert answer.status_code == 403
+        assert answer.headers["content-type"].startswith("application/problem+json")
