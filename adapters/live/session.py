@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator
 import asyncpg
 
 from adapters.live.hub import BATCH, LiveHub
-from adapters.live.subscription import AFTER_ALL, WAKE, Filters, Subscription
+from adapters.live.subscription import AFTER_ALL, WAKE, Filters, Item, Subscription
 from adapters.live.updates import Update
 from adapters.postgres.event_store import questions
 from application.ports import Checkpoint
@@ -85,9 +85,7 @@ async def stream(
                 yield update
         while not subscription.ended.is_set():
             try:
-                key, update = await asyncio.wait_for(
-                    subscription.queue.get(), hub.heartbeat_seconds
-                )
+                key, update = await _next(subscription, hub.heartbeat_seconds)
             except TimeoutError:
                 yield HEARTBEAT
                 continue
@@ -96,6 +94,16 @@ async def stream(
         yield slow_client(subscription) if subscription.why == "slow" else REVOKED
     finally:
         hub.unsubscribe(subscription)
+
+
+async def _next(subscription: Subscription, heartbeat_seconds: float) -> Item:
+    """The next queued item; TimeoutError after ``heartbeat_seconds`` of silence. Items
+    already queued are taken at once: wait_for costs a task and a turn of the loop per call,
+    and a client paying that per update fell behind a hub dispatching 500 at a time."""
+    try:
+        return subscription.queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return await asyncio.wait_for(subscription.queue.get(), heartbeat_seconds)
 
 
 async def _replay(

@@ -95,3 +95,31 @@ async def test_one_tail_serves_every_client_of_the_process(
         for stream in streams:
             await stream.aclose()
         assert hub.clients == 0
+
+
+async def test_clients_that_keep_reading_keep_up_with_a_burst_of_full_batches(
+    container: bootstrap.Container,
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    async with asyncio.timeout(30), hub_of(container) as hub:
+        streams = [
+            session.stream(hub, container.pool, tenant, fans_only(), None) for _ in range(20)
+        ]
+
+        async def read(stream: AsyncIterator[Update]) -> list[str]:
+            types = []
+            async for update in stream:
+                types.append(update["type"])
+                if len(types) == 3000 or update["type"] == "closing":
+                    break
+            return types
+
+        readers = [asyncio.ensure_future(read(stream)) for stream in streams]
+        await eventually(lambda: hub.clients == 20)
+        # Three times the queue's 1,000 in bursts of 500 (the hub's batch), as fast as the
+        # database takes them: readers that never stop reading are never closed as slow.
+        await bulk_fans(container, tenant, 3000, batch=500, writers=2)
+        for types in await asyncio.gather(*readers):
+            assert types == ["fan.updated"] * 3000
+        for stream in streams:
+            await stream.aclose()
