@@ -42,9 +42,24 @@ CREATE TABLE analytics_member_answer_times (
     answers    integer  NOT NULL,
     PRIMARY KEY (tenant_id, day, member_id, bucket)
 );
--- What a span's sums read, from the index alone once the table is vacuumed.
-CREATE INDEX analytics_member_answer_times_span
-    ON analytics_member_answer_times (tenant_id, day) INCLUDE (member_id, bucket, answers);
+
+-- The same answers per member across its accounts (a member id names one member of one
+-- workspace; '' is not kept: no member is one per account) and per account, so that a span's
+-- medians over a whole workspace sum a few rows per member or account and day.
+CREATE TABLE analytics_member_answer_times_by_member (
+    member_id  text     NOT NULL,
+    day        date     NOT NULL,
+    bucket     smallint NOT NULL,
+    answers    integer  NOT NULL,
+    PRIMARY KEY (member_id, day, bucket)
+);
+CREATE TABLE analytics_account_answer_times (
+    tenant_id  text     NOT NULL,
+    day        date     NOT NULL,
+    bucket     smallint NOT NULL,
+    answers    integer  NOT NULL,
+    PRIMARY KEY (tenant_id, day, bucket)
+);
 
 -- Per conversation: who wrote last (whom a fan's reply is credited to) and since when a fan
 -- has been waiting for an answer (NULL: nobody is).

@@ -55,7 +55,7 @@ async def socket_guard(
     with a 403 (uvicorn does), so that is what a client sees."""
     try:
         await live_principal(connection, handler)
-        permission_guard(connection, handler)
+        await permission_guard(connection, handler)
     except Unauthorized as error:
         raise WebSocketException(detail=str(error), code=4401) from None
     except Forbidden as error:

@@ -6,7 +6,9 @@ Figures are summed from the daily rows (one per account, member and day). A day'
 answer time is kept on its row; a member's day over several accounts takes the median of
 those (weighted by their answers: exact for one account, close for several). The span's
 medians are exact to the histogram: Postgres sums the span's buckets per member and per
-account, and only those sums reach Python."""
+account, and only those sums reach Python. Over a whole workspace it sums the histograms kept
+per member and per account; over some of its accounts, or for one member, the ones kept per
+account and member, filtered."""
 
 from __future__ import annotations
 
@@ -73,6 +75,18 @@ FROM analytics_member_daily
 WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
   AND ($4::text IS NULL OR member_id = $4)
 """
+_MEMBER_SPAN = """
+SELECT member_id, bucket, sum(answers)::bigint AS answers
+FROM analytics_member_answer_times_by_member
+WHERE member_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
+GROUP BY member_id, bucket
+"""
+_ACCOUNT_SPAN = """
+SELECT tenant_id, bucket, sum(answers)::bigint AS answers
+FROM analytics_account_answer_times
+WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
+GROUP BY tenant_id, bucket
+"""
 _SPAN_BUCKETS = """
 SELECT member_id, tenant_id, bucket, sum(answers)::bigint AS answers
 FROM analytics_member_answer_times
@@ -120,19 +134,43 @@ class MemberAnalyticsReadModel:
         until: date,
         *,
         member_id: str | None = None,
+        whole_workspace: bool = False,
     ) -> tuple[list[MemberFigures], list[AccountFigures]]:
-        """Per member (``member_id`` only, if given) and per account of ``accounts``."""
+        """Per member (``member_id`` only, if given) and per account of ``accounts``
+        (``whole_workspace``: every account of the workspace)."""
         args = (list(accounts), since, until, member_id)
+        span: dict[str, dict[str, dict[int, int]]] = {
+            "member_id": defaultdict(dict),
+            "tenant_id": defaultdict(dict),
+        }
         async with self._pool.acquire() as connection:
             daily = await connection.fetch(_DAILY, *args)
-            buckets = await connection.fetch(_SPAN_BUCKETS, *args)
             members = sorted({row["member_id"] for row in daily} - {NOBODY})
+            if whole_workspace and member_id is None:
+                rows = [
+                    *await connection.fetch(_MEMBER_SPAN, members, since, until),
+                    *await connection.fetch(_ACCOUNT_SPAN, list(accounts), since, until),
+                ]
+                if any(row["member_id"] == NOBODY for row in daily):
+                    nobody = (list(accounts), since, until, NOBODY)
+                    rows += [
+                        row
+                        for row in await connection.fetch(_SPAN_BUCKETS, *nobody)
+                        if row["member_id"] is not None
+                    ]
+            else:
+                rows = await connection.fetch(_SPAN_BUCKETS, *args)
+            for row in rows:
+                # A row sums one member's buckets or one account's (GROUPING SETS leaves the
+                # other column NULL; the per-member and per-account sums have only theirs).
+                by = "member_id" if row.get("member_id") is not None else "tenant_id"
+                span[by][row[by]][row["bucket"]] = row["answers"]
             names = {
                 row["member_id"]: (row["name"], row["role"])
                 for row in await connection.fetch(_NAMES, workspace_id, members)
             }
-        by_member = _Totals(daily, buckets, "member_id")
-        by_account = _Totals(daily, buckets, "tenant_id")
+        by_member = _Totals(daily, span["member_id"], "member_id")
+        by_account = _Totals(daily, span["tenant_id"], "tenant_id")
         return (
             [
                 MemberFigures(
@@ -174,7 +212,7 @@ class _Totals:
     answer-time histogram of each."""
 
     def __init__(
-        self, daily: Iterable[asyncpg.Record], buckets: Iterable[asyncpg.Record], by: str
+        self, daily: Iterable[asyncpg.Record], span: dict[str, dict[int, int]], by: str
     ) -> None:
         self.counts: dict[str, dict[date, dict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: dict.fromkeys(COUNTS, 0))
@@ -183,16 +221,13 @@ class _Totals:
         self.medians: dict[str, dict[date, dict[int, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
         )
-        self.span: dict[str, dict[int, int]] = defaultdict(dict)
+        self.span = span
         for row in daily:
             counts = self.counts[row[by]][row["day"]]
             for column in COUNTS:
                 counts[column] += row[column]
             if row["median_answer_bucket"] is not None:
                 self.medians[row[by]][row["day"]][row["median_answer_bucket"]] += row["answers"]
-        for row in buckets:
-            if row[by] is not None:  # the other grouping set's row
-                self.span[row[by]][row["bucket"]] = row["answers"]
 
     def each(self) -> Iterable[tuple[str, Figures, list[Day]]]:
         for key in sorted(self.counts):
