@@ -75,7 +75,12 @@ from adapters.crypto import generate_master_key
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.member_analytics_read_model import _DAILY, _SPAN_BUCKETS
+from adapters.postgres.member_analytics_read_model import (
+    _ACCOUNT_SPAN,
+    _DAILY,
+    _MEMBER_SPAN,
+    _SPAN_BUCKETS,
+)
 from application.ports import EventMetadata, EventStore, StreamWrite
 from domain.inbound import InboundMessage
 from domain.message import Message
@@ -355,8 +360,14 @@ async def replay(settings: Settings, batch_size: int) -> tuple[int, float, float
 
 async def explain(pool: asyncpg.Pool, agency: Agency, since: Any, until: Any) -> None:
     args = (agency.accounts, since, until, None)
-    for name, query in (("_DAILY", _DAILY), ("_SPAN_BUCKETS", _SPAN_BUCKETS)):
-        rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *args)
+    span = (agency.members, since, until)
+    for name, query, given in (
+        ("_DAILY", _DAILY, args),
+        ("_SPAN_BUCKETS", _SPAN_BUCKETS, args),
+        ("_MEMBER_SPAN", _MEMBER_SPAN, span),
+        ("_ACCOUNT_SPAN", _ACCOUNT_SPAN, args[:3]),
+    ):
+        rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *given)
         print(f"\nplan of {name} (every account, {since} to {until}, every member):")
         for row in rows:
             print("  " + row[0])
@@ -374,7 +385,9 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
             rows[name] = len(await container.pool.fetch(query, *args))
             times[name].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        members, accounts = await view.figures(agency.workspace_id, agency.accounts, since, until)
+        members, accounts = await view.figures(
+            agency.workspace_id, agency.accounts, since, until, whole_workspace=True
+        )
         times["figures()"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         msgspec.json.encode({"accounts": accounts, "members": members})
@@ -384,8 +397,8 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
         fetched = f", {rows[name]:,} rows" if name in rows else ""
         print(f"  {name:<10} {percentile(values, 0.5) * 1000:8.1f}{fetched}")
     print(
-        "  (figures() runs _DAILY, _SPAN_BUCKETS and the names' query, then sums the rows in"
-        " Python; json: encoding its answer)"
+        "  (figures() for a whole workspace runs _DAILY, _MEMBER_SPAN, _ACCOUNT_SPAN and the"
+        " names' query, then sums the rows in Python; json: encoding its answer)"
     )
 
 

@@ -68,12 +68,22 @@ _ACCOUNTS = """
 SELECT $1::text AS account_id
 UNION SELECT account_id FROM workspace_accounts WHERE workspace_id = $1
 """
+# One row per member and day and per account and day (GROUPING SETS leaves the other column
+# NULL), summed in Postgres; with each day's medians and their answers, to weigh them.
 _DAILY = """
-SELECT tenant_id, member_id, day, messages_sent, ppv_sent, ppv_bought, revenue_cents, replies,
-       conversations_handled, answers, median_answer_bucket
+SELECT member_id, tenant_id, day,
+       sum(messages_sent)::bigint AS messages_sent, sum(ppv_sent)::bigint AS ppv_sent,
+       sum(ppv_bought)::bigint AS ppv_bought, sum(revenue_cents)::bigint AS revenue_cents,
+       sum(replies)::bigint AS replies,
+       sum(conversations_handled)::bigint AS conversations_handled,
+       sum(answers)::bigint AS answers,
+       array_agg(median_answer_bucket) FILTER (WHERE median_answer_bucket IS NOT NULL)
+           AS medians,
+       array_agg(answers) FILTER (WHERE median_answer_bucket IS NOT NULL) AS weights
 FROM analytics_member_daily
 WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
   AND ($4::text IS NULL OR member_id = $4)
+GROUP BY GROUPING SETS ((member_id, day), (tenant_id, day))
 """
 _MEMBER_SPAN = """
 SELECT member_id, bucket, sum(answers)::bigint AS answers
@@ -145,7 +155,7 @@ class MemberAnalyticsReadModel:
         }
         async with self._pool.acquire() as connection:
             daily = await connection.fetch(_DAILY, *args)
-            members = sorted({row["member_id"] for row in daily} - {NOBODY})
+            members = sorted({row["member_id"] for row in daily} - {NOBODY, None})
             if whole_workspace and member_id is None:
                 rows = [
                     *await connection.fetch(_MEMBER_SPAN, members, since, until),
@@ -208,37 +218,33 @@ class MemberAnalyticsReadModel:
 
 
 class _Totals:
-    """Daily rows summed by one column (a member, or an account), with the span's
-    answer-time histogram of each."""
+    """The days of one kind of key (a member, or an account), summed by Postgres, with the
+    span's answer-time histogram of each key."""
 
     def __init__(
         self, daily: Iterable[asyncpg.Record], span: dict[str, dict[int, int]], by: str
     ) -> None:
-        self.counts: dict[str, dict[date, dict[str, int]]] = defaultdict(
-            lambda: defaultdict(lambda: dict.fromkeys(COUNTS, 0))
-        )
-        # Per key and day: the median bucket of each of its rows, and the row's answers.
-        self.medians: dict[str, dict[date, dict[int, int]]] = defaultdict(
-            lambda: defaultdict(lambda: defaultdict(int))
-        )
+        self.days: dict[str, list[Day]] = defaultdict(list)
         self.span = span
         for row in daily:
-            counts = self.counts[row[by]][row["day"]]
-            for column in COUNTS:
-                counts[column] += row[column]
-            if row["median_answer_bucket"] is not None:
-                self.medians[row[by]][row["day"]][row["median_answer_bucket"]] += row["answers"]
+            key = row[by]
+            if key is None:  # the other grouping set's row
+                continue
+            weighted: dict[int, int] = defaultdict(int)
+            for bucket, answers in zip(row["medians"] or (), row["weights"] or (), strict=True):
+                weighted[bucket] += answers
+            self.days[key].append(
+                Day(
+                    date=row["day"],
+                    median_answer_seconds=median(weighted),
+                    **{column: row[column] for column in COUNTS},
+                )
+            )
 
     def each(self) -> Iterable[tuple[str, Figures, list[Day]]]:
-        for key in sorted(self.counts):
-            days = []
-            total = dict.fromkeys(COUNTS, 0)
-            for day in sorted(self.counts[key]):
-                counts = self.counts[key][day]
-                weighted = self.medians[key].get(day, {})
-                days.append(Day(date=day, median_answer_seconds=median(weighted), **counts))
-                for column in COUNTS:
-                    total[column] += counts[column]
+        for key in sorted(self.days):
+            days = sorted(self.days[key], key=lambda day: day.date)
+            total = {column: sum(getattr(day, column) for day in days) for column in COUNTS}
             yield key, Figures(median_answer_seconds=median(self.span.get(key, {})), **total), days
 
 
