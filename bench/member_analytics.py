@@ -30,9 +30,8 @@ wires production (personal fields sealed under a made-up ``CRM_MASTER_KEY``):
    garbage collector as ``crm projections rebuild`` sets it. Printed: events/s and CPU per
    event of this process and of Postgres (when local). Then ``ANALYZE`` of its tables (what
    autovacuum does within a minute of such a load).
-4. The plans (``EXPLAIN (ANALYZE, BUFFERS)``) of the read model's two queries (``_DAILY``,
-   ``_SPAN_BUCKETS``: the span's bucket sums per member and per
-   account) for the default span and every account, and where the time of one
+4. The plan (``EXPLAIN (ANALYZE, BUFFERS)``) of the read model's query (``_DAILY``) for the
+   default span and every account, and where the time of one
    ``figures()`` call goes, measured in this process.
 5. The route over HTTP, against ``crm serve`` in a separate process (one uvicorn worker, as
    bench/api.py runs it): ``--requests`` requests (after 20 not counted) of the default span
@@ -75,12 +74,7 @@ from adapters.crypto import generate_master_key
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
 from adapters.postgres.api_keys import create_api_key
-from adapters.postgres.member_analytics_read_model import (
-    _ACCOUNT_SPAN,
-    _DAILY,
-    _MEMBER_SPAN,
-    _SPAN_BUCKETS,
-)
+from adapters.postgres.member_analytics_read_model import _DAILY
 from application.ports import EventMetadata, EventStore, StreamWrite
 from domain.inbound import InboundMessage
 from domain.message import Message
@@ -360,13 +354,7 @@ async def replay(settings: Settings, batch_size: int) -> tuple[int, float, float
 
 async def explain(pool: asyncpg.Pool, agency: Agency, since: Any, until: Any) -> None:
     args = (agency.accounts, since, until, None)
-    span = (agency.members, since, until)
-    for name, query, given in (
-        ("_DAILY", _DAILY, args),
-        ("_SPAN_BUCKETS", _SPAN_BUCKETS, args),
-        ("_MEMBER_SPAN", _MEMBER_SPAN, span),
-        ("_ACCOUNT_SPAN", _ACCOUNT_SPAN, args[:3]),
-    ):
+    for name, query, given in (("_DAILY", _DAILY, args),):
         rows = await pool.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *given)
         print(f"\nplan of {name} (every account, {since} to {until}, every member):")
         for row in rows:
@@ -377,17 +365,15 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
     """Where one ``figures()`` call for the whole workspace spends its time, in this process."""
     args = (agency.accounts, since, until, None)
     view = container.member_analytics
-    times: dict[str, list[float]] = {"_DAILY": [], "_SPAN_BUCKETS": [], "figures()": [], "json": []}
+    times: dict[str, list[float]] = {"_DAILY": [], "figures()": [], "json": []}
     rows: dict[str, int] = {}
     for _ in range(10):
-        for name, query in (("_DAILY", _DAILY), ("_SPAN_BUCKETS", _SPAN_BUCKETS)):
+        for name, query in (("_DAILY", _DAILY),):
             t0 = time.perf_counter()
             rows[name] = len(await container.pool.fetch(query, *args))
             times[name].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        members, accounts = await view.figures(
-            agency.workspace_id, agency.accounts, since, until, whole_workspace=True
-        )
+        members, accounts = await view.figures(agency.workspace_id, agency.accounts, since, until)
         times["figures()"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         msgspec.json.encode({"accounts": accounts, "members": members})
@@ -397,8 +383,8 @@ async def breakdown(container: bootstrap.Container, agency: Agency, since: Any, 
         fetched = f", {rows[name]:,} rows" if name in rows else ""
         print(f"  {name:<10} {percentile(values, 0.5) * 1000:8.1f}{fetched}")
     print(
-        "  (figures() for a whole workspace runs _DAILY, _MEMBER_SPAN, _ACCOUNT_SPAN and the"
-        " names' query, then sums the rows in Python; json: encoding its answer)"
+        "  (figures() runs _DAILY (summed by member-day and account-day in Postgres) and the"
+        " names' query, then builds the answer; json: encoding its answer)"
     )
 
 

@@ -32,8 +32,8 @@ CREATE TABLE analytics_member_conversations (
 );
 
 -- Times to answer a fan, as a histogram per account, member and day: bucket b holds answers
--- that took from 2^(b/4) to 2^((b+1)/4) seconds (bucket 0: under 2^(1/4) s). The median over a
--- span of days sums its days' buckets in Postgres instead of reading every answer.
+-- that took from 2^(b/4) to 2^((b+1)/4) seconds (bucket 0: under 2^(1/4) s). The projection
+-- keeps each day's median on its daily row from it; queries never read it.
 CREATE TABLE analytics_member_answer_times (
     tenant_id  text     NOT NULL,
     member_id  text     NOT NULL,
@@ -43,23 +43,6 @@ CREATE TABLE analytics_member_answer_times (
     PRIMARY KEY (tenant_id, day, member_id, bucket)
 );
 
--- The same answers per member across its accounts (a member id names one member of one
--- workspace; '' is not kept: no member is one per account) and per account, so that a span's
--- medians over a whole workspace sum a few rows per member or account and day.
-CREATE TABLE analytics_member_answer_times_by_member (
-    member_id  text     NOT NULL,
-    day        date     NOT NULL,
-    bucket     smallint NOT NULL,
-    answers    integer  NOT NULL,
-    PRIMARY KEY (member_id, day, bucket)
-);
-CREATE TABLE analytics_account_answer_times (
-    tenant_id  text     NOT NULL,
-    day        date     NOT NULL,
-    bucket     smallint NOT NULL,
-    answers    integer  NOT NULL,
-    PRIMARY KEY (tenant_id, day, bucket)
-);
 
 -- Per conversation: who wrote last (whom a fan's reply is credited to) and since when a fan
 -- has been waiting for an answer (NULL: nobody is).

@@ -83,8 +83,6 @@ class MemberAnalyticsProjection(AppliesOneAsBatch):
         "analytics_member_daily",
         "analytics_member_conversations",
         "analytics_member_answer_times",
-        "analytics_member_answer_times_by_member",
-        "analytics_account_answer_times",
         "analytics_member_conversation_state",
         "analytics_member_inbound",
     )
@@ -235,29 +233,12 @@ async def _write(sql: Sql, folded: _Batch, state: TableRows) -> None:
             ] += 1
     if folded.answers:
         answers = [(*key, n) for key, n in folded.answers.items()]
-        # The same answers three ways: per account and member (each day's median), per member
-        # across accounts and per account (a span's medians read far fewer rows).
         await sql.execute(
             """
-            WITH u AS (
-                SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::smallint[],
-                                     $5::int[]) AS u(t, m, d, b, n)
-            ), per_key AS (
-                INSERT INTO analytics_member_answer_times AS a
-                    (tenant_id, member_id, day, bucket, answers)
-                SELECT t, m, d, b, n FROM u
-                ON CONFLICT (tenant_id, day, member_id, bucket) DO UPDATE
-                SET answers = a.answers + EXCLUDED.answers
-            ), per_member AS (
-                INSERT INTO analytics_member_answer_times_by_member AS a
-                    (member_id, day, bucket, answers)
-                SELECT m, d, b, sum(n) FROM u WHERE m <> '' GROUP BY m, d, b
-                ON CONFLICT (member_id, day, bucket) DO UPDATE
-                SET answers = a.answers + EXCLUDED.answers
-            )
-            INSERT INTO analytics_account_answer_times AS a (tenant_id, day, bucket, answers)
-            SELECT t, d, b, sum(n) FROM u GROUP BY t, d, b
-            ON CONFLICT (tenant_id, day, bucket) DO UPDATE
+            INSERT INTO analytics_member_answer_times AS a
+                (tenant_id, member_id, day, bucket, answers)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::smallint[], $5::int[])
+            ON CONFLICT (tenant_id, day, member_id, bucket) DO UPDATE
             SET answers = a.answers + EXCLUDED.answers
             """,
             *(list(column) for column in zip(*answers, strict=True)),

@@ -187,7 +187,6 @@ class AnalyticsController(Controller):
             since,
             until,
             member_id=member_id,
-            whole_workspace=principal.accounts is None and account_id is None,
         )
         return MembersOut(since=since, until=until, accounts=by_account, members=members)
 

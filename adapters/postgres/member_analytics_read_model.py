@@ -2,13 +2,12 @@
 creator account, day by day over a span of UTC days, with totals; and a shift's unanswered
 messages.
 
-Figures are summed from the daily rows (one per account, member and day). A day's median
-answer time is kept on its row; a member's day over several accounts takes the median of
-those (weighted by their answers: exact for one account, close for several). The span's
-medians are exact to the histogram: Postgres sums the span's buckets per member and per
-account, and only those sums reach Python. Over a whole workspace it sums the histograms kept
-per member and per account; over some of its accounts, or for one member, the ones kept per
-account and member, filtered."""
+Figures are summed by Postgres from the daily rows (one per account, member and day), one row
+per member-day and per account-day. A day's median answer time is kept on its row by the
+projection, from that day's histogram; where several rows make one figure (a member's day over
+several accounts, a span's total), the median is the answers-weighted median of theirs: exact
+for one row, close otherwise, and read without a histogram (the span's histograms made this
+route cost 200 ms over 1M messages: bench/MEASUREMENTS.md, "Agencies")."""
 
 from __future__ import annotations
 
@@ -42,7 +41,8 @@ class Figures(msgspec.Struct, kw_only=True, rename="camel"):
     # Summed over days: a conversation handled on two days counts on each.
     conversations_handled: int = 0
     answers: int = 0  # fans' waits ended by an answer
-    # Median time a fan waited for an answer, within 9% (answer-time histogram buckets).
+    # Median time a fan waited for an answer: a day's, within 9% (its histogram's bucket); over
+    # several rows, the answers-weighted median of theirs.
     median_answer_seconds: float | None = None
 
 
@@ -85,25 +85,6 @@ WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
   AND ($4::text IS NULL OR member_id = $4)
 GROUP BY GROUPING SETS ((member_id, day), (tenant_id, day))
 """
-_MEMBER_SPAN = """
-SELECT member_id, bucket, sum(answers)::bigint AS answers
-FROM analytics_member_answer_times_by_member
-WHERE member_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
-GROUP BY member_id, bucket
-"""
-_ACCOUNT_SPAN = """
-SELECT tenant_id, bucket, sum(answers)::bigint AS answers
-FROM analytics_account_answer_times
-WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
-GROUP BY tenant_id, bucket
-"""
-_SPAN_BUCKETS = """
-SELECT member_id, tenant_id, bucket, sum(answers)::bigint AS answers
-FROM analytics_member_answer_times
-WHERE tenant_id = ANY($1::text[]) AND day BETWEEN $2 AND $3
-  AND ($4::text IS NULL OR member_id = $4)
-GROUP BY GROUPING SETS ((member_id, bucket), (tenant_id, bucket))
-"""
 _NAMES = """
 SELECT member_id, name, role FROM workspace_members
 WHERE workspace_id = $1 AND member_id = ANY($2::text[])
@@ -144,43 +125,18 @@ class MemberAnalyticsReadModel:
         until: date,
         *,
         member_id: str | None = None,
-        whole_workspace: bool = False,
     ) -> tuple[list[MemberFigures], list[AccountFigures]]:
-        """Per member (``member_id`` only, if given) and per account of ``accounts``
-        (``whole_workspace``: every account of the workspace)."""
+        """Per member (``member_id`` only, if given) and per account of ``accounts``."""
         args = (list(accounts), since, until, member_id)
-        span: dict[str, dict[str, dict[int, int]]] = {
-            "member_id": defaultdict(dict),
-            "tenant_id": defaultdict(dict),
-        }
         async with self._pool.acquire() as connection:
             daily = await connection.fetch(_DAILY, *args)
             members = sorted({row["member_id"] for row in daily} - {NOBODY, None})
-            if whole_workspace and member_id is None:
-                rows = [
-                    *await connection.fetch(_MEMBER_SPAN, members, since, until),
-                    *await connection.fetch(_ACCOUNT_SPAN, list(accounts), since, until),
-                ]
-                if any(row["member_id"] == NOBODY for row in daily):
-                    nobody = (list(accounts), since, until, NOBODY)
-                    rows += [
-                        row
-                        for row in await connection.fetch(_SPAN_BUCKETS, *nobody)
-                        if row["member_id"] is not None
-                    ]
-            else:
-                rows = await connection.fetch(_SPAN_BUCKETS, *args)
-            for row in rows:
-                # A row sums one member's buckets or one account's (GROUPING SETS leaves the
-                # other column NULL; the per-member and per-account sums have only theirs).
-                by = "member_id" if row.get("member_id") is not None else "tenant_id"
-                span[by][row[by]][row["bucket"]] = row["answers"]
             names = {
                 row["member_id"]: (row["name"], row["role"])
                 for row in await connection.fetch(_NAMES, workspace_id, members)
             }
-        by_member = _Totals(daily, span["member_id"], "member_id")
-        by_account = _Totals(daily, span["tenant_id"], "tenant_id")
+        by_member = _Totals(daily, "member_id")
+        by_account = _Totals(daily, "tenant_id")
         return (
             [
                 MemberFigures(
@@ -218,14 +174,12 @@ class MemberAnalyticsReadModel:
 
 
 class _Totals:
-    """The days of one kind of key (a member, or an account), summed by Postgres, with the
-    span's answer-time histogram of each key."""
+    """The days of one kind of key (a member, or an account), summed by Postgres."""
 
-    def __init__(
-        self, daily: Iterable[asyncpg.Record], span: dict[str, dict[int, int]], by: str
-    ) -> None:
+    def __init__(self, daily: Iterable[asyncpg.Record], by: str) -> None:
         self.days: dict[str, list[Day]] = defaultdict(list)
-        self.span = span
+        # Per key: each of its rows' median bucket, and the answers it weighs.
+        self.medians: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for row in daily:
             key = row[by]
             if key is None:  # the other grouping set's row
@@ -233,6 +187,7 @@ class _Totals:
             weighted: dict[int, int] = defaultdict(int)
             for bucket, answers in zip(row["medians"] or (), row["weights"] or (), strict=True):
                 weighted[bucket] += answers
+                self.medians[key][bucket] += answers
             self.days[key].append(
                 Day(
                     date=row["day"],
@@ -245,10 +200,11 @@ class _Totals:
         for key in sorted(self.days):
             days = sorted(self.days[key], key=lambda day: day.date)
             total = {column: sum(getattr(day, column) for day in days) for column in COUNTS}
-            yield key, Figures(median_answer_seconds=median(self.span.get(key, {})), **total), days
+            yield key, Figures(median_answer_seconds=median(self.medians[key]), **total), days
 
 
 def median(histogram: dict[int, int]) -> float | None:
-    """The median of a histogram of answer-time buckets (the bucket's middle), or None."""
+    """The median of answer-time buckets weighted by their answers (the bucket's middle), or
+    None if there are none."""
     bucket = median_bucket(histogram)
     return None if bucket is None else round(bucket_seconds(bucket), 1)
