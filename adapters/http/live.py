@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from adapters.bootstrap import Container
 from adapters.http.live_auth import live_principal, live_requires, socket_guard
-from adapters.http.openapi import responses_for
+from adapters.http.openapi import IDEMPOTENCY_KEY, responses_for
 from adapters.http.permissions import permission_guard, requires
 from adapters.live import session
 from adapters.live.hub import LiveHub
@@ -55,12 +56,21 @@ def _parse(query: Any, last_event_id: str | None = None) -> tuple[Filters, int |
     return filters, int(raw)
 
 
+# A ticket is shown once and works once: an answer holding one is never stored, so never
+# replayed; a retry simply gets another ticket.
+_NEW_EACH_TIME = dataclasses.replace(
+    IDEMPOTENCY_KEY,
+    description="Accepted and not needed: each call issues a new single-use ticket (an answer"
+    " holding one is never stored, so never replayed).",
+)
+
+
 @post(
     "/api/live/tickets",
     status_code=201,
     tags=["live"],
     **requires(Permission.READ),
-    **responses_for(params=False),
+    **responses_for(params=False, headers=[_NEW_EACH_TIME]),
 )
 async def create_ticket(request: Request[Principal, Any, Any], container: Deps) -> TicketOut:
     """A ticket for one connection to /api/live or /api/live/events (``?ticket=``), valid
