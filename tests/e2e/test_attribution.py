@@ -6,17 +6,14 @@ the audit names the chatter as the actor of every event of that message."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 
-from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from domain.message import message_stream_id
-from tests.e2e.test_campaigns import deployment, until
+from tests.e2e.test_campaigns import platform_deployment, until
 from tests.support.audit import audit_events_when
-from tests.support.campaigns import catch_up_all, free_port, workers
-from tests.support.sending import new_tenant
+from tests.support.campaigns import catch_up_all, workers
 
 PRICE = 900
 
@@ -25,30 +22,18 @@ PRICE = 900
 async def test_a_chatters_ppv_its_purchase_and_the_reply_it_drew_are_the_chatters(
     fresh_database_url: str,
 ) -> None:
-    tenant, port, secret = new_tenant(), free_port(), "whsec_" + uuid.uuid4().hex
-    config = SimulatorConfig(
-        webhook_url=f"http://127.0.0.1:{port}",
-        webhook_secrets={tenant: secret},
-        read_probability=1.0,
-        purchase_probability=1.0,
-        reply_probability=1.0,
-        webhook_delay=0.05,
-        webhook_delay_jitter=0.0,
-    )
     async with (
         asyncio.timeout(50),
-        Simulator(config) as platform,
-        deployment(
+        platform_deployment(
             fresh_database_url,
-            tenant=tenant,
-            port=port,
-            onlyfans_api_url=platform.url,
-            rate_limiter_enabled=False,
-        ) as d,
+            read_probability=1.0,
+            purchase_probability=1.0,
+            reply_probability=1.0,
+            webhook_delay=0.05,
+            webhook_delay_jitter=0.0,
+        ) as (platform, d),
     ):
-        await d.container.pool.execute(
-            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant, secret
-        )
+        tenant = d.tenant
         owner = d.auth
         invite = await d.http.post(
             "/api/workspace/members", json={"role": "chatter", "accounts": "all"}, headers=owner

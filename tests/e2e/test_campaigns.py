@@ -111,6 +111,33 @@ async def deployment(
         await container.close()
 
 
+@contextlib.asynccontextmanager
+async def platform_deployment(
+    database_url: str, **simulator: Any
+) -> AsyncIterator[tuple[Simulator, Deployment]]:
+    """A deployment served on a port and an OnlyFans simulator (``simulator``: its
+    SimulatorConfig options) that sends it signed webhooks, its creator's secret registered;
+    the sender calls the simulator, with no rate limiter of ours."""
+    tenant, port, secret = new_tenant(), free_port(), "whsec_" + uuid.uuid4().hex
+    config = SimulatorConfig(
+        webhook_url=f"http://127.0.0.1:{port}", webhook_secrets={tenant: secret}, **simulator
+    )
+    async with (
+        Simulator(config) as platform,
+        deployment(
+            database_url,
+            tenant=tenant,
+            port=port,
+            onlyfans_api_url=platform.url,
+            rate_limiter_enabled=False,
+        ) as d,
+    ):
+        await d.container.pool.execute(
+            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant, secret
+        )
+        yield platform, d
+
+
 async def until(condition: Callable[[], Awaitable[bool]], interval: float = 0.05) -> None:
     """Poll an (async) condition; callers bound the wait with asyncio.timeout."""
     while True:
@@ -167,28 +194,15 @@ async def queues_empty(container: bootstrap.Container) -> bool:
 async def test_a_campaign_to_three_fans_is_delivered_and_counted_delivered_from_webhooks(
     fresh_database_url: str,
 ) -> None:
-    tenant, port, secret = new_tenant(), free_port(), "whsec_" + uuid.uuid4().hex
-    config = SimulatorConfig(
-        webhook_url=f"http://127.0.0.1:{port}",
-        webhook_secrets={tenant: secret},
-        delivery_probability=1.0,
-        webhook_delay=0.05,
-        webhook_delay_jitter=0.05,
-    )
     async with (
         asyncio.timeout(50),
-        Simulator(config) as platform,
-        deployment(
+        platform_deployment(
             fresh_database_url,
-            tenant=tenant,
-            port=port,
-            onlyfans_api_url=platform.url,
-            rate_limiter_enabled=False,
-        ) as d,
+            delivery_probability=1.0,
+            webhook_delay=0.05,
+            webhook_delay_jitter=0.05,
+        ) as (platform, d),
     ):
-        await d.container.pool.execute(
-            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant, secret
-        )
         fans = [await d.new_fan(name) for name in ("Ann Lee", "Bea", "Cy Dorn")]
         await catch_up_all(d.container)
         async with workers(d.container):

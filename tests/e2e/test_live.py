@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import Principal, create_api_key
 from adapters.postgres.live_tickets import issue_ticket
 from application.permissions import ROLES, Permission, permissions_of
-from tests.e2e.test_campaigns import deployment
+from tests.e2e.test_campaigns import deployment, platform_deployment
 from tests.support.campaigns import catch_up_all, free_port, launch, served_api, workers
 from tests.support.live import (
     eventually,
@@ -31,7 +30,6 @@ from tests.support.live import (
     ws_url,
 )
 from tests.support.members import account, member
-from tests.support.sending import new_tenant
 
 pytestmark = pytest.mark.timeout(90)
 MISSED = 100
@@ -231,29 +229,16 @@ async def test_every_role_may_open_the_stream_and_unknown_keys_may_not(
 async def test_a_send_goes_queued_sent_read_live_and_the_fans_reply_arrives(
     fresh_database_url: str,
 ) -> None:
-    tenant, port, secret = new_tenant(), free_port(), "whsec_" + uuid.uuid4().hex
-    config = SimulatorConfig(
-        webhook_url=f"http://127.0.0.1:{port}",
-        webhook_secrets={tenant: secret},
-        read_probability=1.0,
-        reply_probability=1.0,
-        webhook_delay=0.05,
-        webhook_delay_jitter=0.0,
-    )
     async with (
         asyncio.timeout(50),
-        Simulator(config) as platform,
-        deployment(
+        platform_deployment(
             fresh_database_url,
-            tenant=tenant,
-            port=port,
-            onlyfans_api_url=platform.url,
-            rate_limiter_enabled=False,
-        ) as d,
+            read_probability=1.0,
+            reply_probability=1.0,
+            webhook_delay=0.05,
+            webhook_delay_jitter=0.0,
+        ) as (_, d),
     ):
-        await d.container.pool.execute(
-            "INSERT INTO webhook_secrets (tenant_id, secret) VALUES ($1, $2)", tenant, secret
-        )
         base = str(d.http.base_url).rstrip("/")
         fan_id = await d.new_fan("Ann")
         await catch_up_all(d.container)
