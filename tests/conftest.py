@@ -22,6 +22,9 @@ from projections.runner import ProjectionRunner
 from tests.support.databases import TestServer
 from tests.support.settings import settings_for
 
+# `fresh` and `api`: a container and the app on a database of the test's own.
+pytest_plugins = ["tests.support.fresh_app"]
+
 
 @pytest.fixture(scope="session")
 async def test_server() -> AsyncIterator[TestServer]:

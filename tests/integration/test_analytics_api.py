@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,15 +13,13 @@ import httpx
 import pytest
 
 from adapters import bootstrap
-from adapters.http.app import create_app
-from adapters.postgres.api_keys import create_api_key
 from adapters.postgres.rebuild import rebuild
 from application.ports import EventMetadata, StreamWrite
 from domain.fan import Fan
 from domain.message import Message
 from projections.analytics_cohorts import FanCohortsProjection
 from projections.runner import ProjectionRunner
-from tests.support.settings import settings_for
+from tests.support.fresh_app import auth_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,27 +79,6 @@ class Shop:
         fan.record_purchase(price, message.message_id)
         # As the purchase webhook records it: both events in one transaction.
         await self.append(write(message, "message", bought), write(fan, "fan", bought))
-
-
-@pytest.fixture
-async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
-    container = await bootstrap.build(settings_for(fresh_database_url))
-    try:
-        yield container
-    finally:
-        await container.close()
-
-
-@pytest.fixture
-async def api(fresh: bootstrap.Container) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(container=fresh))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
-async def auth_for(container: bootstrap.Container, tenant: str) -> dict[str, str]:
-    key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ analytics_members projection, the same whether it applies events one by one or i
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,14 +12,12 @@ import httpx
 import pytest
 
 from adapters import bootstrap
-from adapters.http.app import create_app
-from adapters.postgres.api_keys import create_api_key
 from projections.analytics_members import MemberAnalyticsProjection, answer_bucket, bucket_seconds
 from projections.runner import ProjectionRunner
 from tests.support.catching_up import catch_up_to_head
+from tests.support.fresh_app import auth_for
 from tests.support.members import member as _member
 from tests.support.message_log import Log
-from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,27 +28,6 @@ FIGURES = "/api/analytics/members"
 
 def _at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-@pytest.fixture
-async def fresh(fresh_database_url: str) -> AsyncIterator[bootstrap.Container]:
-    container = await bootstrap.build(settings_for(fresh_database_url))
-    try:
-        yield container
-    finally:
-        await container.close()
-
-
-@pytest.fixture
-async def api(fresh: bootstrap.Container) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(container=fresh))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
-async def _owner(container: bootstrap.Container, tenant: str) -> dict[str, str]:
-    key, _ = await create_api_key(container.pool, user_id=tenant, role="creator")
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def _history(log: Log, ann: str, bob: str) -> None:
@@ -78,7 +54,7 @@ async def test_members_are_credited_with_what_they_sent_earned_drew_and_answered
     fresh: bootstrap.Container, api: httpx.AsyncClient
 ) -> None:
     tenant = f"agency-{uuid.uuid4().hex[:8]}"
-    owner = await _owner(fresh, tenant)
+    owner = await auth_for(fresh, tenant)
     ann, _ = await _member(api, owner, "chatter")
     bob, _ = await _member(api, owner, "manager")
     await _history(Log(fresh, tenant), ann, bob)
@@ -170,7 +146,7 @@ async def test_a_chatter_sees_its_own_figures_and_only_its_accounts(
     fresh: bootstrap.Container, api: httpx.AsyncClient
 ) -> None:
     tenant = f"agency-{uuid.uuid4().hex[:8]}"
-    owner = await _owner(fresh, tenant)
+    owner = await auth_for(fresh, tenant)
     other = await api.post("/api/workspace/accounts", json={"name": "B"}, headers=owner)
     assert other.status_code == 201, other.text
     account_b = other.json()["accountId"]
@@ -201,7 +177,7 @@ async def test_a_chatter_sees_its_own_figures_and_only_its_accounts(
 async def test_bad_spans_are_refused_with_a_problem(
     fresh: bootstrap.Container, api: httpx.AsyncClient
 ) -> None:
-    owner = await _owner(fresh, f"agency-{uuid.uuid4().hex[:8]}")
+    owner = await auth_for(fresh, f"agency-{uuid.uuid4().hex[:8]}")
     for params, status in (
         ({"from": "2025-03-02", "to": "2025-03-01"}, 422),
         ({"from": "2024-01-01", "to": "2025-03-01"}, 422),
