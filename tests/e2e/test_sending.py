@@ -412,6 +412,32 @@ class LambdaRuntime:
         self._thread.shutdown()
 
 
+def lambda_environment(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, sqs_endpoint_url: str
+) -> str:
+    """What the Lambda's configuration reads, for a fresh execution environment on queues of
+    their own; their prefix."""
+    prefix = f"e2e{uuid.uuid4().hex[:12]}"
+    for name, value in {
+        **aws_env(),
+        "DATABASE_URL": database_url,
+        "SQS_ENDPOINT_URL": sqs_endpoint_url,
+        "SQS_QUEUE_PREFIX": prefix,
+        "RATE_LIMITER_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    # The handler configures logging for a process of its own; here it would take over the
+    # test process's root logger.
+    monkeypatch.setattr(
+        sender_lambda, "configure_lambda_logging", lambda *args, **kwargs: Logger(service="t")
+    )
+    monkeypatch.setattr(sender_lambda, "_kept", {})
+    monkeypatch.setattr(metrics, "_emf", [])
+    return prefix
+
+
 def sqs_event(prefix: str, queue: str, received: list[ReceivedMessage]) -> dict[str, Any]:
     """What Lambda's SQS event source hands the function for these messages."""
     return {
@@ -442,25 +468,7 @@ def message_id_of(received: ReceivedMessage) -> str:
 async def test_the_lambda_handler_reports_partial_batch_failures(
     sqs_endpoint_url: str, monkeypatch: pytest.MonkeyPatch, fresh_database_url: str
 ) -> None:
-    prefix = f"e2e{uuid.uuid4().hex[:12]}"
-    for name, value in aws_env().items():
-        monkeypatch.setenv(name, value)
-    # The handler configures logging for a process of its own; here it would take over the
-    # test process's root logger.
-    monkeypatch.setattr(
-        sender_lambda, "configure_lambda_logging", lambda *args, **kwargs: Logger(service="t")
-    )
-    monkeypatch.setattr(sender_lambda, "_kept", {})
-    monkeypatch.setattr(metrics, "_emf", [])
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    for name, value in {
-        "DATABASE_URL": fresh_database_url,
-        "SQS_ENDPOINT_URL": sqs_endpoint_url,
-        "SQS_QUEUE_PREFIX": prefix,
-        "RATE_LIMITER_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-    }.items():
-        monkeypatch.setenv(name, value)
+    prefix = lambda_environment(monkeypatch, fresh_database_url, sqs_endpoint_url)
     runtime = LambdaRuntime()
     try:
         async with (
@@ -564,23 +572,8 @@ async def test_a_scheduled_invocation_records_a_dead_letter_without_an_outcome_f
     """Lambda has no poller to sweep the dead-letter queues: an EventBridge schedule invokes
     the function, which records failed a dead letter whose last sender died before recording
     an outcome, so a person can retry it."""
-    prefix = f"e2e{uuid.uuid4().hex[:12]}"
-    for name, value in {
-        **aws_env(),
-        "DATABASE_URL": fresh_database_url,
-        "SQS_ENDPOINT_URL": sqs_endpoint_url,
-        "SQS_QUEUE_PREFIX": prefix,
-        "RATE_LIMITER_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-        "ONLYFANS_API_URL": "http://127.0.0.1:9",  # never called: nothing is sent
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setattr(
-        sender_lambda, "configure_lambda_logging", lambda *args, **kwargs: Logger(service="t")
-    )
-    monkeypatch.setattr(sender_lambda, "_kept", {})
-    monkeypatch.setattr(metrics, "_emf", [])
+    prefix = lambda_environment(monkeypatch, fresh_database_url, sqs_endpoint_url)
+    monkeypatch.setenv("ONLYFANS_API_URL", "http://127.0.0.1:9")  # never called: nothing is sent
     runtime = LambdaRuntime()
     try:
         async with (
