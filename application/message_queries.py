@@ -18,6 +18,7 @@ class ConversationView(msgspec.Struct, frozen=True, kw_only=True):
     last_message_at: datetime | None
     message_count: int
     assigned_to: str | None = None  # a member of the workspace
+    unread_count: int = 0  # the fan's messages since the account's last one
 
 
 class UnassignedType(Enum):

@@ -1,4 +1,5 @@
-"""The conversations read model: one row per conversation, with its latest activity."""
+"""The conversations read model: one row per conversation, with its latest activity and its
+unread count (the fan's messages since the account's last one, as the live stream counts)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ _COLUMNS = (
     "activity_at",
     "message_count",
     "assigned_to",
+    "unread_count",
 )
 
 
@@ -63,12 +65,17 @@ class ConversationsProjection:
                             "activity_at": event.timestamp,
                             "message_count": 0,
                             "assigned_to": None,
+                            "unread_count": 0,
                         },
                     )
             elif row is not None:
                 row["last_message_at"] = _greatest(row["last_message_at"], event.timestamp)
                 row["activity_at"] = _greatest(row["activity_at"], event.timestamp)
                 row["message_count"] += 1
+                if type(event) is InboundMessage.Received:
+                    row["unread_count"] += 1
+                else:  # the account wrote: the fan's messages are answered
+                    row["unread_count"] = 0
         await rows.flush(sql)
 
 

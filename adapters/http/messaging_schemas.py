@@ -161,6 +161,8 @@ class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
     message_count: int
     # The member of the workspace it is assigned to; null: nobody.
     assigned_to: str | None
+    # The fan's messages since the account's last one (a message to the fan answers them).
+    unread_count: int
 
     @classmethod
     def from_view(cls, view: ConversationView) -> ConversationOut:
@@ -173,6 +175,7 @@ class ConversationOut(msgspec.Struct, kw_only=True, rename="camel"):
             last_message_at=view.last_message_at,
             message_count=view.message_count,
             assigned_to=view.assigned_to,
+            unread_count=view.unread_count,
         )
 
 

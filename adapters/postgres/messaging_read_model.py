@@ -20,7 +20,7 @@ from application.message_queries import (
 
 _CONVERSATION = """
 SELECT conversation_id, tenant_id AS tenant, fan_id, platform, created_at, last_message_at,
-       message_count, assigned_to, activity_at
+       message_count, assigned_to, unread_count, activity_at
 FROM conversations
 """
 

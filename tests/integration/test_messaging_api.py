@@ -837,6 +837,7 @@ async def test_a_conversation_reads_back_with_its_latest_activity(
         "lastMessageAt",
         "messageCount",
         "assignedTo",  # issue 16: the member it is assigned to, null here
+        "unreadCount",  # issue 18: the fan's messages since the account's last one
     }
     assert conversation["assignedTo"] is None
     assert (conversation["id"], conversation["userId"], conversation["fanId"]) == (

@@ -14,6 +14,7 @@ from adapters import bootstrap
 from adapters.bootstrap import core_projections
 from adapters.http.app import create_app
 from adapters.onlyfans.signing import ACCOUNT_HEADER, SIGNATURE_HEADER, sign
+from adapters.postgres.api_keys import create_api_key
 from application.context import CommandContext
 from application.fans import CreateFan, create_fan
 from application.messages import QueueMessage, queue_message, record_sent
@@ -283,3 +284,35 @@ async def test_a_webhook_signed_for_one_account_cannot_speak_for_another(
 
     assert response.status_code == 401, response.text
     assert await event_count(fresh) == before
+
+
+async def test_a_conversations_unread_count_counts_the_fans_messages_until_the_account_writes(
+    fresh: bootstrap.Container, http: httpx.AsyncClient
+) -> None:
+    fan = await create_fan(CreateFan(name="Chatty"), CTX, store=fresh.events, ids=fresh.ids)
+    key, _ = await create_api_key(fresh.pool, user_id="creator-1", role="creator")
+    auth = {"Authorization": f"Bearer {key}"}
+
+    async def unread() -> list[int]:
+        for projection in core_projections():
+            await ProjectionRunner(fresh.projection_store, projection).catch_up()
+        listed = await http.get("/api/crm/conversations", headers=auth)
+        assert listed.status_code == 200, listed.text
+        return [c["unreadCount"] for c in listed.json()["conversations"]]
+
+    for n in range(2):
+        said = {"fanId": fan.fan.fan_id, "text": f"hi {n}", "platformMessageId": f"of-{n}"}
+        assert (await post(http, webhook("message.received", said))).status_code == 200
+    assert await unread() == [2]
+
+    await queue_message(
+        QueueMessage(recipient_id=fan.fan.fan_id, content="hello you"),
+        CTX,
+        store=fresh.events,
+        ids=fresh.ids,
+    )
+    assert await unread() == [0]
+
+    said = {"fanId": fan.fan.fan_id, "text": "again", "platformMessageId": "of-2"}
+    assert (await post(http, webhook("message.received", said))).status_code == 200
+    assert await unread() == [1]
