@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import asyncpg
@@ -98,23 +99,41 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
 
 def _simulator(settings: Settings, host: str, port: int, webhook_secret: str) -> Simulator:
     """The OnlyFans simulator, at the platform's pace (the limiter's), sending webhooks back
-    to this API for user 1: reads, PPV purchases and replies, as a lively account would."""
-    return Simulator(
-        SimulatorConfig(
-            seed=None,
-            latency=0.05,
-            latency_jitter=0.1,
-            rate_per_second=settings.rate_limit_per_second,
-            burst=settings.rate_limit_burst,
-            webhook_url=f"http://{host}:{port}",
-            webhook_secrets={DEV_USER: webhook_secret},
-            delivery_probability=1.0,
-            read_probability=0.6,
-            click_probability=0.3,
-            purchase_probability=0.3,
-            reply_probability=0.2,
-        )
+    to this API for user 1: reads, PPV purchases and replies, as a lively account would.
+    ``CRM_DEV_SIMULATOR`` (a JSON object of SimulatorConfig fields) changes any of it, e.g.
+    ``{"reply_probability": 1}`` for an account whose fans always answer."""
+    lively = SimulatorConfig(
+        seed=None,
+        latency=0.05,
+        latency_jitter=0.1,
+        rate_per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        webhook_url=f"http://{host}:{port}",
+        webhook_secrets={DEV_USER: webhook_secret},
+        delivery_probability=1.0,
+        read_probability=0.6,
+        click_probability=0.3,
+        purchase_probability=0.3,
+        reply_probability=0.2,
     )
+    return Simulator(_overridden(lively, os.environ.get("CRM_DEV_SIMULATOR")))
+
+
+def _overridden(config: SimulatorConfig, raw: str | None) -> SimulatorConfig:
+    """``config`` with the settings ``raw`` (JSON) names, checked as the simulator checks its
+    own: a mistake stops ``crm dev`` with the reason rather than running another simulator."""
+    if not raw:
+        return config
+    # Where the webhooks go and how they are signed is this stack's, not a setting.
+    settable = set(SimulatorConfig.__struct_fields__) - {"webhook_url", "webhook_secrets"}
+    try:
+        overrides = msgspec.json.decode(raw, type=dict[str, Any])
+        unknown = sorted(set(overrides) - settable)
+        if unknown:
+            raise SystemExit(f"CRM_DEV_SIMULATOR: unknown simulator settings {unknown}")
+        return msgspec.convert(msgspec.structs.asdict(config) | overrides, SimulatorConfig)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise SystemExit(f"CRM_DEV_SIMULATOR: {error}") from None
 
 
 async def _dev_webhook_secret(database_url: str) -> str:

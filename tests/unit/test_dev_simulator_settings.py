@@ -1,0 +1,39 @@
+"""CRM_DEV_SIMULATOR changes the simulator `crm dev` runs, checked as the simulator checks its
+own settings: a mistake stops `crm dev` with the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.dev import _overridden
+from adapters.onlyfans.simulator import SimulatorConfig
+
+LIVELY = SimulatorConfig(
+    seed=None, webhook_url="http://127.0.0.1:8000", webhook_secrets={"1": "whsec_x"}
+)
+
+
+def test_named_settings_change_and_the_rest_stay() -> None:
+    config = _overridden(LIVELY, '{"reply_probability": 1, "webhook_delay": 0.1}')
+    assert (config.reply_probability, config.webhook_delay) == (1.0, 0.1)
+    assert (config.webhook_url, config.webhook_secrets) == (
+        "http://127.0.0.1:8000",
+        {"1": "whsec_x"},
+    )
+    assert _overridden(LIVELY, None) is LIVELY
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ('{"reply_probability": 2}', "must be within [0, 1]"),
+        ('{"replies": 1}', "unknown simulator settings ['replies']"),
+        ('{"webhook_url": "http://elsewhere"}', "unknown simulator settings ['webhook_url']"),
+        ("[1]", "Expected `object`"),
+        ("{reply", "malformed"),
+    ],
+)
+def test_a_mistake_stops_with_its_reason(raw: str, reason: str) -> None:
+    with pytest.raises(SystemExit, match="^CRM_DEV_SIMULATOR: ") as stopped:
+        _overridden(LIVELY, raw)
+    assert reason in str(stopped.value)
