@@ -8,8 +8,8 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec

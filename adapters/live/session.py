@@ -39,6 +39,17 @@ def resync(reason: str) -> Update:
     return {"type": "resync", "position": None, "reason": reason}
 
 
+def live(subscription: Subscription) -> Update:
+    """Sent once, when the stream goes live (after the replay, if any): every update up to
+    ``position`` has been sent. A client that loads its lists now asks them for
+    ``minPosition=position`` and misses nothing between them and the stream; it may resume
+    ``after`` it. Null while the log is empty."""
+    position = subscription.joined_at.position or None
+    if position is not None:
+        subscription.sent_position = position
+    return {"type": "live", "position": position}
+
+
 def slow_client(subscription: Subscription) -> Update:
     return {
         "type": "closing",
@@ -68,7 +79,8 @@ async def stream(
     after: int | None,
     member_id: str | None = None,
 ) -> AsyncGenerator[Update, None]:
-    """Every update for the client, heartbeats when idle; ends after a ``resync``, a
+    """Every update for the client (the replay, ``live``, then the hub's), heartbeats when
+    idle; ends after a ``resync``, a
     ``closing`` (a client too slow for its queue) or a ``revoked`` update (``member_id``
     removed from its workspace)."""
     start: Checkpoint | None = None
@@ -83,6 +95,7 @@ async def stream(
         if start is not None:
             async for update in _replay(hub, subscription, start):
                 yield update
+        yield live(subscription)
         while not subscription.ended.is_set():
             try:
                 key, update = await _next(subscription, hub.heartbeat_seconds)

@@ -66,6 +66,42 @@ async def test_a_socket_that_missed_100_updates_gets_exactly_those_after_an_api_
             assert following["fanId"] == last
 
 
+async def test_a_stream_says_when_it_is_live_and_lists_read_at_that_position_miss_nothing(
+    fresh_database_url: str,
+) -> None:
+    async with asyncio.timeout(60), deployment(fresh_database_url, port=free_port()) as d:
+        base = str(d.http.base_url).rstrip("/")
+        before = [await d.new_fan(f"Before {n}") for n in range(3)]
+        async with live_socket(base, d.http, d.auth, types="fan.updated") as socket:
+            live = json.loads(await socket.recv())
+            assert live["type"] == "live", live
+            assert live["position"] >= 1
+            # As the inbox page loads its lists: at the stream's position (no projector
+            # runs here: they catch up first).
+            await catch_up_all(d.container)
+            listed = await d.http.get(
+                "/api/crm/fans", params={"minPosition": live["position"]}, headers=d.auth
+            )
+            assert listed.status_code == 200, listed.text
+            after = await d.new_fan("After")
+            streamed = []
+            while not streamed or streamed[-1] != after:
+                streamed.append((await next_update(socket))["fanId"])
+        # Each fan is in the list or, written after the position, on the stream.
+        in_list = {fan["id"] for fan in listed.json()["fans"]}
+        assert set(before) <= in_list | set(streamed)
+
+        # Resumed at that position: the replay, then ``live`` again, further on.
+        async with live_socket(
+            base, d.http, d.auth, after=live["position"], types="fan.updated"
+        ) as socket:
+            replayed = []
+            while (update := json.loads(await socket.recv()))["type"] != "live":
+                replayed.append(update)
+        assert [u["fanId"] for u in replayed] == streamed
+        assert update["position"] >= max(u["position"] for u in replayed)
+
+
 async def test_an_sse_client_resumes_with_last_event_id_without_gap_or_duplicate(
     fresh_database_url: str,
 ) -> None:

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 Update = dict[str, Any]
 # What a client reads between the updates a test waits for.
-NOISE = {"heartbeat", "queue.status", "campaign.progress"}
+NOISE = {"heartbeat", "queue.status", "campaign.progress", "live"}
 
 
 async def new_ticket(http: httpx.AsyncClient, auth: dict[str, str]) -> str:

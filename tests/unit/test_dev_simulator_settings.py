@@ -34,6 +34,6 @@ def test_named_settings_change_and_the_rest_stay() -> None:
     ],
 )
 def test_a_mistake_stops_with_its_reason(raw: str, reason: str) -> None:
-    with pytest.raises(SystemExit, match="^CRM_DEV_SIMULATOR: ") as stopped:
+    with pytest.raises(SystemExit, match=r"^CRM_DEV_SIMULATOR: ") as stopped:
         _overridden(LIVELY, raw)
     assert reason in str(stopped.value)
