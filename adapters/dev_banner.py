@@ -60,6 +60,7 @@ fancrm is running (Ctrl-C stops everything)
 
   API           {base}/api/crm/fans
   OpenAPI docs  {base}/schema/swagger   (spec: {base}/schema/openapi.json)
+  Live inbox    {base}/inbox   (sign in with the key below)
   PostgreSQL    {settings.database_url}
   Redis         {settings.redis_url}
   Queue         {queue_description(settings)}

@@ -30,6 +30,7 @@ from adapters.http.dlq import DeadLetterController
 from adapters.http.docs import SCHEMA_PATH, render_plugins, swagger_assets
 from adapters.http.fans import FansController
 from adapters.http.imports import ImportsController
+from adapters.http.inbox import inbox_asset, inbox_page
 from adapters.http.live import create_ticket, live_events, live_socket
 from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, probe_database, prometheus_metrics
@@ -58,6 +59,9 @@ PUBLIC_PATHS = [
     # The live stream authenticates itself: a ticket, or a key (adapters/http/live.py).
     "^/api/live$",
     "^/api/live/events$",
+    # The inbox page and its files hold no data: the page asks for a key (adapters/http/inbox.py).
+    "^/inbox$",
+    "^/inbox/assets/[a-z.]+$",
 ]
 
 
@@ -164,6 +168,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             onlyfans_health,
             prometheus_metrics,
             swagger_assets(),
+            inbox_page,
+            inbox_asset,
         ],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         middleware=[
