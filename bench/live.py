@@ -43,7 +43,9 @@ a few seconds after it. ``missing``: updates expected (each socket of the accoun
 received. Per step also: sends accepted per second (the rate achieved), updates received per
 second by all sockets (every type), the tail's reads per second (``live.tail.reads`` from the
 API's /metrics: every read of the log the tail makes, empty ones too; ``batches``: those that
-found events), and CPU in cores: the API's process, Postgres (when local), the client
+found events; pg_stat_statements is not loaded on the reference server, and the database's
+transaction counts reach pg_stat_database too late to split a window of seconds), and CPU in
+cores: the API's process, Postgres (when local), the client
 processes (each; a saturated one would count its own lag as the server's: its event loop's
 lag is probed every 50 ms, and its p99 printed) and this process. The API's CPU per update is
 its CPU in the window over the updates the clients received.
@@ -672,6 +674,11 @@ def _summary(
         f"{s.live.get('live_tail_reads', 0) / s.seconds:.1f}/s at {s.sockets:,}" for s in results
     )
     print(f"log tail reads: {reads} sockets (one tail per API process, whatever the sockets)")
+    print(
+        "  beside the tail, per account watched (not per socket): queue.status every 5 s, one"
+        " Redis read and, as its cache lives 3 s, two PostgreSQL queries and a Redis write"
+        f" ({last.accounts_watched / 5:.0f} reads/s at {last.accounts_watched} accounts)"
+    )
     saturated = [c for s in results for c in s.client_cores if c > 0.8]
     print(
         "client processes: "
