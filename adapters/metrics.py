@@ -16,6 +16,11 @@
 | onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
 | onlyfans.db.latency          | gauge     | each database probe (/health, monitoring), ms: the    |
 |                              |           | guide's dbLatencyMs, for an alarm (deploy/template)   |
+| live.tail.reads              | counter   | the live hub, per read of the log by its tail (one    |
+|                              |           | per API process, whatever the clients: issue 18)      |
+| live.tail.batches            | counter   | the same reads that found events                      |
+| live.updates.offered         | counter   | the live hub, per update offered to a subscription    |
+| live.clients                 | up-down   | the live hub's subscriptions (WebSocket and SSE)      |
 
 Series are labelled by tenant (the creator account) only where the metrics are not public:
 with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
@@ -190,6 +195,22 @@ def _instruments() -> dict[str, Any]:
             unit="{fan}",
             description="Campaign recipients skipped for a reason (such as a message id in use)",
         ),
+        "live_reads": meter.create_counter(
+            "live.tail.reads", unit="{read}", description="Reads of the log by the live tail"
+        ),
+        "live_batches": meter.create_counter(
+            "live.tail.batches",
+            unit="{read}",
+            description="Reads of the log by the live tail that found events",
+        ),
+        "live_offered": meter.create_counter(
+            "live.updates.offered",
+            unit="{update}",
+            description="Updates offered to live subscriptions",
+        ),
+        "live_clients": meter.create_up_down_counter(
+            "live.clients", unit="{client}", description="Live stream clients connected"
+        ),
     }
 
 
@@ -268,3 +289,27 @@ def campaigns_stalled_now(count: int) -> None:
 def campaign_fans_skipped(count: int) -> None:
     _instruments()["skipped"].add(count)
     _count("onlyfans.bulk.skipped", count)
+
+
+# The live stream's figures carry no tenant label: one tail serves every account of a process.
+
+
+def live_tail_read() -> None:
+    _instruments()["live_reads"].add(1)
+    _count("live.tail.reads", 1)
+
+
+def live_tail_batch() -> None:
+    _instruments()["live_batches"].add(1)
+    _count("live.tail.batches", 1)
+
+
+def live_updates_offered(count: int) -> None:
+    _instruments()["live_offered"].add(count)
+    _count("live.updates.offered", count)
+
+
+def live_clients(change: int) -> None:
+    """A client joined (+1) or left (-1). Not sent to EMF, which sums what it is given per
+    flush: a level is not the sum of its changes over a minute."""
+    _instruments()["live_clients"].add(change)

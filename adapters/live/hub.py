@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from adapters import metrics
 from adapters.live.builder import FactsCache, Tagged, UpdateBuilder
 from adapters.live.subscription import QUEUE_SIZE, Filters, Subscription
 from adapters.live.summaries import QUEUE_STATUS_SECONDS, Summaries
@@ -71,7 +72,12 @@ class LiveHub:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Lock | None = None
-        self.batches_read = 0  # reads of the log that found events: the tail's cost
+        # The tail's cost, seen from outside as the live.* metrics: every read of the log
+        # (an empty one too: the polls and the wake-ups that found nothing are queries all the
+        # same), those that found events, and the updates offered to subscriptions.
+        self.reads = 0
+        self.batches_read = 0
+        self.updates_offered = 0
 
     async def subscribe(
         self, tenant: str, filters: Filters, member_id: str | None = None
@@ -83,12 +89,14 @@ class LiveHub:
             tenant, filters, self.checkpoint, asyncio.Queue(self.queue_size), member_id
         )
         self._by_tenant.setdefault(tenant, set()).add(subscription)
+        metrics.live_clients(1)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         held = self._by_tenant.get(subscription.tenant)
-        if held is not None:
+        if held is not None and subscription in held:
             held.discard(subscription)
+            metrics.live_clients(-1)
             if not held:
                 del self._by_tenant[subscription.tenant]
 
@@ -148,10 +156,13 @@ class LiveHub:
 
     async def read_next(self) -> int:
         """Read, build and dispatch the next batch of the log; how many events it held."""
+        self.reads += 1
+        metrics.live_tail_read()
         batch = await self.store.read_all(self.checkpoint, BATCH)
         if not batch:
             return 0
         self.batches_read += 1
+        metrics.live_tail_batch()
         tagged = await self._builder.build(batch)
         # From here to the end, no await: a subscription joining now sees this checkpoint
         # and this batch in its queue together, or neither.
@@ -176,17 +187,28 @@ class LiveHub:
                     subscription.end("revoked")
 
     def dispatch(self, tagged: Sequence[Tagged]) -> None:
+        offered = 0
         for item in tagged:
             if item.campaign_id is not None:
                 self._summaries.moved(item.tenant, item.campaign_id)
             held = self._by_tenant.get(item.tenant)
             if held and item.update:
+                offered += len(held)
                 for subscription in held:
                     subscription.offer(item.key, item.update)
+        self._offered(offered)
 
     def _offer_outside_log(self, tenant: str, update: Update) -> None:
-        for subscription in self._by_tenant.get(tenant, ()):
+        held = self._by_tenant.get(tenant, ())
+        for subscription in held:
             subscription.offer(None, update)
+        self._offered(len(held))
+
+    def _offered(self, count: int) -> None:
+        # Once per batch, not per subscription: a metric's add costs microseconds.
+        if count:
+            self.updates_offered += count
+            metrics.live_updates_offered(count)
 
 
 def _last(batch: Sequence[RecordedEvent]) -> Checkpoint:

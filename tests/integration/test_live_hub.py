@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from adapters import bootstrap
+from adapters import bootstrap, metrics
 from adapters.live import session
 from adapters.live.hub import LiveHub, live_hub
 from adapters.live.subscription import Filters
@@ -131,3 +132,76 @@ async def test_clients_that_keep_reading_keep_up_with_a_burst_of_full_batches(
             assert types == ["fan.updated"] * 3000
         for stream in streams:
             await stream.aclose()
+
+
+@pytest.fixture
+def metric_reader() -> Iterator[InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    metrics.install([reader])
+    yield reader
+    metrics.configure_from_env({})
+
+
+def metric_values(reader: InMemoryMetricReader) -> dict[str, float]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        metric.name: sum(point.value for point in metric.data.data_points)  # type: ignore[attr-defined]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+async def next_fan(stream: AsyncIterator[Update]) -> Update:
+    """The stream's next fan.updated (anything the stream says of itself skipped)."""
+    while (update := await anext(stream))["type"] != "fan.updated":
+        pass
+    return update
+
+
+async def test_the_tail_counts_every_read_of_the_log_those_that_find_nothing_too(
+    container: bootstrap.Container, metric_reader: InMemoryMetricReader
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    async with asyncio.timeout(30), hub_of(container) as hub:
+        # No client subscribes, so no tail runs: every read of the log here is the test's.
+        hub.checkpoint = await container.events.head()
+        await bulk_fans(container, tenant, 3)
+        calls = empty = held = 0
+        # Until the three fans were read and a read then found nothing (a read may find
+        # nothing earlier too, while another transaction on the server holds the log back).
+        while held < 3 or empty == 0:
+            found = await hub.read_next()
+            calls += 1
+            held += found
+            if not found:
+                empty += 1
+                await asyncio.sleep(0.01)
+        assert hub.reads == calls
+        assert hub.batches_read == calls - empty
+        values = metric_values(metric_reader)
+        assert values["live.tail.reads"] == calls
+        assert values["live.tail.batches"] == calls - empty
+
+
+async def test_the_clients_and_the_updates_offered_to_them_are_metrics(
+    container: bootstrap.Container, metric_reader: InMemoryMetricReader
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    async with asyncio.timeout(30), hub_of(container) as hub:
+        streams = [session.stream(hub, container.pool, tenant, fans_only(), None) for _ in range(3)]
+        firsts = [asyncio.ensure_future(next_fan(stream)) for stream in streams]
+        await eventually(lambda: hub.clients == 3)
+        fans = await bulk_fans(container, tenant, 2)
+        got = await asyncio.gather(*firsts)
+        assert {u["fanId"] for u in got} == {fans[0]}
+        await eventually(lambda: hub.updates_offered >= 6)
+        await streams[0].aclose()
+        values = metric_values(metric_reader)
+        assert values["live.clients"] == 2
+        # Each fan's update to each of the three clients.
+        assert values["live.updates.offered"] == hub.updates_offered >= 6
+        for stream in streams[1:]:
+            await stream.aclose()
+        assert metric_values(metric_reader)["live.clients"] == 0
