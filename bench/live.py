@@ -33,10 +33,10 @@ figures bound the time from the commit to the client:
 
 * from the 202: t0 when this process has read the answer of POST /api/onlyfans/messages/send,
   which is written after the commit. t1 - t0 is at most the real latency (it may be negative:
-  the update can arrive before the 202 is read), so it is the figure the goal p95 < 100 ms is
-  checked on, with the next one beside it;
+  the update can arrive before the 202 is read): a lower bound;
 * from the POST's start: t0 when the request is written. t1 - t0 is at least the real latency
-  (it includes the command's own work and commit).
+  (it includes the command's own work and commit): an upper bound, the one to hold to the
+  goal p95 < 100 ms, since the real figure lies between the two.
 
 Messages counted are those whose POST started inside the window; their updates are waited for
 a few seconds after it. ``missing``: updates expected (each socket of the account) and not
@@ -689,15 +689,16 @@ def _summary(
             else "none above 0.8 of a core; their event loops' p99 lag is in the table"
         )
     )
-    p95 = percentile(last.from_202, 0.95) * 1000
+    # Held to the goal: the upper bound (the real latency lies between the two).
+    p95 = percentile(last.from_start, 0.95) * 1000
     rate = last.accepted / last.seconds
     verdict = "met" if p95 < GOAL_P95_MS and not last.missing else "NOT met"
     note = "" if rate >= 0.95 * args.rate else f" (only {rate:.0f}/s of {args.rate:g}/s achieved)"
     print(
         f"goal: p95 < {GOAL_P95_MS:g} ms from the commit to the client, {last.sockets:,} sockets"
-        f" at {args.rate:g} sends/s{note}: {p95:.1f} ms from the 202 (a lower bound),"
-        f" {percentile(last.from_start, 0.95) * 1000:.1f} ms from the POST's start (an upper"
-        f" bound) -> {verdict}"
+        f" at {args.rate:g} sends/s{note}: {percentile(last.from_202, 0.95) * 1000:.1f} ms from"
+        f" the 202 (a lower bound), {p95:.1f} ms from the POST's start (an upper bound, held"
+        f" to the goal) -> {verdict}"
     )
 
 
