@@ -77,15 +77,17 @@ def check_variants(variants: Iterable[Variant]) -> tuple[Variant, ...]:
 
 def check_ab_test(test: AbTest) -> AbTest:
     if test.goal not in GOALS:
-        raise InvalidValue("abTest.goal", f"must be one of {', '.join(GOALS)}")
+        raise InvalidValue("goal", f"must be one of {', '.join(GOALS)}")
     if not 0.5 <= test.threshold < 1:
-        raise InvalidValue("abTest.threshold", "must be at least 0.5 and below 1")
+        raise InvalidValue("threshold", "must be at least 0.5 and below 1")
     if not 1 <= test.min_per_variant <= MAX_MIN_PER_VARIANT:
-        raise InvalidValue("abTest.minPerVariant", f"must be 1 to {MAX_MIN_PER_VARIANT}")
+        raise InvalidValue("min_per_variant", f"must be 1 to {MAX_MIN_PER_VARIANT}")
     if test.holdout_percent is not None and not 1 <= test.holdout_percent <= 99:
-        raise InvalidValue("abTest.holdout", "must be a percentage from 1 to 99")
+        raise InvalidValue("holdout", "must be a percentage from 1 to 99")
     if test.auto_winner and test.holdout_percent is None:
-        raise InvalidValue("abTest.holdout", "autoWinner needs the share of the audience to test")
+        raise InvalidValue(
+            "holdout", "an auto winner needs a holdout: the share of the audience to test"
+        )
     return test
 
 

@@ -67,7 +67,7 @@ class BulkMessagesController(Controller):
         """Create a campaign and start it; the fan-out continues in the campaign worker.
         ``minPosition``: the audience includes the fans written up to that position."""
         body = decode_strictly(await request.body(), BulkMessageBody)
-        if body.price_cents > 0:
+        if body.sells:
             require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body), min_position)
@@ -118,7 +118,7 @@ class CampaignsController(Controller):
     ) -> Response[Any]:
         """A draft; with ``status: "active"`` it is launched at once (202, as the bulk send)."""
         body = decode_strictly(await request.body(), CreateCampaignBody)
-        if body.bulk().price_cents > 0:
+        if body.bulk().sells:
             require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body.bulk()), min_position)
@@ -289,7 +289,7 @@ async def _change(
     if status == "active" and not request.user.may(Permission.SEND_PPV):
         # Launching a priced draft sends PPVs, as a priced bulk send does.
         draft, _ = await campaigns.load_campaign(container.events, campaign_id, tenant=ctx.tenant)
-        if draft.status == "draft" and draft.price_cents > 0:
+        if draft.status == "draft" and draft.sells:
             require(request.user, Permission.SEND_PPV)
 
     def launched(draft: Campaign) -> None:  # a draft this request launched (PATCH active)
