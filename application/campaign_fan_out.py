@@ -66,6 +66,8 @@ class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
     created: int = 0
     # Fans skipped for a reason worth an operator's look: (fan id, reason).
     skipped_fans: tuple[tuple[int, str], ...] = ()
+    # The pass that finished was an auto-winner test's portion: the rest waits for the winner.
+    awaiting_winner: bool = False
 
 
 class FanOutStalled(msgspec.Struct, frozen=True, kw_only=True):
@@ -254,6 +256,7 @@ async def _record_chunk(
         campaign=campaign,
         skipped_fans=skipped_fans,
         created=created,
+        awaiting_winner=campaign.awaiting_winner,
     )
 
 

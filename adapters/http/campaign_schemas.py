@@ -11,7 +11,13 @@ from litestar.openapi.spec import OpenAPIType
 from adapters.http.messaging_schemas import MediaUrls, PriceCents, Priority
 from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import NO_NUL, Body, Int64, Tags
-from application.campaign_queries import CampaignMetrics, CampaignView
+from application.campaign_queries import (
+    AbTestReport,
+    CampaignMetrics,
+    CampaignView,
+    VariantReport,
+    ab_report,
+)
 from application.campaigns import CreateCampaign, Segment, VariantTemplate
 from domain import campaign as rules
 from domain import variants as ab
@@ -307,7 +313,76 @@ class ProgressOut(msgspec.Struct, kw_only=True, rename="camel"):
     skipped: int
 
 
-class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
+class VariantResultOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """One variant's test results: its messages of the test portion (every message, without
+    an auto-winner); ``conversion``: the goal's successes per message sent."""
+
+    variant: str
+    weight: int
+    sent: int
+    opened: int
+    replied: int
+    purchased: int
+    revenue_cents: int
+    conversion: float
+    probability_best: float
+    # Messages sent to the rest of the audience as the winner, after the test.
+    sent_to_rest: int
+    revenue_cents_from_rest: int
+
+    @classmethod
+    def from_report(cls, r: VariantReport) -> VariantResultOut:
+        test, rest = r.view.test, r.view.rest
+        return cls(
+            variant=r.view.name,
+            weight=r.view.weight,
+            sent=test.sent,
+            opened=test.opened,
+            replied=test.replied,
+            purchased=test.purchased,
+            revenue_cents=test.revenue_cents,
+            conversion=round(r.conversion, 6),
+            probability_best=round(r.probability_best, 6),
+            sent_to_rest=rest.sent,
+            revenue_cents_from_rest=rest.revenue_cents,
+        )
+
+
+class AbTestOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """An A/B test's standing. ``probabilityBest``: the posterior probability (Beta(1,1)
+    prior, Beta-Binomial) that the variant has the highest rate on ``goal``. ``winner``: the
+    variant chosen (auto-winner), or the one the stop rule names now; null until it is met."""
+
+    goal: str
+    auto_winner: bool
+    holdout: int | None
+    min_per_variant: int
+    threshold: float
+    variants: list[VariantResultOut]
+    winner: str | None
+    decided_at: datetime | None
+    awaiting_winner: bool
+
+    @classmethod
+    def from_report(cls, r: AbTestReport) -> AbTestOut:
+        return cls(
+            goal=r.rule.goal,
+            auto_winner=r.rule.auto_winner,
+            holdout=r.rule.holdout_percent,
+            min_per_variant=r.rule.min_per_variant,
+            threshold=r.rule.threshold,
+            variants=[VariantResultOut.from_report(v) for v in r.variants],
+            winner=r.winner,
+            decided_at=r.decided_at,
+            awaiting_winner=r.awaiting_winner,
+        )
+
+    @classmethod
+    def of(cls, view: CampaignView) -> AbTestOut | None:
+        return None if view.ab_test is None else cls.from_report(ab_report(view.ab_test))
+
+
+class CampaignOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     id: int
     name: str
     type: str
@@ -323,6 +398,8 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
     finished_at: datetime | None
     updated_at: datetime
     version: int
+    # Only for a campaign that is an A/B test.
+    ab_test: AbTestOut | None = None
 
     @classmethod
     def from_view(cls, view: CampaignView) -> CampaignOut:
@@ -336,11 +413,7 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
             name=view.name,
             type=view.kind,
             status=view.status,
-            template={
-                "content": view.content,
-                "mediaUrls": [a["url"] for a in view.attachments],
-                "priceCents": view.price_cents,
-            },
+            template=_template(view),
             target_audience=audience,
             priority=view.priority,
             scheduled_at=view.scheduled_at,
@@ -357,7 +430,28 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
             finished_at=view.finished_at,
             updated_at=view.updated_at,
             version=view.version,
+            ab_test=AbTestOut.of(view),
         )
+
+
+def _template(view: CampaignView) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "content": view.content,
+        "mediaUrls": [a["url"] for a in view.attachments],
+        "priceCents": view.price_cents,
+    }
+    if view.ab_test is not None:
+        template["variants"] = [
+            {
+                "name": v.name,
+                "content": v.content,
+                "priceCents": v.price_cents,
+                "mediaUrls": v.media_urls,
+                "weight": v.weight,
+            }
+            for v in view.ab_test.variants
+        ]
+    return template
 
 
 class CampaignListOut(msgspec.Struct, kw_only=True, rename="camel"):
