@@ -255,3 +255,22 @@ async def test_the_results_count_each_variants_sends_reads_replies_and_purchases
     )
     assert results["Soft"]["conversion"] == pytest.approx(1 / sent_soft, abs=1e-6)
     assert sum(v["probabilityBest"] for v in results.values()) == pytest.approx(1)
+
+
+async def test_a_variant_holding_a_sensitive_word_refuses_the_whole_campaign(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp, events_of_tenant: Count
+) -> None:
+    fans = await new_fans(http, auth, 2)
+    put = await http.put("/api/crm/sensitive-words", json={"words": ["venmo"]}, headers=auth)
+    assert put.status_code == 200, put.text
+    await catch_up()
+    before = await events_of_tenant()
+    variants = [VARIANTS[0], {"content": "Tip me on Venmo, {{name}}"}]
+
+    response = await http.post(
+        BULK, json={"recipientIds": fans, "variants": variants}, headers=auth
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "content"
+    assert await events_of_tenant() == before

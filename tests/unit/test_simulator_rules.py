@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from adapters.dev import _overridden
 from adapters.onlyfans.simulator import Delivery, MessageRule, SimulatorConfig, SimulatorState
 
 RULES = (
@@ -88,3 +89,10 @@ def test_with_rules_what_a_fan_does_depends_on_the_message_not_on_the_order_of_s
     assert forwards == backwards
     bought = sum("message.purchased" in steps for steps in forwards.values())
     assert 50 < bought < 110  # 0.4 of 200
+
+
+def test_crm_dev_takes_message_rules_from_its_simulator_setting() -> None:
+    raw = '{"message_rules": [{"contains": "Offer B", "purchase_probability": 0.4}]}'
+    overridden = _overridden(SimulatorConfig(purchase_probability=0.1), raw)
+    assert overridden.behaviour_for("Offer B").purchase_probability == 0.4
+    assert overridden.behaviour_for("Offer A").purchase_probability == 0.1
