@@ -8,6 +8,7 @@ commands (the sender's and the webhooks') and the projectors with ``catch_up``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,14 +17,17 @@ import httpx
 import pytest
 
 from adapters.bootstrap import Container
+from application.ab_winner import choose_winner_if_due
 from application.campaign_fan_out import campaign_message_id
+from application.campaigns import load_campaign
 from application.context import CommandContext
 from application.messages import QueueMessage, queue_message, record_sent
 from application.streams import load
 from application.webhooks import WebhookEvent, handle_webhook
 from domain.message import Message, message_stream_id
-from domain.variants import choose_variant
+from domain.variants import choose_variant, in_test_portion
 from tests.integration.test_campaigns_api import new_fans
+from worker.campaigns import CampaignWorker
 
 BULK = "/api/messages/bulk"
 CAMPAIGNS = "/api/crm/campaigns"
@@ -274,3 +278,76 @@ async def test_a_variant_holding_a_sensitive_word_refuses_the_whole_campaign(
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "content"
     assert await events_of_tenant() == before
+
+
+async def test_two_workers_judging_at_once_record_one_winner_and_the_rest_get_it_once(
+    http: httpx.AsyncClient, auth: Headers, tenant: str, container: Container, catch_up: CatchUp
+) -> None:
+    fans = await new_fans(http, auth, 40)
+    await catch_up()
+    response = await http.post(
+        BULK,
+        json={
+            "recipientIds": fans,
+            "variants": VARIANTS,
+            "abTest": {"autoWinner": True, "holdout": 50, "minPerVariant": 3, "threshold": 0.9},
+        },
+        headers=auth,
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    campaign_id = accepted["campaignId"]
+    key = f"campaign-{campaign_id}"
+    portion = [fan for fan in fans if in_test_portion(key, fan, 50)]
+    assert (accepted["queued"], accepted["status"]) == (len(portion), "queueing")
+    ctx = CommandContext(tenant=tenant, actor="test", correlation_id=uuid.uuid4().hex)
+    for fan in portion:  # every B message of the test bought, no A message
+        message_id = campaign_message_id(campaign_id, fan)
+        await record_sent(message_id, f"p-{fan}", ctx, store=container.events)
+        if choose_variant(key, fan, [1, 3]) == 1:
+            await webhook(
+                container, ctx, "message.purchased", messageId=message_id, amountCents=900
+            )
+    await catch_up()
+    test = await container.campaigns.ab_test(campaign_id)
+    assert test is not None
+    assert test.awaiting_winner
+
+    judged = await asyncio.gather(
+        *(
+            choose_winner_if_due(
+                campaign_id,
+                test,
+                ctx,
+                store=container.events,
+                audience=container.campaigns,
+            )
+            for _ in range(2)
+        ),
+        return_exceptions=True,
+    )
+
+    assert sorted(judged, key=str) == [1, None]
+    worker = CampaignWorker(container)
+    for _ in range(20):  # the database is shared: the worker may have others' work too
+        await catch_up()
+        campaign, _ = await load_campaign(container.events, campaign_id, tenant=None)
+        if campaign.fanned_out:
+            break
+        await worker.run_once()
+    assert campaign.fanned_out
+    assert campaign.winner == 1
+    queued = await container.pool.fetch(
+        "SELECT data->>'fan_id' AS fan, data->>'variant' AS variant, data->>'to_rest' AS rest"
+        " FROM events WHERE event_type = 'MessageQueued' AND (data->>'campaign_id')::bigint = $1",
+        campaign_id,
+    )
+    assert sorted(int(r["fan"]) for r in queued) == sorted(fans)
+    rest = [r for r in queued if r["rest"] == "true"]
+    assert sorted(int(r["fan"]) for r in rest) == sorted(set(fans) - set(portion))
+    assert {r["variant"] for r in rest} == {"1"}
+    await catch_up()
+    view = (await http.get(f"{CAMPAIGNS}/{campaign_id}", headers=auth)).json()["campaign"]
+    assert view["abTest"]["winner"] == "B"
+    assert view["abTest"]["decidedAt"] is not None
+    assert view["abTest"]["variants"][1]["sentToRest"] == 0  # queued, not sent yet
