@@ -47,6 +47,7 @@ from projections.analytics_cohorts import FanCohortsProjection
 from projections.analytics_fan_revenue import FanRevenueProjection
 from projections.analytics_members import MemberAnalyticsProjection
 from projections.base import Projection
+from projections.campaign_variants import CampaignVariantsProjection
 from projections.campaigns import CampaignMetricsProjection, CampaignsProjection
 from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
@@ -120,6 +121,7 @@ def core_projections() -> list[Projection]:
         MessagesProjection(),
         CampaignsProjection(),
         CampaignMetricsProjection(),
+        CampaignVariantsProjection(),
         ImportJobsProjection(),
         ScriptsProjection(),
         SensitiveWordsProjection(),

@@ -14,6 +14,8 @@
 |                              |           | progress after all its attempts (no tenant label)     |
 | onlyfans.bulk.skipped        | counter   | the campaign worker, per fan skipped with a reason    |
 | onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
+| onlyfans.abtest.campaign     | counter   | a campaign launched as an A/B test, by goal          |
+| onlyfans.abtest.winner       | counter   | the campaign worker, per auto-winner recorded, by goal|
 | onlyfans.db.latency          | gauge     | each database probe (/health, monitoring), ms: the    |
 |                              |           | guide's dbLatencyMs, for an alarm (deploy/template)   |
 | live.tail.reads              | counter   | the live hub, per read of the log by its tail (one    |
@@ -190,6 +192,16 @@ def _instruments() -> dict[str, Any]:
         "db_latency": meter.create_gauge(
             "onlyfans.db.latency", unit="ms", description="Database round trip of a health probe"
         ),
+        "ab_campaigns": meter.create_counter(
+            "onlyfans.abtest.campaign",
+            unit="{campaign}",
+            description="Campaigns that are A/B tests",
+        ),
+        "ab_winners": meter.create_counter(
+            "onlyfans.abtest.winner",
+            unit="{campaign}",
+            description="A/B test winners chosen by the auto-winner",
+        ),
         "skipped": meter.create_counter(
             "onlyfans.bulk.skipped",
             unit="{fan}",
@@ -313,3 +325,14 @@ def live_clients(change: int) -> None:
     """A client joined (+1) or left (-1). Not sent to EMF, which sums what it is given per
     flush: a level is not the sum of its changes over a minute."""
     _instruments()["live_clients"].add(change)
+
+
+def ab_test_launched(tenant: str, goal: str) -> None:
+    """A campaign launched as an A/B test (its goal: purchase, reply or open)."""
+    _instruments()["ab_campaigns"].add(1, _labels(tenant, goal=goal))
+    _count("onlyfans.abtest.campaign", 1, goal=goal)
+
+
+def ab_winner_chosen(tenant: str, goal: str) -> None:
+    _instruments()["ab_winners"].add(1, _labels(tenant, goal=goal))
+    _count("onlyfans.abtest.winner", 1, goal=goal)

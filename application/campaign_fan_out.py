@@ -66,6 +66,8 @@ class ChunkResult(msgspec.Struct, frozen=True, kw_only=True):
     created: int = 0
     # Fans skipped for a reason worth an operator's look: (fan id, reason).
     skipped_fans: tuple[tuple[int, str], ...] = ()
+    # The pass that finished was an auto-winner test's portion: the rest waits for the winner.
+    awaiting_winner: bool = False
 
 
 class FanOutStalled(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,12 +158,12 @@ async def _queue_chunk(
     ids: IdAllocator,
 ) -> ChunkResult:
     ctx = _worker_context(campaign)
-    fresh = [r for r in chunk.recipients if r.conversation_id is None]
+    fresh = [r for r in _this_pass(campaign, chunk) if r.conversation_id is None]
     conversation_ids = iter(await ids.next_ids("conversation", len(fresh)) if fresh else [])
     writes: list[StreamWrite] = []
     outbox: list[OutboxEntry] = []
     skipped = 0
-    for recipient in chunk.recipients:
+    for recipient in _this_pass(campaign, chunk):
         conversation_id = recipient.conversation_id
         if conversation_id is None:
             conversation_id = next(conversation_ids)
@@ -189,15 +191,19 @@ async def _queue_one_by_one(
     ctx = _worker_context(campaign)
     queued = skipped = created = 0
     skipped_fans: list[tuple[int, str]] = []
-    for recipient in chunk.recipients:
+    for recipient in _this_pass(campaign, chunk):
+        variant = campaign.variant_for(recipient.fan_id)
+        template, price_cents, attachments = campaign.template_for(variant)
         cmd = QueueMessage(
             recipient_id=recipient.fan_id,
-            content=_render(campaign, recipient),
-            attachments=campaign.attachments,
-            price_cents=campaign.price_cents,
+            content=_render(template, recipient),
+            attachments=attachments,
+            price_cents=price_cents,
             priority=campaign.priority,
             message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
             campaign_id=campaign.campaign_id,
+            variant=variant,
+            to_rest=campaign.winner is not None,
         )
         try:
             accepted = await queue_message(cmd, ctx, store=store, ids=ids)
@@ -226,11 +232,14 @@ async def _record_chunk(
     *,
     created: int,
 ) -> ChunkResult:
+    # Fans gone since launch are counted by the pass that reaches every fan's slot: the only
+    # one, or an auto-winner test's second (so the test pass leaves them to it).
+    gone = 0 if campaign.auto_winner and campaign.winner is None else chunk.skipped
     if chunk.cursor > campaign.cursor:
         campaign.record_chunk(
             cursor=chunk.cursor,
             queued=queued,
-            skipped=skipped + chunk.skipped,
+            skipped=skipped + gone,
             skipped_fans=skipped_fans,
         )
     if chunk.last:
@@ -241,32 +250,42 @@ async def _record_chunk(
     return ChunkResult(
         campaign_id=campaign.campaign_id,
         queued=queued,
-        skipped=skipped + chunk.skipped,
+        skipped=skipped + gone,
         finished=chunk.last,
         position=positions[-1],
         campaign=campaign,
         skipped_fans=skipped_fans,
         created=created,
+        awaiting_winner=campaign.awaiting_winner,
     )
 
 
 def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> Message:
+    variant = campaign.variant_for(recipient.fan_id)
+    template, price_cents, attachments = campaign.template_for(variant)
     return Message.queue(
         message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
         tenant=campaign.tenant,
         conversation_id=conversation_id,
         fan_id=recipient.fan_id,
-        content=_render(campaign, recipient),
-        price_cents=campaign.price_cents,
-        attachments=campaign.attachments,
+        content=_render(template, recipient),
+        price_cents=price_cents,
+        attachments=attachments,
         priority=campaign.priority,
         campaign_id=campaign.campaign_id,
         sent_by=campaign.launched_by,
+        variant=variant,
+        to_rest=campaign.winner is not None,
     )
 
 
-def _render(campaign: Campaign, recipient: Recipient) -> str:
-    return render(campaign.content, name=recipient.name, handle=recipient.handle)
+def _this_pass(campaign: Campaign, chunk: AudienceChunk) -> list[Recipient]:
+    """The chunk's fans this pass of the fan-out sends to (all but in an auto-winner test)."""
+    return [r for r in chunk.recipients if campaign.in_this_pass(r.fan_id)]
+
+
+def _render(template: str, recipient: Recipient) -> str:
+    return render(template, name=recipient.name, handle=recipient.handle)
 
 
 def _open_conversation(

@@ -101,10 +101,11 @@ async def launch_bulk(
 def launch_status(
     scheduled_at: datetime | None, first: ChunkResult | None, now: datetime
 ) -> LaunchStatus:
-    """Scheduled for later; queued whole already (inline); or queueing, in the worker."""
+    """Scheduled for later; queued whole already (inline); or queueing, in the worker (an
+    auto-winner test's rest waits for its winner: still queueing)."""
     if scheduled_at is not None and scheduled_at > now:
         return "scheduled"
-    return "queued" if first and first.finished else "queueing"
+    return "queued" if first and first.finished and not first.awaiting_winner else "queueing"
 
 
 def estimate(

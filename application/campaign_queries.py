@@ -7,6 +7,9 @@ from typing import Any
 
 import msgspec
 
+from application.ab_results import VariantCounts, standing
+from domain.variants import AbTest
+
 
 class CampaignMetrics(msgspec.Struct, frozen=True, kw_only=True):
     queued: int = 0
@@ -18,6 +21,58 @@ class CampaignMetrics(msgspec.Struct, frozen=True, kw_only=True):
     opened: int = 0
     clicked: int = 0
     revenue_cents: int = 0
+
+
+class VariantView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    weight: int
+    content: str
+    price_cents: int
+    media_urls: list[str]
+    test: VariantCounts  # the test portion's messages (every message, without auto-winner)
+    rest: VariantCounts  # sent to the rest of the audience as the winner
+
+
+class AbTestView(msgspec.Struct, frozen=True, kw_only=True):
+    rule: AbTest
+    variants: list[VariantView]
+    awaiting_winner: bool
+    recorded_winner: int | None  # chosen by the auto-winner, for good
+    decided_at: datetime | None
+
+
+class VariantReport(msgspec.Struct, frozen=True, kw_only=True):
+    view: VariantView
+    conversion: float
+    probability_best: float
+
+
+class AbTestReport(msgspec.Struct, frozen=True, kw_only=True):
+    """How the test stands. ``winner``: the recorded one of an auto-winner test, else the
+    variant the stop rule names now (None until it is met); ``decided_at`` only when recorded."""
+
+    rule: AbTest
+    variants: list[VariantReport]
+    winner: str | None
+    decided_at: datetime | None
+    awaiting_winner: bool
+
+
+def ab_report(test: AbTestView) -> AbTestReport:
+    result = standing([v.test for v in test.variants], test.rule)
+    winner = test.recorded_winner if test.recorded_winner is not None else result.winner
+    return AbTestReport(
+        rule=test.rule,
+        variants=[
+            VariantReport(view=v, conversion=c, probability_best=p)
+            for v, c, p in zip(
+                test.variants, result.conversion, result.probability_best, strict=True
+            )
+        ],
+        winner=None if winner is None else test.variants[winner].name,
+        decided_at=test.decided_at,
+        awaiting_winner=test.awaiting_winner,
+    )
 
 
 class CampaignView(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +97,7 @@ class CampaignView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     version: int
     metrics: CampaignMetrics
+    ab_test: AbTestView | None = None
 
     @property
     def remaining(self) -> int:

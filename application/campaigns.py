@@ -33,6 +33,7 @@ from domain.base import DomainEvent
 from domain.campaign import Campaign, campaign_stream_id
 from domain.errors import InvalidValue
 from domain.message import attachment_type_of
+from domain.variants import AbTest, Variant
 
 # The statuses a person may ask for (PATCH), and "resume", which only resumes a paused one
 # ("active" also launches a draft).
@@ -95,8 +96,19 @@ class Audience(Protocol):
         ...
 
 
+class VariantTemplate(msgspec.Struct, frozen=True, kw_only=True):
+    """One variant of an A/B test, as asked (media as URLs)."""
+
+    content: str
+    name: str = ""
+    media_urls: tuple[str, ...] = ()
+    price_cents: int = 0
+    weight: int = 1
+
+
 class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
     name: str
+    # With ``variants``, unused: each variant has its own.
     content: str
     media_urls: tuple[str, ...] = ()
     price_cents: int = 0
@@ -104,6 +116,8 @@ class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
     recipient_ids: tuple[int, ...] | None = None
     segment: Segment | None = None
     scheduled_at: datetime | None = None
+    variants: tuple[VariantTemplate, ...] = ()
+    ab_test: AbTest | None = None
 
 
 class RecipientFailure(msgspec.Struct, frozen=True):
@@ -227,6 +241,17 @@ def _new(
         segment_min_value_cents=segment.min_value_cents,
         segment_active_since=segment.active_since,
         scheduled_at=cmd.scheduled_at,
+        variants=[
+            Variant(
+                name=v.name,
+                content=v.content,
+                price_cents=v.price_cents,
+                attachments=tuple((attachment_type_of(url), url) for url in v.media_urls),
+                weight=v.weight,
+            )
+            for v in cmd.variants
+        ],
+        ab_test=cmd.ab_test,
     )
 
 
@@ -281,7 +306,8 @@ async def _words_allowed(cmd: CreateCampaign, ctx: CommandContext, store: EventS
     """The account's sensitive words, as the log has them, having checked the campaign's
     content (its template: the fans' own names are theirs) against them."""
     words = await read_words(store, ctx.tenant)
-    words.refuse(cmd.content)
+    for content in [v.content for v in cmd.variants] or [cmd.content]:
+        words.refuse(content)
     return words
 
 

@@ -57,6 +57,9 @@ class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: int | None = None
     script_id: int | None = None
     high_priority_from: int = HIGH_PRIORITY
+    # A campaign's A/B test variant (domain.message.Message.Queued).
+    variant: int | None = None
+    to_rest: bool = False
 
 
 class MessageAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,6 +248,8 @@ async def _append_message(
         campaign_id=cmd.campaign_id,
         script_id=cmd.script_id,
         sent_by=ctx.member_id,
+        variant=cmd.variant,
+        to_rest=cmd.to_rest,
     )
     queued_at = message.created_on
     writes.append(stream_write(message, "message"))

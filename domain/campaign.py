@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 from eventsourcing.domain import BaseAggregate, event
 
 from domain.base import AggregateCreated, DomainEvent
@@ -28,6 +29,14 @@ from domain.message import (
     normalise_content,
     normalise_price,
     normalise_priority,
+)
+from domain.variants import (
+    AbTest,
+    Variant,
+    check_ab_test,
+    check_variants,
+    choose_variant,
+    in_test_portion,
 )
 
 Status = Literal["draft", "active", "paused", "completed", "cancelled"]
@@ -96,6 +105,11 @@ class Campaign(BaseAggregate[str]):
         segment_min_value_cents: int | None
         segment_active_since: datetime | None
         scheduled_at: datetime | None
+        # An A/B test (domain/variants.py): each fan gets one of the variants, whose template
+        # replaces ``content``, price and media (which hold the first variant's, for readers
+        # that know nothing of tests). Absent from campaigns created before tests existed.
+        variants: tuple[Variant, ...] = ()
+        ab_test: AbTest | None = None
 
     class Launched(Event):
         # Recipients counted at launch, and the highest fan id then: fans created later are
@@ -116,6 +130,18 @@ class Campaign(BaseAggregate[str]):
 
     class FanOutFinished(Event):
         pass
+
+    class TestPortionQueued(Event):
+        """An auto-winner test's portion of the audience is queued: the rest waits for the
+        winner."""
+
+    class WinnerChosen(Event):
+        """The test met its stop rule: the rest of the audience gets ``variant``. The fan-out
+        goes through the audience again from the start, queueing only fans outside the test
+        portion, so each fan still gets exactly one message."""
+
+        variant: int
+        probability_best: float
 
     class Paused(Event):
         pass
@@ -146,8 +172,11 @@ class Campaign(BaseAggregate[str]):
         segment_min_value_cents: int | None = None,
         segment_active_since: datetime | None = None,
         scheduled_at: datetime | None = None,
+        variants: Iterable[Variant] = (),
+        ab_test: AbTest | None = None,
     ) -> Campaign:
-        """A draft: validated, not yet sending."""
+        """A draft: validated, not yet sending. With ``variants``, an A/B test whose first
+        variant also stands as the campaign's content, price and media."""
         if kind not in KINDS:
             raise InvalidValue("type", f"must be one of {', '.join(sorted(KINDS))}")
         name = (name or "").strip() if isinstance(name, str) else ""
@@ -167,6 +196,11 @@ class Campaign(BaseAggregate[str]):
         ):
             if moment is not None and moment.tzinfo is None:
                 raise InvalidValue(field, "must carry a timezone")
+        tested = _check_test(variants, ab_test)
+        if tested:
+            content = tested[0].content
+            attachments = tested[0].attachments
+            price_cents = tested[0].price_cents
         return cls(
             campaign_id=campaign_id,
             tenant=tenant,
@@ -181,6 +215,8 @@ class Campaign(BaseAggregate[str]):
             segment_min_value_cents=segment_min_value_cents,
             segment_active_since=segment_active_since,
             scheduled_at=scheduled_at,
+            variants=tested,
+            ab_test=(ab_test or AbTest()) if tested else None,
         )
 
     @event(Created)
@@ -199,6 +235,8 @@ class Campaign(BaseAggregate[str]):
         segment_min_value_cents: int | None,
         segment_active_since: datetime | None,
         scheduled_at: datetime | None,
+        variants: tuple[Variant, ...] = (),
+        ab_test: AbTest | None = None,
     ) -> None:
         self.campaign_id = campaign_id
         self.tenant = tenant
@@ -221,6 +259,10 @@ class Campaign(BaseAggregate[str]):
         self.queued = 0
         self.skipped = 0
         self.fanned_out = False
+        self.variants = tuple(variants)
+        self.ab_test = ab_test
+        self.test_portion_queued = False
+        self.winner: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -291,7 +333,45 @@ class Campaign(BaseAggregate[str]):
     @property
     def sending(self) -> bool:
         """Whether the worker may queue messages for it now."""
-        return self.status == "active" and not self.fanned_out
+        return self.status == "active" and not self.fanned_out and not self.awaiting_winner
+
+    @property
+    def sells(self) -> bool:
+        """Whether any message it sends is priced (a PPV)."""
+        return self.price_cents > 0 or any(v.price_cents > 0 for v in self.variants)
+
+    @property
+    def auto_winner(self) -> bool:
+        return bool(self.variants) and self.ab_test is not None and self.ab_test.auto_winner
+
+    @property
+    def awaiting_winner(self) -> bool:
+        return self.test_portion_queued and self.winner is None
+
+    def in_this_pass(self, fan_id: int) -> bool:
+        """Whether the fan-out queues this fan now: every fan, except in an auto-winner test,
+        whose first pass takes the test portion and whose second (after the winner) the rest."""
+        if not self.auto_winner:
+            return True
+        percent = self.ab_test.holdout_percent if self.ab_test else None
+        assert percent is not None  # check_ab_test: an auto winner has a test portion
+        in_test = in_test_portion(self.id, fan_id, percent)
+        return in_test if self.winner is None else not in_test
+
+    def variant_for(self, fan_id: int) -> int | None:
+        """The index of the variant this fan is sent (None: the campaign is no test)."""
+        if not self.variants:
+            return None
+        if self.winner is not None:
+            return self.winner
+        return choose_variant(self.id, fan_id, [v.weight for v in self.variants])
+
+    def template_for(self, variant: int | None) -> tuple[str, int, tuple[tuple[str, str], ...]]:
+        """(content template, price, attachments) of the variant, or of the campaign."""
+        if variant is None:
+            return self.content, self.price_cents, self.attachments
+        chosen = self.variants[variant]
+        return chosen.content, chosen.price_cents, chosen.attachments
 
     def record_chunk(
         self,
@@ -317,17 +397,58 @@ class Campaign(BaseAggregate[str]):
         self.skipped += skipped
 
     def finish_fan_out(self) -> None:
+        """The pass reached the end of the audience: the fan-out is done, unless that was an
+        auto-winner test's portion, after which the rest waits for the winner."""
         if not self.sending:
             raise IllegalState(f"campaign {self.campaign_id} is {self.status}, not sending")
-        self._fan_out_finished()
+        if self.auto_winner and self.winner is None:
+            self._test_portion_queued()
+        else:
+            self._fan_out_finished()
 
     @event(FanOutFinished)
     def _fan_out_finished(self) -> None:
         self.fanned_out = True
 
+    @event(TestPortionQueued)
+    def _test_portion_queued(self) -> None:
+        self.test_portion_queued = True
+
+    def choose_winner(self, variant: int, probability_best: float) -> None:
+        """The stop rule is met (judged by the caller on the test's results)."""
+        self._require("choose a winner for", "active", "paused")
+        if not self.awaiting_winner:
+            raise IllegalState(f"campaign {self.campaign_id} is not waiting for a winner")
+        if not 0 <= variant < len(self.variants):
+            raise InvalidValue("variant", f"campaign {self.campaign_id} has no variant {variant}")
+        self._winner_chosen(variant=variant, probability_best=probability_best)
+
+    @event(WinnerChosen)
+    def _winner_chosen(self, variant: int, probability_best: float) -> None:
+        self.winner = variant
+        self.cursor = 0  # the second pass, over the rest of the audience
+
     def _require(self, action: str, *statuses: str) -> None:
         if self.status not in statuses:
             raise IllegalState(f"cannot {action} campaign {self.campaign_id}: it is {self.status}")
+
+
+def _check_test(variants: Iterable[Variant], ab_test: AbTest | None) -> tuple[Variant, ...]:
+    given = tuple(variants)
+    if not given:
+        if ab_test is not None:
+            raise InvalidValue("variants", "an abTest needs variants")
+        return ()
+    check_ab_test(ab_test or AbTest())
+    return tuple(
+        msgspec.structs.replace(
+            variant,
+            content=check_template(variant.content),
+            price_cents=normalise_price(variant.price_cents),
+            attachments=normalise_attachments(variant.attachments),
+        )
+        for variant in check_variants(given)
+    )
 
 
 def _check_min_value(cents: int | None) -> None:

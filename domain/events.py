@@ -52,6 +52,9 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "CampaignResumed": Campaign.Resumed,
     "CampaignCancelled": Campaign.Cancelled,
     "CampaignCompleted": Campaign.Completed,
+    # A/B tests of campaigns (domain/variants.py): no personal data.
+    "CampaignTestPortionQueued": Campaign.TestPortionQueued,
+    "CampaignWinnerChosen": Campaign.WinnerChosen,
     # CSV import jobs (domain/import_job.py); no personal data: file name, counts, row errors.
     "ImportJobStarted": ImportJob.Started,
     "ImportJobBatchImported": ImportJob.BatchImported,

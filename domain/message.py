@@ -184,6 +184,10 @@ class Message(BaseAggregate[str]):
         # The workspace member who sent it (or launched its campaign): what it earns, and the
         # replies it draws, are the member's. None: a key of the first release, or a process.
         sent_by: str | None = None
+        # The A/B test variant (index) of its campaign it carries; ``to_rest``: sent to the
+        # rest of the audience as the test's winner, so outside the test's results.
+        variant: int | None = None
+        to_rest: bool = False
 
     class Dispatched(Event):
         queue: str
@@ -245,6 +249,8 @@ class Message(BaseAggregate[str]):
         campaign_id: int | None = None,
         script_id: int | None = None,
         sent_by: str | None = None,
+        variant: int | None = None,
+        to_rest: bool = False,
     ) -> Message:
         """An outgoing message, accepted for sending."""
         return cls(
@@ -259,6 +265,8 @@ class Message(BaseAggregate[str]):
             campaign_id=campaign_id,
             script_id=script_id,
             sent_by=sent_by,
+            variant=variant,
+            to_rest=to_rest,
         )
 
     @event(Queued)
@@ -275,6 +283,8 @@ class Message(BaseAggregate[str]):
         campaign_id: int | None,
         script_id: int | None = None,
         sent_by: str | None = None,
+        variant: int | None = None,
+        to_rest: bool = False,
     ) -> None:
         self.message_id = message_id
         self.tenant = tenant
@@ -288,6 +298,8 @@ class Message(BaseAggregate[str]):
         self.campaign_id = campaign_id
         self.script_id = script_id
         self.sent_by = sent_by
+        self.variant = variant
+        self.to_rest = to_rest
         self.status: Status = "queued"
         self.failure_reason: str | None = None
         self.attempts = 0  # tries at the platform

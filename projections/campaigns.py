@@ -25,6 +25,7 @@ _CAMPAIGN_COLUMNS = (
     *("price_cents", "priority", "recipient_count", "segment", "scheduled_at"),
     *("total_recipients", "queued", "skipped", "fan_out_cursor", "fanned_out_at"),
     *("created_at", "launched_at", "finished_at", "updated_at", "version"),
+    *("variants", "ab_test", "awaiting_winner", "winner", "winner_probability", "decided_at"),
 )
 
 _STATUS_OF: dict[type[Any], str] = {
@@ -76,6 +77,14 @@ def _fold_campaign(campaigns: TableRows, recorded: RecordedEvent) -> None:
         row["fan_out_cursor"] = event.cursor
     elif isinstance(event, Campaign.FanOutFinished):
         row["fanned_out_at"] = event.timestamp
+    elif isinstance(event, Campaign.TestPortionQueued):
+        row["awaiting_winner"] = True
+    elif isinstance(event, Campaign.WinnerChosen):
+        row["awaiting_winner"] = False
+        row["winner"] = event.variant
+        row["winner_probability"] = event.probability_best
+        row["decided_at"] = event.timestamp
+        row["fan_out_cursor"] = 0  # the second pass starts over
     elif type(event) in _STATUS_OF:
         row["status"] = _STATUS_OF[type(event)]
         if isinstance(event, Campaign.Launched):
@@ -115,6 +124,38 @@ def _created_row(event: Campaign.Created, version: int) -> dict[str, Any]:
         "finished_at": None,
         "updated_at": event.timestamp,
         "version": version,
+        **_test_columns(event),
+    }
+
+
+def _test_columns(event: Campaign.Created) -> dict[str, Any]:
+    test = event.ab_test
+    return {
+        "variants": [
+            {
+                "name": v.name,
+                "content": v.content,
+                "priceCents": v.price_cents,
+                "mediaUrls": [url for _, url in v.attachments],
+                "weight": v.weight,
+            }
+            for v in event.variants
+        ]
+        if event.variants
+        else None,
+        "ab_test": None
+        if test is None
+        else {
+            "goal": test.goal,
+            "autoWinner": test.auto_winner,
+            "holdout": test.holdout_percent,
+            "minPerVariant": test.min_per_variant,
+            "threshold": test.threshold,
+        },
+        "awaiting_winner": False,
+        "winner": None,
+        "winner_probability": None,
+        "decided_at": None,
     }
 
 

@@ -6,7 +6,9 @@ In each round, for every campaign with work (from the campaigns read model), it:
   chunk per campaign per round so that a large campaign does not starve a small one;
 - releases the messages the sender held while the campaign was paused, once it is active
   again, and cancels those of a cancelled campaign;
-- records an active campaign completed once every queued message has an outcome.
+- records an active campaign completed once every queued message has an outcome;
+- records the winner of an auto-winner A/B test once its stop rule is met by the results
+  (application.ab_winner), after which the fan-out sends the winner to the rest.
 
 A campaign never stalls silently: a fan-out step that fails all its attempts is reported in a
 warning (campaign id and the last reason), counted in ``onlyfans.bulk.stalled`` and recorded
@@ -29,6 +31,7 @@ from adapters import metrics
 from adapters.bootstrap import Container
 from adapters.postgres.campaign_read_model import CampaignWork
 from adapters.postgres.campaign_stalls import clear_stall, record_stall
+from application.ab_winner import choose_winner_if_due
 from application.campaign_fan_out import (
     ChunkResult,
     FanOutStalled,
@@ -80,6 +83,8 @@ class CampaignWorker:
             actor="campaign-worker",
             correlation_id=f"campaign-{work.campaign_id}",
         )
+        if work.status == "active" and work.awaiting_winner:
+            return await self._judge(work, ctx)
         if work.status == "active" and not work.fanned_out:
             step = await fan_out_step(
                 work.campaign_id,
@@ -103,6 +108,25 @@ class CampaignWorker:
             log.info("campaign completed", campaign_id=work.campaign_id)
             return 1
         return 0
+
+    async def _judge(self, work: CampaignWork, ctx: CommandContext) -> int:
+        """An auto-winner test waits for its winner: recorded once the stop rule is met."""
+        c = self.container
+        test = await c.campaigns.ab_test(work.campaign_id)
+        if test is None:
+            return 0
+        winner = await choose_winner_if_due(
+            work.campaign_id, test, ctx, store=c.events, audience=c.campaigns
+        )
+        if winner is None:
+            return 0
+        metrics.ab_winner_chosen(work.tenant, test.rule.goal)
+        log.info(
+            "a/b test winner chosen",
+            campaign_id=work.campaign_id,
+            variant=test.variants[winner].name,
+        )
+        return 1
 
     async def _queued(self, work: CampaignWork, chunk: ChunkResult) -> int:
         if not chunk.finished:

@@ -11,9 +11,18 @@ from litestar.openapi.spec import OpenAPIType
 from adapters.http.messaging_schemas import MediaUrls, PriceCents, Priority
 from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import NO_NUL, Body, Int64, Tags
-from application.campaign_queries import CampaignMetrics, CampaignView
-from application.campaigns import CreateCampaign, Segment
+from application.campaign_queries import (
+    AbTestReport,
+    CampaignMetrics,
+    CampaignView,
+    VariantReport,
+    ab_report,
+)
+from application.campaigns import CreateCampaign, Segment, VariantTemplate
 from domain import campaign as rules
+from domain import variants as ab
+from domain.errors import InvalidValue
+from domain.variants import AbTest
 
 # The domain's rules on a campaign (domain/campaign.py), as the OpenAPI schema states them.
 _NO_OPEN_BRACES = (
@@ -67,6 +76,83 @@ AUDIENCE_RULES: dict[str, Any] = {
 }
 
 
+# The message's text: ``content``, or ``variants`` (an A/B test), one of them.
+CONTENT_RULES: list[dict[str, Any]] = [
+    {"required": ["content"], "properties": {"variants": {"type": "null"}}},
+    {"required": ["variants"], "properties": {"content": {"type": "null"}}},
+]
+
+
+class VariantBody(Body):
+    """One version of the message; each fan gets one, chosen from the test and the fan."""
+
+    content: Template
+    name: (
+        Annotated[str, rule("1-50 characters; the variant's letter (A, B, ...) if absent")] | None
+    ) = None
+    media_urls: MediaUrls = []
+    price_cents: PriceCents = 0
+    weight: Annotated[
+        int,
+        rule(
+            "The variant's share of the fans is its weight over the sum",
+            minimum=1,
+            maximum=ab.MAX_WEIGHT,
+        ),
+    ] = 1
+
+    def template(self) -> VariantTemplate:
+        return VariantTemplate(
+            name=self.name or "",
+            content=self.content,
+            media_urls=tuple(self.media_urls),
+            price_cents=self.price_cents,
+            weight=self.weight,
+        )
+
+
+Variants = Annotated[
+    list[VariantBody],
+    rule(
+        f"{ab.MIN_VARIANTS} to {ab.MAX_VARIANTS} variants, names unique",
+        min_items=ab.MIN_VARIANTS,
+        max_items=ab.MAX_VARIANTS,
+    ),
+]
+
+
+class AbTestBody(Body):
+    """How the test is judged; with ``autoWinner``, ``holdout`` percent of the audience is
+    sent the test first and the rest gets the winner once the stop rule is met."""
+
+    goal: Literal["purchase", "reply", "open"] = "purchase"
+    auto_winner: bool = False
+    holdout: (
+        Annotated[int, rule("Percent of the audience sent the test", minimum=1, maximum=99)] | None
+    ) = None
+    min_per_variant: Annotated[
+        int,
+        rule(
+            "Messages sent of each variant before a winner",
+            minimum=1,
+            maximum=ab.MAX_MIN_PER_VARIANT,
+        ),
+    ] = ab.DEFAULT_MIN_PER_VARIANT
+    threshold: Annotated[
+        float,
+        rule("Probability of being best that makes a winner", minimum=0.5, exclusive_maximum=1),
+    ] = ab.DEFAULT_THRESHOLD
+
+    def rule(self) -> AbTest:
+        return AbTest(
+            goal=self.goal,
+            auto_winner=self.auto_winner,
+            holdout_percent=self.holdout,
+            min_per_variant=self.min_per_variant,
+            threshold=self.threshold,
+        )
+
+
 class SegmentBody(Body):
     """Fans matching all that is given (tags: any of them); at least one must be given."""
 
@@ -87,11 +173,16 @@ class SegmentBody(Body):
 
 class BulkMessageBody(Body):
     """The reference's POST /api/messages/bulk, plus a segment as an alternative audience:
-    ``recipientIds`` or ``segment``, one of them."""
+    ``recipientIds`` or ``segment``, one of them; and an A/B test: ``variants`` instead of
+    ``content``, judged as ``abTest`` says."""
 
-    openapi_rules: ClassVar[dict[str, Any]] = AUDIENCE_RULES
+    openapi_rules: ClassVar[dict[str, Any]] = {
+        "all_of": [{"anyOf": AUDIENCE_RULES["any_of"]}, {"anyOf": CONTENT_RULES}]
+    }
 
-    content: Template
+    content: Template | None = None
+    variants: Variants | None = None
+    ab_test: AbTestBody | None = None
     recipient_ids: RecipientIds | None = None
     segment: SegmentBody | None = None
     media_urls: MediaUrls = []
@@ -100,10 +191,21 @@ class BulkMessageBody(Body):
     priority: Priority = 5
     scheduled_at: Moment | None = None
 
+    @property
+    def sells(self) -> bool:
+        """Whether any message it sends is priced (a PPV)."""
+        return any(
+            price > 0 for price in (self.price_cents, *(v.price_cents for v in self.variants or ()))
+        )
+
     def command(self) -> CreateCampaign:
+        if (self.content is None) == (self.variants is None):
+            raise InvalidValue("content", "give content or variants, one of them")
         return CreateCampaign(
             name=self.campaign_name or "Bulk message",
-            content=self.content,
+            content=self.content or "",
+            variants=tuple(v.template() for v in self.variants or ()),
+            ab_test=self.ab_test.rule() if self.ab_test else None,
             media_urls=tuple(self.media_urls),
             price_cents=self.price_cents,
             priority=self.priority,
@@ -120,7 +222,12 @@ class BulkMessageBody(Body):
 
 
 class TemplateBody(Body):
-    content: Template
+    """``content`` or ``variants`` (an A/B test), one of them."""
+
+    openapi_rules: ClassVar[dict[str, Any]] = {"any_of": CONTENT_RULES}
+
+    content: Template | None = None
+    variants: Variants | None = None
     media_urls: MediaUrls = []
     price_cents: PriceCents = 0
 
@@ -145,10 +252,13 @@ class CreateCampaignBody(Body):
     status: Literal["draft", "active"] = "draft"
     priority: Priority = 5
     scheduled_at: Moment | None = None
+    ab_test: AbTestBody | None = None
 
     def bulk(self) -> BulkMessageBody:
         return BulkMessageBody(
             content=self.template.content,
+            variants=self.template.variants,
+            ab_test=self.ab_test,
             recipient_ids=self.target_audience.recipient_ids,
             segment=self.target_audience.segment,
             media_urls=self.template.media_urls,
@@ -203,7 +313,76 @@ class ProgressOut(msgspec.Struct, kw_only=True, rename="camel"):
     skipped: int
 
 
-class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
+class VariantResultOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """One variant's test results: its messages of the test portion (every message, without
+    an auto-winner); ``conversion``: the goal's successes per message sent."""
+
+    variant: str
+    weight: int
+    sent: int
+    opened: int
+    replied: int
+    purchased: int
+    revenue_cents: int
+    conversion: float
+    probability_best: float
+    # Messages sent to the rest of the audience as the winner, after the test.
+    sent_to_rest: int
+    revenue_cents_from_rest: int
+
+    @classmethod
+    def from_report(cls, r: VariantReport) -> VariantResultOut:
+        test, rest = r.view.test, r.view.rest
+        return cls(
+            variant=r.view.name,
+            weight=r.view.weight,
+            sent=test.sent,
+            opened=test.opened,
+            replied=test.replied,
+            purchased=test.purchased,
+            revenue_cents=test.revenue_cents,
+            conversion=round(r.conversion, 6),
+            probability_best=round(r.probability_best, 6),
+            sent_to_rest=rest.sent,
+            revenue_cents_from_rest=rest.revenue_cents,
+        )
+
+
+class AbTestOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """An A/B test's standing. ``probabilityBest``: the posterior probability (Beta(1,1)
+    prior, Beta-Binomial) that the variant has the highest rate on ``goal``. ``winner``: the
+    variant chosen (auto-winner), or the one the stop rule names now; null until it is met."""
+
+    goal: str
+    auto_winner: bool
+    holdout: int | None
+    min_per_variant: int
+    threshold: float
+    variants: list[VariantResultOut]
+    winner: str | None
+    decided_at: datetime | None
+    awaiting_winner: bool
+
+    @classmethod
+    def from_report(cls, r: AbTestReport) -> AbTestOut:
+        return cls(
+            goal=r.rule.goal,
+            auto_winner=r.rule.auto_winner,
+            holdout=r.rule.holdout_percent,
+            min_per_variant=r.rule.min_per_variant,
+            threshold=r.rule.threshold,
+            variants=[VariantResultOut.from_report(v) for v in r.variants],
+            winner=r.winner,
+            decided_at=r.decided_at,
+            awaiting_winner=r.awaiting_winner,
+        )
+
+    @classmethod
+    def of(cls, view: CampaignView) -> AbTestOut | None:
+        return None if view.ab_test is None else cls.from_report(ab_report(view.ab_test))
+
+
+class CampaignOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     id: int
     name: str
     type: str
@@ -219,6 +398,8 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
     finished_at: datetime | None
     updated_at: datetime
     version: int
+    # Only for a campaign that is an A/B test.
+    ab_test: AbTestOut | None = None
 
     @classmethod
     def from_view(cls, view: CampaignView) -> CampaignOut:
@@ -232,11 +413,7 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
             name=view.name,
             type=view.kind,
             status=view.status,
-            template={
-                "content": view.content,
-                "mediaUrls": [a["url"] for a in view.attachments],
-                "priceCents": view.price_cents,
-            },
+            template=_template(view),
             target_audience=audience,
             priority=view.priority,
             scheduled_at=view.scheduled_at,
@@ -253,7 +430,28 @@ class CampaignOut(msgspec.Struct, kw_only=True, rename="camel"):
             finished_at=view.finished_at,
             updated_at=view.updated_at,
             version=view.version,
+            ab_test=AbTestOut.of(view),
         )
+
+
+def _template(view: CampaignView) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "content": view.content,
+        "mediaUrls": [a["url"] for a in view.attachments],
+        "priceCents": view.price_cents,
+    }
+    if view.ab_test is not None:
+        template["variants"] = [
+            {
+                "name": v.name,
+                "content": v.content,
+                "priceCents": v.price_cents,
+                "mediaUrls": v.media_urls,
+                "weight": v.weight,
+            }
+            for v in view.ab_test.variants
+        ]
+    return template
 
 
 class CampaignListOut(msgspec.Struct, kw_only=True, rename="camel"):

@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from adapters import metrics
 from adapters.bootstrap import Container
 from adapters.http.campaign_schemas import (
+    AbTestOut,
     BulkAcceptedOut,
     BulkMessageBody,
     CampaignChangedOut,
@@ -67,7 +68,7 @@ class BulkMessagesController(Controller):
         """Create a campaign and start it; the fan-out continues in the campaign worker.
         ``minPosition``: the audience includes the fans written up to that position."""
         body = decode_strictly(await request.body(), BulkMessageBody)
-        if body.price_cents > 0:
+        if body.sells:
             require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body), min_position)
@@ -118,7 +119,7 @@ class CampaignsController(Controller):
     ) -> Response[Any]:
         """A draft; with ``status: "active"`` it is launched at once (202, as the bulk send)."""
         body = decode_strictly(await request.body(), CreateCampaignBody)
-        if body.bulk().price_cents > 0:
+        if body.bulk().sells:
             require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
         await read_your_writes(request, container, _audience_views(body.bulk()), min_position)
@@ -173,7 +174,14 @@ class CampaignsController(Controller):
         view = await container.campaigns.get_campaign(request.user.user_id, campaign_id)
         if view is None:
             raise NotFound(f"campaign {campaign_id}")
-        return {"campaignId": campaign_id, "metrics": MetricsOut.from_metrics(view.metrics)}
+        answer: dict[str, Any] = {
+            "campaignId": campaign_id,
+            "metrics": MetricsOut.from_metrics(view.metrics),
+        }
+        test = AbTestOut.of(view)
+        if test is not None:
+            answer["abTest"] = test
+        return answer
 
     @patch(
         "/{campaign_id:int}",
@@ -247,6 +255,8 @@ async def _launch(
         )
     campaign = launched.campaign
     metrics.campaign_launched(ctx.tenant, campaign.total_recipients)
+    if campaign.ab_test is not None:
+        metrics.ab_test_launched(ctx.tenant, campaign.ab_test.goal)
     if launched.created:
         # Campaign messages always take the normal queue (domain.message.queue_for).
         metrics.message_queued(ctx.tenant, "normal", launched.created)
@@ -289,11 +299,13 @@ async def _change(
     if status == "active" and not request.user.may(Permission.SEND_PPV):
         # Launching a priced draft sends PPVs, as a priced bulk send does.
         draft, _ = await campaigns.load_campaign(container.events, campaign_id, tenant=ctx.tenant)
-        if draft.status == "draft" and draft.price_cents > 0:
+        if draft.status == "draft" and draft.sells:
             require(request.user, Permission.SEND_PPV)
 
     def launched(draft: Campaign) -> None:  # a draft this request launched (PATCH active)
         metrics.campaign_launched(ctx.tenant, draft.total_recipients)
+        if draft.ab_test is not None:
+            metrics.ab_test_launched(ctx.tenant, draft.ab_test.goal)
 
     campaign, position = await campaigns.change_status(
         campaign_id,
@@ -325,7 +337,9 @@ async def _change_once(
 async def _wait(
     request: Request[Principal, Any, Any], container: Container, position: int | None
 ) -> None:
-    await read_your_writes(request, container, ["campaigns", "campaign_metrics"], position)
+    await read_your_writes(
+        request, container, ["campaigns", "campaign_metrics", "campaign_variants"], position
+    )
 
 
 def _audience_views(body: BulkMessageBody) -> list[str]:

@@ -48,6 +48,23 @@ log = structlog.get_logger(__name__)
 SEND_PATH = "/v1/accounts/{account:str}/chats/{recipient:str}/messages"
 
 
+class MessageRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Fans' behaviour towards messages whose text contains ``contains``; what it leaves
+    unset is the config's default. So a test can make one variant of a message truly sell
+    (or draw replies) better than another."""
+
+    contains: str
+    read_probability: float | None = None
+    purchase_probability: float | None = None
+    reply_probability: float | None = None
+
+
+class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
+    read_probability: float
+    purchase_probability: float
+    reply_probability: float
+
+
 class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str | None = None  # None: any bearer token is accepted (but one is required)
     seed: int | None = 0
@@ -75,7 +92,21 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     webhook_delay_jitter: float = 0.5  # ...plus uniform(0, jitter)
     webhook_attempts: int = 3  # a non-2xx answer or network error is retried (same event id)
     webhook_duplicate_rate: float = 0.0  # events sent twice: webhooks are at-least-once
+    # Per-message behaviour, first match wins (see MessageRule). With rules, whether a fan
+    # reads, buys or replies is drawn from the seed and the message's idempotency key alone,
+    # so that a test's outcome does not depend on the order concurrent sends arrive in.
+    message_rules: tuple[MessageRule, ...] = ()
     log_requests: bool = False
+
+    def behaviour_for(self, text: str) -> Behaviour:
+        """How fans treat a message with this text: the first rule it matches, else the
+        defaults (and the defaults wherever that rule is silent)."""
+        rule = next((r for r in self.message_rules if r.contains in text), MessageRule(contains=""))
+        return Behaviour(
+            read_probability=_or(rule.read_probability, self.read_probability),
+            purchase_probability=_or(rule.purchase_probability, self.purchase_probability),
+            reply_probability=_or(rule.reply_probability, self.reply_probability),
+        )
 
     def __post_init__(self) -> None:
         rates = {
@@ -90,6 +121,13 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             "reply_probability": self.reply_probability,
             "webhook_duplicate_rate": self.webhook_duplicate_rate,
         }
+        for index, rule in enumerate(self.message_rules):
+            if not rule.contains:
+                raise ValueError(f"message_rules[{index}].contains must not be empty")
+            for field in ("read_probability", "purchase_probability", "reply_probability"):
+                value = getattr(rule, field)
+                if value is not None:
+                    rates[f"message_rules[{index}].{field}"] = value
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {value}")
@@ -99,6 +137,10 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("rate_per_second must be > 0 (or None for no limit)")
         if self.burst < 1 or self.webhook_attempts < 1:
             raise ValueError("burst and webhook_attempts must be >= 1")
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,16 +348,21 @@ class SimulatorState:
             return rng.random() < config.webhook_duplicate_rate
 
         steps: list[WebhookStep] = []
+        behaviour = config.behaviour_for(delivery.text)
+        fan = rng
+        if config.message_rules:
+            key = delivery.idempotency_key or delivery.platform_message_id
+            fan = random.Random(f"{config.seed}:{key}")  # noqa: S311 - reproducible, not secret
         # Drawn only when configured, so that older seeds keep giving the same events.
         if config.delivery_probability and rng.random() < config.delivery_probability:
             steps.append(WebhookStep("message.delivered", delay(), duplicate()))
-        if rng.random() < config.read_probability:
+        if fan.random() < behaviour.read_probability:
             steps.append(WebhookStep("message.read", delay(), duplicate()))
             if config.click_probability and rng.random() < config.click_probability:
                 steps.append(WebhookStep("message.clicked", delay(), duplicate()))
-        if delivery.price_cents > 0 and rng.random() < config.purchase_probability:
+        if delivery.price_cents > 0 and fan.random() < behaviour.purchase_probability:
             steps.append(WebhookStep("message.purchased", delay(), duplicate()))
-        if rng.random() < config.reply_probability:
+        if fan.random() < behaviour.reply_probability:
             steps.append(WebhookStep("message.received", delay(), duplicate()))
         return WebhookPlan(
             account=delivery.account,

@@ -17,11 +17,19 @@ import msgspec
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from adapters.postgres.event_store import PostgresEventStore, questions
 from adapters.postgres.projection_store import PostgresProjectionStore
-from application.campaign_queries import CampaignMetrics, CampaignPage, CampaignView
+from application.ab_results import VariantCounts
+from application.campaign_queries import (
+    AbTestView,
+    CampaignMetrics,
+    CampaignPage,
+    CampaignView,
+    VariantView,
+)
 from application.campaigns import AudienceChunk, Recipient, Segment
 from application.errors import ConcurrencyError
 from domain.campaign import Campaign
 from domain.fan import Fan, fan_stream_id
+from domain.variants import AbTest
 
 _BIGINT = range(-(2**63), 2**63)
 # How long a status change or a fan-out chunk waits for the campaign's turn.
@@ -32,6 +40,7 @@ SELECT c.campaign_id, c.tenant_id AS tenant, c.name, c.kind, c.status, c.content
        c.price_cents, c.priority, c.recipient_count, c.segment, c.scheduled_at,
        c.total_recipients, c.skipped, c.fanned_out_at, c.created_at, c.launched_at,
        c.finished_at, c.updated_at, c.version,
+       c.variants, c.ab_test, c.awaiting_winner, c.winner, c.decided_at,
        m.queued, m.sent, m.delivered, m.failed, m.held, m.cancelled, m.opened, m.clicked,
        m.revenue_cents
 FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
@@ -53,6 +62,8 @@ _SEGMENT = """
 """
 
 _METRICS = tuple(CampaignMetrics.__struct_fields__)
+_TEST_COLUMNS = ("variants", "ab_test", "awaiting_winner", "winner", "decided_at")
+_COUNTS = tuple(VariantCounts.__struct_fields__)
 
 
 def _activity_join(active_since: datetime | None) -> str:
@@ -74,6 +85,8 @@ class CampaignWork(msgspec.Struct, frozen=True, kw_only=True):
     held: int
     # All its queued messages have an outcome (sent, failed or cancelled).
     settled: bool
+    # An auto-winner test whose test portion is queued, and whose rest waits for the winner.
+    awaiting_winner: bool = False
 
 
 class PostgresCampaignReadModel:
@@ -109,7 +122,7 @@ class PostgresCampaignReadModel:
             status,
             limit + 1,
         )
-        items = [_view(row) for row in rows[:limit]]
+        items = await self._with_tests([_view(row) for row in rows[:limit]])
         next_cursor = encode_cursor(items[-1].campaign_id) if len(rows) > limit else None
         return CampaignPage(items, next_cursor)
 
@@ -119,7 +132,49 @@ class PostgresCampaignReadModel:
         row = await self._pool.fetchrow(
             _CAMPAIGN + "WHERE c.campaign_id = $1 AND c.tenant_id = $2", campaign_id, tenant
         )
-        return _view(row) if row else None
+        return (await self._with_tests([_view(row)]))[0] if row else None
+
+    async def _with_tests(self, views: list[CampaignView]) -> list[CampaignView]:
+        """The views, those of A/B tests with their results per variant."""
+        tested = [v.campaign_id for v in views if v.ab_test is not None]
+        if not tested:
+            return views
+        rows = await self._pool.fetch(
+            "SELECT campaign_id, variant, to_rest, "
+            + ", ".join(_COUNTS)
+            + " FROM campaign_variant_metrics WHERE campaign_id = ANY($1::bigint[])",
+            tested,
+        )
+        counts = {
+            (r["campaign_id"], r["variant"], r["to_rest"]): VariantCounts(
+                **{name: r[name] for name in _COUNTS}
+            )
+            for r in rows
+        }
+        out = []
+        for view in views:
+            test = view.ab_test
+            if test is not None:
+                variants = [
+                    msgspec.structs.replace(
+                        v,
+                        test=counts.get((view.campaign_id, i, False), VariantCounts()),
+                        rest=counts.get((view.campaign_id, i, True), VariantCounts()),
+                    )
+                    for i, v in enumerate(test.variants)
+                ]
+                view = msgspec.structs.replace(
+                    view, ab_test=msgspec.structs.replace(test, variants=variants)
+                )
+            out.append(view)
+        return out
+
+    async def ab_test(self, campaign_id: int) -> AbTestView | None:
+        """The campaign's test and its results per variant (the auto-winner's question)."""
+        row = await self._pool.fetchrow(_CAMPAIGN + "WHERE c.campaign_id = $1", campaign_id)
+        if row is None:
+            return None
+        return (await self._with_tests([_view(row)]))[0].ab_test
 
     # -- the audience (application.campaigns.Audience) ----------------------------------------
 
@@ -268,7 +323,8 @@ class PostgresCampaignReadModel:
                    coalesce(m.held, 0) AS held,
                    coalesce(m.queued, 0) >= c.queued
                    AND coalesce(m.sent + m.failed + m.cancelled, 0) >= coalesce(m.queued, 0)
-                   AS settled
+                   AS settled,
+                   c.awaiting_winner
             FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)
             WHERE c.status IN ('active', 'paused')
                OR c.campaign_id IN (SELECT campaign_id FROM campaign_metrics WHERE held > 0)
@@ -301,4 +357,36 @@ def _recipient(fan: Fan) -> Recipient:
 def _view(row: Any) -> CampaignView:
     data = dict(row)
     metrics = CampaignMetrics(**{name: data.pop(name) or 0 for name in _METRICS})
-    return CampaignView(**data, metrics=metrics)
+    test = {name: data.pop(name) for name in _TEST_COLUMNS}
+    return CampaignView(**data, metrics=metrics, ab_test=_test_view(test))
+
+
+def _test_view(test: dict[str, Any]) -> AbTestView | None:
+    """The test as the campaigns view has it; its results are added from another view."""
+    rule = test["ab_test"]
+    if rule is None or not test["variants"]:
+        return None
+    return AbTestView(
+        rule=AbTest(
+            goal=rule["goal"],
+            auto_winner=rule["autoWinner"],
+            holdout_percent=rule["holdout"],
+            min_per_variant=rule["minPerVariant"],
+            threshold=rule["threshold"],
+        ),
+        variants=[
+            VariantView(
+                name=v["name"],
+                weight=v["weight"],
+                content=v["content"],
+                price_cents=v["priceCents"],
+                media_urls=v["mediaUrls"],
+                test=VariantCounts(),
+                rest=VariantCounts(),
+            )
+            for v in test["variants"]
+        ],
+        awaiting_winner=test["awaiting_winner"],
+        recorded_winner=test["winner"],
+        decided_at=test["decided_at"],
+    )

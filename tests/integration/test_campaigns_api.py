@@ -231,7 +231,8 @@ async def test_a_campaign_with_no_fan_of_this_account_is_refused_with_each_id(
         ({"recipientIds": [1], "content": "Hi", "campaignName": " "}, 422, "campaignName"),
         ({"recipientIds": ["1"], "content": "Hi"}, 400, None),
         ({"recipientIds": [1], "content": "Hi", "surprise": 1}, 400, None),
-        ({"recipientIds": [1]}, 400, None),
+        # content or variants, one of them: neither is a rule broken (422), not a shape (400).
+        ({"recipientIds": [1]}, 422, "content"),
         ({"segment": {"activeSince": "2026-01-01T00:00:00"}, "content": "Hi"}, 422, None),
     ],
 )
