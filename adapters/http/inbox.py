@@ -13,6 +13,7 @@ from pathlib import Path
 
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from adapters.http.permissions import public
 
@@ -46,7 +47,7 @@ async def inbox_page() -> Response[bytes]:
 
 
 @get("/inbox/assets/{name:str}", include_in_schema=False, **public())
-async def inbox_asset(name: str) -> Response[bytes]:
+async def inbox_asset(name: FromPath[str]) -> Response[bytes]:
     if name not in ASSETS:
         raise NotFoundException(f"the inbox has no file {name!r}")
     return _file(name)
