@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from adapters.bootstrap import Container
+from adapters.live.summaries import progress_with_test
 from application.ab_winner import choose_winner_if_due
 from application.campaign_fan_out import campaign_message_id
 from application.campaigns import load_campaign
@@ -351,3 +352,24 @@ async def test_two_workers_judging_at_once_record_one_winner_and_the_rest_get_it
     assert view["abTest"]["winner"] == "B"
     assert view["abTest"]["decidedAt"] is not None
     assert view["abTest"]["variants"][1]["sentToRest"] == 0  # queued, not sent yet
+
+
+async def test_the_live_streams_campaign_progress_carries_the_tests_standing_as_the_api_does(
+    http: httpx.AsyncClient, auth: Headers, tenant: str, container: Container, catch_up: CatchUp
+) -> None:
+    fans = await new_fans(http, auth, 12)
+    await catch_up()
+    campaign_id = await launched(http, auth, fans)
+    ctx = CommandContext(tenant=tenant, actor="test", correlation_id=uuid.uuid4().hex)
+    for fan in fans[:8]:
+        message_id = campaign_message_id(campaign_id, fan)
+        await record_sent(message_id, f"p-{fan}", ctx, store=container.events)
+    await catch_up()
+
+    view = await container.campaigns.get_campaign(tenant, campaign_id)
+    assert view is not None
+    progress = await progress_with_test(view)
+    answered = (await http.get(f"{CAMPAIGNS}/{campaign_id}", headers=auth)).json()["campaign"]
+    assert progress["type"] == "campaign.progress"
+    assert progress["abTest"] == answered["abTest"]
+    assert sum(v["sent"] for v in progress["abTest"]["variants"]) == 8
