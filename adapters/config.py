@@ -77,6 +77,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 5.0
     rate_limit_burst: int = 10
     rate_limits: tuple[tuple[str, float, int], ...] = ()
+    # Fansly's API provider (or its simulator in dev): no URL, no Fansly gateway, and a
+    # message to a Fansly fan is refused (422) rather than sent through another platform.
+    # Its own limiter per creator account, apart from OnlyFans' (keys fancrm:rl:fansly:...).
+    # Fansly publishes no limit: the default is a cautious guess, below OnlyFans' providers'.
+    fansly_api_url: str | None = None
+    fansly_api_key: str = "dev"
+    fansly_timeout: float = 10.0
+    fansly_rate_limit_per_second: float = 2.0
+    fansly_rate_limit_burst: int = 5
     # /metrics is public (scraped from inside the network) unless this token is set; then it
     # wants "Authorization: Bearer <token>", and only then (or with CRM_METRICS_TENANT_LABELS
     # =true) are series labelled by tenant. Exporting by OTLP is set by the standard OTEL_*
@@ -126,6 +135,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("sqs_queue_prefix", "SQS_QUEUE_PREFIX"),
             ("onlyfans_api_url", "ONLYFANS_API_URL"),
             ("onlyfans_api_key", "ONLYFANS_API_KEY"),
+            ("fansly_api_url", "FANSLY_API_URL"),
+            ("fansly_api_key", "FANSLY_API_KEY"),
         ):
             if env.get(key):
                 values[name] = env[key]
@@ -134,6 +145,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("max_receive_count", "SQS_MAX_RECEIVE_COUNT", int),
             ("high_priority_from", "CRM_HIGH_PRIORITY_FROM", int),
             ("onlyfans_timeout", "ONLYFANS_TIMEOUT", float),
+            ("fansly_timeout", "FANSLY_TIMEOUT", float),
+            ("fansly_rate_limit_per_second", "FANSLY_RATE_LIMIT_PER_SECOND", float),
+            ("fansly_rate_limit_burst", "FANSLY_RATE_LIMIT_BURST", int),
             ("max_body_bytes", "CRM_MAX_BODY_BYTES", int),
             ("import_max_bytes", "CRM_IMPORT_MAX_BYTES", int),
             ("import_batch_size", "CRM_IMPORT_BATCH_SIZE", int),
@@ -171,6 +185,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not settings.database_url:
             raise SystemExit("DATABASE_URL is not set (or run `crm dev` for the local stack)")
         return settings
+
+    @property
+    def message_platforms(self) -> frozenset[str]:
+        """The platforms a message can be sent on here: those with a gateway configured."""
+        return frozenset({"onlyfans"} | ({"fansly"} if self.fansly_api_url else set()))
 
     def __repr__(self) -> str:
         # Settings get logged and printed; the master keys must never be.

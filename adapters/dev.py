@@ -67,12 +67,28 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
             await asyncio.to_thread(simulator.start)
             stack.on_stop(simulator.stop)
             platform_url = simulator.url
+        fansly_url = os.environ.get("FANSLY_API_URL")
+        if not fansly_url:
+            # Fansly's simulator: the same class, a second time, at Fansly's pace. Its
+            # webhooks come to the same path: each names our message or fan, whose platform
+            # is known, so the path need not tell.
+            fansly = _simulator(
+                Settings.from_env(database_url=database_url),
+                host,
+                port,
+                webhook_secret,
+                platform="fansly",
+            )
+            await asyncio.to_thread(fansly.start)
+            stack.on_stop(fansly.stop)
+            fansly_url = fansly.url
         settings = Settings.from_env(
             database_url=database_url,
             redis_url=redis_url,
             **sqs,
             master_key=os.environ.get("CRM_MASTER_KEY") or _dev_master_key(data_dir),
             onlyfans_api_url=platform_url,
+            fansly_api_url=fansly_url,
         )
         if "CRM_POOL_MAX_SIZE" not in os.environ:
             # One process, one pool for the API and every worker (a dozen projectors, the
@@ -97,8 +113,10 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
         stack.stop()
 
 
-def _simulator(settings: Settings, host: str, port: int, webhook_secret: str) -> Simulator:
-    """The OnlyFans simulator, at the platform's pace (the limiter's), sending webhooks back
+def _simulator(
+    settings: Settings, host: str, port: int, webhook_secret: str, platform: str = "onlyfans"
+) -> Simulator:
+    """A platform's simulator, at the platform's pace (its limiter's), sending webhooks back
     to this API for user 1: reads, PPV purchases and replies, as a lively account would.
     ``CRM_DEV_SIMULATOR`` (a JSON object of SimulatorConfig fields) changes any of it, e.g.
     ``{"reply_probability": 1}`` for an account whose fans always answer."""
@@ -106,8 +124,14 @@ def _simulator(settings: Settings, host: str, port: int, webhook_secret: str) ->
         seed=None,
         latency=0.05,
         latency_jitter=0.1,
-        rate_per_second=settings.rate_limit_per_second,
-        burst=settings.rate_limit_burst,
+        rate_per_second=(
+            settings.fansly_rate_limit_per_second
+            if platform == "fansly"
+            else settings.rate_limit_per_second
+        ),
+        burst=settings.fansly_rate_limit_burst
+        if platform == "fansly"
+        else settings.rate_limit_burst,
         webhook_url=f"http://{host}:{port}",
         webhook_secrets={DEV_USER: webhook_secret},
         delivery_probability=1.0,

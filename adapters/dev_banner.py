@@ -65,6 +65,7 @@ fancrm is running (Ctrl-C stops everything)
   Redis         {settings.redis_url}
   Queue         {queue_description(settings)}
   OnlyFans      {settings.onlyfans_api_url}   ({platform_description(stack)})
+  Fansly        {settings.fansly_api_url}   (a second simulator unless FANSLY_API_URL is set)
   Health        {base}/api/monitoring/onlyfans   (with the key below)
   Metrics       {base}/metrics   (Prometheus text; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set)
 

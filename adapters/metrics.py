@@ -248,8 +248,8 @@ def message_queued(tenant: str, queue: str, count: int = 1) -> None:
         _count("onlyfans.message.queued", count, queue=queue)
 
 
-def message_failed(tenant: str, stage: str) -> None:
-    _instruments()["failed"].add(1, _labels(tenant, stage=stage))
+def message_failed(tenant: str, stage: str, platform: str = "onlyfans") -> None:
+    _instruments()["failed"].add(1, _labels(tenant, stage=stage, platform=platform))
     _count("onlyfans.message.failed", 1, stage=stage)
 
 
@@ -267,8 +267,12 @@ def database_latency(milliseconds: float) -> None:
     _sample("onlyfans.db.latency", "Milliseconds", milliseconds)
 
 
-def message_processed(tenant: str, outcome: str) -> None:
-    _instruments()["processed"].add(1, _labels(tenant, outcome=outcome))
+def message_processed(tenant: str, outcome: str, platform: str = "onlyfans") -> None:
+    # A ``platform`` label on the reference's metric, not a metric per platform: dashboards
+    # that sum onlyfans.message.processed keep counting every message, and one query splits
+    # them by platform. The CloudWatch (EMF) dimensions stay the reference's: a new dimension
+    # would make a new series there, and the reference's dashboard would lose its own.
+    _instruments()["processed"].add(1, _labels(tenant, outcome=outcome, platform=platform))
     _count("onlyfans.message.processed", 1, outcome=outcome)
 
 

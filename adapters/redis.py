@@ -142,6 +142,23 @@ def rate_limiter_from(
     )
 
 
+def fansly_rate_limiter_from(
+    settings: Settings, redis_client: redis.Redis | redis.RedisCluster | None
+) -> GcraRateLimiter | DisabledRateLimiter:
+    """Fansly's limiter: its own rate, burst and keys (``fancrm:rl:fansly:{account}``), so an
+    account sending on both platforms has a bucket on each, neither spending the other's."""
+    if not settings.rate_limiter_enabled:
+        return DisabledRateLimiter()
+    if redis_client is None:
+        raise SystemExit("the rate limiter needs REDIS_URL (or set RATE_LIMITER_ENABLED=false)")
+    return GcraRateLimiter(
+        redis_client,
+        default_rate=settings.fansly_rate_limit_per_second,
+        default_burst=settings.fansly_rate_limit_burst,
+        key_prefix="fancrm:rl:fansly",
+    )
+
+
 def _limit(rate: float, burst: int) -> tuple[int, int]:
     """(emission interval in whole µs, burst), refusing limits that would never allow a send."""
     if rate <= 0 or burst < 1:

@@ -44,6 +44,7 @@ from domain.errors import InvalidValue
 from domain.events import EVENT_NAMES
 from domain.fan import Fan, fan_stream_id
 from domain.message import HIGH_PRIORITY, Message
+from domain.platforms import PlatformCannotMessage, check_can_message
 
 _CAMPAIGN_MESSAGES = uuid.UUID("7c1d7c0e-3f5a-4b1e-9a53-2b8d2f0b6c11")
 CHUNK_ATTEMPTS = 3
@@ -163,7 +164,13 @@ async def _queue_chunk(
     writes: list[StreamWrite] = []
     outbox: list[OutboxEntry] = []
     skipped = 0
+    skipped_fans: list[tuple[int, str]] = []
     for recipient in _this_pass(campaign, chunk):
+        refused = _cannot_message(recipient)
+        if refused is not None:
+            skipped += 1
+            skipped_fans.append((recipient.fan_id, refused))
+            continue
         conversation_id = recipient.conversation_id
         if conversation_id is None:
             conversation_id = next(conversation_ids)
@@ -176,7 +183,16 @@ async def _queue_chunk(
         writes.append(stream_write(message, "message"))
         outbox.append(outbox_entry(message, ctx))
     return await _record_chunk(
-        campaign, chunk, len(outbox), skipped, writes, outbox, store, ctx, created=len(outbox)
+        campaign,
+        chunk,
+        len(outbox),
+        skipped,
+        writes,
+        outbox,
+        store,
+        ctx,
+        tuple(skipped_fans),
+        created=len(outbox),
     )
 
 
@@ -192,6 +208,11 @@ async def _queue_one_by_one(
     queued = skipped = created = 0
     skipped_fans: list[tuple[int, str]] = []
     for recipient in _this_pass(campaign, chunk):
+        refused = _cannot_message(recipient)
+        if refused is not None:
+            skipped += 1
+            skipped_fans.append((recipient.fan_id, refused))
+            continue
         variant = campaign.variant_for(recipient.fan_id)
         template, price_cents, attachments = campaign.template_for(variant)
         cmd = QueueMessage(
@@ -276,7 +297,18 @@ def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> 
         sent_by=campaign.launched_by,
         variant=variant,
         to_rest=campaign.winner is not None,
+        platform=recipient.platform,
     )
+
+
+def _cannot_message(recipient: Recipient) -> str | None:
+    """Why no message can go to ``recipient`` on their platform (a Patreon member: its API has
+    no direct messages), named per fan in the campaign's skips; None if one can."""
+    try:
+        check_can_message(recipient.platform, recipient.fan_id, configured=None)
+    except PlatformCannotMessage as error:
+        return f"platform-cannot-message: {error.message}"
+    return None
 
 
 def _this_pass(campaign: Campaign, chunk: AudienceChunk) -> list[Recipient]:

@@ -35,6 +35,7 @@ class SendJob(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: int | None
     price_cents: int
     correlation_id: str
+    platform: str = "onlyfans"  # whose gateway and limiter carry it, as recorded when queued
     receive_count: int  # receives that counted, this one included
     body: dict[str, Any]  # the queue body, whose personal fields are sealed
 
@@ -49,6 +50,8 @@ class SendJob(msgspec.Struct, frozen=True, kw_only=True):
             campaign_id=None if campaign_id is None else int(campaign_id),
             price_cents=int(body.get("priceCents") or 0),
             correlation_id=str(body.get("correlationId") or message_id),
+            # Bodies queued before platforms were told apart carry none: all OnlyFans'.
+            platform=str(body.get("platform") or "onlyfans"),
             receive_count=receive_count,
             body=body,
         )
@@ -71,6 +74,7 @@ Happened = Literal[
     "held",  # its campaign is paused
     "cancelled",  # its campaign is cancelled
     "erased",  # its recipient was erased: recorded failed
+    "unroutable",  # no gateway here for its platform: recorded failed
     "limiter_away",  # no limiter to ask: deferred
     "no_token",  # no token soon enough: deferred
     "sent",

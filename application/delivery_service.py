@@ -35,7 +35,9 @@ from application.ports import EventStore
 from application.sending import (
     LimiterUnavailable,
     OnlyFansGateway,
+    PlatformGateways,
     PlatformMessage,
+    PlatformRoute,
     RateLimiter,
     TokenAnswer,
 )
@@ -63,16 +65,42 @@ class DeliveryService:
         *,
         max_receive_count: int,
         retry_delays: Sequence[float],
+        other_platforms: dict[str, PlatformRoute] | None = None,
     ) -> None:
         if not retry_delays:
             raise ValueError("at least one retry delay")
         self.store = store
-        self.gateway = gateway
-        self.limiter = limiter
+        # ``gateway`` and ``limiter`` are OnlyFans' (every message before platforms were told
+        # apart was OnlyFans'); the other platforms' are routes of their own.
+        self.platforms = PlatformGateways(
+            {"onlyfans": PlatformRoute(gateway, limiter), **(other_platforms or {})}
+        )
         self.campaign_status = campaign_status
         self.open_personal = open_personal
         self.max_receive_count = max_receive_count
         self.retry_delays = tuple(retry_delays)
+
+    @property
+    def gateway(self) -> OnlyFansGateway:
+        return self._onlyfans.gateway
+
+    @gateway.setter
+    def gateway(self, gateway: OnlyFansGateway) -> None:
+        self.platforms.replace("onlyfans", PlatformRoute(gateway, self._onlyfans.limiter))
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._onlyfans.limiter
+
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter) -> None:
+        self.platforms.replace("onlyfans", PlatformRoute(self._onlyfans.gateway, limiter))
+
+    @property
+    def _onlyfans(self) -> PlatformRoute:
+        route = self.platforms.route("onlyfans")
+        assert route is not None
+        return route
 
     async def deliver(self, job: SendJob) -> Delivered:
         ctx = _context(job)
@@ -96,8 +124,15 @@ class DeliveryService:
             reason = "recipient was erased"
             await record_failed(job.message_id, reason, ctx, store=self.store)
             return Delivered(happened="erased", disposition=Disposition(True), failure=reason)
+        route = self.platforms.route(job.platform)
+        if route is None:
+            # Its gateway was configured when it was queued and is no more: failed, so a
+            # person sees why, rather than sent through another platform's gateway.
+            reason = f"no {job.platform} gateway is configured: not sent"
+            await record_failed(job.message_id, reason, ctx, store=self.store)
+            return Delivered(happened="unroutable", disposition=Disposition(True), failure=reason)
         try:
-            token = await self._token(job.tenant)
+            token = await self._token(route.limiter, job.tenant)
         except LimiterUnavailable as error:
             away = Disposition(False, LIMITER_AWAY_DEFER, deferred=True)
             return Delivered(happened="limiter_away", disposition=away, limiter_error=str(error))
@@ -108,10 +143,11 @@ class DeliveryService:
         stopped = await self._stop_for_campaign(job, ctx, token)
         if stopped is not None:
             return stopped
-        return await self._send(job, message, personal, token, ctx)
+        return await self._send(route.gateway, job, message, personal, token, ctx)
 
     async def _send(
         self,
+        gateway: OnlyFansGateway,
         job: SendJob,
         message: Message,
         personal: dict[str, Any],
@@ -126,9 +162,9 @@ class DeliveryService:
             media_urls=tuple(m["url"] for m in personal.get("media") or ()),
             idempotency_key=job.message_id,
         )
-        result = await self.gateway.send_message(platform_message)
+        result = await gateway.send_message(platform_message)
         if ask_again(result, last_receive=job.receive_count >= self.max_receive_count):
-            result = await self.gateway.send_message(platform_message)
+            result = await gateway.send_message(platform_message)
         verdict = after_send(result, job.receive_count, self.max_receive_count, self.retry_delays)
         await self._record(verdict, job, message, result.platform_message_id, ctx)
         return Delivered(
@@ -183,12 +219,12 @@ class DeliveryService:
         await cancel_message(job.message_id, "campaign cancelled", ctx, store=self.store)
         return Delivered(happened="cancelled", disposition=Disposition(True), token_at=at)
 
-    async def _token(self, account: str) -> TokenAnswer:
+    async def _token(self, limiter: RateLimiter, account: str) -> TokenAnswer:
         """The grant once a token is taken; else the refusal whose wait is too long to hold
         the record for (it goes back on the queue for that long)."""
         deadline = time.monotonic() + MAX_TOKEN_WAIT
         while True:
-            answer = await self.limiter.try_acquire(account)
+            answer = await limiter.try_acquire(account)
             if answer.granted or time.monotonic() + answer.wait > deadline:
                 return answer
             await asyncio.sleep(answer.wait)

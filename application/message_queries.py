@@ -55,6 +55,8 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     revenue_cents: int = 0
     # Its tries at the platform, oldest first: {at, outcome (sent, retrying, failed), reason}.
     attempt_history: list[dict[str, Any]] = []
+    # The platform that carried it (domain.message.Message.Queued.platform).
+    platform: str = "onlyfans"
 
 
 class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):

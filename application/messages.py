@@ -38,6 +38,7 @@ from domain.message import (
     message_stream_id,
     queue_for,
 )
+from domain.platforms import check_can_message
 
 MAX_BATCH = 10
 R = TypeVar("R")
@@ -60,6 +61,10 @@ class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
     # A campaign's A/B test variant (domain.message.Message.Queued).
     variant: int | None = None
     to_rest: bool = False
+    # The platforms this deployment has a gateway for: a message to a fan on another is
+    # refused (domain.platforms). None: not asked (the campaign worker, whose fan-out skips
+    # what no platform can carry, and whose sender fails what no gateway here speaks to).
+    platforms: frozenset[str] | None = None
 
 
 class MessageAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +104,7 @@ class KnownRecipient(msgspec.Struct, frozen=True):
     fan_id: int
     conversation_id: int
     version: int
+    platform: str = "onlyfans"
 
 
 class RecipientCache:
@@ -199,6 +205,7 @@ async def _queue_new(
         holds.append(listed.hold())
     known = recipients.get(ctx.tenant, cmd.recipient_id) if recipients is not None else None
     if recipients is not None and known is not None:
+        check_can_message(known.platform, known.fan_id, configured=cmd.platforms)
         try:
             return await _append_message(cmd, message_id, ctx, store, known, [*holds])
         except ConcurrencyError:
@@ -206,11 +213,13 @@ async def _queue_new(
             # below meets that conflict again, and the caller answers it).
             recipients.forget(ctx.tenant, cmd.recipient_id)
     fan = await live_recipient(store, cmd.recipient_id, ctx)
+    # Before any stream is touched: a message no gateway here can carry records nothing.
+    check_can_message(fan.platform, fan.fan_id, configured=cmd.platforms)
     writes = await conversation_writes(fan, ctx, ids)
     assert fan.conversation_id is not None
     # After conversation_writes the fan's version counts the event opening the conversation,
     # appended with the message.
-    recipient = KnownRecipient(fan.fan_id, fan.conversation_id, fan.version)
+    recipient = KnownRecipient(fan.fan_id, fan.conversation_id, fan.version, fan.platform)
     accepted = await _append_message(cmd, message_id, ctx, store, recipient, [*writes, *holds])
     if recipients is not None:
         recipients.remember(ctx.tenant, recipient)
@@ -250,6 +259,7 @@ async def _append_message(
         sent_by=ctx.member_id,
         variant=cmd.variant,
         to_rest=cmd.to_rest,
+        platform=recipient.platform,
     )
     queued_at = message.created_on
     writes.append(stream_write(message, "message"))
@@ -521,6 +531,7 @@ def outbox_entry(
             "attempt": message.rounds,
             "campaignId": message.campaign_id,
             "correlationId": ctx.correlation_id,
+            "platform": message.platform,
         }
         # Whose message it is: the relay and the sender record its events in that name.
         | ({"sentBy": message.sent_by} if message.sent_by is not None else {}),

@@ -1,4 +1,5 @@
-"""Ports of the sender: the OnlyFans gateway and the per-account rate limiter.
+"""Ports of the sender: the platform gateway and the per-account rate limiter, and the routing
+of a message to its own platform's pair of them.
 
 There is no official OnlyFans API: the gateway speaks the HTTP shape of the common third-party
 providers (see adapters/onlyfans/). Every send carries the message id as its Idempotency-Key, so
@@ -39,6 +40,33 @@ class OnlyFansGateway(Protocol):
     async def send_message(self, message: PlatformMessage) -> PlatformSendResult:
         """Never raises for an HTTP or network failure: classifies it instead."""
         ...
+
+
+class PlatformRoute(msgspec.Struct, frozen=True):
+    """How a message of one platform leaves: its gateway, and its limiter (its own keys and
+    limits: one platform's pace never spends another's tokens)."""
+
+    gateway: OnlyFansGateway
+    limiter: RateLimiter
+
+
+class PlatformGateways:
+    """The gateway port, one per platform, chosen by the platform recorded on the message
+    when it was queued (from its fan). A platform without a gateway here has no route: its
+    message is failed with that reason, never sent through another platform's gateway."""
+
+    def __init__(self, routes: dict[str, PlatformRoute]) -> None:
+        self._routes = dict(routes)
+
+    def route(self, platform: str) -> PlatformRoute | None:
+        return self._routes.get(platform)
+
+    def replace(self, platform: str, route: PlatformRoute) -> None:
+        self._routes[platform] = route
+
+    @property
+    def platforms(self) -> frozenset[str]:
+        return frozenset(self._routes)
 
 
 class LimiterUnavailable(Exception):

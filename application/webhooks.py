@@ -121,6 +121,7 @@ async def _received(
             fan_id=fan.fan_id,
             content=text,
             platform_message_id=platform_id,
+            platform=fan.platform,
         )
         # Its id names one message of the tenant: an outgoing one holding it (in a stream
         # apart, domain.inbound) refuses it, as one stream would.

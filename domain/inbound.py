@@ -37,6 +37,8 @@ class InboundMessage(BaseAggregate[str]):
         # None once the fan is erased: the key that decrypts it is gone.
         content: str | None
         platform_message_id: str
+        # The fan's platform, which it came from; absent before platforms were told apart.
+        platform: str = "onlyfans"
 
     @classmethod
     def receive(
@@ -48,6 +50,7 @@ class InboundMessage(BaseAggregate[str]):
         fan_id: int,
         content: str,
         platform_message_id: str,
+        platform: str = "onlyfans",
     ) -> InboundMessage:
         return cls(
             message_id=message_id,
@@ -56,6 +59,7 @@ class InboundMessage(BaseAggregate[str]):
             fan_id=fan_id,
             content=normalise_content(content),
             platform_message_id=platform_message_id.replace("\x00", "")[:200],
+            platform=platform,
         )
 
     @event(Received)
@@ -67,11 +71,13 @@ class InboundMessage(BaseAggregate[str]):
         fan_id: int,
         content: str | None,
         platform_message_id: str,
+        platform: str = "onlyfans",
     ) -> None:
         self.message_id = message_id
         self.tenant = tenant
         self.conversation_id = conversation_id
         self.fan_id = fan_id
+        self.platform = platform
         self.content = content
         self.platform_message_id = platform_message_id
         self.status = "received"

@@ -188,6 +188,10 @@ class Message(BaseAggregate[str]):
         # rest of the audience as the test's winner, so outside the test's results.
         variant: int | None = None
         to_rest: bool = False
+        # The platform that carries it, decided from its fan when it was queued, so the
+        # sender never guesses; messages queued before platforms were told apart were all
+        # OnlyFans', and decode so.
+        platform: str = "onlyfans"
 
     class Dispatched(Event):
         queue: str
@@ -251,6 +255,7 @@ class Message(BaseAggregate[str]):
         sent_by: str | None = None,
         variant: int | None = None,
         to_rest: bool = False,
+        platform: str = "onlyfans",
     ) -> Message:
         """An outgoing message, accepted for sending."""
         return cls(
@@ -267,6 +272,7 @@ class Message(BaseAggregate[str]):
             sent_by=sent_by,
             variant=variant,
             to_rest=to_rest,
+            platform=platform,
         )
 
     @event(Queued)
@@ -285,6 +291,7 @@ class Message(BaseAggregate[str]):
         sent_by: str | None = None,
         variant: int | None = None,
         to_rest: bool = False,
+        platform: str = "onlyfans",
     ) -> None:
         self.message_id = message_id
         self.tenant = tenant
@@ -300,6 +307,7 @@ class Message(BaseAggregate[str]):
         self.sent_by = sent_by
         self.variant = variant
         self.to_rest = to_rest
+        self.platform = platform
         self.status: Status = "queued"
         self.failure_reason: str | None = None
         self.attempts = 0  # tries at the platform

@@ -50,6 +50,7 @@ _COLUMNS = [
     "delivered_at",
     "clicked_at",
     "attempt_history",
+    "platform",
 ]
 _FOLDED = frozenset(
     {
@@ -139,6 +140,7 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
                     "priority": event.priority,
                     "status": "queued",
                     "campaign_id": event.campaign_id,
+                    "platform": event.platform,
                     "queued_at": event.timestamp,
                     "updated_at": event.timestamp,
                 },
@@ -159,6 +161,7 @@ def _fold(rows: TableRows, recorded: RecordedEvent) -> None:
                     "priority": 0,
                     "status": "received",
                     "platform_message_id": event.platform_message_id,
+                    "platform": event.platform,
                     "queued_at": event.timestamp,
                     "updated_at": event.timestamp,
                 },

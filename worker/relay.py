@@ -81,7 +81,7 @@ class Relay:
                 await record_failed(
                     row.message_id, f"queue unavailable: {reason}", _owner(row), store=self.store
                 )
-                metrics.message_failed(_owner(row).tenant, "relay")
+                metrics.message_failed(_owner(row).tenant, "relay", _platform(row))
                 log.error("message failed", **_about(row), attempt=row.attempts + 1, error=reason)
         # After commit the messages are on the queue whatever happens next; a lost
         # "dispatched" is made good by the sender's "sent".
@@ -240,6 +240,12 @@ async def _keep_listening(listener: ChannelListener, stop: asyncio.Event) -> Non
         await listener.ensure()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 5.0)
+
+
+def _platform(row: OutboxRow) -> str:
+    """The platform the queued message is for (bodies from before it was recorded: all
+    OnlyFans')."""
+    return str(msgspec.json.decode(row.body).get("platform") or "onlyfans")
 
 
 def _owner(row: OutboxRow) -> CommandContext:

@@ -50,13 +50,13 @@ from adapters.config import DEFAULT_RETRY_DELAYS
 from adapters.onlyfans.client import OnlyFansClient
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.subject_keys import SubjectErased
-from adapters.redis import rate_limiter_from
+from adapters.redis import fansly_rate_limiter_from, rate_limiter_from
 from application.campaign_fan_out import campaign_stopped
 from application.delivery import Delivered, Disposition, SendJob, backoff
 from application.delivery_service import CampaignStatus, DeliveryService
 from application.ports import EventStore
 from application.queue import MAX_DEFER, QUEUES, MessageQueue, QueueName, ReceivedMessage
-from application.sending import LimiterUnavailable, OnlyFansGateway, RateLimiter
+from application.sending import LimiterUnavailable, OnlyFansGateway, PlatformRoute, RateLimiter
 from domain.fan import fan_stream_id
 
 log = structlog.get_logger(__name__)
@@ -135,6 +135,7 @@ class Sender:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         campaign_status: CampaignStatus | None = None,
         campaign_status_ttl: float = 0.25,
+        other_platforms: dict[str, PlatformRoute] | None = None,
     ) -> None:
         self.personal = personal
         self.conn_source = conn_source  # a pool: where data keys are read from
@@ -150,6 +151,7 @@ class Sender:
             self._open_personal,
             max_receive_count=max_receive_count,
             retry_delays=retry_delays,
+            other_platforms=other_platforms,
         )
         # Why the limiter did not answer, while it does not; None while it does.
         self.limiter_away: str | None = None
@@ -222,6 +224,7 @@ class Sender:
             "message_id": job.message_id,
             "tenant": job.tenant,
             "recipient_id": job.body.get("recipientId"),
+            "platform": job.platform,
         }
         if delivered.token_at is not None:
             # The limiter's time of the grant, on every outcome line from here on: the one
@@ -239,14 +242,14 @@ class Sender:
             case "limiter_away":
                 self._limiter_is_away(delivered.limiter_error or "limiter away")
             case "sent":
-                metrics.message_processed(job.tenant, "sent")
+                metrics.message_processed(job.tenant, "sent", job.platform)
                 assert result is not None
                 log.info("message sent", **about, platform_message_id=result.platform_message_id)
             case "rate_limited":
                 assert result is not None
                 log.warning("platform rate limited", **about, retry_after=result.retry_after)
         if delivered.failure is not None:
-            _failed(job.tenant, delivered.failure, about)
+            _failed(job.tenant, delivered.failure, about, job.platform)
         if delivered.happened in ("retrying", "failed"):
             assert result is not None
             log.warning(
@@ -288,12 +291,15 @@ class Sender:
                 body = msgspec.json.decode(dead.body)
                 message_id, tenant = str(body["messageId"]), str(body["tenant"])
                 if await self.delivery.settle_dead_letter(message_id, tenant, dead.receive_count):
+                    platform = str(body.get("platform") or "onlyfans")
                     about = {
                         "message_id": message_id,
                         "tenant": tenant,
                         "recipient_id": body.get("recipientId"),
+                        "platform": platform,
                     }
-                    _failed(tenant, f"dead-lettered after {dead.receive_count} receives", about)
+                    reason = f"dead-lettered after {dead.receive_count} receives"
+                    _failed(tenant, reason, about, platform)
                     recorded += 1
                 await queue.change_visibility(name, dead.receipt, _DEAD_LETTER_HOLD)
         return recorded
@@ -302,9 +308,9 @@ class Sender:
         return backoff(record.receive_count, self.delivery.retry_delays)
 
 
-def _failed(tenant: str, reason: str, about: dict[str, Any]) -> None:
-    metrics.message_failed(tenant, "sender")
-    metrics.message_processed(tenant, "failed")
+def _failed(tenant: str, reason: str, about: dict[str, Any], platform: str) -> None:
+    metrics.message_failed(tenant, "sender", platform)
+    metrics.message_processed(tenant, "failed", platform)
     log.error("message failed", **about, error=reason)
 
 
@@ -411,6 +417,24 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
     gateway = OnlyFansClient(
         settings.onlyfans_api_url, settings.onlyfans_api_key, timeout=settings.onlyfans_timeout
     )
+    others: dict[str, PlatformRoute] = {}
+    closers = [gateway.aclose]
+    if settings.fansly_api_url:
+        # The same provider shape at another address, with its own key, limits and label.
+        fansly = OnlyFansClient(
+            settings.fansly_api_url,
+            settings.fansly_api_key,
+            timeout=settings.fansly_timeout,
+            platform="fansly",
+        )
+        limiter = fansly_rate_limiter_from(settings, container.redis)
+        others["fansly"] = PlatformRoute(fansly, limiter)
+        closers.append(fansly.aclose)
+
+    async def close() -> None:
+        for closer in closers:
+            await closer()
+
     sender = Sender(
         container.events,
         container.personal,
@@ -420,8 +444,9 @@ async def build_sender(container: Container) -> tuple[Sender, Callable[[], Await
         max_receive_count=settings.max_receive_count,
         retry_delays=settings.retry_delays,
         campaign_status_ttl=settings.campaign_status_ttl,
+        other_platforms=others,
     )
-    return sender, gateway.aclose
+    return sender, close
 
 
 async def run_sender_worker(container: Container, stop: asyncio.Event) -> None:

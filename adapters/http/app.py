@@ -36,6 +36,7 @@ from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, probe_database, prometheus_metrics
 from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
+from adapters.http.platforms import PlatformsController
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
 from adapters.http.shift_messages import ShiftMessagesController
@@ -160,6 +161,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             WorkspaceController,
             ShiftsController,
             ShiftMessagesController,
+            PlatformsController,
             accept_invite,
             create_ticket,
             live_events,

@@ -253,6 +253,7 @@ def _command(
         message_id=body.message_id or default_id,
         script_id=script_id,
         high_priority_from=settings.high_priority_from,
+        platforms=settings.message_platforms,
     )
 
 

@@ -230,6 +230,8 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
     # Each try at the platform, oldest first (``attempts`` counts them).
     attempt_history: list[AttemptOut]
     first_failed_at: datetime | None = None
+    # The platform that carried it: its fan's when it was queued (onlyfans, fansly).
+    platform: str = "onlyfans"
 
     @classmethod
     def from_view(cls, view: MessageView) -> MessageOut:
@@ -245,7 +247,9 @@ class MessageOut(msgspec.Struct, kw_only=True, rename="camel"):
 
 class CreateConversationBody(Body):
     fan_id: FanId
-    platform: Annotated[Platform, rule("The fan's own platform")] = "onlyfans"
+    # Optional: the fan's own platform is taken. Given, it must be the fan's (a check the
+    # caller asked for); a default here once refused every fan not on OnlyFans.
+    platform: Annotated[Platform, rule("The fan's own platform, if given")] | None = None
 
 
 class ConversationCreatedOut(msgspec.Struct, kw_only=True, rename="camel"):

@@ -19,6 +19,7 @@ from application.errors import (
 )
 from domain.errors import Gone, IllegalState, InvalidValue
 from domain.fan import HandleTaken
+from domain.platforms import PlatformCannotMessage
 from domain.workspace import InviteUsed
 
 log = structlog.get_logger(__name__)
@@ -69,6 +70,16 @@ def problem(
 def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     instance = {"instance": request.url.path}
     match error:
+        case PlatformCannotMessage():
+            field, detail = invalid_value(error.field, error.message)
+            return problem(
+                422,
+                detail,
+                slug="platform-cannot-message",
+                field=field,
+                platform=error.platform,
+                **instance,
+            )
         case InvalidValue():
             field, detail = invalid_value(error.field, error.message)
             return problem(422, detail, field=field, **instance)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -57,7 +58,13 @@ class OnlyFansClient:
         max_connections: int = 100,
         shards: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
+        platform: str = "onlyfans",
+        classifier: Callable[[httpx.Response], PlatformSendResult] | None = None,
     ) -> None:
+        # Fansly's providers speak this same shape: one client class, another base URL, key
+        # and label. ``classifier``: a platform whose answers mean other things brings its own.
+        self.platform = platform
+        self._classify = classifier or classify
         per_shard = max(1, max_connections // shards)
         self._clients = [
             httpx.AsyncClient(
@@ -95,7 +102,11 @@ class OnlyFansClient:
         with tracing.tracer().start_as_current_span(
             "POST /v1/accounts/{account}/chats/{recipient}/messages",
             kind=SpanKind.CLIENT,
-            attributes={"http.request.method": "POST", "onlyfans.account": message.account},
+            attributes={
+                "http.request.method": "POST",
+                "onlyfans.account": message.account,
+                "platform": self.platform,
+            },
         ) as span:
             result = await self._post(path, self._encoder.encode(body), message.idempotency_key)
             span.set_attribute("onlyfans.outcome", result.outcome)
@@ -129,7 +140,7 @@ class OnlyFansClient:
                 outcome="retryable", reason=f"network error: {_describe(error)}"
             )
         trace.get_current_span().set_attribute("http.response.status_code", response.status_code)
-        return classify(response)
+        return self._classify(response)
 
 
 def classify(response: httpx.Response) -> PlatformSendResult:

@@ -28,7 +28,7 @@ _MESSAGE = """
 SELECT message_id::text, tenant_id AS tenant, conversation_id, fan_id, direction, content,
        price_cents, attachments, priority, status, failure_reason, campaign_id, attempts,
        queued_at, dispatched_at, sent_at, read_at, failed_at, first_failed_at, purchased_at,
-       revenue_cents, attempt_history
+       revenue_cents, attempt_history, platform
 FROM messages
 """
 

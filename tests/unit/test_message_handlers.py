@@ -155,6 +155,7 @@ async def test_queueing_adds_one_outbox_entry_without_the_content_or_media_in_cl
         "attempt": 1,
         "campaignId": None,
         "correlationId": alice.correlation_id,
+        "platform": "onlyfans",
     }
     clear = (
         msgspec.json.encode(entry.body).decode() + msgspec.json.encode(entry.attributes).decode()

@@ -32,7 +32,7 @@ def test_queue_metrics_carry_the_reference_names_and_labels() -> None:
     metrics.queue_depth("normal", 42, 2)
     points = _points(reader)
     assert points["onlyfans.message.queued"] == [({"tenant": "t1", "queue": "high"}, 2)]
-    assert points["onlyfans.message.failed"] == [({"tenant": "t1", "stage": "relay"}, 1)]
+    assert points["onlyfans.message.failed"] == [({"tenant": "t1", "stage": "relay", "platform": "onlyfans"}, 1)]
     assert points["onlyfans.queue.depth"] == [({"queue": "normal"}, 42)]
     assert points["onlyfans.dlq.count"] == [({"queue": "normal"}, 2)]
 
@@ -85,7 +85,9 @@ def test_series_carry_no_tenant_label_unless_asked_for() -> None:
     metrics.campaign_launched("t1", 3)
     points = _points(reader)
     assert points["onlyfans.message.queued"] == [({"queue": "high"}, 2)]
-    assert points["onlyfans.message.processed"] == [({"outcome": "sent"}, 1)]
+    assert points["onlyfans.message.processed"] == [
+        ({"outcome": "sent", "platform": "onlyfans"}, 1)
+    ]
     assert points["onlyfans.bulk.campaign"] == [({}, 1)]
 
 
