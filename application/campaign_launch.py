@@ -84,7 +84,14 @@ async def launch_bulk(
         left_out.append(("estimate", type(error).__name__))
     return BulkLaunched(
         campaign=campaign,
-        failures=launched.failures,
+        # The inline fan-out's skips with a reason (a Patreon member: no direct messages) are
+        # per-recipient failures too, beside the launch's own.
+        failures=[
+            *launched.failures,
+            *(RecipientFailure(fan_id, reason) for fan_id, reason in first.skipped_fans),
+        ]
+        if first
+        else launched.failures,
         requested=campaign.total_recipients + len(launched.failures),
         queued=first.queued if first else 0,
         created=first.created if first else 0,

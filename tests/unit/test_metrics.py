@@ -32,7 +32,9 @@ def test_queue_metrics_carry_the_reference_names_and_labels() -> None:
     metrics.queue_depth("normal", 42, 2)
     points = _points(reader)
     assert points["onlyfans.message.queued"] == [({"tenant": "t1", "queue": "high"}, 2)]
-    assert points["onlyfans.message.failed"] == [({"tenant": "t1", "stage": "relay", "platform": "onlyfans"}, 1)]
+    assert points["onlyfans.message.failed"] == [
+        ({"tenant": "t1", "stage": "relay", "platform": "onlyfans"}, 1)
+    ]
     assert points["onlyfans.queue.depth"] == [({"queue": "normal"}, 42)]
     assert points["onlyfans.dlq.count"] == [({"queue": "normal"}, 2)]
 
