@@ -235,6 +235,8 @@ def _dev_master_key(data_dir: Path) -> str:
     """The local stack's master key: made once, kept beside the data it protects."""
     path = data_dir / "master-key"
     if not path.exists():
+        # With DATABASE_URL set, no embedded Postgres made the folder first.
+        data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(generate_master_key() + "\n")
         path.chmod(0o600)
     return path.read_text().strip()

@@ -1,11 +1,14 @@
-"""CRM_DEV_SIMULATOR changes the simulator `crm dev` runs, checked as the simulator checks its
-own settings: a mistake stops `crm dev` with the reason."""
+"""What `crm dev` takes from its environment and its folder: CRM_DEV_SIMULATOR changes the
+simulator it runs, checked as the simulator checks its own settings (a mistake stops `crm dev`
+with the reason); the master key is made once in its data folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from adapters.dev import _overridden
+from adapters.dev import _dev_master_key, _overridden
 from adapters.onlyfans.simulator import SimulatorConfig
 
 LIVELY = SimulatorConfig(
@@ -37,3 +40,13 @@ def test_a_mistake_stops_with_its_reason(raw: str, reason: str) -> None:
     with pytest.raises(SystemExit, match=r"^CRM_DEV_SIMULATOR: ") as stopped:
         _overridden(LIVELY, raw)
     assert reason in str(stopped.value)
+
+
+def test_the_dev_master_key_is_made_in_a_data_folder_that_does_not_exist_yet(
+    tmp_path: Path,
+) -> None:
+    # With DATABASE_URL set, no embedded Postgres creates the folder before the key is made.
+    folder = tmp_path / "not" / "yet"
+    key = _dev_master_key(folder)
+    assert (folder / "master-key").read_text().strip() == key
+    assert _dev_master_key(folder) == key  # made once, then kept
