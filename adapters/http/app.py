@@ -38,6 +38,7 @@ from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.patreon_webhooks import receive_patreon_webhook
 from adapters.http.permissions import check_declared, public
 from adapters.http.platform_connections import PlatformConnectionsController
+from adapters.http.platform_monitoring import platforms_health
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
 from adapters.http.shift_messages import ShiftMessagesController
@@ -172,6 +173,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             live_socket,
             health,
             onlyfans_health,
+            platforms_health,
             prometheus_metrics,
             swagger_assets(),
             inbox_page,

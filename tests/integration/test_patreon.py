@@ -310,3 +310,64 @@ async def test_a_webhook_then_a_sync_name_the_same_fan(stack: Stack) -> None:
     fans = await stack.fans()
     assert len(fans) == 130
     assert len({fan["platform_id"] for fan in fans}) == 130
+
+
+async def test_credentials_appear_in_no_answer_log_metric_or_table(
+    stack: Stack, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    answers: list[str] = []
+    made = await stack.connect()
+    answers.append(str(made))
+    wrong_token = "refused-token-" + uuid.uuid4().hex
+    refused = await stack.connect(accessToken=wrong_token)
+    for connection_id in (made["id"], refused["id"]):
+        synced = await stack.http.post(
+            f"/api/platforms/connections/{connection_id}/sync", headers=stack.headers
+        )
+        answers.append(synced.text)
+    assert "refused the access token" in answers[-1]
+    body = stack.sim.state.document(2)
+    for headers in (_signed(body, "members:pledge:create"), {EVENT_HEADER: "members:create"}):
+        hook = await stack.http.post(
+            f"/api/patreon/webhooks/{made['id']}", content=body, headers=headers
+        )
+        answers.append(hook.text)
+    answers.append((await stack.http.get("/api/platforms/connections", headers=stack.headers)).text)
+    answers.append((await stack.http.get("/metrics")).text)
+    monitoring = await stack.http.get("/api/monitoring/platforms", headers=stack.headers)
+    assert monitoring.status_code == 200
+    answers.append(monitoring.text)
+    captured = capsys.readouterr()
+    tables = await stack.container.pool.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    )
+    stored = [
+        str(row[0])
+        for table in tables
+        for row in await stack.container.pool.fetch(f'SELECT t::text FROM "{table["tablename"]}" t')
+    ]
+    assert any("FanPurchaseRecorded" in text for text in stored)  # the webhook was applied
+    seen = "\n".join([*answers, captured.out, captured.err, caplog.text, *stored])
+    for secret in (TOKEN, SECRET, wrong_token):
+        assert secret not in seen
+
+
+async def test_monitoring_shows_each_connection_with_the_reason_its_last_call_failed(
+    stack: Stack,
+) -> None:
+    made = await stack.connect(accessToken="not-the-simulators-token")
+    synced = await stack.http.post(
+        f"/api/platforms/connections/{made['id']}/sync", headers=stack.headers
+    )
+    assert synced.status_code == 502
+    platforms = await stack.http.get("/api/monitoring/platforms", headers=stack.headers)
+    assert platforms.status_code == 200
+    assert platforms.json()["status"] == "degraded"
+    [component] = platforms.json()["platforms"]
+    assert component["connectionId"] == made["id"]
+    assert component["status"] == "degraded"
+    assert component["reason"] == "Patreon refused the access token (HTTP 401)"
+    onlyfans = await stack.http.get("/api/monitoring/onlyfans", headers=stack.headers)
+    body = onlyfans.json()
+    assert {"database", "sqs", "rateLimiter", "projections"} <= set(body["components"])
+    assert body["components"]["platforms"] == [component]
