@@ -21,6 +21,7 @@ from application.patreon import PlatformCallFailed
 from projections.fans import FansProjection
 from tests.support.catching_up import catch_up_to_head
 from tests.support.fresh_app import auth_for
+from tests.support.imports import expected, summary, upload
 from tests.support.settings import settings_for
 
 TOKEN = "patreon-token-" + uuid.uuid4().hex
@@ -371,3 +372,23 @@ async def test_monitoring_shows_each_connection_with_the_reason_its_last_call_fa
     body = onlyfans.json()
     assert {"database", "sqs", "rateLimiter", "projections"} <= set(body["components"])
     assert body["components"]["platforms"] == [component]
+
+
+async def test_patreons_csv_export_and_the_api_sync_find_the_same_fans(stack: Stack) -> None:
+    rows = [
+        f"Patron {i},p{i}@example.com,Active patron,10.00,Bronze,2022-02-0{i + 1},{700_000 + i}"
+        for i in range(3)
+    ]
+    csv = "\n".join(
+        ["Name,Email,Patron Status,Lifetime Amount,Tier,Patronage Since Date,User ID", *rows]
+    )
+    imported = await upload(stack.http, stack.headers, csv.encode(), name="patreon.csv")
+    assert summary(imported) == expected(3, 3)
+    fans = await stack.fans()
+    assert [fan["platform"] for fan in fans] == ["patreon"] * 3
+    made = await stack.connect()
+    synced = await stack.http.post(
+        f"/api/platforms/connections/{made['id']}/sync", headers=stack.headers
+    )
+    assert synced.json()["inserted"] == 127
+    assert len(await stack.fans()) == 130
