@@ -21,6 +21,7 @@ from litestar.params import FromPath, JSONBody
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context
+from adapters.http.idempotency import replay_or_run
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import requires
 from adapters.http.schemas import decode_strictly
@@ -121,7 +122,9 @@ class PlatformConnectionsController(Controller):
     @post(
         **requires(Permission.WRITE),
         **responses_for(
-            body=True, why={422: "No campaignId for Patreon, or an apiUrl not allowed"}
+            body=True,
+            idempotent=True,
+            why={422: "No campaignId for Patreon, or an apiUrl not allowed"},
         ),
     )
     async def connect(
@@ -133,17 +136,23 @@ class PlatformConnectionsController(Controller):
         api_url = body.api_url.rstrip("/") if body.api_url else None
         if api_url is not None and api_url not in _allowed_urls(container, body.platform):
             raise InvalidValue("api_url", "is not an API URL this deployment allows")
-        connection = await container.connections.add(
-            tenant=request.user.user_id,
-            platform=body.platform,
-            campaign_id=body.campaign_id,
-            api_url=api_url,
-            credentials=Credentials(
-                access_token=body.access_token, webhook_secret=body.webhook_secret
-            ),
-        )
-        out = _out(connection, has_secret=body.webhook_secret is not None)
-        return Response(out, status_code=201)
+        tenant = request.user.user_id
+
+        async def run() -> Response[Any]:
+            connection = await container.connections.add(
+                tenant=tenant,
+                platform=body.platform,
+                campaign_id=body.campaign_id,
+                api_url=api_url,
+                credentials=Credentials(
+                    access_token=body.access_token, webhook_secret=body.webhook_secret
+                ),
+            )
+            out = _out(connection, has_secret=body.webhook_secret is not None)
+            return Response(out, status_code=201)
+
+        # A retried request (same Idempotency-Key) answers the first connection, not a second.
+        return await replay_or_run(container.idempotency, request, tenant, run)
 
     @get(**requires(Permission.READ), **responses_for(params=False))
     async def list_connections(
@@ -169,7 +178,7 @@ class PlatformConnectionsController(Controller):
         **requires(Permission.IMPORT),
         **responses_for(
             found=True,
-            conflict=True,
+            idempotent=True,
             also=(502,),
             why={
                 422: "The connection has no member sync (not Patreon, or no campaign)",
@@ -180,19 +189,26 @@ class PlatformConnectionsController(Controller):
     )
     async def sync(
         self, request: Request[Principal, Any, Any], container: Deps, connection_id: FromPath[str]
-    ) -> SyncOut:
+    ) -> Response[SyncOut]:
         connection = await container.connections.get(request.user.user_id, connection_id)
         if connection is None:
             raise NotFound(f"connection {connection_id}")
-        try:
-            result = await sync_connection(container, connection, command_context(request))
-        except NotSyncable as error:
-            raise InvalidValue("platform", str(error)) from None
-        except PlatformCallFailed as failure:
-            raise PlatformFailed(
-                f"{failure.reason}; the sync resumes from its last committed page"
-            ) from None
-        return SyncOut(connection_id=connection.id, **msgspec.structs.asdict(result))
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            assert connection is not None
+            try:
+                result = await sync_connection(container, connection, ctx)
+            except NotSyncable as error:
+                raise InvalidValue("platform", str(error)) from None
+            except PlatformCallFailed as failure:
+                raise PlatformFailed(
+                    f"{failure.reason}; the sync resumes from its last committed page"
+                ) from None
+            out = SyncOut(connection_id=connection.id, **msgspec.structs.asdict(result))
+            return Response(out, status_code=200)
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
 
 def _allowed_urls(container: Container, platform: str) -> set[str]:
