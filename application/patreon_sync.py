@@ -23,10 +23,17 @@ import msgspec
 from application.context import CommandContext
 from application.errors import ConcurrencyError
 from application.import_batch import prepare
-from application.imports import ImportStore, ImportUnitOfWork, StartImport, start_import
-from application.patreon import MembersPage, PatreonApi, member_row
+from application.imports import (
+    ImportStore,
+    ImportUnitOfWork,
+    StartImport,
+    fail_import,
+    start_import,
+)
+from application.patreon import MembersPage, PatreonApi, PlatformCallFailed, member_row
 from application.ports import EventStore
 from application.streams import load, retry_on_conflict, save
+from domain.errors import IllegalState
 from domain.import_job import ImportJob, import_stream_id
 
 JOB_STREAM_TYPE = "import"
@@ -42,9 +49,17 @@ class SyncCheckpoints(Protocol):
     async def load(self, connection_id: str) -> Checkpoint | None: ...
 
     async def save(
-        self, uow: ImportUnitOfWork, connection_id: str, tenant: str, checkpoint: Checkpoint
-    ) -> None:
-        """Record ``checkpoint`` in ``uow``'s transaction: it commits with the page, or not."""
+        self,
+        uow: ImportUnitOfWork,
+        connection_id: str,
+        tenant: str,
+        checkpoint: Checkpoint,
+        *,
+        after_pages: int,
+    ) -> bool:
+        """Record ``checkpoint`` in ``uow``'s transaction (it commits with the page, or not)
+        if the stored one is still at ``after_pages`` pages (or none is stored and that is 0);
+        False if another sync of the connection moved it on."""
         ...
 
     async def clear(self, connection_id: str) -> None: ...
@@ -89,13 +104,18 @@ async def sync_members(
     else:
         job = await _running(checkpoint.job_id, ctx, events)
     first_row = job.last_row
-    while checkpoint.pages == 0 or checkpoint.next_cursor is not None:
-        page = await api.members_page(checkpoint.next_cursor)
-        job, checkpoint = await _commit_page(
-            page, job, checkpoint, connection_id, ctx, events, imports, checkpoints
-        )
-        if on_page is not None:
-            await on_page(checkpoint)
+    try:
+        while checkpoint.pages == 0 or checkpoint.next_cursor is not None:
+            page = await api.members_page(checkpoint.next_cursor)
+            job, checkpoint = await _commit_page(
+                page, job, checkpoint, connection_id, ctx, events, imports, checkpoints
+            )
+            if on_page is not None:
+                await on_page(checkpoint)
+    except (PlatformCallFailed, IllegalState) as error:
+        # The jobs list says why it stopped; the next sync resumes the job (``_running``).
+        await fail_import(job.job_id, ctx, store=events, reason=str(error), size_bytes=0)
+        raise
     job.complete(size_bytes=0, checksum_sha256="")
     await save(events, job, JOB_STREAM_TYPE, ctx)
     await checkpoints.clear(connection_id)
@@ -139,7 +159,13 @@ async def _commit_page(
         async with imports.batch(ctx.tenant) as uow:
             if rows:
                 await uow.append(await prepare(uow, rows, job, ctx), ctx)
-            await checkpoints.save(uow, connection_id, ctx.tenant, after)
+            saved = await checkpoints.save(
+                uow, connection_id, ctx.tenant, after, after_pages=checkpoint.pages
+            )
+            if not saved:
+                # Rolls the page back: two syncs of one connection at once would each record
+                # the other's pages on their own job.
+                raise IllegalState("another sync of this connection is running")
         return job
 
     async def reload(_: ConcurrencyError) -> None:

@@ -37,20 +37,40 @@ class PostgresSyncCheckpoints:
         return None if row is None else Checkpoint(row["job_id"], row["next_cursor"], row["pages"])
 
     async def save(
-        self, uow: ImportUnitOfWork, connection_id: str, tenant: str, checkpoint: Checkpoint
-    ) -> None:
-        await _connection_of(uow).execute(
-            "INSERT INTO platform_sync_checkpoints"
-            " (connection_id, tenant_id, job_id, next_cursor, pages)"
-            " VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (connection_id) DO UPDATE SET job_id = EXCLUDED.job_id,"
-            " next_cursor = EXCLUDED.next_cursor, pages = EXCLUDED.pages, updated_at = now()",
-            uuid.UUID(connection_id),
-            tenant,
-            checkpoint.job_id,
-            checkpoint.next_cursor,
-            checkpoint.pages,
-        )
+        self,
+        uow: ImportUnitOfWork,
+        connection_id: str,
+        tenant: str,
+        checkpoint: Checkpoint,
+        *,
+        after_pages: int,
+    ) -> bool:
+        # A concurrent sync's write of the same row makes this one wait for its commit, and
+        # then find the row taken (first page) or moved on (later ones): nothing returned.
+        connection = _connection_of(uow)
+        if after_pages == 0:
+            saved = await connection.fetchval(
+                "INSERT INTO platform_sync_checkpoints"
+                " (connection_id, tenant_id, job_id, next_cursor, pages)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                uuid.UUID(connection_id),
+                tenant,
+                checkpoint.job_id,
+                checkpoint.next_cursor,
+                checkpoint.pages,
+            )
+        else:
+            saved = await connection.fetchval(
+                "UPDATE platform_sync_checkpoints SET next_cursor = $3, pages = $4,"
+                " updated_at = now() WHERE connection_id = $1 AND job_id = $2 AND pages = $5"
+                " RETURNING true",
+                uuid.UUID(connection_id),
+                checkpoint.job_id,
+                checkpoint.next_cursor,
+                checkpoint.pages,
+                after_pages,
+            )
+        return bool(saved)
 
     async def clear(self, connection_id: str) -> None:
         await self._pool.execute(

@@ -18,7 +18,9 @@ from adapters.patreon.simulator import PatreonSimulator, PatreonSimulatorConfig
 from adapters.patreon.sync import sync_connection
 from application.context import CommandContext
 from application.patreon import PlatformCallFailed
+from domain.errors import IllegalState
 from projections.fans import FansProjection
+from projections.imports import ImportJobsProjection
 from tests.support.catching_up import catch_up_to_head
 from tests.support.fresh_app import auth_for
 from tests.support.imports import expected, summary, upload
@@ -177,6 +179,10 @@ async def test_a_sync_interrupted_by_patreon_resumes_after_its_last_page_and_dou
     assert health["health"] == "failing"
     assert "HTTP 500" in health["healthReason"]
     assert len(await stack.fans()) == 40
+    await catch_up_to_head(stack.container, [ImportJobsProjection()])
+    jobs = await stack.http.get("/api/onlyfans/import/jobs", headers=stack.headers)
+    [job] = jobs.json()["jobs"]
+    assert job["status"] == "failed"
 
     stack.sim.state.fail(from_page=None)
     before = stack.sim.state.page_requests
@@ -392,3 +398,23 @@ async def test_patreons_csv_export_and_the_api_sync_find_the_same_fans(stack: St
     )
     assert synced.json()["inserted"] == 127
     assert len(await stack.fans()) == 130
+
+
+async def test_two_syncs_of_one_connection_at_once_double_nothing(stack: Stack) -> None:
+    made = await stack.connect()
+    connection = await stack.container.connections.get(stack.tenant, made["id"])
+    assert connection is not None
+    outcomes = await asyncio.gather(
+        *(
+            sync_connection(stack.container, connection, stack.ctx(), page_size=10)
+            for _ in range(2)
+        ),
+        return_exceptions=True,
+    )
+    finished = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert finished, outcomes
+    assert all(isinstance(o, IllegalState) for o in refused), refused
+    fans = await stack.fans()
+    assert len(fans) == 130
+    assert len({fan["platform_id"] for fan in fans}) == 130
