@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, get_args
 import msgspec
 
 from application.context import CommandContext
-from application.import_batch import prepare
+from application.import_batch import match_keys, prepare
 from application.imports import FanRow, ImportStore, ImportUnitOfWork
 from application.patreon import PatreonMember, member_row
 from application.ports import StreamWrite
@@ -79,6 +79,8 @@ async def handle_patreon_webhook(
     async def attempt() -> Applied:
         async with imports.batch(ctx.tenant) as uow:
             await receipts.claim(uow, ctx.tenant, key)
+            if trigger == "members:delete" and not await uow.find(match_keys(row)[:1]):
+                return Applied(None, 0)  # a member never known here: nothing to mark
             writes, fan_id = await _upsert(uow, row, ctx)
             if amount > 0 and fan_id is not None:
                 writes = await _with_revenue(uow, writes, fan_id, amount, key)
@@ -101,7 +103,7 @@ async def _upsert(
         # say): the webhook is acknowledged and its receipt kept, as Patreon would otherwise
         # retry it forever; nothing is changed.
         return [], None
-    found = await uow.find([f"patreon:id:{row.platform_id}"])
+    found = await uow.find(match_keys(row)[:1])
     if found:
         return writes, next(iter(found.values())).fan_id
     for write in writes:

@@ -418,3 +418,21 @@ async def test_two_syncs_of_one_connection_at_once_double_nothing(stack: Stack) 
     fans = await stack.fans()
     assert len(fans) == 130
     assert len({fan["platform_id"] for fan in fans}) == 130
+
+
+async def test_a_member_unknown_here_deleted_or_with_values_a_fan_cannot_hold_changes_nothing(
+    stack: Stack,
+) -> None:
+    made = await stack.connect()
+    url = f"/api/patreon/webhooks/{made['id']}"
+    body = stack.sim.state.document(9)
+    deleted = await stack.http.post(url, content=body, headers=_signed(body, "members:delete"))
+    assert deleted.json()["fanId"] is None
+    stack.sim.state.change(10, email="not an email")
+    body = stack.sim.state.document(10)
+    refused = await stack.http.post(url, content=body, headers=_signed(body, "members:create"))
+    # Acknowledged (Patreon would otherwise retry it for ever), and applied once: a replay is 409.
+    assert refused.json()["fanId"] is None
+    again = await stack.http.post(url, content=body, headers=_signed(body, "members:create"))
+    assert again.status_code == 409
+    assert await stack.fans() == []
