@@ -39,6 +39,7 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
     campaign_id: str | None
     api_url: str | None
     created_at: datetime
+    has_webhook_secret: bool = False
     last_sync_at: datetime | None = None
     health: Health = "unknown"
     health_reason: str | None = None

@@ -10,6 +10,8 @@ CREATE TABLE platform_connections (
     api_url        text,
     key_id         text        NOT NULL,
     sealed         bytea       NOT NULL,
+    -- Whether the sealed credentials hold a webhook secret: listed without unsealing them.
+    has_webhook_secret boolean NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     last_sync_at   timestamptz,
     health         text        NOT NULL DEFAULT 'unknown'

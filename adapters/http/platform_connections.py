@@ -95,13 +95,13 @@ class PlatformFailed(HTTPException):
     status_code = 502
 
 
-def _out(connection: Connection, *, has_secret: bool) -> ConnectionOut:
+def _out(connection: Connection) -> ConnectionOut:
     return ConnectionOut(
         id=connection.id,
         platform=connection.platform,
         created_at=connection.created_at,
         health=connection.health,
-        has_webhook_secret=has_secret,
+        has_webhook_secret=connection.has_webhook_secret,
         campaign_id=connection.campaign_id,
         api_url=connection.api_url,
         last_sync_at=connection.last_sync_at,
@@ -148,7 +148,7 @@ class PlatformConnectionsController(Controller):
                     access_token=body.access_token, webhook_secret=body.webhook_secret
                 ),
             )
-            out = _out(connection, has_secret=body.webhook_secret is not None)
+            out = _out(connection)
             return Response(out, status_code=201)
 
         # A retried request (same Idempotency-Key) answers the first connection, not a second.
@@ -159,11 +159,7 @@ class PlatformConnectionsController(Controller):
         self, request: Request[Principal, Any, Any], container: Deps
     ) -> ConnectionListOut:
         connections = await container.connections.list(request.user.user_id)
-        outs = []
-        for connection in connections:
-            credentials = await container.connections.credentials(connection)
-            outs.append(_out(connection, has_secret=credentials.webhook_secret is not None))
-        return ConnectionListOut(connections=outs)
+        return ConnectionListOut(connections=[_out(connection) for connection in connections])
 
     @delete("/{connection_id:str}", **requires(Permission.WRITE), **responses_for(found=True))
     async def disconnect(

@@ -17,11 +17,12 @@ import asyncpg
 import msgspec
 
 from adapters.crypto import MasterKey, MasterKeyError
+from application.errors import NotFound
 from application.platform_connections import Connection, Credentials, Platform
 
 _COLUMNS = (
     "id, tenant_id, platform, campaign_id, api_url, created_at, last_sync_at, health,"
-    " health_reason, checked_at"
+    " health_reason, checked_at, has_webhook_secret"
 )
 _REASON_CHARS = 300
 
@@ -48,9 +49,9 @@ class PostgresConnections:
         connection_id = str(uuid.uuid4())
         sealed = self._master.wrap(_subject(connection_id), msgspec.json.encode(credentials))
         row = await self._pool.fetchrow(
-            "INSERT INTO platform_connections"
-            " (id, tenant_id, platform, campaign_id, api_url, key_id, sealed)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
+            "INSERT INTO platform_connections (id, tenant_id, platform, campaign_id, api_url,"
+            " key_id, sealed, has_webhook_secret)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
             uuid.UUID(connection_id),
             tenant,
             platform,
@@ -58,6 +59,7 @@ class PostgresConnections:
             api_url,
             self._master.key_id,
             sealed,
+            credentials.webhook_secret is not None,
         )
         return _connection(row)
 
@@ -98,7 +100,7 @@ class PostgresConnections:
             connection.tenant,
         )
         if row is None:
-            raise LookupError(f"connection {connection.id} was removed")
+            raise NotFound(f"connection {connection.id}")  # removed meanwhile
         return self._open(row)
 
     async def remove(self, tenant: str, connection_id: str) -> bool:
@@ -150,4 +152,5 @@ def _connection(row: Any) -> Connection:
         health=row["health"],
         health_reason=row["health_reason"],
         checked_at=row["checked_at"],
+        has_webhook_secret=row["has_webhook_secret"],
     )
