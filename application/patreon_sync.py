@@ -14,6 +14,7 @@ page again), a row applied twice changes a fan as once: an update sets values.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -104,9 +105,19 @@ async def sync_members(
     else:
         job = await _running(checkpoint.job_id, ctx, events)
     first_row = job.last_row
+    following: asyncio.Task[MembersPage] | None = None
     try:
-        while checkpoint.pages == 0 or checkpoint.next_cursor is not None:
-            page = await api.members_page(checkpoint.next_cursor)
+        if checkpoint.pages == 0 or checkpoint.next_cursor is not None:
+            following = asyncio.create_task(api.members_page(checkpoint.next_cursor))
+        while following is not None:
+            page = await following
+            # The next page is asked for while this one commits: Patreon's answer and the
+            # database's work overlap. Its cursor is only saved once this page committed.
+            following = (
+                asyncio.create_task(api.members_page(page.next_cursor))
+                if page.next_cursor is not None
+                else None
+            )
             job, checkpoint = await _commit_page(
                 page, job, checkpoint, connection_id, ctx, events, imports, checkpoints
             )
@@ -116,6 +127,12 @@ async def sync_members(
         # The jobs list says why it stopped; the next sync resumes the job (``_running``).
         await fail_import(job.job_id, ctx, store=events, reason=str(error), size_bytes=0)
         raise
+    finally:
+        if following is not None:
+            # Not awaited: a sync being cancelled must not wait, nor swallow its own cancel.
+            # What the abandoned call raised is read, so asyncio does not report it unseen.
+            following.cancel()
+            following.add_done_callback(_consume)
     job.complete(size_bytes=0, checksum_sha256="")
     await save(events, job, JOB_STREAM_TYPE, ctx)
     await checkpoints.clear(connection_id)
@@ -129,6 +146,11 @@ async def sync_members(
         errors=job.error_count,
         resumed=resumed,
     )
+
+
+def _consume(task: asyncio.Task[MembersPage]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _running(job_id: str, ctx: CommandContext, events: EventStore) -> ImportJob:
