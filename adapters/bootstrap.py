@@ -30,6 +30,8 @@ from adapters.postgres.member_analytics_read_model import MemberAnalyticsReadMod
 from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.personal_data import PersonalDataCodec
+from adapters.postgres.platform_connections import PostgresConnections
+from adapters.postgres.platform_sync import PostgresSyncCheckpoints, PostgresWebhookReceipts
 from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
@@ -83,6 +85,9 @@ class Container:
     redis: redis.Redis | None
     idempotency: IdempotencyKeys
     scripts: PostgresScriptReadModel
+    connections: PostgresConnections
+    sync_checkpoints: PostgresSyncCheckpoints
+    webhook_receipts: PostgresWebhookReceipts
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Each account's sensitive words as last read from the log, checked by every send.
     words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
@@ -220,6 +225,9 @@ async def build(settings: Settings) -> Container:
         redis=cache,
         idempotency=IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds),
         scripts=PostgresScriptReadModel(pool),
+        connections=PostgresConnections(pool, [master, *previous]),
+        sync_checkpoints=PostgresSyncCheckpoints(pool),
+        webhook_receipts=PostgresWebhookReceipts(),
         _closers=closers,
     )
 

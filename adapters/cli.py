@@ -16,6 +16,7 @@ from pathlib import Path
 from adapters.cli_audit import add_audit_commands
 from adapters.cli_import import add_import_parser, cli_actor, import_fans
 from adapters.cli_package import add_package_parser
+from adapters.cli_patreon import add_patreon_parsers
 from adapters.cli_support import add_data_dir, command_settings, database_url, run_async
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError, generate_master_key
@@ -179,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     onlyfans.add_argument("--webhook-url", help="our API's base URL, to post webhooks to")
     onlyfans.add_argument("--webhook-secret", action="append", default=[], metavar="ACCOUNT=SECRET")
     onlyfans.set_defaults(func=_simulate_onlyfans)
+    add_patreon_parsers(commands, simulate)
 
     worker = commands.add_parser("worker", help="run a long-running worker").add_subparsers(
         dest="kind", required=True

@@ -71,6 +71,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     onlyfans_api_url: str = "http://127.0.0.1:8100"
     onlyfans_api_key: str = "dev"
     onlyfans_timeout: float = 10.0
+    # Patreon's API (issue 20). A connection may name another base URL (a simulator) only if
+    # it is listed in CRM_PLATFORM_API_URLS: the server calls that URL with the connection's
+    # token, so an open choice would let any tenant make it call anywhere (SSRF).
+    patreon_api_url: str = "https://www.patreon.com"
+    platform_api_urls: tuple[str, ...] = ()
     # The sender's limiter per creator account (adapters/redis.py): sends per second, burst,
     # and overrides as (account, rate, burst) from RATE_LIMITS="acct1=2/5,acct2=10/20".
     rate_limiter_enabled: bool = True
@@ -125,6 +130,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "log_json": env.get("LOG_FORMAT", "json") == "json",
             "master_key": env.get("CRM_MASTER_KEY") or None,
             "metrics_token": env.get("CRM_METRICS_TOKEN") or None,
+            "platform_api_urls": tuple(
+                url.strip().rstrip("/")
+                for url in env.get("CRM_PLATFORM_API_URLS", "").split(",")
+                if url.strip()
+            ),
             "previous_master_keys": tuple(
                 key for key in env.get("CRM_PREVIOUS_MASTER_KEYS", "").split(",") if key.strip()
             ),
@@ -137,6 +147,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("onlyfans_api_key", "ONLYFANS_API_KEY"),
             ("fansly_api_url", "FANSLY_API_URL"),
             ("fansly_api_key", "FANSLY_API_KEY"),
+            ("patreon_api_url", "PATREON_API_URL"),
         ):
             if env.get(key):
                 values[name] = env[key]

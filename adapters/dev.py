@@ -21,6 +21,7 @@ from adapters import bootstrap
 from adapters.config import Settings
 from adapters.crypto import generate_master_key
 from adapters.dev_banner import DevStack, banner
+from adapters.dev_patreon import start_patreon_simulator
 from adapters.embedded import EmbeddedStack
 from adapters.http.app import create_app
 from adapters.observability import configure_logging
@@ -94,6 +95,7 @@ async def run_dev(host: str, port: int, data_dir: Path, queue: str = "postgres")
             # One process, one pool for the API and every worker (a dozen projectors, the
             # relay's batches in flight): more than one service's share.
             settings = msgspec.structs.replace(settings, pool_max_size=30)
+        settings = await start_patreon_simulator(settings, host, stack.on_stop)
         container = await bootstrap.build(settings)
         try:
             key = await _dev_key(container.pool, data_dir)

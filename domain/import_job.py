@@ -17,7 +17,8 @@ from domain.errors import IllegalState, InvalidValue
 # The history keeps the first errors of a job; the count stays exact beyond them.
 MAX_RECORDED_ERRORS = 1000
 MAX_FILE_NAME = 255
-SOURCES = frozenset({"http", "cli"})
+# "patreon": a member sync (application/patreon_sync.py), its pages recorded as batches.
+SOURCES = frozenset({"http", "cli", "patreon"})
 
 
 def import_stream_id(job_id: str) -> str:

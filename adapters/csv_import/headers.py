@@ -6,6 +6,16 @@ trailing parenthesised or bracketed notes and without currency words or symbols 
 (USD)", "Lifetime Value ($)", "Total spent [EUR]", "Email (primary)"). Unknown columns are
 ignored (and listed); a column named twice keeps its first occurrence. Required: a handle or
 a platform id, the keys a fan is matched by.
+
+Platform exports (issue 20). Patreon's members CSV (Name, Email, Patron Status, Lifetime
+Amount, Pledge Amount, Tier, Patronage Since Date, User ID, ...) is recognised by its own
+column names, and its fans are then Patreon's: "User ID" is the Patreon user id, as the API
+sync names a member's fan (application/patreon.py), "Lifetime Amount" the value, "Tier" the
+tags, "Patronage Since Date" the subscription day; "Pledge Amount" (this month's, not a
+total) is not read. Fansly publishes no list of its export's columns that we could find:
+its usual names (Username, Display Name, Subscribed Since, Total Spent) are aliases, but they
+are the same as OnlyFans' tools write, so a file is taken as Fansly's only when a column names
+Fansly ("Fansly ID", "Fansly Username"); otherwise a Platform column, or OnlyFans, decides.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "login",
         "pseudo",
         "nickname",
+        "fansly username",
+        "fansly handle",
     ),
     "platform_id": (
         "platform id",
@@ -41,6 +53,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "id",
         "external id",
         "subscriber id",
+        "fansly id",
+        "fansly user id",
+        "patreon user id",
     ),
     "name": ("name", "display name", "displayname", "full name", "fan name", "nom", "nombre"),
     "email": ("email", "e-mail", "email address", "mail", "courriel", "correo"),
@@ -57,9 +72,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "total earnings",
         "lifetime spend",
         "montant",
+        "lifetime amount",
     ),
     "value_cents": ("value cents", "valuecents", "total spent cents", "lifetime value cents"),
-    "tags": ("tags", "tag", "labels", "label", "lists", "list", "etiquettes"),
+    "tags": ("tags", "tag", "labels", "label", "lists", "list", "etiquettes", "tier"),
     "notes": ("notes", "note", "comments", "comment", "commentaire", "commentaires"),
     "subscribed_at": (
         "subscribed",
@@ -82,6 +98,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "fan since",
         "member since",
         "date d'abonnement",
+        "patronage since date",
+        "patronage since",
     ),
     "platform": ("platform", "source", "plateforme"),
 }
@@ -134,6 +152,33 @@ class ColumnMap(msgspec.Struct, frozen=True):
     ignored: tuple[str, ...]
     # Fan field -> the column's name as the file writes it.
     names: dict[str, str] = {}
+    # The platform the whole file comes from, when its columns say (a row's Platform cell,
+    # if any, still decides for that row).
+    platform: str | None = None
+
+
+# Columns only Patreon's members export has: two of them make a file Patreon's.
+_PATREON_COLUMNS = frozenset(
+    normalise_header(name)
+    for name in (
+        "Patron Status",
+        "Lifetime Amount",
+        "Pledge Amount",
+        "Patronage Since Date",
+        "Charge Frequency",
+        "Last Charge Status",
+        "Follows You",
+    )
+)
+
+
+def detect_platform(header: list[str]) -> str | None:
+    names = {normalise_header(name) for name in header}
+    if len(names & _PATREON_COLUMNS) >= 2:
+        return "patreon"
+    if any(name.startswith("fansly") for name in names):
+        return "fansly"
+    return None
 
 
 def map_columns(header: list[str]) -> ColumnMap:
@@ -150,4 +195,4 @@ def map_columns(header: list[str]) -> ColumnMap:
             names[field] = name.strip()
     if not any(field in columns for field in REQUIRED_ANY):
         raise MissingColumns(["handle", "platformId"], [name.strip() for name in header])
-    return ColumnMap(columns, tuple(ignored), names)
+    return ColumnMap(columns, tuple(ignored), names, detect_platform(header))

@@ -182,6 +182,7 @@ class RowBuilder:
         self._tags, self._subscribed = at("tags"), at("subscribed_at")
         self._dates = SlashDates(day_first=day_first)
         self._names = columns.names
+        self._platform = columns.platform
         # Row -> (column name, cell) of cells that could not be read, for the uploader's
         # answer only (see BadCell).
         self.rejected: dict[int, tuple[str, str]] = {}
@@ -217,7 +218,7 @@ class RowBuilder:
         tags = _cell(cells, self._tags)
         return FanRow(
             row=row,
-            platform=platform.lower() if platform else None,
+            platform=platform.lower() if platform else self._platform,
             platform_id=platform_id,
             handle=handle,
             name=name,

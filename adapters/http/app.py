@@ -35,7 +35,10 @@ from adapters.http.live import create_ticket, live_events, live_socket
 from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, probe_database, prometheus_metrics
 from adapters.http.openapi import ClosedStructs, responses_for
+from adapters.http.patreon_webhooks import receive_patreon_webhook
 from adapters.http.permissions import check_declared, public
+from adapters.http.platform_connections import PlatformConnectionsController
+from adapters.http.platform_monitoring import platforms_health
 from adapters.http.platforms import PlatformsController
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
@@ -55,6 +58,8 @@ PUBLIC_PATHS = [
     "^/schema",
     "^/health$",
     "^/api/onlyfans/webhooks$",
+    # Patreon's: the connection in the path, its signature the credential.
+    "^/api/patreon/webhooks/[^/]+$",
     "^/metrics$",
     "^/api/workspace/invites/accept$",
     # The live stream authenticates itself: a ticket, or a key (adapters/http/live.py).
@@ -158,6 +163,8 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             ScriptsController,
             SensitiveWordsController,
             receive_webhook,
+            receive_patreon_webhook,
+            PlatformConnectionsController,
             WorkspaceController,
             ShiftsController,
             ShiftMessagesController,
@@ -168,6 +175,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             live_socket,
             health,
             onlyfans_health,
+            platforms_health,
             prometheus_metrics,
             swagger_assets(),
             inbox_page,

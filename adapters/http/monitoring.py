@@ -49,6 +49,7 @@ from adapters import bootstrap, metrics
 from adapters.bootstrap import Container
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import public, requires
+from adapters.http.platform_monitoring import PlatformComponentOut, platform_components
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.campaign_stalls import stalled_campaigns
 from adapters.postgres.projection_status import projector_status
@@ -115,6 +116,8 @@ class ComponentsOut(_Out):
     sqs: QueueOut  # the reference's name; the Postgres queue answers here too
     rate_limiter: RateLimiterOut
     projections: ProjectionsOut
+    # One per platform connection of the account (adapters/http/platform_monitoring.py).
+    platforms: list[PlatformComponentOut] = []
 
 
 class SendingOut(_Out):
@@ -181,6 +184,10 @@ async def onlyfans_health(
     health = await check(container)
     if not request.user.may(Permission.OPERATE):
         health = without_internals(health)
+    platforms = await platform_components(container, request.user.user_id)
+    health = msgspec.structs.replace(
+        health, components=msgspec.structs.replace(health.components, platforms=platforms)
+    )
     return Response(health, status_code=503 if health.status == "unhealthy" else 200)
 
 

@@ -123,6 +123,12 @@ class PostgresImportBatch:
         self._remembered: list[Applied] = []
         self._released: list[tuple[bytes, int]] = []
 
+    @property
+    def connection(self) -> Any:
+        """The batch's transaction, for a write that must commit or roll back with the batch:
+        a member sync's cursor, a webhook's once-only key (adapters/postgres/platform_sync.py)."""
+        return self._conn
+
     def _hashes(self, keys: Sequence[str]) -> dict[bytes, str]:
         known = self._hashed
         for key in keys:
