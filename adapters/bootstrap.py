@@ -34,6 +34,7 @@ from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.script_read_model import PostgresScriptReadModel
+from adapters.postgres.sequence_read_model import PostgresSequenceReadModel
 from adapters.postgres.subject_keys import SubjectKeys
 from adapters.postgres.workspace_read_model import PostgresWorkspaceReadModel
 from adapters.queue_status import QueueStatusReader
@@ -53,6 +54,7 @@ from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
+from projections.sequences import SequencesProjection
 from projections.workspaces import WorkspacesProjection
 
 
@@ -82,6 +84,7 @@ class Container:
     redis: redis.Redis | None
     idempotency: IdempotencyKeys
     scripts: PostgresScriptReadModel
+    sequences: PostgresSequenceReadModel
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Each account's sensitive words as last read from the log, checked by every send.
     words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
@@ -124,6 +127,7 @@ def core_projections() -> list[Projection]:
         ScriptsProjection(),
         SensitiveWordsProjection(),
         WorkspacesProjection(),
+        SequencesProjection(),
     ]
 
 
@@ -218,6 +222,7 @@ async def build(settings: Settings) -> Container:
         redis=cache,
         idempotency=IdempotencyKeys(pool, ttl_seconds=settings.idempotency_ttl_seconds),
         scripts=PostgresScriptReadModel(pool),
+        sequences=PostgresSequenceReadModel(pool),
         _closers=closers,
     )
 

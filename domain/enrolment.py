@@ -137,6 +137,12 @@ class Enrolment(BaseAggregate[str]):
         self.status = "completed"
         self.due_at = None
 
+    def finish(self, now: datetime) -> None:
+        """The sequence has no step left for this run (its steps were cut since it began)."""
+        if self.status != "active":
+            raise IllegalState(f"{self.id} is {self.status}")
+        self._completed(at=now)
+
     def exit(self, reason: str, now: datetime) -> bool:
         """End the run early; False (nothing recorded) if it had ended already."""
         if reason not in EXIT_REASONS:

@@ -38,6 +38,7 @@ from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.permissions import check_declared, public
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
+from adapters.http.sequences import SequencesController
 from adapters.http.shift_messages import ShiftMessagesController
 from adapters.http.shifts import ShiftsController
 from adapters.http.webhooks import receive_webhook
@@ -156,6 +157,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             ImportsController,
             ScriptsController,
             SensitiveWordsController,
+            SequencesController,
             receive_webhook,
             WorkspaceController,
             ShiftsController,
