@@ -16,6 +16,9 @@
 | onlyfans.bulk.stalled_campaigns | gauge  | each /metrics scrape: active campaigns stalled now    |
 | onlyfans.db.latency          | gauge     | each database probe (/health, monitoring), ms: the    |
 |                              |           | guide's dbLatencyMs, for an alarm (deploy/template)   |
+| automation.enrolled          | counter   | the automation worker, per fan entering a sequence    |
+| automation.step.sent         | counter   | the automation worker, per sequence step queued       |
+| automation.exited            | counter   | the automation worker, per run ended early (reason)   |
 
 Series are labelled by tenant (the creator account) only where the metrics are not public:
 with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
@@ -190,6 +193,15 @@ def _instruments() -> dict[str, Any]:
             unit="{fan}",
             description="Campaign recipients skipped for a reason (such as a message id in use)",
         ),
+        "enrolled": meter.create_counter(
+            "automation.enrolled", unit="{enrolment}", description="Fans entering a sequence"
+        ),
+        "step_sent": meter.create_counter(
+            "automation.step.sent", unit="{message}", description="Sequence steps queued"
+        ),
+        "exited": meter.create_counter(
+            "automation.exited", unit="{enrolment}", description="Sequence runs ended early"
+        ),
     }
 
 
@@ -268,3 +280,20 @@ def campaigns_stalled_now(count: int) -> None:
 def campaign_fans_skipped(count: int) -> None:
     _instruments()["skipped"].add(count)
     _count("onlyfans.bulk.skipped", count)
+
+
+def automation_enrolled(tenant: str) -> None:
+    _instruments()["enrolled"].add(1, _labels(tenant))
+    _count("automation.enrolled", 1)
+
+
+def automation_step_sent(tenant: str, queue: str) -> None:
+    """A sequence step's message recorded queued (once per step: it also counts as queued)."""
+    _instruments()["step_sent"].add(1, _labels(tenant))
+    _count("automation.step.sent", 1)
+    message_queued(tenant, queue)
+
+
+def automation_exited(tenant: str, reason: str) -> None:
+    _instruments()["exited"].add(1, _labels(tenant, reason=reason))
+    _count("automation.exited", 1, reason=reason)

@@ -1,0 +1,226 @@
+"""The automation worker against real Postgres: enrolment on triggers, due steps on a clock the
+test moves, exits, and exactly-once under two workers. Each test has a database of its own
+(the worker follows the whole log); projectors run when the test says (``catch_up_all``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from adapters.bootstrap import Container
+from application.context import CommandContext
+from application.enrolments import step_message_id
+from application.webhooks import WebhookEvent, handle_webhook
+from domain.enrolment import enrolment_stream_id
+from domain.message import message_stream_id
+from tests.support.campaigns import catch_up_all
+from tests.support.fresh_app import auth_for
+from worker.automations import AutomationWorker
+
+SEQUENCES = "/api/crm/sequences"
+FANS = "/api/crm/fans"
+Headers = dict[str, str]
+
+
+class Clock:
+    """The time the worker sees: moved by the test, never by the wall clock."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, by: timedelta) -> None:
+        self.at += by
+
+
+async def sequence(http: httpx.AsyncClient, auth: Headers, **fields: Any) -> int:
+    body = {
+        "name": "Welcome",
+        "trigger": {"type": "fanCreated"},
+        "steps": [
+            {"content": "Welcome {{first_name|babe}}"},
+            {"wait": "P1D", "content": "Day two"},
+            {"wait": "P2D", "content": "Day four"},
+        ],
+        **fields,
+    }
+    response = await http.post(SEQUENCES, json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    return int(response.json()["sequence"]["id"])
+
+
+async def fan(http: httpx.AsyncClient, auth: Headers, **fields: Any) -> int:
+    response = await http.post(FANS, json={"name": "Ann Smith", **fields}, headers=auth)
+    assert response.status_code == 201, response.text
+    return int(response.json()["fan"]["id"])
+
+
+async def settle(container: Container, *workers: AutomationWorker) -> None:
+    """Projectors and workers until none has anything left to do now."""
+    for _ in range(20):
+        await catch_up_all(container)
+        did = 0
+        for worker in workers:
+            did += await worker.follow_once() + await worker.fire_due_once()
+        if not did:
+            return
+    raise AssertionError("the workers never settled")
+
+
+async def step_messages(
+    container: Container, tenant: str, sequence_id: int, fan_id: int, steps: int
+) -> list[str | None]:
+    """Each step's message content as the log has it (None: not queued)."""
+    found: list[str | None] = []
+    run = enrolment_stream_id(sequence_id, fan_id, 1)
+    for step in range(steps):
+        stream = message_stream_id(tenant, step_message_id(run, step))
+        recorded = await container.events.load(stream)
+        found.append(recorded[0].event.content if recorded else None)  # type: ignore[attr-defined]
+    return found
+
+
+async def reply(container: Container, tenant: str, fan_id: int) -> None:
+    ctx = CommandContext(tenant=tenant, actor="webhook", correlation_id=uuid.uuid4().hex)
+    event = WebhookEvent(
+        id=f"wh-{uuid.uuid4()}",
+        type="message.received",
+        account=tenant,
+        data={"fanId": fan_id, "platformMessageId": uuid.uuid4().hex, "text": "hey"},
+    )
+    await handle_webhook(event, ctx, store=container.events, ids=container.ids)
+
+
+async def metrics_of(http: httpx.AsyncClient, auth: Headers, sequence_id: int) -> Any:
+    response = await http.get(f"{SEQUENCES}/{sequence_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()["sequence"]
+
+
+async def test_a_welcome_series_sends_step_one_at_once_step_two_after_its_wait_and_nothing_after_a_reply(  # noqa: E501
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    clock = Clock()
+    worker = AutomationWorker(fresh, now=clock)
+    sequence_id = await sequence(api, auth)
+    fan_id = await fan(api, auth)
+
+    await settle(fresh, worker)
+    assert await step_messages(fresh, tenant, sequence_id, fan_id, 3) == [
+        "Welcome Ann",
+        None,
+        None,
+    ]
+
+    clock.advance(timedelta(hours=23))
+    await settle(fresh, worker)
+    assert (await step_messages(fresh, tenant, sequence_id, fan_id, 3))[1] is None
+
+    clock.advance(timedelta(hours=1))
+    await settle(fresh, worker)
+    assert (await step_messages(fresh, tenant, sequence_id, fan_id, 3))[1] == "Day two"
+
+    await reply(fresh, tenant, fan_id)
+    await settle(fresh, worker)
+    clock.advance(timedelta(days=30))
+    await settle(fresh, worker)
+
+    assert (await step_messages(fresh, tenant, sequence_id, fan_id, 3))[2] is None
+    read = await metrics_of(api, auth, sequence_id)
+    assert [(m["entered"], m["sent"], m["replied"]) for m in read["metrics"]] == [
+        (1, 1, 0),
+        (1, 1, 1),
+        (1, 0, 0),
+    ]
+    assert read["metrics"][2]["exited"] == {"replied": 1}
+    assert read["active"] == 0
+
+
+async def test_a_fan_tagged_twice_enters_a_tag_sequence_once(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    sequence_id = await sequence(
+        api, auth, trigger={"type": "tagAdded", "tag": "vip"}, exit={"replied": False}
+    )
+    fan_id = await fan(api, auth)
+
+    for tags in (["vip"], [], ["vip"]):
+        changed = await api.patch(f"{FANS}/{fan_id}", json={"tags": tags}, headers=auth)
+        assert changed.status_code == 200, changed.text
+        await settle(fresh, worker)
+
+    runs = [
+        await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, entry)) for entry in (1, 2)
+    ]
+    assert [bool(run) for run in runs] == [True, False]
+    assert (await metrics_of(api, auth, sequence_id))["entered"] == 1
+
+
+async def test_a_tag_removed_exit_rule_ends_the_run_and_re_entry_after_exit_starts_another(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    sequence_id = await sequence(
+        api,
+        auth,
+        trigger={"type": "tagAdded", "tag": "vip"},
+        exit={"replied": False, "tagRemoved": ["vip"]},
+        reentry="afterExit",
+    )
+    fan_id = await fan(api, auth, tags=["vip"])
+    await settle(fresh, worker)
+
+    for tags in ([], ["vip"]):
+        await api.patch(f"{FANS}/{fan_id}", json={"tags": tags}, headers=auth)
+        await settle(fresh, worker)
+
+    first = await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, 1))
+    second = await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, 2))
+    assert first[-1].event_type == "EnrolmentExited"
+    assert first[-1].event.reason == "tagRemoved"  # type: ignore[attr-defined]
+    assert [r.event_type for r in second] == ["EnrolmentEnrolled", "EnrolmentStepSent"]
+
+
+async def test_two_workers_at_once_never_send_a_step_twice(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    clock = Clock()
+    sequence_id = await sequence(
+        api,
+        auth,
+        steps=[{"content": "One"}, {"wait": "PT1H", "content": "Two"}],
+    )
+    fans = [await fan(api, auth, name=f"Fan {n}") for n in range(30)]
+    await catch_up_all(fresh)
+    first, second = (AutomationWorker(fresh, now=clock, timer_batch=5) for _ in range(2))
+
+    for _ in range(3):
+        await asyncio.gather(settle(fresh, first), settle(fresh, second))
+        clock.advance(timedelta(hours=1))
+
+    steps_sent = await fresh.pool.fetch(
+        "SELECT (event ->> 'step')::int AS step, count(*) AS n FROM ("
+        "  SELECT data AS event FROM events WHERE event_type = 'EnrolmentStepSent'"
+        ") s GROUP BY 1 ORDER BY 1"
+    )
+    assert [(r["step"], r["n"]) for r in steps_sent] == [(0, len(fans)), (1, len(fans))]
+    queued = await fresh.pool.fetchval(
+        "SELECT count(*) FROM events WHERE event_type = 'MessageQueued'"
+    )
+    assert queued == 2 * len(fans)
+    assert (await metrics_of(api, auth, sequence_id))["completed"] == len(fans)
