@@ -29,6 +29,8 @@ import structlog
 
 from adapters import metrics
 from adapters.bootstrap import Container
+from adapters.postgres.automation_scans import PostgresSilentFans
+from application.automation_scan import scan_sequence
 from application.automation_signals import (
     RELEVANT,
     Signal,
@@ -52,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 NAME = "automations"
 VIEW = "sequences"
+SCAN_SECONDS = 60.0  # inactive is counted in days, noReply in hours: a minute is soon enough
 POLL_SECONDS = 0.5  # timers are looked at least this often: a due step goes out within ~1 s
 VIEW_WAIT_SECONDS = 5.0
 RECENT_RUNS = 100_000
@@ -72,12 +75,16 @@ class AutomationWorker:
         batch_size: int = 500,
         timer_batch: int = 50,
         poll_interval: float = POLL_SECONDS,
+        scan_interval: float = SCAN_SECONDS,
     ) -> None:
         self.c = container
         self.now = now
         self.batch_size = batch_size
         self.timer_batch = timer_batch
         self.poll_interval = poll_interval
+        self.scan_interval = scan_interval
+        self._silent = PostgresSilentFans(container.pool)
+        self._next_scan = 0.0
         # Import transactions seen lately: a transaction cut by a batch boundary keeps its
         # fans "imported" in the next batch.
         self._imports: set[int] = set()
@@ -198,6 +205,25 @@ class AutomationWorker:
             await asyncio.sleep(0.05)
         return True
 
+    # -- time-based triggers ---------------------------------------------------------------
+
+    async def scan_once(self) -> int:
+        """Enrol a page of silent fans per inactive / noReply sequence; how many it enrolled."""
+        started = 0
+        for sequence_id, tenant in await self._silent.scanned_sequences():
+            sequence = await load_sequence_of(self.c.events, sequence_id, tenant)
+            runs = await scan_sequence(sequence, self.now(), store=self.c.events, fans=self._silent)
+            for _ in runs:
+                metrics.automation_enrolled(tenant)
+            started += len(runs)
+        return started
+
+    async def _scan_when_due(self) -> int:
+        if time.monotonic() < self._next_scan:
+            return 0
+        self._next_scan = time.monotonic() + self.scan_interval
+        return await self.scan_once()
+
     # -- timers ---------------------------------------------------------------------------
 
     async def fire_due_once(self) -> int:
@@ -235,8 +261,9 @@ class AutomationWorker:
             try:
                 followed = await self.follow_once()
                 fired = await self.fire_due_once()
+                scanned = await self._scan_when_due()
                 backoff = self.poll_interval
-                if followed or fired:
+                if followed or fired or scanned:
                     continue
                 await _first_of(
                     self.c.projection_store.wait_for_events(self.poll_interval), stop.wait()

@@ -22,6 +22,7 @@ from tests.support.fresh_app import auth_for
 from worker.automations import AutomationWorker
 
 SEQUENCES = "/api/crm/sequences"
+SEND = "/api/onlyfans/messages/send"
 FANS = "/api/crm/fans"
 Headers = dict[str, str]
 
@@ -68,6 +69,7 @@ async def settle(container: Container, *workers: AutomationWorker) -> None:
         did = 0
         for worker in workers:
             did += await worker.follow_once() + await worker.fire_due_once()
+            did += await worker.scan_once()
         if not did:
             return
     raise AssertionError("the workers never settled")
@@ -224,3 +226,50 @@ async def test_two_workers_at_once_never_send_a_step_twice(
     )
     assert queued == 2 * len(fans)
     assert (await metrics_of(api, auth, sequence_id))["completed"] == len(fans)
+
+
+async def test_an_inactive_fan_enters_once_its_silence_reaches_the_sequences_days(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    clock = Clock()
+    worker = AutomationWorker(fresh, now=clock)
+    sequence_id = await sequence(api, auth, trigger={"type": "inactive", "days": 7})
+    fan_id = await fan(api, auth)
+
+    clock.advance(timedelta(days=6))
+    await settle(fresh, worker)
+    assert not await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, 1))
+
+    clock.advance(timedelta(days=1, minutes=1))
+    await settle(fresh, worker)
+    clock.advance(timedelta(days=30))
+    await settle(fresh, worker)
+
+    assert (await step_messages(fresh, tenant, sequence_id, fan_id, 1))[0] == "Welcome Ann"
+    assert (await metrics_of(api, auth, sequence_id))["entered"] == 1
+
+
+async def test_a_fan_who_has_not_answered_the_accounts_message_enters_a_no_reply_sequence(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    clock = Clock()
+    worker = AutomationWorker(fresh, now=clock)
+    sequence_id = await sequence(api, auth, trigger={"type": "noReply", "hours": 2})
+    answered, silent = await fan(api, auth), await fan(api, auth, name="Bo")
+    for fan_id in (answered, silent):
+        sent = await api.post(SEND, json={"recipientId": fan_id, "content": "Hi"}, headers=auth)
+        assert sent.status_code == 202, sent.text
+    await reply(fresh, tenant, answered)
+
+    clock.advance(timedelta(hours=2, minutes=1))
+    await settle(fresh, worker)
+
+    entered = [
+        bool(await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, 1)))
+        for fan_id in (answered, silent)
+    ]
+    assert entered == [False, True]
