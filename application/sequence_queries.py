@@ -63,8 +63,9 @@ class SequenceReadModel(Protocol):
         ...
 
     def claim_due(
-        self, now: datetime, limit: int
+        self, now: datetime, limit: int, skip: Seq[tuple[str, int]] = ()
     ) -> AbstractAsyncContextManager[Seq[DueEnrolment]]:
         """Runs whose next step is due, locked (FOR UPDATE SKIP LOCKED) while held: another
-        worker's claim skips them meanwhile."""
+        worker's claim skips them meanwhile. ``skip``: (stream id, version) of rows to leave
+        out while the view still shows them at that version."""
         ...

@@ -58,6 +58,7 @@ SCAN_SECONDS = 60.0  # inactive is counted in days, noReply in hours: a minute i
 POLL_SECONDS = 0.5  # timers are looked at least this often: a due step goes out within ~1 s
 VIEW_WAIT_SECONDS = 5.0
 RECENT_RUNS = 100_000
+ACTED_SECONDS = 10.0
 FIRING_LANES = 4  # steps queued at once: with the claim's, 5 of the pool's 10 connections
 # Triggers that need a fan's fields before an update to see what changed.
 _FAN_FIELDS = frozenset({"tagAdded", "subscribed"})
@@ -95,9 +96,11 @@ class AutomationWorker:
         # Where the view must have got to before the first batch: the log's head at start, so
         # that the runs started before a restart are in it (later ones are in ``_recent``).
         self._must_reach: Checkpoint | None = None
-        # Timer rows this worker moved on, at the version the view showed: skipped until the
-        # view catches up with what was appended (else claimed again, and loaded, for nothing).
-        self._acted: dict[str, int] = {}
+        # Timer rows this worker moved on, at the version the view showed, and when: left out
+        # of its claims until the view catches up with what was appended (else claimed again,
+        # and loaded, for nothing, filling the batch). Forgotten after ACTED_SECONDS: a view
+        # that far behind costs a reload per row, never a second send.
+        self._acted: dict[str, tuple[int, float]] = {}
 
     # -- following the log ----------------------------------------------------------------
 
@@ -230,8 +233,10 @@ class AutomationWorker:
     async def fire_due_once(self) -> int:
         """Queue the due steps of one claim of runs; returns how many it acted on."""
         now = self.now()
-        async with self.c.sequences.claim_due(now, self.timer_batch) as due:
-            todo = [run for run in due if self._acted.get(run.stream_id) != run.version]
+        recent = time.monotonic() - ACTED_SECONDS
+        self._acted = {s: acted for s, acted in self._acted.items() if acted[1] >= recent}
+        skip = [(stream, version) for stream, (version, _) in self._acted.items()]
+        async with self.c.sequences.claim_due(now, self.timer_batch, skip) as due:
             # A few at once: each step is some round trips, most of it waiting on Postgres.
             lanes = asyncio.Semaphore(FIRING_LANES)
 
@@ -239,15 +244,12 @@ class AutomationWorker:
                 async with lanes:
                     return await self._fire(run, now)
 
-            outcomes = await asyncio.gather(*(fire(run) for run in todo), return_exceptions=True)
-        for run, outcome in zip(todo, outcomes, strict=True):
+            outcomes = await asyncio.gather(*(fire(run) for run in due), return_exceptions=True)
+        for run, outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 raise outcome  # the others' outcomes are committed; the round reports this one
-            if outcome is None:
-                continue  # nothing appended: the row stands as the log has it (paused, lagging)
-            if len(self._acted) >= RECENT_RUNS:
-                self._acted.clear()
-            self._acted[run.stream_id] = run.version
+            if outcome is not None:  # else the row stands as the log has it (paused, lagging)
+                self._acted[run.stream_id] = (run.version, time.monotonic())
         return sum(outcome is not None for outcome in outcomes)
 
     async def _fire(self, run: DueEnrolment, now: datetime) -> StepQueued | RunEnded | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -20,12 +20,17 @@ SELECT s.sequence_id, s.name, s.status, s.trigger, s.steps, s.exit_rules, s.reen
 FROM sequences s
 WHERE s.tenant_id = $1
 """
-# Due runs of sequences that may send (an archived one's runs are claimed to be ended).
-# Ordered by due time so that a backlog goes out oldest first.
+# Due runs of sequences that may send (an archived one's runs are claimed to be ended),
+# but for rows the claimer has just moved on at the version shown (the view has not caught up
+# with what it appended: left in, they would fill the batch again and again). Ordered by due
+# time so that a backlog goes out oldest first.
 _DUE = """
 SELECT e.stream_id, e.tenant_id, e.version
 FROM sequence_enrolments e JOIN sequences s USING (sequence_id)
 WHERE e.due_at <= $1 AND s.status <> 'paused'
+  AND NOT EXISTS (
+      SELECT 1 FROM unnest($3::text[], $4::int[]) AS done(stream_id, version)
+      WHERE done.stream_id = e.stream_id AND done.version = e.version)
 ORDER BY e.due_at
 LIMIT $2
 FOR UPDATE OF e SKIP LOCKED
@@ -89,10 +94,15 @@ class PostgresSequenceReadModel:
         return found
 
     @asynccontextmanager
-    async def claim_due(self, now: datetime, limit: int) -> AsyncIterator[list[DueEnrolment]]:
-        """Due runs, each locked until the block ends: another worker's claim skips them."""
+    async def claim_due(
+        self, now: datetime, limit: int, skip: Sequence[tuple[str, int]] = ()
+    ) -> AsyncIterator[list[DueEnrolment]]:
+        """Due runs, each locked until the block ends: another worker's claim skips them.
+        ``skip``: (stream id, version) of rows to leave out at that version."""
+        streams = [stream for stream, _ in skip]
+        versions = [version for _, version in skip]
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_DUE, now, limit)
+            rows = await conn.fetch(_DUE, now, limit, streams, versions)
             yield [DueEnrolment(r["stream_id"], r["tenant_id"], r["version"]) for r in rows]
 
 

@@ -5,20 +5,24 @@ test moves, exits, and exactly-once under two workers. Each test has a database 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from adapters import bootstrap
 from adapters.bootstrap import Container
 from application.context import CommandContext
 from application.enrolments import step_message_id
+from application.ports import Checkpoint
 from application.webhooks import WebhookEvent, handle_webhook
 from domain.enrolment import enrolment_stream_id
 from domain.message import message_stream_id
 from tests.support.campaigns import catch_up_all
 from tests.support.fresh_app import auth_for
+from worker.automations import NAME as AUTOMATIONS
 from worker.automations import AutomationWorker
 
 SEQUENCES = "/api/crm/sequences"
@@ -63,16 +67,31 @@ async def fan(http: httpx.AsyncClient, auth: Headers, **fields: Any) -> int:
 
 
 async def settle(container: Container, *workers: AutomationWorker) -> None:
-    """Projectors and workers until none has anything left to do now."""
-    for _ in range(20):
+    """Projectors and workers until each has read the whole log and none has anything left
+    to do now. The log is read only below the oldest transaction open anywhere on the server
+    (other tests' databases share it), so "nothing to do" is believed only at the head."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        head = await committed_head(container)
         await catch_up_all(container)
         did = 0
         for worker in workers:
             did += await worker.follow_once() + await worker.fire_due_once()
             did += await worker.scan_once()
-        if not did:
+        names = [p.name for p in bootstrap.all_projections()] + [AUTOMATIONS]
+        reached = [await container.projection_store.checkpoint(n) >= head for n in names]
+        if not did and all(reached) and head == await committed_head(container):
             return
+        await asyncio.sleep(0.01)
     raise AssertionError("the workers never settled")
+
+
+async def committed_head(container: Container) -> Checkpoint:
+    row = await container.pool.fetchrow(
+        "SELECT transaction_id, position FROM events"
+        " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    )
+    return Checkpoint(row["transaction_id"], row["position"]) if row else Checkpoint()
 
 
 async def step_messages(
