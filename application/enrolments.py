@@ -47,6 +47,7 @@ class StepQueued(msgspec.Struct, frozen=True, kw_only=True):
     message_id: str
     queue: str
     completed: bool
+    stream_id: str = ""  # the run's
 
 
 class RunEnded(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,6 +215,7 @@ async def _queue_step(
         message_id=message.message_id,
         queue=message.queue_name(),
         completed=last,
+        stream_id=enrolment.id,
     )
 
 
