@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from application.ports import RecordedEvent
+from application.ports import Checkpoint, RecordedEvent
 from domain.fan import Fan
 from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
@@ -39,6 +39,8 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     what: str  # a trigger type (enter) or an exit reason (exit)
     tag: str | None = None
     source: str = ""  # the event's id: what enrolled the fan, met again after a crash
+    # The event's place in the log: a sequence created after it is not started by it.
+    at: Checkpoint = Checkpoint()
 
 
 def import_transactions(batch: Iterable[RecordedEvent]) -> set[int]:
@@ -54,10 +56,13 @@ async def signals_of(
         return []
     tenant = recorded.metadata.tenant
     source = str(recorded.event_id)
+    at = Checkpoint(recorded.transaction_id, recorded.position)
 
     def signal(kind: Kind, what: str, tag: str | None = None, fan_id: int | None = None) -> Signal:
         fan = fan_id if fan_id is not None else _fan_id(recorded.stream_id)
-        return Signal(kind=kind, tenant=tenant, fan_id=fan, what=what, tag=tag, source=source)
+        return Signal(
+            kind=kind, tenant=tenant, fan_id=fan, what=what, tag=tag, source=source, at=at
+        )
 
     if kind is InboundMessage.Received:
         return [signal("exit", "replied", fan_id=event.fan_id)]

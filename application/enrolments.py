@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from application.context import CommandContext
+from application.errors import NotFound
 from application.messages import conversation_writes, live_recipient, outbox_entry, stream_write
-from application.ports import EventStore, IdAllocator, StreamWrite
+from application.ports import Checkpoint, EventStore, IdAllocator, StreamWrite
 from application.streams import load, retry_on_conflict, save
 from domain.campaign import render
 from domain.enrolment import Enrolment, enrolment_stream_id
@@ -64,6 +66,20 @@ async def load_sequence_of(store: EventStore, sequence_id: int, tenant: str) -> 
     sequence, _ = await load(store, sequence_stream_id(sequence_id), tenant=tenant)
     assert isinstance(sequence, Sequence)
     return sequence
+
+
+async def load_sequence_created(
+    store: EventStore, sequence_id: int, tenant: str
+) -> tuple[Sequence, Checkpoint]:
+    """The sequence, and where in the log it was created: a trigger before that starts
+    nothing (a welcome series made today does not greet yesterday's fans)."""
+    recorded = await store.load(sequence_stream_id(sequence_id))
+    if not recorded or recorded[0].metadata.tenant != tenant:
+        raise NotFound(sequence_stream_id(sequence_id))
+    sequence: Any = None
+    for item in recorded:
+        sequence = item.event.mutate(sequence)
+    return sequence, Checkpoint(recorded[0].transaction_id, recorded[0].position)
 
 
 async def enrol(

@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--spread", type=float, default=60.0, help="seconds the due times span")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--timer-batch", type=int, default=50, help="runs per claim")
+    parser.add_argument("--timer-batch", type=int, default=200, help="runs per claim")
     parser.add_argument("--timeout", type=float, default=900.0)
     asyncio.run(run(parser.parse_args()))
 

@@ -43,6 +43,7 @@ from application.enrolments import (
     StepQueued,
     enrol,
     exit_run,
+    load_sequence_created,
     load_sequence_of,
     send_due_step,
 )
@@ -76,7 +77,7 @@ class AutomationWorker:
         *,
         now: Callable[[], datetime] = utc_now,
         batch_size: int = 500,
-        timer_batch: int = 50,
+        timer_batch: int = 200,
         poll_interval: float = POLL_SECONDS,
         scan_interval: float = SCAN_SECONDS,
     ) -> None:
@@ -138,7 +139,7 @@ class AutomationWorker:
             fan_id = getattr(r.event, "fan_id", None) or _fan_of(r.stream_id)
             fans.setdefault(r.metadata.tenant, set()).add(fan_id)
         runs = {t: await self.c.sequences.active_runs(t, sorted(ids)) for t, ids in fans.items()}
-        sequences: dict[int, Sequence] = {}
+        sequences: dict[int, tuple[Sequence, Checkpoint]] = {}
 
         async def previous_fan(recorded: RecordedEvent) -> Fan | None:
             tenant, fan_id = recorded.metadata.tenant, _fan_of(recorded.stream_id)
@@ -163,17 +164,20 @@ class AutomationWorker:
                     await self._enter(signal, triggers.get(signal.tenant, []), sequences)
 
     async def _enter(
-        self, signal: Signal, triggers: list[tuple[int, Any]], cache: dict[int, Sequence]
+        self,
+        signal: Signal,
+        triggers: list[tuple[int, Any]],
+        cache: dict[int, tuple[Sequence, Checkpoint]],
     ) -> None:
         for sequence_id, trigger in triggers:
             if trigger["type"] != signal.what or trigger.get("tag") != signal.tag:
                 continue
-            sequence = cache.get(sequence_id)
-            if sequence is None:
-                sequence = cache[sequence_id] = await load_sequence_of(
+            if sequence_id not in cache:
+                cache[sequence_id] = await load_sequence_created(
                     self.c.events, sequence_id, signal.tenant
                 )
-            if sequence.status != "active":
+            sequence, created = cache[sequence_id]
+            if sequence.status != "active" or created > signal.at:
                 continue
             enrolment = await enrol(
                 sequence, signal.fan_id, signal.source, self.now(), store=self.c.events

@@ -292,3 +292,41 @@ async def test_a_fan_who_has_not_answered_the_accounts_message_enters_a_no_reply
         for fan_id in (answered, silent)
     ]
     assert entered == [False, True]
+
+
+async def test_a_fan_in_two_sequences_gets_each_first_step_once_in_one_round(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    first = await sequence(api, auth, steps=[{"content": "From the first"}])
+    second = await sequence(api, auth, steps=[{"content": "From the second"}])
+    fan_id = await fan(api, auth)
+
+    await settle(fresh, worker)
+
+    # One claim holds both runs of one fan: one goes in the batch, the other alone after it.
+    assert await step_messages(fresh, tenant, first, fan_id, 1) == ["From the first"]
+    assert await step_messages(fresh, tenant, second, fan_id, 1) == ["From the second"]
+    opened = await fresh.events.load(f"fan-{fan_id}")
+    assert [r.event_type for r in opened].count("FanConversationOpened") == 1
+
+
+async def test_a_sequence_created_after_a_fan_does_not_greet_that_fan(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    earlier = await fan(api, auth)
+    sequence_id = await sequence(api, auth)
+    later = await fan(api, auth, name="Bo")
+
+    await settle(fresh, worker)
+
+    entered = [
+        bool(await fresh.events.load(enrolment_stream_id(sequence_id, fan_id, 1)))
+        for fan_id in (earlier, later)
+    ]
+    assert entered == [False, True]
