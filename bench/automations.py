@@ -54,7 +54,7 @@ from domain.fan import Fan
 from domain.sequence_rules import Step, Trigger
 from projections.runner import ProjectionRunner
 from projections.sequences import SequencesProjection
-from worker import automations
+from worker import automation_timers
 from worker.automations import AutomationWorker
 from worker.relay import run_relay
 
@@ -122,7 +122,7 @@ async def measure(container: bootstrap.Container, args: argparse.Namespace) -> N
     ]
     # The moment each step's append committed (on the worker's clock), by its run: noted
     # around the fast path and the slow one.
-    batch = automations.send_due_steps
+    batch = automation_timers.send_due_steps
 
     async def noted_batch(*args: Any, **kwargs: Any) -> Any:
         batched = await batch(*args, **kwargs)
@@ -130,9 +130,9 @@ async def measure(container: bootstrap.Container, args: argparse.Namespace) -> N
             committed[queued.stream_id] = clock()
         return batched
 
-    automations.send_due_steps = noted_batch  # type: ignore[assignment]
+    automation_timers.send_due_steps = noted_batch  # type: ignore[assignment]
     for worker in workers:
-        fire = worker._fire
+        fire = worker.timers._fire
 
         async def noted(run: DueEnrolment, now: datetime, fire: Any = fire) -> Any:
             outcome = await fire(run, now)
@@ -140,7 +140,7 @@ async def measure(container: bootstrap.Container, args: argparse.Namespace) -> N
                 committed[run.stream_id] = clock()
             return outcome
 
-        worker._fire = noted  # type: ignore[method-assign]
+        worker.timers._fire = noted  # type: ignore[method-assign]
 
     stop = asyncio.Event()
     meter = PgCpuMeter(await pg_pids(container.pool))
