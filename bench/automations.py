@@ -143,6 +143,10 @@ async def measure(container: bootstrap.Container, args: argparse.Namespace) -> N
         worker.timers._fire = noted  # type: ignore[method-assign]
 
     stop = asyncio.Event()
+    # Every pooled connection opened first, so that the meter knows each backend's process.
+    held = [await container.pool.acquire() for _ in range(container.pool.get_max_size())]
+    for conn in held:
+        await container.pool.release(conn)
     meter = PgCpuMeter(await pg_pids(container.pool))
     cpu_before = meter.sample()
     clock_start = time.perf_counter()
