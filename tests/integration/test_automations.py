@@ -14,6 +14,7 @@ import httpx
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
+from application import messages
 from application.context import CommandContext
 from application.enrolments import step_message_id
 from application.ports import Checkpoint
@@ -330,3 +331,36 @@ async def test_a_sequence_created_after_a_fan_does_not_greet_that_fan(
         for fan_id in (earlier, later)
     ]
     assert entered == [False, True]
+
+
+async def test_a_bought_step_counts_its_purchase_and_revenue_and_ends_the_run_if_told(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    sequence_id = await sequence(
+        api,
+        auth,
+        steps=[{"content": "A set for you", "priceCents": 500}, {"wait": "P1D", "content": "?"}],
+        exit={"replied": True, "purchased": True},
+    )
+    fan_id = await fan(api, auth)
+    await settle(fresh, worker)
+    message_id = step_message_id(enrolment_stream_id(sequence_id, fan_id, 1), 0)
+    relay = CommandContext(tenant=tenant, actor="relay", correlation_id=uuid.uuid4().hex)
+    await messages.record_sent(message_id, "of-1", relay, store=fresh.events)
+    purchase = WebhookEvent(
+        id=f"wh-{uuid.uuid4()}",
+        type="message.purchased",
+        account=tenant,
+        data={"messageId": message_id, "amountCents": 500},
+    )
+    await handle_webhook(purchase, relay, store=fresh.events, ids=fresh.ids)
+
+    await settle(fresh, worker)
+
+    read = await metrics_of(api, auth, sequence_id)
+    assert (read["metrics"][0]["purchased"], read["metrics"][0]["revenueCents"]) == (1, 500)
+    assert read["metrics"][1]["exited"] == {"purchased": 1}
+    assert read["active"] == 0
