@@ -96,7 +96,9 @@ async def enrol(
             stream_id = enrolment_stream_id(sequence.sequence_id, fan_id, entry)
             recorded = await store.load(stream_id)
             if recorded:
-                current, _ = await load(store, stream_id, tenant=sequence.tenant)
+                current: Any = None
+                for item in recorded:
+                    current = item.event.mutate(current)
                 if current.trigger == trigger or sequence.reentry == "never":
                     return None
                 if current.status == "active" and sequence.reentry == "afterExit":

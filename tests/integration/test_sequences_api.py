@@ -177,3 +177,20 @@ async def test_an_auditor_key_reads_sequences_and_changes_none(
     assert read.status_code == 200, read.text
     assert_problem(created, 403)
     assert_problem(paused, 403)
+
+
+async def test_an_edit_breaking_a_rule_is_refused_and_records_nothing(
+    http: httpx.AsyncClient, auth: Headers, events_of_tenant: Any
+) -> None:
+    sequence_id = (await create(http, auth))["sequence"]["id"]
+    before = await events_of_tenant()
+
+    for body, field in (
+        ({"steps": [{"wait": "P1Y", "content": "x"}]}, "wait"),
+        ({"timeZone": "Nowhere/Else"}, "timeZone"),
+        ({"name": ""}, "name"),
+    ):
+        response = await http.patch(f"{SEQUENCES}/{sequence_id}", json=body, headers=auth)
+        assert assert_problem(response, 422)["field"] == field
+
+    assert await events_of_tenant() == before
