@@ -1,12 +1,13 @@
 """The sequences read model: each sequence with its per-step metrics, and the runs under way
 with when their next step falls due (the automation worker's timers).
 
-A statement per event: sequences and their runs make few events next to messages, and the
-message events it reads (a reply, a purchase) touch a row only when they concern a run.
+A statement per event of a sequence or a run (they are few next to messages); the message
+events it reads (a reply, a purchase) take one only when they concern a run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from typing import Any
 
 import msgspec
@@ -38,22 +39,73 @@ class SequencesProjection:
     tables = ("sequences", "sequence_step_metrics", "sequence_enrolments", "sequence_messages")
 
     async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
-        event = recorded.event
-        kind = type(event)
-        if kind not in _HANDLED:
+        await self.apply_batch(sql, [recorded])
+
+    async def apply_batch(self, sql: Sql, batch: Seq[RecordedEvent]) -> None:
+        """In log order. Replies and purchases are most of what a busy log holds and rarely
+        concern a run: one query each per batch finds those that may (fans with a run under
+        way, messages a step sent), and only those take a statement of their own."""
+        events = [r for r in batch if type(r.event) in _HANDLED]
+        if not events:
             return
-        if kind in _SEQUENCE_EVENTS:
-            await _sequence(sql, recorded)
-        elif kind is Enrolment.Enrolled:
-            await _enrolled(sql, recorded)
-        elif kind is Enrolment.StepSent:
-            await _step_sent(sql, recorded)
-        elif kind in (Enrolment.Exited, Enrolment.Completed):
-            await _ended(sql, recorded)
-        elif kind is InboundMessage.Received:
-            await _replied(sql, recorded.metadata.tenant, event.fan_id)
-        else:
-            await _purchased(sql, recorded)
+        fans = await _fans_in_runs(sql, events)
+        sent = await _step_messages(sql, events)
+        for recorded in events:
+            event: Any = recorded.event
+            kind = type(event)
+            tenant = recorded.metadata.tenant
+            if kind in _SEQUENCE_EVENTS:
+                await _sequence(sql, recorded)
+            elif kind is Enrolment.Enrolled:
+                fans.add((tenant, event.fan_id))
+                await _enrolled(sql, recorded)
+            elif kind is Enrolment.StepSent:
+                sent.add((event.message_id, tenant))
+                await _step_sent(sql, recorded)
+            elif kind in (Enrolment.Exited, Enrolment.Completed):
+                await _ended(sql, recorded)
+            elif kind is InboundMessage.Received:
+                if (tenant, event.fan_id) in fans:
+                    await _replied(sql, tenant, event.fan_id)
+            elif (message_id_of(recorded.stream_id), tenant) in sent:
+                await _purchased(sql, recorded)
+
+
+async def _fans_in_runs(sql: Sql, events: list[RecordedEvent]) -> set[tuple[str, int]]:
+    asked = {
+        (r.metadata.tenant, r.event.fan_id)  # type: ignore[attr-defined]
+        for r in events
+        if type(r.event) is InboundMessage.Received
+    }
+    if not asked:
+        return set()
+    tenants, fan_ids = zip(*asked, strict=True)
+    rows = await sql.fetch(
+        "SELECT DISTINCT e.tenant_id, e.fan_id FROM sequence_enrolments e"
+        " JOIN unnest($1::text[], $2::bigint[]) AS a(t, f) ON e.tenant_id = a.t AND e.fan_id = a.f",
+        list(tenants),
+        list(fan_ids),
+    )
+    return {(row["tenant_id"], row["fan_id"]) for row in rows}
+
+
+async def _step_messages(sql: Sql, events: list[RecordedEvent]) -> set[tuple[str, str]]:
+    asked = {
+        (message_id_of(r.stream_id), r.metadata.tenant)
+        for r in events
+        if type(r.event) is Message.Purchased
+    }
+    if not asked:
+        return set()
+    message_ids, tenants = zip(*asked, strict=True)
+    rows = await sql.fetch(
+        "SELECT m.message_id::text AS message_id, m.tenant_id FROM sequence_messages m"
+        " JOIN unnest($1::uuid[], $2::text[]) AS a(m, t) ON m.message_id = a.m"
+        " AND m.tenant_id = a.t",
+        list(message_ids),
+        list(tenants),
+    )
+    return {(row["message_id"], row["tenant_id"]) for row in rows}
 
 
 async def _sequence(sql: Sql, recorded: RecordedEvent) -> None:
