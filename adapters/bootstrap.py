@@ -36,6 +36,7 @@ from adapters.postgres.pool import create_pool
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.script_read_model import PostgresScriptReadModel
+from adapters.postgres.sequence_read_model import PostgresSequenceReadModel
 from adapters.postgres.subject_keys import SubjectKeys
 from adapters.postgres.workspace_read_model import PostgresWorkspaceReadModel
 from adapters.queue_status import QueueStatusReader
@@ -56,6 +57,7 @@ from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
+from projections.sequences import SequencesProjection
 from projections.workspaces import WorkspacesProjection
 
 
@@ -88,6 +90,7 @@ class Container:
     connections: PostgresConnections
     sync_checkpoints: PostgresSyncCheckpoints
     webhook_receipts: PostgresWebhookReceipts
+    sequences: PostgresSequenceReadModel
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Each account's sensitive words as last read from the log, checked by every send.
     words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
@@ -131,6 +134,7 @@ def core_projections() -> list[Projection]:
         ScriptsProjection(),
         SensitiveWordsProjection(),
         WorkspacesProjection(),
+        SequencesProjection(),
     ]
 
 
@@ -228,6 +232,7 @@ async def build(settings: Settings) -> Container:
         connections=PostgresConnections(pool, [master, *previous]),
         sync_checkpoints=PostgresSyncCheckpoints(pool),
         webhook_receipts=PostgresWebhookReceipts(),
+        sequences=PostgresSequenceReadModel(pool),
         _closers=closers,
     )
 

@@ -199,6 +199,7 @@ _WORKERS = {
     "relay": "move committed outbox rows onto the queue",
     "sender": "send queued messages to OnlyFans (the poller)",
     "campaigns": "fan out bulk campaigns (process manager)",
+    "automations": "enrol fans in sequences and send their steps when due",
     "sealer": "extend the hash chain over the log as it grows",
 }
 
@@ -361,6 +362,7 @@ async def _projections_rebuild(args: argparse.Namespace) -> None:
 
 async def _worker(args: argparse.Namespace, kind: str) -> None:
     from adapters import bootstrap
+    from worker.automations import run_automation_worker
     from worker.campaigns import run_campaign_worker
     from worker.projections import run_projectors
     from worker.relay import run_relay
@@ -375,6 +377,7 @@ async def _worker(args: argparse.Namespace, kind: str) -> None:
         "relay": run_relay,
         "sender": run_sender_worker,
         "campaigns": run_campaign_worker,
+        "automations": run_automation_worker,
         "sealer": run_sealer,
     }[kind]
     try:

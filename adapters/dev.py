@@ -28,6 +28,7 @@ from adapters.observability import configure_logging
 from adapters.onlyfans.simulator import Simulator, SimulatorConfig
 from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
+from worker.automations import run_automation_worker
 from worker.campaigns import run_campaign_worker
 from worker.projections import run_projectors
 from worker.relay import run_relay
@@ -195,6 +196,7 @@ async def _serve(container: bootstrap.Container, host: str, port: int, facts: De
         asyncio.create_task(run_relay(container, stop)),
         asyncio.create_task(run_sender_worker(container, stop)),
         asyncio.create_task(run_campaign_worker(container, stop)),
+        asyncio.create_task(run_automation_worker(container, stop)),
         asyncio.create_task(run_sealer(container, stop)),
     ]
     serving = asyncio.create_task(server.serve())

@@ -23,6 +23,9 @@
 | live.tail.batches            | counter   | the same reads that found events                      |
 | live.updates.offered         | counter   | the live hub, per update offered to a subscription    |
 | live.clients                 | up-down   | the live hub's subscriptions (WebSocket and SSE)      |
+| automation.enrolled          | counter   | the automation worker, per fan entering a sequence    |
+| automation.step.sent         | counter   | the automation worker, per sequence step queued       |
+| automation.exited            | counter   | the automation worker, per run ended early (reason)   |
 
 Series are labelled by tenant (the creator account) only where the metrics are not public:
 with CRM_METRICS_TOKEN set (/metrics then wants it), or with CRM_METRICS_TENANT_LABELS=true (an
@@ -223,6 +226,15 @@ def _instruments() -> dict[str, Any]:
         "live_clients": meter.create_up_down_counter(
             "live.clients", unit="{client}", description="Live stream clients connected"
         ),
+        "enrolled": meter.create_counter(
+            "automation.enrolled", unit="{enrolment}", description="Fans entering a sequence"
+        ),
+        "step_sent": meter.create_counter(
+            "automation.step.sent", unit="{message}", description="Sequence steps queued"
+        ),
+        "exited": meter.create_counter(
+            "automation.exited", unit="{enrolment}", description="Sequence runs ended early"
+        ),
     }
 
 
@@ -340,3 +352,20 @@ def ab_test_launched(tenant: str, goal: str) -> None:
 def ab_winner_chosen(tenant: str, goal: str) -> None:
     _instruments()["ab_winners"].add(1, _labels(tenant, goal=goal))
     _count("onlyfans.abtest.winner", 1, goal=goal)
+
+
+def automation_enrolled(tenant: str) -> None:
+    _instruments()["enrolled"].add(1, _labels(tenant))
+    _count("automation.enrolled", 1)
+
+
+def automation_step_sent(tenant: str, queue: str) -> None:
+    """A sequence step's message recorded queued (once per step: it also counts as queued)."""
+    _instruments()["step_sent"].add(1, _labels(tenant))
+    _count("automation.step.sent", 1)
+    message_queued(tenant, queue)
+
+
+def automation_exited(tenant: str, reason: str) -> None:
+    _instruments()["exited"].add(1, _labels(tenant, reason=reason))
+    _count("automation.exited", 1, reason=reason)

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from domain.base import DomainEvent
 from domain.campaign import Campaign
 from domain.conversation import Conversation
+from domain.enrolment import Enrolment
 from domain.fan import Fan
 from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
 from domain.message import Message
 from domain.script import Script
 from domain.sensitive_words import SensitiveWords
+from domain.sequence import Sequence
 from domain.shift import MemberShifts
 from domain.workspace import Workspace
 
@@ -78,6 +80,17 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "MemberShiftsOpened": MemberShifts.Opened,
     "ShiftScheduled": MemberShifts.Scheduled,
     "ShiftCancelled": MemberShifts.Cancelled,
+    # Sequences (domain/sequence.py) and each fan's run through one (domain/enrolment.py):
+    # templates, rules and fan ids, no personal data.
+    "SequenceCreated": Sequence.Created,
+    "SequenceUpdated": Sequence.Updated,
+    "SequencePaused": Sequence.Paused,
+    "SequenceResumed": Sequence.Resumed,
+    "SequenceArchived": Sequence.Archived,
+    "EnrolmentEnrolled": Enrolment.Enrolled,
+    "EnrolmentStepSent": Enrolment.StepSent,
+    "EnrolmentExited": Enrolment.Exited,
+    "EnrolmentCompleted": Enrolment.Completed,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

@@ -42,6 +42,7 @@ from adapters.http.platform_monitoring import platforms_health
 from adapters.http.platforms import PlatformsController
 from adapters.http.problems import EXCEPTION_HANDLERS, Unavailable
 from adapters.http.scripts import ScriptsController, SensitiveWordsController
+from adapters.http.sequences import SequencesController
 from adapters.http.shift_messages import ShiftMessagesController
 from adapters.http.shifts import ShiftsController
 from adapters.http.webhooks import receive_webhook
@@ -162,6 +163,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             ImportsController,
             ScriptsController,
             SensitiveWordsController,
+            SequencesController,
             receive_webhook,
             receive_patreon_webhook,
             PlatformConnectionsController,

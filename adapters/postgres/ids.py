@@ -9,6 +9,7 @@ _SEQUENCES = {
     "conversation": "conversation_id_seq",
     "campaign": "campaign_id_seq",
     "script": "script_id_seq",
+    "sequence": "sequence_id_seq",
 }
 
 

@@ -1,0 +1,226 @@
+"""Bodies of /api/crm/sequences (camelCase on the wire). Structure and types are checked
+here (400); the domain's rules (durations, time zones, templates, prices) answer 422."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from adapters.http.campaign_schemas import CampaignName, Template
+from adapters.http.messaging_schemas import MediaUrls, PriceCents
+from adapters.http.openapi import rule
+from adapters.http.schemas import Body, Tags
+from application.sequence_queries import SequenceView, StepMetrics
+from application.sequences import ChangeSequence, CreateSequence
+from domain import sequence_rules as rules
+from domain.sequence import Sequence
+
+TriggerType = Literal[
+    "fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"
+]
+Wait = Annotated[
+    str,
+    rule(
+        "An ISO 8601 duration of weeks, days, hours, minutes, seconds (PT0S, P1D, PT2H30M)",
+        max_length=40,
+    ),
+]
+TimeOfDay = Annotated[str, rule("A local time of day, HH:MM", pattern=r"^\d\d:\d\d$")]
+Zone = Annotated[str, rule("An IANA time zone (Europe/London)", max_length=64)]
+
+
+class TriggerBody(Body):
+    type: TriggerType
+    tag: str | None = None
+    days: int | None = None
+    hours: int | None = None
+
+    def value(self) -> rules.Trigger:
+        return rules.Trigger(type=self.type, tag=self.tag, days=self.days, hours=self.hours)
+
+
+class StepBody(Body):
+    content: Template
+    wait: Wait = "PT0S"
+    # With ``at``: after the wait, the next time the clock shows it in the sequence's zone.
+    at: TimeOfDay | None = None
+    price_cents: PriceCents = 0
+    media_urls: MediaUrls = []
+
+    def value(self) -> rules.Step:
+        return rules.Step(
+            wait=self.wait,
+            at=self.at,
+            content=self.content,
+            price_cents=self.price_cents,
+            attachments=rules.media(self.media_urls),
+        )
+
+
+class ExitBody(Body):
+    replied: bool = True
+    purchased: bool = False
+    tag_added: Tags = []
+    tag_removed: Tags = []
+
+    def value(self) -> rules.ExitRules:
+        return rules.ExitRules(
+            replied=self.replied,
+            purchased=self.purchased,
+            tag_added=tuple(self.tag_added),
+            tag_removed=tuple(self.tag_removed),
+        )
+
+
+Steps = Annotated[list[StepBody], rule(f"1 to {rules.MAX_STEPS} steps", max_items=rules.MAX_STEPS)]
+Reentry = Literal["never", "afterExit", "always"]
+
+
+class CreateSequenceBody(Body):
+    name: CampaignName
+    trigger: TriggerBody
+    steps: Steps
+    exit: ExitBody | None = None
+    reentry: Reentry = "never"
+    time_zone: Zone = "UTC"
+    status: Literal["active", "paused"] = "active"
+
+    def command(self) -> CreateSequence:
+        return CreateSequence(
+            name=self.name,
+            trigger=self.trigger.value(),
+            steps=tuple(step.value() for step in self.steps),
+            exit_rules=(self.exit or ExitBody()).value(),
+            reentry=self.reentry,
+            time_zone=self.time_zone,
+            status=self.status,
+        )
+
+
+class UpdateSequenceBody(Body):
+    """What is absent stays as it is."""
+
+    name: CampaignName | UnsetType = UNSET
+    steps: Steps | UnsetType = UNSET
+    exit: ExitBody | UnsetType = UNSET
+    reentry: Reentry | UnsetType = UNSET
+    time_zone: Zone | UnsetType = UNSET
+
+    def command(self, sequence_id: int) -> ChangeSequence:
+        return ChangeSequence(
+            sequence_id=sequence_id,
+            name=None if self.name is UNSET else self.name,
+            steps=None if self.steps is UNSET else tuple(s.value() for s in self.steps),
+            exit_rules=None if self.exit is UNSET else self.exit.value(),
+            reentry=None if self.reentry is UNSET else self.reentry,
+            time_zone=None if self.time_zone is UNSET else self.time_zone,
+        )
+
+
+class StepMetricsOut(msgspec.Struct, kw_only=True, rename="camel"):
+    step: int
+    entered: int
+    sent: int
+    replied: int
+    purchased: int
+    revenue_cents: int
+    exited: dict[str, int]  # per reason: replied, purchased, tagAdded, deleted, ...
+
+    @classmethod
+    def of(cls, m: StepMetrics) -> StepMetricsOut:
+        return cls(
+            step=m.step,
+            entered=m.entered,
+            sent=m.sent,
+            replied=m.replied,
+            purchased=m.purchased,
+            revenue_cents=m.revenue_cents,
+            exited=m.exited,
+        )
+
+
+class SequenceOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    id: int
+    name: str
+    status: str
+    trigger: dict[str, Any]
+    steps: list[dict[str, Any]]
+    exit: dict[str, Any]
+    reentry: str
+    time_zone: str
+    version: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    entered: int | None = None
+    active: int | None = None
+    completed: int | None = None
+    metrics: list[StepMetricsOut] | None = None
+
+    @classmethod
+    def from_view(cls, view: SequenceView, *, with_metrics: bool = False) -> SequenceOut:
+        return cls(
+            id=view.sequence_id,
+            name=view.name,
+            status=view.status,
+            trigger=_wire(view.trigger),
+            steps=[_step(step) for step in view.steps],
+            exit=_wire(view.exit_rules),
+            reentry=view.reentry,
+            time_zone=view.time_zone,
+            version=view.version,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            entered=view.entered,
+            active=view.active,
+            completed=view.completed,
+            metrics=[StepMetricsOut.of(m) for m in view.metrics] if with_metrics else None,
+        )
+
+    @classmethod
+    def from_aggregate(cls, sequence: Sequence) -> SequenceOut:
+        built = msgspec.to_builtins
+        return cls(
+            id=sequence.sequence_id,
+            name=sequence.name,
+            status=sequence.status,
+            trigger=_wire(built(sequence.trigger)),
+            steps=[_step(built(step)) for step in sequence.steps],
+            exit=_wire(built(sequence.exit_rules)),
+            reentry=sequence.reentry,
+            time_zone=sequence.time_zone,
+            version=sequence.version,
+        )
+
+
+class SequenceChangedOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """A command's answer: the sequence as it left it, and the log position to read it at."""
+
+    sequence: SequenceOut
+    position: int
+
+
+class SequenceEnvelope(msgspec.Struct, kw_only=True, rename="camel"):
+    sequence: SequenceOut
+
+
+class SequenceListOut(msgspec.Struct, kw_only=True, rename="camel"):
+    sequences: list[SequenceOut]
+    next_cursor: str | None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _wire(fields: dict[str, Any]) -> dict[str, Any]:
+    """A stored value's fields as the API names them, absent ones left out."""
+    return {_camel(key): value for key, value in fields.items() if value is not None}
+
+
+def _step(fields: dict[str, Any]) -> dict[str, Any]:
+    step = _wire({k: v for k, v in fields.items() if k != "attachments"})
+    return step | {"mediaUrls": [url for _, url in fields.get("attachments") or ()]}
