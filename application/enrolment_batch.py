@@ -92,16 +92,20 @@ async def _append(
         index = run.next_step
         step = sequence.steps[index]
         conversation_id = fan.conversation_id or next(conversation_ids)
+        variant, template, price_cents, attachments = step.message_for(
+            run.sequence_id, index, fan.fan_id
+        )
         try:
             message = Message.queue(
                 message_id=step_message_id(run.id, index),
                 tenant=tenant,
                 conversation_id=conversation_id,
                 fan_id=fan.fan_id,
-                content=render(step.content, name=fan.name, handle=fan.handle),
-                price_cents=step.price_cents,
-                attachments=step.attachments,
+                content=render(template, name=fan.name, handle=fan.handle),
+                price_cents=price_cents,
+                attachments=attachments,
                 priority=DEFAULT_PRIORITY,
+                variant=variant,
             )
         except InvalidValue:
             rest.append(run.id)
@@ -109,7 +113,9 @@ async def _append(
         writes += _fan_writes(fan, conversation_id, tenant)
         last = index + 1 >= len(sequence.steps)
         next_due = None if last else step_due(sequence.steps[index + 1], now, sequence.time_zone)
-        run.record_step(step=index, message_id=message.message_id, now=now, next_due=next_due)
+        run.record_step(
+            step=index, message_id=message.message_id, now=now, next_due=next_due, variant=variant
+        )
         writes += [stream_write(message, "message"), stream_write(run, STREAM_TYPE)]
         outbox.append(outbox_entry(message, ctx))
         queued.append(

@@ -208,19 +208,25 @@ async def _queue_step(
     index = enrolment.next_step
     step = sequence.steps[index]
     assert fan.conversation_id is not None
+    variant, template, price_cents, attachments = step.message_for(
+        enrolment.sequence_id, index, fan.fan_id
+    )
     message = Message.queue(
         message_id=step_message_id(enrolment.id, index),
         tenant=enrolment.tenant,
         conversation_id=fan.conversation_id,
         fan_id=fan.fan_id,
-        content=render(step.content, name=fan.name, handle=fan.handle),
-        price_cents=step.price_cents,
-        attachments=step.attachments,
+        content=render(template, name=fan.name, handle=fan.handle),
+        price_cents=price_cents,
+        attachments=attachments,
         priority=DEFAULT_PRIORITY,
+        variant=variant,
     )
     last = index + 1 >= len(sequence.steps)
     next_due = None if last else step_due(sequence.steps[index + 1], now, sequence.time_zone)
-    enrolment.record_step(step=index, message_id=message.message_id, now=now, next_due=next_due)
+    enrolment.record_step(
+        step=index, message_id=message.message_id, now=now, next_due=next_due, variant=variant
+    )
     await store.append_all(
         [*writes, stream_write(message, "message"), stream_write(enrolment, STREAM_TYPE)],
         metadata=ctx.metadata(),

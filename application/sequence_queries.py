@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from application.ab_results import VariantCounts
+
 
 class StepMetrics(msgspec.Struct, frozen=True, kw_only=True):
     step: int
@@ -18,6 +20,7 @@ class StepMetrics(msgspec.Struct, frozen=True, kw_only=True):
     purchased: int = 0
     revenue_cents: int = 0
     exited: dict[str, int] = {}
+    variants: list[VariantCounts] = []  # a step's A/B test: per variant, in the step's order
 
 
 class SequenceView(msgspec.Struct, frozen=True, kw_only=True):

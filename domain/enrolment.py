@@ -57,6 +57,7 @@ class Enrolment(BaseAggregate[str]):
         message_id: str
         sent_at: datetime
         next_due: datetime | None  # None: that was the last step
+        variant: int | None = None  # the step's A/B test variant the fan was sent
 
     class Exited(Event):
         reason: str
@@ -114,20 +115,33 @@ class Enrolment(BaseAggregate[str]):
         return self.status == "active" and self.due_at is not None and self.due_at <= now
 
     def record_step(
-        self, *, step: int, message_id: str, now: datetime, next_due: datetime | None
+        self,
+        *,
+        step: int,
+        message_id: str,
+        now: datetime,
+        next_due: datetime | None,
+        variant: int | None = None,
     ) -> None:
         """The step's message is queued (in the same append); ``next_due`` None ends the run."""
         if not self.due(now):
             raise IllegalState(f"{self.id} has no step due")
         if step != self.next_step:
             raise IllegalState(f"{self.id} is at step {self.next_step}, not {step}")
-        self._step_sent(step=step, message_id=message_id, sent_at=now, next_due=next_due)
+        self._step_sent(
+            step=step, message_id=message_id, sent_at=now, next_due=next_due, variant=variant
+        )
         if next_due is None:
             self._completed(at=now)
 
     @event(StepSent)
     def _step_sent(
-        self, step: int, message_id: str, sent_at: datetime, next_due: datetime | None
+        self,
+        step: int,
+        message_id: str,
+        sent_at: datetime,
+        next_due: datetime | None,
+        variant: int | None,
     ) -> None:
         self.next_step = step + 1
         self.due_at = next_due

@@ -20,6 +20,7 @@ from domain.campaign import check_template
 from domain.errors import InvalidValue
 from domain.fan import normalise_tags
 from domain.message import attachment_type_of, normalise_attachments, normalise_price
+from domain.variants import AbTest, Goal, Variant, check_ab_test, check_variants, choose_variant
 
 TRIGGERS = frozenset(
     {"fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"}
@@ -50,6 +51,26 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     price_cents: int = 0
     attachments: tuple[tuple[str, str], ...] = ()
+    # An A/B test of the step (domain/variants.py): each fan gets one variant, chosen from the
+    # step and the fan; ``content``, the price and media are then the variants'.
+    variants: tuple[Variant, ...] = ()
+    goal: Goal = "purchase"  # what the step's test is judged on
+
+    def message_for(
+        self, sequence_id: int, index: int, fan_id: int
+    ) -> tuple[int | None, str, int, tuple[tuple[str, str], ...]]:
+        """(variant index or None, content template, price, attachments) for the fan."""
+        if not self.variants:
+            return None, self.content, self.price_cents, self.attachments
+        weights = [variant.weight for variant in self.variants]
+        chosen = choose_variant(step_test_key(sequence_id, index), fan_id, weights)
+        variant = self.variants[chosen]
+        return chosen, variant.content, variant.price_cents, variant.attachments
+
+
+def step_test_key(sequence_id: int, index: int) -> str:
+    """A step's test, named apart from every campaign's (``campaign-<id>``)."""
+    return f"sequence-{sequence_id}:step-{index}"
 
 
 class ExitRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,14 +148,39 @@ def check_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
             Step(
                 wait=step.wait,
                 at=step.at,
-                content=check_template(step.content),
+                content="" if step.variants else check_template(step.content),
                 price_cents=normalise_price(step.price_cents),
                 attachments=normalise_attachments(step.attachments),
+                variants=_checked_variants(step),
+                goal=_step_goal(step.goal),
             )
         )
     if not 1 <= len(checked) <= MAX_STEPS:
         raise InvalidValue("steps", f"must hold 1 to {MAX_STEPS} steps")
     return tuple(checked)
+
+
+def _step_goal(goal: str) -> Goal:
+    checked = check_ab_test(AbTest(goal=goal)).goal  # type: ignore[arg-type]
+    if checked == "open":  # the platforms' read receipts are not counted per step
+        raise InvalidValue("goal", "a step's test is judged on purchase or reply")
+    return checked
+
+
+def _checked_variants(step: Step) -> tuple[Variant, ...]:
+    if not step.variants:
+        return ()
+    if step.content:
+        raise InvalidValue("content", "a step with variants takes each variant's content")
+    return tuple(
+        msgspec.structs.replace(
+            variant,
+            content=check_template(variant.content),
+            price_cents=normalise_price(variant.price_cents),
+            attachments=normalise_attachments(variant.attachments),
+        )
+        for variant in check_variants(step.variants)
+    )
 
 
 def media(urls: Iterable[str]) -> tuple[tuple[str, str], ...]:

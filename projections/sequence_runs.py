@@ -4,7 +4,8 @@ under way are rows (TableRows); counts per step and per sequence are added up an
 stored ones in one statement each; the messages steps sent are inserted in one.
 
 A reply counts once for the last step each of the fan's runs has sent; a purchase of a step's
-message counts on that step; a run that ends early counts on the step it was waiting for.
+message counts on that step; a run that ends early counts on the step it was waiting for. A
+step with an A/B test counts the same per variant too (sent, replied, purchased, revenue).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ RUN_EVENTS = frozenset(
 )
 _COLUMNS = (
     *("stream_id", "tenant_id", "sequence_id", "fan_id", "next_step", "due_at"),
-    *("last_sent_step", "replied_step", "version"),
+    *("last_sent_step", "last_sent_variant", "replied_step", "version"),
 )
 _COUNTS = ("entered", "sent", "replied", "purchased", "revenue_cents")
 
@@ -48,13 +49,26 @@ ON CONFLICT (sequence_id, step) DO UPDATE SET
         FROM jsonb_object_keys(m.exited || EXCLUDED.exited) AS k
     )
 """
+_VARIANT_COUNTS = ("sent", "replied", "purchased", "revenue_cents")
+_ADD_VARIANT_COUNTS = """
+INSERT INTO sequence_step_variants AS v
+    (sequence_id, step, variant, sent, replied, purchased, revenue_cents)
+SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[],
+                     $7::bigint[])
+ON CONFLICT (sequence_id, step, variant) DO UPDATE SET
+    sent = v.sent + EXCLUDED.sent,
+    replied = v.replied + EXCLUDED.replied,
+    purchased = v.purchased + EXCLUDED.purchased,
+    revenue_cents = v.revenue_cents + EXCLUDED.revenue_cents
+"""
 _ADD_SEQUENCE_COUNTS = """
 UPDATE sequences AS s SET entered = s.entered + u.e, completed = s.completed + u.c
 FROM unnest($1::bigint[], $2::int[], $3::int[]) AS u(id, e, c) WHERE s.sequence_id = u.id
 """
 _ADD_MESSAGES = """
-INSERT INTO sequence_messages (message_id, tenant_id, sequence_id, step)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[]) ON CONFLICT DO NOTHING
+INSERT INTO sequence_messages (message_id, tenant_id, sequence_id, step, variant)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::int[])
+ON CONFLICT DO NOTHING
 """
 
 
@@ -63,9 +77,11 @@ class RunsFold:
         self.runs = TableRows("sequence_enrolments", "stream_id", "text", _COLUMNS)
         self.steps: dict[tuple[int, int], dict[str, Any]] = {}
         self.sequences: dict[int, list[int]] = {}  # sequence -> [entered, completed]
-        self.messages: list[tuple[str, str, int, int]] = []
+        self.variants: dict[tuple[int, int, int], dict[str, int]] = {}  # (sequence, step, v)
+        self.messages: list[tuple[str, str, int, int, int | None]] = []
         self.by_fan: dict[tuple[str, int], set[str]] = {}
-        self.step_of: dict[tuple[str, str], tuple[int, int]] = {}  # (message, tenant)
+        # (message, tenant) -> (sequence, step, variant)
+        self.step_of: dict[tuple[str, str], tuple[int, int, int | None]] = {}
 
     async def load(self, sql: Sql, events: Sequence[RecordedEvent]) -> None:
         """The rows and step messages the batch's events may touch."""
@@ -103,7 +119,8 @@ class RunsFold:
             return
         message_ids, tenants = zip(*asked, strict=True)
         rows = await sql.fetch(
-            "SELECT m.message_id::text AS message_id, m.tenant_id, m.sequence_id, m.step"
+            "SELECT m.message_id::text AS message_id, m.tenant_id, m.sequence_id, m.step,"
+            " m.variant"
             " FROM sequence_messages m JOIN unnest($1::uuid[], $2::text[]) AS a(m, t)"
             " ON m.message_id = a.m AND m.tenant_id = a.t",
             list(message_ids),
@@ -111,7 +128,7 @@ class RunsFold:
         )
         for row in rows:
             key = (row["message_id"], row["tenant_id"])
-            self.step_of[key] = (row["sequence_id"], row["step"])
+            self.step_of[key] = (row["sequence_id"], row["step"], row["variant"])
 
     def apply(self, recorded: RecordedEvent) -> None:
         event: Any = recorded.event
@@ -122,8 +139,9 @@ class RunsFold:
         elif kind is Message.Purchased:
             hit = self.step_of.get((message_id_of(recorded.stream_id), tenant))
             if hit is not None:
-                self._count(*hit, "purchased")
-                self._count(*hit, "revenue_cents", event.amount_cents)
+                sequence_id, step, variant = hit
+                self._count(sequence_id, step, "purchased", variant=variant)
+                self._count(sequence_id, step, "revenue_cents", event.amount_cents, variant)
         elif kind is Enrolment.Enrolled:
             self._enrolled(recorded)
         else:
@@ -142,6 +160,7 @@ class RunsFold:
                 "next_step": 0,
                 "due_at": event.due_at,
                 "last_sent_step": None,
+                "last_sent_variant": None,
                 "replied_step": None,
                 "version": recorded.version,
             },
@@ -161,14 +180,15 @@ class RunsFold:
                 next_step=event.step + 1,
                 due_at=event.next_due,
                 last_sent_step=event.step,
+                last_sent_variant=event.variant,
                 version=recorded.version,
             )
-            self._count(sequence_id, event.step, "sent")
+            self._count(sequence_id, event.step, "sent", variant=event.variant)
             if event.next_due is not None:
                 self._count(sequence_id, event.step + 1, "entered")
             tenant = recorded.metadata.tenant
-            self.messages.append((event.message_id, tenant, sequence_id, event.step))
-            self.step_of[(event.message_id, tenant)] = (sequence_id, event.step)
+            self.messages.append((event.message_id, tenant, sequence_id, event.step, event.variant))
+            self.step_of[(event.message_id, tenant)] = (sequence_id, event.step, event.variant)
             return
         self.runs.remove(recorded.stream_id)
         if isinstance(event, Enrolment.Completed):
@@ -184,7 +204,12 @@ class RunsFold:
                 continue
             if row["replied_step"] != row["last_sent_step"]:
                 row["replied_step"] = row["last_sent_step"]
-                self._count(row["sequence_id"], row["last_sent_step"], "replied")
+                self._count(
+                    row["sequence_id"],
+                    row["last_sent_step"],
+                    "replied",
+                    variant=row["last_sent_variant"],
+                )
 
     def _counts(self, sequence_id: int, step: int) -> dict[str, Any]:
         key = (sequence_id, step)
@@ -192,8 +217,14 @@ class RunsFold:
             self.steps[key] = dict.fromkeys(_COUNTS, 0) | {"exited": {}}
         return self.steps[key]
 
-    def _count(self, sequence_id: int, step: int, column: str, by: int = 1) -> None:
+    def _count(
+        self, sequence_id: int, step: int, column: str, by: int = 1, variant: int | None = None
+    ) -> None:
         self._counts(sequence_id, step)[column] += by
+        if variant is not None:
+            key = (sequence_id, step, variant)
+            counts = self.variants.setdefault(key, dict.fromkeys(_VARIANT_COUNTS, 0))
+            counts[column] += by
 
     async def flush(self, sql: Sql) -> None:
         await self.runs.flush(sql)
@@ -206,6 +237,13 @@ class RunsFold:
                 [step for _, step in keys],
                 *([c[column] for c in counts] for column in _COUNTS),
                 [msgspec.json.encode(c["exited"]).decode() for c in counts],
+            )
+        if self.variants:
+            keys = list(self.variants)
+            await sql.execute(
+                _ADD_VARIANT_COUNTS,
+                *([key[i] for key in keys] for i in range(3)),
+                *([self.variants[key][column] for key in keys] for column in _VARIANT_COUNTS),
             )
         if self.sequences:
             ids = list(self.sequences)

@@ -27,7 +27,10 @@ _HANDLED = _SEQUENCE_EVENTS | RUN_EVENTS | {InboundMessage.Received, Message.Pur
 
 class SequencesProjection:
     name = "sequences"
-    tables = ("sequences", "sequence_step_metrics", "sequence_enrolments", "sequence_messages")
+    tables = (
+        *("sequences", "sequence_step_metrics", "sequence_enrolments", "sequence_messages"),
+        "sequence_step_variants",
+    )
 
     async def apply(self, sql: Sql, recorded: RecordedEvent) -> None:
         await self.apply_batch(sql, [recorded])

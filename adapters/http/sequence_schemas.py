@@ -9,14 +9,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from adapters.http.campaign_schemas import CampaignName, Template
+from adapters.http.campaign_schemas import CampaignName, Template, Variants
 from adapters.http.messaging_schemas import MediaUrls, PriceCents
 from adapters.http.openapi import rule
 from adapters.http.schemas import Body, Tags
+from application.ab_results import standing
 from application.sequence_queries import SequenceView, StepMetrics
 from application.sequences import ChangeSequence, CreateSequence
 from domain import sequence_rules as rules
 from domain.sequence import Sequence
+from domain.variants import AbTest, Variant
 
 TriggerType = Literal[
     "fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"
@@ -43,12 +45,16 @@ class TriggerBody(Body):
 
 
 class StepBody(Body):
-    content: Template
+    # Required unless ``variants`` are given: then each variant has its own.
+    content: Template = ""
     wait: Wait = "PT0S"
     # With ``at``: after the wait, the next time the clock shows it in the sequence's zone.
     at: TimeOfDay | None = None
     price_cents: PriceCents = 0
     media_urls: MediaUrls = []
+    # An A/B test of the step: each fan gets one variant, chosen from the step and the fan.
+    variants: Variants = []
+    goal: Literal["purchase", "reply"] = "purchase"
 
     def value(self) -> rules.Step:
         return rules.Step(
@@ -57,6 +63,17 @@ class StepBody(Body):
             content=self.content,
             price_cents=self.price_cents,
             attachments=rules.media(self.media_urls),
+            variants=tuple(
+                Variant(
+                    name=v.name or "",
+                    content=v.content,
+                    price_cents=v.price_cents,
+                    attachments=rules.media(v.media_urls),
+                    weight=v.weight,
+                )
+                for v in self.variants
+            ),
+            goal=self.goal,
         )
 
 
@@ -120,7 +137,30 @@ class UpdateSequenceBody(Body):
         )
 
 
-class StepMetricsOut(msgspec.Struct, kw_only=True, rename="camel"):
+class StepVariantOut(msgspec.Struct, kw_only=True, rename="camel"):
+    variant: str
+    weight: int
+    sent: int
+    replied: int
+    purchased: int
+    revenue_cents: int
+    conversion: float  # the goal's successes per message sent
+    probability_best: float
+
+
+class StepTestOut(msgspec.Struct, kw_only=True, rename="camel"):
+    """A step's A/B test, judged as a campaign's (application/ab_results.py): each variant's
+    posterior probability of the best rate on ``goal``; ``winner`` once each variant was sent
+    ``minPerVariant`` times and one's probability reaches ``threshold``."""
+
+    goal: str
+    min_per_variant: int
+    threshold: float
+    variants: list[StepVariantOut]
+    winner: str | None
+
+
+class StepMetricsOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     step: int
     entered: int
     sent: int
@@ -128,9 +168,10 @@ class StepMetricsOut(msgspec.Struct, kw_only=True, rename="camel"):
     purchased: int
     revenue_cents: int
     exited: dict[str, int]  # per reason: replied, purchased, tagAdded, deleted, ...
+    ab_test: StepTestOut | None = None
 
     @classmethod
-    def of(cls, m: StepMetrics) -> StepMetricsOut:
+    def of(cls, m: StepMetrics, step: dict[str, Any]) -> StepMetricsOut:
         return cls(
             step=m.step,
             entered=m.entered,
@@ -139,7 +180,37 @@ class StepMetricsOut(msgspec.Struct, kw_only=True, rename="camel"):
             purchased=m.purchased,
             revenue_cents=m.revenue_cents,
             exited=m.exited,
+            ab_test=_step_test(m, step),
         )
+
+
+def _step_test(m: StepMetrics, step: dict[str, Any]) -> StepTestOut | None:
+    variants = step.get("variants") or []
+    if not variants or len(m.variants) != len(variants):
+        return None
+    rule = AbTest(goal=step.get("goal") or "purchase")
+    result = standing(m.variants, rule)
+    return StepTestOut(
+        goal=rule.goal,
+        min_per_variant=rule.min_per_variant,
+        threshold=rule.threshold,
+        variants=[
+            StepVariantOut(
+                variant=v["name"],
+                weight=v["weight"],
+                sent=c.sent,
+                replied=c.replied,
+                purchased=c.purchased,
+                revenue_cents=c.revenue_cents,
+                conversion=round(conversion, 6),
+                probability_best=round(best, 6),
+            )
+            for v, c, conversion, best in zip(
+                variants, m.variants, result.conversion, result.probability_best, strict=True
+            )
+        ],
+        winner=None if result.winner is None else variants[result.winner]["name"],
+    )
 
 
 class SequenceOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -176,7 +247,11 @@ class SequenceOut(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=Tr
             entered=view.entered,
             active=view.active,
             completed=view.completed,
-            metrics=[StepMetricsOut.of(m) for m in view.metrics] if with_metrics else None,
+            metrics=[
+                StepMetricsOut.of(m, step) for m, step in zip(view.metrics, view.steps, strict=True)
+            ]
+            if with_metrics
+            else None,
         )
 
     @classmethod
@@ -222,5 +297,9 @@ def _wire(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step(fields: dict[str, Any]) -> dict[str, Any]:
-    step = _wire({k: v for k, v in fields.items() if k != "attachments"})
-    return step | {"mediaUrls": [url for _, url in fields.get("attachments") or ()]}
+    variants = fields.get("variants") or []
+    kept = {k: v for k, v in fields.items() if k not in ("attachments", "variants", "goal")}
+    step = _wire(kept) | {"mediaUrls": [url for _, url in fields.get("attachments") or ()]}
+    if not variants:  # a step without a test reads as it did before tests existed
+        return step
+    return step | {"variants": [_step(variant) for variant in variants], "goal": fields["goal"]}

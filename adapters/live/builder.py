@@ -17,6 +17,7 @@ from adapters.live.updates import MessageFacts, Update
 from adapters.postgres.event_store import PostgresEventStore
 from application.message_queries import MessagingReadModel
 from application.ports import Checkpoint, RecordedEvent
+from domain.enrolment import Enrolment
 from domain.fan import Fan
 from domain.inbound import InboundMessage
 from domain.message import Message
@@ -152,6 +153,10 @@ class UpdateBuilder:
             fan = updates.fan_update(recorded)
             if fan is not None:
                 found.append(fan)
+        elif isinstance(event, Enrolment.Event):
+            run = updates.sequence_update(recorded)
+            if run is not None:
+                found.append(run)
         else:
             campaign_id = updates.campaign_id_of_event(recorded, None)
         if not found and campaign_id is not None:

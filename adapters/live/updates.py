@@ -15,6 +15,7 @@ import msgspec
 
 from application.ports import RecordedEvent
 from domain.campaign import Campaign
+from domain.enrolment import Enrolment
 from domain.fan import Fan
 from domain.inbound import InboundMessage
 from domain.message import Message, message_id_of
@@ -44,6 +45,7 @@ UPDATE_TYPES = (
     "campaign.progress",
     "fan.updated",
     "fan.erased",
+    "sequence.progress",
     "queue.status",
 )
 
@@ -159,3 +161,39 @@ def conversation_update(
         "lastMessageAt": _at(recorded.recorded_at),
         "unreadCount": unread,
     }
+
+
+def sequence_update(recorded: RecordedEvent) -> Update | None:
+    """``sequence.progress`` for a fan's run through a sequence: entered, a step sent, exited
+    (and why) or completed. The run's stream names its sequence, fan and entry."""
+    event = recorded.event
+    _, sequence_id, fan_id, entry = recorded.stream_id.split("-")
+    update: Update = {
+        "type": "sequence.progress",
+        "position": recorded.position,
+        "sequenceId": int(sequence_id),
+        "fanId": int(fan_id),
+        "entry": int(entry),
+        "at": _at(recorded.recorded_at),
+    }
+    if isinstance(event, Enrolment.Enrolled):
+        return {
+            **update,
+            "change": "enrolled",
+            "trigger": event.trigger,
+            "nextDueAt": _at(event.due_at),
+        }
+    if isinstance(event, Enrolment.StepSent):
+        next_due = None if event.next_due is None else _at(event.next_due)
+        return {
+            **update,
+            "change": "stepSent",
+            "step": event.step,
+            "messageId": event.message_id,
+            "nextDueAt": next_due,
+        }
+    if isinstance(event, Enrolment.Exited):
+        return {**update, "change": "exited", "reason": event.reason}
+    if isinstance(event, Enrolment.Completed):
+        return {**update, "change": "completed"}
+    return None

@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
+from application.ab_results import VariantCounts
 from application.sequence_queries import DueEnrolment, SequencePage, SequenceView, StepMetrics
 
 _BIGINT = range(-(2**63), 2**63)
@@ -65,7 +67,20 @@ class PostgresSequenceReadModel:
             sequence_id,
         )
         found = {m["step"]: m for m in metrics}
-        per_step = [_metrics(step, found.get(step)) for step in range(len(row["steps"]))]
+        tested = await self._pool.fetch(
+            "SELECT * FROM sequence_step_variants WHERE sequence_id = $1", sequence_id
+        )
+        counts = {(v["step"], v["variant"]): v for v in tested}
+        per_step = [
+            msgspec.structs.replace(
+                _metrics(step, found.get(step)),
+                variants=[
+                    _variant_counts(counts.get((step, variant)))
+                    for variant in range(len(fields.get("variants") or ()))
+                ],
+            )
+            for step, fields in enumerate(row["steps"])
+        ]
         return _view(row, per_step)
 
     async def live_triggers(self, tenants: list[str]) -> dict[str, list[tuple[int, Any]]]:
@@ -104,6 +119,17 @@ class PostgresSequenceReadModel:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_DUE, now, limit, streams, versions)
             yield [DueEnrolment(r["stream_id"], r["tenant_id"], r["version"]) for r in rows]
+
+
+def _variant_counts(row: Any) -> VariantCounts:
+    if row is None:
+        return VariantCounts()
+    return VariantCounts(
+        sent=row["sent"],
+        replied=row["replied"],
+        purchased=row["purchased"],
+        revenue_cents=row["revenue_cents"],
+    )
 
 
 def _metrics(step: int, row: Any) -> StepMetrics:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
@@ -21,6 +22,8 @@ from application.ports import Checkpoint
 from application.webhooks import WebhookEvent, handle_webhook
 from domain.enrolment import enrolment_stream_id
 from domain.message import message_stream_id
+from domain.sequence_rules import step_test_key
+from domain.variants import choose_variant
 from tests.support.campaigns import catch_up_all
 from tests.support.fresh_app import auth_for
 from worker.automations import NAME as AUTOMATIONS
@@ -364,3 +367,90 @@ async def test_a_bought_step_counts_its_purchase_and_revenue_and_ends_the_run_if
     assert (read["metrics"][0]["purchased"], read["metrics"][0]["revenueCents"]) == (1, 500)
     assert read["metrics"][1]["exited"] == {"purchased": 1}
     assert read["active"] == 0
+
+
+async def test_a_step_with_variants_sends_each_fan_its_variant_and_counts_results_per_variant(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    tenant = f"user-{uuid.uuid4().hex[:12]}"
+    auth = await auth_for(fresh, tenant)
+    worker = AutomationWorker(fresh, now=Clock())
+    variants = [
+        {"name": "Soft", "content": "Soft hello", "priceCents": 500},
+        {"name": "Bold", "content": "Bold hello", "priceCents": 900, "weight": 2},
+    ]
+    # Two steps: a reply counts for the step a run under way sent last.
+    steps = [{"variants": variants, "goal": "purchase"}, {"wait": "P1D", "content": "Later"}]
+    sequence_id = await sequence(api, auth, steps=steps)
+    fans = [await fan(api, auth, name=f"Fan {n}") for n in range(12)]
+    await settle(fresh, worker)
+
+    relay = CommandContext(tenant=tenant, actor="relay", correlation_id=uuid.uuid4().hex)
+    chosen: dict[int, str] = {}
+    for fan_id in fans:
+        index = choose_variant(step_test_key(sequence_id, 0), fan_id, [1, 2])
+        run = enrolment_stream_id(sequence_id, fan_id, 1)
+        message_id = step_message_id(run, 0)
+        (queued,) = await fresh.events.load(message_stream_id(tenant, message_id))
+        # Each fan's message is its variant's, content and price, and says which it is.
+        assert (queued.event.content, queued.event.price_cents) == (  # type: ignore[attr-defined]
+            variants[index]["content"],
+            variants[index]["priceCents"],
+        )
+        assert queued.event.variant == index  # type: ignore[attr-defined]
+        chosen[fan_id] = variants[index]["name"]
+        await messages.record_sent(message_id, f"of-{fan_id}", relay, store=fresh.events)
+    assert set(chosen.values()) == {"Soft", "Bold"}
+    buyer = fans[0]
+    bought = WebhookEvent(
+        id=f"wh-{uuid.uuid4()}",
+        type="message.purchased",
+        account=tenant,
+        data={
+            "messageId": step_message_id(enrolment_stream_id(sequence_id, buyer, 1), 0),
+            "amountCents": 700,
+        },
+    )
+    await handle_webhook(bought, relay, store=fresh.events, ids=fresh.ids)
+    await reply(fresh, tenant, fans[1])
+    await settle(fresh, worker)
+
+    read = await metrics_of(api, auth, sequence_id)
+    assert (
+        read["steps"][0]["variants"][1] | {"name": "Bold", "weight": 2}
+        == (read["steps"][0]["variants"][1])
+    )
+    test = read["metrics"][0]["abTest"]
+    assert test["goal"] == "purchase"
+    assert test["winner"] is None  # far below 100 messages a variant
+    results = {v["variant"]: v for v in test["variants"]}
+    for name in ("Soft", "Bold"):
+        assert results[name]["sent"] == list(chosen.values()).count(name)
+    assert results[chosen[buyer]]["purchased"] == 1
+    assert results[chosen[buyer]]["revenueCents"] == 700
+    assert results[chosen[fans[1]]]["replied"] == 1
+    assert sum(v["purchased"] for v in test["variants"]) == 1
+    assert sum(v["probabilityBest"] for v in test["variants"]) == pytest.approx(1)
+
+
+async def test_a_step_is_one_content_or_variants_never_both(
+    fresh: Container, api: httpx.AsyncClient
+) -> None:
+    auth = await auth_for(fresh, f"user-{uuid.uuid4().hex[:12]}")
+    variants = [{"content": "A"}, {"content": "B"}]
+    for step, field in [
+        ({"content": "Hi", "variants": variants}, "content"),
+        ({"variants": variants[:1]}, "variants"),
+        ({"variants": variants, "goal": "open"}, None),
+        ({}, "content"),
+    ]:
+        response = await api.post(
+            SEQUENCES,
+            json={"name": "T", "trigger": {"type": "fanCreated"}, "steps": [step]},
+            headers=auth,
+        )
+        assert 400 <= response.status_code < 500, (step, response.text)
+        if field is not None:
+            assert response.json().get("field") == field or field in response.text, step
+    listed = await api.get(SEQUENCES, headers=auth)
+    assert listed.json()["sequences"] == []

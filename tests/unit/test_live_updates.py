@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters.live.builder import FactsCache, UpdateBuilder
 from adapters.live.subscription import BadFilter, Filters
-from adapters.live.updates import MessageFacts, fan_update, message_update
+from adapters.live.updates import MessageFacts, fan_update, message_update, sequence_update
 from adapters.observability import redact_tickets
 from application.ports import EventMetadata, RecordedEvent
+from domain.enrolment import Enrolment, enrolment_stream_id
 from domain.fan import Fan
 from domain.message import Message, message_stream_id
 
@@ -111,3 +113,48 @@ def test_a_ticket_in_a_logged_url_is_redacted() -> None:
     assert redact_tickets(record)
     assert "abc-DEF_1" not in record.getMessage()
     assert "/api/live?ticket=<redacted>&types=fan.updated" in record.getMessage()
+
+
+def test_a_fans_run_through_a_sequence_is_told_step_by_step() -> None:
+    later = NOW + timedelta(days=1)
+    run = Enrolment.enrol(
+        sequence_id=8,
+        fan_id=42,
+        tenant=TENANT,
+        entry=1,
+        trigger="fanCreated",
+        now=NOW,
+        first_due=NOW,
+    )
+    run.record_step(step=0, message_id="m-1", now=NOW, next_due=later)
+    run.exit("replied", later)
+    enrolled, step, exited = run.collect_events()
+    stream = enrolment_stream_id(8, 42, 1)
+    found = [sequence_update(recorded(stream, event)) for event in (enrolled, step, exited)]
+    updates = [update for update in found if update is not None]
+    assert len(updates) == 3
+    ids = {"type": "sequence.progress", "position": 7, "sequenceId": 8, "fanId": 42, "entry": 1}
+    assert all(ids.items() <= update.items() for update in updates)
+    assert [u["change"] for u in updates] == ["enrolled", "stepSent", "exited"]
+    assert updates[0]["nextDueAt"] == NOW.isoformat()
+    assert (updates[1]["step"], updates[1]["messageId"]) == (0, "m-1")
+    assert updates[1]["nextDueAt"] == later.isoformat()
+    assert updates[2]["reason"] == "replied"
+
+
+async def test_the_hubs_builder_tags_a_runs_progress_with_its_account() -> None:
+    run = Enrolment.enrol(
+        sequence_id=3,
+        fan_id=5,
+        tenant=TENANT,
+        entry=2,
+        trigger="tagAdded",
+        now=NOW,
+        first_due=NOW,
+    )
+    (enrolled,) = run.collect_events()
+    # Nothing here reads the store or the views: a run's events carry all the update needs.
+    builder = UpdateBuilder(FactsCache(store=None), messaging=None)  # type: ignore[arg-type]
+    (tagged,) = await builder.build([recorded(enrolment_stream_id(3, 5, 2), enrolled)])
+    assert tagged.tenant == TENANT
+    assert (tagged.update["type"], tagged.update["change"]) == ("sequence.progress", "enrolled")

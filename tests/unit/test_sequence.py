@@ -11,7 +11,8 @@ import pytest
 from domain.enrolment import Enrolment
 from domain.errors import IllegalState, InvalidValue
 from domain.sequence import Sequence
-from domain.sequence_rules import ExitRules, Step, Trigger, parse_wait, step_due
+from domain.sequence_rules import ExitRules, Step, Trigger, check_steps, parse_wait, step_due
+from domain.variants import Variant
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -172,3 +173,51 @@ def test_an_exited_enrolment_sends_nothing_and_exits_only_once() -> None:
     assert not enrolment.due(NOW + timedelta(days=9))
     assert [type(e) for e in enrolment.collect_events()] == [Enrolment.Exited]
     assert enrolment.exit_reason == "replied"
+
+
+def test_a_steps_variant_is_the_fans_whoever_asks_and_carries_its_own_message() -> None:
+    soft = Variant(name="Soft", content="Soft {{name}}", price_cents=500)
+    bold = Variant(name="Bold", content="Bold", price_cents=900, weight=3)
+    (step,) = check_steps([Step(content="", variants=(soft, bold))])
+    picks = {fan: step.message_for(7, 0, fan) for fan in range(200)}
+    assert picks == {fan: step.message_for(7, 0, fan) for fan in range(200)}
+    assert {pick[0] for pick in picks.values()} == {0, 1}
+    for variant, template, price, _ in picks.values():
+        assert variant is not None
+        assert (template, price) == (
+            step.variants[variant].content,
+            step.variants[variant].price_cents,
+        )
+    # Another step (or sequence) is another test: its split is its own.
+    assert [step.message_for(7, 1, fan)[0] for fan in range(200)] != [
+        picks[fan][0] for fan in range(200)
+    ]
+    plain = Step(content="Hi", price_cents=300)
+    assert plain.message_for(7, 0, 1) == (None, "Hi", 300, ())
+
+
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        (
+            Step(
+                content="Hi",
+                variants=(Variant(name="", content="A"), Variant(name="", content="B")),
+            ),
+            "content",
+        ),
+        (Step(content="", variants=(Variant(name="", content="A"),)), "variants"),
+        (
+            Step(
+                content="",
+                variants=(Variant(name="", content="A"), Variant(name="", content="{{x}}")),
+            ),
+            "content",
+        ),
+        (Step(content="Hi", goal="open"), "goal"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_steps_test_is_checked_like_a_campaigns(step: Step, field: str) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        check_steps([step])
+    assert refused.value.field == field
