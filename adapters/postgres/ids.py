@@ -9,6 +9,7 @@ _SEQUENCES = {
     "conversation": "conversation_id_seq",
     "campaign": "campaign_id_seq",
     "script": "script_id_seq",
+    "person": "person_id_seq",
 }
 
 
