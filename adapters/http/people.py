@@ -108,7 +108,7 @@ class PeopleController(Controller):
         "/{person_id:int}/fans",
         status_code=200,
         **requires(Permission.WRITE),
-        **responses_for(body=True, found=True, conflict=True),
+        **responses_for(body=True, found=True, idempotent=True),
     )
     async def link_fan(
         self,
@@ -116,14 +116,19 @@ class PeopleController(Controller):
         container: Deps,
         person_id: FromPath[int],
         data: JSONBody[LinkFanBody],
-    ) -> PersonChangedOut:
+    ) -> Response[PersonChangedOut]:
         data = decode_strictly(await request.body(), LinkFanBody)
-        result = await people.link_fan(
-            people.LinkFan(person_id=person_id, fan_id=data.fan_id),
-            command_context(request),
-            store=container.events,
-        )
-        return PersonChangedOut.of(result.person, result.position)
+        ctx = command_context(request)
+
+        async def run() -> Response[Any]:
+            result = await people.link_fan(
+                people.LinkFan(person_id=person_id, fan_id=data.fan_id),
+                ctx,
+                store=container.events,
+            )
+            return Response(PersonChangedOut.of(result.person, result.position))
+
+        return await replay_or_run(container.idempotency, request, ctx.tenant, run)
 
     @delete(
         "/{person_id:int}/fans/{fan_id:int}",

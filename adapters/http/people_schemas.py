@@ -7,6 +7,8 @@ from typing import Annotated
 
 import msgspec
 
+from adapters.http.messaging_schemas import FanId
+from adapters.http.openapi import rule
 from adapters.http.schemas import Body
 from application.people_queries import (
     PersonConversationView,
@@ -16,13 +18,19 @@ from application.people_queries import (
 )
 from domain.person import MAX_FANS, MIN_FANS, Person
 
-FanId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-
 
 class CreatePersonBody(Body):
     """Fans of this account, on any platforms, that are one person."""
 
-    fan_ids: Annotated[list[FanId], msgspec.Meta(min_length=MIN_FANS, max_length=MAX_FANS)]
+    fan_ids: Annotated[
+        list[FanId],
+        rule(
+            "Different live fans of this account, on any platforms",
+            min_items=MIN_FANS,
+            max_items=MAX_FANS,
+            unique_items=True,
+        ),
+    ]
 
 
 class LinkFanBody(Body):
