@@ -39,13 +39,14 @@ class NotLinked(Gone):
 
 
 def distinct_fan_ids(fan_ids: Iterable[int]) -> tuple[int, ...]:
-    """The fans a new person starts with: at least two different ones, in the order given."""
+    """The fans a new person starts with: at least two, each named once, in the order given."""
     ids: list[int] = []
     for fan_id in fan_ids:
         if isinstance(fan_id, bool) or not isinstance(fan_id, int) or fan_id < 1:
             raise InvalidValue("fan_ids", "must be positive integer fan ids")
-        if fan_id not in ids:
-            ids.append(fan_id)
+        if fan_id in ids:
+            raise InvalidValue("fan_ids", f"names fan {fan_id} twice")
+        ids.append(fan_id)
     if len(ids) < MIN_FANS:
         raise InvalidValue("fan_ids", f"a person needs at least {MIN_FANS} different fans")
     if len(ids) > MAX_FANS:

@@ -23,11 +23,12 @@ from domain.person import FanAlreadyLinked, NotLinked, Person
 from tests.support.fakes import CountingIds, InMemoryEventStore
 
 
-def test_a_person_needs_two_different_fans() -> None:
-    with pytest.raises(InvalidValue):
-        Person.found(person_id=1, tenant="t", fan_ids=[7, 7])
-    person = Person.found(person_id=1, tenant="t", fan_ids=[7, 8, 7])
-    assert person.fan_ids == (7, 8)
+def test_a_person_needs_two_fans_each_named_once() -> None:
+    for bad in ([7], [7, 7], [7, 8, 7]):
+        with pytest.raises(InvalidValue):
+            Person.found(person_id=1, tenant="t", fan_ids=bad)
+    person = Person.found(person_id=1, tenant="t", fan_ids=[8, 7])
+    assert person.fan_ids == (8, 7)
 
 
 def test_fan_ids_must_be_positive_integers() -> None:
