@@ -23,3 +23,4 @@ CREATE TABLE person_fans (
     linked_at  timestamptz NOT NULL
 );
 CREATE INDEX person_fans_person ON person_fans (person_id, linked_at, fan_id);
+

@@ -41,25 +41,26 @@ ORDER BY pf.person_id, c.activity_at DESC, c.conversation_id DESC
 
 # Live fans of the account that no person holds, keyed as the import compares handles
 # (domain.fan.handle_key: trimmed, no leading '@', any case) and emails without case; a key
-# shared by fans on two platforms or more is a suggestion.
+# shared by fans on two platforms or more is a suggestion. Hashed, not sorted: nothing here
+# asks Postgres to sort the account's fans (a group's ids are sorted in Python): sorting them
+# was the most of the query's time (bench/MEASUREMENTS.md, "People suggestions").
 _SUGGESTIONS = """
-WITH unlinked AS (
-    SELECT f.fan_id, f.platform, f.handle, f.email
+SELECT matched_by, fan_ids FROM (
+    SELECT 'handle' AS matched_by, array_agg(f.fan_id) AS fan_ids, min(f.fan_id) AS first
     FROM fans AS f
-    WHERE f.tenant_id = $1
+    WHERE f.tenant_id = $1 AND f.handle IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM person_fans AS pf WHERE pf.fan_id = f.fan_id)
-), keyed AS (
-    SELECT 'handle' AS matched_by, lower(ltrim(btrim(handle), '@')) AS key, fan_id, platform
-    FROM unlinked WHERE handle IS NOT NULL
+    GROUP BY lower(ltrim(btrim(f.handle), '@'))
+    HAVING min(f.platform) <> max(f.platform)  -- two platforms or more, without a sort
     UNION ALL
-    SELECT 'email', lower(btrim(email)), fan_id, platform FROM unlinked WHERE email IS NOT NULL
-)
-SELECT matched_by, array_agg(fan_id ORDER BY fan_id) AS fan_ids
-FROM keyed
-WHERE key <> ''
-GROUP BY matched_by, key
-HAVING count(DISTINCT platform) >= 2
-ORDER BY min(fan_id), matched_by DESC
+    SELECT 'email', array_agg(f.fan_id), min(f.fan_id)
+    FROM fans AS f
+    WHERE f.tenant_id = $1 AND f.email IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM person_fans AS pf WHERE pf.fan_id = f.fan_id)
+    GROUP BY lower(btrim(f.email))
+    HAVING min(f.platform) <> max(f.platform)  -- two platforms or more, without a sort
+) AS groups
+ORDER BY first, matched_by DESC
 LIMIT $2
 """
 
@@ -116,7 +117,7 @@ class PostgresPeopleReadModel:
         # A handle and an email may name the same fans: one suggestion, matched by both.
         merged: dict[tuple[int, ...], list[MatchedBy]] = {}
         for group in groups:
-            merged.setdefault(tuple(group["fan_ids"]), []).append(group["matched_by"])
+            merged.setdefault(tuple(sorted(group["fan_ids"])), []).append(group["matched_by"])
         return [
             Suggestion(matched_by=tuple(sorted(by, reverse=True)), fans=[fans[i] for i in members])
             for members, by in list(merged.items())[:limit]
