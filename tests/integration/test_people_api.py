@@ -110,6 +110,36 @@ async def test_the_person_lists_conversations_on_every_platform_with_unread_coun
     assert all(c["lastMessageAt"] is not None for c in shown["conversations"])
 
 
+async def test_people_are_listed_newest_first_a_page_at_a_time(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    fans = [await fan(http, auth, platform=p) for p in ("onlyfans", "fansly") * 3]
+    made = [await person(http, auth, *fans[n : n + 2]) for n in (0, 2, 4)]
+    await catch_up()
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await http.get(PEOPLE, params=params, headers=auth)).json()
+        seen += [p["id"] for p in page["people"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == made[::-1]
+
+
+async def test_a_fan_of_one_person_is_refused_by_another_until_unlinked(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    a, b, c, d = [await fan(http, auth, platform=p) for p in ("onlyfans", "fansly") * 2]
+    first, second = await person(http, auth, a, b), await person(http, auth, c, d)
+    taken = await http.post(f"{PEOPLE}/{second}/fans", json={"fanId": a}, headers=auth)
+    assert assert_problem(taken, 409)["personId"] == first
+    assert (await http.delete(f"{PEOPLE}/{first}/fans/{a}", headers=auth)).status_code == 200
+    moved = await http.post(f"{PEOPLE}/{second}/fans", json={"fanId": a}, headers=auth)
+    assert moved.json()["person"]["fanIds"] == [c, d, a]
+
+
 async def test_a_fan_is_unlinked_and_linked_again_by_hand(
     http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:

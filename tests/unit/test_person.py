@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -115,20 +116,47 @@ async def test_a_fan_of_another_account_is_an_invalid_value_and_nothing_is_recor
     assert len(store.log) == before
 
 
-async def test_two_people_racing_for_one_fan_leave_it_with_one(
-    store: InMemoryEventStore, alice: CommandContext
+class ReadsBeforeWrites(InMemoryEventStore):
+    """Holds the first ``writers`` appends until all of them have arrived: each has read its
+    streams before any has written, the race a conflict check exists for."""
+
+    def __init__(self, writers: int) -> None:
+        super().__init__()
+        self.writers = writers
+        self.armed = False
+        self.arrived = 0
+        self.all_read = asyncio.Event()
+
+    async def append_all(self, writes: Any, **kwargs: Any) -> list[int]:
+        if not self.armed:
+            return await super().append_all(writes, **kwargs)
+        self.arrived += 1
+        if self.arrived <= self.writers:
+            if self.arrived == self.writers:
+                self.all_read.set()
+            await asyncio.wait_for(self.all_read.wait(), timeout=5)
+        return await super().append_all(writes, **kwargs)
+
+
+async def test_two_links_of_one_fan_that_read_it_unlinked_conflict_and_the_loser_is_refused(
+    alice: CommandContext,
 ) -> None:
+    store = ReadsBeforeWrites(writers=2)
     a, b, c = await _fans(store, alice, 3)
+    store.armed = True
     ids = CountingIds()
     outcomes = await asyncio.gather(
         create_person(CreatePerson(fan_ids=(a, b)), alice, store=store, ids=ids),
         create_person(CreatePerson(fan_ids=(a, c)), alice, store=store, ids=ids),
         return_exceptions=True,
     )
-    refused = [o for o in outcomes if isinstance(o, FanAlreadyLinked)]
-    assert len(refused) == 1
-    links = [r for r in store.log if isinstance(r.event, Fan.LinkedToPerson)]
-    assert [r.stream_id for r in links].count(f"fan-{a}") == 1
+    assert store.arrived == 2, "the loser, reading the fan again, decided without appending"
+    [refused] = [o for o in outcomes if isinstance(o, Exception)]
+    assert isinstance(refused, FanAlreadyLinked)
+    [won] = [o for o in outcomes if not isinstance(o, Exception)]
+    fan_a = [r for r in store.log if r.stream_id == f"fan-{a}"]
+    assert [type(r.event) for r in fan_a] == [Fan.Created, Fan.LinkedToPerson]
+    assert fan_a[-1].event.person_id == won.person.person_id
 
 
 async def test_linking_and_unlinking_move_a_fan_between_people(
