@@ -54,7 +54,7 @@ async def create_person(
 
     async def attempt() -> PersonChanged:
         person = Person.found(person_id=person_id, tenant=ctx.tenant, fan_ids=fan_ids)
-        fans = [await _named_fan(store, fan_id, ctx) for fan_id in fan_ids]
+        fans = [await _named_fan(store, fan_id, ctx, "fan_ids") for fan_id in fan_ids]
         for fan in fans:
             fan.link_to_person(person_id)
         position = await _append(store, person, fans, ctx)
@@ -67,7 +67,7 @@ async def create_person(
 async def link_fan(cmd: LinkFan, ctx: CommandContext, *, store: EventStore) -> PersonChanged:
     async def attempt() -> PersonChanged:
         person, position = await _person(store, cmd.person_id, ctx)
-        fan = await _named_fan(store, cmd.fan_id, ctx)
+        fan = await _named_fan(store, cmd.fan_id, ctx, "fan_id")
         fan.link_to_person(person.person_id)
         person.link(cmd.fan_id)
         appended = await _append(store, person, [fan], ctx)
@@ -94,15 +94,15 @@ async def _person(store: EventStore, person_id: int, ctx: CommandContext) -> tup
     return cast(Person, person), position
 
 
-async def _named_fan(store: EventStore, fan_id: int, ctx: CommandContext) -> Fan:
+async def _named_fan(store: EventStore, fan_id: int, ctx: CommandContext, field: str) -> Fan:
     """A fan the request names in its body: one that is not there (or is another account's,
     told apart from nothing) is a bad value of the request, not a missing resource."""
     try:
         fan, _ = await load(store, fan_stream_id(fan_id), tenant=ctx.tenant)
     except NotFound:
-        raise InvalidValue("fan_ids", f"fan {fan_id} not found") from None
+        raise InvalidValue(field, f"fan {fan_id} not found") from None
     if fan.deleted:
-        raise InvalidValue("fan_ids", f"fan {fan_id} was deleted")
+        raise InvalidValue(field, f"fan {fan_id} was deleted")
     return cast(Fan, fan)
 
 

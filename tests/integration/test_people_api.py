@@ -291,4 +291,4 @@ async def test_an_erased_fan_leaves_the_persons_view_with_its_name_and_value(
     # It can still be taken out of the person by hand; never put back in.
     assert (await http.delete(f"{PEOPLE}/{person_id}/fans/{gone}", headers=auth)).status_code == 200
     again = await http.post(f"{PEOPLE}/{person_id}/fans", json={"fanId": gone}, headers=auth)
-    assert_problem(again, 422)
+    assert assert_problem(again, 422)["field"] == "fanId"
