@@ -29,6 +29,7 @@ from adapters.postgres.listen import Notifier
 from adapters.postgres.member_analytics_read_model import MemberAnalyticsReadModel
 from adapters.postgres.messaging_read_model import PostgresMessagingReadModel
 from adapters.postgres.outbox import PostgresOutbox
+from adapters.postgres.people_read_model import PostgresPeopleReadModel
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.platform_connections import PostgresConnections
 from adapters.postgres.platform_sync import PostgresSyncCheckpoints, PostgresWebhookReceipts
@@ -43,6 +44,7 @@ from adapters.queue_status import QueueStatusReader
 from application.audit import AuditLog
 from application.fan_queries import FanReadModel
 from application.message_queries import MessagingReadModel
+from application.people_queries import PeopleReadModel
 from application.queue import MessageQueue
 from application.sensitive_words import SensitiveWordsCache
 from projections.analytics_campaign_revenue import CampaignRevenueProjection
@@ -56,6 +58,7 @@ from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
+from projections.people import PeopleProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
 from projections.sequences import SequencesProjection
 from projections.workspaces import WorkspacesProjection
@@ -74,6 +77,7 @@ class Container:
     workspaces: PostgresWorkspaceReadModel
     member_keys: PostgresMemberKeys
     fans: FanReadModel
+    people: PeopleReadModel
     messaging: MessagingReadModel
     campaigns: PostgresCampaignReadModel
     audit: AuditLog
@@ -135,6 +139,7 @@ def core_projections() -> list[Projection]:
         SensitiveWordsProjection(),
         WorkspacesProjection(),
         SequencesProjection(),
+        PeopleProjection(),
     ]
 
 
@@ -214,6 +219,7 @@ async def build(settings: Settings) -> Container:
         workspaces=PostgresWorkspaceReadModel(pool),
         member_keys=PostgresMemberKeys(pool),
         fans=PostgresFanReadModel(pool),
+        people=PostgresPeopleReadModel(pool),
         messaging=PostgresMessagingReadModel(pool),
         campaigns=PostgresCampaignReadModel(
             pool, projection_store, events, catch_up_timeout=settings.read_your_writes_timeout

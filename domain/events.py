@@ -17,6 +17,7 @@ from domain.fan import Fan
 from domain.import_job import ImportJob
 from domain.inbound import InboundMessage
 from domain.message import Message
+from domain.person import Person
 from domain.script import Script
 from domain.sensitive_words import SensitiveWords
 from domain.sequence import Sequence
@@ -91,6 +92,12 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "EnrolmentStepSent": Enrolment.StepSent,
     "EnrolmentExited": Enrolment.Exited,
     "EnrolmentCompleted": Enrolment.Completed,
+    # People across platforms (domain/person.py): fan and person ids only, no personal data.
+    "PersonCreated": Person.Created,
+    "PersonFanLinked": Person.FanLinked,
+    "PersonFanUnlinked": Person.FanUnlinked,
+    "FanLinkedToPerson": Fan.LinkedToPerson,
+    "FanUnlinkedFromPerson": Fan.UnlinkedFromPerson,
 }
 
 SCHEMA_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)

@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 
 from domain.base import AggregateCreated, DomainEvent
 from domain.errors import Gone, IllegalState, InvalidValue
+from domain.person import FanAlreadyLinked, NotLinked
 
 PLATFORMS = frozenset({"onlyfans", "fansly", "patreon"})
 MAX_NAME = 200
@@ -194,6 +195,14 @@ class Fan(BaseAggregate[str]):
         amount_cents: int
         message_id: str
 
+    class LinkedToPerson(Event):
+        # The fan's side of a person's link (domain/person.py): what makes one person per fan
+        # a rule of the fan's own stream.
+        person_id: int
+
+    class UnlinkedFromPerson(Event):
+        person_id: int
+
     class Erased(Event):
         # Carries no personal data: the event store destroys the fan's data key in the same
         # transaction, which makes every earlier copy of the personal fields unreadable.
@@ -289,6 +298,7 @@ class Fan(BaseAggregate[str]):
         self.deleted = False
         self.erased = False
         self.conversation_id: int | None = None
+        self.person_id: int | None = None
 
     def update(self, **changes: Any) -> bool:
         """Apply the given editable fields; returns False (and records nothing) if none changed."""
@@ -366,6 +376,30 @@ class Fan(BaseAggregate[str]):
     @event(PurchaseRecorded)
     def _purchase_recorded(self, amount_cents: int, message_id: str) -> None:
         self.value_cents = min(self.value_cents + amount_cents, MAX_VALUE_CENTS)
+
+    def link_to_person(self, person_id: int) -> bool:
+        """Join a person; False (nothing recorded) if the fan is that person's already."""
+        self._require_live()
+        if self.person_id == person_id:
+            return False
+        if self.person_id is not None:
+            raise FanAlreadyLinked(self.fan_id, self.person_id)
+        self._linked_to_person(person_id=person_id)
+        return True
+
+    @event(LinkedToPerson)
+    def _linked_to_person(self, person_id: int) -> None:
+        self.person_id = person_id
+
+    def unlink_from_person(self, person_id: int) -> None:
+        """Leave the person; a deleted or erased fan may leave too (nothing personal moves)."""
+        if self.person_id != person_id:
+            raise NotLinked(f"fan {self.fan_id} is not linked to person {person_id}")
+        self._unlinked_from_person(person_id=person_id)
+
+    @event(UnlinkedFromPerson)
+    def _unlinked_from_person(self, person_id: int) -> None:
+        self.person_id = None
 
     def erase(self) -> None:
         """Honour the right to erasure; allowed for deleted fans too, once."""

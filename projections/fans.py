@@ -33,6 +33,8 @@ _FOLDED = frozenset(
         Fan.Updated,
         Fan.PurchaseRecorded,
         Fan.ConversationOpened,
+        Fan.LinkedToPerson,
+        Fan.UnlinkedFromPerson,
         Fan.Deleted,
         Fan.Erased,
     }
@@ -115,5 +117,8 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
         # reads (version, conversation) together from this row.
         row["version"] = recorded.version
         row["conversation_id"] = event.conversation_id
+    elif kind is Fan.LinkedToPerson or kind is Fan.UnlinkedFromPerson:
+        # Only the version: ETags (If-Match) must match the stream, which the link moved.
+        row["version"] = recorded.version
     elif kind is Fan.Deleted or kind is Fan.Erased:
         fans.remove(fan_id)

@@ -36,6 +36,7 @@ from adapters.http.messages import MessagesController
 from adapters.http.monitoring import onlyfans_health, probe_database, prometheus_metrics
 from adapters.http.openapi import ClosedStructs, responses_for
 from adapters.http.patreon_webhooks import receive_patreon_webhook
+from adapters.http.people import PeopleController
 from adapters.http.permissions import check_declared, public
 from adapters.http.platform_connections import PlatformConnectionsController
 from adapters.http.platform_monitoring import platforms_health
@@ -152,6 +153,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
     app = Litestar(
         route_handlers=[
             FansController,
+            PeopleController,
             MessagesController,
             ConversationsController,
             CrmMessagesController,

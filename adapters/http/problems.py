@@ -19,6 +19,7 @@ from application.errors import (
 )
 from domain.errors import Gone, IllegalState, InvalidValue
 from domain.fan import HandleTaken
+from domain.person import FanAlreadyLinked
 from domain.platforms import PlatformCannotMessage
 from domain.workspace import InviteUsed
 
@@ -93,6 +94,15 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
             # The holder is named by id only: the caller sent the handle, and may see the fan.
             return problem(
                 409, str(error), slug="handle-taken", fanId=error.fan_id, field="handle", **instance
+            )
+        case FanAlreadyLinked():
+            return problem(
+                409,
+                str(error),
+                slug="fan-already-linked",
+                fanId=error.fan_id,
+                personId=error.person_id,
+                **instance,
             )
         case IllegalState():
             return problem(409, str(error), slug="illegal-state", **instance)

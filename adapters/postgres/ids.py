@@ -10,6 +10,7 @@ _SEQUENCES = {
     "campaign": "campaign_id_seq",
     "script": "script_id_seq",
     "sequence": "sequence_id_seq",
+    "person": "person_id_seq",
 }
 
 
