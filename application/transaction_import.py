@@ -21,11 +21,12 @@ import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
 from application.context import CommandContext
+from application.errors import NotFound
 from application.import_batch import match_keys
 from application.import_file import ImportFailed
 from application.imports import (
@@ -39,9 +40,9 @@ from application.imports import (
     start_import,
 )
 from application.ports import EventStore, StreamWrite
-from application.streams import retry_on_conflict
-from domain.errors import InvalidValue
-from domain.import_job import ImportJob
+from application.streams import load, retry_on_conflict
+from domain.errors import IllegalState, InvalidValue
+from domain.import_job import ImportJob, import_stream_id
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -69,6 +70,10 @@ class TransactionSource(Protocol):
     def checksum(self) -> str: ...
 
     def rows(self) -> AsyncIterator[TransactionLine]: ...
+
+    async def read_to_end(self) -> None:
+        """Read what is left of the file without importing it: its size and checksum."""
+        ...
 
 
 async def import_transactions(
@@ -172,6 +177,46 @@ async def _import_batch(
         return attempt_job
 
     return await retry_on_conflict(attempt)
+
+
+class KeyedTransactions(NamedTuple):
+    job: ImportJob
+    position: int
+    # True: the key's import had finished already; this is its summary, nothing was imported.
+    replayed: bool
+
+
+async def import_transactions_once(
+    source: TransactionSource,
+    start: StartImport,
+    ctx: CommandContext,
+    *,
+    events: EventStore,
+    imports: ImportStore,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> KeyedTransactions:
+    """The import of a request with an Idempotency-Key, whose job id the key decides: no job
+    yet, it runs; a completed job answers its summary for the same file (same SHA-256) and
+    refuses another (InvalidValue); a job that stopped midway is refused (IllegalState): the
+    file imported again without the key records just what that job did not."""
+    try:
+        job, position = await load(events, import_stream_id(start.job_id), tenant=ctx.tenant)
+    except NotFound:
+        job = None
+    if job is None:
+        job, position = await import_transactions(
+            source, start, ctx, events=events, imports=imports, batch_size=batch_size
+        )
+        return KeyedTransactions(job, position, replayed=False)
+    if job.status != "completed":
+        raise IllegalState(
+            "the import of this Idempotency-Key stopped before the end of its file: import"
+            " the file again without the key (transactions already recorded are skipped)"
+        )
+    await source.read_to_end()
+    if source.checksum != job.checksum_sha256:
+        raise InvalidValue("idempotency_key", "was already used for a different request")
+    return KeyedTransactions(job, position, replayed=True)
 
 
 def transaction_key(row: TransactionRow, fan_id: int, counts: Counter[bytes]) -> str:

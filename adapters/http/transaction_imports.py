@@ -1,9 +1,10 @@
 """POST /api/onlyfans/import/transactions: an earnings or transactions export (streamed
 multipart upload, as the fan import's) imported as purchases dated when they happened.
 
-No Idempotency-Key handling of its own: the import itself is idempotent (each transaction is
-recorded once, application/transaction_import.py), so a retried upload answers the same
-transactions as skipped and records nothing new.
+The import itself is idempotent (each transaction is recorded once,
+application/transaction_import.py): a retried upload records nothing new, and answers the
+transactions as skipped. An Idempotency-Key decides the job's id, as for the fan import
+(adapters/http/imports.py), so a retry with it is answered the first import's summary.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from adapters.csv_import.reader import CsvUpload, EmptyFile, TooLarge
 from adapters.csv_import.records import RowTooLong
 from adapters.csv_import.transactions import transactions_upload
 from adapters.http.context import command_context
+from adapters.http.idempotency import REPLAYED, idempotency_key, import_job_id_for
 from adapters.http.imports import RowErrorOut, limited_stream, too_large
 from adapters.http.openapi import multipart_file, responses_for
 from adapters.http.permissions import requires
@@ -31,7 +33,7 @@ from adapters.postgres.api_keys import Principal
 from application.import_file import ImportFailed
 from application.imports import StartImport
 from application.permissions import Permission
-from application.transaction_import import import_transactions
+from application.transaction_import import import_transactions_once
 from domain.import_job import ImportJob
 
 Deps = NamedDependency[Container]
@@ -75,9 +77,12 @@ class TransactionImportsController(Controller):
         **requires(Permission.IMPORT),
         **responses_for(
             body=True,
+            idempotent=True,
             success={200: TransactionImportOut},
             why={
                 400: "Not CSV text, empty, or missing required columns (`missing`, `found`)",
+                409: "The import of this Idempotency-Key stopped before its end: import the"
+                " file again without it",
                 413: "The upload is over CRM_IMPORT_MAX_BYTES (`jobId`, `summary`: what was"
                 " committed)",
             },
@@ -110,19 +115,26 @@ class TransactionImportsController(Controller):
             )
         except (MultipartError, NotText, EmptyFile, RowTooLong) as error:
             return problem(400, str(error), slug="invalid-csv")
-        start = StartImport(job_id=str(uuid.uuid4()), file_name=part.filename or "", source="http")
+        ctx = command_context(request)
+        key = idempotency_key(request)
+        job_id = str(uuid.uuid4()) if key is None else _job_id_for(ctx.tenant, key)
+        start = StartImport(job_id=job_id, file_name=part.filename or "", source="http")
         try:
-            job, position = await import_transactions(
+            job, position, replayed = await import_transactions_once(
                 upload,
                 start,
-                command_context(request),
+                ctx,
                 events=container.events,
                 imports=container.imports,
                 batch_size=container.settings.import_batch_size,
             )
         except ImportFailed as failed:
             return _failed(failed, limit, upload)
-        return Response(
+        except TooLarge:
+            return too_large(limit)
+        except MultipartError as error:
+            return problem(400, str(error), slug="invalid-csv")
+        response = Response(
             TransactionImportOut(
                 job_id=job.job_id,
                 status=job.status,
@@ -131,6 +143,14 @@ class TransactionImportsController(Controller):
                 ignored_columns=list(upload.columns.ignored),
             )
         )
+        if replayed:
+            response.headers[REPLAYED] = "true"
+        return response
+
+
+def _job_id_for(tenant: str, key: str) -> str:
+    # Apart from the fan import's jobs: one key may name one import of each.
+    return import_job_id_for(tenant, f"transactions\x00{key}")
 
 
 def _error_out(row: int, error: str, upload: CsvUpload) -> RowErrorOut:

@@ -139,6 +139,27 @@ async def test_a_transaction_id_column_makes_rows_the_same_transaction_whatever_
     assert later.json()["summary"]["skipped"] == 1
 
 
+async def test_an_idempotency_key_answers_its_first_summary_and_refuses_another_file(
+    http: httpx.AsyncClient, auth: Headers
+) -> None:
+    ann = handle()
+    await new_fan(http, auth, handle=ann)
+    content = f"Date,Username,Amount,Type\n2023-05-01,{ann},5,tip\n".encode()
+    keyed = auth | {"Idempotency-Key": uuid.uuid4().hex}
+
+    first = await upload(http, keyed, content)
+    retry = await upload(http, keyed, content)
+    other = await upload(http, keyed, content + f"2023-05-02,{ann},5,tip\n".encode())
+
+    assert first.json()["summary"]["successfulInserts"] == 1
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert (retry.json()["jobId"], retry.json()["summary"]) == (
+        first.json()["jobId"],
+        first.json()["summary"],
+    )
+    assert_problem(other, 422)
+
+
 async def test_an_unknown_fan_is_a_row_error_naming_its_column_and_other_rows_are_imported(
     http: httpx.AsyncClient,
     auth: Headers,
