@@ -222,7 +222,8 @@ async def import_transactions_once(
 def transaction_key(row: TransactionRow, fan_id: int, counts: Counter[bytes]) -> str:
     """The transaction's identity within its fan (see the module's docstring)."""
     if row.transaction_id:
-        return f"id:{row.transaction_id.strip()}"
+        # Hashed: the log keeps no text of the file but what the event needs.
+        return "id:" + hashlib.sha256(row.transaction_id.strip().encode()).hexdigest()[:32]
     moment = row.occurred_at.isoformat()
     same = hashlib.sha256(f"{fan_id}|{moment}|{row.amount_cents}|{row.kind}".encode()).digest()
     occurrence = counts[same]

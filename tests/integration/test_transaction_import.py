@@ -126,6 +126,23 @@ async def test_a_file_imported_twice_records_each_transaction_once_on_the_day_it
     assert await cohort_spend(http, auth) == (102500 + 1998, 5)
 
 
+async def test_two_imports_of_one_file_at_once_record_each_transaction_once(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    ann = handle()
+    fan = await new_fan(http, auth, handle=ann)
+    rows = "".join(f"2023-05-01 10:00:{second:02d},{ann},1.00,tip\n" for second in range(50))
+    content = f"Date,Username,Amount,Type\n{rows}".encode()
+
+    answers = await asyncio.gather(upload(http, auth, content), upload(http, auth, content))
+
+    summaries = [answer.json()["summary"] for answer in answers]
+    assert sum(s["successfulInserts"] for s in summaries) == 50
+    assert sum(s["skipped"] for s in summaries) == 50
+    await catch_up()
+    assert await fan_value(http, auth, fan["id"]) == 5000
+
+
 async def test_a_transaction_id_column_makes_rows_the_same_transaction_whatever_else_changes(
     http: httpx.AsyncClient, auth: Headers
 ) -> None:

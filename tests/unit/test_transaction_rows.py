@@ -150,8 +150,10 @@ def test_identical_rows_are_told_apart_by_their_order_and_a_file_gives_the_same_
 
 def test_a_transaction_id_is_the_key_whatever_the_other_cells() -> None:
     counts = Counter[bytes]()
-    assert transaction_key(row(transaction_id="tx-9"), 7, counts) == "id:tx-9"
-    assert transaction_key(row(transaction_id="tx-9", amount_cents=1), 8, counts) == "id:tx-9"
+    key = transaction_key(row(transaction_id="tx-9"), 7, counts)
+    assert key == transaction_key(row(transaction_id=" tx-9", amount_cents=1), 8, counts)
+    assert key != transaction_key(row(transaction_id="tx-10"), 7, counts)
+    assert "tx-9" not in key
 
 
 def fan() -> Fan:
