@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 
 from adapters.cli_audit import add_audit_commands
-from adapters.cli_import import add_import_parser, cli_actor, import_fans
+from adapters.cli_import import add_fans_parser, add_import_parser, cli_actor, import_fans
+from adapters.cli_import_transactions import add_transactions_parser, import_transactions_command
 from adapters.cli_package import add_package_parser
 from adapters.cli_patreon import add_patreon_parsers
 from adapters.cli_support import add_data_dir, command_settings, database_url, run_async
@@ -141,9 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     add_data_dir(erase)
     erase.set_defaults(func=lambda a: run_async(_fans_erase, a))
 
-    import_fans = add_import_parser(commands)
+    imports = add_import_parser(commands)
+    import_fans = add_fans_parser(imports)
     add_data_dir(import_fans)
     import_fans.set_defaults(func=lambda a: run_async(_import_fans, a))
+    import_transactions = add_transactions_parser(imports)
+    add_data_dir(import_transactions)
+    import_transactions.set_defaults(func=lambda a: run_async(_import_transactions, a))
 
     webhooks = commands.add_parser("webhooks", help="webhook secrets").add_subparsers(
         dest="action", required=True
@@ -230,6 +235,10 @@ async def _keys_rotate(args: argparse.Namespace) -> None:
 
 async def _import_fans(args: argparse.Namespace) -> None:
     await import_fans(args, command_settings(args))
+
+
+async def _import_transactions(args: argparse.Namespace) -> None:
+    await import_transactions_command(args, command_settings(args))
 
 
 async def _fans_erase(args: argparse.Namespace) -> None:

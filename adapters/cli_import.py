@@ -127,10 +127,14 @@ async def _chunks(path: Path, bar: ProgressBar) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def add_import_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    imports = commands.add_parser("import", help="import data").add_subparsers(
+def add_import_parser(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """`crm import ...`: the subcommands' parsers hang from what this returns."""
+    return commands.add_parser("import", help="import data").add_subparsers(
         dest="action", required=True
     )
+
+
+def add_fans_parser(imports: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     fans = imports.add_parser("fans", help="import fans from a CSV file (idempotent)")
     fans.add_argument("file", help="the CSV file (UTF-8 or UTF-16, , ; tab or | separated)")
     fans.add_argument("--user", required=True, help="the user (tenant) the fans belong to")

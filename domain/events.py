@@ -41,6 +41,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     "MessagePurchased": Message.Purchased,
     "InboundMessageReceived": InboundMessage.Received,
     "FanPurchaseRecorded": Fan.PurchaseRecorded,
+    # Transactions imported from an earnings export (no personal data: amount, kind, times).
+    "FanTransactionImported": Fan.TransactionImported,
     "MessageDelivered": Message.Delivered,
     "MessageClicked": Message.Clicked,
     "MessageHeld": Message.Held,

@@ -31,6 +31,9 @@ _HANDLE = re.compile(r"@?[A-Za-z0-9_.\-]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _TAG = re.compile(r"[\w][\w \-]*")
 
+# What a fan paid for, as earnings exports name it (the import maps their spellings).
+TRANSACTION_KINDS = ("subscription", "renewal", "tip", "ppv", "post")
+
 EDITABLE_FIELDS = ("name", "handle", "email", "value_cents", "tags", "notes", "subscribed_at")
 
 
@@ -203,6 +206,17 @@ class Fan(BaseAggregate[str]):
     class UnlinkedFromPerson(Event):
         person_id: int
 
+    class TransactionImported(Event):
+        # A transaction from before fancrm (an earnings export): revenue dated when it
+        # happened (``occurred_at``), while the event's own timestamp says when it was
+        # recorded. A type apart from PurchaseRecorded, which names the message bought:
+        # history was no answer to any message of ours, so nothing that attributes purchases
+        # to messages or campaigns may count it. ``transaction_key`` makes it idempotent.
+        amount_cents: int
+        kind: str
+        occurred_at: datetime
+        transaction_key: str
+
     class Erased(Event):
         # Carries no personal data: the event store destroys the fan's data key in the same
         # transaction, which makes every earlier copy of the personal fields unreadable.
@@ -299,6 +313,7 @@ class Fan(BaseAggregate[str]):
         self.erased = False
         self.conversation_id: int | None = None
         self.person_id: int | None = None
+        self.transaction_keys: set[str] = set()
 
     def update(self, **changes: Any) -> bool:
         """Apply the given editable fields; returns False (and records nothing) if none changed."""
@@ -400,6 +415,34 @@ class Fan(BaseAggregate[str]):
     @event(UnlinkedFromPerson)
     def _unlinked_from_person(self, person_id: int) -> None:
         self.person_id = None
+
+    def import_transaction(
+        self, *, amount_cents: int, kind: str, occurred_at: datetime, transaction_key: str
+    ) -> bool:
+        """Record a past transaction once: False (nothing recorded) if its key was imported
+        before. Kept for deleted and erased fans too, as purchases are (revenue stays true)."""
+        if transaction_key in self.transaction_keys:
+            return False
+        if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
+            raise InvalidValue("amount_cents", "must be a positive integer number of cents")
+        if kind not in TRANSACTION_KINDS:
+            raise InvalidValue("kind", f"must be one of {', '.join(TRANSACTION_KINDS)}")
+        if occurred_at.tzinfo is None:
+            raise InvalidValue("occurred_at", "must carry a time zone")
+        self._transaction_imported(
+            amount_cents=amount_cents,
+            kind=kind,
+            occurred_at=occurred_at,
+            transaction_key=transaction_key,
+        )
+        return True
+
+    @event(TransactionImported)
+    def _transaction_imported(
+        self, amount_cents: int, kind: str, occurred_at: datetime, transaction_key: str
+    ) -> None:
+        self.value_cents = min(self.value_cents + amount_cents, MAX_VALUE_CENTS)
+        self.transaction_keys.add(transaction_key)
 
     def erase(self) -> None:
         """Honour the right to erasure; allowed for deleted fans too, once."""

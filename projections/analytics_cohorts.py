@@ -6,7 +6,8 @@ the UTC month fancrm first saw them (Fan.Created). Imported fans were first seen
 the import, which says nothing about when they joined.
 
 Active means the fan did something: wrote a message (InboundMessageReceived) or bought one
-(FanPurchaseRecorded); being created counts as the first activity. Messages the creator sends
+(FanPurchaseRecorded, or a transaction imported: FanTransactionImported, at its own time);
+being created counts as the first activity. Messages the creator sends
 are not the fan's activity. Churn (no activity in 30 days) depends on "as of when", so it is
 not stored: the query counts fans whose last activity is older than 30 days before the time
 it is asked about (now by default).
@@ -20,7 +21,7 @@ from datetime import date, datetime
 from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
 from domain.inbound import InboundMessage
-from projections.analytics_common import AppliesOneAsBatch, utc_month
+from projections.analytics_common import AppliesOneAsBatch, paid_at, utc_month
 
 
 class FanCohortsProjection(AppliesOneAsBatch):
@@ -41,9 +42,9 @@ class FanCohortsProjection(AppliesOneAsBatch):
                 )
             elif isinstance(event, Fan.Updated):
                 subscribed[int(recorded.stream_id.removeprefix("fan-"))] = event.subscribed_at
-            elif isinstance(event, Fan.PurchaseRecorded):
+            elif isinstance(event, Fan.PurchaseRecorded | Fan.TransactionImported):
                 fan_id = int(recorded.stream_id.removeprefix("fan-"))
-                _add(activity, fan_id, event.amount_cents, 1, 0, event.timestamp)
+                _add(activity, fan_id, event.amount_cents, 1, 0, paid_at(event))
             elif isinstance(event, InboundMessage.Received):
                 _add(activity, event.fan_id, 0, 0, 1, event.timestamp)
         if created:

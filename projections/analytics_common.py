@@ -7,10 +7,18 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from application.ports import RecordedEvent, Sql
+from domain.fan import Fan
 
 
 def utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
+
+
+def paid_at(event: Fan.PurchaseRecorded | Fan.TransactionImported) -> datetime:
+    """When the money changed hands: an imported transaction's own time, not its import's."""
+    if isinstance(event, Fan.TransactionImported):
+        return event.occurred_at
+    return event.timestamp
 
 
 def utc_month(moment: datetime) -> date:

@@ -2,7 +2,8 @@
 
 A PPV purchase is recorded twice in the log, in one transaction: MessagePurchased on the
 message and FanPurchaseRecorded on the fan. Only the fan's event is counted here, so a
-purchase is never counted twice.
+purchase is never counted twice. An imported transaction (FanTransactionImported) counts on the
+day it happened, not the day it was imported.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from application.ports import RecordedEvent, Sql
 from domain.fan import Fan
-from projections.analytics_common import AppliesOneAsBatch, utc_day
+from projections.analytics_common import AppliesOneAsBatch, paid_at, utc_day
 
 
 class FanRevenueProjection(AppliesOneAsBatch):
@@ -23,8 +24,8 @@ class FanRevenueProjection(AppliesOneAsBatch):
         totals: dict[tuple[int, object], list[object]] = defaultdict(lambda: ["", 0, 0])
         for recorded in batch:
             event = recorded.event
-            if isinstance(event, Fan.PurchaseRecorded):
-                key = (int(recorded.stream_id.removeprefix("fan-")), utc_day(event.timestamp))
+            if isinstance(event, Fan.PurchaseRecorded | Fan.TransactionImported):
+                key = (int(recorded.stream_id.removeprefix("fan-")), utc_day(paid_at(event)))
                 total = totals[key]
                 total[0] = recorded.metadata.tenant
                 total[1] += event.amount_cents  # type: ignore[operator]

@@ -32,6 +32,7 @@ _FOLDED = frozenset(
         Fan.Created,
         Fan.Updated,
         Fan.PurchaseRecorded,
+        Fan.TransactionImported,
         Fan.ConversationOpened,
         Fan.LinkedToPerson,
         Fan.UnlinkedFromPerson,
@@ -108,7 +109,7 @@ def _fold(fans: TableRows, recorded: RecordedEvent) -> None:
             updated_at=event.timestamp,
             version=recorded.version,
         )
-    elif kind is Fan.PurchaseRecorded:
+    elif kind is Fan.PurchaseRecorded or kind is Fan.TransactionImported:
         row["value_cents"] = min(row["value_cents"] + event.amount_cents, MAX_VALUE_CENTS)
         row["updated_at"] = event.timestamp
         row["version"] = recorded.version

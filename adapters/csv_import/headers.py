@@ -122,25 +122,28 @@ _DECORATIONS = re.compile(
 )
 
 
-def field_of(header: str) -> str | None:
-    """The fan field a column name stands for, or None."""
-    field = ALIASES.get(normalise_header(header))
+def field_of(header: str, aliases: dict[str, str] = ALIASES) -> str | None:
+    """The field a column name stands for among ``aliases`` (the fan fields'), or None."""
+    field = aliases.get(normalise_header(header))
     if field is None:
         plain = _DECORATIONS.sub(" ", header)
         if plain != header:
-            field = ALIASES.get(normalise_header(plain))
+            field = aliases.get(normalise_header(plain))
     return field
+
+
+def aliases_of(field: str) -> tuple[str, ...]:
+    """The names a fan field's column goes by: a transactions file names its fan alike."""
+    return _ALIASES[field]
 
 
 REQUIRED_ANY = ("handle", "platform_id")
 
 
 class MissingColumns(Exception):
-    def __init__(self, missing: list[str], found: list[str]) -> None:
-        super().__init__(
-            "the file needs a column for the fan's handle (username) or platform id;"
-            f" found: {', '.join(found) or 'no columns'}"
-        )
+    def __init__(self, missing: list[str], found: list[str], *, needs: str | None = None) -> None:
+        needs = needs or "the file needs a column for the fan's handle (username) or platform id"
+        super().__init__(f"{needs}; found: {', '.join(found) or 'no columns'}")
         self.missing = missing
         self.found = found
 

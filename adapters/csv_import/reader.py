@@ -4,13 +4,14 @@ size and SHA-256 kept as it goes. Nothing holds more than one chunk and one row 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from adapters.csv_import.decoding import StreamDecoder
 from adapters.csv_import.headers import ColumnMap, map_columns
 from adapters.csv_import.records import RowSplitter
 from adapters.csv_import.values import RowBuilder
-from application.imports import Row, RowError
+from application.imports import RowError
 
 
 class EmptyFile(Exception):
@@ -24,15 +25,28 @@ class TooLarge(Exception):
 
 
 class CsvUpload:
-    def __init__(self, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None) -> None:
+    """``columns_of`` and ``builder_of``: how the header and the rows are read; a fan list's
+    by default, an earnings export's for the transactions import (csv_import.transactions)."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int | None = None,
+        columns_of: Callable[[list[str]], Any] = map_columns,
+        builder_of: Callable[..., Any] = RowBuilder,
+    ) -> None:
         self._chunks = chunks
+        self._columns_of = columns_of
+        self._builder_of = builder_of
         self._max = max_bytes
         self._decoder = StreamDecoder()
         self._splitter = RowSplitter()
         self._sha256 = hashlib.sha256()
         self._records = self._read()
         self.size = 0
-        self.columns: ColumnMap | None = None
+        # A ColumnMap, or what ``columns_of`` gives.
+        self.columns: ColumnMap | Any = None
         # Row -> (column name, cell) of the cells that could not be read: for this upload's
         # answer only, never recorded (see values.BadCell).
         self.rejected: dict[int, tuple[str, str]] = {}
@@ -41,17 +55,17 @@ class CsvUpload:
     def checksum(self) -> str:
         return self._sha256.hexdigest()
 
-    async def read_header(self) -> ColumnMap:
+    async def read_header(self) -> Any:
         """The columns, from the first non-blank row (NotText, MissingColumns, EmptyFile)."""
         async for _, cells in self._records:
-            self.columns = map_columns(cells or [])
+            self.columns = self._columns_of(cells or [])
             return self.columns
         raise EmptyFile("the file is empty: it has no header row")
 
-    async def rows(self) -> AsyncIterator[Row]:
+    async def rows(self) -> AsyncIterator[Any]:
         assert self.columns is not None, "read the header first"
         # Day-first dates go with ';' (see values.SlashDates).
-        builder = RowBuilder(self.columns, day_first=self._splitter.delimiter == ";")
+        builder = self._builder_of(self.columns, day_first=self._splitter.delimiter == ";")
         builder.rejected = self.rejected
         decoder = self._decoder
         async for row, cells in self._records:

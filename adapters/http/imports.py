@@ -170,14 +170,16 @@ class ImportsController(Controller):
         limit = container.settings.import_max_bytes
         announced = request.headers.get("content-length", "")
         if announced.isascii() and announced.isdigit() and int(announced) > limit:
-            return _too_large(limit)
+            return too_large(limit)
         try:
-            part = FilePart(_limited(request.stream(), limit), boundary_of(_content_type(request)))
+            part = FilePart(
+                limited_stream(request.stream(), limit), boundary_of(_content_type(request))
+            )
             await part.open()
             upload = CsvUpload(part.content())
             await upload.read_header()
         except TooLarge:
-            return _too_large(limit)
+            return too_large(limit)
         except MissingColumns as error:
             return problem(
                 400, str(error), slug="missing-columns", missing=error.missing, found=error.found
@@ -249,7 +251,7 @@ async def _import_once(
     except ImportFailed as failed:
         return _failed(failed, limit, upload.rejected)
     except TooLarge:
-        return _too_large(limit)
+        return too_large(limit)
     except MultipartError as error:
         return problem(400, str(error), slug="invalid-csv")
     response = _imported(upload, job, position)
@@ -275,7 +277,7 @@ def _content_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "")
 
 
-async def _limited(stream: Any, limit: int) -> Any:
+async def limited_stream(stream: Any, limit: int) -> Any:
     received = 0
     async for chunk in stream:
         received += len(chunk)
@@ -284,7 +286,7 @@ async def _limited(stream: Any, limit: int) -> Any:
         yield chunk
 
 
-def _too_large(limit: int, **extra: Any) -> Response[Any]:
+def too_large(limit: int, **extra: Any) -> Response[Any]:
     return problem(413, f"the upload is larger than the {limit}-byte import limit", **extra)
 
 
@@ -296,7 +298,7 @@ def _failed(
     extra = {"jobId": job.job_id, "summary": msgspec.to_builtins(SummaryOut.of(job, rejected))}
     match failed.cause:
         case TooLarge():
-            return _too_large(limit, **extra)
+            return too_large(limit, **extra)
         case MultipartError() | RowTooLong() | NotText():
             return problem(400, str(failed.cause), slug="invalid-csv", **extra)
     raise failed.cause
