@@ -432,6 +432,23 @@ async def test_fans_created_through_the_api_are_matched_once_projected(
     ]
 
 
+async def test_a_fan_created_through_the_api_with_a_handle_and_a_platform_id_is_found_by_either(
+    http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
+) -> None:
+    # The API claims the handle in the import's index; the platform id must be indexed too.
+    body = {"name": "Ann", "handle": "@ann", "platformId": "42", "valueCents": 100}
+    created = await http.post(FANS, json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    await catch_up()
+
+    by_id = await upload(http, auth, b"user id,total spent\n42,3.00\n")
+    assert summary(by_id) == expected(1, 0, updated=1)
+    by_handle = await upload(http, auth, b"username,total spent\nann,4.00\n")
+    assert summary(by_handle) == expected(1, 0, updated=1)
+    [fan] = await fans_of(http, auth, catch_up)
+    assert (fan["id"], fan["valueCents"]) == (created.json()["fan"]["id"], 400)
+
+
 async def test_an_import_cut_off_by_the_limit_is_failed_in_the_history_and_resumes_to_the_end(
     http: httpx.AsyncClient, limited_http: httpx.AsyncClient, auth: Headers, catch_up: CatchUp
 ) -> None:

@@ -114,10 +114,12 @@ async def projector_applied(db: Db, name: str, position: int) -> bool | None:
 _UNINDEXED_FANS = """
 SELECT f.fan_id, f.platform, f.platform_id, f.handle, f.identity_version FROM fans f
 WHERE f.tenant_id = $1 AND (f.handle IS NOT NULL OR f.platform_id IS NOT NULL)
-  AND NOT EXISTS (
-      SELECT 1 FROM import_fan_keys k
+  -- Fewer entries seen at the fan's identity than it has keys: the API claims a handle in
+  -- the index, never a platform id, so one entry does not mean both are there.
+  AND (
+      SELECT count(*) FROM import_fan_keys k
       WHERE k.stream_id = 'fan-' || f.fan_id AND k.seen_version >= f.identity_version
-  )
+  ) < (f.handle IS NOT NULL)::int + (f.platform_id IS NOT NULL)::int
   AND NOT EXISTS (
       SELECT 1 FROM events e
       WHERE e.stream_id = 'fan-' || f.fan_id AND e.event_type IN ('FanDeleted', 'FanErased')
@@ -127,8 +129,8 @@ ORDER BY f.fan_id
 
 
 async def unindexed_fans(db: Db, tenant: str) -> list[asyncpg.Record]:
-    """The tenant's fans (fan_id, platform, platform_id, handle, identity_version) none of
-    whose import index entries has seen their current handle (or platform id): made through
+    """The tenant's fans (fan_id, platform, platform_id, handle, identity_version) whose
+    import index entries have not all seen their current handle and platform id: made through
     the API (before it claimed handles: migrations/029), or with a platform id the API does
     not claim, or renamed through it since an import (migrations/019). The read model may
     still show a fan deleted a moment ago, whose deletion freed its handle: the log decides.
