@@ -55,7 +55,7 @@ class ChatCompletionsWriter:
                 headers={"Authorization": f"Bearer {self._api_key}"},
             )
             response.raise_for_status()
-            return _replies(response.json(), count)
+            return drafts_from(response.json(), count)
         except httpx.TimeoutException:
             log.warning(
                 "reply drafts timed out: the retrieved replies answer", endpoint=self._endpoint
@@ -72,7 +72,7 @@ class ChatCompletionsWriter:
         return None
 
 
-def _replies(answer: Any, count: int) -> list[str]:
+def drafts_from(answer: Any, count: int) -> list[str]:
     """The drafts out of a chat completion: its first choice's content, a JSON array of
     strings (a model may wrap it in a code fence)."""
     content = answer["choices"][0]["message"]["content"]
