@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.postgres.api_keys import create_api_key
+from adapters.postgres.rebuild import rebuild
+from projections.runner import ProjectionRunner
+from projections.suggestions import SuggestionsProjection
 from tests.support.campaigns import free_port, served_api
 from tests.support.suggestions import History, worked_history
 
@@ -143,4 +147,37 @@ async def test_an_erased_fans_words_and_replies_leave_the_index_and_the_suggesti
     assert of_erased.json() == {"suggestions": [], "fanMessageId": None}
     for table in ("suggestion_replies", "suggestion_threads", "suggestion_fans"):
         kept = await container.pool.fetchval(f"SELECT count(*) FROM {table} WHERE fan_id = $1", ann)
+        assert kept == 0, table
+
+
+async def test_a_rebuild_after_an_erasure_keeps_nothing_of_the_fan_and_suggests_the_same(
+    fresh: Container, tenant: str
+) -> None:
+    key, _ = await create_api_key(fresh.pool, user_id=tenant, role="creator")
+    auth = {"Authorization": f"Bearer {key}"}
+    async with (
+        served_api(fresh, free_port()) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as api,
+    ):
+        history = History(fresh, api, auth, tenant)
+        ann = (await worked_history(history))["Ann"]
+        erased = await api.delete(f"/api/crm/fans/{ann}", params={"erase": "true"}, headers=auth)
+        assert erased.status_code == 200, erased.text
+        dan = await history.fan("Dan")
+        await history.fan_writes(dan, "what are you doing tonight?")
+        conversation = await history.conversation(dan)
+        for projection in bootstrap.core_projections():
+            await ProjectionRunner(fresh.projection_store, projection).catch_up()
+        live = (await api.get(suggestions_of(conversation), headers=auth)).json()
+
+        await rebuild(fresh.pool, fresh.projection_store, [SuggestionsProjection()])
+
+        rebuilt = (await api.get(suggestions_of(conversation), headers=auth)).json()
+    assert rebuilt == live
+    assert "Thinking of you Dan, want to see what I am doing?" not in [
+        s["content"] for s in rebuilt["suggestions"]
+    ]
+    assert [s["content"] for s in rebuilt["suggestions"]][:1] == ["Just relaxing Dan, and you?"]
+    for table in SuggestionsProjection.tables:
+        kept = await fresh.pool.fetchval(f"SELECT count(*) FROM {table} WHERE fan_id = $1", ann)
         assert kept == 0, table

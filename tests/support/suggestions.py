@@ -70,9 +70,10 @@ class History:
         await handle_webhook(event, self.ctx, store=self.container.events, ids=self.container.ids)
 
 
-async def worked_history(history: History) -> None:
+async def worked_history(history: History) -> dict[str, int]:
     """Three replies that worked: a PPV bought after "doing tonight", a free reply answered
-    after "doing this weekend", a thank-you answered after praise."""
+    after "doing this weekend", a thank-you answered after praise, and one never answered.
+    The fans' ids by name."""
     ann = await history.fan("Ann", "ann_rose")
     await history.fan_writes(ann, "what are you doing tonight?")
     bought = await history.account_writes(
@@ -90,3 +91,4 @@ async def worked_history(history: History) -> None:
     eve = await history.fan("Eve", "eve_e")
     await history.fan_writes(eve, "what are you doing tonight")
     await history.account_writes(eve, "Never answered, Eve")
+    return {"Ann": ann, "Bea": bea, "Cat": cat, "Eve": eve}
