@@ -87,6 +87,9 @@ async def suggest_replies(
         Suggestion(content=_filled(text, fan), source="llm", score=None, based_on=None)
         for text in written[:count]
     ]
+    # A draft that only repeats a retrieved reply is that reply, with its evidence.
+    repeated = {s.content.casefold() for s in retrieved}
+    drafted = [s for s in drafted if s.content.casefold() not in repeated]
     return Suggestions(fan_message_id=fan.message_id, suggestions=[*drafted, *retrieved][:count])
 
 

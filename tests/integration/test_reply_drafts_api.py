@@ -24,6 +24,7 @@ from tests.support.campaigns import free_port, served_api
 from tests.support.settings import settings_for
 from tests.support.suggestions import History, worked_history
 
+REPEATED = "Thinking of you {{first_name}}, want to see what I am doing?"
 DRAFTS = ["Hey {{first_name}}, tonight is all yours", "Guess what I am doing, {{first_name}}"]
 
 
@@ -53,7 +54,8 @@ class ChatServer:
                 return Response({"choices": [{"message": {"content": "Sure! Here you go"}}]})
             if self.mode == "no choices":
                 return Response({"id": "cmpl-1", "choices": []})
-            content = json.dumps(DRAFTS)
+            drafts = [REPEATED, DRAFTS[0]] if self.mode == "repeats" else DRAFTS
+            content = json.dumps(drafts)
             return Response(
                 {
                     "id": "cmpl-1",
@@ -225,3 +227,26 @@ async def test_the_model_is_never_asked_about_an_erased_fan(
 
     assert response.json() == {"suggestions": [], "fanMessageId": None}
     assert chat[0].bodies == []
+
+
+async def test_a_draft_that_repeats_a_retrieved_reply_is_that_reply_with_its_evidence(
+    api: httpx.AsyncClient,
+    history: History,
+    chat: tuple[ChatServer, str],
+    caught_up: Callable[[], Awaitable[None]],
+) -> None:
+    chat[0].mode = "repeats"
+    _, conversation = await dans_conversation(history)
+    await caught_up()
+
+    response = await api.get(
+        f"/api/crm/conversations/{conversation}/suggestions", headers=history.auth
+    )
+
+    suggestions = response.json()["suggestions"]
+    assert [(s["content"], s["source"]) for s in suggestions] == [
+        ("Hey Dan, tonight is all yours", "llm"),
+        ("Thinking of you Dan, want to see what I am doing?", "history"),
+        ("Just relaxing Dan, and you?", "history"),
+    ]
+    assert suggestions[1]["basedOn"]["outcome"] == "purchased"
