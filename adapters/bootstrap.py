@@ -255,7 +255,11 @@ def _reply_writer(
     client = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout))
     closers.append(client.aclose)
     return ChatCompletionsWriter(
-        client, url=settings.llm_url, api_key=settings.llm_api_key, model=settings.llm_model
+        client,
+        url=settings.llm_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        timeout=settings.llm_timeout,
     )
 
 

@@ -10,6 +10,7 @@ caller falls back to the retrieved replies: a suggestion is a help, never a reas
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -29,8 +30,11 @@ _MAX_REPLY = 1000
 
 
 class ChatCompletionsWriter:
-    def __init__(self, client: httpx.AsyncClient, *, url: str, api_key: str, model: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, url: str, api_key: str, model: str, timeout: float
+    ) -> None:
         self._client = client
+        self._timeout = timeout
         self._endpoint = f"{url.rstrip('/')}/chat/completions"
         self._api_key = api_key
         self._model = model
@@ -49,14 +53,17 @@ class ChatCompletionsWriter:
             ],
         }
         try:
-            response = await self._client.post(
-                self._endpoint,
-                json=body,
-                headers={"Authorization": f"Bearer {self._api_key}"},
-            )
+            # httpx's timeout bounds each read; this bounds the whole exchange (a server that
+            # drips its answer byte by byte would pass every read's).
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(
+                    self._endpoint,
+                    json=body,
+                    headers={"Authorization": f"Bearer {self._api_key}"},
+                )
             response.raise_for_status()
             return drafts_from(response.json(), count)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             log.warning(
                 "reply drafts timed out: the retrieved replies answer", endpoint=self._endpoint
             )
