@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import httpx
 import redis.asyncio as redis
 import structlog
 
 from adapters.config import Settings
 from adapters.crypto import MasterKey, MasterKeyError
+from adapters.llm import ChatCompletionsWriter
 from adapters.postgres.analytics_read_model import AnalyticsReadModel
 from adapters.postgres.api_keys import PostgresMemberKeys
 from adapters.postgres.audit_log import PostgresAuditLog
@@ -39,6 +41,7 @@ from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.script_read_model import PostgresScriptReadModel
 from adapters.postgres.sequence_read_model import PostgresSequenceReadModel
 from adapters.postgres.subject_keys import SubjectKeys
+from adapters.postgres.suggestions_read_model import PostgresSuggestionIndex
 from adapters.postgres.workspace_read_model import PostgresWorkspaceReadModel
 from adapters.queue_status import QueueStatusReader
 from application.audit import AuditLog
@@ -61,6 +64,7 @@ from projections.messages import MessagesProjection
 from projections.people import PeopleProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
 from projections.sequences import SequencesProjection
+from projections.suggestions import SuggestionsProjection
 from projections.workspaces import WorkspacesProjection
 
 
@@ -95,6 +99,9 @@ class Container:
     sync_checkpoints: PostgresSyncCheckpoints
     webhook_receipts: PostgresWebhookReceipts
     sequences: PostgresSequenceReadModel
+    suggestions: PostgresSuggestionIndex
+    # Reply drafts from a language model, if one is configured (CRM_LLM_*).
+    reply_writer: ChatCompletionsWriter | None
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Each account's sensitive words as last read from the log, checked by every send.
     words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
@@ -140,6 +147,7 @@ def core_projections() -> list[Projection]:
         WorkspacesProjection(),
         SequencesProjection(),
         PeopleProjection(),
+        SuggestionsProjection(),
     ]
 
 
@@ -239,7 +247,25 @@ async def build(settings: Settings) -> Container:
         sync_checkpoints=PostgresSyncCheckpoints(pool),
         webhook_receipts=PostgresWebhookReceipts(),
         sequences=PostgresSequenceReadModel(pool),
+        suggestions=PostgresSuggestionIndex(pool),
+        reply_writer=_reply_writer(settings, closers),
         _closers=closers,
+    )
+
+
+def _reply_writer(
+    settings: Settings, closers: list[Callable[[], Awaitable[Any]]]
+) -> ChatCompletionsWriter | None:
+    if not (settings.llm_url and settings.llm_api_key and settings.llm_model):
+        return None
+    client = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm_timeout))
+    closers.append(client.aclose)
+    return ChatCompletionsWriter(
+        client,
+        url=settings.llm_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        timeout=settings.llm_timeout,
     )
 
 

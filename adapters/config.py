@@ -115,6 +115,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue_depth_threshold: int = 1000
     dlq_threshold: int = 10
     db_latency_threshold_ms: float = 100.0
+    # Reply suggestions' optional drafts (adapters/llm.py): an OpenAI-compatible chat
+    # completions endpoint, used only when all three are set; past the timeout (seconds) the
+    # retrieved replies answer alone.
+    llm_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+    llm_timeout: float = 3.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -148,6 +155,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("fansly_api_url", "FANSLY_API_URL"),
             ("fansly_api_key", "FANSLY_API_KEY"),
             ("patreon_api_url", "PATREON_API_URL"),
+            ("llm_url", "CRM_LLM_URL"),
+            ("llm_api_key", "CRM_LLM_API_KEY"),
+            ("llm_model", "CRM_LLM_MODEL"),
         ):
             if env.get(key):
                 values[name] = env[key]
@@ -174,6 +184,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("queue_depth_threshold", "CRM_QUEUE_DEPTH_THRESHOLD", int),
             ("dlq_threshold", "CRM_DLQ_THRESHOLD", int),
             ("db_latency_threshold_ms", "CRM_DB_LATENCY_THRESHOLD_MS", float),
+            ("llm_timeout", "CRM_LLM_TIMEOUT", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

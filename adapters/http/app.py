@@ -46,6 +46,7 @@ from adapters.http.scripts import ScriptsController, SensitiveWordsController
 from adapters.http.sequences import SequencesController
 from adapters.http.shift_messages import ShiftMessagesController
 from adapters.http.shifts import ShiftsController
+from adapters.http.suggestions import SuggestionsController
 from adapters.http.transaction_imports import TransactionImportsController
 from adapters.http.webhooks import receive_webhook
 from adapters.http.workspace import WorkspaceController, accept_invite
@@ -158,6 +159,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             MessagesController,
             ConversationsController,
             CrmMessagesController,
+            SuggestionsController,
             DeadLetterController,
             AnalyticsController,
             BulkMessagesController,
