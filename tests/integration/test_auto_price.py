@@ -1,0 +1,110 @@
+"""``priceCents: "auto"`` on a send: the pricing model's price is decided when the message is
+queued, recorded on it and in its outbox row, and never decided again for the same id.
+
+The evidence is written straight into the pricing read model (the tenant's own rows): what a
+decision reads, without running every other test's events through the pricing projector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import pytest
+
+from adapters.bootstrap import Container
+from application.message_streams import load_message
+from application.pricing import GRID
+
+pytestmark = pytest.mark.timeout(60)
+
+SEND = "/api/onlyfans/messages/send"
+FANS = "/api/crm/fans"
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def new_fan(http: httpx.AsyncClient, auth: dict[str, str]) -> int:
+    response = await http.post(FANS, json={"name": "Ann"}, headers=auth)
+    assert response.status_code == 201, response.text
+    return response.json()["fan"]["id"]
+
+
+async def evidence_favouring(container: Container, tenant: str, best: int) -> None:
+    """A thousand offers at each grid price: half bought at ``best``, 1% elsewhere."""
+    await container.pool.execute("DELETE FROM pricing_account_counts WHERE tenant_id = $1", tenant)
+    await container.pool.executemany(
+        "INSERT INTO pricing_account_counts (tenant_id, price_cents, offers, purchases)"
+        " VALUES ($1, $2, 1000, $3)",
+        [(tenant, price, 500 if price == best else 10) for price in GRID],
+    )
+
+
+async def recorded_price(container: Container, tenant: str, message_id: str) -> int:
+    message, _ = await load_message(container.events, message_id, tenant=tenant)
+    return message.price_cents  # type: ignore[no-any-return]
+
+
+async def outbox_prices(container: Container, message_id: str) -> list[int]:
+    rows = await container.pool.fetch(
+        "SELECT body FROM outbox WHERE message_id = $1 ORDER BY id", message_id
+    )
+    return [json.loads(row["body"])["priceCents"] for row in rows]
+
+
+async def test_auto_records_the_models_grid_price_on_the_message_and_its_outbox_row(
+    container: Container, http: httpx.AsyncClient, auth: dict[str, str], tenant: str
+) -> None:
+    async with asyncio.timeout(50):
+        await evidence_favouring(container, tenant, 2000)
+        fan = await new_fan(http, auth)
+        response = await http.post(
+            SEND,
+            json={"recipientId": fan, "content": "New set", "priceCents": "auto"},
+            headers=auth,
+        )
+        assert response.status_code == 202, response.text
+        message_id = response.json()["messageId"]
+        assert await recorded_price(container, tenant, message_id) == 2000
+        assert await outbox_prices(container, message_id) == [2000]
+
+
+async def test_a_repeat_of_an_auto_priced_message_id_keeps_the_price_first_decided(
+    container: Container, http: httpx.AsyncClient, auth: dict[str, str], tenant: str
+) -> None:
+    async with asyncio.timeout(50):
+        await evidence_favouring(container, tenant, 2000)
+        fan = await new_fan(http, auth)
+        body = {
+            "recipientId": fan,
+            "content": "New set",
+            "priceCents": "auto",
+            "messageId": str(uuid.uuid4()),
+        }
+        first = await http.post(SEND, json=body, headers=auth)
+        assert first.status_code == 202, first.text
+        await evidence_favouring(container, tenant, 300)
+        again = await http.post(SEND, json=body, headers=auth)
+        assert again.status_code == 202, again.text
+        assert again.json()["position"] == first.json()["position"]
+        assert await recorded_price(container, tenant, body["messageId"]) == 2000
+        assert await outbox_prices(container, body["messageId"]) == [2000]
+        fresh = await http.post(SEND, json={**body, "messageId": str(uuid.uuid4())}, headers=auth)
+        assert await recorded_price(container, tenant, fresh.json()["messageId"]) == 300
+
+
+@pytest.mark.parametrize("price", ["cheap", "AUTO", "", 12.5, [300], {"auto": True}])
+async def test_a_price_that_is_neither_cents_nor_auto_is_4xx_problem_json(
+    http: httpx.AsyncClient, auth: dict[str, str], price: object
+) -> None:
+    async with asyncio.timeout(50):
+        fan = await new_fan(http, auth)
+        response = await http.post(
+            SEND, json={"recipientId": fan, "content": "Hi", "priceCents": price}, headers=auth
+        )
+        assert 400 <= response.status_code < 500, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
