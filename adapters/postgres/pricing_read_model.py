@@ -32,6 +32,26 @@ class PricingReadModel:
                 )
         return [PriceCounts(*row) for row in account], [PriceCounts(*row) for row in fan]
 
+    async def for_fans(
+        self, tenant: str, fan_ids: list[int]
+    ) -> tuple[list[PriceCounts], dict[int, list[PriceCounts]]]:
+        async with self._pool.acquire() as connection:
+            account = await connection.fetch(
+                "SELECT price_cents, offers, purchases FROM pricing_account_counts"
+                " WHERE tenant_id = $1",
+                tenant,
+            )
+            rows = await connection.fetch(
+                "SELECT fan_id, price_cents, offers, purchases FROM pricing_fan_counts"
+                " WHERE tenant_id = $1 AND fan_id = ANY($2::bigint[])",
+                tenant,
+                [fan_id for fan_id in fan_ids if fan_id in _BIGINT],
+            )
+        fans: dict[int, list[PriceCounts]] = {}
+        for row in rows:
+            fans.setdefault(row["fan_id"], []).append(PriceCounts(*list(row.values())[1:]))
+        return [PriceCounts(*row) for row in account], fans
+
     async def position(self) -> int:
         """The log position the counts have seen (the pricing projector's checkpoint)."""
         position = await self._pool.fetchval(
