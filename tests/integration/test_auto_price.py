@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
 from adapters.bootstrap import Container
+from application.campaign_fan_out import campaign_message_id
 from application.message_streams import load_message
 from application.pricing import GRID
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 SEND = "/api/onlyfans/messages/send"
 FANS = "/api/crm/fans"
+BULK = "/api/messages/bulk"
 
 
 @pytest.fixture
@@ -107,4 +110,63 @@ async def test_a_price_that_is_neither_cents_nor_auto_is_4xx_problem_json(
             SEND, json={"recipientId": fan, "content": "Hi", "priceCents": price}, headers=auth
         )
         assert 400 <= response.status_code < 500, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def fan_evidence(container: Container, tenant: str, fan_id: int, best: int) -> None:
+    """A thousand offers of the fan's at each grid price: half bought at ``best``, 1% else."""
+    await container.pool.executemany(
+        "INSERT INTO pricing_fan_counts (tenant_id, fan_id, price_cents, offers, purchases)"
+        " VALUES ($1, $2, $3, 1000, $4)",
+        [(tenant, fan_id, price, 500 if price == best else 10) for price in GRID],
+    )
+
+
+async def test_a_bulk_campaign_priced_auto_prices_each_recipient_for_itself(
+    container: Container,
+    http: httpx.AsyncClient,
+    auth: dict[str, str],
+    tenant: str,
+    catch_up: Callable[[], Awaitable[int]],
+) -> None:
+    async with asyncio.timeout(50):
+        cheap, dear, new = [await new_fan(http, auth) for _ in range(3)]
+        await evidence_favouring(container, tenant, 800)
+        await fan_evidence(container, tenant, cheap, 300)
+        await fan_evidence(container, tenant, dear, 3000)
+        await catch_up()
+        response = await http.post(
+            BULK,
+            json={"recipientIds": [cheap, dear, new], "content": "New set", "priceCents": "auto"},
+            headers=auth,
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["queued"] == 3
+        campaign_id = response.json()["campaignId"]
+        prices = {
+            fan: await recorded_price(container, tenant, campaign_message_id(campaign_id, fan))
+            for fan in (cheap, dear, new)
+        }
+        # A fan with its own history is priced on it; a fan without, on the account's.
+        assert prices == {cheap: 300, dear: 3000, new: 800}
+        for fan, price in prices.items():
+            assert await outbox_prices(container, campaign_message_id(campaign_id, fan)) == [price]
+
+
+async def test_auto_is_refused_for_a_campaign_that_tests_variants(
+    http: httpx.AsyncClient, auth: dict[str, str], catch_up: Callable[[], Awaitable[int]]
+) -> None:
+    async with asyncio.timeout(50):
+        fan = await new_fan(http, auth)
+        await catch_up()
+        response = await http.post(
+            BULK,
+            json={
+                "recipientIds": [fan],
+                "priceCents": "auto",
+                "variants": [{"content": "A", "priceCents": 500}, {"content": "B"}],
+            },
+            headers=auth,
+        )
+        assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
