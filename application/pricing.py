@@ -8,10 +8,16 @@ wide (exploration), and the best one wins more and more often as the evidence gr
 Pure: counts in, a recommendation out; the randomness is the caller's seeded ``random.Random``.
 
 A fan with ``FAN_MIN_OFFERS`` offers or more is priced from its own posterior, whose prior is
-the account's mean rate at each price worth ``PSEUDO_OFFERS`` offers: a fan's first few offers
-move it away from the account's figures only as far as they are evidence for it, while a fan
-with many offers is priced mostly on its own. Fewer offers: the account's pooled posterior,
-since a handful of a fan's answers says less than thousands of the account's.
+the account's mean rate at each price worth ``PSEUDO_OFFERS`` offers: the fan's offers move it
+away from the account's figures only as far as they outweigh that prior, and a fan with many
+offers is priced mostly on its own. Fewer offers: the account's pooled posterior, since a
+handful of a fan's answers says less than thousands of the account's.
+
+Why 20 and 20, not a few: a fan's posterior starts wide at every price, so Thompson sampling
+explores again for each fan that switches to it. With a weak prior (4 pseudo-offers, from 5
+offers) that re-exploration cost more than per-fan prices earned when fans had ~20 offers each
+(bench/pricing.py: 91% of the oracle against 95% with 20/20; with ~200 offers per fan both
+earn about the same, above the account-only bandit). Figures: bench/MEASUREMENTS.md.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ GRID: tuple[int, ...] = (300, 500, 800, 1200, 2000, 3000, 5000)
 # How far (as a ratio) a price may lie from its nearest grid point and still count as an offer
 # at that point; further (e.g. 20,000 cents) says nothing about any grid price.
 SNAP_RATIO = 1.3
-FAN_MIN_OFFERS = 5
-PSEUDO_OFFERS = 4.0
+FAN_MIN_OFFERS = 20
+PSEUDO_OFFERS = 20.0
 
 Basis = Literal["fan", "account"]
 

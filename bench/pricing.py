@@ -11,6 +11,7 @@ is counted in expectation (price times the fan's true probability) so luck does 
 comparison, and the bandit learns from a drawn purchase.
 
     uv run python bench/pricing.py [--offers 10000] [--fans 500] [--seeds 5]
+        [--fan-min-offers N --pseudo-offers K]   (the model's fan settings, for comparison)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import random
 from collections import defaultdict
 
+from application import pricing
 from application.pricing import GRID, PriceCounts, recommend, snap
 from domain.message import MAX_PRICE_CENTS, MIN_PRICE_CENTS
 
@@ -43,15 +45,17 @@ def run(seed: int, offers: int, fan_count: int, scale: float, fixed: int) -> dic
     oracle_price = max(
         range(MIN_PRICE_CENTS, MAX_PRICE_CENTS + 1, 10), key=lambda p: mean_revenue(population, p)
     )
+    best_grid = max(GRID, key=lambda p: mean_revenue(population, p))
     account: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     per_fan: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    earned = oracle = today = 0.0
+    earned = oracle = today = grid = 0.0
     chosen: dict[int, int] = defaultdict(int)
     for _ in range(offers):
         index = rng.randrange(fan_count)
         fan = population[index]
         oracle += oracle_price * rate(fan, oracle_price)
         today += fixed * rate(fan, fixed)
+        grid += best_grid * rate(fan, best_grid)
         counts = [PriceCounts(p, o, b) for p, (o, b) in account.items()]
         mine = [PriceCounts(p, o, b) for p, (o, b) in per_fan[index].items()]
         price = recommend(counts, rng, mine).price_cents
@@ -64,12 +68,12 @@ def run(seed: int, offers: int, fan_count: int, scale: float, fixed: int) -> dic
         for cell in (account[point], per_fan[index][point]):
             cell[0] += 1
             cell[1] += bought
-    best_grid = max(GRID, key=lambda p: mean_revenue(population, p))
     return {
         "oracle_price": oracle_price,
         "best_grid": best_grid,
         "bandit": earned / oracle,
         "fixed": today / oracle,
+        "grid": grid / oracle,
         "last_choice": max(chosen, key=lambda p: chosen[p]),
         "oracle_cents": oracle,
         "bandit_cents": earned,
@@ -83,7 +87,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1_800.0)
     parser.add_argument("--fixed", type=int, default=1_000)
+    parser.add_argument("--fan-min-offers", type=int, default=pricing.FAN_MIN_OFFERS)
+    parser.add_argument("--pseudo-offers", type=float, default=pricing.PSEUDO_OFFERS)
     args = parser.parse_args()
+    # Only to compare settings: the model reads these module constants.
+    pricing.FAN_MIN_OFFERS = args.fan_min_offers
+    pricing.PSEUDO_OFFERS = args.pseudo_offers
     results = []
     for seed in range(args.seeds):
         r = run(seed, args.offers, args.fans, args.scale, args.fixed)
@@ -96,11 +105,14 @@ def main() -> None:
         )
     bandit = sorted(r["bandit"] for r in results)
     fixed = sorted(r["fixed"] for r in results)
+    grid = sum(r["grid"] for r in results) / len(results)
     print(
         f"{args.offers} offers, {args.fans} fans, {args.seeds} seeds: bandit"
         f" {sum(bandit) / len(bandit):.1%} of the oracle"
         f" (min {bandit[0]:.1%}, max {bandit[-1]:.1%});"
-        f" fixed {args.fixed} cents {sum(fixed) / len(fixed):.1%}"
+        f" fixed {args.fixed} cents {sum(fixed) / len(fixed):.1%};"
+        f" the best grid price, known in advance, {grid:.1%}"
+        f" (fan settings: from {args.fan_min_offers} offers, {args.pseudo_offers:g} pseudo-offers)"
     )
 
 

@@ -210,8 +210,9 @@ class AnalyticsController(Controller):
         """The PPV price to offer next, drawn by Thompson sampling over a grid of prices (so
         it varies from call to call while the evidence is thin), and each grid price's offers
         (priced messages sent), purchases, posterior mean buying rate and expected revenue
-        per offer. With `fanId`: the fan's own posterior once it has had 5 offers (`basis:
-        "fan"`), else the account's (`basis: "account"`)."""
+        per offer. With `fanId`: the fan's own posterior (shrunk towards the account's) once
+        it has had 20 offers (`basis: "fan"`), else the account's (`basis: "account"`). An
+        offer is a priced message the platform took; a purchase, one bought."""
         await read_your_writes(request, container, ["pricing"])
         account, fan = await container.pricing.counts(request.user.user_id, fan_id)
         position = await container.pricing.position()

@@ -13,7 +13,7 @@ import pytest
 from adapters import bootstrap
 from adapters.postgres.rebuild import rebuild
 from application.ports import EventMetadata, StreamWrite
-from application.pricing import GRID
+from application.pricing import FAN_MIN_OFFERS, GRID
 from domain.fan import Fan
 from domain.message import Message
 from projections.pricing import PricingProjection
@@ -22,6 +22,7 @@ from tests.support.fresh_app import auth_for
 
 pytestmark = pytest.mark.timeout(60)
 PRICING = "/api/analytics/pricing"
+BOUGHT = FAN_MIN_OFFERS // 4
 
 
 def write(aggregate: Any, stream_type: str) -> StreamWrite:
@@ -71,12 +72,12 @@ class Log:
 
 @pytest.fixture
 async def offers(fresh: bootstrap.Container) -> dict[str, dict[str, str]]:
-    """Tenant a: fan 1 had six offers at 500 and bought three; fan 2 two at 2000, bought one;
+    """Tenant a: fan 1 had 20 offers at 500 and bought 5; fan 2 two at 2000, bought one;
     a free message and one at 800 never sent are no offers. Tenant b: fan 3, one at 300."""
     log = Log(fresh)
     first = await log.fan(1, "a")
-    for bought in (True, True, True, False, False, False):
-        await log.offer(first, 500, bought=bought)
+    for offer in range(FAN_MIN_OFFERS):
+        await log.offer(first, 500, bought=offer < BOUGHT)
     await log.offer(first, 0)
     await log.offer(first, 800, sent=False)
     second = await log.fan(2, "a")
@@ -100,25 +101,26 @@ async def test_the_accounts_pricing_counts_sent_priced_messages_and_their_purcha
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["basis"] == "account"
-        assert counted(body) == {500: (6, 3), 2000: (2, 1)}
+        assert counted(body) == {500: (FAN_MIN_OFFERS, BOUGHT), 2000: (2, 1)}
         assert [p["priceCents"] for p in body["prices"]] == list(GRID)
         at_500 = next(p for p in body["prices"] if p["priceCents"] == 500)
-        assert at_500["meanRate"] == pytest.approx(4 / 8)
-        assert at_500["expectedRevenueCents"] == pytest.approx(250)
+        rate = (1 + BOUGHT) / (2 + FAN_MIN_OFFERS)  # the Beta(1, 1) prior's posterior mean
+        assert at_500["meanRate"] == pytest.approx(rate)
+        assert at_500["expectedRevenueCents"] == pytest.approx(500 * rate)
         assert body["recommendedPriceCents"] in GRID
         assert body["modelPosition"] > 0
 
 
-async def test_a_fan_with_five_offers_is_priced_on_its_own_and_one_with_fewer_on_the_account(
+async def test_a_fan_with_enough_offers_is_priced_on_its_own_and_one_with_fewer_on_the_account(
     api: httpx.AsyncClient, offers: dict[str, dict[str, str]]
 ) -> None:
     async with asyncio.timeout(50):
         mine = (await api.get(PRICING, params={"fanId": 1}, headers=offers["a"])).json()
         assert mine["basis"] == "fan"
-        assert counted(mine) == {500: (6, 3)}
+        assert counted(mine) == {500: (FAN_MIN_OFFERS, BOUGHT)}
         few = (await api.get(PRICING, params={"fanId": 2}, headers=offers["a"])).json()
         assert few["basis"] == "account"
-        assert counted(few) == {500: (6, 3), 2000: (2, 1)}
+        assert counted(few) == {500: (FAN_MIN_OFFERS, BOUGHT), 2000: (2, 1)}
 
 
 async def test_pricing_sees_only_the_callers_own_offers(
@@ -130,7 +132,7 @@ async def test_pricing_sees_only_the_callers_own_offers(
         # Another tenant's fan is no fan of this account: its offers stay out.
         not_mine = (await api.get(PRICING, params={"fanId": 3}, headers=offers["a"])).json()
         assert not_mine["basis"] == "account"
-        assert counted(not_mine) == {500: (6, 3), 2000: (2, 1)}
+        assert counted(not_mine) == {500: (FAN_MIN_OFFERS, BOUGHT), 2000: (2, 1)}
 
 
 async def test_a_rebuild_counts_the_same_offers_again(
@@ -140,7 +142,7 @@ async def test_a_rebuild_counts_the_same_offers_again(
         before = counted((await api.get(PRICING, headers=offers["a"])).json())
         await rebuild(fresh.pool, fresh.projection_store, [PricingProjection()])
         after = counted((await api.get(PRICING, headers=offers["a"])).json())
-        assert after == before == {500: (6, 3), 2000: (2, 1)}
+        assert after == before == {500: (FAN_MIN_OFFERS, BOUGHT), 2000: (2, 1)}
 
 
 @pytest.mark.parametrize("fan_id", ["abc", "0", "-4", str(2**63), "1.5"])
