@@ -1,4 +1,9 @@
--- Issue 21: PPV pricing. Written only by the pricing projector (projections/pricing.py).
+-- Issue 21: PPV pricing. The campaigns projector owns the campaigns column: a campaign priced
+-- "auto" (each message priced at fan-out), shown so; a rebuild fills it for older campaigns
+-- (there are none: "auto" arrives with this column).
+ALTER TABLE campaigns ADD COLUMN auto_price boolean NOT NULL DEFAULT false;
+
+-- The tables below are written only by the pricing projector (projections/pricing.py).
 -- Each priced message at (or snapped to) a grid price: whether it was sent (an offer) and bought.
 CREATE TABLE pricing_offers (
     message_id   uuid     NOT NULL,

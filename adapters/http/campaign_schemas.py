@@ -439,7 +439,7 @@ def _template(view: CampaignView) -> dict[str, Any]:
     template: dict[str, Any] = {
         "content": view.content,
         "mediaUrls": [a["url"] for a in view.attachments],
-        "priceCents": view.price_cents,
+        "priceCents": "auto" if view.auto_price else view.price_cents,
     }
     if view.ab_test is not None:
         template["variants"] = [

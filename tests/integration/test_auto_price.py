@@ -151,6 +151,9 @@ async def test_a_bulk_campaign_priced_auto_prices_each_recipient_for_itself(
         assert prices == {cheap: 300, dear: 3000, new: 800}
         for fan, price in prices.items():
             assert await outbox_prices(container, campaign_message_id(campaign_id, fan)) == [price]
+        await catch_up()
+        view = await http.get(f"/api/crm/campaigns/{campaign_id}", headers=auth)
+        assert view.json()["campaign"]["template"]["priceCents"] == "auto"
 
 
 async def test_auto_is_refused_for_a_campaign_that_tests_variants(
@@ -170,3 +173,20 @@ async def test_auto_is_refused_for_a_campaign_that_tests_variants(
         )
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_auto_prices_from_the_callers_own_evidence_only(
+    container: Container, http: httpx.AsyncClient, auth: dict[str, str], tenant: str
+) -> None:
+    async with asyncio.timeout(50):
+        await evidence_favouring(container, tenant, 1200)
+        await evidence_favouring(container, f"{tenant}-other", 300)
+        fan = await new_fan(http, auth)
+        for _ in range(3):
+            response = await http.post(
+                SEND,
+                json={"recipientId": fan, "content": "Set", "priceCents": "auto"},
+                headers=auth,
+            )
+            assert response.status_code == 202, response.text
+            assert await recorded_price(container, tenant, response.json()["messageId"]) == 1200
