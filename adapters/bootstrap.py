@@ -36,6 +36,7 @@ from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.platform_connections import PostgresConnections
 from adapters.postgres.platform_sync import PostgresSyncCheckpoints, PostgresWebhookReceipts
 from adapters.postgres.pool import create_pool
+from adapters.postgres.pricing_read_model import PricingReadModel
 from adapters.postgres.projection_store import PostgresProjectionStore
 from adapters.postgres.queue import PostgresQueue
 from adapters.postgres.script_read_model import PostgresScriptReadModel
@@ -62,6 +63,7 @@ from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
 from projections.messages import MessagesProjection
 from projections.people import PeopleProjection
+from projections.pricing import PricingProjection
 from projections.scripts import ScriptsProjection, SensitiveWordsProjection
 from projections.sequences import SequencesProjection
 from projections.suggestions import SuggestionsProjection
@@ -89,6 +91,7 @@ class Container:
     import_jobs: PostgresImportJobsReadModel
     analytics: AnalyticsReadModel
     member_analytics: MemberAnalyticsReadModel
+    pricing: PricingReadModel
     outbox: PostgresOutbox
     queue: MessageQueue
     queue_status: QueueStatusReader
@@ -158,6 +161,7 @@ def analytics_projections() -> list[Projection]:
         FanCohortsProjection(),
         CampaignRevenueProjection(),
         MemberAnalyticsProjection(),
+        PricingProjection(),
     ]
 
 
@@ -236,6 +240,7 @@ async def build(settings: Settings) -> Container:
         import_jobs=PostgresImportJobsReadModel(pool),
         analytics=AnalyticsReadModel(pool),
         member_analytics=MemberAnalyticsReadModel(pool),
+        pricing=PricingReadModel(pool),
         audit=PostgresAuditLog(pool, personal),
         outbox=PostgresOutbox(pool),
         queue=queue,

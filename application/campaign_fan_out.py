@@ -24,6 +24,7 @@ from typing import Literal
 
 import msgspec
 
+from application.auto_price import NO_EVIDENCE, PricingCounts, priced
 from application.campaigns import Audience, AudienceChunk, Recipient, load_campaign
 from application.context import CommandContext
 from application.errors import ConcurrencyError, MessageIdReused
@@ -89,6 +90,7 @@ async def fan_out_chunk(
     now: datetime | None = None,
     attempts: int = CHUNK_ATTEMPTS,
     loaded: Campaign | None = None,
+    pricing: PricingCounts | None = None,
 ) -> ChunkResult | None:
     """``fan_out_step``, for a caller that leaves a chunk it could not queue to the worker."""
     step = await fan_out_step(
@@ -100,6 +102,7 @@ async def fan_out_chunk(
         now=now,
         attempts=attempts,
         loaded=loaded,
+        pricing=pricing,
     )
     return step if isinstance(step, ChunkResult) else None
 
@@ -114,13 +117,15 @@ async def fan_out_step(
     now: datetime | None = None,
     attempts: int = CHUNK_ATTEMPTS,
     loaded: Campaign | None = None,
+    pricing: PricingCounts | None = None,
 ) -> ChunkResult | FanOutStalled | None:
     """Queue the campaign's next chunk; None if it has nothing to queue now (paused, done,
     cancelled, scheduled later); FanOutStalled if, after ``attempts``, it could not.
     ``loaded``: the campaign as the caller last saved it (a launch, the previous chunk),
     saving a reload of its stream, whose launch event may hold 100,000 ids; if it has moved
     on since (paused, another worker), the chunk's expected version fails and the next
-    attempt reads the stream."""
+    attempt reads the stream. ``pricing``: what a campaign priced "auto" prices each
+    recipient's message from (without it, from no evidence: the model's prior)."""
     tried = 0
 
     async def attempt() -> ChunkResult | None:
@@ -137,8 +142,8 @@ async def fan_out_step(
                 return None
             chunk = await audience.chunk(campaign, after=campaign.cursor, limit=chunk_size)
             if tried < CHUNK_ATTEMPTS:
-                return await _queue_chunk(campaign, chunk, store, ids)
-            return await _queue_one_by_one(campaign, chunk, store, ids)
+                return await _queue_chunk(campaign, chunk, store, ids, pricing)
+            return await _queue_one_by_one(campaign, chunk, store, ids, pricing)
 
     async def catch_up(_: ConcurrencyError) -> None:
         # The campaign moved (paused, another worker) or a fan row was stale: the next try
@@ -157,8 +162,10 @@ async def _queue_chunk(
     chunk: AudienceChunk,
     store: EventStore,
     ids: IdAllocator,
+    pricing: PricingCounts | None,
 ) -> ChunkResult:
     ctx = _worker_context(campaign)
+    prices = await _auto_prices(campaign, _this_pass(campaign, chunk), pricing)
     fresh = [r for r in _this_pass(campaign, chunk) if r.conversation_id is None]
     conversation_ids = iter(await ids.next_ids("conversation", len(fresh)) if fresh else [])
     writes: list[StreamWrite] = []
@@ -176,7 +183,7 @@ async def _queue_chunk(
             conversation_id = next(conversation_ids)
             writes += _open_conversation(recipient, conversation_id, campaign.tenant)
         try:
-            message = _message(campaign, recipient, conversation_id)
+            message = _message(campaign, recipient, conversation_id, prices.get(recipient.fan_id))
         except InvalidValue:  # the rendered text breaks a rule (too long): this fan is skipped
             skipped += 1
             continue
@@ -201,6 +208,7 @@ async def _queue_one_by_one(
     chunk: AudienceChunk,
     store: EventStore,
     ids: IdAllocator,
+    pricing: PricingCounts | None,
 ) -> ChunkResult:
     """The slow path: each message through the one-to-one command (idempotent by its id),
     then the chunk recorded on its own."""
@@ -220,6 +228,7 @@ async def _queue_one_by_one(
             content=_render(template, recipient),
             attachments=attachments,
             price_cents=price_cents,
+            auto_price=campaign.auto_price,
             priority=campaign.priority,
             message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
             campaign_id=campaign.campaign_id,
@@ -227,7 +236,9 @@ async def _queue_one_by_one(
             to_rest=campaign.winner is not None,
         )
         try:
-            accepted = await queue_message(cmd, ctx, store=store, ids=ids)
+            accepted = await queue_message(
+                cmd, ctx, store=store, ids=ids, pricing=pricing or NO_EVIDENCE
+            )
             queued += 1
             created += accepted.created
         except InvalidValue:
@@ -281,9 +292,33 @@ async def _record_chunk(
     )
 
 
-def _message(campaign: Campaign, recipient: Recipient, conversation_id: int) -> Message:
+async def _auto_prices(
+    campaign: Campaign, recipients: list[Recipient], pricing: PricingCounts | None
+) -> dict[int, int]:
+    """Each recipient's price, for a campaign priced "auto": decided here, once, and recorded
+    on its message (whose id is derived, so a replayed chunk meets the recorded one)."""
+    if not campaign.auto_price or not recipients:
+        return {}
+    fan_ids = [r.fan_id for r in recipients]
+    account, fans = await (pricing or NO_EVIDENCE).for_fans(campaign.tenant, fan_ids)
+    return {
+        fan_id: priced(
+            account,
+            fans.get(fan_id, []),
+            campaign.tenant,
+            campaign_message_id(campaign.campaign_id, fan_id),
+        ).price_cents
+        for fan_id in fan_ids
+    }
+
+
+def _message(
+    campaign: Campaign, recipient: Recipient, conversation_id: int, auto_price: int | None = None
+) -> Message:
     variant = campaign.variant_for(recipient.fan_id)
     template, price_cents, attachments = campaign.template_for(variant)
+    if auto_price is not None:
+        price_cents = auto_price
     return Message.queue(
         message_id=campaign_message_id(campaign.campaign_id, recipient.fan_id),
         tenant=campaign.tenant,

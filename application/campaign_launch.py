@@ -17,6 +17,7 @@ from typing import Literal
 
 import msgspec
 
+from application.auto_price import PricingCounts
 from application.campaign_fan_out import ChunkResult, fan_out_chunk
 from application.campaigns import Audience, CreateCampaign, RecipientFailure, launch_new_campaign
 from application.context import CommandContext
@@ -54,6 +55,7 @@ async def launch_bulk(
     queued_ahead: QueuedAhead,
     inline_recipients: int,
     rate_per_second: float,
+    pricing: PricingCounts | None = None,
 ) -> BulkLaunched:
     """Launch; NoRecipients (nothing launched) if no recipient id is a fan of this account.
     Once launched, it raises no more: what fails after is left out."""
@@ -73,6 +75,7 @@ async def launch_bulk(
                 chunk_size=inline_recipients,
                 attempts=1,
                 loaded=campaign,
+                pricing=pricing,
             )
         except Exception as error:
             left_out.append(("inline fan-out", type(error).__name__))

@@ -98,6 +98,8 @@ class CampaignView(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     metrics: CampaignMetrics
     ab_test: AbTestView | None = None
+    # Priced "auto": each message carries the price chosen for its fan (``price_cents`` 0).
+    auto_price: bool = False
 
     @property
     def remaining(self) -> int:

@@ -118,6 +118,8 @@ class CreateCampaign(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_at: datetime | None = None
     variants: tuple[VariantTemplate, ...] = ()
     ab_test: AbTest | None = None
+    # ``priceCents: "auto"``: each recipient priced by the pricing model at fan-out.
+    auto_price: bool = False
 
 
 class RecipientFailure(msgspec.Struct, frozen=True):
@@ -252,6 +254,7 @@ def _new(
             for v in cmd.variants
         ],
         ab_test=cmd.ab_test,
+        auto_price=cmd.auto_price,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from application.auto_price import NO_EVIDENCE, PricingCounts, priced
 from application.enrolments import STREAM_TYPE, StepQueued, context, step_message_id
 from application.errors import ConcurrencyError
 from application.messages import outbox_entry, stream_write
@@ -44,7 +45,13 @@ class Batched(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def send_due_steps(
-    stream_ids: list[str], tenant: str, now: datetime, *, store: BatchStore, ids: IdAllocator
+    stream_ids: list[str],
+    tenant: str,
+    now: datetime,
+    *,
+    store: BatchStore,
+    ids: IdAllocator,
+    pricing: PricingCounts = NO_EVIDENCE,
 ) -> Batched:
     runs = _replayed(await store.load_streams(stream_ids), tenant)
     rest = [stream_id for stream_id in stream_ids if stream_id not in runs]
@@ -70,7 +77,7 @@ async def send_due_steps(
         assert isinstance(fan, Fan)
         fans_met.add(run.fan_id)
         plan.append((run, sequence, fan))
-    queued, position = await _append(plan, rest, tenant, now, store, ids)
+    queued, position = await _append(plan, rest, tenant, now, store, ids, pricing)
     return Batched(queued=queued, rest=rest, position=position)
 
 
@@ -81,8 +88,10 @@ async def _append(
     now: datetime,
     store: BatchStore,
     ids: IdAllocator,
+    pricing: PricingCounts,
 ) -> tuple[list[StepQueued], int | None]:
     ctx = context(tenant, f"automation-batch:{now.isoformat()}")
+    prices = await _auto_prices(plan, tenant, pricing)
     fresh = sum(fan.conversation_id is None for _, _, fan in plan)
     conversation_ids = iter(await ids.next_ids("conversation", fresh) if fresh else [])
     writes: list[StreamWrite] = []
@@ -95,6 +104,7 @@ async def _append(
         variant, template, price_cents, attachments = step.message_for(
             run.sequence_id, index, fan.fan_id
         )
+        price_cents = prices.get(run.id, price_cents)
         try:
             message = Message.queue(
                 message_id=step_message_id(run.id, index),
@@ -137,6 +147,23 @@ async def _append(
         rest += [q.stream_id for q in queued]
         return [], None
     return queued, positions[-1]
+
+
+async def _auto_prices(
+    plan: list[tuple[Enrolment, Seq, Fan]], tenant: str, pricing: PricingCounts
+) -> dict[str, int]:
+    """The price of each run whose due step is priced "auto", by run: one read of the counts
+    for the whole batch."""
+    auto = [(run, fan) for run, seq, fan in plan if seq.steps[run.next_step].auto_price]
+    if not auto:
+        return {}
+    account, fans = await pricing.for_fans(tenant, [fan.fan_id for _, fan in auto])
+    return {
+        run.id: priced(
+            account, fans.get(fan.fan_id, []), tenant, step_message_id(run.id, run.next_step)
+        ).price_cents
+        for run, fan in auto
+    }
 
 
 def _fan_writes(fan: Fan, conversation_id: int, tenant: str) -> list[StreamWrite]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from application.auto_price import NO_EVIDENCE, PricingCounts, price_for
 from application.context import CommandContext
 from application.errors import NotFound
 from application.messages import conversation_writes, live_recipient, outbox_entry, stream_write
@@ -164,9 +165,16 @@ async def exit_run(
 
 
 async def send_due_step(
-    stream_id: str, tenant: str, now: datetime, *, store: EventStore, ids: IdAllocator
+    stream_id: str,
+    tenant: str,
+    now: datetime,
+    *,
+    store: EventStore,
+    ids: IdAllocator,
+    pricing: PricingCounts = NO_EVIDENCE,
 ) -> StepQueued | RunEnded | None:
-    """Queue the run's due step (None: nothing due, or its sequence is paused)."""
+    """Queue the run's due step (None: nothing due, or its sequence is paused). ``pricing``:
+    what a step priced "auto" is priced from."""
     ctx = context(tenant, stream_id)
 
     async def attempt() -> StepQueued | RunEnded | None:
@@ -183,7 +191,7 @@ async def send_due_step(
             await save(store, enrolment, STREAM_TYPE, ctx)
             return RunEnded(tenant=tenant, sequence_id=sequence.sequence_id, reason="completed")
         try:
-            return await _queue_step(enrolment, sequence, now, store, ids, ctx)
+            return await _queue_step(enrolment, sequence, now, store, ids, ctx, pricing)
         except InvalidValue as error:
             # The fan was deleted, or the step rendered for it breaks a message rule (too
             # long): no later step can reach the fan either.
@@ -200,6 +208,7 @@ async def _queue_step(
     store: EventStore,
     ids: IdAllocator,
     ctx: CommandContext,
+    pricing: PricingCounts,
 ) -> StepQueued:
     fan = await live_recipient(store, enrolment.fan_id, ctx)
     writes = await conversation_writes(fan, ctx, ids) or [
@@ -211,8 +220,13 @@ async def _queue_step(
     variant, template, price_cents, attachments = step.message_for(
         enrolment.sequence_id, index, fan.fan_id
     )
+    message_id = step_message_id(enrolment.id, index)
+    if step.auto_price:
+        # Decided once: the step's message id is derived, and its Queued event (appended with
+        # the step) records the price, so a retried step meets what was decided.
+        price_cents = (await price_for(pricing, ctx.tenant, fan.fan_id, message_id)).price_cents
     message = Message.queue(
-        message_id=step_message_id(enrolment.id, index),
+        message_id=message_id,
         tenant=enrolment.tenant,
         conversation_id=fan.conversation_id,
         fan_id=fan.fan_id,

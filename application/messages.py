@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from application.auto_price import PricingCounts, price_for
 from application.context import CommandContext
 from application.errors import ConcurrencyError, MessageIdReused, NotFound
 from application.message_streams import legacy_message, load_message, recorded_message
@@ -53,6 +54,9 @@ class QueueMessage(msgspec.Struct, frozen=True, kw_only=True):
     media_urls: tuple[str, ...] = ()
     attachments: tuple[tuple[str, str], ...] = ()
     price_cents: int | None = 0
+    # ``priceCents: "auto"``: the pricing bandit decides the price when the message is queued
+    # (application/auto_price.py); ``price_cents`` is then ignored.
+    auto_price: bool = False
     priority: int = DEFAULT_PRIORITY
     message_id: str | None = None
     campaign_id: int | None = None
@@ -144,9 +148,11 @@ async def queue_message(
     ids: IdAllocator,
     recipients: RecipientCache | None = None,
     words: SensitiveWordsCache | None = None,
+    pricing: PricingCounts | None = None,
 ) -> MessageAccepted:
     """``words``: refuse content holding one of the account's sensitive words (the campaign
-    fan-out passes none: a campaign's content was checked when it was written)."""
+    fan-out passes none: a campaign's content was checked when it was written). ``pricing``:
+    what an ``auto_price`` message is priced from."""
     message_id = _message_id(cmd.message_id)
     if cmd.script_id is not None:
         try:
@@ -164,6 +170,8 @@ async def queue_message(
             return _existing(recorded, _as_queued_from_script(cmd, recorded[0].event), message_id)
     if cmd.content is None:
         raise InvalidValue("content", "is required unless a script gives it")
+    if cmd.auto_price:
+        cmd = await _auto_priced(cmd, message_id, ctx, pricing)
 
     async def attempt() -> MessageAccepted:
         if cmd.message_id is not None:
@@ -186,6 +194,18 @@ async def queue_message(
             raise
 
     return await retry_on_conflict(attempt, retry=True)
+
+
+async def _auto_priced(
+    cmd: QueueMessage, message_id: str, ctx: CommandContext, pricing: PricingCounts | None
+) -> QueueMessage:
+    """``cmd`` with the bandit's price for its recipient. The price is recorded on the
+    message: a repeat of its id answers what was queued whatever is sampled now (see
+    ``_differences``), and the sender sends the recorded price."""
+    if pricing is None:
+        raise InvalidValue("price_cents", '"auto" is not available here')
+    chosen = await price_for(pricing, ctx.tenant, cmd.recipient_id, message_id)
+    return msgspec.structs.replace(cmd, price_cents=chosen.price_cents)
 
 
 async def _queue_new(
@@ -285,6 +305,7 @@ async def queue_messages(
     ids: IdAllocator,
     recipients: RecipientCache | None = None,
     words: SensitiveWordsCache | None = None,
+    pricing: PricingCounts | None = None,
 ) -> list[BatchItemResult]:
     """Each message is accepted or refused on its own: one bad message fails only itself. An
     id given twice in one batch is refused the second time, whatever it asks for: the caller
@@ -301,7 +322,7 @@ async def queue_messages(
                     raise InvalidValue("message_id", f"{chosen} appears twice in this batch")
                 seen.add(chosen)
             accepted = await queue_message(
-                cmd, ctx, store=store, ids=ids, recipients=recipients, words=words
+                cmd, ctx, store=store, ids=ids, recipients=recipients, words=words, pricing=pricing
             )
             results.append(BatchItemResult(message_id=accepted.message_id, accepted=accepted))
         except InvalidValue as error:
@@ -631,7 +652,8 @@ def _differences(queued: Message.Queued, cmd: QueueMessage) -> list[str]:
     # Content and media read back as None once the fan is erased: nothing left to compare.
     if queued.content is not None and queued.content != cmd.content:
         differs.append("content")
-    if queued.price_cents != (cmd.price_cents or 0):
+    # "auto" asks for whatever price was decided when the id was first queued.
+    if not cmd.auto_price and queued.price_cents != (cmd.price_cents or 0):
         differs.append("price")
     if queued.attachments is not None and [tuple(a) for a in queued.attachments] != [
         tuple(a) for a in asked

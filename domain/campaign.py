@@ -110,6 +110,9 @@ class Campaign(BaseAggregate[str]):
         # that know nothing of tests). Absent from campaigns created before tests existed.
         variants: tuple[Variant, ...] = ()
         ab_test: AbTest | None = None
+        # ``priceCents: "auto"``: each recipient's message is priced by the pricing model when
+        # the fan-out queues it (``price_cents`` is then 0 and unused). Absent: a fixed price.
+        auto_price: bool = False
 
     class Launched(Event):
         # Recipients counted at launch, and the highest fan id then: fans created later are
@@ -174,6 +177,7 @@ class Campaign(BaseAggregate[str]):
         scheduled_at: datetime | None = None,
         variants: Iterable[Variant] = (),
         ab_test: AbTest | None = None,
+        auto_price: bool = False,
     ) -> Campaign:
         """A draft: validated, not yet sending. With ``variants``, an A/B test whose first
         variant also stands as the campaign's content, price and media."""
@@ -197,6 +201,11 @@ class Campaign(BaseAggregate[str]):
             if moment is not None and moment.tzinfo is None:
                 raise InvalidValue(field, "must carry a timezone")
         tested = _check_test(variants, ab_test)
+        if auto_price and tested:
+            # A test compares its variants as they are, prices included.
+            raise InvalidValue("price_cents", '"auto" prices a campaign without variants only')
+        if auto_price:
+            price_cents = 0
         if tested:
             content = tested[0].content
             attachments = tested[0].attachments
@@ -217,6 +226,7 @@ class Campaign(BaseAggregate[str]):
             scheduled_at=scheduled_at,
             variants=tested,
             ab_test=(ab_test or AbTest()) if tested else None,
+            auto_price=auto_price,
         )
 
     @event(Created)
@@ -237,8 +247,10 @@ class Campaign(BaseAggregate[str]):
         scheduled_at: datetime | None,
         variants: tuple[Variant, ...] = (),
         ab_test: AbTest | None = None,
+        auto_price: bool = False,
     ) -> None:
         self.campaign_id = campaign_id
+        self.auto_price = auto_price
         self.tenant = tenant
         self.name = name
         self.kind = kind
@@ -338,7 +350,9 @@ class Campaign(BaseAggregate[str]):
     @property
     def sells(self) -> bool:
         """Whether any message it sends is priced (a PPV)."""
-        return self.price_cents > 0 or any(v.price_cents > 0 for v in self.variants)
+        return (
+            self.auto_price or self.price_cents > 0 or any(v.price_cents > 0 for v in self.variants)
+        )
 
     @property
     def auto_winner(self) -> bool:

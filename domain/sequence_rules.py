@@ -55,6 +55,9 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     # step and the fan; ``content``, the price and media are then the variants'.
     variants: tuple[Variant, ...] = ()
     goal: Goal = "purchase"  # what the step's test is judged on
+    # ``priceCents: "auto"``: the pricing model prices each fan's message of this step when
+    # it is queued (``price_cents`` is then 0 and unused). Absent from steps stored before.
+    auto_price: bool = False
 
     def message_for(
         self, sequence_id: int, index: int, fan_id: int
@@ -138,6 +141,13 @@ def check_trigger(trigger: Trigger) -> Trigger:
     return Trigger(type=trigger.type, tag=tag, days=days, hours=hours)
 
 
+def _auto_price(step: Step) -> bool:
+    if step.auto_price and step.variants:
+        # A test compares its variants as they are, prices included.
+        raise InvalidValue("price_cents", '"auto" prices a step without variants only')
+    return step.auto_price
+
+
 def check_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
     checked = []
     for step in steps:
@@ -153,6 +163,7 @@ def check_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
                 attachments=normalise_attachments(step.attachments),
                 variants=_checked_variants(step),
                 goal=_step_goal(step.goal),
+                auto_price=_auto_price(step),
             )
         )
     if not 1 <= len(checked) <= MAX_STEPS:

@@ -26,6 +26,7 @@ _CAMPAIGN_COLUMNS = (
     *("total_recipients", "queued", "skipped", "fan_out_cursor", "fanned_out_at"),
     *("created_at", "launched_at", "finished_at", "updated_at", "version"),
     *("variants", "ab_test", "awaiting_winner", "winner", "winner_probability", "decided_at"),
+    "auto_price",
 )
 
 _STATUS_OF: dict[type[Any], str] = {
@@ -110,6 +111,7 @@ def _created_row(event: Campaign.Created, version: int) -> dict[str, Any]:
         "content": event.content,
         "attachments": [{"type": kind, "url": url} for kind, url in event.attachments],
         "price_cents": event.price_cents,
+        "auto_price": event.auto_price,
         "priority": event.priority,
         "recipient_count": None if event.recipient_ids is None else len(event.recipient_ids),
         "segment": msgspec.to_builtins(segment),

@@ -57,7 +57,12 @@ class TimerFirer:
             acted: list[str] = []
             for tenant, streams in tenants.items():
                 batched = await send_due_steps(
-                    streams, tenant, now, store=self.c.events, ids=self.c.ids
+                    streams,
+                    tenant,
+                    now,
+                    store=self.c.events,
+                    ids=self.c.ids,
+                    pricing=self.c.pricing,
                 )
                 for queued in batched.queued:
                     metrics.automation_step_sent(tenant, queued.queue)
@@ -100,7 +105,12 @@ class TimerFirer:
 
     async def _fire(self, run: DueEnrolment, now: datetime) -> StepQueued | RunEnded | None:
         outcome = await send_due_step(
-            run.stream_id, run.tenant, now, store=self.c.events, ids=self.c.ids
+            run.stream_id,
+            run.tenant,
+            now,
+            store=self.c.events,
+            ids=self.c.ids,
+            pricing=self.c.pricing,
         )
         if isinstance(outcome, StepQueued):
             metrics.automation_step_sent(run.tenant, outcome.queue)

@@ -93,6 +93,7 @@ class CampaignWorker:
                 ids=c.ids,
                 chunk_size=self.chunk_size,
                 loaded=self._saved.pop(work.campaign_id, None),
+                pricing=c.pricing,
             )
             if isinstance(step, FanOutStalled):
                 await self._stalled(work, step)

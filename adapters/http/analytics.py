@@ -3,6 +3,7 @@ revenue per day — views replayed from the log (see projections/analytics_*.py)
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from adapters.postgres.api_keys import Principal
 from adapters.postgres.member_analytics_read_model import AccountFigures, MemberFigures
 from application.errors import Forbidden
 from application.permissions import Permission
+from application.pricing import PricePosterior, recommend
 from domain.errors import InvalidValue
 
 Deps = NamedDependency[Container]
@@ -59,6 +61,14 @@ class MembersOut(msgspec.Struct, kw_only=True, rename="camel"):
     until: date = msgspec.field(name="to")
     accounts: list[AccountFigures]
     members: list[MemberFigures]
+
+
+class PricingOut(msgspec.Struct, kw_only=True, rename="camel"):
+    recommended_price_cents: int
+    prices: list[PricePosterior]
+    basis: str
+    # The log position the counts have seen.
+    model_position: int
 
 
 MEMBER_DAYS = 30  # the span asked when none is given
@@ -189,6 +199,31 @@ class AnalyticsController(Controller):
             member_id=member_id,
         )
         return MembersOut(since=since, until=until, accounts=by_account, members=members)
+
+    @get("/pricing", **requires(Permission.READ), **responses_for(lagging=True))
+    async def pricing(
+        self,
+        request: Request[Principal, Any, Any],
+        container: Deps,
+        fan_id: Annotated[int | None, QueryParameter(name="fanId", ge=1, le=2**63 - 1)] = None,
+    ) -> PricingOut:
+        """The PPV price to offer next, drawn by Thompson sampling over a grid of prices (so
+        it varies from call to call while the evidence is thin), and each grid price's offers
+        (priced messages sent), purchases, posterior mean buying rate and expected revenue
+        per offer. With `fanId`: the fan's own posterior (shrunk towards the account's) once
+        it has had 20 offers (`basis: "fan"`), else the account's (`basis: "account"`). An
+        offer is a priced message the platform took; a purchase, one bought."""
+        await read_your_writes(request, container, ["pricing"])
+        account, fan = await container.pricing.counts(request.user.user_id, fan_id)
+        position = await container.pricing.position()
+        rng = random.Random()  # noqa: S311 - exploration, not secrecy
+        chosen = recommend(account, rng, fan)
+        return PricingOut(
+            recommended_price_cents=chosen.price_cents,
+            prices=list(chosen.prices),
+            basis=chosen.basis,
+            model_position=position,
+        )
 
 
 def _check_range(since: date | None, until: date | None) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from litestar.openapi.spec import OpenAPIType
 
-from adapters.http.messaging_schemas import MediaUrls, PriceCents, Priority
+from adapters.http.messaging_schemas import MediaUrls, PriceCents, PriceOrAuto, Priority
 from adapters.http.openapi import NOT_BLANK, rule, schema
 from adapters.http.schemas import NO_NUL, Body, Int64, Tags
 from application.campaign_queries import (
@@ -187,14 +187,14 @@ class BulkMessageBody(Body):
     segment: SegmentBody | None = None
     media_urls: MediaUrls = []
     campaign_name: CampaignName | None = None
-    price_cents: PriceCents = 0
+    price_cents: PriceOrAuto = 0
     priority: Priority = 5
     scheduled_at: Moment | None = None
 
     @property
     def sells(self) -> bool:
-        """Whether any message it sends is priced (a PPV)."""
-        return any(
+        """Whether any message it sends is priced (a PPV); "auto" always is."""
+        return isinstance(self.price_cents, str) or any(
             price > 0 for price in (self.price_cents, *(v.price_cents for v in self.variants or ()))
         )
 
@@ -207,7 +207,8 @@ class BulkMessageBody(Body):
             variants=tuple(v.template() for v in self.variants or ()),
             ab_test=self.ab_test.rule() if self.ab_test else None,
             media_urls=tuple(self.media_urls),
-            price_cents=self.price_cents,
+            price_cents=0 if isinstance(self.price_cents, str) else self.price_cents,
+            auto_price=isinstance(self.price_cents, str),
             priority=self.priority,
             recipient_ids=tuple(self.recipient_ids) if self.recipient_ids is not None else None,
             segment=Segment(
@@ -229,7 +230,7 @@ class TemplateBody(Body):
     content: Template | None = None
     variants: Variants | None = None
     media_urls: MediaUrls = []
-    price_cents: PriceCents = 0
+    price_cents: PriceOrAuto = 0
 
 
 class AudienceBody(Body):
@@ -438,7 +439,7 @@ def _template(view: CampaignView) -> dict[str, Any]:
     template: dict[str, Any] = {
         "content": view.content,
         "mediaUrls": [a["url"] for a in view.attachments],
-        "priceCents": view.price_cents,
+        "priceCents": "auto" if view.auto_price else view.price_cents,
     }
     if view.ab_test is not None:
         template["variants"] = [

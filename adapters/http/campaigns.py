@@ -245,6 +245,7 @@ async def _launch(
             queued_ahead=lambda: _queued_ahead(container),
             inline_recipients=container.settings.campaign_inline_recipients,
             rate_per_second=container.settings.rate_limit_per_second,
+            pricing=container.pricing,
         )
     except campaigns.NoRecipients as error:
         return problem(

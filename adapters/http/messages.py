@@ -82,6 +82,7 @@ class MessagesController(Controller):
                 ids=container.ids,
                 recipients=request.app.state.recipients,
                 words=container.words,
+                pricing=container.pricing,
             )
             _queued(accepted, ctx.tenant, cmd.recipient_id)
             return Response(
@@ -141,6 +142,7 @@ class MessagesController(Controller):
                 ids=container.ids,
                 recipients=request.app.state.recipients,
                 words=container.words,
+                pricing=container.pricing,
             )
             for cmd, outcome in zip(cmds, outcomes, strict=True):
                 if outcome.accepted is not None:
@@ -243,12 +245,14 @@ def _command(
     script_id = None if body.script_id is UNSET else body.script_id
     # Without a script an absent price is free; with one, the script's.
     price = body.price_cents if body.price_cents is not UNSET else None if script_id else 0
+    auto = isinstance(price, str)  # "auto", the only string the body admits
     return messages.QueueMessage(
         recipient_id=recipient,
         content=None if body.content is UNSET else body.content,
         media_urls=tuple(body.media_urls),
         attachments=tuple((a.type, a.url) for a in body.attachments),
-        price_cents=price,
+        price_cents=0 if isinstance(price, str) else price,
+        auto_price=auto,
         priority=body.priority,
         message_id=body.message_id or default_id,
         script_id=script_id,
@@ -269,7 +273,7 @@ async def _require_ppv(
         if price is UNSET and body.script_id is not UNSET:
             ctx = command_context(request)
             price = (await scripts.live_script(container.events, body.script_id, ctx)).price_cents
-        if price is not UNSET and price > 0:
+        if price == "auto" or (isinstance(price, int) and price > 0):
             require(request.user, Permission.SEND_PPV)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType
@@ -46,6 +46,28 @@ PriceCents = Annotated[
         any_of=[
             schema(const=0),
             schema(minimum=rules.MIN_PRICE_CENTS, maximum=rules.MAX_PRICE_CENTS),
+        ],
+    ),
+]
+AUTO_PRICE = (
+    '"auto": the pricing model (GET /api/analytics/pricing) picks a grid price for the'
+    " recipient when the message is queued; the price is recorded on the message, so a"
+    " retry or a repeat of its id sends that price"
+)
+PriceOrAuto = Annotated[
+    int | Literal["auto"],
+    rule(
+        f"0 (free), a PPV price from {rules.MIN_PRICE_CENTS} to {rules.MAX_PRICE_CENTS}"
+        f" cents, or {AUTO_PRICE}",
+        one_of=[
+            schema(
+                type=OpenAPIType.INTEGER,
+                any_of=[
+                    schema(const=0),
+                    schema(minimum=rules.MIN_PRICE_CENTS, maximum=rules.MAX_PRICE_CENTS),
+                ],
+            ),
+            schema(type=OpenAPIType.STRING, enum=["auto"]),
         ],
     ),
 ]
@@ -99,7 +121,7 @@ class SendMessageBody(Body):
     content: Content | UnsetType = UNSET
     media_urls: MediaUrls = []
     attachments: Annotated[list[Attachment], rule(_MEDIA, max_items=rules.MAX_ATTACHMENTS)] = []
-    price_cents: PriceCents | UnsetType = UNSET
+    price_cents: PriceOrAuto | UnsetType = UNSET
     priority: Priority = 5
     message_id: MessageId | None = None
     script_id: ScriptId | UnsetType = UNSET

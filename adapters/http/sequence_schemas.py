@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from adapters.http.campaign_schemas import CampaignName, Template, Variants
-from adapters.http.messaging_schemas import MediaUrls, PriceCents
+from adapters.http.messaging_schemas import MediaUrls, PriceOrAuto
 from adapters.http.openapi import rule
 from adapters.http.schemas import Body, Tags
 from application.ab_results import standing
@@ -50,18 +50,24 @@ class StepBody(Body):
     wait: Wait = "PT0S"
     # With ``at``: after the wait, the next time the clock shows it in the sequence's zone.
     at: TimeOfDay | None = None
-    price_cents: PriceCents = 0
+    price_cents: PriceOrAuto = 0
     media_urls: MediaUrls = []
     # An A/B test of the step: each fan gets one variant, chosen from the step and the fan.
     variants: Variants = []
     goal: Literal["purchase", "reply"] = "purchase"
+
+    @property
+    def sells(self) -> bool:
+        """Whether its messages are priced (a PPV); "auto" always is."""
+        return isinstance(self.price_cents, str) or self.price_cents > 0
 
     def value(self) -> rules.Step:
         return rules.Step(
             wait=self.wait,
             at=self.at,
             content=self.content,
-            price_cents=self.price_cents,
+            price_cents=0 if isinstance(self.price_cents, str) else self.price_cents,
+            auto_price=isinstance(self.price_cents, str),
             attachments=rules.media(self.media_urls),
             variants=tuple(
                 Variant(
@@ -299,6 +305,8 @@ def _wire(fields: dict[str, Any]) -> dict[str, Any]:
 def _step(fields: dict[str, Any]) -> dict[str, Any]:
     variants = fields.get("variants") or []
     kept = {k: v for k, v in fields.items() if k not in ("attachments", "variants", "goal")}
+    if kept.pop("auto_price", False):
+        kept["price_cents"] = "auto"  # as it was asked for
     step = _wire(kept) | {"mediaUrls": [url for _, url in fields.get("attachments") or ()]}
     if not variants:  # a step without a test reads as it did before tests existed
         return step

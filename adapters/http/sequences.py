@@ -101,7 +101,7 @@ class SequencesController(Controller):
         data: JSONBody[CreateSequenceBody],
     ) -> Response[SequenceChangedOut]:
         body = decode_strictly(await request.body(), CreateSequenceBody)
-        if any(step.price_cents > 0 for step in body.steps):
+        if any(step.sells for step in body.steps):
             require(request.user, Permission.SEND_PPV)
         ctx = command_context(request)
 
@@ -129,7 +129,7 @@ class SequencesController(Controller):
         from their next one. Refused (409) once archived."""
         body = decode_strictly(await request.body(), UpdateSequenceBody)
         steps = body.steps if isinstance(body.steps, list) else []
-        if any(step.price_cents > 0 for step in steps):
+        if any(step.sells for step in steps):
             require(request.user, Permission.SEND_PPV)
         changed = await sequences.update_sequence(
             body.command(sequence_id), command_context(request), store=container.events

@@ -40,7 +40,7 @@ SELECT c.campaign_id, c.tenant_id AS tenant, c.name, c.kind, c.status, c.content
        c.price_cents, c.priority, c.recipient_count, c.segment, c.scheduled_at,
        c.total_recipients, c.skipped, c.fanned_out_at, c.created_at, c.launched_at,
        c.finished_at, c.updated_at, c.version,
-       c.variants, c.ab_test, c.awaiting_winner, c.winner, c.decided_at,
+       c.variants, c.ab_test, c.awaiting_winner, c.winner, c.decided_at, c.auto_price,
        m.queued, m.sent, m.delivered, m.failed, m.held, m.cancelled, m.opened, m.clicked,
        m.revenue_cents
 FROM campaigns c LEFT JOIN campaign_metrics m USING (campaign_id)

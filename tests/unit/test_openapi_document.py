@@ -136,7 +136,10 @@ def test_security_per_operation_is_kept(document: dict[str, Any]) -> None:
 def test_domain_rules_are_schema_constraints(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     send = schemas["SendMessageBody"]["properties"]
-    assert send["priceCents"]["anyOf"] == [{"const": 0}, {"minimum": 300, "maximum": 20000}]
+    cents, auto = send["priceCents"]["oneOf"]
+    assert cents["type"] == "integer"
+    assert cents["anyOf"] == [{"const": 0}, {"minimum": 300, "maximum": 20000}]
+    assert auto == {"type": "string", "enum": ["auto"]}
     assert (send["priority"]["minimum"], send["priority"]["maximum"]) == (1, 10)
     fan = schemas["CreateFanBody"]["properties"]
     assert re.fullmatch(fan["handle"]["pattern"], "@ann.b-1")
