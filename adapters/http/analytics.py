@@ -25,7 +25,7 @@ from adapters.postgres.analytics_read_model import (
 )
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.member_analytics_read_model import AccountFigures, MemberFigures
-from application.errors import Forbidden
+from application.errors import Forbidden, NotFound
 from application.permissions import Permission
 from application.pricing import PricePosterior, recommend
 from domain.errors import InvalidValue
@@ -213,7 +213,13 @@ class AnalyticsController(Controller):
         per offer. With `fanId`: the fan's own posterior (shrunk towards the account's) once
         it has had 20 offers (`basis: "fan"`), else the account's (`basis: "account"`). An
         offer is a priced message the platform took; a purchase, one bought."""
-        await read_your_writes(request, container, ["pricing"])
+        await read_your_writes(request, container, ["pricing", "fans"])
+        if (
+            fan_id is not None
+            and await container.fans.get_fan(request.user.user_id, fan_id) is None
+        ):
+            # Another account's fan is no fan here, as on every route (never its figures).
+            raise NotFound(f"fan {fan_id}")
         account, fan = await container.pricing.counts(request.user.user_id, fan_id)
         position = await container.pricing.position()
         rng = random.Random()  # noqa: S311 - exploration, not secrecy

@@ -16,6 +16,7 @@ from application.ports import EventMetadata, StreamWrite
 from application.pricing import FAN_MIN_OFFERS, GRID
 from domain.fan import Fan
 from domain.message import Message
+from projections.fans import FansProjection
 from projections.pricing import PricingProjection
 from tests.support.catching_up import catch_up_to_head
 from tests.support.fresh_app import auth_for
@@ -85,7 +86,7 @@ async def offers(fresh: bootstrap.Container) -> dict[str, dict[str, str]]:
     await log.offer(second, 2000)
     other = await log.fan(3, "b")
     await log.offer(other, 300, bought=True)
-    await catch_up_to_head(fresh, [PricingProjection()])
+    await catch_up_to_head(fresh, [PricingProjection(), FansProjection()])
     return {"a": await auth_for(fresh, "a"), "b": await auth_for(fresh, "b")}
 
 
@@ -129,10 +130,11 @@ async def test_pricing_sees_only_the_callers_own_offers(
     async with asyncio.timeout(50):
         theirs = (await api.get(PRICING, headers=offers["b"])).json()
         assert counted(theirs) == {300: (1, 1)}
-        # Another tenant's fan is no fan of this account: its offers stay out.
-        not_mine = (await api.get(PRICING, params={"fanId": 3}, headers=offers["a"])).json()
-        assert not_mine["basis"] == "account"
-        assert counted(not_mine) == {500: (FAN_MIN_OFFERS, BOUGHT), 2000: (2, 1)}
+        # Another tenant's fan is no fan of this account: 404, as on every route.
+        not_mine = await api.get(PRICING, params={"fanId": 3}, headers=offers["a"])
+        assert not_mine.status_code == 404, not_mine.text
+        assert not_mine.headers["content-type"].startswith("application/problem+json")
+        assert "offers" not in not_mine.text
 
 
 async def test_a_rebuild_counts_the_same_offers_again(
