@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from adapters.cli_support import add_data_dir, command_settings, run_async
@@ -17,18 +16,19 @@ def add_export_commands(commands: Any) -> None:
         "events",
         help="the log, partitioned by UTC day and event type; a second run adds only what is new",
     )
-    events.add_argument("--to", type=Path, required=True, metavar="DIR")
+    events.add_argument("--to", required=True, metavar="DIR|s3://BUCKET/PREFIX")
     events.add_argument("--batch-size", type=int, default=10_000)
     add_data_dir(events)
     events.set_defaults(func=lambda a: run_async(_events, a))
     tables = export.add_parser("tables", help="the read models, one file per table (replaced)")
-    tables.add_argument("--to", type=Path, required=True, metavar="DIR")
+    tables.add_argument("--to", required=True, metavar="DIR|s3://BUCKET/PREFIX")
     add_data_dir(tables)
     tables.set_defaults(func=lambda a: run_async(_tables, a))
 
 
 async def _events(args: argparse.Namespace) -> None:
     from adapters import bootstrap
+    from adapters.export.destinations import open_destination
     from adapters.export.events import export_events
     from adapters.export.pseudonyms import load_pseudonyms
 
@@ -39,7 +39,8 @@ async def _events(args: argparse.Namespace) -> None:
     container = await bootstrap.build(settings)
     try:
         pseudonyms = await load_pseudonyms(container.pool, [current, *previous])
-        report = await export_events(container.events, pseudonyms, args.to, args.batch_size)
+        async with open_destination(args.to, settings.aws_region) as destination:
+            report = await export_events(container.events, pseudonyms, destination, args.batch_size)
     finally:
         await container.close()
     print(report.summary())
@@ -47,6 +48,7 @@ async def _events(args: argparse.Namespace) -> None:
 
 async def _tables(args: argparse.Namespace) -> None:
     from adapters import bootstrap
+    from adapters.export.destinations import open_destination
     from adapters.export.pseudonyms import load_pseudonyms
     from adapters.export.tables import export_tables
 
@@ -55,7 +57,8 @@ async def _tables(args: argparse.Namespace) -> None:
     container = await bootstrap.build(settings)
     try:
         pseudonyms = await load_pseudonyms(container.pool, [current, *previous])
-        written = await export_tables(container.pool, pseudonyms, args.to)
+        async with open_destination(args.to, settings.aws_region) as destination:
+            written = await export_tables(container.pool, pseudonyms, destination)
     finally:
         await container.close()
     for name, rows in written.items():

@@ -30,6 +30,7 @@ from replay import build_units, fill
 from adapters import bootstrap
 from adapters.config import Settings
 from adapters.crypto import MasterKey
+from adapters.export.destinations import LocalFolder
 from adapters.export.events import export_events
 from adapters.export.pseudonyms import load_pseudonyms
 from adapters.observability import configure_logging
@@ -86,14 +87,16 @@ async def run(args: argparse.Namespace) -> None:
             pseudonyms = await load_pseudonyms(container.pool, [master])
             with tempfile.TemporaryDirectory(prefix="fancrm-export-") as folder:
                 target = Path(folder)
-                report = await export_events(store, pseudonyms, target, args.batch_size)
+                report = await export_events(
+                    store, pseudonyms, LocalFolder(target), args.batch_size
+                )
                 print(report.summary())
                 print(
                     f"export: {report.events / report.seconds:,.0f} events/s,"
                     f" {report.bytes / report.events:.1f} bytes/event (zstd),"
                     f" batch {args.batch_size}"
                 )
-                again = await export_events(store, pseudonyms, target, args.batch_size)
+                again = await export_events(store, pseudonyms, LocalFolder(target), args.batch_size)
                 print(f"second run: {again.events} events, {again.seconds:.2f} s")
                 for name, sql in QUERIES.items():
                     cold, warm, rows = timed_query(target, sql)

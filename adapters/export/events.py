@@ -4,22 +4,23 @@ files partitioned hive-style by UTC day and event type.
 Each batch read from the store becomes one file per (day, type) it touches, named after its
 first position, and then the checkpoint (commit order: transaction id, position) is replaced
 atomically. A run stopped between the two writes the same batch again under the same names
-(the batch starts at the same checkpoint), so nothing is doubled; a run with another
-``--batch-size`` after such a stop could split it differently, hence a checkpoint per batch.
+(the batch starts at the same checkpoint), so nothing is doubled. Only a run with another
+``--batch-size`` after such a stop could split that batch differently and leave some of its
+rows twice; a checkpoint per batch keeps that to one batch. On S3 a PUT replaces an object
+whole, as a rename does in a folder, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adapters.export.destinations import Destination
 from adapters.export.event_rows import SCHEMA, event_row
 from adapters.export.pseudonyms import FanPseudonyms
 from application.ports import Checkpoint, EventStore, RecordedEvent
@@ -44,60 +45,52 @@ class ExportReport:
         )
 
 
-def read_checkpoint(target: Path) -> Checkpoint:
-    path = target / CHECKPOINT_FILE
-    if not path.exists():
+async def read_checkpoint(destination: Destination) -> Checkpoint:
+    found = await destination.read(CHECKPOINT_FILE)
+    if found is None:
         return Checkpoint()
-    found = json.loads(path.read_text())
-    return Checkpoint(int(found["transaction_id"]), int(found["position"]))
+    fields = json.loads(found)
+    return Checkpoint(int(fields["transaction_id"]), int(fields["position"]))
 
 
-def write_checkpoint(target: Path, checkpoint: Checkpoint) -> None:
-    temporary = target / (CHECKPOINT_FILE + ".tmp")
-    temporary.write_text(
-        json.dumps({"transaction_id": checkpoint.transaction_id, "position": checkpoint.position})
-    )
-    os.replace(temporary, target / CHECKPOINT_FILE)
+async def write_checkpoint(destination: Destination, checkpoint: Checkpoint) -> None:
+    fields = {"transaction_id": checkpoint.transaction_id, "position": checkpoint.position}
+    await destination.write(CHECKPOINT_FILE, json.dumps(fields).encode())
 
 
 async def export_events(
     store: EventStore,
     pseudonyms: FanPseudonyms,
-    target: Path,
+    destination: Destination,
     batch_size: int,
     compression: str = "zstd",
 ) -> ExportReport:
     started = time.perf_counter()
-    target.mkdir(parents=True, exist_ok=True)
-    checkpoint = read_checkpoint(target)
+    checkpoint = await read_checkpoint(destination)
     events = files = written = 0
     while batch := await store.read_all(checkpoint, batch_size):
-        for path in _write_batch(batch, pseudonyms, target, compression):
+        for name, data in _batch_files(batch, pseudonyms, compression):
+            await destination.write(name, data)
             files += 1
-            written += path.stat().st_size
+            written += len(data)
         events += len(batch)
         checkpoint = Checkpoint(batch[-1].transaction_id, batch[-1].position)
-        write_checkpoint(target, checkpoint)
+        await write_checkpoint(destination, checkpoint)
     return ExportReport(events, files, written, time.perf_counter() - started, checkpoint)
 
 
-def _write_batch(
-    batch: list[RecordedEvent], pseudonyms: FanPseudonyms, target: Path, compression: str
-) -> list[Path]:
+def _batch_files(
+    batch: list[RecordedEvent], pseudonyms: FanPseudonyms, compression: str
+) -> list[tuple[str, bytes]]:
     groups: dict[tuple[str, str], list[RecordedEvent]] = {}
     for recorded in batch:
         day = recorded.recorded_at.astimezone(UTC).date().isoformat()
         groups.setdefault((day, recorded.event_type), []).append(recorded)
-    paths = []
+    files = []
     for (day, event_type), events in groups.items():
-        folder = target / f"day={day}" / f"type={event_type}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"part-{events[0].position}.parquet"
         rows = [event_row(recorded, pseudonyms) for recorded in events]
-        temporary = path.with_suffix(".parquet.tmp")
-        pq.write_table(
-            pa.Table.from_pylist(rows, schema=SCHEMA), temporary, compression=compression
-        )
-        os.replace(temporary, path)
-        paths.append(path)
-    return paths
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink, compression=compression)
+        name = f"day={day}/type={event_type}/part-{events[0].position}.parquet"
+        files.append((name, sink.getvalue().to_pybytes()))
+    return files

@@ -7,14 +7,13 @@ event export uses, so the tables join its ``fan`` column."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adapters.export.destinations import Destination
 from adapters.export.pseudonyms import FanPseudonyms
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -118,10 +117,12 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
 
 
 async def export_tables(
-    pool: asyncpg.Pool, pseudonyms: FanPseudonyms, target: Path, compression: str = "zstd"
+    pool: asyncpg.Pool,
+    pseudonyms: FanPseudonyms,
+    destination: Destination,
+    compression: str = "zstd",
 ) -> dict[str, int]:
     """Each table read in one snapshot, so the files agree with one another."""
-    target.mkdir(parents=True, exist_ok=True)
     written: dict[str, int] = {}
     async with (
         pool.acquire() as connection,
@@ -129,11 +130,10 @@ async def export_tables(
     ):
         for name, (query, schema) in TABLES.items():
             rows = [_row(record, pseudonyms) for record in await connection.fetch(query)]
-            path = target / f"{name}.parquet"
-            temporary = path.with_suffix(".parquet.tmp")
+            sink = pa.BufferOutputStream()
             table = pa.Table.from_pylist(rows, schema=schema)
-            pq.write_table(table, temporary, compression=compression)
-            os.replace(temporary, path)
+            pq.write_table(table, sink, compression=compression)
+            await destination.write(f"{name}.parquet", sink.getvalue().to_pybytes())
             written[name] = len(rows)
     return written
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from adapters import bootstrap
+from adapters.export.destinations import Destination, LocalFolder
 from adapters.export.events import ExportReport, export_events, read_checkpoint
 from adapters.export.pseudonyms import FanPseudonyms, load_pseudonyms
 from adapters.export.tables import export_tables
@@ -50,21 +51,23 @@ PERSONAL = [
 ]
 
 
-async def export_to_head(container: bootstrap.Container, target: Path) -> list[ExportReport]:
+async def export_to_head(
+    container: bootstrap.Container, target: Path | Destination
+) -> list[ExportReport]:
     """Export until the checkpoint reaches the newest committed event: a read of the log stops
     below the oldest transaction open on the server, which other tests' databases share."""
+    destination = LocalFolder(target) if isinstance(target, Path) else target
     head = await container.events.head()
     pseudonyms = await _pseudonyms(container)
-    reports = [
-        await export_events(container.events, pseudonyms, target, batch_size=7, compression="none")
-    ]
+    reports: list[ExportReport] = []
     deadline = time.monotonic() + 30
-    while read_checkpoint(target) < head:
+    while not reports or await read_checkpoint(destination) < head:
         assert time.monotonic() < deadline, f"the export never reached {head}"
-        await asyncio.sleep(0.01)
+        if reports:
+            await asyncio.sleep(0.01)
         reports.append(
             await export_events(
-                container.events, pseudonyms, target, batch_size=7, compression="none"
+                container.events, pseudonyms, destination, batch_size=7, compression="none"
             )
         )
     return reports
@@ -228,7 +231,9 @@ async def test_the_exported_tables_read_back_without_personal_values(
     fans = await make_history(fresh, api)
     await catch_up_to_head(fresh, bootstrap.all_projections())
 
-    written = await export_tables(fresh.pool, await _pseudonyms(fresh), tmp_path, "none")
+    written = await export_tables(
+        fresh.pool, await _pseudonyms(fresh), LocalFolder(tmp_path), "none"
+    )
 
     assert_no_personal_value(tmp_path)
     pseudonyms = await _pseudonyms(fresh)
@@ -248,10 +253,13 @@ async def test_the_exported_tables_read_back_without_personal_values(
     assert metrics == [(1,)]
 
 
-async def crm(container: bootstrap.Container, *args: str) -> str:
+async def crm(
+    container: bootstrap.Container, *args: str, env_extra: dict[str, str] | None = None
+) -> str:
     """The `crm` command in its own process, as an operator runs it; its standard output."""
     env = {
         **os.environ,
+        **(env_extra or {}),
         "DATABASE_URL": container.settings.database_url,
         "CRM_MASTER_KEY": TEST_MASTER_KEY,
     }
@@ -295,3 +303,50 @@ async def test_the_crm_commands_export_events_then_only_new_ones_and_the_tables(
         "messages.parquet",
         "revenue_daily.parquet",
     ]
+
+
+async def test_an_export_to_s3_writes_the_same_layout_and_adds_only_what_is_new(
+    fresh: bootstrap.Container, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    from aiobotocore.session import get_session
+
+    from adapters.export.destinations import S3Prefix
+    from tests.support.moto import CREDENTIALS, REGION, moto_server
+
+    await make_history(fresh, api)
+    with moto_server() as endpoint:
+        async with get_session().create_client(
+            "s3", region_name=REGION, endpoint_url=endpoint, **CREDENTIALS
+        ) as client:
+            await client.create_bucket(Bucket="warehouse")
+            destination = S3Prefix(client, "warehouse", "fancrm/events")
+            await export_to_head(fresh, destination)
+            again = await export_to_head(fresh, destination)
+            aws = {
+                "AWS_ENDPOINT_URL_S3": endpoint,
+                "AWS_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            }
+            by_command = await crm(
+                fresh, "export", "events", "--to", "s3://warehouse/cli", env_extra=aws
+            )
+            total = sum((await log_counts(fresh)).values())
+            assert f"exported {total} events in " in by_command
+            await crm(fresh, "export", "tables", "--to", "s3://warehouse/cli-tables", env_extra=aws)
+            tables = await client.list_objects_v2(Bucket="warehouse", Prefix="cli-tables/")
+            assert len(tables["Contents"]) == 5
+            listed = await client.list_objects_v2(Bucket="warehouse", Prefix="fancrm/events/")
+            for item in listed["Contents"]:
+                found = await client.get_object(Bucket="warehouse", Key=item["Key"])
+                async with found["Body"] as body:
+                    local = tmp_path / item["Key"]
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(await body.read())
+
+    assert sum(report.events for report in again) == 0
+    assert (tmp_path / "fancrm/events/_checkpoint.json").exists()
+    rows = exported(tmp_path / "fancrm/events")
+    by_type = dict(rows.aggregate("event_type, count(*)", "event_type").fetchall())
+    assert by_type == dict(await log_counts(fresh))
+    assert_no_personal_value(tmp_path / "fancrm/events")
