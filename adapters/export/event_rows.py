@@ -28,7 +28,8 @@ _ENROLMENT = re.compile(r"^(enrolment-\d+-)(\d+)(-\d+)$")
 # The largest fan id of an audience is a bound on ids, not a fan; it would still name one.
 # What messages say is left out wherever it appears (a campaign's text, its variants', a
 # saved reply's): it is declared personal only once addressed to a fan, but it is the same text.
-_DROPPED = frozenset({"audience_max_fan_id", "content", "attachments"})
+# A fan's tags are a creator's free text about the fan: left out too, as from the fans table.
+_DROPPED = frozenset({"audience_max_fan_id", "content", "attachments", "tags"})
 
 SCHEMA = pa.schema(
     [

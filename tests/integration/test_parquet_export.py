@@ -48,6 +48,7 @@ PERSONAL = [
     "A private line only for Quentin",
     "Campaign hello to each fan",
     "of-platform-id-777",
+    "tag-about-quentin",
 ]
 
 
@@ -108,6 +109,7 @@ async def make_history(container: bootstrap.Container, api: httpx.AsyncClient) -
             "notes": PERSONAL[3],
             "platformId": PERSONAL[10],
             "valueCents": 4_200,
+            "tags": [PERSONAL[11]],
         },
         headers=auth,
     )
