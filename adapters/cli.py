@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from adapters.cli_audit import add_audit_commands
+from adapters.cli_export import add_export_commands
 from adapters.cli_import import add_fans_parser, add_import_parser, cli_actor, import_fans
 from adapters.cli_import_transactions import add_transactions_parser, import_transactions_command
 from adapters.cli_package import add_package_parser
@@ -195,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         add_data_dir(parser_of_kind)
         parser_of_kind.set_defaults(func=lambda a, kind=kind: run_async(_worker, a, kind))
     add_audit_commands(commands)
+    add_export_commands(commands)
     add_package_parser(commands)
     return parser
 

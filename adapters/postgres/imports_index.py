@@ -19,26 +19,29 @@ from application.imports import Row
 SUBJECT = "import-index"
 
 
-async def load_index_key(pool: asyncpg.Pool, masters: list[MasterKey]) -> bytes:
-    """The index key, made on first use (``masters[0]`` is the current master key)."""
+async def load_index_key(
+    pool: asyncpg.Pool, masters: list[MasterKey], *, subject: str = SUBJECT
+) -> bytes:
+    """The index key (or another reserved ``subject``'s), made on first use (``masters[0]`` is
+    the current master key)."""
     row = await pool.fetchrow(
-        "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject_id = $1", SUBJECT
+        "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject_id = $1", subject
     )
     if row is None:
         await pool.execute(
             "INSERT INTO subject_keys (subject_id, wrapped_key, master_key_id)"
             " VALUES ($1, $2, $3) ON CONFLICT (subject_id) DO NOTHING",
-            SUBJECT,
-            masters[0].wrap(SUBJECT, new_data_key()),
+            subject,
+            masters[0].wrap(subject, new_data_key()),
             masters[0].key_id,
         )
         row = await pool.fetchrow(
-            "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject_id = $1", SUBJECT
+            "SELECT wrapped_key, master_key_id FROM subject_keys WHERE subject_id = $1", subject
         )
     for master in masters:
         if master.key_id == row["master_key_id"]:
-            return master.unwrap(SUBJECT, row["wrapped_key"])
-    raise MasterKeyError(f"the import index key is wrapped by unknown master key {row[1]}")
+            return master.unwrap(subject, row["wrapped_key"])
+    raise MasterKeyError(f"the {subject} key is wrapped by unknown master key {row[1]}")
 
 
 class IndexHasher:
