@@ -48,6 +48,9 @@ SERVICE_ONLY = (
     "prometheus-client",
     "opentelemetry-exporter-otlp-proto-http",
     "swagger-ui-bundle-v2",
+    # `crm export` writes Parquet; the sender never does (and pyarrow ships no wheel for
+    # every Lambda runtime).
+    "pyarrow",
 )
 # A zip entry's time: the earliest a zip can say, the same for every build.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
