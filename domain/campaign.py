@@ -454,6 +454,12 @@ def _check_test(variants: Iterable[Variant], ab_test: AbTest | None) -> tuple[Va
             raise InvalidValue("variants", "an abTest needs variants")
         return ()
     check_ab_test(ab_test or AbTest())
+    return check_variant_messages(given)
+
+
+def check_variant_messages(variants: Iterable[Variant]) -> tuple[Variant, ...]:
+    """The variants checked (domain/variants.py), each one's message as a send's: its
+    template, price and media. Campaigns' and sequence steps' tests alike."""
     return tuple(
         msgspec.structs.replace(
             variant,
@@ -461,7 +467,7 @@ def _check_test(variants: Iterable[Variant], ab_test: AbTest | None) -> tuple[Va
             price_cents=normalise_price(variant.price_cents),
             attachments=normalise_attachments(variant.attachments),
         )
-        for variant in check_variants(given)
+        for variant in check_variants(variants)
     )
 
 

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from domain.campaign import check_template
+from domain.campaign import check_template, check_variant_messages
 from domain.errors import InvalidValue
 from domain.fan import normalise_tags
 from domain.message import attachment_type_of, normalise_attachments, normalise_price
-from domain.variants import AbTest, Goal, Variant, check_ab_test, check_variants, choose_variant
+from domain.variants import AbTest, Goal, Variant, check_ab_test, choose_variant
 
 TRIGGERS = frozenset(
     {"fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"}
@@ -183,15 +183,7 @@ def _checked_variants(step: Step) -> tuple[Variant, ...]:
         return ()
     if step.content:
         raise InvalidValue("content", "a step with variants takes each variant's content")
-    return tuple(
-        msgspec.structs.replace(
-            variant,
-            content=check_template(variant.content),
-            price_cents=normalise_price(variant.price_cents),
-            attachments=normalise_attachments(variant.attachments),
-        )
-        for variant in check_variants(step.variants)
-    )
+    return check_variant_messages(step.variants)
 
 
 def media(urls: Iterable[str]) -> tuple[tuple[str, str], ...]:
