@@ -1,6 +1,7 @@
 """A simulated account history written through the application's handlers: how long it takes.
 
-    uv run python bench/histories.py [--fans 20000] [--days 180] [--seed 1] [--concurrency 16]
+    uv run python bench/histories.py [--fans 20000] [--days 180] [--seed 1]
+        [--through aggregates|handlers] [--concurrency N]
     DATABASE_URL=postgresql://... uv run python bench/histories.py   # a scratch database there
 
 Writes ``--fans`` fans' last ``--days`` days (adapters/simulated_history) into a fresh,
@@ -43,7 +44,7 @@ async def run(args: argparse.Namespace) -> None:
             {"CRM_MASTER_KEY": secrets.token_urlsafe(32)},
             database_url=url,
             pool_min_size=2,
-            pool_max_size=args.concurrency + 2,
+            pool_max_size=(args.concurrency or 16) + 2,
         )
         container = await bootstrap.build(settings)
         try:
@@ -55,13 +56,15 @@ async def run(args: argparse.Namespace) -> None:
                 days=args.days,
                 seed=args.seed,
                 end=end,
+                through=args.through,
                 concurrency=args.concurrency,
             )
             elapsed = time.perf_counter() - started
         finally:
             await container.close()
     print(
-        f"{args.fans:,} fans x {args.days} days ({where}, concurrency {args.concurrency}):"
+        f"{args.fans:,} fans x {args.days} days ({where}, through {args.through},"
+        f" concurrency {args.concurrency or 'default'}):"
         f" {elapsed:.1f} s, {truth.events_written:,} events written,"
         f" {truth.events_written / elapsed:,.0f} events/s;"
         f" churned {truth.churned_share():.1%}"
@@ -73,7 +76,8 @@ def main() -> None:
     parser.add_argument("--fans", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--through", choices=("aggregates", "handlers"), default="aggregates")
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     asyncio.run(run(args))

@@ -130,7 +130,11 @@ class HistoryWriter:
         self.hooks = CommandContext(
             tenant=account_id, actor="webhook", correlation_id=self.creator.correlation_id
         )
-        self.imported = 0
+        self.imports = TransactionImports(container, self.creator)
+
+    @property
+    def events_written(self) -> int:
+        return self.store.appended + self.imports.written
 
     async def webhook(self, kind: str, data: dict[str, object]) -> None:
         event = WebhookEvent(
@@ -154,10 +158,19 @@ class HistoryWriter:
             async with asyncio.TaskGroup() as group:
                 for index, actions in days[day].items():
                     group.create_task(run(index, actions))
-        await self.import_transactions(lives, fans)
+        await self.imports.run(lives)
         return fans
 
-    async def import_transactions(self, lives: list[FanLife], fans: dict[int, _Fan]) -> None:
+
+class TransactionImports:
+    """Subscriptions, renewals and tips, imported as an earnings export is, once every fan
+    exists (both paths share it)."""
+
+    def __init__(self, container: Container, ctx: CommandContext) -> None:
+        self.container, self.ctx = container, ctx
+        self.written = 0
+
+    async def run(self, lives: list[FanLife]) -> None:
         rows = sorted(
             (t.at, life.index, t.kind, t.amount_cents) for life in lives for t in life.transactions
         )
@@ -180,16 +193,12 @@ class HistoryWriter:
         job, _ = await import_transactions(
             source,
             start,
-            self.creator,
+            self.ctx,
             events=self.container.events,
             imports=self.container.imports,
         )
         # The job's events: started, one per batch, completed.
-        self.imported = job.inserted + 2 + -(-job.total_rows // DEFAULT_BATCH_SIZE)
-
-    @property
-    def events_written(self) -> int:
-        return self.store.appended + self.imported
+        self.written = job.inserted + 2 + -(-job.total_rows // DEFAULT_BATCH_SIZE)
 
 
 class _Rows:
@@ -200,9 +209,8 @@ class _Rows:
         self.size = len(rows)
         digest = hashlib.sha256()
         for row in rows:
-            digest.update(
-                f"{row.occurred_at.isoformat()}|{row.platform_id}|{row.kind}|{row.amount_cents}\n".encode()
-            )
+            line = f"{row.occurred_at.isoformat()}|{row.platform_id}|{row.kind}|{row.amount_cents}"
+            digest.update(line.encode() + b"\n")
         self._checksum = digest.hexdigest()
 
     @property
