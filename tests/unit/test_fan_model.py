@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.dev import _overridden
 from adapters.onlyfans.fan_model import DAY, FanMood, population, respond, traits
+from adapters.onlyfans.population import PopulationConfig
+from adapters.onlyfans.simulator import SimulatorConfig
 
 fans = st.integers(min_value=0, max_value=10**9)
 seeds = st.integers(min_value=0, max_value=2**31)
@@ -100,3 +104,11 @@ def test_a_churned_fan_does_nothing() -> None:
         assert response.read_after is None
         assert not response.bought
         assert response.reply_after is None
+
+
+def test_crm_dev_takes_a_population_from_its_simulator_setting() -> None:
+    config = _overridden(SimulatorConfig(), '{"population": {"seed": 3, "time_scale": 1440}}')
+    assert config.population == PopulationConfig(seed=3, time_scale=1440.0)
+    assert SimulatorConfig().population is None  # opt-in: the fixed probabilities by default
+    with pytest.raises(SystemExit, match="time_scale"):
+        _overridden(SimulatorConfig(), '{"population": {"time_scale": 0}}')
