@@ -34,13 +34,14 @@ from adapters.simulated_history.writer import (
     FAN_TEXTS,
     OFFER_TEXTS,
     TransactionImports,
+    by_day,
     moment,
     platform_id,
 )
 from application.context import CommandContext
 from application.ports import EventMetadata, StreamWrite
 from domain.conversation import Conversation
-from domain.fan import Fan
+from domain.fan import Fan, fan_stream_id
 from domain.inbound import InboundMessage
 from domain.message import Message
 
@@ -125,6 +126,7 @@ class BulkWriter:
         self.hooks = msgspec.structs.replace(creator, actor="webhook").metadata()
         self.imports = TransactionImports(container, creator)
         self.appended = 0
+        self.last_position = 0
 
     @property
     def events_written(self) -> int:
@@ -138,17 +140,33 @@ class BulkWriter:
             life.index: _FanState(life, fan_id, conversation)
             for life, fan_id, conversation in zip(lives, fan_ids, conversation_ids, strict=True)
         }
-        days: dict[int, list[tuple[float, int, Action]]] = defaultdict(list)
+        log = _Day()
         for life in lives:
-            for action in life.actions:
-                days[int((action.at - start) // 86_400)].append((action.at, life.index, action))
-        for day in sorted(days):
+            self._do(fans[life.index], life.actions[0], log)  # the joins
+        await self._append(log)
+        await self.imports.run(lives, self.last_position)
+        await self._reload(fans)
+        for day in by_day(lives, start).values():
             log = _Day()
-            for _, index, action in sorted(days.pop(day), key=lambda item: item[:2]):
+            moments = [(a.at, index, a) for index, actions in day.items() for a in actions]
+            for _, index, action in sorted(moments, key=lambda moment: moment[:2]):
                 self._do(fans[index], action, log)
             await self._append(log)
-        await self.imports.run(lives)
         return fans
+
+    async def _reload(self, fans: dict[int, _FanState]) -> None:
+        """The fans as the import left them (their streams moved on)."""
+        states = list(fans.values())
+        for first in range(0, len(states), 1000):
+            chunk = {fan_stream_id(s.fan_id): s for s in states[first : first + 1000]}
+            for stream_id, events in (
+                await self.container.events.load_streams(list(chunk))
+            ).items():
+                fan = None
+                for recorded in events:
+                    fan = recorded.event.mutate(fan)
+                assert isinstance(fan, Fan)
+                chunk[stream_id].fan = fan
 
     def _do(self, state: _FanState, action: Action, log: _Day) -> None:
         when, tenant = moment(action.at), self.account_id
@@ -226,8 +244,9 @@ class BulkWriter:
         async def append(chunk: list[StreamWrite]) -> None:
             async with gate:
                 assert chunk[0].metadata is not None
-                await store.append_all(chunk, metadata=chunk[0].metadata)
-            self.appended += sum(len(write.events) for write in chunk)
+                positions = await store.append_all(chunk, metadata=chunk[0].metadata)
+            self.appended += len(positions)
+            self.last_position = max(self.last_position, *positions)
 
         for chunks in log.chunks(STREAMS_PER_APPEND):
             await asyncio.gather(*(append(chunk) for chunk in chunks))

@@ -53,6 +53,7 @@ class DatedEventStore:
     def __init__(self, store: EventStore) -> None:
         self._store = store
         self.appended = 0  # events appended through this store
+        self.last_position = 0
 
     def __getattr__(self, name: str) -> Any:
         # Reads (load, read_all, latest_event_type, ...) are the store's own.
@@ -68,8 +69,7 @@ class DatedEventStore:
         metadata: EventMetadata,
         event_ids: Sequence[Any] | None = None,
     ) -> list[int]:
-        self.appended += len(events)
-        return await self._store.append(
+        positions = await self._store.append(
             stream_id,
             stream_type,
             _dated(events),
@@ -77,6 +77,8 @@ class DatedEventStore:
             metadata=metadata,
             event_ids=event_ids,
         )
+        self._count(positions)
+        return positions
 
     async def append_all(
         self,
@@ -91,8 +93,12 @@ class DatedEventStore:
             for write in writes
         ]
         positions = await self._store.append_all(dated, metadata=metadata, once=once)
-        self.appended += sum(len(write.events) for write in dated)
+        self._count(positions)
         return positions
+
+    def _count(self, positions: list[int]) -> None:
+        self.appended += len(positions)
+        self.last_position = max(self.last_position, *positions, 0)
 
 
 def _replace_events(write: StreamWrite, events: list[DomainEvent]) -> StreamWrite:

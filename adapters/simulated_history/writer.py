@@ -45,6 +45,9 @@ from application.transaction_import import (
     import_transactions,
 )
 from application.webhooks import WebhookEvent, handle_webhook
+from projections.base import Projection
+from projections.fans import FansProjection
+from projections.runner import ProjectionRunner
 
 CREATOR_TEXTS = ("hey you, how is your day going?", "missed you babe", "thanks for the message xx")
 OFFER_TEXTS = ("something special just for you", "new set, unlocked only for you")
@@ -144,33 +147,45 @@ class HistoryWriter:
 
     async def write(self, lives: list[FanLife], start: float) -> dict[int, _Fan]:
         fans = {life.index: _Fan(self, life) for life in lives}
-        days: dict[int, dict[int, list[Action]]] = defaultdict(lambda: defaultdict(list))
-        for life in lives:
-            for action in life.actions:
-                days[int((action.at - start) // 86_400)][life.index].append(action)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def run(index: int, actions: list[Action]) -> None:
             async with gate:
                 await fans[index].run(actions)
 
-        for day in sorted(days):
+        async with asyncio.TaskGroup() as group:
+            for life in lives:
+                group.create_task(run(life.index, life.actions[:1]))  # the joins
+        await self.imports.run(lives, self.store.last_position)
+        for day in by_day(lives, start).values():
             async with asyncio.TaskGroup() as group:
-                for index, actions in days[day].items():
+                for index, actions in day.items():
                     group.create_task(run(index, actions))
-        await self.imports.run(lives)
         return fans
+
+
+def by_day(lives: list[FanLife], start: float) -> dict[int, dict[int, list[Action]]]:
+    """Each day's actions after the joins, by fan, in order."""
+    days: dict[int, dict[int, list[Action]]] = defaultdict(lambda: defaultdict(list))
+    for life in lives:
+        for action in life.actions[1:]:
+            days[int((action.at - start) // 86_400)][life.index].append(action)
+    return dict(sorted(days.items()))
 
 
 class TransactionImports:
     """Subscriptions, renewals and tips, imported as an earnings export is, once every fan
-    exists (both paths share it)."""
+    exists (both paths share it). The import finds fans made through the API as it does in
+    production, from the fans read model: the fans projection first catches up with the log,
+    as its worker would have."""
 
     def __init__(self, container: Container, ctx: CommandContext) -> None:
         self.container, self.ctx = container, ctx
         self.written = 0
 
-    async def run(self, lives: list[FanLife]) -> None:
+    async def run(self, lives: list[FanLife], position: int) -> None:
+        """``position``: the log's position of the last fan made."""
+        await catch_up(self.container, FansProjection(), position)
         rows = sorted(
             (t.at, life.index, t.kind, t.amount_cents) for life in lives for t in life.transactions
         )
@@ -197,8 +212,22 @@ class TransactionImports:
             events=self.container.events,
             imports=self.container.imports,
         )
+        if job.error_count:
+            raise RuntimeError(f"the transactions' import met errors: {job.errors[:3]}")
         # The job's events: started, one per batch, completed.
         self.written = job.inserted + 2 + -(-job.total_rows // DEFAULT_BATCH_SIZE)
+
+
+async def catch_up(
+    container: Container, projection: Projection, position: int, timeout: float = 300
+) -> None:
+    """``projection`` past ``position`` of the log. The log is read only below the oldest
+    transaction open anywhere on the server, so this may take a few passes."""
+    runner = ProjectionRunner(container.projection_store, projection)
+    async with asyncio.timeout(timeout):
+        while (await container.projection_store.checkpoint(runner.name)).position < position:
+            if not await runner.catch_up():
+                await asyncio.sleep(0.05)
 
 
 class _Rows:
