@@ -46,7 +46,8 @@ def _dated(events: Sequence[DomainEvent]) -> list[DomainEvent]:
     moment = _now.get()
     if moment is None:
         raise RuntimeError("a simulated history's command ran outside `at(moment)`")
-    return [dataclasses.replace(event, timestamp=moment) for event in events]
+    # Events are frozen dataclasses (MetaDomainEvent), which mypy cannot see.
+    return [dataclasses.replace(event, timestamp=moment) for event in events]  # type: ignore[type-var]
 
 
 class DatedEventStore:

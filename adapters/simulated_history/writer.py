@@ -44,8 +44,7 @@ from application.transaction_import import (
     TransactionRow,
     import_transactions,
 )
-from application.webhooks import WebhookEvent, handle_webhook
-from projections.base import Projection
+from application.webhooks import WebhookEvent, WebhookType, handle_webhook
 from projections.fans import FansProjection
 from projections.runner import ProjectionRunner
 
@@ -76,12 +75,13 @@ class _Fan:
     async def do(self, action: Action) -> None:
         w, index = self.writer, self.life.index
         if action.kind == "join":
-            cmd = CreateFan(
+            create = CreateFan(
                 platform_id=platform_id(index),
                 name=f"Simulated fan {index}",
                 subscribed_at=moment(action.at).date(),
             )
-            self.fan_id = (await create_fan(cmd, w.creator, store=w.store, ids=w.ids)).fan.fan_id
+            made = await create_fan(create, w.creator, store=w.store, ids=w.ids)
+            self.fan_id = made.fan.fan_id
             return
         assert self.fan_id is not None
         if action.kind == "creator":
@@ -139,10 +139,10 @@ class HistoryWriter:
     def events_written(self) -> int:
         return self.store.appended + self.imports.written
 
-    async def webhook(self, kind: str, data: dict[str, object]) -> None:
+    async def webhook(self, kind: WebhookType, data: dict[str, object]) -> None:
         event = WebhookEvent(
             id=f"sim_{uuid.uuid4().hex}", type=kind, account=self.account_id, data=data
-        )  # type: ignore[arg-type]
+        )
         await handle_webhook(event, self.hooks, store=self.store, ids=self.ids)
 
     async def write(self, lives: list[FanLife], start: float) -> dict[int, _Fan]:
@@ -219,7 +219,7 @@ class TransactionImports:
 
 
 async def catch_up(
-    container: Container, projection: Projection, position: int, timeout: float = 300
+    container: Container, projection: FansProjection, position: int, timeout: float = 300
 ) -> None:
     """``projection`` past ``position`` of the log. The log is read only below the oldest
     transaction open anywhere on the server, so this may take a few passes."""
