@@ -146,12 +146,22 @@ class BulkWriter:
         await self._append(log)
         await self.imports.run(lives, self.last_position)
         await self._reload(fans)
+        # A day is decided while the day before is appended: Python and Postgres then share
+        # the machine's cores instead of taking turns. The decisions yield to the loop every
+        # few hundred actions, so the appends in flight are sent and answered meanwhile.
+        appending: asyncio.Task[None] | None = None
         for day in by_day(lives, start).values():
             log = _Day()
             moments = [(a.at, index, a) for index, actions in day.items() for a in actions]
-            for _, index, action in sorted(moments, key=lambda moment: moment[:2]):
+            for n, (_, index, action) in enumerate(sorted(moments, key=lambda m: m[:2])):
                 self._do(fans[index], action, log)
-            await self._append(log)
+                if n % 200 == 199:
+                    await asyncio.sleep(0)
+            if appending is not None:
+                await appending
+            appending = asyncio.create_task(self._append(log))
+        if appending is not None:
+            await appending
         return fans
 
     async def _reload(self, fans: dict[int, _FanState]) -> None:
