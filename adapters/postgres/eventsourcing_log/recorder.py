@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +35,7 @@ from adapters.postgres.event_store.notifications import (
     SealedEvent,
     last_seq,
     sealed_events,
+    seq_of,
 )
 from adapters.postgres.eventsourcing_log.loop import LoopThread
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -152,14 +154,30 @@ class LogRecorder(ApplicationRecorder):
         return self.fetch(after, limit, stop, topics).result()
 
     def fetch(
-        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        after: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        until: datetime | None = None,
     ) -> concurrent.futures.Future[list[Notification]]:
-        """The notifications after ``after``, read and decoded on the loop: the caller may
-        process a batch while the next one is read (LogSubscription does)."""
-        return self._loop.submit(self._notifications(after, limit, stop, event_types(topics)))
+        """The notifications after ``after`` (of events recorded at or before ``until``), read
+        and decoded on the loop: the caller may process a batch while the next one is read
+        (LogSubscription and analytics.replay do)."""
+        types = event_types(topics)
+        return self._loop.submit(self._notifications(after, limit, stop, types, until))
+
+    def id_of(self, position: int) -> int | None:
+        """The notification id of the event at ``position``; None if it is not sealed yet."""
+        return self._loop.run(seq_of(self._pool, position))
 
     async def _notifications(
-        self, after: int, limit: int, stop: int | None, types: list[str] | None
+        self,
+        after: int,
+        limit: int,
+        stop: int | None,
+        types: list[str] | None,
+        until: datetime | None = None,
     ) -> list[Notification]:
         if types == [] or limit < 1:
             return []
@@ -171,6 +189,7 @@ class LogRecorder(ApplicationRecorder):
             stop=stop,
             event_types=types,
             tenant=self.tenant,
+            until=until,
         )
         return [_notification(sealed) for sealed in found]
 
