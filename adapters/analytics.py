@@ -21,7 +21,8 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 
 from adapters.postgres.eventsourcing_log import Factory, FancrmLog
-from adapters.postgres.eventsourcing_log.recorder import LogNotification, LogRecorder
+from adapters.postgres.eventsourcing_log.mapper import LogNotification
+from adapters.postgres.eventsourcing_log.recorder import LogRecorder
 
 Row = Mapping[str, Any]
 OUTPUTS = ("rows", "arrow", "pandas")

@@ -15,7 +15,7 @@ from eventsourcing.projection import Projection
 from adapters import bootstrap
 from adapters.analytics import replay
 from application.ports import Checkpoint, RecordedEvent
-from tests.integration.test_eventsourcing_log import add_fan, seal
+from tests.support.eventsourcing_log import add_fan, seal
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from adapters import bootstrap
 from adapters.postgres.eventsourcing_log import FancrmLog
-from tests.integration.test_eventsourcing_log import add_fan, env_for, seal
+from tests.support.eventsourcing_log import add_fan, env_for, seal
 
 pytestmark = pytest.mark.timeout(60)
 
