@@ -9,6 +9,7 @@ topics, the max id, and a late commit never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import unittest
 from collections.abc import AsyncIterator
@@ -209,3 +210,22 @@ async def test_a_tenant_sees_only_its_own_events(
     async with log_recorder(fresh_database_url, FANCRM_TENANT="tenant-c") as recorder:
         assert recorder.select_notifications(None, 10) == []
         assert recorder.max_notification_id() is None
+
+
+async def test_a_subscription_follows_the_log_as_the_sealer_numbers_it(
+    fresh: bootstrap.Container, fresh_database_url: str
+) -> None:
+    first = await add_fan(fresh.events)
+    await seal(fresh, 1)
+    async with log_recorder(fresh_database_url) as recorder:
+        with recorder.subscribe(gt=None, topics=["FanCreated"]) as subscription:
+            seen = await asyncio.to_thread(next, subscription)
+            assert (seen.id, seen.originator_id) == (1, first)
+            waiting = asyncio.ensure_future(asyncio.to_thread(next, subscription))
+            later = await add_fan(fresh.events, updates=1)  # FanUpdated: not a topic asked for
+            await seal(fresh, 2)
+            seen = await asyncio.wait_for(waiting, timeout=10)
+            assert (seen.id, seen.originator_id) == (2, later)
+            subscription.stop()
+            with pytest.raises(StopIteration):
+                next(subscription)
