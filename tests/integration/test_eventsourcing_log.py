@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from adapters import bootstrap
 from adapters.crypto import MasterKey
-from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.event_store import PostgresEventStore, notifications
 from adapters.postgres.eventsourcing_log import Factory
 from adapters.postgres.eventsourcing_log.recorder import LogRecorder
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -88,7 +88,7 @@ class TestTrackingRecorderInMemory(TrackingRecorderTestCase):
 
 
 async def test_notifications_in_commit_order_with_growing_ids(
-    fresh: bootstrap.Container, fresh_database_url: str
+    fresh: bootstrap.Container, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = fresh.events
     streams = [await add_fan(store, updates=1), await add_fan(store), await add_fan(store)]
@@ -122,6 +122,11 @@ async def test_notifications_in_commit_order_with_growing_ids(
         assert ids(1, 10, topics=["FanUpdated"]) == [2], "a stable type name filters too"
         assert ids(1, 10, topics=[get_topic(Fan.Updated), "FanCreated"]) == [1, 2, 3, 4]
         assert ids(1, 10, topics=["topic-of-nobody"]) == []
+        # A filtered read goes window by window through the chain's numbers until it has enough.
+        monkeypatch.setattr(notifications, "WINDOW", 1)
+        assert ids(2, 1, topics=["FanCreated"]) == [3]
+        assert ids(None, 2, topics=["FanCreated"], stop=3) == [1, 3]
+        assert ids(4, 10, topics=["FanUpdated"]) == []
 
         # More commits get the next ids; nothing before them moves.
         later = await add_fan(store)
