@@ -19,7 +19,9 @@ the start of the log to its end, with the replay's garbage-collector thresholds:
   decodes it; with the master key (personal fields opened) and without it (left sealed);
 * ``analytics.replay``: the same count as a function, through ``adapters.analytics.replay``.
 
-Nothing asserts a timing: the script prints events per second of wall time.
+The jobs run one after the other, ``--rounds`` times (2), every other round in reverse order,
+so that a host busy with other work weighs on all of them alike. Nothing asserts a timing: the
+script prints events per second of wall time and the host's load average after each job.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import _common
@@ -126,26 +129,35 @@ async def run(args: argparse.Namespace) -> None:
             f" CPUs; {total:,} events appended in {fill_s:.1f} s ({total / fill_s:,.0f}/s),"
             f" {sealed:,} sealed in {seal_s:.1f} s ({sealed / seal_s:,.0f}/s)"
         )
-        results: list[tuple[str, int, float]] = []
-        with replay_gc():
-            results.append(("fancrm bare read_all", *await _fancrm_bare(url, master_key, args)))
-            results.append(("fancrm core, one pass", *await _fancrm_core(url, master_key, args)))
-            env = {
-                "DATABASE_URL": url,
-                "CRM_MASTER_KEY": master_key,
-                "PERSISTENCE_MODULE": "eventsourcing.popo",
-            }
-            no_key = {**env, "CRM_MASTER_KEY": ""}
-            for name, job, job_env in (
-                ("eventsourcing ProjectionRunner, key", through_runner, env),
-                ("eventsourcing ProjectionRunner, no key", through_runner, no_key),
-                ("analytics.replay (a function), key", through_replay, env),
-            ):
-                gc.collect()
-                results.append((name, *await asyncio.to_thread(job, job_env)))
-        for name, events, seconds in results:
-            rate = events / seconds
-            print(f"{name:<40} {events:>10,} events in {seconds:6.1f} s: {rate:8,.0f} events/s")
+        env = {
+            "DATABASE_URL": url,
+            "CRM_MASTER_KEY": master_key,
+            "PERSISTENCE_MODULE": "eventsourcing.popo",
+        }
+        no_key = {**env, "CRM_MASTER_KEY": ""}
+        jobs: list[tuple[str, Callable[[], Awaitable[tuple[int, float]]]]] = [
+            ("fancrm bare read_all", lambda: _fancrm_bare(url, master_key, args)),
+            ("fancrm core, one pass", lambda: _fancrm_core(url, master_key, args)),
+            ("eventsourcing ProjectionRunner, key", lambda: asyncio.to_thread(through_runner, env)),
+            (
+                "eventsourcing ProjectionRunner, no key",
+                lambda: asyncio.to_thread(through_runner, no_key),
+            ),
+            ("analytics.replay (a function), key", lambda: asyncio.to_thread(through_replay, env)),
+        ]
+        # Later jobs may meet a busier or a quieter host: each round runs them in the other
+        # order, and each line says how loaded the host was (1-minute load average after it).
+        for round_ in range(args.rounds):
+            with replay_gc():
+                for name, job in jobs if round_ % 2 == 0 else reversed(jobs):
+                    gc.collect()
+                    events, seconds = await job()
+                    load = os.getloadavg()[0]
+                    print(
+                        f"round {round_ + 1}: {name:<40} {events:>10,} events in {seconds:6.1f} s:"
+                        f" {events / seconds:8,.0f} events/s (load {load:.1f})",
+                        flush=True,
+                    )
 
 
 async def _fancrm_bare(url: str, master_key: str, args: argparse.Namespace) -> tuple[int, float]:
@@ -183,6 +195,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=2, help="each job once a round")
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     asyncio.run(run(args))
