@@ -178,6 +178,8 @@ async def test_personal_fields_need_the_master_key_and_never_come_back_once_eras
     async def names(**env: str) -> dict[str, Any]:
         async with log_recorder(fresh_database_url, **env) as recorder:
             found = recorder.select_notifications(None, 10, topics=["FanCreated"])
+            streams = [recorder.select_events(fan)[0] for fan in (kept, erased)]
+        assert [s.recorded.event.name for s in streams] == [n.recorded.event.name for n in found]
         return {n.originator_id: n.recorded.event.name for n in found}
 
     assert await names() == {kept: "Kept Name", erased: None}

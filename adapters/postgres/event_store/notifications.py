@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from adapters.postgres.event_store import recorder
 from adapters.postgres.event_store.mapper import from_text
 from adapters.postgres.event_store.questions import Db
 from adapters.postgres.event_store.store import decode_rows
@@ -93,13 +94,26 @@ async def sealed_events(
             more = limit - len(rows)
             rows += await db.fetch(_WINDOW, start, end, types, tenant, until, more)
             start = end
-    if personal is None:
-        events = [_hidden(row) for row in rows]
-    else:
-        events = (await decode_rows(db, personal, rows))[0]
+    events = await _decoded(db, personal, rows)
     return [
         SealedEvent(row["seq"], row["data"], event) for row, event in zip(rows, events, strict=True)
     ]
+
+
+async def stream_events(
+    db: Db, personal: PersonalDataCodec | None, stream_id: str, up_to_version: int | None = None
+) -> list[RecordedEvent]:
+    """One stream's events in version order, sealed or not yet, decoded as ``sealed_events``
+    decodes them."""
+    return await _decoded(db, personal, await recorder.load(db, stream_id, up_to_version, None))
+
+
+async def _decoded(
+    db: Db, personal: PersonalDataCodec | None, rows: list[Any]
+) -> list[RecordedEvent]:
+    if personal is None:
+        return [_hidden(row) for row in rows]
+    return (await decode_rows(db, personal, rows))[0]
 
 
 async def last_seq(db: Db, tenant: str | None = None) -> int | None:

@@ -26,8 +26,12 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from adapters.postgres.event_store import PostgresEventStore
-from adapters.postgres.event_store.notifications import last_seq, sealed_events, seq_of
+from adapters.postgres.event_store.notifications import (
+    last_seq,
+    sealed_events,
+    seq_of,
+    stream_events,
+)
 from adapters.postgres.eventsourcing_log.loop import LoopThread
 from adapters.postgres.eventsourcing_log.mapper import (
     REFUSED,
@@ -64,9 +68,10 @@ class LogRecorder(ApplicationRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        # A stream, as the store loads it (every version it holds, sealed yet or not).
-        store = PostgresEventStore(self._pool, self._personal or PersonalDataCodec(None))
-        recorded = self._loop.run(store.load(str(originator_id), up_to_version=lte))
+        # A stream, every version it holds (sealed yet or not), decoded as notifications are.
+        recorded = self._loop.run(
+            stream_events(self._pool, self._personal, str(originator_id), lte)
+        )
         found = [r for r in recorded if gt is None or r.version > gt]
         if self.tenant is not None:
             found = [r for r in found if r.metadata.tenant == self.tenant]
