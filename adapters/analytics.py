@@ -7,7 +7,8 @@
 
 The log is read as the eventsourcing module reads it (adapters/postgres/eventsourcing_log/):
 sealed events in commit order, decoded by the store, personal fields only with the master key
-and never an erased fan's. Settings come from the environment (``DATABASE_URL``,
+and never an erased fan's (without the key, ``RecordedEvent.erased`` names the hidden fields
+as it names an erased fan's). Settings come from the environment (``DATABASE_URL``,
 ``CRM_MASTER_KEY``), or ``env``. A replay reads the log as it stands when it starts.
 """
 
