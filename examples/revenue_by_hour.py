@@ -1,0 +1,113 @@
+"""Revenue by weekday and hour (UTC): an analyst's projection of fancrm's history, written with
+eventsourcing's public ``Projection`` API, its table and tracking in one SQLite file.
+
+What fans paid, each payment at its own time: ``Fan.PurchaseRecorded`` (a PPV message bought,
+a pledge) when it was recorded; ``Fan.TransactionImported`` (an earnings export's
+subscriptions, tips, ...) when it happened (``occurred_at``), not when it was imported.
+``Message.Purchased`` is left out: the same purchase records ``Fan.PurchaseRecorded`` too.
+
+Each event's rows and its tracking record commit in one SQLite transaction, so a second run,
+or a run after an interrupted one, carries on from the last event it counted and never counts
+one twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from abc import abstractmethod
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from domain.fan import Fan
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class HourRevenue(NamedTuple):
+    weekday: str
+    hour: int
+    purchases_cents: int
+    imported_cents: int
+    payments: int
+
+    @property
+    def total_cents(self) -> int:
+        return self.purchases_cents + self.imported_cents
+
+
+class RevenueView(TrackingRecorder):
+    """The projection's materialised view: what it needs, whatever database holds it."""
+
+    @abstractmethod
+    def add_payment(
+        self, paid_at: datetime, amount_cents: int, *, imported: bool, tracking: Tracking
+    ) -> None:
+        """Count one payment in its (weekday, hour) and record ``tracking``, atomically."""
+
+    @abstractmethod
+    def table(self) -> list[HourRevenue]:
+        """Every (weekday, hour) with a payment, Monday 00h first."""
+
+
+class SQLiteRevenueView(SQLiteTrackingRecorder, RevenueView):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS revenue_by_hour ("
+            " weekday INTEGER NOT NULL, hour INTEGER NOT NULL,"
+            " purchases_cents INTEGER NOT NULL DEFAULT 0,"
+            " imported_cents INTEGER NOT NULL DEFAULT 0,"
+            " payments INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (weekday, hour)) WITHOUT ROWID",
+        ]
+
+    def add_payment(
+        self, paid_at: datetime, amount_cents: int, *, imported: bool, tracking: Tracking
+    ) -> None:
+        at = paid_at.astimezone(UTC)
+        column = "imported_cents" if imported else "purchases_cents"
+        with self.datastore.transaction(commit=True) as cursor:
+            # The tracking record first: it refuses an event already counted (IntegrityError)
+            # before the sums change, and it rolls back with them if they fail.
+            self._insert_tracking(cursor, tracking)
+            cursor.execute(
+                f"INSERT INTO revenue_by_hour (weekday, hour, {column}, payments)"
+                f" VALUES (?, ?, ?, 1) ON CONFLICT (weekday, hour) DO UPDATE SET"
+                f" {column} = {column} + excluded.{column}, payments = payments + 1",
+                (at.weekday(), at.hour, amount_cents),
+            )
+
+    def table(self) -> list[HourRevenue]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                "SELECT weekday, hour, purchases_cents, imported_cents, payments"
+                " FROM revenue_by_hour ORDER BY weekday, hour"
+            )
+            rows: list[sqlite3.Row] = cursor.fetchall()
+        return [HourRevenue(WEEKDAYS[row[0]], *tuple(row)[1:]) for row in rows]
+
+
+class RevenueByHour(Projection[RevenueView]):
+    name = "revenue_by_hour"
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        # Not revenue: only its position is recorded, so a later run starts after it.
+        self.view.insert_tracking(tracking)
+
+    @process_event.register
+    def _(self, domain_event: Fan.PurchaseRecorded, tracking: Tracking) -> None:
+        self.view.add_payment(
+            domain_event.timestamp, domain_event.amount_cents, imported=False, tracking=tracking
+        )
+
+    @process_event.register
+    def _(self, domain_event: Fan.TransactionImported, tracking: Tracking) -> None:
+        self.view.add_payment(
+            domain_event.occurred_at, domain_event.amount_cents, imported=True, tracking=tracking
+        )
