@@ -258,6 +258,7 @@ def from_text(
         data,
         raw_metadata,
         recorded_at,
+        *_,  # a reader's own columns after these (the event chain's seq: notifications.py)
     ) = row
     metadata = _decode_metadata(raw_metadata)
     if not is_current(event_type, metadata.schema_version):

@@ -1,0 +1,113 @@
+"""An analyst's eventsourcing Projection run by eventsourcing's own ProjectionRunner over
+fancrm's log (adapters/postgres/eventsourcing_log/), its view and tracking in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from adapters import bootstrap
+from adapters.postgres.eventsourcing_log import FancrmLog
+from tests.integration.test_eventsourcing_log import add_fan, env_for, seal
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class CountsView(SQLiteTrackingRecorder):
+    """Events per type and the fans' value, each change committed with its tracking."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS counts (event_type TEXT PRIMARY KEY,"
+            " events INTEGER NOT NULL, value_cents INTEGER NOT NULL)",
+        ]
+
+    def count(self, event_type: str, value_cents: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO counts VALUES (?, 1, ?) ON CONFLICT (event_type) DO UPDATE"
+                " SET events = events + 1, value_cents = value_cents + excluded.value_cents",
+                (event_type, value_cents),
+            )
+            self._insert_tracking(c, tracking)
+
+    def table(self) -> dict[str, tuple[int, int]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT event_type, events, value_cents FROM counts")
+            return {row[0]: (row[1], row[2]) for row in c.fetchall()}
+
+
+class CountEvents(Projection[CountsView]):
+    # An interrupted run: it stops after the event numbered ``pause_at`` until told to go on.
+    pause_at: int | None = None
+    paused = threading.Event()
+    resume = threading.Event()
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        value = getattr(domain_event, "value_cents", 0) or 0
+        self.view.count(type(domain_event).__qualname__, value, tracking)
+        if tracking.notification_id == self.pause_at:
+            self.paused.set()
+            self.resume.wait(timeout=20)
+
+
+def runner_for(url: str, views: Path) -> ProjectionRunner[FancrmLog, CountsView]:
+    env = env_for(url, PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(views))
+    return ProjectionRunner(
+        application_class=FancrmLog, projection_class=CountEvents, view_class=CountsView, env=env
+    )
+
+
+def run_to_the_end(url: str, views: Path) -> dict[str, tuple[int, int]]:
+    with runner_for(url, views) as runner:
+        runner.wait(runner.app.recorder.max_notification_id(), timeout=20)
+        return runner.projection.view.table()
+
+
+async def test_a_projection_run_twice_over_the_same_history_gives_the_same_table(
+    fresh: bootstrap.Container, fresh_database_url: str, tmp_path: Path
+) -> None:
+    for updates in (0, 2, 1):
+        await add_fan(fresh.events, updates=updates)
+    await seal(fresh)
+    first = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "one.db")
+    again = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "two.db")
+    assert first == again == {"Fan.Created": (3, 0), "Fan.Updated": (3, 100 + 200 + 100)}
+
+
+async def test_an_interrupted_run_resumes_from_its_tracking_without_doubles(
+    fresh: bootstrap.Container, fresh_database_url: str, tmp_path: Path
+) -> None:
+    for updates in (1, 2, 0, 3):
+        await add_fan(fresh.events, updates=updates)
+    await seal(fresh)
+    views = tmp_path / "views.db"
+    CountEvents.pause_at, CountEvents.paused, CountEvents.resume = (
+        4,
+        threading.Event(),
+        threading.Event(),
+    )
+
+    def interrupted() -> int | None:
+        with runner_for(fresh_database_url, views) as runner:
+            assert CountEvents.paused.wait(timeout=20), "the run never reached event 4"
+            runner.stop()  # mid-way, while it is processing event 4
+            CountEvents.resume.set()
+        return runner.projection.view.max_tracking_id("FancrmLog")
+
+    try:
+        assert await asyncio.to_thread(interrupted) == 4
+    finally:
+        CountEvents.pause_at = None
+    resumed = await asyncio.to_thread(run_to_the_end, fresh_database_url, views)
+    whole = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "whole.db")
+    assert resumed == whole
+    assert sum(events for events, _ in resumed.values()) == 10
