@@ -1,12 +1,15 @@
 """The examples in examples/, run as an analyst runs them, over a history made through the
-application: their printed numbers are the history's (revenue per day, events per type)."""
+application: their printed numbers are the history's (revenue per weekday and hour, per day,
+events per type)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -15,12 +18,18 @@ import httpx
 import pytest
 
 from adapters import bootstrap
+from adapters.crypto import MasterKey
+from adapters.export.destinations import LocalFolder
+from adapters.export.events import export_events, read_checkpoint
+from adapters.export.pseudonyms import load_pseudonyms
+from adapters.postgres.event_chain_store import PostgresEventChain
 from application import messages
 from application.context import CommandContext
-from application.ports import Checkpoint
+from application.ports import Checkpoint, RecordedEvent
 from application.webhooks import WebhookEvent, handle_webhook
-from tests.integration.test_parquet_export import export_to_head, log_counts
+from examples.revenue_by_hour import replay, view_env
 from tests.support.fresh_app import auth_for
+from tests.support.settings import TEST_MASTER_KEY
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,11 +94,20 @@ async def make_history(container: bootstrap.Container, api: httpx.AsyncClient) -
     assert upload.json()["summary"]["successfulInserts"] == len(IMPORTED), upload.text
 
 
-async def payments(container: bootstrap.Container) -> list[Payment]:
-    """Every payment the log holds, read from the store, with the time it counts at (up to
-    the newest committed event: a read stops below other tests' open transactions)."""
-    found: list[Payment] = []
-    head = await container.events.head()
+async def committed_head(container: bootstrap.Container) -> Checkpoint:
+    """The newest committed event. Not ``store.head()``: that is what a reader can reach now,
+    below the oldest transaction open on the server, which other tests' databases share."""
+    row = await container.pool.fetchrow(
+        "SELECT transaction_id, position FROM events"
+        " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    )
+    return Checkpoint(row["transaction_id"], row["position"])
+
+
+async def read_log(container: bootstrap.Container) -> list[RecordedEvent]:
+    """The whole log as the store reads it, up to the newest committed event."""
+    head = await committed_head(container)
+    found: list[RecordedEvent] = []
     checkpoint = Checkpoint()
     deadline = time.monotonic() + 30
     while checkpoint < head:
@@ -98,20 +116,54 @@ async def payments(container: bootstrap.Container) -> list[Payment]:
         if not batch:
             await asyncio.sleep(0.01)
             continue
-        for recorded in batch:
-            event, tenant = recorded.event, recorded.metadata.tenant
-            if recorded.event_type == "FanPurchaseRecorded":
-                found.append(Payment(tenant, recorded.recorded_at, event.amount_cents, False))
-            elif recorded.event_type == "FanTransactionImported":
-                found.append(Payment(tenant, event.occurred_at, event.amount_cents, True))
+        found += batch
         checkpoint = Checkpoint(batch[-1].transaction_id, batch[-1].position)
     return found
 
 
-async def run_example(*args: str) -> str:
+async def payments(container: bootstrap.Container) -> list[Payment]:
+    """Every payment the log holds, with the time it counts at."""
+    found: list[Payment] = []
+    for recorded in await read_log(container):
+        event, tenant = recorded.event, recorded.metadata.tenant
+        if recorded.event_type == "FanPurchaseRecorded":
+            found.append(Payment(tenant, recorded.recorded_at, event.amount_cents, False))
+        elif recorded.event_type == "FanTransactionImported":
+            found.append(Payment(tenant, event.occurred_at, event.amount_cents, True))
+    return found
+
+
+async def export_to_head(container: bootstrap.Container, target: Path) -> None:
+    """`crm export events --to target`'s work, again until it has the newest committed event."""
+    pseudonyms = await load_pseudonyms(container.pool, [MasterKey.parse(TEST_MASTER_KEY)])
+    head = await committed_head(container)
+    deadline = time.monotonic() + 30
+    while await read_checkpoint(LocalFolder(target)) < head:
+        assert time.monotonic() < deadline, f"the export never reached {head}"
+        await export_events(container.events, pseudonyms, LocalFolder(target), batch_size=10)
+        await asyncio.sleep(0.01)
+
+
+async def seal_to_head(container: bootstrap.Container) -> None:
+    """Number every committed event in the audit chain, as the sealer does: eventsourcing's
+    notifications are its numbers (adapters/postgres/eventsourcing_log)."""
+    chain = PostgresEventChain(container.pool)
+    head = await committed_head(container)
+    deadline = time.monotonic() + 30
+    while True:
+        await chain.catch_up()
+        sealed = await chain.head()
+        if Checkpoint(sealed.transaction_id, sealed.position) >= head:
+            return
+        assert time.monotonic() < deadline, f"the chain never reached {head}"
+        await asyncio.sleep(0.01)
+
+
+async def run_example(*args: str, env: dict[str, str] | None = None) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *args,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -138,7 +190,7 @@ async def test_the_duckdb_report_prints_the_logs_counts_and_revenue_per_day(
     mine = await run_example(str(EXAMPLES / "duckdb_report.py"), str(tmp_path), "--tenant", TENANT)
 
     counts = {name: int(n) for name, n in printed_table(everyone, "events per type")}
-    assert counts == dict(await log_counts(fresh))
+    assert counts == Counter(recorded.event_type for recorded in await read_log(fresh))
     expected: dict[tuple[str, date], list[int]] = {}
     for payment in paid:
         if payment.tenant == TENANT:
@@ -156,3 +208,47 @@ async def test_the_duckdb_report_prints_the_logs_counts_and_revenue_per_day(
     assert expected[(TENANT, date(2023, 5, 2))] == [0, 999, 999, 1]
     assert OTHER in everyone
     assert OTHER not in mine
+
+
+async def test_the_revenue_projection_prints_each_weekday_and_hour_once_however_often_it_runs(
+    fresh: bootstrap.Container, api: httpx.AsyncClient, fresh_database_url: str, tmp_path: Path
+) -> None:
+    await make_history(fresh, api)
+    await seal_to_head(fresh)
+    expected: dict[tuple[str, int], list[int]] = {}
+    for payment in await payments(fresh):
+        if payment.tenant == TENANT:
+            at = payment.at.astimezone(UTC)
+            hour = expected.setdefault((at.strftime("%A"), at.hour), [0] * 4)
+            hour[1 if payment.imported else 0] += payment.amount_cents
+            hour[2] += payment.amount_cents
+            hour[3] += 1
+    # No master key: a projection of payments reads no personal field.
+    env = {k: v for k, v in os.environ.items() if k != "CRM_MASTER_KEY"}
+    env["DATABASE_URL"] = fresh_database_url
+    view = tmp_path / "revenue.db"
+
+    first = await run_example(
+        str(EXAMPLES / "revenue_by_hour.py"), str(view), "--tenant", TENANT, env=env
+    )
+    # Again on the same file (it resumes after the last event counted), and on a new one, in
+    # this process: the script's own replay(), without a second interpreter's start-up.
+    settings = {"DATABASE_URL": fresh_database_url, "FANCRM_TENANT": TENANT}
+    again = await asyncio.to_thread(replay, {**settings, **view_env(view)})
+    anew = await asyncio.to_thread(replay, {**settings, **view_env(tmp_path / "anew.db")})
+
+    printed = {
+        (weekday, int(hour)): [int(cell) for cell in cells]
+        for weekday, hour, *cells in (line.split() for line in first.splitlines()[1:])
+    }
+    assert printed == expected
+    assert again == anew
+    returned = {
+        (r.weekday, r.hour): [r.purchases_cents, r.imported_cents, r.total_cents, r.payments]
+        for r in again
+    }
+    assert returned == printed
+    # The history's own numbers: the two tips on Monday 10h, the subscription Tuesday 1h.
+    assert expected[("Monday", 10)] == [0, 2_500, 2_500, 2]
+    assert expected[("Tuesday", 1)] == [0, 999, 999, 1]
+    assert sum(hour[0] for hour in expected.values()) == 1_500 + 700
