@@ -9,12 +9,8 @@ topics, the max id, and a late commit never skipped.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import random
 import tempfile
 import unittest
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,15 +24,15 @@ from eventsourcing.utils import get_topic
 
 from adapters import bootstrap
 from adapters.crypto import MasterKey
-from adapters.postgres.event_chain_store import PostgresEventChain
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.eventsourcing_log import Factory
 from adapters.postgres.eventsourcing_log.recorder import LogRecorder
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import connect
 from adapters.postgres.subject_keys import SubjectKeys
-from application.ports import Checkpoint, EventMetadata
+from application.ports import Checkpoint
 from domain.fan import Fan
+from tests.support.eventsourcing_log import add_fan, log_recorder, meta, new_fan_id, seal
 from tests.support.settings import TEST_MASTER_KEY
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,8 +42,6 @@ WRITES_REFUSED = (
     " events only from its own domain, and insert_events is refused (NotSupportedError);"
     " test_{} below checks the same promise on real events"
 )
-
-_fan_ids = itertools.count(random.SystemRandom().randrange(10**12, 10**13, 10**6))
 
 
 class TestApplicationRecorder(ApplicationRecorderTestCase[LogRecorder]):
@@ -92,45 +86,6 @@ class TestTrackingRecorderInMemory(TrackingRecorderTestCase):
 # --- the same promises on fancrm's events ------------------------------------------------------
 
 
-def meta(tenant: str) -> EventMetadata:
-    ids = [uuid.uuid4().hex for _ in range(3)]
-    return EventMetadata(
-        tenant=tenant, actor=f"{tenant}:key", correlation_id=ids[0], causation_id=ids[1],
-        trace_id=ids[2],
-    )  # fmt: skip
-
-
-async def add_fan(
-    store: PostgresEventStore, tenant: str = "user-1", *, updates: int = 0, name: str = "Ann"
-) -> str:
-    """A new fan with ``updates`` FanUpdated events, appended through the store."""
-    fan_id = next(_fan_ids)
-    fan = Fan.register(fan_id=fan_id, tenant=tenant, name=name, email=f"{fan_id}@example.com")
-    for i in range(updates):
-        fan.update(value_cents=100 * (i + 1))
-    await store.append(
-        fan.id, "fan", list(fan.collect_events()), expected_version=0, metadata=meta(tenant)
-    )
-    return fan.id
-
-
-def env_for(url: str, **more: str) -> dict[str, str]:
-    return {"DATABASE_URL": url, "CRM_MASTER_KEY": TEST_MASTER_KEY, **more}
-
-
-@asynccontextmanager
-async def log_recorder(url: str, **more: str) -> AsyncIterator[LogRecorder]:
-    factory = Factory(env_for(url, **more))
-    try:
-        yield await asyncio.to_thread(factory.application_recorder)
-    finally:
-        await asyncio.to_thread(factory.close)
-
-
-async def seal(container: bootstrap.Container) -> int:
-    return await PostgresEventChain(container.pool).catch_up()
-
-
 async def test_notifications_in_commit_order_with_growing_ids(
     fresh: bootstrap.Container, fresh_database_url: str
 ) -> None:
@@ -139,7 +94,7 @@ async def test_notifications_in_commit_order_with_growing_ids(
     async with log_recorder(fresh_database_url) as recorder:
         assert recorder.select_notifications(None, 10) == []
         assert recorder.max_notification_id() is None, "nothing sealed: nothing notified"
-        assert await seal(fresh) == 4
+        assert await seal(fresh, 4) == 4
         everything = recorder.select_notifications(start=None, limit=10)
         in_commit_order = await store.read_all(Checkpoint(), 10)
         assert [n.id for n in everything] == [1, 2, 3, 4]
@@ -169,7 +124,7 @@ async def test_notifications_in_commit_order_with_growing_ids(
 
         # More commits get the next ids; nothing before them moves.
         later = await add_fan(store)
-        assert await seal(fresh) == 1
+        assert await seal(fresh, 1) == 1
         assert ids(None, 10) == [1, 2, 3, 4, 5]
         assert recorder.select_notifications(5, 1)[0].originator_id == later
 
@@ -192,7 +147,7 @@ async def test_a_late_commit_is_never_skipped(
             assert await seal(fresh) == 0, "the sealer waits for the older transaction"
             assert recorder.max_notification_id() is None
             await a_tx.commit()
-            assert await seal(fresh) == 2
+            assert await seal(fresh, 2) == 2
             seen = recorder.select_notifications(None, 10)
             assert [(n.id, n.originator_id) for n in seen] == [(1, a_stream), (2, b_stream)]
     finally:
@@ -203,7 +158,7 @@ async def test_personal_fields_need_the_master_key_and_never_come_back_once_eras
     fresh: bootstrap.Container, fresh_database_url: str
 ) -> None:
     kept = await add_fan(fresh.events, name="Kept Name")
-    gone = Fan.register(fan_id=next(_fan_ids), tenant="user-1", name="Erased Name")
+    gone = Fan.register(fan_id=new_fan_id(), tenant="user-1", name="Erased Name")
     await fresh.events.append(
         gone.id, "fan", list(gone.collect_events()), expected_version=0, metadata=meta("user-1")
     )
@@ -212,7 +167,7 @@ async def test_personal_fields_need_the_master_key_and_never_come_back_once_eras
         gone.id, "fan", list(gone.collect_events()), expected_version=1, metadata=meta("user-1")
     )
     erased = gone.id
-    await seal(fresh)
+    await seal(fresh, 3)
 
     async def names(**env: str) -> dict[str, Any]:
         async with log_recorder(fresh_database_url, **env) as recorder:
@@ -245,7 +200,7 @@ async def test_a_tenant_sees_only_its_own_events(
 ) -> None:
     mine = await add_fan(fresh.events, "tenant-a", updates=1)
     await add_fan(fresh.events, "tenant-b")
-    await seal(fresh)
+    await seal(fresh, 3)
     async with log_recorder(fresh_database_url, FANCRM_TENANT="tenant-a") as recorder:
         seen = recorder.select_notifications(None, 10)
         assert [(n.id, n.originator_id) for n in seen] == [(1, mine), (2, mine)]

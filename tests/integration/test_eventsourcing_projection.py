@@ -15,7 +15,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from adapters import bootstrap
 from adapters.postgres.eventsourcing_log import FancrmLog
-from tests.integration.test_eventsourcing_log import add_fan, env_for, seal
+from tests.support.eventsourcing_log import add_fan, env_for, seal
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,13 +45,21 @@ class CountsView(SQLiteTrackingRecorder):
             return {row[0]: (row[1], row[2]) for row in c.fetchall()}
 
 
+class Interrupted(Exception):
+    pass
+
+
 class CountEvents(Projection[CountsView]):
-    # An interrupted run: it stops after the event numbered ``pause_at`` until told to go on.
+    # An interrupted run: at the event numbered ``pause_at`` it waits until told to go on,
+    # or it crashes there (``crash_at``) before recording anything of that event.
     pause_at: int | None = None
+    crash_at: int | None = None
     paused = threading.Event()
     resume = threading.Event()
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        if tracking.notification_id == self.crash_at:
+            raise Interrupted(tracking.notification_id)
         value = getattr(domain_event, "value_cents", 0) or 0
         self.view.count(type(domain_event).__qualname__, value, tracking)
         if tracking.notification_id == self.pause_at:
@@ -77,7 +85,7 @@ async def test_a_projection_run_twice_over_the_same_history_gives_the_same_table
 ) -> None:
     for updates in (0, 2, 1):
         await add_fan(fresh.events, updates=updates)
-    await seal(fresh)
+    await seal(fresh, 6)
     first = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "one.db")
     again = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "two.db")
     assert first == again == {"Fan.Created": (3, 0), "Fan.Updated": (3, 100 + 200 + 100)}
@@ -88,26 +96,44 @@ async def test_an_interrupted_run_resumes_from_its_tracking_without_doubles(
 ) -> None:
     for updates in (1, 2, 0, 3):
         await add_fan(fresh.events, updates=updates)
-    await seal(fresh)
-    views = tmp_path / "views.db"
-    CountEvents.pause_at, CountEvents.paused, CountEvents.resume = (
-        4,
-        threading.Event(),
-        threading.Event(),
-    )
+    await seal(fresh, 10)
+    whole = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "whole.db")
+    assert sum(events for events, _ in whole.values()) == 10
 
-    def interrupted() -> int | None:
-        with runner_for(fresh_database_url, views) as runner:
+    # Stopped while it processes event 4: whatever it had done is tracked, once.
+    stopped = tmp_path / "stopped.db"
+    CountEvents.pause_at = 4
+    CountEvents.paused, CountEvents.resume = threading.Event(), threading.Event()
+
+    def stop_midway() -> tuple[int | None, dict[str, tuple[int, int]]]:
+        with runner_for(fresh_database_url, stopped) as runner:
             assert CountEvents.paused.wait(timeout=20), "the run never reached event 4"
-            runner.stop()  # mid-way, while it is processing event 4
+            runner.stop()
             CountEvents.resume.set()
+        view = runner.projection.view
+        return view.max_tracking_id("FancrmLog"), view.table()
+
+    try:
+        done, table = await asyncio.to_thread(stop_midway)
+    finally:
+        CountEvents.pause_at = None
+    assert done is not None
+    assert done >= 4
+    assert sum(events for events, _ in table.values()) == done
+    assert await asyncio.to_thread(run_to_the_end, fresh_database_url, stopped) == whole
+
+    # Crashed at event 7: events 1 to 6 are tracked, 7 is processed again on resume.
+    crashed = tmp_path / "crashed.db"
+    CountEvents.crash_at = 7
+
+    def crash_midway() -> int | None:
+        runner = runner_for(fresh_database_url, crashed)
+        with pytest.raises(Interrupted), runner:
+            runner.run_forever(timeout=20)
         return runner.projection.view.max_tracking_id("FancrmLog")
 
     try:
-        assert await asyncio.to_thread(interrupted) == 4
+        assert await asyncio.to_thread(crash_midway) == 6
     finally:
-        CountEvents.pause_at = None
-    resumed = await asyncio.to_thread(run_to_the_end, fresh_database_url, views)
-    whole = await asyncio.to_thread(run_to_the_end, fresh_database_url, tmp_path / "whole.db")
-    assert resumed == whole
-    assert sum(events for events, _ in resumed.values()) == 10
+        CountEvents.crash_at = None
+    assert await asyncio.to_thread(run_to_the_end, fresh_database_url, crashed) == whole

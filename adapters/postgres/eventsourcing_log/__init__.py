@@ -37,7 +37,8 @@ from eventsourcing.utils import Environment, EnvType
 
 from adapters.crypto import MasterKey
 from adapters.postgres.eventsourcing_log.loop import LoopThread
-from adapters.postgres.eventsourcing_log.recorder import REFUSED, LogMapper, LogRecorder
+from adapters.postgres.eventsourcing_log.mapper import REFUSED, LogMapper
+from adapters.postgres.eventsourcing_log.recorder import LogRecorder
 from adapters.postgres.personal_data import PersonalDataCodec
 from adapters.postgres.pool import create_pool
 from adapters.postgres.subject_keys import SubjectKeys

@@ -5,101 +5,38 @@ why: commit order, ids that only grow, no late commit slipped in behind a reader
 sealed events are notified. Each notification carries its event decoded as the store decodes
 it (stable type names, upcasting, personal fields opened by the master key if one is given,
 never an erased fan's), and ``LogMapper`` hands that event on. Topics are the event classes'
-eventsourcing topics (``get_topic(PurchaseRecorded)``); a stable type name (``"PurchaseRecorded"``)
-filters as well. The log takes events only from fancrm's domain: inserts are refused.
+eventsourcing topics (``get_topic(Fan.PurchaseRecorded)``); a stable type name
+(``"FanPurchaseRecorded"``) filters as well. The log takes events only from fancrm's domain:
+inserts are refused.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     ApplicationRecorder,
-    Mapper,
-    MapperDeserialisationError,
     Notification,
     NotSupportedError,
     StoredEvent,
 )
-from eventsourcing.utils import get_topic, resolve_topic
 
 from adapters.postgres.event_store import PostgresEventStore
-from adapters.postgres.event_store.notifications import (
-    SealedEvent,
-    last_seq,
-    sealed_events,
-)
+from adapters.postgres.event_store.notifications import last_seq, sealed_events, seq_of
 from adapters.postgres.eventsourcing_log.loop import LoopThread
-from adapters.postgres.personal_data import PersonalDataCodec
-from application.ports import RecordedEvent
-from domain.events import EVENT_NAMES, EVENT_TYPES
-
-REFUSED = (
-    "fancrm's log takes events only from its own domain (the API, the workers, the import):"
-    " this recorder reads it"
+from adapters.postgres.eventsourcing_log.mapper import (
+    REFUSED,
+    LogStoredEvent,
+    event_types,
+    notification,
+    topic_of,
 )
-
-
-@dataclass(frozen=True)
-class LogNotification(Notification):
-    """``state`` is the event's fields as stored (personal ones sealed); ``recorded`` the event
-    decoded, with its place in the log, metadata (tenant, actor...) and time."""
-
-    recorded: RecordedEvent = field(compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class LogStoredEvent(StoredEvent):
-    recorded: RecordedEvent = field(compare=False, repr=False)
-
-
-class LogMapper(Mapper[str]):
-    """Hands on the events the recorder decoded; there is nothing left to deserialise."""
-
-    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[str]:
-        recorded = getattr(stored_event, "recorded", None)
-        if recorded is None:
-            raise MapperDeserialisationError(f"not an event of fancrm's log: {stored_event!r}")
-        event: DomainEventProtocol[str] = recorded.event
-        return event
-
-    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
-        raise NotSupportedError(REFUSED)
-
-
-_topics: dict[type, str] = {}
-
-
-def topic_of(event_class: type) -> str:
-    topic = _topics.get(event_class)
-    if topic is None:
-        topic = _topics[event_class] = get_topic(event_class)
-    return topic
-
-
-def event_types(topics: Sequence[str]) -> list[str] | None:
-    """The stable type names ``topics`` name (None: no filter). A topic that names no event
-    of fancrm's matches nothing, as a topic nobody records does elsewhere."""
-    if not topics:
-        return None
-    names = []
-    for topic in topics:
-        if topic in EVENT_TYPES:
-            names.append(topic)
-            continue
-        try:
-            name = EVENT_NAMES.get(resolve_topic(topic))
-        except Exception:  # eventsourcing's TopicError and import errors alike
-            name = None
-        if name is not None:
-            names.append(name)
-    return names
+from adapters.postgres.personal_data import PersonalDataCodec
 
 
 class LogRecorder(ApplicationRecorder):
@@ -152,14 +89,30 @@ class LogRecorder(ApplicationRecorder):
         return self.fetch(after, limit, stop, topics).result()
 
     def fetch(
-        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+        self,
+        after: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        until: datetime | None = None,
     ) -> concurrent.futures.Future[list[Notification]]:
-        """The notifications after ``after``, read and decoded on the loop: the caller may
-        process a batch while the next one is read (LogSubscription does)."""
-        return self._loop.submit(self._notifications(after, limit, stop, event_types(topics)))
+        """The notifications after ``after`` (of events recorded at or before ``until``), read
+        and decoded on the loop: the caller may process a batch while the next one is read
+        (LogSubscription and analytics.replay do)."""
+        types = event_types(topics)
+        return self._loop.submit(self._notifications(after, limit, stop, types, until))
+
+    def id_of(self, position: int) -> int | None:
+        """The notification id of the event at ``position``; None if it is not sealed yet."""
+        return self._loop.run(seq_of(self._pool, position))
 
     async def _notifications(
-        self, after: int, limit: int, stop: int | None, types: list[str] | None
+        self,
+        after: int,
+        limit: int,
+        stop: int | None,
+        types: list[str] | None,
+        until: datetime | None = None,
     ) -> list[Notification]:
         if types == [] or limit < 1:
             return []
@@ -171,8 +124,9 @@ class LogRecorder(ApplicationRecorder):
             stop=stop,
             event_types=types,
             tenant=self.tenant,
+            until=until,
         )
-        return [_notification(sealed) for sealed in found]
+        return [notification(sealed) for sealed in found]
 
     def max_notification_id(self) -> int | None:
         return self._loop.run(last_seq(self._pool, self.tenant))
@@ -184,15 +138,3 @@ class LogRecorder(ApplicationRecorder):
         from adapters.postgres.eventsourcing_log.subscription import LogSubscription
 
         return LogSubscription(self, gt, topics)
-
-
-def _notification(sealed: SealedEvent) -> LogNotification:
-    recorded = sealed.recorded
-    return LogNotification(
-        originator_id=recorded.stream_id,
-        originator_version=recorded.version,
-        topic=topic_of(type(recorded.event)),
-        state=sealed.data.encode(),
-        id=sealed.seq,
-        recorded=recorded,
-    )
