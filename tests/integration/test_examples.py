@@ -27,6 +27,7 @@ from application import messages
 from application.context import CommandContext
 from application.ports import Checkpoint, RecordedEvent
 from application.webhooks import WebhookEvent, handle_webhook
+from examples import duckdb_report
 from examples.revenue_by_hour import replay, view_env
 from tests.support.fresh_app import auth_for
 from tests.support.settings import TEST_MASTER_KEY
@@ -186,28 +187,36 @@ async def test_the_duckdb_report_prints_the_logs_counts_and_revenue_per_day(
     await export_to_head(fresh, tmp_path)
     paid = await payments(fresh)
 
-    everyone = await run_example(str(EXAMPLES / "duckdb_report.py"), str(tmp_path))
-    mine = await run_example(str(EXAMPLES / "duckdb_report.py"), str(tmp_path), "--tenant", TENANT)
+    log = await read_log(fresh)
 
-    counts = {name: int(n) for name, n in printed_table(everyone, "events per type")}
-    assert counts == Counter(recorded.event_type for recorded in await read_log(fresh))
+    mine = await run_example(str(EXAMPLES / "duckdb_report.py"), str(tmp_path), "--tenant", TENANT)
+    # And everyone's, with the script's own functions in this process (no second start-up).
+    everyone = duckdb_report.connect(tmp_path)
+
+    counts = {name: int(n) for name, n in printed_table(mine, "events per type")}
+    assert counts == Counter(r.event_type for r in log if r.metadata.tenant == TENANT)
+    assert dict(duckdb_report.events_per_type(everyone)) == Counter(r.event_type for r in log)
     expected: dict[tuple[str, date], list[int]] = {}
     for payment in paid:
-        if payment.tenant == TENANT:
-            day = expected.setdefault((payment.tenant, payment.at.astimezone(UTC).date()), [0] * 4)
-            day[1 if payment.imported else 0] += payment.amount_cents
-            day[2] += payment.amount_cents
-            day[3] += 1
+        day = expected.setdefault((payment.tenant, payment.at.astimezone(UTC).date()), [0] * 4)
+        day[1 if payment.imported else 0] += payment.amount_cents
+        day[2] += payment.amount_cents
+        day[3] += 1
     assert {
         (tenant, date.fromisoformat(day)): [int(cell) for cell in cells]
         for tenant, day, *cells in printed_table(mine, "revenue per UTC day (cents)")
+    } == {key: cells for key, cells in expected.items() if key[0] == TENANT}
+    assert {
+        (tenant, day): list(cells)
+        for tenant, day, *cells in duckdb_report.revenue_per_day(everyone)
     } == expected
-    # The history's own numbers, not only the log's: two purchases, the imports on their days.
-    assert sum(day[0] for day in expected.values()) == 1_500 + 700
+    # The history's own numbers, not only the log's: the purchases, the imports on their days.
     assert expected[(TENANT, date(2023, 5, 1))] == [0, 2_500, 2_500, 2]
     assert expected[(TENANT, date(2023, 5, 2))] == [0, 999, 999, 1]
-    assert OTHER in everyone
-    assert OTHER not in mine
+    purchases: Counter[str] = Counter()
+    for (tenant, _), cells in expected.items():
+        purchases[tenant] += cells[0]
+    assert purchases == {TENANT: 1_500 + 700, OTHER: 4_000}
 
 
 async def test_the_revenue_projection_prints_each_weekday_and_hour_once_however_often_it_runs(
