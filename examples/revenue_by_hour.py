@@ -22,6 +22,7 @@ one twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import sys
 from abc import abstractmethod
@@ -137,17 +138,38 @@ def view_env(db: str | Path) -> dict[str, str]:
     }
 
 
-def replay(env: dict[str, str], timeout: float = 600.0) -> list[HourRevenue]:
-    """Run the projection until it has processed the log's newest event; its table."""
+def claim(db: str | Path, tenant: str | None) -> None:
+    """Refuse a file made for another account (or for all of them). Its tracking is a place in
+    the whole log: resumed for another account, it would skip that account's earlier events."""
+    scope = tenant or ""
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS revenue_scope (tenant TEXT NOT NULL)")
+        found = connection.execute("SELECT tenant FROM revenue_scope").fetchone()
+        if found is None:
+            connection.execute("INSERT INTO revenue_scope VALUES (?)", (scope,))
+        elif found[0] != scope:
+            made_for = f"--tenant {found[0]}" if found[0] else "every tenant"
+            raise SystemExit(f"{db} counts {made_for}: use another file")
+
+
+def replay(
+    db: str | Path, tenant: str | None = None, env: dict[str, str] | None = None
+) -> list[HourRevenue]:
+    """Run the projection into ``db`` until it has processed the log's newest event (of
+    ``tenant``'s, if given); its table. Settings not in ``env`` come from the environment."""
+    claim(db, tenant)
+    settings = {**(env or {}), **view_env(db)}
+    if tenant:
+        settings["FANCRM_TENANT"] = tenant
     with ProjectionRunner(
         application_class=FancrmLog,
         projection_class=RevenueByHour,
         view_class=SQLiteRevenueView,
-        env=env,
+        env=settings,
     ) as runner:
         head = runner.app.recorder.max_notification_id()
         if head is not None:
-            runner.wait(head, timeout=timeout)
+            runner.wait(head, timeout=600)
         return runner.view.table()
 
 
@@ -156,10 +178,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("db", help="the SQLite file of the view (made if missing, resumed if not)")
     parser.add_argument("--tenant", help="one creator account's revenue (default: all of them)")
     args = parser.parse_args(argv)
-    env = view_env(args.db)
-    if args.tenant:
-        env["FANCRM_TENANT"] = args.tenant
-    rows = replay(env)
+    rows = replay(args.db, args.tenant)
     print(f"{'weekday':<10} {'hour':>4} {'purchases':>10} {'imported':>10} {'total':>10} payments")
     for row in rows:
         print(

@@ -28,7 +28,7 @@ from application.context import CommandContext
 from application.ports import Checkpoint, RecordedEvent
 from application.webhooks import WebhookEvent, handle_webhook
 from examples import duckdb_report
-from examples.revenue_by_hour import replay, view_env
+from examples.revenue_by_hour import replay
 from tests.support.fresh_app import auth_for
 from tests.support.settings import TEST_MASTER_KEY
 
@@ -242,9 +242,9 @@ async def test_the_revenue_projection_prints_each_weekday_and_hour_once_however_
     )
     # Again on the same file (it resumes after the last event counted), and on a new one, in
     # this process: the script's own replay(), without a second interpreter's start-up.
-    settings = {"DATABASE_URL": fresh_database_url, "FANCRM_TENANT": TENANT}
-    again = await asyncio.to_thread(replay, {**settings, **view_env(view)})
-    anew = await asyncio.to_thread(replay, {**settings, **view_env(tmp_path / "anew.db")})
+    settings = {"DATABASE_URL": fresh_database_url}
+    again = await asyncio.to_thread(replay, view, TENANT, settings)
+    anew = await asyncio.to_thread(replay, tmp_path / "anew.db", TENANT, settings)
 
     printed = {
         (weekday, int(hour)): [int(cell) for cell in cells]

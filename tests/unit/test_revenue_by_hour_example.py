@@ -18,6 +18,7 @@ from examples.revenue_by_hour import (
     RevenueByHour,
     RevenueView,
     SQLiteRevenueView,
+    claim,
 )
 
 UPSTREAM = "fancrm"
@@ -99,3 +100,19 @@ def test_an_event_already_counted_is_refused_and_changes_nothing(tmp_path: Path)
     assert again.view.table() == [HourRevenue("Saturday", 21, 1_500, 0, 1)]
     assert again.view.max_tracking_id(UPSTREAM) == 1
     assert again.view.table()[0].total_cents == 1_500
+
+
+def test_a_file_counts_one_tenant_or_all_and_refuses_another(tmp_path: Path) -> None:
+    # Its tracking is a place in the whole log: resumed for another account, it would skip
+    # that account's earlier events.
+    mine, everyone = tmp_path / "mine.db", tmp_path / "everyone.db"
+    claim(mine, "creator-1")
+    claim(mine, "creator-1")
+    claim(everyone, None)
+
+    with pytest.raises(SystemExit, match="counts --tenant creator-1"):
+        claim(mine, "creator-2")
+    with pytest.raises(SystemExit, match="counts --tenant creator-1"):
+        claim(mine, None)
+    with pytest.raises(SystemExit, match="counts every tenant"):
+        claim(everyone, "creator-1")
