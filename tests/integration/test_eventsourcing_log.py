@@ -9,6 +9,7 @@ topics, the max id, and a late commit never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import unittest
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from adapters import bootstrap
 from adapters.crypto import MasterKey
-from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.event_store import PostgresEventStore, notifications
 from adapters.postgres.eventsourcing_log import Factory
 from adapters.postgres.eventsourcing_log.recorder import LogRecorder
 from adapters.postgres.personal_data import PersonalDataCodec
@@ -87,7 +88,7 @@ class TestTrackingRecorderInMemory(TrackingRecorderTestCase):
 
 
 async def test_notifications_in_commit_order_with_growing_ids(
-    fresh: bootstrap.Container, fresh_database_url: str
+    fresh: bootstrap.Container, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = fresh.events
     streams = [await add_fan(store, updates=1), await add_fan(store), await add_fan(store)]
@@ -121,6 +122,11 @@ async def test_notifications_in_commit_order_with_growing_ids(
         assert ids(1, 10, topics=["FanUpdated"]) == [2], "a stable type name filters too"
         assert ids(1, 10, topics=[get_topic(Fan.Updated), "FanCreated"]) == [1, 2, 3, 4]
         assert ids(1, 10, topics=["topic-of-nobody"]) == []
+        # A filtered read goes window by window through the chain's numbers until it has enough.
+        monkeypatch.setattr(notifications, "WINDOW", 1)
+        assert ids(2, 1, topics=["FanCreated"]) == [3]
+        assert ids(None, 2, topics=["FanCreated"], stop=3) == [1, 3]
+        assert ids(4, 10, topics=["FanUpdated"]) == []
 
         # More commits get the next ids; nothing before them moves.
         later = await add_fan(store)
@@ -209,3 +215,22 @@ async def test_a_tenant_sees_only_its_own_events(
     async with log_recorder(fresh_database_url, FANCRM_TENANT="tenant-c") as recorder:
         assert recorder.select_notifications(None, 10) == []
         assert recorder.max_notification_id() is None
+
+
+async def test_a_subscription_follows_the_log_as_the_sealer_numbers_it(
+    fresh: bootstrap.Container, fresh_database_url: str
+) -> None:
+    first = await add_fan(fresh.events)
+    await seal(fresh, 1)
+    async with log_recorder(fresh_database_url) as recorder:
+        with recorder.subscribe(gt=None, topics=["FanCreated"]) as subscription:
+            seen = await asyncio.to_thread(next, subscription)
+            assert (seen.id, seen.originator_id) == (1, first)
+            waiting = asyncio.ensure_future(asyncio.to_thread(next, subscription))
+            later = await add_fan(fresh.events, updates=1)  # FanUpdated: not a topic asked for
+            await seal(fresh, 2)
+            seen = await asyncio.wait_for(waiting, timeout=10)
+            assert (seen.id, seen.originator_id) == (2, later)
+            subscription.stop()
+            with pytest.raises(StopIteration):
+                next(subscription)

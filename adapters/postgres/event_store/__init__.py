@@ -4,7 +4,8 @@ Split as the eventsourcing library splits its persistence: ``mapper`` (pure: eve
 stable type names, upcasting, personal fields revealed), ``recorder`` (every statement on
 ``events``; the append is composed from the fragments of ``append_sql`` by ``composition``),
 ``sealing`` (an append's personal fields sealed, with the keys it needs), and ``store``
-(``PostgresEventStore``, the ``EventStore`` port, composing them).
+(``PostgresEventStore``, the ``EventStore`` port, composing them). ``notifications`` numbers
+the sealed log 1, 2, 3... in commit order for eventsourcing's readers.
 """
 
 from adapters.postgres.event_store.mapper import from_text, to_recorded

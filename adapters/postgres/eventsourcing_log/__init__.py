@@ -126,12 +126,15 @@ class Factory(InfrastructureFactory[TrackingRecorder]):
         return LogRecorder(loop, pool, personal, self.env.get(self.TENANT) or None)
 
     def close(self) -> None:
-        if self._tracking is not None:
-            self._tracking.close()
-        if self._loop is not None and not self._loop.closed:
-            if self._recorder is not None:
-                self._loop.run(self._recorder.close())
-            self._loop.close()
+        """Idempotent: an application closes its factory, and again when it is collected."""
+        tracking, self._tracking = self._tracking, None
+        if tracking is not None:
+            tracking.close()
+        loop, recorder, self._loop, self._recorder = self._loop, self._recorder, None, None
+        if loop is not None:
+            if recorder is not None:
+                loop.run(recorder.close())
+            loop.close()
 
 
 class FancrmLog(Application[str]):

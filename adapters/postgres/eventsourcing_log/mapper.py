@@ -55,13 +55,15 @@ class LogMapper(Mapper[str]):
         raise NotSupportedError(REFUSED)
 
 
-_topics: dict[type, str] = {}
+# Keyed by the stable type name: hashing an event class (its metaclass's) cost more.
+_topics: dict[str, str] = {}
 
 
-def topic_of(event_class: type) -> str:
-    topic = _topics.get(event_class)
+def topic_of(event_type: str) -> str:
+    """The eventsourcing topic of the event class fancrm stores as ``event_type``."""
+    topic = _topics.get(event_type)
     if topic is None:
-        topic = _topics[event_class] = get_topic(event_class)
+        topic = _topics[event_type] = get_topic(EVENT_TYPES[event_type])
     return topic
 
 
@@ -89,7 +91,7 @@ def notification(sealed: SealedEvent) -> LogNotification:
     return LogNotification(
         originator_id=recorded.stream_id,
         originator_version=recorded.version,
-        topic=topic_of(type(recorded.event)),
+        topic=topic_of(recorded.event_type),
         state=sealed.data.encode(),
         id=sealed.seq,
         recorded=recorded,

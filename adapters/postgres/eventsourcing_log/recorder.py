@@ -72,7 +72,7 @@ class LogRecorder(ApplicationRecorder):
             found = [r for r in found if r.metadata.tenant == self.tenant]
         found.sort(key=lambda r: r.version, reverse=desc)
         return [
-            LogStoredEvent(r.stream_id, r.version, topic_of(type(r.event)), b"", r)
+            LogStoredEvent(r.stream_id, r.version, topic_of(r.event_type), b"", r)
             for r in found[:limit]
         ]
 
