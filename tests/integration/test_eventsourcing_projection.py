@@ -4,6 +4,7 @@ fancrm's log (adapters/postgres/eventsourcing_log/), its view and tracking in SQ
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from adapters import bootstrap
 from adapters.postgres.eventsourcing_log import FancrmLog
-from tests.support.eventsourcing_log import add_fan, env_for, seal
+from domain.fan import Fan
+from tests.support.eventsourcing_log import add_fan, env_for, meta, new_fan_id, seal
+from tests.support.settings import TEST_MASTER_KEY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -137,3 +140,34 @@ async def test_an_interrupted_run_resumes_from_its_tracking_without_doubles(
     finally:
         CountEvents.crash_at = None
     assert await asyncio.to_thread(run_to_the_end, fresh_database_url, crashed) == whole
+
+
+def readme_projection_snippet() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Your own projections over the log", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_projection_runs_as_printed(
+    fresh: bootstrap.Container, fresh_database_url: str, tmp_path: Path
+) -> None:
+    fan = Fan.register(fan_id=new_fan_id(), tenant="user-1", name="Ann", email="a@example.com")
+    fan.record_purchase(1_500, "msg-1")
+    fan.record_purchase(500, "msg-2")
+    fan.update(notes="a later event, so the log does not end with a purchase")
+    events = list(fan.collect_events())
+    await fresh.events.append(fan.id, "fan", events, expected_version=0, metadata=meta("user-1"))
+    await seal(fresh, len(events))
+    snippet = (
+        readme_projection_snippet()
+        .replace('"postgresql://..."', repr(fresh_database_url))
+        .replace('"CRM_MASTER_KEY": "...",', f'"CRM_MASTER_KEY": {TEST_MASTER_KEY!r},')
+        .replace('"views.db"', repr(str(tmp_path / "views.db")))
+    )
+    await asyncio.to_thread(exec, compile(snippet, "README.md", "exec"), {})
+    expected: dict[int, int] = {}
+    for purchase in events[1:3]:
+        hour = purchase.timestamp.hour
+        expected[hour] = expected.get(hour, 0) + purchase.amount_cents
+    with sqlite3.connect(tmp_path / "views.db") as db:
+        assert dict(db.execute("SELECT hour, cents FROM revenue").fetchall()) == expected
