@@ -20,10 +20,10 @@ SELECT f.fan_id,
   least(f.subscribed_at, (f.first_seen_at AT TIME ZONE 'UTC')::date,
         min(d.day) FILTER (WHERE d.day < $2)) AS first_day,
   coalesce(sum(d.purchases) FILTER (WHERE d.day < $2), 0) AS purchases,
-  coalesce(sum(d.spend_cents) FILTER (WHERE d.day < $2), 0) AS spend_cents,
+  coalesce(sum(d.spend_cents) FILTER (WHERE d.day < $2), 0)::bigint AS spend_cents,
   coalesce(sum(d.purchases) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0) AS purchases_30,
-  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0) AS spend_30,
-  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 60 AND d.day < $2 - 30), 0)
+  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0)::bigint AS spend_30,
+  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 60 AND d.day < $2 - 30), 0)::bigint
     AS spend_prev_30,
   coalesce(sum(d.fan_messages) FILTER (WHERE d.day < $2), 0) AS fan_messages,
   coalesce(sum(d.fan_messages) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0)
