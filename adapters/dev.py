@@ -30,9 +30,9 @@ from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
 from worker.automations import run_automation_worker
 from worker.campaigns import run_campaign_worker
+from worker.churn import run_churn_worker
 from worker.projections import run_projectors
 from worker.relay import run_relay
-from worker.churn import run_churn_worker
 from worker.sealer import run_sealer
 from worker.sender import run_sender_worker
 

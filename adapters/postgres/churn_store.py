@@ -22,7 +22,8 @@ SELECT f.fan_id,
   coalesce(sum(d.purchases) FILTER (WHERE d.day < $2), 0) AS purchases,
   coalesce(sum(d.spend_cents) FILTER (WHERE d.day < $2), 0)::bigint AS spend_cents,
   coalesce(sum(d.purchases) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0) AS purchases_30,
-  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0)::bigint AS spend_30,
+  coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0)::bigint
+    AS spend_30,
   coalesce(sum(d.spend_cents) FILTER (WHERE d.day >= $2 - 60 AND d.day < $2 - 30), 0)::bigint
     AS spend_prev_30,
   coalesce(sum(d.fan_messages) FILTER (WHERE d.day < $2), 0) AS fan_messages,
