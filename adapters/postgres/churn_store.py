@@ -119,16 +119,17 @@ class PostgresChurnStore:
             # projector deletes scores after the fan's row, so it waits for this commit).
             await conn.execute(
                 "INSERT INTO churn_scores (tenant_id, fan_id, model_version, risk, factors)"
-                " SELECT f.tenant_id, f.fan_id, $2, s.risk, s.factors"
+                " SELECT f.tenant_id, f.fan_id, $2, s.risk, s.factors::jsonb"
                 " FROM churn_fans f"
-                " JOIN unnest($3::bigint[], $4::float8[], $5::jsonb[]) AS s(fan_id, risk, factors)"
+                " JOIN unnest($3::bigint[], $4::float8[], $5::text[]) AS s(fan_id, risk, factors)"
                 "   ON s.fan_id = f.fan_id"
                 " WHERE f.tenant_id = $1 AND f.deleted_at IS NULL FOR KEY SHARE OF f",
                 tenant,
                 version,
                 [s.fan_id for s in scores],
                 [s.risk for s in scores],
-                [msgspec.to_builtins(s.factors) for s in scores],
+                # As JSON text: a list of lists would be read as a two-dimensional array.
+                [msgspec.json.encode(s.factors).decode() for s in scores],
             )
             return int(version)
 
