@@ -56,17 +56,13 @@ async def history(fresh: bootstrap.Container) -> History:
     return log
 
 
-async def test_before_a_model_is_trained_the_route_answers_409(
-    fresh: bootstrap.Container, api: httpx.AsyncClient
-) -> None:
-    answer = await api.get(CHURN, headers=await auth_for(fresh, "a"))
-    assert answer.status_code == 409
-    assert answer.json()["type"].endswith("/model-not-trained")
-
-
 async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_riskiest_first(
     fresh: bootstrap.Container, api: httpx.AsyncClient, history: History
 ) -> None:
+    auth = await auth_for(fresh, "a")
+    before = await api.get(CHURN, headers=auth)
+    assert before.status_code == 409
+    assert before.json()["type"].endswith("/model-not-trained")
     trained = await train_churn(fresh.churn, fit_logistic, "a", now=NOW)
     model = trained.model
     assert (model.train_cutoff, model.validation_cutoff) == ("2026-05-01", "2026-05-31")
@@ -75,7 +71,6 @@ async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_risk
     assert model.metrics.auc is not None and model.metrics.auc > 0.9
     assert model.position > 0 and trained.version == 1 and trained.scored == FANS
 
-    auth = await auth_for(fresh, "a")
     first = (await api.get(CHURN, headers=auth)).json()
     assert first["model"]["version"] == 1 and first["model"]["position"] == model.position
     assert len(first["fans"]) == 50 and first["nextCursor"]
@@ -104,7 +99,7 @@ async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_risk
     assert bad.status_code == 422
 
 
-async def test_the_at_risk_segment_picks_the_fans_scored_at_risk(
+async def test_the_at_risk_segment_picks_the_fans_scored_at_risk_and_erasure_forgets_one(
     fresh: bootstrap.Container, api: httpx.AsyncClient, history: History
 ) -> None:
     await train_churn(fresh.churn, fit_logistic, "a", now=NOW)
@@ -136,11 +131,7 @@ async def test_the_at_risk_segment_picks_the_fans_scored_at_risk(
     )
     assert other.status_code == 422
 
-
-async def test_an_erased_fan_leaves_no_score_and_the_model_keeps_no_fan(
-    fresh: bootstrap.Container, api: httpx.AsyncClient, history: History
-) -> None:
-    await train_churn(fresh.churn, fit_logistic, "a", now=NOW)
+    # Erased: no row of the fan stays anywhere, and the model never held one.
     auth = await auth_for(fresh, "a")
     erased = await api.delete("/api/crm/fans/7", params={"erase": "true"}, headers=auth)
     assert erased.status_code == 200, erased.text
