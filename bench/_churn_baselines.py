@@ -73,7 +73,8 @@ def cdnow() -> dict[int, list[tuple[date, int]]]:
 
     # The file, not lifetimes.datasets: that module needs pkg_resources (setuptools).
     spec = importlib.util.find_spec("lifetimes")
-    assert spec is not None and spec.submodule_search_locations
+    assert spec is not None
+    assert spec.submodule_search_locations
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "CDNOW_master.txt"
     days: dict[int, dict[date, int]] = {}
     for line in path.read_text().splitlines()[1:]:  # after the header

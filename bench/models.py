@@ -174,9 +174,12 @@ async def big(container: bootstrap.Container, fans: int) -> None:
         INSERT INTO churn_fan_days (tenant_id, fan_id, day, purchases, spend_cents,
             fan_messages, account_messages, reads, last_purchase_at, last_fan_message_at)
         SELECT $1, f, d, p, p * 1500, m, 1, 1,
-               CASE WHEN p > 0 THEN d + time '12:00' END, CASE WHEN m > 0 THEN d + time '13:00' END
-        FROM (SELECT f.f, ($2::date + s) AS d, (random() < 0.2)::int AS p, 1 + (random() * 3)::int AS m
+               CASE WHEN p > 0 THEN (d + time '12:00') AT TIME ZONE 'UTC' END,
+               (d + time '13:00') AT TIME ZONE 'UTC'
+        FROM (SELECT f.f, ($2::date + s) AS d, (random() < 0.2)::int AS p,
+                     1 + (random() * 3)::int AS m
               FROM generate_series(1, $3) f(f), generate_series(0, 179) s
+              -- each fan fades at its own pace: some stop writing well before the end
               WHERE random() < 0.22 * (1 - s / (180.0 + (f.f % 7) * 60))) x
         """,
         tenant,
