@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,12 +67,17 @@ async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_risk
     assert (model.train_cutoff, model.validation_cutoff) == ("2026-05-01", "2026-05-31")
     assert model.metrics.train_fans == model.metrics.validation_fans == FANS
     assert 0 < model.metrics.validation_churn_rate < 1
-    assert model.metrics.auc is not None and model.metrics.auc > 0.9
-    assert model.position > 0 and trained.version == 1 and trained.scored == FANS
+    assert model.metrics.auc is not None
+    assert model.metrics.auc > 0.9
+    assert model.position > 0
+    assert trained.version == 1
+    assert trained.scored == FANS
 
     first = (await api.get(CHURN, headers=auth)).json()
-    assert first["model"]["version"] == 1 and first["model"]["position"] == model.position
-    assert len(first["fans"]) == 50 and first["nextCursor"]
+    assert first["model"]["version"] == 1
+    assert first["model"]["position"] == model.position
+    assert len(first["fans"]) == 50
+    assert first["nextCursor"]
     second = (await api.get(CHURN, params={"cursor": first["nextCursor"]}, headers=auth)).json()
     assert second["nextCursor"] is None
     fans = first["fans"] + second["fans"]
@@ -89,7 +93,8 @@ async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_risk
     for role in ("auditor", "admin"):
         key, _ = await create_api_key(fresh.pool, user_id="a", role=role)
         seen = await api.get(CHURN, headers={"Authorization": f"Bearer {key}"})
-        assert seen.status_code == 200 and seen.json()["fans"] == first["fans"]
+        assert seen.status_code == 200
+        assert seen.json()["fans"] == first["fans"]
     other = await auth_for(fresh, "b")
     assert (await api.get(CHURN, headers=other)).status_code == 409
     await train_churn(fresh.churn, fit_logistic, "a", now=NOW)
@@ -163,6 +168,9 @@ async def test_crm_models_train_churn_trains_and_scores_from_the_shell(
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     line = json.loads(out.decode().strip().splitlines()[-1])
-    assert line["trained"] is True and line["version"] == 1 and line["scored"] == FANS
-    assert line["validationCutoff"] == "2026-05-31" and line["metrics"]["auc"] > 0.9
+    assert line["trained"] is True
+    assert line["version"] == 1
+    assert line["scored"] == FANS
+    assert line["validationCutoff"] == "2026-05-31"
+    assert line["metrics"]["auc"] > 0.9
     assert await fresh.pool.fetchval("SELECT count(*) FROM churn_scores") == FANS
