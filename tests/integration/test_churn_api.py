@@ -26,6 +26,7 @@ from tests.support.catching_up import catch_up_to_head
 from tests.support.churn_history import History
 from tests.support.fresh_app import auth_for
 from tests.support.settings import TEST_MASTER_KEY
+from worker.churn import retrain_due
 
 pytestmark = pytest.mark.timeout(120)
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -151,7 +152,7 @@ async def test_the_at_risk_segment_picks_the_fans_scored_at_risk_and_erasure_for
     assert 7 not in {f["fanId"] for f in page["fans"]}
 
 
-async def test_crm_models_train_churn_trains_and_scores_from_the_shell(
+async def test_crm_models_train_churn_trains_from_the_shell_and_the_worker_retrains_when_due(
     fresh: bootstrap.Container, fresh_database_url: str, history: History
 ) -> None:
     env = {**os.environ, "DATABASE_URL": fresh_database_url, "CRM_MASTER_KEY": TEST_MASTER_KEY}
@@ -174,3 +175,8 @@ async def test_crm_models_train_churn_trains_and_scores_from_the_shell(
     assert line["validationCutoff"] == "2026-05-31"
     assert line["metrics"]["auc"] > 0.9
     assert await fresh.pool.fetchval("SELECT count(*) FROM churn_scores") == FANS
+
+    # The worker's pass: the model trained an hour ago is not due; two days later it is.
+    assert await retrain_due(fresh, every=86_400, now=lambda: NOW + timedelta(hours=1)) == {}
+    later = await retrain_due(fresh, every=86_400, now=lambda: NOW + timedelta(days=2))
+    assert later == {"a": 2}
