@@ -30,9 +30,11 @@ CREATE TABLE churn_fan_days (
     campaign_messages  integer NOT NULL DEFAULT 0,
     reads              integer NOT NULL DEFAULT 0,  -- the account's messages the fan opened
     fan_replies        integer NOT NULL DEFAULT 0,  -- the fan answered the account
-    fan_reply_seconds  double precision NOT NULL DEFAULT 0,
+    -- Whole seconds: integer sums come out the same whatever batches fold them (a rebuild's
+    -- and the live projector's differ); floating-point sums do not.
+    fan_reply_seconds  bigint  NOT NULL DEFAULT 0,
     answers            integer NOT NULL DEFAULT 0,  -- the account answered the fan
-    answer_seconds     double precision NOT NULL DEFAULT 0,
+    answer_seconds     bigint  NOT NULL DEFAULT 0,
     last_purchase_at   timestamptz,
     last_fan_message_at      timestamptz,
     last_account_message_at  timestamptz,

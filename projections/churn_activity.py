@@ -157,7 +157,7 @@ def _fan_wrote(fan: dict[str, Any], day: dict[str, Any], at: datetime) -> None:
     _latest(day, "last_fan_message_at", at)
     if fan["account_waiting_since"] is not None:
         day["fan_replies"] += 1
-        day["fan_reply_seconds"] += max((at - fan["account_waiting_since"]).total_seconds(), 0)
+        day["fan_reply_seconds"] += _seconds(fan["account_waiting_since"], at)
         fan["account_waiting_since"] = None
     if fan["fan_waiting_since"] is None:
         fan["fan_waiting_since"] = at
@@ -174,10 +174,14 @@ def _account_wrote(
         _latest(day, "last_account_message_at", at)
         if fan["fan_waiting_since"] is not None:
             day["answers"] += 1
-            day["answer_seconds"] += max((at - fan["fan_waiting_since"]).total_seconds(), 0)
+            day["answer_seconds"] += _seconds(fan["fan_waiting_since"], at)
             fan["fan_waiting_since"] = None
     if fan["account_waiting_since"] is None:
         fan["account_waiting_since"] = at
+
+
+def _seconds(since: datetime, at: datetime) -> int:
+    return max(round((at - since).total_seconds()), 0)
 
 
 def _day(
