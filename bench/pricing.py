@@ -1,14 +1,15 @@
 """PPV pricing: the bandit's revenue as a share of the best fixed price's (the oracle).
 
-Fans' willingness to pay: fan f buys an offer at price p with probability
+Fans' willingness to pay is the simulator's own (adapters/onlyfans/fan_model.py, the fans the
+simulator and the simulated histories use): fan f buys an offer at price p with probability
 ``a_f * exp(-p / v_f)``, ``a_f`` ~ U(0.3, 0.8) (how keen it is at all) and ``v_f`` lognormal
 around ``--scale`` cents (the price it is most profitable to offer it: revenue p·a·e^(-p/v)
-peaks at p = v). The oracle knows every curve and offers everyone the one fixed price with
-the highest expected revenue (searched over every legal price, not just the grid); today's
-practice is one fixed price (``--fixed``). The bandit (application/pricing.py, the code the
-API runs) sees only offers and purchases. Each offer goes to a fan drawn at random; revenue
-is counted in expectation (price times the fan's true probability) so luck does not blur the
-comparison, and the bandit learns from a drawn purchase.
+peaks at p = v). The oracle knows every curve and offers everyone the one fixed price with the
+highest expected revenue (searched over every legal price, not just the grid); today's practice
+is one fixed price (``--fixed``). The bandit (application/pricing.py, the code the API runs)
+sees only offers and purchases. Each offer goes to a fan drawn at random; revenue is counted in
+expectation (price times the fan's true probability) so luck does not blur the comparison, and
+the bandit learns from a drawn purchase.
 
     uv run python bench/pricing.py [--offers 10000] [--fans 500] [--seeds 5]
         [--fan-min-offers N --pseudo-offers K]   (the model's fan settings, for comparison)
@@ -17,31 +18,27 @@ comparison, and the bandit learns from a drawn purchase.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 from collections import defaultdict
 
+from adapters.onlyfans import fan_model
+from adapters.onlyfans.fan_model import FanTraits
 from application import pricing
 from application.pricing import GRID, PriceCounts, recommend, snap
 from domain.message import MAX_PRICE_CENTS, MIN_PRICE_CENTS
 
 
-def fans(rng: random.Random, count: int, scale: float) -> list[tuple[float, float]]:
-    return [(rng.uniform(0.3, 0.8), scale * math.exp(rng.gauss(0.0, 0.5))) for _ in range(count)]
+def rate(fan: FanTraits, price: int) -> float:
+    return fan.buy_probability(price)
 
 
-def rate(fan: tuple[float, float], price: int) -> float:
-    keen, value = fan
-    return keen * math.exp(-price / value)
-
-
-def mean_revenue(population: list[tuple[float, float]], price: int) -> float:
+def mean_revenue(population: list[FanTraits], price: int) -> float:
     return price * sum(rate(f, price) for f in population) / len(population)
 
 
 def run(seed: int, offers: int, fan_count: int, scale: float, fixed: int) -> dict[str, float]:
     rng = random.Random(seed)
-    population = fans(rng, fan_count, scale)
+    population = fan_model.population(seed, fan_count, value_scale=scale)
     oracle_price = max(
         range(MIN_PRICE_CENTS, MAX_PRICE_CENTS + 1, 10), key=lambda p: mean_revenue(population, p)
     )

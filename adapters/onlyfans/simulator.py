@@ -5,7 +5,9 @@ It serves ``POST /v1/accounts/{account}/chats/{recipient}/messages`` like the re
 per-account rate limits (429 + Retry-After), 5xx, timeouts that sometimes deliver before
 hanging, unknown (404) and blocking (403) fans. Idempotency keys are honoured per account: a
 repeated key answers the first 200 and never delivers twice, even when the copies arrive at
-once. After a delivery it can post signed webhooks (read, purchased, fan reply) to our API.
+once. After a delivery it can post signed webhooks (read, purchased, fan reply) to our API,
+drawn from fixed probabilities or, with ``population``, from each fan's hidden traits
+(population.py, fan_model.py).
 
 Behaviour draws come from one seeded ``random.Random``; the ids it hands out are random UUIDs,
 so a restarted simulator never reuses an id the CRM has already stored.
@@ -22,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -34,6 +36,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 
 from adapters.onlyfans.gcra import Gcra
+from adapters.onlyfans.population import Population, PopulationConfig
 from adapters.onlyfans.server import BackgroundServer
 from adapters.onlyfans.webhooks import (
     WEBHOOK_PATH,
@@ -96,6 +99,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     # reads, buys or replies is drawn from the seed and the message's idempotency key alone,
     # so that a test's outcome does not depend on the order concurrent sends arrive in.
     message_rules: tuple[MessageRule, ...] = ()
+    # Fans with hidden traits (adapters/onlyfans/population.py): set, they read, buy, reply
+    # and churn by their own habits instead of the probabilities above and message_rules.
+    population: PopulationConfig | None = None
     log_requests: bool = False
 
     def behaviour_for(self, text: str) -> Behaviour:
@@ -188,8 +194,9 @@ class SimulatorState:
     """Everything the simulator knows. Handlers run on the server's loop; ``deliveries()`` and
     the counters are read from other threads (tests), hence the lock around them."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.population = Population(config.population, clock) if config.population else None
         # Reproducible misbehaviour, not secrets: a seeded PRNG is the point.
         self.rng = random.Random(config.seed)  # noqa: S311
         self.limiter = (
@@ -356,13 +363,20 @@ class SimulatorState:
         # Drawn only when configured, so that older seeds keep giving the same events.
         if config.delivery_probability and rng.random() < config.delivery_probability:
             steps.append(WebhookStep("message.delivered", delay(), duplicate()))
-        if fan.random() < behaviour.read_probability:
+        known = None
+        if self.population is not None:
+            known = self.population.respond(
+                delivery.account, delivery.recipient, delivery.price_cents
+            )
+        if known.read if known is not None else fan.random() < behaviour.read_probability:
             steps.append(WebhookStep("message.read", delay(), duplicate()))
             if config.click_probability and rng.random() < config.click_probability:
                 steps.append(WebhookStep("message.clicked", delay(), duplicate()))
-        if delivery.price_cents > 0 and fan.random() < behaviour.purchase_probability:
+        if delivery.price_cents > 0 and (
+            known.bought if known is not None else fan.random() < behaviour.purchase_probability
+        ):
             steps.append(WebhookStep("message.purchased", delay(), duplicate()))
-        if fan.random() < behaviour.reply_probability:
+        if known.replied if known is not None else fan.random() < behaviour.reply_probability:
             steps.append(WebhookStep("message.received", delay(), duplicate()))
         return WebhookPlan(
             account=delivery.account,
@@ -445,10 +459,15 @@ class Simulator:
     ``delivered_count(key)``, ``requests`` and ``webhook_attempts()``."""
 
     def __init__(
-        self, config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,  # the population's clock
     ) -> None:
         self.config = config or SimulatorConfig()
-        self.state = SimulatorState(self.config)
+        self.state = SimulatorState(self.config, clock)
         self._server = BackgroundServer(
             create_simulator_app(state=self.state), host=host, port=port
         )
