@@ -93,6 +93,7 @@ class ChurnActivityProjection(AppliesOneAsBatch):
         await fans.load(sql, {_fan_key(r, messages) for r in events} - {None})
         days: dict[tuple[str, int, Any], dict[str, Any]] = {}
         erased: set[tuple[str, int]] = set()
+        deleted: set[tuple[str, int]] = set()
         for recorded in events:
             key = _fan_key(recorded, messages)
             event = recorded.event
@@ -108,6 +109,7 @@ class ChurnActivityProjection(AppliesOneAsBatch):
                 erased.add(key)
             elif type(event) is Fan.Deleted:
                 fan["deleted_at"] = event.timestamp
+                deleted.add(key)
             elif type(event) in (Fan.PurchaseRecorded, Fan.TransactionImported):
                 at = paid_at(event)
                 day = _day(days, key, at)
@@ -128,12 +130,16 @@ class ChurnActivityProjection(AppliesOneAsBatch):
         if rows:
             await sql.execute(_UPSERT_DAYS, rows)
         if erased:
-            await _forget(sql, erased)
+            await _forget(sql, erased, ("churn_fan_days", "churn_messages", "churn_scores"))
+        if deleted - erased:
+            # A deleted fan is no one's to win back: its score goes (its days stay, as the
+            # history of a fan who was there), so the riskiest-first page reads scores alone.
+            await _forget(sql, deleted - erased, ("churn_scores",))
 
 
-async def _forget(sql: Sql, erased: set[tuple[str, int]]) -> None:
-    tenants, fan_ids = [t for t, _ in erased], [f for _, f in erased]
-    for table in ("churn_fan_days", "churn_messages", "churn_scores"):
+async def _forget(sql: Sql, fans: set[tuple[str, int]], tables: tuple[str, ...]) -> None:
+    tenants, fan_ids = [t for t, _ in fans], [f for _, f in fans]
+    for table in tables:
         await sql.execute(
             f"DELETE FROM {table} t USING unnest($1::text[], $2::bigint[]) AS e(tenant, fan)"
             " WHERE t.tenant_id = e.tenant AND t.fan_id = e.fan",

@@ -114,16 +114,16 @@ class PostgresChurnStore:
                 msgspec.to_builtins(model.metrics),
             )
             await conn.execute("DELETE FROM churn_scores WHERE tenant_id = $1", tenant)
-            # Only for fans the activity view still holds, each locked against its erasure
-            # meanwhile: a fan erased after the features were read gets no score (the
-            # projector deletes scores after the fan's row, so it waits for this commit).
+            # Only for live fans the activity view still holds, each row locked against its
+            # erasure or deletion meanwhile: the projector changes the fan's row before it
+            # deletes the fan's score, so it waits for this commit and then deletes it.
             await conn.execute(
                 "INSERT INTO churn_scores (tenant_id, fan_id, model_version, risk, factors)"
                 " SELECT f.tenant_id, f.fan_id, $2, s.risk, s.factors::jsonb"
                 " FROM churn_fans f"
                 " JOIN unnest($3::bigint[], $4::float8[], $5::text[]) AS s(fan_id, risk, factors)"
                 "   ON s.fan_id = f.fan_id"
-                " WHERE f.tenant_id = $1 AND f.deleted_at IS NULL FOR KEY SHARE OF f",
+                " WHERE f.tenant_id = $1 AND f.deleted_at IS NULL FOR SHARE OF f",
                 tenant,
                 version,
                 [s.fan_id for s in scores],
@@ -143,11 +143,12 @@ class PostgresChurnStore:
     async def page(
         self, tenant: str, after: tuple[float, int] | None, limit: int
     ) -> list[asyncpg.Record]:
-        """Scores of live fans, riskiest first (ties by fan id), after a keyset cursor."""
+        """Scores, riskiest first (ties by fan id), after a keyset cursor: live fans only,
+        the projector deleting a deleted or erased fan's score. One walk of the
+        (tenant, risk desc, fan id) index, however many fans the account has."""
         return await self._pool.fetch(
             "SELECT s.fan_id, s.risk, s.factors FROM churn_scores s"
-            " JOIN churn_fans f USING (tenant_id, fan_id)"
-            " WHERE s.tenant_id = $1 AND f.deleted_at IS NULL"
+            " WHERE s.tenant_id = $1"
             "   AND ($2::float8 IS NULL OR s.risk < $2 OR (s.risk = $2 AND s.fan_id > $3))"
             " ORDER BY s.risk DESC, s.fan_id LIMIT $4",
             tenant,
