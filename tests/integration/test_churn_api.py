@@ -141,7 +141,12 @@ async def test_the_at_risk_segment_picks_the_fans_scored_at_risk_and_erasure_for
     auth = await auth_for(fresh, "a")
     erased = await api.delete("/api/crm/fans/7", params={"erase": "true"}, headers=auth)
     assert erased.status_code == 200, erased.text
+    deleted = await api.delete("/api/crm/fans/8", headers=auth)
+    assert deleted.status_code == 200, deleted.text
     await catch_up_to_head(fresh, [ChurnActivityProjection()])
+    # Deleted, not erased: no score any more, its history stays for training.
+    assert not await fresh.pool.fetchval("SELECT count(*) FROM churn_scores WHERE fan_id = 8")
+    assert await fresh.pool.fetchval("SELECT count(*) FROM churn_fan_days WHERE fan_id = 8")
     for table in ("churn_fans", "churn_fan_days", "churn_scores"):
         assert not await fresh.pool.fetchval(
             f"SELECT count(*) FROM {table} WHERE tenant_id = 'a' AND fan_id = 7"
@@ -149,7 +154,7 @@ async def test_the_at_risk_segment_picks_the_fans_scored_at_risk_and_erasure_for
     stored = await fresh.pool.fetchval("SELECT parameters::text FROM churn_models")
     assert set(json.loads(stored)) == {"features", "means", "scales", "coefficients", "intercept"}
     page = (await api.get(CHURN, headers=auth)).json()
-    assert 7 not in {f["fanId"] for f in page["fans"]}
+    assert {7, 8}.isdisjoint(f["fanId"] for f in page["fans"])
 
 
 async def test_crm_models_train_churn_trains_from_the_shell_and_the_worker_retrains_when_due(
