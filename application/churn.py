@@ -97,7 +97,7 @@ def features(fan: FanActivity, as_of: date) -> list[float]:
     last_in, last_out = fan.last_fan_message_at, fan.last_account_message_at
     if last_in is not None and (last_out is None or last_in > last_out):
         unanswered = (start - last_in).total_seconds() / 3600
-    answer_hours = fan.answer_seconds / 3600 / fan.answers if fan.answers else 0.0
+    answer_hours = float(fan.answer_seconds) / 3600 / fan.answers if fan.answers else 0.0
     return [
         days_since(fan.last_purchase_at),
         1.0 if fan.purchases == 0 else 0.0,
@@ -171,7 +171,7 @@ def score(parameters: ChurnParameters, values: list[float]) -> tuple[float, list
     return risk, [
         Factor(
             feature=parameters.features[i],
-            value=round(values[i], 4),
+            value=round(float(values[i]), 4),
             impact=round(terms[i], 4),
         )
         for i in ranked

@@ -37,7 +37,7 @@ SELECT f.fan_id,
   coalesce(sum(d.fan_replies) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2), 0)
     AS fan_replies_30,
   coalesce(sum(d.answers) FILTER (WHERE d.day < $2), 0) AS answers,
-  coalesce(sum(d.answer_seconds) FILTER (WHERE d.day < $2), 0) AS answer_seconds,
+  coalesce(sum(d.answer_seconds) FILTER (WHERE d.day < $2), 0)::bigint AS answer_seconds,
   count(*) FILTER (WHERE d.day >= $2 - 30 AND d.day < $2
                    AND (d.fan_messages > 0 OR d.purchases > 0)) AS active_days_30,
   max(d.last_purchase_at) FILTER (WHERE d.day < $2) AS last_purchase_at,

@@ -121,6 +121,8 @@ async def test_features_count_replies_reads_campaigns_and_history_on_their_own_d
     assert (fan.fan_messages, fan.fan_messages_30, fan.fan_replies_30) == (3, 3, 2)
     assert (fan.account_messages_30, fan.campaign_messages_30, fan.reads_30) == (1, 1, 1)
     assert (fan.answers, fan.answer_seconds) == (1, 3 * 3600)
+    # Plain floats, as the scores' JSON needs them (a numeric sum would come back a Decimal).
+    assert all(type(value) is float for value in features(fan, D))
     values = dict(zip(("since_purchase", "never"), features(fan, D), strict=False))
     assert values == {"since_purchase": 1.5, "never": 0.0}
     assert features(fan, D)[14] == pytest.approx(15)  # unanswered hours at D
