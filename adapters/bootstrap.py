@@ -19,6 +19,7 @@ from adapters.postgres.analytics_read_model import AnalyticsReadModel
 from adapters.postgres.api_keys import PostgresMemberKeys
 from adapters.postgres.audit_log import PostgresAuditLog
 from adapters.postgres.campaign_read_model import PostgresCampaignReadModel
+from adapters.postgres.churn_store import PostgresChurnStore
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.fan_read_model import PostgresFanReadModel
 from adapters.postgres.idempotency_keys import IdempotencyKeys
@@ -58,6 +59,7 @@ from projections.analytics_members import MemberAnalyticsProjection
 from projections.base import Projection
 from projections.campaign_variants import CampaignVariantsProjection
 from projections.campaigns import CampaignMetricsProjection, CampaignsProjection
+from projections.churn_activity import ChurnActivityProjection
 from projections.conversations import ConversationsProjection
 from projections.fans import FansProjection
 from projections.imports import ImportJobsProjection
@@ -105,6 +107,7 @@ class Container:
     suggestions: PostgresSuggestionIndex
     # Reply drafts from a language model, if one is configured (CRM_LLM_*).
     reply_writer: ChatCompletionsWriter | None
+    churn: PostgresChurnStore
     _closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Each account's sensitive words as last read from the log, checked by every send.
     words: SensitiveWordsCache = field(default_factory=SensitiveWordsCache)
@@ -162,6 +165,7 @@ def analytics_projections() -> list[Projection]:
         CampaignRevenueProjection(),
         MemberAnalyticsProjection(),
         PricingProjection(),
+        ChurnActivityProjection(),
     ]
 
 
@@ -254,6 +258,7 @@ async def build(settings: Settings) -> Container:
         sequences=PostgresSequenceReadModel(pool),
         suggestions=PostgresSuggestionIndex(pool),
         reply_writer=_reply_writer(settings, closers),
+        churn=PostgresChurnStore(pool),
         _closers=closers,
     )
 

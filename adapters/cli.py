@@ -17,6 +17,7 @@ from adapters.cli_audit import add_audit_commands
 from adapters.cli_export import add_export_commands
 from adapters.cli_import import add_fans_parser, add_import_parser, cli_actor, import_fans
 from adapters.cli_import_transactions import add_transactions_parser, import_transactions_command
+from adapters.cli_models import add_models_commands
 from adapters.cli_package import add_package_parser
 from adapters.cli_patreon import add_patreon_parsers
 from adapters.cli_support import add_data_dir, command_settings, database_url, run_async
@@ -198,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_export_commands(commands)
     add_package_parser(commands)
+    add_models_commands(commands)
     return parser
 
 
@@ -208,6 +210,7 @@ _WORKERS = {
     "campaigns": "fan out bulk campaigns (process manager)",
     "automations": "enrol fans in sequences and send their steps when due",
     "sealer": "extend the hash chain over the log as it grows",
+    "churn": "retrain each account's churn model and rescore its fans on a schedule",
 }
 
 
@@ -375,6 +378,7 @@ async def _worker(args: argparse.Namespace, kind: str) -> None:
     from adapters import bootstrap
     from worker.automations import run_automation_worker
     from worker.campaigns import run_campaign_worker
+    from worker.churn import run_churn_worker
     from worker.projections import run_projectors
     from worker.relay import run_relay
     from worker.sealer import run_sealer
@@ -390,6 +394,7 @@ async def _worker(args: argparse.Namespace, kind: str) -> None:
         "campaigns": run_campaign_worker,
         "automations": run_automation_worker,
         "sealer": run_sealer,
+        "churn": run_churn_worker,
     }[kind]
     try:
         await run(container, stop)

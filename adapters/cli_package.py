@@ -51,6 +51,8 @@ SERVICE_ONLY = (
     # `crm export` writes Parquet; the sender never does (and pyarrow ships no wheel for
     # every Lambda runtime).
     "pyarrow",
+    # Churn models are trained by `crm models train churn` and the churn worker, never sent.
+    "scikit-learn",
 )
 # A zip entry's time: the earliest a zip can say, the same for every build.
 _EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -122,6 +122,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     llm_api_key: str | None = None
     llm_model: str | None = None
     llm_timeout: float = 3.0
+    # How often the churn worker retrains each account's model and rescores its fans.
+    churn_retrain_seconds: float = 86_400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -185,6 +187,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("dlq_threshold", "CRM_DLQ_THRESHOLD", int),
             ("db_latency_threshold_ms", "CRM_DB_LATENCY_THRESHOLD_MS", float),
             ("llm_timeout", "CRM_LLM_TIMEOUT", float),
+            ("churn_retrain_seconds", "CRM_CHURN_RETRAIN_SECONDS", float),
         ):
             if key in env:
                 values[name] = kind(env[key])

@@ -30,6 +30,7 @@ from adapters.postgres.api_keys import create_api_key, find_principal
 from adapters.postgres.migrate import migrate
 from worker.automations import run_automation_worker
 from worker.campaigns import run_campaign_worker
+from worker.churn import run_churn_worker
 from worker.projections import run_projectors
 from worker.relay import run_relay
 from worker.sealer import run_sealer
@@ -198,6 +199,7 @@ async def _serve(container: bootstrap.Container, host: str, port: int, facts: De
         asyncio.create_task(run_campaign_worker(container, stop)),
         asyncio.create_task(run_automation_worker(container, stop)),
         asyncio.create_task(run_sealer(container, stop)),
+        asyncio.create_task(run_churn_worker(container, stop)),
     ]
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event

@@ -44,6 +44,8 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     min_value_cents: int | None = None
     active_since: datetime | None = None
+    # Only fans the account's churn model scores at risk (application/churn.py AT_RISK).
+    at_risk: bool = False
 
 
 class Recipient(msgspec.Struct, frozen=True, kw_only=True):
@@ -242,6 +244,7 @@ def _new(
         segment_tags=segment.tags,
         segment_min_value_cents=segment.min_value_cents,
         segment_active_since=segment.active_since,
+        segment_at_risk=segment.at_risk,
         scheduled_at=cmd.scheduled_at,
         variants=[
             Variant(
@@ -292,6 +295,7 @@ async def _launch(
             tags=campaign.segment_tags,
             min_value_cents=campaign.segment_min_value_cents,
             active_since=campaign.segment_active_since,
+            at_risk=campaign.segment_at_risk,
         )
         total = await audience.segment_size(ctx.tenant, segment)
     campaign.launch(total_recipients=total, audience_max_fan_id=highest, launched_by=ctx.member_id)

@@ -113,6 +113,8 @@ class Campaign(BaseAggregate[str]):
         # ``priceCents: "auto"``: each recipient's message is priced by the pricing model when
         # the fan-out queues it (``price_cents`` is then 0 and unused). Absent: a fixed price.
         auto_price: bool = False
+        # The segment's ``atRisk``: only fans the churn model scores at risk (absent: any).
+        segment_at_risk: bool = False
 
     class Launched(Event):
         # Recipients counted at launch, and the highest fan id then: fans created later are
@@ -178,6 +180,7 @@ class Campaign(BaseAggregate[str]):
         variants: Iterable[Variant] = (),
         ab_test: AbTest | None = None,
         auto_price: bool = False,
+        segment_at_risk: bool = False,
     ) -> Campaign:
         """A draft: validated, not yet sending. With ``variants``, an A/B test whose first
         variant also stands as the campaign's content, price and media."""
@@ -189,7 +192,12 @@ class Campaign(BaseAggregate[str]):
         ids = _recipient_ids(recipient_ids)
         tags = normalise_tags(segment_tags)
         _check_min_value(segment_min_value_cents)
-        has_segment = bool(tags) or segment_min_value_cents is not None or segment_active_since
+        has_segment = (
+            bool(tags)
+            or segment_min_value_cents is not None
+            or segment_active_since is not None
+            or segment_at_risk
+        )
         if ids is None and not has_segment:
             raise InvalidValue("recipient_ids", "the audience is empty: give fan ids or a segment")
         if ids is not None and has_segment:
@@ -227,6 +235,7 @@ class Campaign(BaseAggregate[str]):
             variants=tested,
             ab_test=(ab_test or AbTest()) if tested else None,
             auto_price=auto_price,
+            segment_at_risk=segment_at_risk,
         )
 
     @event(Created)
@@ -248,9 +257,11 @@ class Campaign(BaseAggregate[str]):
         variants: tuple[Variant, ...] = (),
         ab_test: AbTest | None = None,
         auto_price: bool = False,
+        segment_at_risk: bool = False,
     ) -> None:
         self.campaign_id = campaign_id
         self.auto_price = auto_price
+        self.segment_at_risk = segment_at_risk
         self.tenant = tenant
         self.name = name
         self.kind = kind

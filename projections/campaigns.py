@@ -103,6 +103,8 @@ def _created_row(event: Campaign.Created, version: int) -> dict[str, Any]:
             "minValueCents": event.segment_min_value_cents,
             "activeSince": event.segment_active_since,
         }
+        if event.segment_at_risk:
+            segment["atRisk"] = True
     return {
         "tenant_id": event.tenant,
         "name": event.name,

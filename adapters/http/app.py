@@ -23,6 +23,7 @@ from adapters.http.audit import AuditController
 from adapters.http.auth import ApiKeyMiddleware, KeyCache
 from adapters.http.boundary import BoundedRequest, reject_nul_middleware
 from adapters.http.campaigns import BulkMessagesController, CampaignsController
+from adapters.http.churn import ChurnController
 from adapters.http.context import record_writes
 from adapters.http.conversations import ConversationsController, CrmMessagesController
 from adapters.http.correlation import correlation_middleware
@@ -162,6 +163,7 @@ def create_app(*, container: Container | None = None, settings: Settings | None 
             SuggestionsController,
             DeadLetterController,
             AnalyticsController,
+            ChurnController,
             BulkMessagesController,
             CampaignsController,
             AuditController,

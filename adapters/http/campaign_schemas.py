@@ -161,6 +161,7 @@ class SegmentBody(Body):
             {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
             {"required": ["minValueCents"], "properties": {"minValueCents": {"type": "integer"}}},
             {"required": ["activeSince"], "properties": {"activeSince": {"type": "string"}}},
+            {"required": ["atRisk"], "properties": {"atRisk": {"const": True}}},
         ]
     }
 
@@ -169,6 +170,9 @@ class SegmentBody(Body):
         None
     )
     active_since: Moment | None = None
+    # Only fans the account's churn model scores at risk (GET /api/analytics/churn, risk
+    # >= 0.5 under its latest model); no model trained yet: no fan is.
+    at_risk: bool = False
 
 
 class BulkMessageBody(Body):
@@ -215,6 +219,7 @@ class BulkMessageBody(Body):
                 tags=tuple(self.segment.tags),
                 min_value_cents=self.segment.min_value_cents,
                 active_since=self.segment.active_since,
+                at_risk=self.segment.at_risk,
             )
             if self.segment
             else None,

@@ -26,6 +26,7 @@ from application.campaign_queries import (
     VariantView,
 )
 from application.campaigns import AudienceChunk, Recipient, Segment
+from application.churn import AT_RISK
 from application.errors import ConcurrencyError
 from domain.campaign import Campaign
 from domain.fan import Fan, fan_stream_id
@@ -64,6 +65,17 @@ _SEGMENT = """
 _METRICS = tuple(CampaignMetrics.__struct_fields__)
 _TEST_COLUMNS = ("variants", "ab_test", "awaiting_winner", "winner", "decided_at")
 _COUNTS = tuple(VariantCounts.__struct_fields__)
+
+
+def _at_risk(at_risk: bool) -> str:
+    """The segment's ``atRisk``: fans whose latest churn score is at risk (a constant of the
+    application, written into the statement: the only value it takes)."""
+    if not at_risk:
+        return ""
+    return (
+        " AND EXISTS (SELECT FROM churn_scores s WHERE s.tenant_id = f.tenant_id"
+        f" AND s.fan_id = f.fan_id AND s.risk >= {float(AT_RISK)!r})"
+    )
 
 
 def _activity_join(active_since: datetime | None) -> str:
@@ -229,7 +241,8 @@ class PostgresCampaignReadModel:
                 "SELECT count(*) FROM fans f"
                 + _activity_join(segment.active_since)
                 + " WHERE f.tenant_id = $1"
-                + _SEGMENT,
+                + _SEGMENT
+                + _at_risk(segment.at_risk),
                 tenant,
                 list(segment.tags),
                 segment.min_value_cents,
@@ -252,6 +265,7 @@ class PostgresCampaignReadModel:
             + _activity_join(campaign.segment_active_since)
             + " WHERE f.tenant_id = $1 AND f.fan_id > $5 AND f.fan_id <= $6"
             + _SEGMENT
+            + _at_risk(campaign.segment_at_risk)
             + " ORDER BY f.fan_id LIMIT $7",
             campaign.tenant,
             list(campaign.segment_tags),
