@@ -5,6 +5,11 @@
   being created counts as the first.
 - ``noReply`` (hours N): the account's last message to the fan is N hours old or more and the
   fan has written nothing since (the conversation's last message is the account's).
+- ``atRisk``: the account's latest churn model scores the fan at risk (``AT_RISK``, the
+  campaigns' segment). Its "spell" is the model that scored it (named by when it was trained):
+  a retrain that scores the fan at risk again is a new trigger, which the re-entry rule allows
+  or not. A fan deleted or erased since the scoring is never enrolled: the churn projector
+  deletes its score, and the fan's stream is looked at before enrolling, in case it lags.
 
 Each spell of silence enrols a fan at most once: the trigger is named by when the spell began,
 so a scan done again (after a crash, or by a second worker) finds the run it started. A new
@@ -21,15 +26,18 @@ from typing import Protocol
 import msgspec
 
 from application.enrolments import enrol
+from application.errors import NotFound
 from application.ports import EventStore
+from application.streams import load
+from domain.fan import fan_stream_id
 from domain.sequence import Sequence
 
-SCANNED = frozenset({"inactive", "noReply"})
+SCANNED = frozenset({"inactive", "noReply", "atRisk"})
 
 
 class Silent(msgspec.Struct, frozen=True):
     fan_id: int
-    since: datetime  # the fan's last activity, or the account's last message
+    since: datetime  # the fan's last activity, the account's last message, or the scoring
     key: int  # the row's id, to keep the scan's place among equal times
 
 
@@ -51,7 +59,17 @@ def silence(sequence: Sequence) -> timedelta:
     trigger = sequence.trigger
     if trigger.type == "inactive":
         return timedelta(days=trigger.days or 0)
+    if trigger.type == "atRisk":
+        return timedelta(0)  # at risk as soon as scored
     return timedelta(hours=trigger.hours or 0)
+
+
+async def _live(store: EventStore, tenant: str, fan_id: int) -> bool:
+    try:
+        fan, _ = await load(store, fan_stream_id(fan_id), tenant=tenant)
+    except NotFound:
+        return False
+    return not fan.deleted
 
 
 async def scan_sequence(
@@ -71,6 +89,8 @@ async def scan_sequence(
     )
     started = []
     for fan in page:
+        if trigger == "atRisk" and not await _live(store, sequence.tenant, fan.fan_id):
+            continue
         spell = f"{trigger}:{fan.since.isoformat()}"
         enrolment = await enrol(sequence, fan.fan_id, spell, now, store=store)
         if enrolment is not None:

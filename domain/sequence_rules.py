@@ -23,7 +23,16 @@ from domain.message import attachment_type_of, normalise_attachments, normalise_
 from domain.variants import AbTest, Goal, Variant, check_ab_test, choose_variant
 
 TRIGGERS = frozenset(
-    {"fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"}
+    {
+        "fanCreated",
+        "fanImported",
+        "subscribed",
+        "tagAdded",
+        "purchase",
+        "inactive",
+        "noReply",
+        "atRisk",  # scored at risk by the account's latest churn model; takes no field
+    }
 )
 REENTRY = frozenset({"never", "afterExit", "always"})
 MAX_STEPS = 20

@@ -2,8 +2,9 @@
 
 Each round it follows the log (worker.automation_triggers: enrolments and exits), fires the
 due timers (worker.automation_timers: each step queued once), and, once a minute, scans for the
-time-based triggers (application.automation_scan: inactive, noReply). Several may run at once;
-a killed one loses nothing. The clock is injected (``now``): tests move time, never sleep.
+triggers no event carries (application.automation_scan: inactive, noReply, atRisk). Several
+may run at once; a killed one loses nothing. The clock is injected (``now``): tests move
+time, never sleep.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from worker.automation_triggers import NAME, TriggerFollower
 log = structlog.get_logger(__name__)
 
 __all__ = ["NAME", "AutomationWorker", "run_automation_worker"]
-SCAN_SECONDS = 60.0  # inactive is counted in days, noReply in hours: a minute is soon enough
+SCAN_SECONDS = 60.0  # days, hours, a daily retrain: a minute is soon enough
 POLL_SECONDS = 0.5  # timers are looked at least this often: a due step goes out within ~1 s
 
 
@@ -65,7 +66,7 @@ class AutomationWorker:
         return await self.timers.fire_due_once()
 
     async def scan_once(self) -> int:
-        """Enrol a page of silent fans per inactive / noReply sequence; how many it enrolled."""
+        """Enrol a page of fans per inactive / noReply / atRisk sequence; how many it enrolled."""
         started = 0
         for sequence_id, tenant in await self._silent.scanned_sequences():
             sequence = await load_sequence_of(self.c.events, sequence_id, tenant)

@@ -21,7 +21,14 @@ from domain.sequence import Sequence
 from domain.variants import AbTest, Variant
 
 TriggerType = Literal[
-    "fanCreated", "fanImported", "subscribed", "tagAdded", "purchase", "inactive", "noReply"
+    "fanCreated",
+    "fanImported",
+    "subscribed",
+    "tagAdded",
+    "purchase",
+    "inactive",
+    "noReply",
+    "atRisk",
 ]
 Wait = Annotated[
     str,

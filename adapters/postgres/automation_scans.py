@@ -1,6 +1,7 @@
 """The scans of the time-based triggers (application/automation_scan.py) on Postgres: fans
-by their last activity (the analytics view), conversations by their last message, and each
-sequence's place (automation_scans, this adapter's own table)."""
+by their last activity (the analytics view), conversations by their last message, fans at
+risk by the account's latest churn scores, and each sequence's place (automation_scans, this
+adapter's own table)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime
 
 import asyncpg
 
-from application.automation_scan import Silent
+from application.automation_scan import SCANNED, Silent
+from application.churn import AT_RISK
 
 _AFTER = "LEFT JOIN automation_scans s ON s.sequence_id = $1"
 _QUERIES = {
@@ -28,7 +30,22 @@ _QUERIES = {
                OR (c.last_message_at, c.conversation_id) > (s.after_at, s.after_id))
         ORDER BY c.last_message_at, c.conversation_id LIMIT $4
     """,
+    # The latest model's scores (scoring replaces them all at once), in fan order under the
+    # model's training time; the threshold is the campaigns' segment's, the one constant.
+    "atRisk": f"""
+        WITH m AS (
+            SELECT version, trained_at FROM churn_models WHERE tenant_id = $2
+            ORDER BY version DESC LIMIT 1
+        )
+        SELECT r.fan_id, m.trained_at AS since, r.fan_id AS key
+        FROM m JOIN churn_scores r ON r.tenant_id = $2 AND r.model_version = m.version
+        {_AFTER}
+        WHERE r.risk >= {float(AT_RISK)!r} AND m.trained_at <= $3
+          AND (s.sequence_id IS NULL OR (m.trained_at, r.fan_id) > (s.after_at, s.after_id))
+        ORDER BY r.fan_id LIMIT $4
+    """,
 }
+_TYPES = ", ".join(f"'{name}'" for name in sorted(SCANNED))
 
 
 class PostgresSilentFans:
@@ -38,7 +55,7 @@ class PostgresSilentFans:
     async def scanned_sequences(self) -> list[tuple[int, str]]:
         rows = await self._pool.fetch(
             "SELECT sequence_id, tenant_id FROM sequences"
-            " WHERE status = 'active' AND trigger->>'type' IN ('inactive', 'noReply')"
+            f" WHERE status = 'active' AND trigger->>'type' IN ({_TYPES})"
             " ORDER BY sequence_id"
         )
         return [(row["sequence_id"], row["tenant_id"]) for row in rows]
