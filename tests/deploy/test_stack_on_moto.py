@@ -284,6 +284,18 @@ def test_the_api_and_every_worker_run_from_the_one_image_as_crm_commands(stack: 
     assert container["command"] == ["crm", "migrate"]
 
 
+def test_the_churn_worker_gets_its_retrain_interval_and_room_to_fit_a_model(stack: Stack) -> None:
+    ecs = stack.client("ecs")
+    cluster = stack.outputs["ClusterName"]
+    [service] = ecs.describe_services(cluster=cluster, services=["churn"])["services"]
+    task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    [app] = task["containerDefinitions"]
+    environment = {pair["name"]: pair["value"] for pair in app["environment"]}
+    assert environment["CRM_CHURN_RETRAIN_SECONDS"] == "86400"
+    # A fit at 100,000 fans peaks near 520 MB (README): more than the other workers' 512.
+    assert int(task["memory"]) >= 2048
+
+
 def test_only_the_api_is_behind_the_load_balancer_checked_on_its_health_route(
     stack: Stack,
 ) -> None:
