@@ -31,18 +31,27 @@ _QUERIES = {
         ORDER BY c.last_message_at, c.conversation_id LIMIT $4
     """,
     # The latest model's scores (scoring replaces them all at once), in fan order under the
-    # model's training time; the threshold is the campaigns' segment's, the one constant.
+    # model's training time, from the place (a fan id under the same model, else the start):
+    # a walk of the scores' primary key, short once the scan has caught up. The threshold is
+    # the campaigns' segment's, the one constant.
     "atRisk": f"""
-        WITH m AS (
-            SELECT version, trained_at FROM churn_models WHERE tenant_id = $2
-            ORDER BY version DESC LIMIT 1
+        WITH p AS (
+            SELECT m.version, m.trained_at,
+                CASE WHEN s.sequence_id IS NULL OR s.after_at < m.trained_at THEN 0
+                     WHEN s.after_at = m.trained_at THEN s.after_id END AS after_id  -- NULL: past
+            FROM (SELECT version, trained_at FROM churn_models WHERE tenant_id = $2
+                  ORDER BY version DESC LIMIT 1) m
+            {_AFTER}
         )
-        SELECT r.fan_id, m.trained_at AS since, r.fan_id AS key
-        FROM m JOIN churn_scores r ON r.tenant_id = $2 AND r.model_version = m.version
-        {_AFTER}
-        WHERE r.risk >= {float(AT_RISK)!r} AND m.trained_at <= $3
-          AND (s.sequence_id IS NULL OR (m.trained_at, r.fan_id) > (s.after_at, s.after_id))
-        ORDER BY r.fan_id LIMIT $4
+        SELECT r.fan_id, p.trained_at AS since, r.fan_id AS key
+        FROM p CROSS JOIN LATERAL (
+            SELECT fan_id FROM churn_scores
+            WHERE tenant_id = $2 AND fan_id > p.after_id AND model_version = p.version
+              AND risk >= {float(AT_RISK)!r}
+            ORDER BY fan_id LIMIT $4
+        ) r
+        WHERE p.trained_at <= $3
+        ORDER BY r.fan_id
     """,
 }
 _TYPES = ", ".join(f"'{name}'" for name in sorted(SCANNED))
