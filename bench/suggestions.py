@@ -11,7 +11,7 @@ worked is asked about: is that reply among the three suggestions for the fan's m
 Then the route, GET /api/crm/conversations/{id}/suggestions, in-process (as bench/models.py
 measures it), one request at a time on random conversations: their rows are written in bulk.
 
-    uv run python bench/suggestions.py [--fans 2000] [--seed 7] [--requests 300]
+    uv run python bench/suggestions.py [--fans 2000] [--seed 7] [--requests 300] [--asked N]
 """
 
 from __future__ import annotations
@@ -199,10 +199,15 @@ async def main() -> None:
     parser.add_argument("--fans", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--asked", type=int, default=0, help="ask only this many held-out exchanges (0: all)"
+    )
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     training, held_out, asked = simulate(args.fans, args.seed)
     rng = random.Random(args.seed + 1)
+    if args.asked:  # a sample, for big histories: each question costs a query
+        held_out = rng.sample(held_out, min(args.asked, len(held_out)))
     async with scratch_database() as (url, where):
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
