@@ -206,6 +206,7 @@ async def main() -> None:
     configure_logging("WARNING", json=False)
     training, held_out, asked = simulate(args.fans, args.seed)
     rng = random.Random(args.seed + 1)
+    worked_total = len(held_out)
     if args.asked:  # a sample, for big histories: each question costs a query
         held_out = rng.sample(held_out, min(args.asked, len(held_out)))
     async with scratch_database() as (url, where):
@@ -236,7 +237,10 @@ async def main() -> None:
             await pool.close()
         route = await route_latency(url, args.fans, args.requests, args.seed)
     print(f"database: {where}; fans: {args.fans}; training events: {len(training.events)}")
-    print(f"held-out exchanges: {asked}; of them with a reply that worked: {len(held_out)}")
+    print(
+        f"held-out exchanges: {asked}; of them with a reply that worked: {worked_total}"
+        f" (asked: {len(held_out)})"
+    )
     print(f"one of three suggestions is the reply that worked: {hits / len(held_out):.1%}")
     print(f"one of three random past replies that worked is it: {random_hits / len(held_out):.1%}")
     print(
