@@ -216,6 +216,8 @@ async def main() -> None:
             for start in range(0, len(training.events), 2000):
                 async with pool.acquire() as connection, connection.transaction():
                     await projection.apply_batch(connection, training.events[start : start + 2000])
+            # What autovacuum would have done by now: without statistics the planner guesses.
+            await pool.execute("ANALYZE")
             worked = await pool.fetch(
                 "SELECT DISTINCT template FROM suggestion_replies"
                 " WHERE tenant_id = $1 AND outcome IS NOT NULL",
