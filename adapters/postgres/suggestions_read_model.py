@@ -38,6 +38,8 @@ WHERE t.conversation_id = $1 AND t.tenant_id = $2 AND t.last_in_content IS NOT N
 
 # plainto_tsquery ANDs the message's words; any shared word should count, so its (quoted,
 # escaped) text form is made an OR of the same lexemes. Lexemes never hold a space.
+# MATERIALIZED: computed once. Inlined, the prepared (generic) plan recomputed it for every row
+# it tested and ranked: 39 ms against 8 ms per request on the bench's 2,000 fans.
 _WEIGHT = "CASE r.outcome WHEN 'purchased' THEN $3::float8 ELSE $4::float8 END"
 # The window: the latest replies that worked (index suggestion_replies_recent, migration 057).
 _RECENT = """
@@ -49,7 +51,7 @@ recent AS (
     LIMIT $6
 )"""
 _MATCHING = f"""
-WITH q AS (
+WITH q AS MATERIALIZED (
     SELECT replace(plainto_tsquery('simple', $2)::text, ' & ', ' | ')::tsquery AS query
 ), {_RECENT}
 SELECT (array_agg(r.message_id::text ORDER BY r.outcome = 'purchased' DESC, r.queued_at DESC))[1]
