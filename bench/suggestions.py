@@ -8,8 +8,10 @@ with its own hidden chance of a fan reply (and, for PPV ones, of a purchase). Th
 split in time: the first 80% of exchanges fill the projection (SuggestionsProjection, the
 same code as production, on a scratch database), and each exchange of the last 20% whose reply
 worked is asked about: is that reply among the three suggestions for the fan's message?
+Then the route, GET /api/crm/conversations/{id}/suggestions, in-process (as bench/models.py
+measures it), one request at a time on random conversations: their rows are written in bulk.
 
-    uv run python bench/suggestions.py [--fans 2000] [--seed 7]
+    uv run python bench/suggestions.py [--fans 2000] [--seed 7] [--requests 300] [--asked N]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import sys
 import time
 import uuid
@@ -25,8 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from _common import FIRST_NAMES, LAST_NAMES, percentile, scratch_database
 
+from adapters import bootstrap
+from adapters.config import Settings
+from adapters.http.app import create_app
+from adapters.observability import configure_logging
+from adapters.postgres.api_keys import create_api_key
 from adapters.postgres.pool import create_pool
 from adapters.postgres.suggestions_read_model import PostgresSuggestionIndex
 from application.ports import EventMetadata, RecordedEvent
@@ -152,13 +161,54 @@ def simulate(fans: int, seed: int) -> tuple[Recorder, list[tuple[str, str, str]]
     return training, held_out, len(exchanges) - cut
 
 
+async def route_latency(url: str, fans: int, requests: int, seed: int) -> list[float]:
+    """Seconds per GET of the route on random conversations (the conversations' rows, which
+    the route checks first, written in bulk: one per fan, its id the fan's)."""
+    settings = Settings.from_env(
+        {"CRM_MASTER_KEY": secrets.token_urlsafe(32)}, database_url=url, pool_min_size=2
+    )
+    container = await bootstrap.build(settings)
+    try:
+        await container.pool.execute(
+            "INSERT INTO conversations (conversation_id, tenant_id, fan_id, platform,"
+            " created_at, activity_at) SELECT f, $1, f, 'onlyfans', now(), now()"
+            " FROM generate_series(1, $2::bigint) f",
+            TENANT,
+            fans,
+        )
+        await container.pool.execute("ANALYZE")
+        key, _ = await create_api_key(container.pool, user_id=TENANT, role="creator")
+        headers = {"Authorization": f"Bearer {key}"}
+        rng = random.Random(seed)
+        took = []
+        transport = httpx.ASGITransport(app=create_app(container=container))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for _ in range(requests):
+                path = f"/api/crm/conversations/{rng.randint(1, fans)}/suggestions"
+                started = time.perf_counter()
+                answer = await client.get(path, headers=headers)
+                took.append(time.perf_counter() - started)
+                assert answer.status_code == 200, answer.text
+        return took
+    finally:
+        await container.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fans", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--asked", type=int, default=0, help="ask only this many held-out exchanges (0: all)"
+    )
     args = parser.parse_args()
+    configure_logging("WARNING", json=False)
     training, held_out, asked = simulate(args.fans, args.seed)
     rng = random.Random(args.seed + 1)
+    worked_total = len(held_out)
+    if args.asked:  # a sample, for big histories: each question costs a query
+        held_out = rng.sample(held_out, min(args.asked, len(held_out)))
     async with scratch_database() as (url, where):
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
@@ -166,6 +216,8 @@ async def main() -> None:
             for start in range(0, len(training.events), 2000):
                 async with pool.acquire() as connection, connection.transaction():
                     await projection.apply_batch(connection, training.events[start : start + 2000])
+            # What autovacuum would have done by now: without statistics the planner guesses.
+            await pool.execute("ANALYZE")
             worked = await pool.fetch(
                 "SELECT DISTINCT template FROM suggestion_replies"
                 " WHERE tenant_id = $1 AND outcome IS NOT NULL",
@@ -185,13 +237,22 @@ async def main() -> None:
                 random_hits += reply in guesses
         finally:
             await pool.close()
+        route = await route_latency(url, args.fans, args.requests, args.seed)
     print(f"database: {where}; fans: {args.fans}; training events: {len(training.events)}")
-    print(f"held-out exchanges: {asked}; of them with a reply that worked: {len(held_out)}")
+    print(
+        f"held-out exchanges: {asked}; of them with a reply that worked: {worked_total}"
+        f" (asked: {len(held_out)})"
+    )
     print(f"one of three suggestions is the reply that worked: {hits / len(held_out):.1%}")
     print(f"one of three random past replies that worked is it: {random_hits / len(held_out):.1%}")
     print(
         f"retrieval query (one connection, sequential): p50 {percentile(took, 0.5):.1f} ms,"
         f" p95 {percentile(took, 0.95):.1f} ms over {len(took)} queries"
+    )
+    print(
+        f"GET /api/crm/conversations/{{id}}/suggestions (in-process, one at a time):"
+        f" p50 {percentile(route, 0.5) * 1000:.1f} ms, p95 {percentile(route, 0.95) * 1000:.1f} ms"
+        f" over {len(route)} requests"
     )
 
 

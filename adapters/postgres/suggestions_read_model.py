@@ -12,6 +12,11 @@ fan's last message, grouped by their text (a reply used often is one candidate),
 by the sum over its uses of ts_rank(context, message) times the outcome's weight (a purchase
 counts for more than a reply). With fewer than asked, the best of the rest by outcome and uses
 complete the list (score 0): a fan's "🔥🔥" still gets the replies that work most.
+
+Both read only the account's latest ``window`` replies that worked (an index walk, newest
+first): searching all of them made a request's cost grow with the account's history (p95
+1,262 ms at 20,000 fans). The latest few thousand are what the account writes now, and what
+works now; a reply that has not worked in that long is not the one to suggest.
 """
 
 from __future__ import annotations
@@ -33,41 +38,60 @@ WHERE t.conversation_id = $1 AND t.tenant_id = $2 AND t.last_in_content IS NOT N
 
 # plainto_tsquery ANDs the message's words; any shared word should count, so its (quoted,
 # escaped) text form is made an OR of the same lexemes. Lexemes never hold a space.
+# MATERIALIZED: computed once. Inlined, the prepared (generic) plan recomputed it for every row
+# it tested and ranked: 39 ms against 8 ms per request on the bench's 2,000 fans.
 _WEIGHT = "CASE r.outcome WHEN 'purchased' THEN $3::float8 ELSE $4::float8 END"
+# The window: the latest replies that worked (index suggestion_replies_recent, migration 057).
+_RECENT = """
+recent AS (
+    SELECT message_id, template, outcome, queued_at, context_tsv
+    FROM suggestion_replies
+    WHERE tenant_id = $1 AND outcome IS NOT NULL
+    ORDER BY queued_at DESC
+    LIMIT $6
+)"""
 _MATCHING = f"""
-WITH q AS (
+WITH q AS MATERIALIZED (
     SELECT replace(plainto_tsquery('simple', $2)::text, ' & ', ' | ')::tsquery AS query
-)
+), {_RECENT}
 SELECT (array_agg(r.message_id::text ORDER BY r.outcome = 'purchased' DESC, r.queued_at DESC))[1]
          AS message_id,
        (array_agg(r.template ORDER BY r.queued_at DESC))[1] AS template,
        bool_or(r.outcome = 'purchased') AS purchased,
        count(*) AS uses,
        sum(ts_rank(r.context_tsv, q.query) * {_WEIGHT}) AS score
-FROM suggestion_replies r, q
-WHERE r.tenant_id = $1 AND r.outcome IS NOT NULL AND r.context_tsv @@ q.query
+FROM recent r, q
+WHERE r.context_tsv @@ q.query
 GROUP BY lower(btrim(r.template))
 ORDER BY score DESC, uses DESC, 2
 LIMIT $5
 """
 _BEST = f"""
+WITH {_RECENT}
 SELECT (array_agg(r.message_id::text ORDER BY r.outcome = 'purchased' DESC, r.queued_at DESC))[1]
          AS message_id,
        (array_agg(r.template ORDER BY r.queued_at DESC))[1] AS template,
        bool_or(r.outcome = 'purchased') AS purchased,
        count(*) AS uses,
        sum({_WEIGHT}) AS weight
-FROM suggestion_replies r
-WHERE r.tenant_id = $1 AND r.outcome IS NOT NULL AND NOT (lower(btrim(r.template)) = ANY($2))
+FROM recent r
+WHERE NOT (lower(btrim(r.template)) = ANY($2))
 GROUP BY lower(btrim(r.template))
 ORDER BY weight DESC, uses DESC, 2
 LIMIT $5
 """
 
 
+# Past replies searched per request: an account's current repertoire (the bench's 2,000 fans
+# left ~5,400 that worked; at 5,000 its hit rate fell from 54.5% to 54.0%), and cheap whatever
+# the account's size.
+WINDOW = 10_000
+
+
 class PostgresSuggestionIndex:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, window: int = WINDOW) -> None:
         self._pool = pool
+        self._window = window
 
     async def fan_message(self, tenant: str, conversation_id: int) -> FanMessage | None:
         if conversation_id not in _BIGINT:
@@ -78,11 +102,13 @@ class PostgresSuggestionIndex:
     async def candidates(self, tenant: str, text: str, limit: int) -> list[Candidate]:
         weights = (OUTCOME_WEIGHTS["purchased"], OUTCOME_WEIGHTS["replied"])
         async with self._pool.acquire() as connection:
-            rows = await connection.fetch(_MATCHING, tenant, text, *weights, limit)
+            rows = await connection.fetch(_MATCHING, tenant, text, *weights, limit, self._window)
             found = [_candidate(row, float(row["score"])) for row in rows]
             if len(found) < limit:
                 seen = [c.template.strip().lower() for c in found]
-                rest = await connection.fetch(_BEST, tenant, seen, *weights, limit - len(found))
+                rest = await connection.fetch(
+                    _BEST, tenant, seen, *weights, limit - len(found), self._window
+                )
                 found += [_candidate(row, 0.0) for row in rest]
         return found
 
