@@ -52,6 +52,9 @@ def replay(
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     settings = {**os.environ, **(env or {})}
     if tenant is not None:
+        if not tenant.strip():
+            # An empty filter would read as no filter: every tenant's events.
+            raise ValueError("tenant must name a creator account, not be empty")
         settings[Factory.TENANT] = tenant
     factory = Factory(settings)
     try:

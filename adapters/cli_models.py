@@ -31,11 +31,23 @@ def add_models_commands(commands: Any) -> None:
     churn.add_argument("--user", help="one account (tenant) only; default: every account")
     churn.add_argument(
         "--as-of",
-        type=date.fromisoformat,
+        type=_as_of_day,
         help="train as on this UTC day (YYYY-MM-DD), e.g. over an imported history; default today",
     )
     add_data_dir(churn)
     churn.set_defaults(func=lambda a: run_async(_train_churn, a))
+
+
+def _as_of_day(text: str) -> date:
+    """A past or present UTC day: a model dated in the future would hold back the worker's
+    retraining (and the atRisk trigger's runs) until that day."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+    if not date(2000, 1, 1) <= day <= datetime.now(UTC).date():
+        raise argparse.ArgumentTypeError(f"{day} is not between 2000-01-01 and today (UTC)")
+    return day
 
 
 async def _train_churn(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ CLOUDWATCH_NAMESPACE (default Huntaze/OnlyFans) with METRICS_EMF (adapters/metri
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -207,6 +208,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             assert isinstance(delays, tuple)
             values["max_receive_count"] = len(delays) + 1
         settings = cls(**values)  # type: ignore[arg-type]
+        if not math.isfinite(settings.churn_retrain_seconds) or settings.churn_retrain_seconds <= 0:
+            # 0 or nan would make the churn worker's wait return at once, or raise, forever.
+            raise SystemExit("CRM_CHURN_RETRAIN_SECONDS must be a positive number of seconds")
         if not settings.database_url:
             raise SystemExit("DATABASE_URL is not set (or run `crm dev` for the local stack)")
         return settings

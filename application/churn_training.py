@@ -31,6 +31,10 @@ from application.errors import ApplicationError
 MIN_FANS = 20
 
 
+class ChurnModelChanged(ApplicationError):
+    """A page cursor of a model that has since been replaced by a retrain."""
+
+
 class ModelNotTrained(ApplicationError):
     """No churn model yet for this account (409), or not enough history to train one."""
 

@@ -38,6 +38,10 @@ async def retrain_due(
             log.info("churn model not trained", tenant=tenant, reason=str(reason))
             outcomes[tenant] = str(reason)
             continue
+        except Exception as error:  # one account's failure must not starve the others
+            log.exception("churn model training failed", tenant=tenant)
+            outcomes[tenant] = f"failed: {type(error).__name__}"
+            continue
         log.info("churn model trained", tenant=tenant, version=trained.version)
         outcomes[tenant] = trained.version
     return outcomes

@@ -16,7 +16,7 @@ from adapters.http.permissions import requires
 from adapters.postgres.api_keys import Principal
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from application.churn import Factor
-from application.churn_training import ModelNotTrained
+from application.churn_training import ChurnModelChanged, ModelNotTrained
 from application.permissions import Permission
 
 Deps = NamedDependency[Container]
@@ -42,6 +42,9 @@ class ChurnModelOut(msgspec.Struct, kw_only=True, rename="camel"):
     metrics: dict[str, Any]
 
 
+_Cursor = tuple[int, float, int]  # model version, risk, fan id
+
+
 class ChurnOut(msgspec.Struct, kw_only=True, rename="camel"):
     fans: list[FanRiskOut]
     model: ChurnModelOut
@@ -65,11 +68,21 @@ class ChurnController(Controller):
         latest model (`crm models train churn`, or the churn worker's schedule). 409
         `model-not-trained` until a model has been trained for the account."""
         tenant = request.user.user_id
-        after = None if cursor is None else tuple(decode_cursor(cursor, tuple[float, int]))
-        model = await container.churn.latest_model(tenant)
+        # The cursor names the model whose ranking it walks: a retrain replaces every score,
+        # and walking the new ranking from the old place would skip or repeat fans.
+        version, *after = (None,) if cursor is None else decode_cursor(cursor, _Cursor)
+        model, rows = await container.churn.ranked(
+            tenant,
+            None if version is None else tuple(after),  # type: ignore[arg-type]
+            PAGE + 1,
+        )
         if model is None:
             raise ModelNotTrained("no churn model has been trained for this account yet")
-        rows = await container.churn.page(tenant, after, PAGE + 1)  # type: ignore[arg-type]
+        if version is not None and version != model["version"]:
+            raise ChurnModelChanged(
+                f"the churn model was retrained (version {model['version']}) since this"
+                f" cursor's page (version {version}): start again from the first page"
+            )
         fans = [
             FanRiskOut(
                 fan_id=row["fan_id"],
@@ -89,5 +102,7 @@ class ChurnController(Controller):
                 validation_cutoff=model["validation_cutoff"].isoformat(),
                 metrics=model["metrics"],
             ),
-            next_cursor=None if last is None else encode_cursor(last.risk, last.fan_id),
+            next_cursor=None
+            if last is None
+            else encode_cursor(model["version"], last.risk, last.fan_id),
         )

@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from adapters.postgres.subject_keys import SubjectErased
-from application.churn_training import ModelNotTrained
+from application.churn_training import ChurnModelChanged, ModelNotTrained
 from application.errors import (
     ConcurrencyError,
     Forbidden,
@@ -107,6 +107,8 @@ def handle_error(request: Request[Any, Any, Any], error: Exception) -> Response[
             )
         case ModelNotTrained():
             return problem(409, str(error), slug="model-not-trained", **instance)
+        case ChurnModelChanged():
+            return problem(409, str(error), slug="churn-model-changed", **instance)
         case IllegalState():
             return problem(409, str(error), slug="illegal-state", **instance)
         case Unauthorized():

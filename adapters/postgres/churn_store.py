@@ -133,20 +133,38 @@ class PostgresChurnStore:
             )
             return int(version)
 
-    async def latest_model(self, tenant: str) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
+    async def latest_model(
+        self, tenant: str, db: asyncpg.Pool | asyncpg.Connection | None = None
+    ) -> asyncpg.Record | None:
+        return await (db or self._pool).fetchrow(
             "SELECT version, trained_at, position, train_cutoff, validation_cutoff, metrics"
             " FROM churn_models WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
             tenant,
         )
 
-    async def page(
+    async def ranked(
         self, tenant: str, after: tuple[float, int] | None, limit: int
+    ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+        """The latest model and a page of its scores, read in one snapshot: a retrain
+        committing between the two reads cannot pair one model with another's scores."""
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            model = await self.latest_model(tenant, connection)
+            return model, await self.page(tenant, after, limit, connection)
+
+    async def page(
+        self,
+        tenant: str,
+        after: tuple[float, int] | None,
+        limit: int,
+        db: asyncpg.Pool | asyncpg.Connection | None = None,
     ) -> list[asyncpg.Record]:
         """Scores, riskiest first (ties by fan id), after a keyset cursor: live fans only,
         the projector deleting a deleted or erased fan's score. One walk of the
         (tenant, risk desc, fan id) index, however many fans the account has."""
-        return await self._pool.fetch(
+        return await (db or self._pool).fetch(
             "SELECT s.fan_id, s.risk, s.factors FROM churn_scores s"
             " WHERE s.tenant_id = $1"
             "   AND ($2::float8 IS NULL OR s.risk < $2 OR (s.risk = $2 AND s.fan_id > $3))"

@@ -101,6 +101,12 @@ async def test_a_model_validated_on_a_later_window_ranks_the_account_s_fans_risk
     await train_churn(fresh.churn, fit_logistic, "a", now=NOW)
     again = (await api.get(CHURN, headers=auth)).json()
     assert again["model"]["version"] == 2
+    # Page 2 of the model retrained since would walk another ranking: start again instead.
+    stale = await api.get(CHURN, params={"cursor": first["nextCursor"]}, headers=auth)
+    assert stale.status_code == 409
+    assert stale.json()["type"].endswith("/churn-model-changed")
+    fresh_page = await api.get(CHURN, params={"cursor": again["nextCursor"]}, headers=auth)
+    assert fresh_page.json()["model"]["version"] == 2
     bad = await api.get(CHURN, params={"cursor": "not-a-cursor"}, headers=auth)
     assert bad.status_code == 422
 

@@ -101,6 +101,10 @@ class Factory(InfrastructureFactory[TrackingRecorder]):
         if not url:
             keys = ", ".join(self.env.create_keys(self.DATABASE_URL))
             raise InfrastructureFactoryError(f"fancrm's database: set {keys}")
+        tenant = self.env.get(self.TENANT)
+        if tenant is not None and not tenant.strip():
+            # Set but empty would read as "no filter": refuse rather than show every tenant.
+            raise InfrastructureFactoryError(f"{self.TENANT} is set but empty")
         master = self.env.get(self.MASTER_KEY)
         previous = (self.env.get(self.PREVIOUS_MASTER_KEYS) or "").split(",")
         self._loop = loop = LoopThread()
@@ -123,7 +127,7 @@ class Factory(InfrastructureFactory[TrackingRecorder]):
             loop.run(pool.close())
             loop.close()
             raise
-        return LogRecorder(loop, pool, personal, self.env.get(self.TENANT) or None)
+        return LogRecorder(loop, pool, personal, tenant or None)
 
     def close(self) -> None:
         """Idempotent: an application closes its factory, and again when it is collected."""
