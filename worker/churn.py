@@ -29,22 +29,33 @@ async def retrain_due(
     """One pass over the accounts: each one's new version, or why it was skipped."""
     outcomes: dict[str, int | str] = {}
     for tenant in await container.churn.tenants():
+        try:
+            outcome = await _retrain_if_due(container, tenant, every, now)
+        except Exception as error:  # one account's failure must not starve the others
+            log.exception("churn model training failed", tenant=tenant)
+            outcome = f"failed: {type(error).__name__}"
+        if outcome is not None:
+            outcomes[tenant] = outcome
+    return outcomes
+
+
+async def _retrain_if_due(
+    container: Container, tenant: str, every: float, now: Callable[[], datetime]
+) -> int | str | None:
+    async with container.churn.training_turn(tenant) as mine:
+        if not mine:
+            return None  # another process is training it
+        # Read under the turn: a replica that trained it a moment ago has saved its model.
         latest = await container.churn.latest_model(tenant)
         if latest is not None and now() - latest["trained_at"] < timedelta(seconds=every):
-            continue
+            return None
         try:
             trained = await train_churn(container.churn, fit_logistic, tenant, now=now())
         except ModelNotTrained as reason:
             log.info("churn model not trained", tenant=tenant, reason=str(reason))
-            outcomes[tenant] = str(reason)
-            continue
-        except Exception as error:  # one account's failure must not starve the others
-            log.exception("churn model training failed", tenant=tenant)
-            outcomes[tenant] = f"failed: {type(error).__name__}"
-            continue
-        log.info("churn model trained", tenant=tenant, version=trained.version)
-        outcomes[tenant] = trained.version
-    return outcomes
+            return str(reason)
+    log.info("churn model trained", tenant=tenant, version=trained.version)
+    return trained.version
 
 
 async def run_churn_worker(

@@ -3,6 +3,8 @@ the models and the scores, one account at a time."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -69,6 +71,24 @@ async def activity_as_of(sql: Any, tenant: str, as_of: date, *, label: bool) -> 
 class PostgresChurnStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def training_turn(self, tenant: str) -> AsyncIterator[bool]:
+        """True if this process may train the account now, held until the block ends; False
+        while another process trains it. Two worker replicas (a rolling deploy) that both
+        found a model due would otherwise save two versions seconds apart, and an `atRisk`
+        sequence with reentry `always` would enrol its fans twice."""
+        async with self._pool.acquire() as conn:
+            mine = await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 22))", tenant
+            )
+            try:
+                yield mine
+            finally:
+                if mine:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended($1, 22))", tenant
+                    )
 
     async def tenants(self) -> list[str]:
         rows = await self._pool.fetch("SELECT DISTINCT tenant_id FROM churn_fans ORDER BY 1")

@@ -191,3 +191,7 @@ async def test_crm_models_train_churn_trains_from_the_shell_and_the_worker_retra
     assert await retrain_due(fresh, every=86_400, now=lambda: NOW + timedelta(hours=1)) == {}
     later = await retrain_due(fresh, every=86_400, now=lambda: NOW + timedelta(days=2))
     assert later == {"a": 2}
+    # Two replicas' passes at once: one trains, the other finds it trained or in training.
+    due = NOW + timedelta(days=4)
+    passes = [retrain_due(fresh, every=86_400, now=lambda: due) for _ in range(2)]
+    assert sorted(map(str, await asyncio.gather(*passes))) == ["{'a': 3}", "{}"]

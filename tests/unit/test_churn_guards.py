@@ -4,6 +4,8 @@ account's failure, an empty tenant filter."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -40,6 +42,10 @@ def test_training_as_of_a_day_takes_past_days_and_refuses_the_future_and_nonsens
 
 
 class _Churn:
+    @contextlib.asynccontextmanager
+    async def training_turn(self, tenant: str) -> AsyncIterator[bool]:
+        yield True
+
     async def tenants(self) -> list[str]:
         return ["a-broken", "b", "c"]
 
