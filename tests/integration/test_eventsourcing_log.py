@@ -236,3 +236,24 @@ async def test_a_subscription_follows_the_log_as_the_sealer_numbers_it(
             subscription.stop()
             with pytest.raises(StopIteration):
                 next(subscription)
+
+
+async def test_a_quiet_tenants_subscription_reads_past_the_others_events_once(
+    fresh: bootstrap.Container, fresh_database_url: str
+) -> None:
+    mine = await add_fan(fresh.events, "quiet")
+    for _ in range(3):
+        await add_fan(fresh.events, "busy", updates=1)
+    await seal(fresh, 7)
+    async with log_recorder(fresh_database_url, FANCRM_TENANT="quiet") as recorder:
+        with recorder.subscribe(gt=None) as subscription:
+            seen = await asyncio.to_thread(next, subscription)
+            assert (seen.id, seen.originator_id) == (1, mine)
+            # Its next read starts after the busy tenant's six, not again from its own event.
+            assert subscription.reading_after == 7
+            waiting = asyncio.ensure_future(asyncio.to_thread(next, subscription))
+            later = await add_fan(fresh.events, "quiet")
+            await seal(fresh, 1)
+            seen = await asyncio.wait_for(waiting, timeout=10)
+            assert (seen.id, seen.originator_id) == (8, later)
+            subscription.stop()

@@ -107,6 +107,27 @@ class LogRecorder(ApplicationRecorder):
         types = event_types(topics)
         return self._loop.submit(self._notifications(after, limit, stop, types, until))
 
+    def follow(
+        self, after: int, limit: int, topics: Sequence[str] = ()
+    ) -> concurrent.futures.Future[tuple[list[Notification], int]]:
+        """``fetch``, and where the next read may start: past the batch, and when the batch
+        is short, past every number sealed before the read began (none of them is ours), so a
+        filtered reader of a quiet tenant does not read the same stretch of others' events at
+        every poll."""
+        types = event_types(topics)
+        return self._loop.submit(self._following(after, limit, types))
+
+    async def _following(
+        self, after: int, limit: int, types: list[str] | None
+    ) -> tuple[list[Notification], int]:
+        # Read first: the chain is numbered by one sealer in order, so every number up to
+        # this one is visible to the read that follows.
+        sealed = await last_seq(self._pool) or 0
+        found = await self._notifications(after, limit, None, types)
+        if len(found) == limit:
+            return found, found[-1].id
+        return found, max(after, sealed, found[-1].id if found else 0)
+
     def id_of(self, position: int) -> int | None:
         """The notification id of the event at ``position``; None if it is not sealed yet."""
         return self._loop.run(seq_of(self._pool, position))

@@ -39,8 +39,13 @@ class LogSubscription(Subscription["LogRecorder"]):
         self._poll_seconds = poll_seconds
         self._after = gt or 0
         self._ready: deque[Notification] = deque()
-        self._ahead: concurrent.futures.Future[list[Notification]] | None = None
+        self._ahead: concurrent.futures.Future[tuple[list[Notification], int]] | None = None
         self._stopped = threading.Event()
+
+    @property
+    def reading_after(self) -> int:
+        """The notification id the next read starts after."""
+        return self._after
 
     def stop(self) -> None:
         super().stop()
@@ -52,20 +57,17 @@ class LogSubscription(Subscription["LogRecorder"]):
         while not self._ready and not self._has_been_stopped:
             ahead, self._ahead = self._ahead, None
             if ahead is None:
-                ahead = self._recorder.fetch(self._after, self._batch_size, topics=self._topics)
+                ahead = self._recorder.follow(self._after, self._batch_size, self._topics)
             try:
-                batch = ahead.result()
+                batch, self._after = ahead.result()
             except concurrent.futures.CancelledError:  # stopped meanwhile
                 continue
             if not batch:
                 self._stopped.wait(self._poll_seconds)
                 continue
             self._ready.extend(batch)
-            self._after = batch[-1].id
             if len(batch) == self._batch_size:  # more is likely there: read it meanwhile
-                self._ahead = self._recorder.fetch(
-                    self._after, self._batch_size, topics=self._topics
-                )
+                self._ahead = self._recorder.follow(self._after, self._batch_size, self._topics)
         if self._has_been_stopped:
             raise StopIteration
         return self._ready.popleft()
