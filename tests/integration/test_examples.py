@@ -18,19 +18,15 @@ import httpx
 import pytest
 
 from adapters import bootstrap
-from adapters.crypto import MasterKey
-from adapters.export.destinations import LocalFolder
-from adapters.export.events import export_events, read_checkpoint
-from adapters.export.pseudonyms import load_pseudonyms
 from adapters.postgres.event_chain_store import PostgresEventChain
 from application import messages
 from application.context import CommandContext
-from application.ports import Checkpoint, RecordedEvent
+from application.ports import Checkpoint
 from application.webhooks import WebhookEvent, handle_webhook
 from examples import duckdb_report
 from examples.revenue_by_hour import replay
 from tests.support.fresh_app import auth_for
-from tests.support.settings import TEST_MASTER_KEY
+from tests.support.log_reading import committed_head, export_to_head, read_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,33 +91,6 @@ async def make_history(container: bootstrap.Container, api: httpx.AsyncClient) -
     assert upload.json()["summary"]["successfulInserts"] == len(IMPORTED), upload.text
 
 
-async def committed_head(container: bootstrap.Container) -> Checkpoint:
-    """The newest committed event. Not ``store.head()``: that is what a reader can reach now,
-    below the oldest transaction open on the server, which other tests' databases share."""
-    row = await container.pool.fetchrow(
-        "SELECT transaction_id, position FROM events"
-        " ORDER BY transaction_id DESC, position DESC LIMIT 1"
-    )
-    return Checkpoint(row["transaction_id"], row["position"])
-
-
-async def read_log(container: bootstrap.Container) -> list[RecordedEvent]:
-    """The whole log as the store reads it, up to the newest committed event."""
-    head = await committed_head(container)
-    found: list[RecordedEvent] = []
-    checkpoint = Checkpoint()
-    deadline = time.monotonic() + 30
-    while checkpoint < head:
-        assert time.monotonic() < deadline, f"the log was never readable up to {head}"
-        batch = await container.events.read_all(checkpoint, 500)
-        if not batch:
-            await asyncio.sleep(0.01)
-            continue
-        found += batch
-        checkpoint = Checkpoint(batch[-1].transaction_id, batch[-1].position)
-    return found
-
-
 async def payments(container: bootstrap.Container) -> list[Payment]:
     """Every payment the log holds, with the time it counts at."""
     found: list[Payment] = []
@@ -132,17 +101,6 @@ async def payments(container: bootstrap.Container) -> list[Payment]:
         elif recorded.event_type == "FanTransactionImported":
             found.append(Payment(tenant, event.occurred_at, event.amount_cents, True))
     return found
-
-
-async def export_to_head(container: bootstrap.Container, target: Path) -> None:
-    """`crm export events --to target`'s work, again until it has the newest committed event."""
-    pseudonyms = await load_pseudonyms(container.pool, [MasterKey.parse(TEST_MASTER_KEY)])
-    head = await committed_head(container)
-    deadline = time.monotonic() + 30
-    while await read_checkpoint(LocalFolder(target)) < head:
-        assert time.monotonic() < deadline, f"the export never reached {head}"
-        await export_events(container.events, pseudonyms, LocalFolder(target), batch_size=10)
-        await asyncio.sleep(0.01)
 
 
 async def seal_to_head(container: bootstrap.Container) -> None:

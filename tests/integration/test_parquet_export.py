@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -17,16 +16,15 @@ import httpx
 import pytest
 
 from adapters import bootstrap
-from adapters.export.destinations import Destination, LocalFolder
-from adapters.export.events import ExportReport, export_events, read_checkpoint
+from adapters.export.destinations import LocalFolder
 from adapters.export.pseudonyms import FanPseudonyms, load_pseudonyms
 from adapters.export.tables import export_tables
 from application import messages
 from application.context import CommandContext
-from application.ports import Checkpoint
 from application.webhooks import WebhookEvent, handle_webhook
 from tests.support.catching_up import catch_up_to_head
 from tests.support.fresh_app import auth_for
+from tests.support.log_reading import export_to_head, read_log
 from tests.support.settings import TEST_MASTER_KEY
 
 pytestmark = pytest.mark.timeout(180)
@@ -52,28 +50,6 @@ PERSONAL = [
 ]
 
 
-async def export_to_head(
-    container: bootstrap.Container, target: Path | Destination
-) -> list[ExportReport]:
-    """Export until the checkpoint reaches the newest committed event: a read of the log stops
-    below the oldest transaction open on the server, which other tests' databases share."""
-    destination = LocalFolder(target) if isinstance(target, Path) else target
-    head = await container.events.head()
-    pseudonyms = await _pseudonyms(container)
-    reports: list[ExportReport] = []
-    deadline = time.monotonic() + 30
-    while not reports or await read_checkpoint(destination) < head:
-        assert time.monotonic() < deadline, f"the export never reached {head}"
-        if reports:
-            await asyncio.sleep(0.01)
-        reports.append(
-            await export_events(
-                container.events, pseudonyms, destination, batch_size=7, compression="none"
-            )
-        )
-    return reports
-
-
 async def _pseudonyms(container: bootstrap.Container) -> FanPseudonyms:
     from adapters.crypto import MasterKey
 
@@ -81,21 +57,8 @@ async def _pseudonyms(container: bootstrap.Container) -> FanPseudonyms:
 
 
 async def log_counts(container: bootstrap.Container) -> Counter[str]:
-    """Events per type, as the store reads the log, up to its newest committed event (the
-    read, like the export's, may have to wait for other tests' open transactions)."""
-    head = await container.events.head()
-    counts: Counter[str] = Counter()
-    checkpoint = Checkpoint()
-    deadline = time.monotonic() + 30
-    while checkpoint < head:
-        assert time.monotonic() < deadline, f"the log was never readable up to {head}"
-        batch = await container.events.read_all(checkpoint, 500)
-        if not batch:
-            await asyncio.sleep(0.01)
-            continue
-        counts.update(recorded.event_type for recorded in batch)
-        checkpoint = Checkpoint(batch[-1].transaction_id, batch[-1].position)
-    return counts
+    """Events per type, as the store reads the log, up to its newest committed event."""
+    return Counter(recorded.event_type for recorded in await read_log(container))
 
 
 async def make_history(container: bootstrap.Container, api: httpx.AsyncClient) -> list[int]:
