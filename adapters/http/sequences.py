@@ -4,11 +4,11 @@ Creator keys write; auditors and admins read. DELETE archives (the history stays
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from adapters.bootstrap import Container
 from adapters.http.context import command_context, read_your_writes
@@ -16,6 +16,7 @@ from adapters.http.idempotency import replay_or_run
 from adapters.http.openapi import responses_for
 from adapters.http.permissions import require, requires
 from adapters.http.schemas import decode_strictly
+from adapters.http.scripts import Limit, MinPosition
 from adapters.http.sequence_schemas import (
     CreateSequenceBody,
     SequenceChangedOut,
@@ -31,17 +32,6 @@ from application.errors import NotFound
 from application.permissions import Permission
 
 Deps = NamedDependency[Container]
-Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-MinPosition = Annotated[
-    int | None,
-    QueryParameter(
-        name="minPosition",
-        ge=1,
-        le=2**63 - 1,
-        description="Wait (briefly) until the view includes this event position (another"
-        " client's write: this API key's own writes are waited for without it).",
-    ),
-]
 _VIEWS = ["sequences"]
 _LIFECYCLE = responses_for(params=False, found=True, conflict=True, idempotent=True)
 Change = Callable[..., Awaitable[sequences.SequenceChanged]]
